@@ -1,0 +1,1 @@
+"""The ``onnxforge`` command line."""

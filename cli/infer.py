@@ -1,0 +1,95 @@
+"""``onnxforge infer``: run a model on inputs from a file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+
+from onnxforge.cli._common import DEVICE, print_json
+from onnxforge.runtime.errors import DataError
+
+MAX_SHOWN = 20
+
+
+def read_inputs(path: str, input_names: list[str]) -> dict:
+    """An .npy (the one input) or an .npz (``x`` or arrays named after the inputs)."""
+    from onnxforge.runtime.data import load_npz
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"input file '{p}' does not exist")
+    if p.suffix == ".npy":
+        if len(input_names) != 1:
+            raise DataError(f"an .npy holds one array but the model has {len(input_names)} inputs "
+                            f"({', '.join(input_names)}); use an .npz with one array per input")
+        try:
+            return {input_names[0]: np.load(p, allow_pickle=False)}
+        except (OSError, ValueError) as exc:
+            raise DataError(f"'{p}' is not a readable .npy file ({exc})") from None
+    if p.suffix != ".npz":
+        raise DataError(f"input file '{p}' must be .npy or .npz; got '{p.suffix or 'no extension'}'")
+    return load_npz(p, input_names, need_targets=False).inputs
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@click.command("infer")
+@click.argument("model", type=click.Path())
+@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
+              help="Inputs: an .npy for a one-input model, or an .npz with x or arrays named after the inputs.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Write every output (and predictions for a classifier) to this .npz.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Examples per inference call.")
+@click.option("--device", type=DEVICE, default="auto", show_default=True, help="Where to run the model.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outputs as one JSON object.")
+def command(model, input_path, output, batch_size, device, as_json):
+    """Run MODEL on the inputs in --input and print (or save) what it predicts."""
+    from onnxforge.runtime import load
+    from onnxforge.runtime.data import Dataset
+    from onnxforge.runtime.evaluation import checked_dataset
+
+    session = load(model, device=device)
+    ds = checked_dataset(session, Dataset(read_inputs(input_path, [i.name for i in session.inputs]), None, input_path),
+                         need_targets=False, name=input_path)
+    names = [o.name for o in session.outputs]
+    parts = {n: [] for n in names}
+    for start in range(0, len(ds), batch_size):
+        out = session.run({k: v[start : start + batch_size] for k, v in ds.inputs.items()})
+        for n in names:
+            parts[n].append(out[n])
+    outputs = {n: np.concatenate(v, axis=0) for n, v in parts.items()}
+    result = dict(outputs)
+    main = session.metadata.get("output") or names[0]
+    classifier = session.metadata.get("task") == "classification"
+    if classifier:
+        probs = softmax(outputs[main].astype(np.float64))
+        result["predictions"] = probs.argmax(axis=-1)
+        result["confidence"] = probs.max(axis=-1)
+    if output:
+        from onnxforge.runtime.modelio import atomic_write_bytes
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, **result)
+        atomic_write_bytes(output, buf.getvalue())
+    if as_json:
+        print_json(result)
+        return
+    if classifier:
+        labels = session.metadata.get("labels")
+        for i, (p, c) in enumerate(zip(result["predictions"][:MAX_SHOWN], result["confidence"])):
+            name = f" ({labels[p]})" if isinstance(labels, list) and p < len(labels) else ""
+            click.echo(f"{i}: class {p}{name}  p={c:.3f}")
+    else:
+        for i, row in enumerate(outputs[main][:MAX_SHOWN]):
+            click.echo(f"{i}: {np.array2string(np.asarray(row), precision=4, max_line_width=120)}")
+    if len(ds) > MAX_SHOWN:
+        click.echo(f"... {len(ds) - MAX_SHOWN} more rows" + ("" if output else "; use -o OUT.npz or --json for all"))
+    if output:
+        click.echo(f"wrote {output}")

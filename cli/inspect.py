@@ -1,0 +1,90 @@
+"""``onnxforge inspect``: what a model holds and whether it can be trained here."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import click
+import numpy as np
+from onnx import helper
+
+from onnxforge.cli._common import print_json
+
+
+def describe_model(path: str) -> dict:
+    from onnxforge import plugins
+    from onnxforge.runtime.gradients import untrainable_ops
+    from onnxforge.runtime.modelio import get_metadata, load_model
+    from onnxforge.runtime.session import _io_info_from_model
+    from onnxforge.runtime.trainer import trainable_parameters
+
+    model = load_model(path)
+    params = [
+        {"name": t.name, "shape": list(t.dims), "dtype": helper.tensor_dtype_to_np_dtype(t.data_type).name,
+         "size": int(np.prod(t.dims))}
+        for t in model.graph.initializer
+    ]
+    float_params = trainable_parameters(model)
+    try:
+        blockers = untrainable_ops(plugins.prepare_training(model), float_params)
+        why = "; ".join(blockers)
+    except Exception as exc:  # noqa: BLE001 - e.g. a plugin op that refuses training
+        blockers, why = [str(exc)], str(exc)
+    trainable = bool(float_params) and not blockers
+    outputs = []
+    for o in model.graph.output:
+        tt = o.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim]
+        outputs.append({"name": o.name, "shape": dims,
+                        "dtype": helper.tensor_dtype_to_np_dtype(tt.elem_type).name if tt.elem_type else None})
+    return {
+        "path": str(path),
+        "ir_version": model.ir_version,
+        "opsets": {imp.domain or "ai.onnx": imp.version for imp in model.opset_import},
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "inputs": [i.to_dict() for i in _io_info_from_model(model)],
+        "outputs": outputs,
+        "parameters": params,
+        "parameter_count": int(sum(p["size"] for p in params if p["dtype"].startswith("float"))),
+        "ops": dict(Counter((n.domain + "." if n.domain else "") + n.op_type for n in model.graph.node)),
+        "functions": [f"{f.domain}.{f.name}" for f in model.functions],
+        "metadata": get_metadata(model),
+        "other_metadata": {p.key: p.value for p in model.metadata_props if not p.key.startswith("onnxforge.")},
+        "trainable": trainable,
+        "not_trainable_because": None if trainable else (why or "the model has no float parameters"),
+    }
+
+
+def _dims(shape) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+@click.command("inspect")
+@click.argument("model", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the description as one JSON object.")
+def command(model, as_json):
+    """Show MODEL's inputs, outputs, parameters, opsets, metadata and whether it can be trained here."""
+    info = describe_model(model)
+    if as_json:
+        print_json(info)
+        return
+    echo = click.echo
+    echo(f"{info['path']}: IR {info['ir_version']}, opsets "
+         + ", ".join(f"{d} {v}" for d, v in info["opsets"].items()))
+    for key in ("inputs", "outputs"):
+        echo(f"{key}:")
+        for io in info[key]:
+            echo(f"  {io['name']}: {io['dtype']} {_dims(io['shape'])}")
+    echo(f"parameters: {len(info['parameters'])} tensors, {info['parameter_count']:,} float values")
+    for p in info["parameters"][:40]:
+        echo(f"  {p['name']}: {p['dtype']} {_dims(p['shape'])} ({p['size']:,})")
+    if len(info["parameters"]) > 40:
+        echo(f"  ... {len(info['parameters']) - 40} more (use --json for all)")
+    echo("ops: " + ", ".join(f"{op} x{n}" for op, n in info["ops"].items()))
+    if info["metadata"]:
+        echo("metadata:")
+        for k, v in info["metadata"].items():
+            echo(f"  {k}: {v}")
+    echo("trainable here: " + ("yes" if info["trainable"] else f"no ({info['not_trainable_because']})"))
+
+

@@ -1,0 +1,61 @@
+"""Which ops ONNX Runtime training can differentiate, and the node forms its gradient builders
+need. The op lists were measured against onnxruntime-training 1.19.2 (see the shared notes and
+``tests/runtime/test_gradients.py``, which re-checks them against the installed runtime)."""
+
+from __future__ import annotations
+
+from onnx import ModelProto
+
+__all__ = ["GRADIENT_OPS", "STOP_GRADIENT_OPS", "untrainable_ops", "prepare_for_gradients"]
+
+# Default-domain ops with a gradient builder in ORT training 1.19.
+GRADIENT_OPS = frozenset({
+    "Abs", "Add", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Conv", "Cos", "Div",
+    "Dropout", "Erf", "Exp", "Expand", "Flatten", "Gather", "GatherElements", "GatherND", "Gelu", "Gemm",
+    "GlobalAveragePool", "Identity", "LSTM", "LayerNormalization", "LeakyRelu", "Log", "LogSoftmax",
+    "MatMul", "Max", "MaxPool", "Min", "Mul", "Neg", "Pad", "Pow", "Reciprocal", "ReduceL2",
+    "ReduceLogSumExp", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Sigmoid", "Sin", "Slice",
+    "Softmax", "SoftmaxCrossEntropyLoss", "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Tile",
+    "Transpose", "Unsqueeze", "Where",
+})
+
+# Ops whose outputs carry no gradient (shapes, comparisons, indices): fine anywhere in a graph.
+STOP_GRADIENT_OPS = frozenset({
+    "ArgMax", "ArgMin", "Constant", "ConstantOfShape", "Equal", "Greater", "GreaterOrEqual", "Less",
+    "LessOrEqual", "Not", "And", "Or", "NonZero", "Range", "Shape", "Size", "OneHot",
+})
+
+
+def untrainable_ops(model: ModelProto, trainable: list[str]) -> list[str]:
+    """Ops on a path from a trainable parameter that ORT cannot differentiate, as "Op (node)".
+
+    ``model`` should already have its plugin functions inlined.
+    """
+    live = set(trainable)
+    blockers = []
+    for node in model.graph.node:  # nodes are topologically sorted in a valid model
+        if not any(i in live for i in node.input):
+            continue
+        op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+        if op in STOP_GRADIENT_OPS:
+            continue
+        if op not in GRADIENT_OPS:
+            label = f"{op} ({node.name})" if node.name else op
+            if label not in blockers:
+                blockers.append(label)
+        live.update(o for o in node.output if o)
+    return blockers
+
+
+def prepare_for_gradients(model: ModelProto) -> ModelProto:
+    """Give nodes the optional inputs/outputs ORT's gradient builders index into (in place).
+
+    LSTM: inputs listed up to ``initial_c`` (7, absent ones empty). Dropout: the ``mask`` output.
+    """
+    for node in model.graph.node:
+        if node.op_type == "LSTM" and node.domain in ("", "ai.onnx"):
+            while len(node.input) < 7:
+                node.input.append("")
+        elif node.op_type == "Dropout" and len(node.output) < 2:
+            node.output.append(f"{node.name or node.output[0]}.mask")
+    return model

@@ -1,0 +1,56 @@
+"""What a model is for, read from its metadata: which loss fits, which output the loss reads,
+and which metrics evaluation reports. Builders write ``task``; imported models get one from the
+loss the user picks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from onnxforge.runtime.losses import numpy_loss
+
+__all__ = ["Task", "TASKS", "task_for"]
+
+
+def _classification_metrics(output: np.ndarray, y: np.ndarray, ignore_index=None) -> dict:
+    pred = output.argmax(axis=-1)
+    keep = y != ignore_index if ignore_index is not None else np.ones(y.shape, bool)
+    total = int(keep.sum())
+    return {"accuracy": float((pred[keep] == y[keep]).sum() / total) if total else 0.0}
+
+
+def _regression_metrics(output: np.ndarray, y: np.ndarray, ignore_index=None) -> dict:
+    diff = output.astype(np.float64) - y.reshape(output.shape).astype(np.float64)
+    return {"mae": float(np.abs(diff).mean()), "rmse": float(np.sqrt((diff * diff).mean()))}
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    default_loss: str
+    metrics: Callable = field(repr=False)
+    ignore_index: int | None = None
+    labels_are_classes: bool = True
+
+    def evaluate(self, loss: str, output: np.ndarray, y: np.ndarray) -> dict:
+        result = {"loss": numpy_loss(loss, output, y, self.ignore_index)}
+        result.update(self.metrics(output, y, self.ignore_index))
+        return result
+
+
+TASKS: dict[str, Task] = {
+    "classification": Task("classification", "cross-entropy", _classification_metrics),
+    "regression": Task("regression", "mse", _regression_metrics, labels_are_classes=False),
+    # per-step labels (tagger, language model): padding id 0 is ignored
+    "tagging": Task("tagging", "cross-entropy", _classification_metrics, ignore_index=0),
+}
+
+
+def task_for(metadata: dict, loss: str = "auto") -> Task:
+    """The task named in ``metadata``; for a model without one, the task that ``loss`` implies."""
+    name = metadata.get("task")
+    if name in TASKS:
+        return TASKS[name]
+    return TASKS["regression"] if loss == "mse" else TASKS["classification"]

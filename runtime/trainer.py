@@ -1,0 +1,399 @@
+"""Training any ONNX model with float parameters through ONNX Runtime training artifacts.
+
+A run folder holds everything a run needs and makes::
+
+    RUNDIR/artifacts/      training, eval and optimizer graphs and the initial checkpoint
+    RUNDIR/source.onnx     the forward model the run started from
+    RUNDIR/checkpoint      weights, optimizer state, epoch, step, data-order RNG (atomic, every epoch)
+    RUNDIR/model.onnx      the inference model with the trained weights (every epoch)
+    RUNDIR/metrics.json    configuration and history: loss, metrics, steps/s per epoch
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import ModelProto, TensorProto, numpy_helper
+
+from onnxforge.runtime._ort import ort, quiet_native_stderr, runtime_info, training_api
+from onnxforge.runtime.data import Dataset, as_dataset, check_dataset
+from onnxforge.runtime.device import Device, resolve_device
+from onnxforge.runtime.errors import CheckpointError, ConfigError, NotTrainableError, TrainingError
+from onnxforge.runtime.losses import LOSSES, loss_block
+from onnxforge.runtime.modelio import atomic_write_bytes, get_metadata, load_model, make_runtime_compatible, save_model, set_metadata
+from onnxforge.runtime.schedules import SCHEDULES, learning_rate
+from onnxforge.runtime.session import Session, session_options
+from onnxforge.runtime.tasks import task_for
+
+__all__ = ["Trainer", "OPTIMIZERS", "trainable_parameters"]
+
+OPTIMIZERS = ("adamw", "sgd")
+TRAINING_MODE = "training_mode"
+_CONFIG_KEYS = ("loss", "optimizer", "lr", "weight_decay", "schedule", "warmup_steps", "freeze", "seed",
+                "batch_size", "epochs", "shuffle")
+
+
+def trainable_parameters(model: ModelProto) -> list[str]:
+    """Names of the float initialisers of ``model`` (the candidates for training)."""
+    return [t.name for t in model.graph.initializer
+            if t.data_type == TensorProto.FLOAT and t.name != TRAINING_MODE and len(t.dims) > 0]
+
+
+def _fingerprint(model: ModelProto) -> str:
+    return hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()[:16]
+
+
+def _set_training_mode(model: ModelProto, on: bool) -> ModelProto:
+    for t in model.graph.initializer:
+        if t.name == TRAINING_MODE:
+            t.CopyFrom(numpy_helper.from_array(np.array(on), TRAINING_MODE))
+    return model
+
+
+class Trainer:
+    """Train ``model`` (path, run folder or ``ModelProto``) into the run folder ``rundir``.
+
+    ``loss`` is "auto" (from the model's task), "cross-entropy" or "mse" (see
+    :mod:`onnxforge.runtime.losses` for the scaling). ``optimizer`` is "adamw" (``weight_decay``
+    applies) or "sgd" (plain SGD). ``schedule`` is "constant", "linear" or "cosine", after
+    ``warmup_steps`` of linear warm-up. ``freeze`` holds glob patterns of parameter names kept fixed.
+    """
+
+    def __init__(self, model, rundir, *, loss: str = "auto", optimizer: str = "adamw", lr: float = 1e-3,
+                 weight_decay: float = 0.01, schedule: str = "constant", warmup_steps: int = 0,
+                 freeze=(), device: str | Device = "auto", seed: int = 0, threads: int | None = None,
+                 progress: bool = True):
+        self.source = load_model(model)
+        self.rundir = Path(rundir)
+        self.metadata = get_metadata(self.source)
+        if loss not in ("auto", *LOSSES):
+            raise ConfigError(f"loss must be one of auto, {', '.join(LOSSES)}; got {loss!r}")
+        if optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {optimizer!r}")
+        if schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise ConfigError(f"learning rate must be a positive number; got {lr!r}")
+        self.task = task_for(self.metadata, loss)
+        self.loss = self.task.default_loss if loss == "auto" else loss
+        if self.loss == "cross-entropy" and self.task.name == "regression":
+            raise ConfigError("loss 'cross-entropy' needs a classifier, but the model's task is regression")
+        self.optimizer_name = optimizer
+        self.lr = float(lr)
+        self.weight_decay = float(weight_decay)
+        self.schedule = schedule
+        self.warmup_steps = int(warmup_steps)
+        self.seed = int(seed)
+        self.threads = threads
+        self.progress = progress
+        self.output_name = self.metadata.get("output") or self.source.graph.output[0].name
+        if self.output_name not in [o.name for o in self.source.graph.output]:
+            raise ConfigError(f"the model has no output {self.output_name!r} to train")
+        params = trainable_parameters(self.source)
+        self.freeze = [freeze] if isinstance(freeze, str) else list(freeze or ())
+        frozen = set()
+        for pattern in self.freeze:
+            hits = {p for p in params if fnmatch.fnmatchcase(p, pattern)}
+            if not hits:
+                raise ConfigError(f"freeze pattern {pattern!r} matches no parameter; parameters are: "
+                                  f"{', '.join(params[:12])}{' ...' if len(params) > 12 else ''}")
+            frozen |= hits
+        self.frozen = [p for p in params if p in frozen]
+        self.trainable = [p for p in params if p not in frozen]
+        if not self.trainable:
+            raise NotTrainableError("the model has no trainable float parameters"
+                                    + (" (every one is frozen)" if params else ""))
+        from onnxforge.runtime.gradients import untrainable_ops
+
+        blockers = untrainable_ops(self._prepared_source(), self.trainable)
+        if blockers:
+            raise NotTrainableError(
+                "ONNX Runtime cannot compute gradients through: " + ", ".join(blockers)
+                + "; such a model can be run but not trained"
+            )
+        self.device = resolve_device(device)
+        self._module = None
+        self._infer_session = None
+        self.history: list[dict] = []
+        self.epoch = 0
+        self.step = 0
+        self._rng = np.random.default_rng(self.seed)
+        self._config = None
+
+    # -- artifacts -------------------------------------------------------------------------------
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.rundir / "artifacts"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.rundir / "checkpoint"
+
+    def _prepared_source(self) -> ModelProto:
+        from onnxforge import plugins
+
+        model = ModelProto()
+        model.CopyFrom(self.source)
+        return plugins.prepare_training(model)
+
+    def training_graph(self) -> ModelProto:
+        """The forward graph as the training artifacts are generated from it."""
+        model = _set_training_mode(self._prepared_source(), True)
+        from onnxforge.runtime.gradients import prepare_for_gradients
+
+        model = prepare_for_gradients(model)
+        return make_runtime_compatible(model)
+
+    def _optimizer_block(self):
+        artifacts, onnxblock, _ = training_api()
+        if self.optimizer_name == "sgd":
+            return artifacts.OptimType.SGD
+        return onnxblock.optim.AdamW(betas=(0.9, 0.999), eps=1e-8, weight_decay=self.weight_decay)
+
+    def _generate_artifacts(self) -> None:
+        artifacts, _, _ = training_api()
+        out = self.artifacts_dir
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        graph = self.training_graph()
+        try:
+            with quiet_native_stderr():
+                artifacts.generate_artifacts(
+                    graph,
+                    requires_grad=self.trainable,
+                    frozen_params=self.frozen or None,
+                    loss=loss_block(self.loss, self.task.ignore_index),
+                    optimizer=self._optimizer_block(),
+                    artifact_directory=str(out),
+                    loss_input_names=[self.output_name],
+                )
+        except Exception as exc:  # noqa: BLE001 - ORT raises RuntimeError/Fail with C++ text
+            raise NotTrainableError(f"the training artifacts could not be generated: {str(exc).splitlines()[0]}") from None
+        finally:
+            ort().set_default_logger_severity(3)
+        limit = runtime_info().max_ir_version
+        for name in ("training_model.onnx", "eval_model.onnx", "optimizer_model.onnx"):
+            path = out / name
+            m = onnx.load(str(path))
+            if m.ir_version > limit:
+                m.ir_version = limit
+                save_model(m, path)
+
+    def _open(self, checkpoint: Path) -> None:
+        _, _, api = training_api()
+        a = self.artifacts_dir
+        try:
+            self._state = api.CheckpointState.load_checkpoint(str(checkpoint))
+        except Exception as exc:  # noqa: BLE001
+            raise CheckpointError(f"checkpoint '{checkpoint}' could not be read: {str(exc).splitlines()[0]}") from None
+        options = session_options(self.threads)
+        self._module = api.Module(str(a / "training_model.onnx"), self._state, str(a / "eval_model.onnx"),
+                                  device=self.device.name, session_options=options)
+        self._optimizer = api.Optimizer(str(a / "optimizer_model.onnx"), self._module)
+        self._input_order = list(self._module.input_names())
+
+    # -- configuration and resume ----------------------------------------------------------------
+    def _run_config(self, batch_size: int, epochs: int, shuffle: bool) -> dict:
+        return {
+            "model": _fingerprint(self.source), "loss": self.loss, "optimizer": self.optimizer_name,
+            "lr": self.lr, "weight_decay": self.weight_decay if self.optimizer_name == "adamw" else None,
+            "schedule": self.schedule, "warmup_steps": self.warmup_steps, "freeze": self.freeze,
+            "seed": self.seed, "batch_size": batch_size, "epochs": epochs, "shuffle": shuffle,
+            "task": self.task.name, "trainable": len(self.trainable), "frozen": len(self.frozen),
+        }
+
+    def _start(self, config: dict, resume: bool, overwrite: bool) -> None:
+        self.rundir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            if not self.checkpoint_path.is_file():
+                raise CheckpointError(f"--resume: run folder '{self.rundir}' holds no checkpoint to continue")
+            saved = self._read_metrics().get("config", {})
+            changed = [k for k in ("model", *_CONFIG_KEYS) if k != "epochs" and saved.get(k) != config.get(k)]
+            if changed:
+                k = changed[0]
+                raise CheckpointError(
+                    f"--resume: the run in '{self.rundir}' was started with {k}={saved.get(k)!r}, "
+                    f"now {k}={config.get(k)!r}; resume with the same settings or use another --out"
+                )
+            if not (self.artifacts_dir / "training_model.onnx").is_file():
+                self._generate_artifacts()
+            self._open(self.checkpoint_path)
+            props = self._state.properties
+            try:
+                self.epoch = int(props["epoch"])
+                self.step = int(props["step"])
+                self._rng.bit_generator.state = json.loads(props["rng"])
+            except Exception:  # noqa: BLE001
+                raise CheckpointError(f"checkpoint '{self.checkpoint_path}' lacks the run's progress (epoch, step, RNG)") from None
+            self.history = self._read_metrics().get("history", [])[: self.epoch]
+        else:
+            if self.checkpoint_path.exists() and not overwrite:
+                raise CheckpointError(
+                    f"run folder '{self.rundir}' already holds a checkpoint; pass --resume to continue it, "
+                    "--overwrite to start again, or choose another --out"
+                )
+            self._generate_artifacts()
+            save_model(self.source, self.rundir / "source.onnx")
+            self._open(self.artifacts_dir / "checkpoint")
+            self.epoch, self.step, self.history = 0, 0, []
+            self._rng = np.random.default_rng(self.seed)
+        self._config = config
+
+    def _read_metrics(self) -> dict:
+        path = self.rundir / "metrics.json"
+        if not path.is_file():
+            return {}
+        try:
+            return json.loads(path.read_text())
+        except ValueError:
+            raise CheckpointError(f"'{path}' is not valid JSON") from None
+
+    def _save_checkpoint(self) -> None:
+        _, _, api = training_api()
+        props = self._state.properties
+        props["epoch"] = int(self.epoch)
+        props["step"] = int(self.step)
+        props["rng"] = json.dumps(self._rng.bit_generator.state)
+        tmp = self.rundir / ".checkpoint.tmp"
+        api.CheckpointState.save_checkpoint(self._state, str(tmp), include_optimizer_state=True)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.checkpoint_path)
+
+    def _write_metrics(self) -> None:
+        doc = {"config": self._config, "device": self.device.name, "history": self.history}
+        atomic_write_bytes(self.rundir / "metrics.json", json.dumps(doc, indent=2).encode())
+
+    # -- training --------------------------------------------------------------------------------
+    def _check(self, data, name: str) -> Dataset:
+        from onnxforge.runtime.session import _io_info_from_model
+
+        ds = as_dataset(data, [i.name for i in _io_info_from_model(self.source)], name)
+        out = next(o for o in self.source.graph.output if o.name == self.output_name)
+        target_shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in out.type.tensor_type.shape.dim)
+        return check_dataset(ds, _io_info_from_model(self.source), task=self.task.name if self.task.labels_are_classes
+                             else "regression", classes=self.metadata.get("classes") or (target_shape[-1] if self.task.labels_are_classes else None),
+                             target_shape=target_shape, ignore_index=self.task.ignore_index)
+
+    def fit(self, train, val=None, *, epochs: int = 10, batch_size: int = 32, shuffle: bool = True,
+            resume: bool = False, overwrite: bool = False, callback=None) -> list[dict]:
+        """Train for ``epochs`` epochs in total (a resumed run continues up to that number).
+
+        ``train`` and ``val`` are :class:`Dataset` objects, ``(x, y)`` pairs or ``.npz`` paths.
+        Returns the history: one dict per epoch with ``loss``, ``steps_per_s``, ``lr`` and, with
+        ``val``, ``val_loss`` and the task's metrics prefixed ``val_``.
+        """
+        if not isinstance(epochs, int) or epochs < 1:
+            raise ConfigError(f"epochs must be a positive integer; got {epochs!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch size must be a positive integer; got {batch_size!r}")
+        train = self._check(train, "training data")
+        val = self._check(val, "validation data") if val is not None else None
+        self._start(self._run_config(batch_size, epochs, shuffle), resume, overwrite)
+        n = len(train)
+        steps_per_epoch = -(-n // batch_size)
+        total_steps = steps_per_epoch * epochs
+        x_names = [k for k in self._input_order if k in train.inputs]
+        self._module.train()
+        rt = ort()
+        from tqdm.auto import tqdm
+
+        while self.epoch < epochs:
+            epoch = self.epoch + 1
+            rt.set_seed(self.seed * 100_003 + epoch)  # dropout masks depend on (seed, epoch) only
+            order = self._rng.permutation(n) if shuffle else np.arange(n)
+            loss_sum, seen = 0.0, 0
+            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{epochs}", unit="step", leave=False,
+                       disable=not self.progress, file=sys.stderr, mininterval=0.25)
+            t0 = time.perf_counter()
+            for start in range(0, n, batch_size):
+                idx = order[start : start + batch_size]
+                feeds = [train.inputs[k][idx] for k in x_names]
+                lr = learning_rate(self.schedule, self.lr, self.step, total_steps, self.warmup_steps)
+                self._optimizer.set_learning_rate(lr)
+                loss = float(self._module(*feeds, train.y[idx]))
+                if not math.isfinite(loss):
+                    bar.close()
+                    raise TrainingError(
+                        f"training diverged: the loss became {loss} at epoch {epoch}, step {self.step + 1}; "
+                        f"lower the learning rate (now {self.lr}). The last good checkpoint is kept."
+                    )
+                self._optimizer.step()
+                self._module.lazy_reset_grad()
+                self.step += 1
+                loss_sum += loss * len(idx)
+                seen += len(idx)
+                bar.update(1)
+                if self.step % 25 == 0:
+                    bar.set_postfix(loss=f"{loss_sum / seen:.4f}", refresh=False)
+            seconds = time.perf_counter() - t0
+            bar.close()
+            self.epoch = epoch
+            self._infer_session = None
+            record = {"epoch": epoch, "loss": loss_sum / max(seen, 1), "lr": lr,
+                      "steps_per_s": steps_per_epoch / seconds if seconds > 0 else None,
+                      "seconds": seconds}
+            if val is not None:
+                record.update({f"val_{k}": v for k, v in self.evaluate(val).items()})
+            self.history.append(record)
+            self._save_checkpoint()
+            self.export()
+            self._write_metrics()
+            if callback is not None:
+                callback(record)
+            if self.progress:
+                shown = ", ".join(f"{k} {v:.4f}" for k, v in record.items()
+                                  if k not in ("epoch", "lr", "seconds") and isinstance(v, float))
+                print(f"epoch {epoch}/{epochs}: {shown}", file=sys.stderr)
+        return self.history
+
+    # -- results ---------------------------------------------------------------------------------
+    def parameters(self) -> dict[str, np.ndarray]:
+        """Current values of every parameter (trainable and frozen)."""
+        if self._module is None:
+            return {t.name: numpy_helper.to_array(t) for t in self.source.graph.initializer
+                    if t.name in self.trainable or t.name in self.frozen}
+        return {name: np.array(self._state.parameters[name].data) for name in self.trainable + self.frozen}
+
+    def inference_model(self) -> ModelProto:
+        """The source model with the current weights, ``training_mode`` off, metadata kept."""
+        model = ModelProto()
+        model.CopyFrom(self.source)
+        values = self.parameters()
+        for i, t in enumerate(model.graph.initializer):
+            if t.name in values:
+                model.graph.initializer[i].CopyFrom(numpy_helper.from_array(values[t.name].astype(np.float32), t.name))
+        _set_training_mode(model, False)
+        if self._config is not None:
+            set_metadata(model, {"trained": {"epochs": self.epoch, "steps": self.step, "loss": self.loss,
+                                             "optimizer": self.optimizer_name}})
+        return model
+
+    def session(self) -> Session:
+        if self._infer_session is None:
+            self._infer_session = Session(self.inference_model(), self.device, options=session_options(self.threads))
+        return self._infer_session
+
+    def evaluate(self, data, batch_size: int = 1024) -> dict:
+        """Loss and the task's metrics (accuracy for a classifier) with the current weights."""
+        from onnxforge.runtime.evaluation import evaluate
+
+        ds = data if isinstance(data, Dataset) and data.checked else self._check(data, "evaluation data")
+        result = evaluate(self.session(), ds, loss=self.loss, batch_size=batch_size)
+        result.pop("examples", None)
+        return result
+
+    def export(self, path=None) -> Path:
+        """Write the inference model (atomically) to ``path`` or ``RUNDIR/model.onnx``."""
+        return save_model(self.inference_model(), path or self.rundir / "model.onnx")
