@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from onnx import ModelProto
 
-__all__ = ["GRADIENT_OPS", "STOP_GRADIENT_OPS", "untrainable_ops", "prepare_for_gradients"]
+__all__ = ["GRADIENT_OPS", "STOP_GRADIENT_OPS", "untrainable_ops", "prepare_for_gradients", "state_buffers"]
 
 # Default-domain ops with a gradient builder in ORT training 1.19.
 GRADIENT_OPS = frozenset({
@@ -45,6 +45,25 @@ def untrainable_ops(model: ModelProto, trainable: list[str]) -> list[str]:
                 blockers.append(label)
         live.update(o for o in node.output if o)
     return blockers
+
+
+def state_buffers(model: ModelProto) -> list[str]:
+    """Initialisers that training updates as running state instead of learning: the running mean
+    and variance of ``BatchNormalization`` nodes.
+
+    ONNX Runtime training turns an inference-form ``BatchNormalization`` into its training form
+    (batch statistics) and updates these tensors in place when they are passed as frozen
+    parameters (measured on 1.19.2: ``running = momentum * running + (1 - momentum) * batch``,
+    with the biased batch variance). They must not get gradients.
+    """
+    inits = {t.name for t in model.graph.initializer}
+    names: list[str] = []
+    for node in model.graph.node:
+        if node.op_type == "BatchNormalization" and node.domain in ("", "ai.onnx"):
+            for name in node.input[3:5]:
+                if name in inits and name not in names:
+                    names.append(name)
+    return names
 
 
 def prepare_for_gradients(model: ModelProto) -> ModelProto:

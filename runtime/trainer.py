@@ -100,6 +100,11 @@ class Trainer:
         if self.output_name not in [o.name for o in self.source.graph.output]:
             raise ConfigError(f"the model has no output {self.output_name!r} to train")
         params = trainable_parameters(self.source)
+        from onnxforge.runtime.gradients import state_buffers
+
+        # running statistics (BatchNormalization): updated by training, never given gradients
+        self.buffers = [p for p in state_buffers(self.source) if p in params]
+        params = [p for p in params if p not in self.buffers]
         self.freeze = [freeze] if isinstance(freeze, str) else list(freeze or ())
         frozen = set()
         for pattern in self.freeze:
@@ -172,7 +177,7 @@ class Trainer:
                 artifacts.generate_artifacts(
                     graph,
                     requires_grad=self.trainable,
-                    frozen_params=self.frozen or None,
+                    frozen_params=(self.frozen + self.buffers) or None,
                     loss=loss_block(self.loss, self.task.ignore_index),
                     optimizer=self._optimizer_block(),
                     artifact_directory=str(out),
@@ -360,11 +365,11 @@ class Trainer:
 
     # -- results ---------------------------------------------------------------------------------
     def parameters(self) -> dict[str, np.ndarray]:
-        """Current values of every parameter (trainable and frozen)."""
+        """Current values of every parameter (trainable and frozen) and running statistic."""
         if self._module is None:
             return {t.name: numpy_helper.to_array(t) for t in self.source.graph.initializer
-                    if t.name in self.trainable or t.name in self.frozen}
-        return {name: np.array(self._state.parameters[name].data) for name in self.trainable + self.frozen}
+                    if t.name in self.trainable or t.name in self.frozen or t.name in self.buffers}
+        return {name: np.array(self._state.parameters[name].data) for name in self.trainable + self.frozen + self.buffers}
 
     def inference_model(self) -> ModelProto:
         """The source model with the current weights, ``training_mode`` off, metadata kept."""
