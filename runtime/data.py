@@ -50,7 +50,7 @@ def load_npz(path: str | os.PathLike, input_names: list[str], *, need_targets: b
         elif len(input_names) == 1 and "x" in arrays:
             inputs[name] = arrays["x"]
         else:
-            wanted = "'x' or '" + name + "'" if len(input_names) == 1 else f"'{name}'"
+            wanted = f"'x' or '{name}'" if len(input_names) == 1 and name != "x" else f"'{name}'"
             raise DataError(f"'{path}' has no array {wanted} for model input '{name}'; it holds: {', '.join(arrays) or 'nothing'}")
     y = arrays.get(target_key)
     if need_targets and y is None:

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from onnxforge.graphs import mlp
+from onnxforge.runtime import ModelError, UnsafeModelError, load
+from onnxforge.runtime.modelio import load_model, make_runtime_compatible
+
+
+def test_missing_and_garbage_files(tmp_path):
+    with pytest.raises(ModelError, match="does not exist"):
+        load_model(tmp_path / "nope.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x00\x01 not a model")
+    with pytest.raises(ModelError, match="is not a readable ONNX model"):
+        load_model(bad)
+    with pytest.raises(ModelError, match="holds no model.onnx"):
+        load_model(tmp_path)
+
+
+def test_external_data_outside_the_folder_is_refused(tmp_path):
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.arange(4, dtype=np.float32).tobytes())
+    folder = tmp_path / "models"
+    folder.mkdir()
+    weight = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[4])
+    weight.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", "../secret.bin"), ("offset", "0"), ("length", "16")):
+        entry = weight.external_data.add()
+        entry.key, entry.value = k, v
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = folder / "evil.onnx"
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(UnsafeModelError, match="outside the model's folder"):
+        load(path, device="cpu")
+
+
+def test_ir_and_opset_are_lowered_to_what_the_runtime_accepts():
+    model = mlp(4, [3], 2)
+    model.ir_version = 14
+    fixed = make_runtime_compatible(model, max_ir=10, max_opset=21)
+    assert fixed.ir_version == 10 and model.ir_version == 14
+    newer = onnx.version_converter.convert_version(mlp(4, [3], 2), 22)
+    down = make_runtime_compatible(newer, max_ir=10, max_opset=21)
+    assert [o.version for o in down.opset_import if o.domain == ""] == [21]
