@@ -33,8 +33,10 @@ class Dataset:
 
 
 def load_npz(path: str | os.PathLike, input_names: list[str], *, need_targets: bool = True,
-             target_key: str = "y") -> Dataset:
-    """Read an ``.npz``: one input may come as ``x``; several must be named after the inputs."""
+             target_key: str = "y", prepare=None) -> Dataset:
+    """Read an ``.npz``: one input may come as ``x``; several must be named after the inputs.
+
+    ``prepare`` (a task's hook, e.g. seq2seq's) may derive inputs and ``y`` from the arrays read."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file '{path}' does not exist")
@@ -43,6 +45,8 @@ def load_npz(path: str | os.PathLike, input_names: list[str], *, need_targets: b
             arrays = {k: archive[k] for k in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"'{path}' is not a readable .npz file ({exc})") from None
+    if prepare is not None:
+        arrays = prepare(arrays)
     inputs = {}
     for name in input_names:
         if name in arrays:
@@ -58,14 +62,18 @@ def load_npz(path: str | os.PathLike, input_names: list[str], *, need_targets: b
     return Dataset(inputs, y, str(path))
 
 
-def as_dataset(data, input_names: list[str], source: str = "data") -> Dataset:
-    """Accept a :class:`Dataset`, an ``(x, y)`` pair, ``({name: x}, y)`` or a path to an ``.npz``."""
+def as_dataset(data, input_names: list[str], source: str = "data", prepare=None) -> Dataset:
+    """Accept a :class:`Dataset`, an ``(x, y)`` pair, ``({name: x}, y)`` or a path to an ``.npz``
+    (``prepare``: see :func:`load_npz`)."""
     if isinstance(data, Dataset):
         return data
     if isinstance(data, (str, os.PathLike)):
-        return load_npz(data, input_names)
+        return load_npz(data, input_names, prepare=prepare)
     if isinstance(data, (tuple, list)) and len(data) == 2:
         x, y = data
+        if prepare is not None:
+            arrays = prepare({**(dict(x) if isinstance(x, dict) else {"x": x}), **({} if y is None else {"y": y})})
+            x, y = {k: arrays[k] for k in input_names if k in arrays}, arrays.get("y")
         if isinstance(x, dict):
             return Dataset({k: np.asarray(v) for k, v in x.items()}, None if y is None else np.asarray(y), source)
         if len(input_names) != 1:

@@ -18,8 +18,8 @@ def _output_name(session: Session) -> str:
 
 def checked_dataset(session: Session, data, *, need_targets: bool = True, name: str = "data") -> Dataset:
     """``data`` loaded (if a path) and checked against the session's model."""
-    ds = as_dataset(data, [i.name for i in session.inputs], name) if not isinstance(data, Dataset) else data
     task = task_for(session.metadata, _loss_of(session))
+    ds = as_dataset(data, [i.name for i in session.inputs], name, task.prepare) if not isinstance(data, Dataset) else data
     out = next(o for o in session.outputs if o.name == _output_name(session))
     classes = session.metadata.get("classes") or (out.shape[-1] if task.labels_are_classes and out.shape else None)
     return check_dataset(ds, session.inputs, task=task.name if task.labels_are_classes else "regression",
@@ -48,5 +48,7 @@ def evaluate(session: Session, data, *, loss: str | None = None, batch_size: int
     task = task_for(session.metadata, loss or _loss_of(session))
     loss = task.default_loss if loss in (None, "auto") else loss
     result = task.evaluate(loss, predict_output(session, ds, batch_size), ds.y)
+    if task.run_metrics is not None:
+        result.update(task.run_metrics(session, ds, batch_size))
     result["examples"] = len(ds)
     return result

@@ -26,6 +26,19 @@ def _regression_metrics(output: np.ndarray, y: np.ndarray, ignore_index=None) ->
     return {"mae": float(np.abs(diff).mean()), "rmse": float(np.sqrt((diff * diff).mean()))}
 
 
+def _seq2seq_prepare(arrays: dict) -> dict:
+    from onnxforge.runtime.decoding import prepare_seq2seq_arrays
+
+    return prepare_seq2seq_arrays(arrays)
+
+
+def _seq2seq_run_metrics(session, dataset, batch_size: int = 512) -> dict:
+    from onnxforge.runtime.decoding import decode, sequence_metrics
+
+    tokens, _ = decode(session, dataset.inputs["src"], max_len=int(dataset.y.shape[1]), batch_size=batch_size)
+    return sequence_metrics(tokens, dataset.y)
+
+
 @dataclass(frozen=True)
 class Task:
     name: str
@@ -33,6 +46,11 @@ class Task:
     metrics: Callable = field(repr=False)
     ignore_index: int | None = None
     labels_are_classes: bool = True
+    # optional hooks: ``prepare(arrays) -> arrays`` derives model inputs and ``y`` from a dataset's
+    # named arrays; ``run_metrics(session, dataset, batch_size) -> dict`` adds metrics that need the
+    # model run another way than one forward pass (decoding)
+    prepare: Callable | None = field(default=None, repr=False)
+    run_metrics: Callable | None = field(default=None, repr=False)
 
     def evaluate(self, loss: str, output: np.ndarray, y: np.ndarray) -> dict:
         result = {"loss": numpy_loss(loss, output, y, self.ignore_index)}
@@ -45,6 +63,10 @@ TASKS: dict[str, Task] = {
     "regression": Task("regression", "mse", _regression_metrics, labels_are_classes=False),
     # per-step labels (tagger, language model): padding id 0 is ignored
     "tagging": Task("tagging", "cross-entropy", _classification_metrics, ignore_index=0),
+    # encoder-decoder: data `src`/`tgt` become (src, decoder_input = BOS + tgt[:-1]) and y = tgt;
+    # loss is teacher-forced, exact_match/token_accuracy come from greedy decoding
+    "seq2seq": Task("seq2seq", "cross-entropy", lambda output, y, ignore_index=None: {}, ignore_index=0,
+                    prepare=_seq2seq_prepare, run_metrics=_seq2seq_run_metrics),
 }
 
 
