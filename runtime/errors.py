@@ -18,6 +18,7 @@ __all__ = [
     "CheckpointError",
     "TrainingError",
     "ConfigError",
+    "PluginError",
 ]
 
 
@@ -63,3 +64,7 @@ class TrainingError(OnnxforgeError):
 
 class ConfigError(OnnxforgeError, ValueError):
     """An option value is invalid (unknown loss, optimizer, schedule, ...)."""
+
+
+class PluginError(OnnxforgeError):
+    """A plugin's op declaration is malformed or clashes with another, or its kernel failed."""
