@@ -1,5 +1,7 @@
 """Builders that emit standard ONNX models (any ONNX tool can open what they write)."""
 
+from onnxforge.graphs.convnet import convnet
+from onnxforge.graphs.lstm import lstm
 from onnxforge.graphs.mlp import mlp
 
-__all__ = ["mlp"]
+__all__ = ["convnet", "lstm", "mlp"]

@@ -26,6 +26,36 @@ STOP_GRADIENT_OPS = frozenset({
 })
 
 
+def _unsupported_form(node) -> str | None:
+    """Why ORT 1.19 cannot train this form of an op it otherwise differentiates, or None.
+
+    LSTM (measured on 1.19.2, each fails only when the training session is created): the LSTMGrad
+    kernels run the forward direction only, with no ``clip``, ``input_forget``, ``sequence_lens``,
+    batch-major ``layout`` or activations other than Sigmoid, Tanh, Tanh.
+    """
+    if node.op_type != "LSTM":
+        return None
+    from onnx import helper
+
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    direction = attrs.get("direction", b"forward")
+    direction = direction.decode() if isinstance(direction, bytes) else str(direction)
+    if direction != "forward":
+        return f"direction={direction} (only forward LSTMs can be trained; run the sequence reversed through a forward LSTM instead)"
+    if "clip" in attrs:
+        return "clip (LSTM cell clipping cannot be trained)"
+    if attrs.get("input_forget", 0):
+        return "input_forget=1 (coupled gates cannot be trained)"
+    if attrs.get("layout", 0):
+        return "layout=1 (batch-major LSTMs cannot be trained; transpose to time-major)"
+    acts = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [])]
+    if acts and [a.lower() for a in acts] != ["sigmoid", "tanh", "tanh"]:
+        return f"activations={','.join(acts)} (only Sigmoid, Tanh, Tanh can be trained)"
+    if len(node.input) > 4 and node.input[4]:
+        return "sequence_lens (pad sequences and mask the loss instead)"
+    return None
+
+
 def untrainable_ops(model: ModelProto, trainable: list[str]) -> list[str]:
     """Ops on a path from a trainable parameter that ORT cannot differentiate, as "Op (node)".
 
@@ -39,8 +69,10 @@ def untrainable_ops(model: ModelProto, trainable: list[str]) -> list[str]:
         op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
         if op in STOP_GRADIENT_OPS:
             continue
-        if op not in GRADIENT_OPS:
+        form = _unsupported_form(node) if op in GRADIENT_OPS else None
+        if op not in GRADIENT_OPS or form:
             label = f"{op} ({node.name})" if node.name else op
+            label += f" with {form}" if form else ""
             if label not in blockers:
                 blockers.append(label)
         live.update(o for o in node.output if o)

@@ -1,0 +1,172 @@
+"""Recurrent networks of ``LSTM`` layers over float features or token ids, with a head that
+classifies the whole sequence (from the last state) or labels every step (tagger, language model)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+
+from onnxforge.graphs._common import BATCH, GraphBuilder, check_dropout, check_positive, float_input, int_input
+from onnxforge.runtime.errors import ConfigError
+
+__all__ = ["lstm", "HEADS", "GATES"]
+
+HEADS = ("sequence", "tagger")
+STEPS = "T"
+# Gate order of the ONNX LSTM's W, R and B blocks; PyTorch's nn.LSTM stacks them as i, f, g(c), o.
+GATES = "iofc"
+
+
+def _uniform(b: GraphBuilder, shape: tuple, hidden: int) -> np.ndarray:
+    k = 1.0 / math.sqrt(hidden)  # PyTorch's nn.LSTM initialisation
+    return b.rng.uniform(-k, k, shape).astype(np.float32)
+
+
+class _Reverser:
+    """Reverses a ``[T, N, ...]`` tensor in time with ``Gather`` (which ORT can differentiate);
+    the indices ``T-1 .. 0`` are computed once from the input's shape."""
+
+    def __init__(self, b: GraphBuilder, x: str):
+        self.b = b
+        shape = b.node("Shape", [x], ["reverse.shape"], name="reverse.shape")
+        steps = b.node("Gather", [shape, b.constant("reverse.axis0", np.array(0, np.int64))], ["reverse.steps"],
+                       name="reverse.steps", axis=0)
+        one = b.constant("reverse.one", np.array(1, np.int64))
+        last = b.node("Sub", [steps, one], ["reverse.last"], name="reverse.last")
+        self.index = b.node("Range", [last, b.constant("reverse.stop", np.array(-1, np.int64)),
+                                      b.constant("reverse.step", np.array(-1, np.int64))], ["reverse.index"],
+                            name="reverse.index")
+
+    def __call__(self, x: str, name: str) -> str:
+        return self.b.node("Gather", [x, self.index], [f"{name}.out"], name=name, axis=0)
+
+
+def _lstm_node(b: GraphBuilder, prefix: str, x: str, in_size: int, hidden: int) -> tuple[str, str]:
+    """One forward ``LSTM`` over ``x [T, N, in]``: returns ``Y [T, N, H]`` and ``Y_h [N, H]``.
+
+    The node lists its optional inputs up to ``initial_c`` (7 inputs, empty names) and declares all
+    three outputs: the form ONNX Runtime training's LSTM gradient needs."""
+    w = b.param(f"{prefix}.W", _uniform(b, (1, 4 * hidden, in_size), hidden))
+    r = b.param(f"{prefix}.R", _uniform(b, (1, 4 * hidden, hidden), hidden))
+    bias = b.param(f"{prefix}.B", _uniform(b, (1, 8 * hidden), hidden))
+    y, y_h, _ = b.node("LSTM", [x, w, r, bias, "", "", ""], [f"{prefix}.Y", f"{prefix}.Y_h", f"{prefix}.Y_c"],
+                       name=prefix, hidden_size=hidden, direction="forward")
+    axis1 = b.constant(f"{prefix}.axis1", np.array([1], np.int64))
+    axis0 = b.constant(f"{prefix}.axis0", np.array([0], np.int64))
+    seq = b.node("Squeeze", [y, axis1], [f"{prefix}.seq"], name=f"{prefix}.squeeze_y")
+    last = b.node("Squeeze", [y_h, axis0], [f"{prefix}.last"], name=f"{prefix}.squeeze_h")
+    return seq, last
+
+
+def lstm(
+    inputs: int | None = None,
+    *,
+    vocab: int | None = None,
+    embed: int | None = None,
+    hidden: int = 64,
+    layers: int = 1,
+    classes: int = 10,
+    head: str = "sequence",
+    bidirectional: bool = False,
+    dropout: float = 0.0,
+    seed: int = 0,
+) -> onnx.ModelProto:
+    """Build an LSTM network over ``x``: float features ``[N, T, inputs]`` or, with ``vocab``,
+    token ids ``[N, T]`` (int64) looked up in a learned embedding ``embed.weight [vocab, embed]``.
+
+    ``layers`` stacked ``LSTM`` layers (``lstm1 .. lstmL``; ``lstmI.W [1, 4H, in]``,
+    ``lstmI.R [1, 4H, H]``, ``lstmI.B [1, 8H]`` with the gates in ONNX order i, o, f, c) run in
+    time-major order after a ``Transpose``; ``dropout`` acts between layers in training only.
+
+    ``head="sequence"``: ``fc`` (``Gemm``) on the last layer's final hidden state gives
+    ``logits [N, classes]`` (task "classification"). ``head="tagger"``: ``fc`` on every step gives
+    ``logits [N, T, classes]`` (task "tagging": label 0 is padding and counts for nothing, so
+    real tags are 1 .. classes-1; a language model is a tagger whose labels are the next tokens).
+
+    ``bidirectional=True``: ONNX Runtime training differentiates forward LSTMs only, so each layer
+    is built from two forward ``LSTM`` nodes, ``lstmI.forward`` on the sequence and
+    ``lstmI.backward`` on the sequence reversed in time (``Gather``), its outputs reversed back and
+    concatenated (``[.., 2H]``) -- the same function as PyTorch's ``nn.LSTM(bidirectional=True)``
+    on unpacked sequences, and it trains.
+    """
+    if (inputs is None) == (vocab is None):
+        raise ConfigError("give exactly one of inputs (float features per step) or vocab (token ids)")
+    if vocab is not None:
+        vocab = check_positive("vocab", vocab)
+        if vocab < 2:
+            raise ConfigError(f"vocab must count at least 2 token ids; got {vocab}")
+        embed = check_positive("embed", embed if embed is not None else 0) if embed is not None else None
+        if embed is None:
+            raise ConfigError("a token model (vocab given) needs embed, the width of its learned embedding")
+        in_size = embed
+    else:
+        if embed is not None:
+            raise ConfigError("embed applies to token models only; pass vocab too, or leave embed out")
+        in_size = check_positive("inputs", inputs)
+    hidden = check_positive("hidden", hidden)
+    layers = check_positive("layers", layers)
+    classes = check_positive("classes", classes)
+    if classes < 2:
+        raise ConfigError(f"classes must be at least 2; got {classes}")
+    if head not in HEADS:
+        raise ConfigError(f"head must be one of {', '.join(HEADS)}; got {head!r}")
+    if not isinstance(bidirectional, (bool, np.bool_)):
+        raise ConfigError(f"bidirectional must be True or False; got {bidirectional!r}")
+    dropout = check_dropout(dropout)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ConfigError(f"seed must be an integer; got {seed!r}")
+
+    b = GraphBuilder(int(seed))
+    if vocab is not None:
+        table = b.param("embed.weight", b.rng.standard_normal((vocab, embed)).astype(np.float32))
+        x = b.node("Gather", [table, "x"], ["embed.out"], name="embed", axis=0)
+    else:
+        x = "x"
+    x = b.node("Transpose", [x], ["time_major.out"], name="time_major", perm=[1, 0, 2])  # [T, N, in]
+    reverse = _Reverser(b, x) if bidirectional else None
+    size = in_size
+    last = None
+    for i in range(1, layers + 1):
+        if i > 1:
+            x = b.dropout(f"dropout{i - 1}", x, dropout)
+        if not bidirectional:
+            x, last = _lstm_node(b, f"lstm{i}", x, size, hidden)
+            size = hidden
+            continue
+        fwd, fwd_last = _lstm_node(b, f"lstm{i}.forward", x, size, hidden)
+        bwd, bwd_last = _lstm_node(b, f"lstm{i}.backward", reverse(x, f"lstm{i}.reverse_in"), size, hidden)
+        bwd = reverse(bwd, f"lstm{i}.reverse_out")
+        x = b.node("Concat", [fwd, bwd], [f"lstm{i}.out"], name=f"lstm{i}.concat", axis=-1)
+        last = b.node("Concat", [fwd_last, bwd_last], [f"lstm{i}.last"], name=f"lstm{i}.concat_last", axis=-1)
+        size = 2 * hidden
+
+    bound = 1.0 / math.sqrt(size)  # PyTorch's nn.Linear initialisation
+    weight = b.param("fc.weight", b.rng.uniform(-bound, bound, (classes, size)).astype(np.float32))
+    bias = b.param("fc.bias", b.rng.uniform(-bound, bound, classes).astype(np.float32))
+    if head == "sequence":
+        b.node("Gemm", [last, weight, bias], ["logits"], name="fc", transB=1)
+        out_dims = [BATCH, classes]
+    else:
+        steps = b.node("Transpose", [x], ["batch_major.out"], name="batch_major", perm=[1, 0, 2])  # [N, T, H]
+        wt = b.node("Transpose", [weight], ["fc.weight_t"], name="fc.transpose", perm=[1, 0])
+        scores = b.node("MatMul", [steps, wt], ["fc.matmul"], name="fc.matmul")
+        b.node("Add", [scores, bias], ["logits"], name="fc")
+        out_dims = [BATCH, STEPS, classes]
+
+    args = {"inputs": None if vocab is not None else in_size, "vocab": vocab, "embed": embed, "hidden": hidden,
+            "layers": layers, "classes": classes, "head": head, "bidirectional": bool(bidirectional),
+            "dropout": dropout, "seed": int(seed)}
+    metadata = {"task": "classification" if head == "sequence" else "tagging", "builder": "lstm", "args": args,
+                "classes": classes, "inputs": ["x"], "output": "logits"}
+    x_info = int_input("x", [BATCH, STEPS]) if vocab is not None else float_input("x", [BATCH, STEPS, in_size])
+    source = f"tokens (vocab {vocab}, embed {embed})" if vocab is not None else f"{in_size} features"
+    return b.model(
+        "lstm",
+        [x_info],
+        [float_input("logits", out_dims)],
+        metadata,
+        doc=f"{'bidirectional ' if bidirectional else ''}LSTM x{layers}, hidden {hidden}, over {source}, "
+            f"{head} head with {classes} classes; built by onnxforge",
+    )
