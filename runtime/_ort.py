@@ -41,6 +41,13 @@ _CUDA11_LIBS = [
     ("cublas", "libcublas.so.11*"),
     ("cufft", "libcufft.so.10*"),
     ("curand", "libcurand.so.10*"),
+    # cuDNN 8 opens its sub-libraries by name at run time: load them first, in dependency order.
+    ("cudnn", "libcudnn_ops_infer.so.8*"),
+    ("cudnn", "libcudnn_ops_train.so.8*"),
+    ("cudnn", "libcudnn_cnn_infer.so.8*"),
+    ("cudnn", "libcudnn_cnn_train.so.8*"),
+    ("cudnn", "libcudnn_adv_infer.so.8*"),
+    ("cudnn", "libcudnn_adv_train.so.8*"),
     ("cudnn", "libcudnn.so.8*"),
 ]
 
