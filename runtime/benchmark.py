@@ -1,0 +1,535 @@
+"""Benchmarks: onnxforge against raw ONNX Runtime and PyTorch eager, in one process run.
+
+Every comparison uses the same model (the PyTorch twin gets the ONNX initialisers copied in), the
+same data and batches, the same optimizer (AdamW, betas 0.9/0.999, eps 1e-8, weight decay 0.01,
+constant learning rate) and the same thread count. The contestants run alternately, round after
+round, and each figure is the median over rounds, so a short slowdown of the machine hits all of
+them alike. Ratios are always "ours / baseline" in speed (above 1 means onnxforge is faster).
+
+``run_benchmarks`` returns a JSON-ready dict; ``format_table`` prints it. PyTorch is needed (the
+``torch`` or ``dev`` extra); it is imported only here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from onnxforge.runtime._ort import ort, runtime_info, training_api
+from onnxforge.runtime.errors import ConfigError, RuntimeUnavailableError
+
+__all__ = ["FAMILIES", "Workload", "workloads", "run_benchmarks", "format_table", "gemm_peak"]
+
+FAMILIES = ("mlp", "convnet", "lstm", "seq2seq")
+LR = 1e-3
+WEIGHT_DECAY = 0.01
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise RuntimeUnavailableError(
+            "the benchmark compares against PyTorch, which is not installed; pip install 'onnxforge[torch]'"
+        ) from None
+    return torch
+
+
+# -- workloads -------------------------------------------------------------------------------------
+@dataclass
+class Workload:
+    """One model to benchmark: its ONNX graph, a PyTorch twin with the same weights, and data."""
+
+    name: str
+    family: str
+    build: Callable  # () -> onnx.ModelProto
+    torch_model: Callable  # (onnx.ModelProto) -> torch.nn.Module taking the inputs in order
+    data: Callable  # (n, rng) -> ({input name: array}, y)
+    batch: int
+    flops_per_example: float | None = None  # training FLOPs per example (forward + backward)
+    notes: list = field(default_factory=list)
+
+
+def _initialisers(model) -> dict:
+    from onnx import numpy_helper
+
+    return {t.name: numpy_helper.to_array(t).copy() for t in model.graph.initializer}
+
+
+def _mlp_torch(model):
+    torch = _torch()
+    from onnxforge.runtime.modelio import get_metadata
+
+    args = get_metadata(model)["args"]
+    if args.get("activation", "relu").lower() != "relu" or args.get("dropout", 0.0):
+        raise ConfigError("the benchmark's PyTorch MLP twin supports ReLU without dropout only")
+    w = _initialisers(model)
+    layers = []
+    sizes = [args["in_features"], *args["hidden"], args["out_features"]]
+    for i in range(1, len(sizes)):
+        lin = torch.nn.Linear(sizes[i - 1], sizes[i])
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(w[f"fc{i}.weight"]))
+            lin.bias.copy_(torch.from_numpy(w[f"fc{i}.bias"]))
+        layers.append(lin)
+        if i < len(sizes) - 1:
+            layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers)
+
+
+def _classification_data(features: tuple, classes: int):
+    def make(n, rng):
+        x = rng.standard_normal((n, *features)).astype(np.float32)
+        y = rng.integers(0, classes, n).astype(np.int64)
+        return {"x": x}, y
+    return make
+
+
+def _mlp_flops(sizes) -> float:
+    """Forward 2*in*out per layer, weight gradient 2*in*out, input gradient 2*in*out except layer 1."""
+    per = [2 * a * b for a, b in zip(sizes[:-1], sizes[1:])]
+    return float(sum(per) * 2 + sum(per[1:]))
+
+
+def workloads(quick: bool = False) -> dict[str, Workload]:
+    """The workloads whose builders exist in this checkout, by name."""
+    from onnxforge.graphs import mlp
+
+    out = {
+        "mlp": Workload("mlp 64-128-10", "mlp", lambda: mlp(64, [128], 10, seed=0), _mlp_torch,
+                        _classification_data((64,), 10), 64, _mlp_flops([64, 128, 10])),
+        "mlp-large": Workload("mlp 784-1024-1024-10", "mlp", lambda: mlp(784, [1024, 1024], 10, seed=0), _mlp_torch,
+                              _classification_data((784,), 10), 256, _mlp_flops([784, 1024, 1024, 10])),
+    }
+    return out
+
+
+# -- measurements ----------------------------------------------------------------------------------
+def _median(values):
+    return float(np.median(values)) if len(values) else None
+
+
+def _threads_guard(threads: int):
+    """Limit numpy's BLAS to ``threads`` while measuring its GEMM peak (threadpoolctl when present)."""
+    try:
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(limits=threads, user_api="blas")
+    except ImportError:  # pragma: no cover - numpy then uses its own default
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+def gemm_peak(threads: int, size: int = 1024, repeats: int = 5) -> dict:
+    """numpy float32 GEMM speed (GFLOP/s): median and best of ``repeats`` square products."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    c = np.empty((size, size), np.float32)
+    flops = 2.0 * size ** 3
+    speeds = []
+    with _threads_guard(threads):
+        np.matmul(a, b, out=c)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            np.matmul(a, b, out=c)
+            np.matmul(a, b, out=c)
+            speeds.append(2 * flops / (time.perf_counter() - t0) / 1e9)
+    return {"median_gflops": _median(speeds), "best_gflops": max(speeds), "size": size}
+
+
+class _RawTrainer:
+    """The training artifacts onnxforge wrote, driven by hand with onnxruntime.training.api."""
+
+    def __init__(self, artifacts: Path, device: str, threads: int, x_names: list[str]):
+        from onnxforge.runtime.session import session_options
+
+        _, _, api = training_api()
+        self.state = api.CheckpointState.load_checkpoint(str(artifacts / "checkpoint"))
+        self.module = api.Module(str(artifacts / "training_model.onnx"), self.state, str(artifacts / "eval_model.onnx"),
+                                 device=device, session_options=session_options(threads))
+        self.optimizer = api.Optimizer(str(artifacts / "optimizer_model.onnx"), self.module)
+        self.optimizer.set_learning_rate(LR)
+        self.module.train()
+        self.x_names = [n for n in self.module.input_names() if n in x_names]
+
+    def epoch(self, inputs: dict, y: np.ndarray, order: np.ndarray, batch: int) -> float:
+        module, optimizer = self.module, self.optimizer
+        t0 = time.perf_counter()
+        xs = [inputs[k][order] for k in self.x_names]
+        ys = y[order]
+        for s in range(0, len(order), batch):
+            module(*[x[s : s + batch] for x in xs], ys[s : s + batch])
+            optimizer.step()
+            module.lazy_reset_grad()
+        return time.perf_counter() - t0
+
+
+class _TorchTrainer:
+    def __init__(self, net, device: str, x_names: list[str]):
+        torch = _torch()
+        self.torch = torch
+        self.device = device
+        self.net = net.to(device).train()
+        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=LR, betas=(0.9, 0.999), eps=1e-8,
+                                           weight_decay=WEIGHT_DECAY)
+        self.loss = torch.nn.CrossEntropyLoss()
+        self.x_names = x_names
+
+    def epoch(self, inputs: dict, y: np.ndarray, order: np.ndarray, batch: int) -> float:
+        torch, net, opt, loss_fn, dev = self.torch, self.net, self.optimizer, self.loss, self.device
+        t0 = time.perf_counter()
+        xs = [torch.from_numpy(inputs[k][order]) for k in self.x_names]
+        ys = torch.from_numpy(y[order])
+        for s in range(0, len(order), batch):
+            xb = [x[s : s + batch].to(dev) for x in xs]
+            out = net(*xb)
+            loss = loss_fn(out.reshape(-1, out.shape[-1]), ys[s : s + batch].to(dev).reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+
+def bench_training(w: Workload, *, steps: int, rounds: int, threads: int, device: str = "cpu", progress=None) -> dict:
+    """Steps/s of onnxforge's Trainer, of the same artifacts driven by hand, and of PyTorch eager."""
+    from onnxforge.runtime import Trainer
+
+    torch = _torch()
+    model = w.build()
+    rng = np.random.default_rng(1)
+    inputs, y = w.data(steps * w.batch, rng)
+    n = len(y)
+    x_names = list(inputs)
+    with tempfile.TemporaryDirectory(prefix="onnxforge-bench-") as tmp:
+        trainer = Trainer(model, Path(tmp) / "run", lr=LR, weight_decay=WEIGHT_DECAY, optimizer="adamw",
+                          schedule="constant", device=device, seed=0, threads=threads, progress=False)
+        twin = _TorchTrainer(w.torch_model(model), device, x_names)
+        raw = {}
+        times = {"onnxforge": [], "ort": [], "torch": []}
+        order_rng = np.random.default_rng(2)
+        twin.epoch(inputs, y, np.arange(min(n, 10 * w.batch)), w.batch)  # PyTorch's first steps are slow
+
+        def after_epoch(record):
+            # ours ran one epoch; now one epoch of each baseline, on the same kind of shuffled data
+            if "ort" not in raw:
+                raw["ort"] = _RawTrainer(trainer.artifacts_dir, device, threads, x_names)
+            times["onnxforge"].append(record["seconds"])
+            order = order_rng.permutation(n)
+            times["ort"].append(raw["ort"].epoch(inputs, y, order, w.batch))
+            times["torch"].append(twin.epoch(inputs, y, order, w.batch))
+            if progress is not None:
+                progress()
+
+        trainer.fit((inputs if len(inputs) > 1 else inputs[x_names[0]], y), epochs=rounds + 1,
+                    batch_size=w.batch, callback=after_epoch)
+    steps_per_epoch = -(-n // w.batch)
+    result = {"workload": w.name, "family": w.family, "batch": w.batch, "steps_per_round": steps_per_epoch,
+              "rounds": rounds, "device": device, "threads": threads}
+    for who, ts in times.items():
+        ts = ts[1:]  # the first round warms every contestant up
+        result[who] = {"steps_per_s": steps_per_epoch / _median(ts), "rounds_s": ts}
+        if w.flops_per_example:
+            result[who]["gflops"] = result[who]["steps_per_s"] * w.batch * w.flops_per_example / 1e9
+    result["ratio_vs_ort"] = result["onnxforge"]["steps_per_s"] / result["ort"]["steps_per_s"]
+    result["ratio_vs_torch"] = result["onnxforge"]["steps_per_s"] / result["torch"]["steps_per_s"]
+    del torch
+    return result
+
+
+def bench_inference(w: Workload, *, rounds: int, calls: int, threads: int, device: str = "cpu", progress=None) -> dict:
+    """Batch-1 latency (median, p99) and batch-256 throughput: onnxforge Session, raw ORT, PyTorch."""
+    from onnxforge.runtime.device import resolve_device
+    from onnxforge.runtime.modelio import make_runtime_compatible
+    from onnxforge.runtime.session import Session, session_options
+
+    torch = _torch()
+    rt = ort()
+    model = w.build()
+    dev = resolve_device(device)
+    ours = Session(model, dev, options=session_options(threads))
+    raw = rt.InferenceSession(make_runtime_compatible(model).SerializeToString(), session_options(threads),
+                              providers=list(dev.providers))
+    net = w.torch_model(model).to(device).eval()
+    rng = np.random.default_rng(3)
+    big, _ = w.data(256, rng)
+    one = {k: v[:1].copy() for k, v in big.items()}
+    names = list(big)
+
+    def contestants(feeds):
+        tfeeds = [torch.from_numpy(feeds[k]) for k in names]
+
+        def run_torch():
+            with torch.inference_mode():
+                out = net(*[t.to(device) for t in tfeeds])
+                return out.cpu().numpy()
+
+        return {"onnxforge": lambda: ours.run(feeds), "ort": lambda: raw.run(None, feeds), "torch": run_torch}
+
+    result = {"workload": w.name, "family": w.family, "device": device, "threads": threads}
+    lat = {k: [] for k in ("onnxforge", "ort", "torch")}
+    single = contestants(one)
+    for fn in single.values():
+        for _ in range(20):
+            fn()
+    clock = time.perf_counter_ns
+    for _ in range(rounds):
+        for who, fn in single.items():
+            samples = lat[who]
+            for _ in range(calls):
+                t0 = clock()
+                fn()
+                samples.append(clock() - t0)
+        if progress is not None:
+            progress()
+    thr = {k: [] for k in lat}
+    batch = contestants(big)
+    for fn in batch.values():
+        for _ in range(10):
+            fn()
+    reps = max(3, calls // 40)
+    for _ in range(rounds):
+        for who, fn in batch.items():
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                fn()
+            thr[who].append(256 * reps / (time.perf_counter() - t0))
+    for who in lat:
+        us = np.array(lat[who]) / 1e3
+        result[who] = {"latency_us_median": float(np.median(us)), "latency_us_p99": float(np.percentile(us, 99)),
+                       "throughput_per_s": _median(thr[who])}
+    for base in ("ort", "torch"):
+        result[f"latency_ratio_vs_{base}"] = result[base]["latency_us_median"] / result["onnxforge"]["latency_us_median"]
+        result[f"p99_ratio_vs_{base}"] = result[base]["latency_us_p99"] / result["onnxforge"]["latency_us_p99"]
+        result[f"throughput_ratio_vs_{base}"] = result["onnxforge"]["throughput_per_s"] / result[base]["throughput_per_s"]
+    return result
+
+
+# -- peak memory: each training run in a fresh process ---------------------------------------------
+def _rss_peak_kb() -> int:
+    """This process's peak resident set (VmHWM; ru_maxrss where /proc is missing). Linux keeps
+    ru_maxrss across exec, so a child would report its parent's peak; VmHWM starts afresh."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _rss_now_kb() -> int:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _memory_child(who: str, workload: str, steps: int, threads: int) -> dict:
+    import tracemalloc
+
+    w = workloads()[workload]
+    rng = np.random.default_rng(1)
+    inputs, y = w.data(steps * w.batch, rng)
+    model = w.build()
+    if who == "torch":
+        torch = _torch()
+        torch.set_num_threads(threads)
+        twin = _TorchTrainer(w.torch_model(model), "cpu", list(inputs))
+        before = _rss_now_kb()
+        tracemalloc.start()
+        twin.epoch(inputs, y, np.arange(len(y)), w.batch)
+    else:
+        from onnxforge.runtime import Trainer
+
+        ort()
+        training_api()
+        before = _rss_now_kb()
+        tracemalloc.start()
+        with tempfile.TemporaryDirectory(prefix="onnxforge-bench-") as tmp:
+            Trainer(model, Path(tmp) / "run", lr=LR, device="cpu", threads=threads, progress=False).fit(
+                (inputs[list(inputs)[0]] if len(inputs) == 1 else inputs, y), epochs=1, batch_size=w.batch)
+    _, py_peak = tracemalloc.get_traced_memory()
+    peak = _rss_peak_kb()
+    return {"peak_rss_mb": peak / 1024, "before_training_rss_mb": before / 1024,
+            "training_rss_increase_mb": (peak - before) / 1024, "python_heap_peak_mb": py_peak / 2**20}
+
+
+def bench_memory(workload: str, *, steps: int, threads: int) -> dict:
+    """Peak resident memory of a training run of onnxforge and of PyTorch, each in a new process."""
+    result = {"workload": workloads()[workload].name, "steps": steps}
+    for who in ("onnxforge", "torch"):
+        code = ("import json,sys; from onnxforge.runtime.benchmark import _memory_child; "
+                f"print(json.dumps(_memory_child({who!r}, {workload!r}, {steps}, {threads})))")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeUnavailableError(f"the memory benchmark of {who} failed: {proc.stderr.strip().splitlines()[-1:]}")
+        result[who] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["peak_ratio_torch_over_ours"] = result["torch"]["peak_rss_mb"] / result["onnxforge"]["peak_rss_mb"]
+    return result
+
+
+# -- the whole run ---------------------------------------------------------------------------------
+def _sizes(quick: bool) -> dict:
+    if quick:
+        return {"steps": 30, "rounds": 3, "large_steps": 3, "large_rounds": 2, "calls": 200, "inf_rounds": 3,
+                "mem_steps": 20}
+    return {"steps": 300, "rounds": 9, "large_steps": 10, "large_rounds": 7, "calls": 2000, "inf_rounds": 7,
+            "mem_steps": 30}
+
+
+def run_benchmarks(*, quick: bool = False, families=FAMILIES, threads: int | None = None, cuda: bool = True,
+                   progress: bool = True) -> dict:
+    """Run every benchmark; return a JSON-ready dict (see :func:`format_table`)."""
+    torch = _torch()
+    threads = int(threads or os.cpu_count() or 1)
+    if threads < 1:
+        raise ConfigError(f"threads must be a positive integer; got {threads!r}")
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        raise ConfigError(f"unknown model family {unknown[0]!r}; families are: {', '.join(FAMILIES)}")
+    torch.set_num_threads(threads)
+    size = _sizes(quick)
+    info = runtime_info()
+    available = workloads(quick)
+    result = {
+        "quick": quick, "threads": threads, "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "versions": {"onnxruntime": info.version, "distribution": info.distribution, "torch": torch.__version__,
+                     "numpy": np.__version__},
+        "training": [], "inference": [], "notes": [],
+    }
+    missing = [f for f in families if not any(w.family == f for w in available.values())]
+    for f in missing:
+        result["notes"].append(f"{f}: no builder in this checkout (onnxforge.graphs), skipped")
+    chosen = [k for k, w in available.items() if w.family in families]
+    from tqdm.auto import tqdm
+
+    total = len(chosen) * 2 + 2
+    bar = tqdm(total=total, desc="benchmarks", unit="part", disable=not progress, file=sys.stderr)
+
+    def run_on(device: str) -> tuple[list, list]:
+        train, infer = [], []
+        for key in chosen:
+            w = available[key]
+            large = key == "mlp-large"
+            bar.set_postfix_str(f"{device} train {key}")
+            train.append(bench_training(w, steps=size["large_steps" if large else "steps"],
+                                        rounds=size["large_rounds" if large else "rounds"], threads=threads,
+                                        device=device))
+            bar.update(1)
+            bar.set_postfix_str(f"{device} infer {key}")
+            if not large:
+                infer.append(bench_inference(w, rounds=size["inf_rounds"], calls=size["calls"], threads=threads,
+                                             device=device))
+            bar.update(1)
+        return train, infer
+
+    result["gemm_peak"] = gemm_peak(threads)
+    result["training"], result["inference"] = run_on("cpu")
+    peak_after = gemm_peak(threads)
+    result["gemm_peak"] = {k: (v + peak_after[k]) / 2 if k != "size" else v for k, v in result["gemm_peak"].items()}
+    bar.update(1)
+    large = next((r for r in result["training"] if r["workload"].startswith("mlp 784")), None)
+    if large is not None:
+        peak = result["gemm_peak"]["median_gflops"]
+        result["large_mlp"] = {
+            "workload": large["workload"], "gemm_peak_gflops": peak,
+            **{f"{who}_gflops": large[who]["gflops"] for who in ("onnxforge", "ort", "torch")},
+            **{f"{who}_fraction_of_peak": large[who]["gflops"] / peak for who in ("onnxforge", "ort", "torch")},
+        }
+    if "mlp" in families:
+        bar.set_postfix_str("memory")
+        result["memory"] = bench_memory("mlp-large", steps=size["mem_steps"], threads=threads)
+    bar.update(1)
+    from onnxforge.runtime.device import cuda_works
+
+    ok, why = cuda_works()
+    if cuda and ok and torch.cuda.is_available():
+        result["cuda"] = {}
+        result["cuda"]["training"], result["cuda"]["inference"] = run_on("cuda")
+    else:
+        reason = why if not ok else ("PyTorch has no CUDA here" if not torch.cuda.is_available() else "--no-cuda was given")
+        result["cuda"] = None
+        result["notes"].append(f"CUDA section skipped: {reason}")
+    bar.close()
+    return result
+
+
+# -- the table -------------------------------------------------------------------------------------
+def _x(value) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _n(value, unit="") -> str:
+    if value is None:
+        return "-"
+    if value >= 100:
+        return f"{value:,.0f}{unit}"
+    return f"{value:.1f}{unit}"
+
+
+def _section(lines, title, training, inference):
+    lines.append(f"{title}")
+    lines.append(f"  {'training (steps/s)':34} {'onnxforge':>10} {'raw ORT':>10} {'PyTorch':>10} {'vs ORT':>8} {'vs torch':>9}")
+    for r in training:
+        label = f"{r['workload']} b{r['batch']}"
+        lines.append(f"  {label:34} {_n(r['onnxforge']['steps_per_s']):>10} {_n(r['ort']['steps_per_s']):>10} "
+                     f"{_n(r['torch']['steps_per_s']):>10} {_x(r['ratio_vs_ort']):>8} {_x(r['ratio_vs_torch']):>9}")
+    lines.append(f"  {'inference':34} {'onnxforge':>10} {'raw ORT':>10} {'PyTorch':>10} {'vs ORT':>8} {'vs torch':>9}")
+    for r in inference:
+        for key, label, unit, ratio in (("latency_us_median", "b1 latency median (us)", "", "latency_ratio"),
+                                        ("latency_us_p99", "b1 latency p99 (us)", "", "p99_ratio"),
+                                        ("throughput_per_s", "b256 throughput (ex/s)", "", "throughput_ratio")):
+            name = f"{r['workload']} {label}"
+            lines.append(f"  {name:34} {_n(r['onnxforge'][key]):>10} {_n(r['ort'][key]):>10} {_n(r['torch'][key]):>10} "
+                         f"{_x(r[f'{ratio}_vs_ort']):>8} {_x(r[f'{ratio}_vs_torch']):>9}")
+
+
+def format_table(result: dict) -> str:
+    """The human-readable table of a :func:`run_benchmarks` result."""
+    v = result["versions"]
+    lines = [f"onnxforge benchmarks ({'quick' if result['quick'] else 'full'}): {result['threads']} threads, "
+             f"ONNX Runtime {v['onnxruntime']}, PyTorch {v['torch']}, numpy {v['numpy']}",
+             "ratios are ours / baseline in speed: above 1.00x onnxforge is faster (latency: baseline time / ours)", ""]
+    _section(lines, "CPU", result["training"], result["inference"])
+    lm = result.get("large_mlp")
+    if lm:
+        lines.append("")
+        lines.append(f"large MLP training ({lm['workload']}, batch 256) vs numpy float32 GEMM peak "
+                     f"{lm['gemm_peak_gflops']:.0f} GFLOP/s (median, same run)")
+        lines.append(f"  onnxforge {lm['onnxforge_gflops']:.0f} GFLOP/s = {lm['onnxforge_fraction_of_peak']:.0%} of peak; "
+                     f"raw ORT {lm['ort_gflops']:.0f} ({lm['ort_fraction_of_peak']:.0%}); "
+                     f"PyTorch {lm['torch_gflops']:.0f} ({lm['torch_fraction_of_peak']:.0%})")
+    mem = result.get("memory")
+    if mem:
+        o, t = mem["onnxforge"], mem["torch"]
+        lines.append("")
+        lines.append(f"peak memory of a training run ({mem['workload']}, {mem['steps']} steps, fresh process each)")
+        lines.append(f"  onnxforge peak RSS {o['peak_rss_mb']:.0f} MB (+{o['training_rss_increase_mb']:.0f} MB while training); "
+                     f"PyTorch {t['peak_rss_mb']:.0f} MB (+{t['training_rss_increase_mb']:.0f} MB); "
+                     f"PyTorch / ours {mem['peak_ratio_torch_over_ours']:.2f}x")
+    if result.get("cuda"):
+        lines.append("")
+        _section(lines, "CUDA (against PyTorch on CUDA)", result["cuda"]["training"], result["cuda"]["inference"])
+    for note in result["notes"]:
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
