@@ -68,3 +68,8 @@ class ConfigError(OnnxforgeError, ValueError):
 
 class PluginError(OnnxforgeError):
     """A plugin's op declaration is malformed or clashes with another, or its kernel failed."""
+
+
+class ConversionError(ModelError):
+    """A model cannot be converted: an op outside the supported set, a form the target cannot
+    express, or a result that does not match its source."""
