@@ -2,6 +2,8 @@
 
 ``digits``: the UCI 8x8 handwritten digits (1,797 images, 64 features in [0, 1], 10 classes),
 split once with a fixed seed into ``digits_train.npz`` (1,437) and ``digits_test.npz`` (360).
+The same examples, reshaped, for ConvNets (``digits_images_{train,test}.npz``, x ``[N, 1, 8, 8]``)
+and LSTMs reading 8 rows of 8 pixels (``digits_rows_{train,test}.npz``, x ``[N, 8, 8]``).
 """
 
 from __future__ import annotations
@@ -23,10 +25,18 @@ def path(name: str) -> Path:
     return p
 
 
-def load_digits() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """``((x_train, y_train), (x_test, y_test))``: float32 [N, 64] features, int64 labels."""
+DIGITS_VIEWS = {"flat": (64,), "images": (1, 8, 8), "rows": (8, 8)}
+
+
+def load_digits(view: str = "flat") -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """``((x_train, y_train), (x_test, y_test))``: float32 features, int64 labels.
+
+    ``view`` shapes each example: "flat" [64], "images" [1, 8, 8] (ConvNets), "rows" [8, 8]
+    (8 steps of 8 features, for LSTMs)."""
+    if view not in DIGITS_VIEWS:
+        raise ValueError(f"view must be one of {', '.join(DIGITS_VIEWS)}; got {view!r}")
     out = []
     for split in ("train", "test"):
         with np.load(path(f"digits_{split}.npz")) as f:
-            out.append((f["x"], f["y"]))
+            out.append((f["x"].reshape(-1, *DIGITS_VIEWS[view]), f["y"]))
     return out[0], out[1]
