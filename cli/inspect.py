@@ -42,7 +42,8 @@ def describe_model(path: str) -> dict:
         "ir_version": model.ir_version,
         "opsets": {imp.domain or "ai.onnx": imp.version for imp in model.opset_import},
         "producer": f"{model.producer_name} {model.producer_version}".strip(),
-        "inputs": [i.to_dict() for i in _io_info_from_model(model)],
+        "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": np.dtype(i.dtype).name}
+                   for i in _io_info_from_model(model)],
         "outputs": outputs,
         "parameters": params,
         "parameter_count": int(sum(p["size"] for p in params if p["dtype"].startswith("float"))),

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from onnxforge.cli._common import DEVICE, fmt, print_json
+from onnxforge.cli._common import DEVICE, print_json
+from onnxforge.runtime.trainer import format_record
 
 
 @click.command("train")
@@ -66,6 +67,5 @@ def command(model, data, val, epochs, batch_size, lr, optimizer, weight_decay, s
     if as_json:
         print_json(result)
         return
-    shown = ", ".join(f"{k} {fmt(v)}" for k, v in final.items() if k not in ("epoch", "seconds"))
-    click.echo(f"trained {trainer.epoch} epochs ({trainer.step} steps): {shown}")
+    click.echo(f"trained {trainer.epoch} epochs ({trainer.step} steps): {format_record(final)}")
     click.echo(f"model: {rundir / 'model.onnx'}   history: {rundir / 'metrics.json'}")

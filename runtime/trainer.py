@@ -60,6 +60,19 @@ def _set_training_mode(model: ModelProto, on: bool) -> ModelProto:
     return model
 
 
+def format_record(record: dict) -> str:
+    """One readable line for an epoch record: losses, metrics, then speed."""
+    parts = []
+    for key, value in record.items():
+        if key in ("epoch", "seconds", "lr", "steps_per_s") or not isinstance(value, (int, float)):
+            continue
+        shown = f"{value:.2%}" if key.endswith("accuracy") or key.endswith("exact_match") else f"{value:.4f}"
+        parts.append(f"{key} {shown}")
+    if record.get("steps_per_s"):
+        parts.append(f"{record['steps_per_s']:,.0f} steps/s")
+    return "  ".join(parts)
+
+
 class Trainer:
     """Train ``model`` (path, run folder or ``ModelProto``) into the run folder ``rundir``.
 
@@ -358,9 +371,7 @@ class Trainer:
             if callback is not None:
                 callback(record)
             if self.progress:
-                shown = ", ".join(f"{k} {v:.4f}" for k, v in record.items()
-                                  if k not in ("epoch", "lr", "seconds") and isinstance(v, float))
-                print(f"epoch {epoch}/{epochs}: {shown}", file=sys.stderr)
+                print(f"epoch {epoch}/{epochs}  " + format_record(record), file=sys.stderr)
         return self.history
 
     # -- results ---------------------------------------------------------------------------------

@@ -84,11 +84,12 @@ def test_inspect(runner, built):
     res = invoke(runner, "inspect", built, "--json")
     assert res.exit_code == 0
     info = json.loads(res.output)
-    assert info["inputs"] == [{"name": "x", "shape": [None, 64], "dtype": "float32"}]
+    assert info["inputs"] == [{"name": "x", "shape": ["N", 64], "dtype": "float32"}]
     assert info["parameter_count"] == 64 * 32 + 32 + 32 * 10 + 10
     assert info["trainable"] is True and info["metadata"]["builder"] == "mlp"
     res = invoke(runner, "inspect", built)
     assert "trainable here: yes" in res.output and "fc1.weight: float32 [32, 64]" in res.output
+    assert "  x: float32 [N, 64]" in res.output
 
 
 def test_inspect_names_ops_without_gradients(runner, tmp_path):
