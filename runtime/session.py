@@ -11,9 +11,10 @@ from onnx import ModelProto
 from onnxforge.runtime._ort import ort
 from onnxforge.runtime.device import Device, resolve_device
 from onnxforge.runtime.errors import InputError, ModelError
+from onnxforge.runtime.iobinding import DeviceArray, run_bound
 from onnxforge.runtime.modelio import get_metadata, load_model, make_runtime_compatible
 
-__all__ = ["IOInfo", "Session", "load"]
+__all__ = ["DeviceArray", "IOInfo", "Session", "load"]
 
 _ORT_TYPES = {
     "tensor(float)": np.float32,
@@ -113,6 +114,13 @@ def validate_feeds(feeds, inputs: list[IOInfo]) -> dict:
         if info.name not in feeds:
             raise InputError(f"missing input '{info.name}' (expected {info.describe()})")
         value = feeds[info.name]
+        if isinstance(value, DeviceArray):  # already on the device: checked, never cast or copied
+            if value.dtype != np.dtype(info.dtype):
+                raise InputError(f"input '{info.name}' expects dtype {np.dtype(info.dtype).name}, got a "
+                                 f"DeviceArray of {value.dtype.name}; DeviceArrays are not cast")
+            _check_shape(info, value.shape)
+            out[info.name] = value
+            continue
         arr = np.asarray(value)
         want = np.dtype(info.dtype)
         if arr.dtype != want:
@@ -122,19 +130,23 @@ def validate_feeds(feeds, inputs: list[IOInfo]) -> dict:
                 raise InputError(
                     f"input '{info.name}' expects dtype {want.name}, got {arr.dtype.name}"
                 )
-        if info.shape and arr.ndim != len(info.shape):
-            raise InputError(
-                f"input '{info.name}' expects rank {len(info.shape)} {info.describe()}, "
-                f"got rank {arr.ndim} with shape {list(arr.shape)}"
-            )
-        for axis, (dim, got) in enumerate(zip(info.shape, arr.shape)):
-            if isinstance(dim, int) and dim != got:
-                raise InputError(
-                    f"input '{info.name}' expects size {dim} on axis {axis} {info.describe()}, "
-                    f"got shape {list(arr.shape)}"
-                )
+        _check_shape(info, arr.shape)
         out[info.name] = np.ascontiguousarray(arr)
     return out
+
+
+def _check_shape(info: IOInfo, shape: tuple) -> None:
+    if info.shape and len(shape) != len(info.shape):
+        raise InputError(
+            f"input '{info.name}' expects rank {len(info.shape)} {info.describe()}, "
+            f"got rank {len(shape)} with shape {list(shape)}"
+        )
+    for axis, (dim, got) in enumerate(zip(info.shape, shape)):
+        if isinstance(dim, int) and dim != got:
+            raise InputError(
+                f"input '{info.name}' expects size {dim} on axis {axis} {info.describe()}, "
+                f"got shape {list(shape)}"
+            )
 
 
 class Session:
@@ -145,6 +157,7 @@ class Session:
         self.device = device
         self.source = source
         self.metadata = get_metadata(model)
+        self.metadata_props = {p.key: p.value for p in model.metadata_props}
         from onnxforge import plugins
 
         prepared = plugins.prepare_inference(model)
@@ -168,29 +181,170 @@ class Session:
     def run(self, feeds: dict, outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         """Run the model; ``feeds`` maps input names to arrays. Returns ``{output name: array}``."""
         ready = validate_feeds(feeds, self.inputs)
-        names = outputs or self._output_names
-        bad = [n for n in names if n not in self._output_names]
-        if bad:
-            raise InputError(f"unknown output '{bad[0]}'; the model's outputs are: {', '.join(self._output_names)}")
+        if any(isinstance(v, DeviceArray) for v in ready.values()):
+            return {k: v.numpy() for k, v in self.run_on_device(ready, outputs).items()}
+        names = self._checked_outputs(outputs)
         try:
             values = self._sess.run(names, ready)
         except Exception as exc:  # noqa: BLE001
             raise InputError(f"ONNX Runtime rejected the feeds: {_first_line(exc)}") from None
         return dict(zip(names, values))
 
-    def predict(self, x, batch_size: int | None = None) -> np.ndarray:
-        """First output for a single-input model, computed in chunks of ``batch_size`` rows."""
+    def predict(self, x, batch_size: int | None = None, *, output: str | None = None,
+                progress: bool = False) -> np.ndarray:
+        """One output (the model's main one unless ``output`` names another) for ``x``, computed in
+        chunks of ``batch_size`` rows so arrays of any length (``np.load(..., mmap_mode="r")``
+        included) need only one chunk's memory at a time besides the result.
+
+        ``x`` is an array for a one-input model, or a dict of arrays with equally many rows.
+        """
+        feeds = x if isinstance(x, dict) else self._single_input_feeds(x)
+        name = output or self.main_output
+        if name not in self._output_names:
+            raise InputError(f"unknown output '{name}'; the model's outputs are: {', '.join(self._output_names)}")
+        rows = _common_rows(feeds)
+        if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
+            raise InputError(f"batch_size must be a positive integer; got {batch_size!r}")
+        if not batch_size or rows is None or rows <= batch_size:
+            return self.run(feeds, [name])[name]
+        result = None
+        starts = range(0, rows, int(batch_size))
+        if progress:
+            from tqdm import tqdm
+
+            starts = tqdm(starts, desc="predict", unit="batch", leave=False)
+        for start in starts:
+            part = self.run({k: v[start : start + batch_size] for k, v in feeds.items()}, [name])[name]
+            if result is None:
+                if part.ndim == 0 or part.shape[0] != min(batch_size, rows):
+                    raise InputError(f"output '{name}' does not have one row per input row "
+                                     f"(shape {list(part.shape)} for {min(batch_size, rows)} rows); use run()")
+                result = np.empty((rows,) + part.shape[1:], part.dtype)
+            result[start : start + len(part)] = part
+        return result
+
+    def _single_input_feeds(self, x) -> dict:
         if len(self.inputs) != 1:
             raise InputError(
-                f"predict() needs a model with one input; this one has {len(self.inputs)}: "
-                f"{', '.join(i.name for i in self.inputs)}; use run()"
+                f"predict() needs a model with one input or a dict of inputs; this one has {len(self.inputs)}: "
+                f"{', '.join(i.name for i in self.inputs)}"
             )
-        name = self.inputs[0].name
-        x = np.asarray(x)
-        if not batch_size or x.ndim == 0 or len(x) <= batch_size:
-            return self.run({name: x})[self._output_names[0]]
-        parts = [self.run({name: x[i : i + batch_size]})[self._output_names[0]] for i in range(0, len(x), batch_size)]
-        return np.concatenate(parts, axis=0)
+        return {self.inputs[0].name: x if hasattr(x, "shape") else np.asarray(x)}
+
+    @property
+    def main_output(self) -> str:
+        """The output that ``predict`` returns: the one named in the metadata, else the first."""
+        named = self.metadata.get("output")
+        return named if named in self._output_names else self._output_names[0]
+
+    @property
+    def labels(self) -> list[str] | None:
+        """Class names from the model's metadata (``onnxforge.labels``, or a plain ``labels``
+        property as a JSON list or comma-separated), or ``None`` when it has none."""
+        found = self.metadata.get("labels")
+        if found is None and "labels" in self.metadata_props:
+            import json
+
+            text = self.metadata_props["labels"]
+            try:
+                found = json.loads(text)
+            except ValueError:
+                found = [part.strip() for part in text.split(",")]
+        if isinstance(found, dict):  # {"0": "cat", "1": "dog"}
+            try:
+                found = [found[k] for k in sorted(found, key=int)]
+            except (ValueError, TypeError):
+                found = None
+        if not isinstance(found, list) or not found:
+            return None
+        return [str(label) for label in found]
+
+    def label_names(self, indices) -> np.ndarray:
+        """Class indices turned into their names from the metadata (same shape, dtype str)."""
+        labels = self.labels
+        if labels is None:
+            raise ModelError("the model's metadata holds no class labels (set onnxforge.labels to a JSON list)")
+        idx = np.asarray(indices)
+        if idx.dtype.kind not in "iu":
+            raise InputError(f"class indices must be integers; got {idx.dtype.name}")
+        if idx.size and (idx.min() < 0 or idx.max() >= len(labels)):
+            raise InputError(f"class index {int(idx.max() if idx.max() >= len(labels) else idx.min())} is outside "
+                             f"the model's {len(labels)} labels")
+        return np.asarray(labels, dtype=str)[idx]
+
+    def predict_labels(self, x, batch_size: int | None = None) -> np.ndarray:
+        """The name of the highest-scoring class of the main output for each row of ``x``."""
+        return self.label_names(self.predict(x, batch_size).argmax(axis=-1))
+
+    def warmup(self, batch_size: int = 1, runs: int = 1) -> float:
+        """Run the model ``runs`` times on zeros shaped like its inputs (dynamic dimensions: the
+        first is ``batch_size``, others 1), so the first real call does not pay for allocation
+        and kernel selection. Returns the seconds it took."""
+        import time
+
+        sizes: dict = {}
+        feeds = {}
+        for info in self.inputs:
+            shape = []
+            for axis, dim in enumerate(info.shape):
+                if isinstance(dim, int):
+                    shape.append(dim)
+                else:
+                    key = dim if isinstance(dim, str) else (info.name, axis)
+                    shape.append(sizes.setdefault(key, batch_size if axis == 0 else 1))
+            dtype = np.dtype(info.dtype)
+            feeds[info.name] = np.full(shape, "", dtype=object) if dtype.kind in "OU" else np.zeros(shape, dtype)
+        start = time.perf_counter()
+        for _ in range(max(1, int(runs))):
+            try:
+                self._sess.run(self._output_names, feeds)
+            except Exception as exc:  # noqa: BLE001
+                raise ModelError(f"warm-up on zeros shaped {({k: list(v.shape) for k, v in feeds.items()})} "
+                                 f"failed: {_first_line(exc)}") from None
+        return time.perf_counter() - start
+
+    def to_device(self, array, dtype=None) -> DeviceArray:
+        """Copy ``array`` to this session's device once; feed the result to :meth:`run_on_device`
+        as often as needed without further copies."""
+        arr = np.asarray(array) if dtype is None else np.asarray(array, dtype=dtype)
+        return DeviceArray.from_numpy(arr, self._device_type)
+
+    def run_on_device(self, feeds: dict, outputs: list[str] | None = None) -> dict[str, DeviceArray]:
+        """Like :meth:`run`, with I/O binding: the outputs stay on the session's device as
+        :class:`DeviceArray` (``.numpy()`` copies one to the host); inputs may be arrays or
+        :class:`DeviceArray` (bound in place, e.g. a previous call's outputs)."""
+        ready = validate_feeds(feeds, self.inputs)
+        names = self._checked_outputs(outputs)
+        for name, value in ready.items():
+            if isinstance(value, DeviceArray) and value.device != self._device_type:
+                raise InputError(f"input '{name}' is a DeviceArray on {value.device}; this session runs on "
+                                 f"{self._device_type}")
+        try:
+            values = run_bound(self._sess, self._device_type, ready, names)
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(f"ONNX Runtime rejected the feeds: {_first_line(exc)}") from None
+        return dict(zip(names, values))
+
+    @property
+    def _device_type(self) -> str:
+        return "cuda" if self.device.name == "cuda" else "cpu"
+
+    def _checked_outputs(self, outputs) -> list[str]:
+        names = list(outputs) if outputs else self._output_names
+        bad = [n for n in names if n not in self._output_names]
+        if bad:
+            raise InputError(f"unknown output '{bad[0]}'; the model's outputs are: {', '.join(self._output_names)}")
+        return names
+
+    def decode(self, src, **options):
+        """Sequence-to-sequence decoding with this session (greedy or beam search, as
+        :mod:`onnxforge.runtime.decoding` offers); ``options`` go to it unchanged."""
+        try:
+            from onnxforge.runtime import decoding
+        except ImportError:
+            raise ModelError("sequence-to-sequence decoding is not available in this onnxforge "
+                             "(onnxforge.runtime.decoding is missing)") from None
+        return decoding.decode(self, src, **options)
 
     def __repr__(self) -> str:
         ins = ", ".join(f"{i.name}: {i.describe()}" for i in self.inputs)
@@ -207,20 +361,38 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _common_rows(feeds: dict) -> int | None:
+    """The number of rows every feed has (``None`` for scalars); unequal counts are an error."""
+    rows = {k: (v.shape[0] if getattr(v, "ndim", np.ndim(v)) else None) for k, v in feeds.items()}
+    counts = set(rows.values())
+    if len(counts) > 1:
+        raise InputError("inputs must have equally many rows to be chunked; got "
+                         + ", ".join(f"{k}: {n}" for k, n in rows.items()))
+    return counts.pop() if counts else None
+
+
 def load(
     path_or_model: str | os.PathLike | ModelProto | bytes,
     device: str | Device = "auto",
     *,
     threads: int | None = None,
     optimization: str = "all",
+    inter_op_threads: int | None = None,
+    warmup: bool | int = False,
 ) -> Session:
     """Open a model for inference on ``device`` (``"auto"``, ``"cpu"`` or ``"cuda"``).
 
     ``path_or_model`` is a ``.onnx`` path, a run folder (its ``model.onnx``), bytes or a
-    ``ModelProto``. Returns a :class:`Session` with ``.inputs``, ``.outputs`` and ``.run``.
+    ``ModelProto``. ``threads`` and ``inter_op_threads`` size ONNX Runtime's thread pools,
+    ``optimization`` is the graph optimisation level (``disable``, ``basic``, ``extended``,
+    ``all``), ``warmup`` runs the model once (or that many times) on zeros before returning.
+    Returns a :class:`Session` with ``.inputs``, ``.outputs``, ``.run`` and ``.predict``.
     """
     source = None if isinstance(path_or_model, (ModelProto, bytes, bytearray)) else str(path_or_model)
     model = load_model(path_or_model)
     resolved = resolve_device(device)
-    return Session(model, resolved, options=session_options(threads, optimization), source=source)
-
+    options = session_options(threads, optimization, inter_op_threads)
+    session = Session(model, resolved, options=options, source=source)
+    if warmup:
+        session.warmup(runs=int(warmup))
+    return session
