@@ -48,3 +48,65 @@ def mlp_command(inputs, hidden, classes, outputs, activation, dropout, seed, out
                 task="classification" if classes else "regression")
     _save(model, output, as_json)
 
+
+
+@command.command("convnet")
+@click.option("--input-shape", type=IntList(min_len=3, max_len=3), required=True,
+              help="Shape of one example as channels,height,width, for example 1,8,8.")
+@click.option("--channels", type=IntList(), default="16,32", show_default=True,
+              help="Output channels of the convolution stages, comma-separated: one stage per number.")
+@click.option("--kernel", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Height and width of every convolution kernel (same padding keeps the map size).")
+@click.option("--pool", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Window and stride of the max pooling after each stage; 1 means no pooling.")
+@click.option("--dense", type=IntList(), default=None,
+              help="Widths of fully connected hidden layers before the output layer, for example 128.")
+@click.option("--classes", type=click.IntRange(min=2), required=True, help="Number of classes.")
+@click.option("--batchnorm", is_flag=True,
+              help="Batch normalisation after every convolution (batch statistics in training, running ones after).")
+@click.option("--dropout", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
+              help="Dropout rate before every fully connected layer, active only in training.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weight initialisation.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Where to write the .onnx file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+def convnet_command(input_shape, channels, kernel, pool, dense, classes, batchnorm, dropout, seed, output, as_json):
+    """Build a ConvNet classifier: convolution, ReLU and max-pooling stages, then fully connected layers."""
+    from onnxforge.graphs import convnet
+
+    model = convnet(tuple(input_shape), tuple(channels), kernel, pool, tuple(dense or ()), classes,
+                    dropout=dropout, batchnorm=batchnorm, seed=seed)
+    _save(model, output, as_json)
+
+
+@command.command("lstm")
+@click.option("--inputs", type=click.IntRange(min=1), default=None,
+              help="Float features per time step (data x of shape [N, T, inputs]).")
+@click.option("--vocab", type=click.IntRange(min=2), default=None,
+              help="Token vocabulary size, every id counted (data x of int ids, shape [N, T]), instead of --inputs.")
+@click.option("--embed", type=click.IntRange(min=1), default=None, help="Width of the learned token embedding (with --vocab).")
+@click.option("--hidden", type=click.IntRange(min=1), default=64, show_default=True, help="Hidden size of every LSTM layer.")
+@click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True, help="Number of stacked LSTM layers.")
+@click.option("--classes", type=click.IntRange(min=2), required=True,
+              help="Number of classes (for a tagger, label 0 is padding and is ignored).")
+@click.option("--head", type=click.Choice(["sequence", "tagger"]), default="sequence", show_default=True,
+              help="sequence: one label per sequence from the last state; tagger: one label per step.")
+@click.option("--bidirectional", is_flag=True,
+              help="Read the sequence both ways (built from two forward LSTMs, which ONNX Runtime can train).")
+@click.option("--dropout", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
+              help="Dropout rate between stacked layers, active only in training.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weight initialisation.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Where to write the .onnx file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+def lstm_command(inputs, vocab, embed, hidden, layers, classes, head, bidirectional, dropout, seed, output, as_json):
+    """Build an LSTM network over feature sequences or token ids that labels sequences or every step."""
+    from onnxforge.graphs import lstm
+
+    if (inputs is None) == (vocab is None):
+        raise click.UsageError("give exactly one of --inputs (float features per step) or --vocab (token ids)")
+    if vocab is not None and embed is None:
+        raise click.UsageError("--vocab needs --embed, the width of the learned token embedding")
+    if inputs is not None and embed is not None:
+        raise click.UsageError("--embed applies to token models only; give --vocab instead of --inputs")
+    model = lstm(inputs, vocab=vocab, embed=embed, hidden=hidden, layers=layers, classes=classes, head=head,
+                 bidirectional=bidirectional, dropout=dropout, seed=seed)
+    _save(model, output, as_json)
