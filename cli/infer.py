@@ -66,7 +66,7 @@ def command(model, input_path, output, batch_size, device, as_json):
     outputs = {n: np.concatenate(v, axis=0) for n, v in parts.items()}
     result = dict(outputs)
     main = session.metadata.get("output") or names[0]
-    classifier = session.metadata.get("task") == "classification"
+    classifier = session.metadata.get("task") in ("classification", "tagging")  # tagging: a label per step
     if classifier:
         probs = softmax(outputs[main].astype(np.float64))
         result["predictions"] = probs.argmax(axis=-1)
@@ -81,7 +81,10 @@ def command(model, input_path, output, batch_size, device, as_json):
     if as_json:
         print_json(result)
         return
-    if classifier:
+    if classifier and result["predictions"].ndim > 1:
+        for i, row in enumerate(result["predictions"][:MAX_SHOWN]):
+            click.echo(f"{i}: tags {' '.join(map(str, row))}")
+    elif classifier:
         labels = session.metadata.get("labels")
         for i, (p, c) in enumerate(zip(result["predictions"][:MAX_SHOWN], result["confidence"])):
             name = f" ({labels[p]})" if isinstance(labels, list) and p < len(labels) else ""
