@@ -54,12 +54,7 @@ def loss_block(loss: str, ignore_index: int | None = None):
         def build(self, scores: str) -> str:
             graph = self.base.graph
             out = _output_info(self.base, scores)
-            labels = onnx.ValueInfoProto()
-            labels.CopyFrom(out)
-            labels.name = target_name("cross-entropy")
-            labels.type.tensor_type.elem_type = TensorProto.INT64
-            del labels.type.tensor_type.shape.dim[-1]
-            graph.input.append(labels)
+            labels = _add_target_input(graph, out, target_name("cross-entropy"), labels=True)
             flat_scores_shape = "loss.scores_shape"
             flat_labels_shape = "loss.labels_shape"
             graph.node.extend([
@@ -78,11 +73,7 @@ def loss_block(loss: str, ignore_index: int | None = None):
     class HalfSquaredError(Block):
         def build(self, output: str) -> str:
             graph = self.base.graph
-            out = _output_info(self.base, output)
-            target = onnx.ValueInfoProto()
-            target.CopyFrom(out)
-            target.name = target_name("mse")
-            graph.input.append(target)
+            target = _add_target_input(graph, _output_info(self.base, output), target_name("mse"), labels=False)
             graph.node.extend([
                 _constant("loss.half", np.array(0.5, np.float32)),
                 _constant("loss.batch_axis", np.array([0], np.int64)),
@@ -99,6 +90,18 @@ def loss_block(loss: str, ignore_index: int | None = None):
             return "loss"
 
     return CrossEntropy() if loss == "cross-entropy" else HalfSquaredError()
+
+
+def _add_target_input(graph, out: onnx.ValueInfoProto, name: str, *, labels: bool) -> onnx.ValueInfoProto:
+    """A graph input for the targets, shaped like ``out`` (class labels: int64, last axis dropped)."""
+    target = onnx.ValueInfoProto()
+    target.CopyFrom(out)
+    target.name = name
+    if labels:
+        target.type.tensor_type.elem_type = TensorProto.INT64
+        del target.type.tensor_type.shape.dim[-1]
+    graph.input.append(target)
+    return target
 
 
 def _constant(name: str, value: np.ndarray) -> onnx.NodeProto:
