@@ -110,3 +110,51 @@ def lstm_command(inputs, vocab, embed, hidden, layers, classes, head, bidirectio
     model = lstm(inputs, vocab=vocab, embed=embed, hidden=hidden, layers=layers, classes=classes, head=head,
                  bidirectional=bidirectional, dropout=dropout, seed=seed)
     _save(model, output, as_json)
+
+
+def _read_vocab(path: str) -> tuple[list[str], list[str]]:
+    from onnxforge.runtime.errors import DataError
+
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return [str(s) for s in f["src_vocab"]], [str(s) for s in f["tgt_vocab"]]
+    except KeyError:
+        raise DataError(f"'{path}' has no arrays 'src_vocab' and 'tgt_vocab' (one string per token id)") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"'{path}' is not a readable .npz file ({exc})") from None
+
+
+@command.command("seq2seq")
+@click.option("--src-vocab", type=click.IntRange(min=4), default=None,
+              help="Source vocabulary size, counting the reserved ids 0=PAD, 1=BOS, 2=EOS.")
+@click.option("--tgt-vocab", type=click.IntRange(min=4), default=None,
+              help="Target vocabulary size, counting the reserved ids 0=PAD, 1=BOS, 2=EOS.")
+@click.option("--vocab-from", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Take both vocabularies (sizes and token strings) from an .npz with src_vocab and tgt_vocab arrays.")
+@click.option("--embed", type=click.IntRange(min=1), default=32, show_default=True, help="Width of the token embeddings.")
+@click.option("--hidden", type=click.IntRange(min=1), default=64, show_default=True, help="Width of the LSTM states.")
+@click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Stacked LSTM layers in the encoder and in the decoder.")
+@click.option("--attention", type=click.Choice(["dot", "general", "none"]), default="dot", show_default=True,
+              help="Luong attention score over the encoder outputs: dot, general (bilinear), or none.")
+@click.option("--max-len", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Longest output that decoding produces unless told otherwise.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weight initialisation.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Where to write the .onnx file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+def seq2seq_command(src_vocab, tgt_vocab, vocab_from, embed, hidden, layers, attention, max_len, seed, output, as_json):
+    """Build an LSTM encoder-decoder with attention that translates token sequences."""
+    from onnxforge.graphs.seq2seq import seq2seq
+
+    src_tokens = tgt_tokens = None
+    if vocab_from:
+        src_tokens, tgt_tokens = _read_vocab(vocab_from)
+        for flag, given, tokens in (("--src-vocab", src_vocab, src_tokens), ("--tgt-vocab", tgt_vocab, tgt_tokens)):
+            if given is not None and given != len(tokens):
+                raise click.UsageError(f"{flag} {given} disagrees with the {len(tokens)} tokens in {vocab_from}")
+        src_vocab, tgt_vocab = len(src_tokens), len(tgt_tokens)
+    if src_vocab is None or tgt_vocab is None:
+        raise click.UsageError("give --src-vocab and --tgt-vocab, or --vocab-from an .npz that holds both vocabularies")
+    model = seq2seq(src_vocab, tgt_vocab, embed, hidden, layers, None if attention == "none" else attention,
+                    seed=seed, max_len=max_len, src_tokens=src_tokens, tgt_tokens=tgt_tokens)
+    _save(model, output, as_json)

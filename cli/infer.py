@@ -47,14 +47,25 @@ def softmax(z: np.ndarray) -> np.ndarray:
 @click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True,
               help="Examples per inference call.")
 @click.option("--device", type=DEVICE, default="auto", show_default=True, help="Where to run the model.")
+@click.option("--beam", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Encoder-decoders only: beam width of the search (1 decodes greedily).")
+@click.option("--max-len", type=click.IntRange(min=1), default=None,
+              help="Encoder-decoders only: longest output sequence [default: the model's max_len].")
 @click.option("--json", "as_json", is_flag=True, help="Print the outputs as one JSON object.")
-def command(model, input_path, output, batch_size, device, as_json):
-    """Run MODEL on the inputs in --input and print (or save) what it predicts."""
+def command(model, input_path, output, batch_size, device, beam, max_len, as_json):
+    """Run MODEL on the inputs in --input and print (or save) what it predicts.
+
+    An encoder-decoder reads token ids 'src' (or 'x') and prints the sequences it decodes."""
     from onnxforge.runtime import load
     from onnxforge.runtime.data import Dataset
     from onnxforge.runtime.evaluation import checked_dataset
 
     session = load(model, device=device)
+    if session.metadata.get("task") == "seq2seq":
+        from onnxforge.cli._seq2seq import infer_seq2seq
+
+        return infer_seq2seq(session, read_inputs(input_path, ["src"]), output=output, as_json=as_json, beam=beam,
+                             max_len=max_len, batch_size=batch_size, max_shown=MAX_SHOWN)
     ds = checked_dataset(session, Dataset(read_inputs(input_path, [i.name for i in session.inputs]), None, input_path),
                          need_targets=False, name=input_path)
     names = [o.name for o in session.outputs]

@@ -1,0 +1,63 @@
+"""What ``infer`` does for an encoder-decoder (task "seq2seq"): decode and print sequences."""
+
+from __future__ import annotations
+
+import io
+
+import click
+import numpy as np
+
+from onnxforge.cli._common import print_json
+
+__all__ = ["infer_seq2seq"]
+
+
+def _text(ids, tokens) -> str | None:
+    if not isinstance(tokens, list):
+        return None
+    from onnxforge.runtime.decoding import strip_sequence
+
+    return "".join(tokens[i] for i in strip_sequence(ids) if i >= 3 and i < len(tokens))
+
+
+def infer_seq2seq(session, inputs: dict, *, output, as_json: bool, beam: int, max_len, batch_size: int,
+                  max_shown: int) -> None:
+    """Decode ``inputs["src"]`` (or ``inputs["x"]``) and print, save or dump the sequences."""
+    from onnxforge.runtime.decoding import decode, strip_sequence
+    from onnxforge.runtime.errors import DataError
+
+    src = inputs.get("src", inputs.get("x"))
+    if src is None:
+        raise DataError(f"an encoder-decoder needs an array 'src' (or 'x') of token ids; the input holds: "
+                        f"{', '.join(inputs) or 'nothing'}")
+    tokens, attention = decode(session, src, max_len=max_len, beam=beam, batch_size=batch_size)
+    src_tokens, tgt_tokens = session.metadata.get("src_tokens"), session.metadata.get("tgt_tokens")
+    result = {"tokens": tokens}
+    if attention is not None:
+        result["attention"] = attention
+    texts = [_text(row, tgt_tokens) for row in tokens] if isinstance(tgt_tokens, list) else None
+    if output:
+        from onnxforge.runtime.modelio import atomic_write_bytes
+
+        buf = io.BytesIO()
+        np.savez(buf, **result, **({"text": np.array(texts)} if texts is not None else {}))
+        atomic_write_bytes(output, buf.getvalue())
+    if as_json:
+        doc = {"sequences": [strip_sequence(r) for r in tokens]}
+        if texts is not None:
+            doc["text"] = texts
+        if attention is not None:
+            doc["attention"] = attention
+        print_json(doc)
+        return
+    for i, row in enumerate(tokens[:max_shown]):
+        ids = strip_sequence(row)
+        if texts is not None:
+            source = _text(np.asarray(src)[i], src_tokens) if isinstance(src_tokens, list) else None
+            click.echo(f"{i}: {source + ' -> ' if source is not None else ''}{texts[i]}")
+        else:
+            click.echo(f"{i}: {' '.join(map(str, ids))}")
+    if len(tokens) > max_shown:
+        click.echo(f"... {len(tokens) - max_shown} more rows" + ("" if output else "; use -o OUT.npz or --json for all"))
+    if output:
+        click.echo(f"wrote {output}")
