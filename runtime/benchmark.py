@@ -58,6 +58,7 @@ class Workload:
     data: Callable  # (n, rng) -> ({input name: array}, y)
     batch: int
     flops_per_example: float | None = None  # training FLOPs per example (forward + backward)
+    ignore_index: int | None = None  # padding label the loss skips
     notes: list = field(default_factory=list)
 
 
@@ -88,6 +89,145 @@ def _mlp_torch(model):
     return torch.nn.Sequential(*layers)
 
 
+def _param(t, value: np.ndarray):
+    torch = _torch()
+    with torch.no_grad():
+        t.copy_(torch.from_numpy(np.ascontiguousarray(value)).reshape(t.shape))
+
+
+def _convnet_torch(model):
+    torch = _torch()
+    from onnxforge.runtime.modelio import get_metadata
+
+    a = get_metadata(model)["args"]
+    if a.get("dropout") or a.get("batchnorm") or a["kernel"] % 2 == 0:
+        raise ConfigError("the benchmark's PyTorch ConvNet twin supports odd kernels without dropout or batch norm")
+    w = _initialisers(model)
+    layers, c, (h, wd) = [], a["input_shape"][0], a["input_shape"][1:]
+    for i, out_ch in enumerate(a["channels"], start=1):
+        conv = torch.nn.Conv2d(c, out_ch, a["kernel"], padding=a["kernel"] // 2)
+        _param(conv.weight, w[f"conv{i}.weight"])
+        _param(conv.bias, w[f"conv{i}.bias"])
+        layers += [conv, torch.nn.ReLU()]
+        if a["pool"] > 1:
+            layers.append(torch.nn.MaxPool2d(a["pool"]))
+            h, wd = h // a["pool"], wd // a["pool"]
+        c = out_ch
+    layers.append(torch.nn.Flatten())
+    sizes = [c * h * wd, *a["dense"], a["classes"]]
+    for i in range(1, len(sizes)):
+        lin = torch.nn.Linear(sizes[i - 1], sizes[i])
+        _param(lin.weight, w[f"fc{i}.weight"])
+        _param(lin.bias, w[f"fc{i}.bias"])
+        layers.append(lin)
+        if i < len(sizes) - 1:
+            layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers)
+
+
+def _onnx_to_torch_gates(m: np.ndarray, hidden: int) -> np.ndarray:
+    """ONNX stacks the LSTM gates i, o, f, c; PyTorch i, f, g (= c), o."""
+    i, o, f, c = (m[k * hidden:(k + 1) * hidden] for k in range(4))
+    return np.concatenate([i, f, c, o])
+
+
+def _copy_lstm(lstm, w: dict, prefixes: list[str], hidden: int) -> None:
+    for layer, p in enumerate(prefixes):
+        bias = w[f"{p}.B"][0]
+        _param(getattr(lstm, f"weight_ih_l{layer}"), _onnx_to_torch_gates(w[f"{p}.W"][0], hidden))
+        _param(getattr(lstm, f"weight_hh_l{layer}"), _onnx_to_torch_gates(w[f"{p}.R"][0], hidden))
+        _param(getattr(lstm, f"bias_ih_l{layer}"), _onnx_to_torch_gates(bias[: 4 * hidden], hidden))
+        _param(getattr(lstm, f"bias_hh_l{layer}"), _onnx_to_torch_gates(bias[4 * hidden:], hidden))
+
+
+def _lstm_torch(model):
+    torch = _torch()
+    from onnxforge.runtime.modelio import get_metadata
+
+    a = get_metadata(model)["args"]
+    if a.get("vocab") or a.get("bidirectional") or a.get("dropout") or a["head"] != "sequence":
+        raise ConfigError("the benchmark's PyTorch LSTM twin supports float features, one direction and the sequence head")
+    w = _initialisers(model)
+
+    class Twin(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(a["inputs"], a["hidden"], a["layers"], batch_first=True)
+            self.fc = torch.nn.Linear(a["hidden"], a["classes"])
+
+        def forward(self, x):
+            _, (h, _) = self.lstm(x)
+            return self.fc(h[-1])
+
+    net = Twin()
+    _copy_lstm(net.lstm, w, [f"lstm{i}" for i in range(1, a["layers"] + 1)], a["hidden"])
+    _param(net.fc.weight, w["fc.weight"])
+    _param(net.fc.bias, w["fc.bias"])
+    return net
+
+
+def _seq2seq_torch(model):
+    torch = _torch()
+    from onnxforge.runtime.modelio import get_metadata
+
+    a = get_metadata(model)["args"]
+    if a["attention"] not in ("dot", "general"):
+        raise ConfigError("the benchmark's PyTorch encoder-decoder twin needs attention 'dot' or 'general'")
+    w = _initialisers(model)
+    hidden, layers = a["hidden"], a["layers"]
+
+    class Twin(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.src_emb = torch.nn.Embedding(a["src_vocab"], a["embed"])
+            self.tgt_emb = torch.nn.Embedding(a["tgt_vocab"], a["embed"])
+            self.encoder = torch.nn.LSTM(a["embed"], hidden, layers, batch_first=True)
+            self.decoder = torch.nn.LSTM(a["embed"], hidden, layers, batch_first=True)
+            self.attn = torch.nn.Parameter(torch.empty(hidden, hidden)) if a["attention"] == "general" else None
+            self.combine = torch.nn.Linear(2 * hidden, hidden)
+            self.output = torch.nn.Linear(hidden, a["tgt_vocab"])
+
+        def forward(self, src, decoder_input):
+            memory, state = self.encoder(self.src_emb(src))
+            dec, _ = self.decoder(self.tgt_emb(decoder_input), state)
+            query = dec @ self.attn if self.attn is not None else dec
+            scores = query @ memory.transpose(1, 2) + (src == 0).unsqueeze(1).float() * -1e9
+            context = torch.softmax(scores, dim=-1) @ memory
+            top = torch.tanh(self.combine(torch.cat([context, dec], dim=-1)))
+            return self.output(top)
+
+    net = Twin()
+    _param(net.src_emb.weight, w["encoder.embedding.weight"])
+    _param(net.tgt_emb.weight, w["decoder.embedding.weight"])
+    names = ["lstm"] if layers == 1 else [f"lstm{i}" for i in range(1, layers + 1)]
+    _copy_lstm(net.encoder, w, [f"encoder.{n}" for n in names], hidden)
+    _copy_lstm(net.decoder, w, [f"decoder.{n}" for n in names], hidden)
+    if net.attn is not None:
+        _param(net.attn, w["attention.weight"])
+    for mod, p in ((net.combine, "combine"), (net.output, "output")):
+        _param(mod.weight, w[f"{p}.weight"])
+        _param(mod.bias, w[f"{p}.bias"])
+    return net
+
+
+def _sequence_data(steps: int, features: int, classes: int):
+    def make(n, rng):
+        x = rng.standard_normal((n, steps, features)).astype(np.float32)
+        return {"x": x}, rng.integers(0, classes, n).astype(np.int64)
+    return make
+
+
+def _seq2seq_data(vocab: int, length: int):
+    def make(n, rng):
+        from onnxforge.runtime.decoding import prepare_seq2seq_arrays
+
+        src = rng.integers(3, vocab, (n, length)).astype(np.int64)
+        tgt = src[:, ::-1].copy()  # the reversal task
+        arrays = prepare_seq2seq_arrays({"src": src, "tgt": tgt})
+        return {"src": arrays["src"], "decoder_input": arrays["decoder_input"]}, arrays["y"]
+    return make
+
+
 def _classification_data(features: tuple, classes: int):
     def make(n, rng):
         x = rng.standard_normal((n, *features)).astype(np.float32)
@@ -112,7 +252,32 @@ def workloads(quick: bool = False) -> dict[str, Workload]:
         "mlp-large": Workload("mlp 784-1024-1024-10", "mlp", lambda: mlp(784, [1024, 1024], 10, seed=0), _mlp_torch,
                               _classification_data((784,), 10), 256, _mlp_flops([784, 1024, 1024, 10])),
     }
+
+    if _has_module("onnxforge.graphs.convnet"):
+        from onnxforge.graphs.convnet import convnet
+
+        out["convnet"] = Workload("convnet 1x8x8 16-32", "convnet", lambda: convnet((1, 8, 8), (16, 32), seed=0),
+                                  _convnet_torch, _classification_data((1, 8, 8), 10), 64)
+    if _has_module("onnxforge.graphs.lstm"):
+        from onnxforge.graphs.lstm import lstm
+
+        out["lstm"] = Workload("lstm T20 in16 h64", "lstm", lambda: lstm(16, hidden=64, classes=10, seed=0),
+                               _lstm_torch, _sequence_data(20, 16, 10), 64)
+    if _has_module("onnxforge.graphs.seq2seq"):
+        from onnxforge.graphs.seq2seq import seq2seq
+
+        out["seq2seq"] = Workload("seq2seq v20 len8 h32 dot", "seq2seq", lambda: seq2seq(20, 20, 32, 32, seed=0),
+                                  _seq2seq_torch, _seq2seq_data(20, 8), 64, ignore_index=0)
     return out
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 # -- measurements ----------------------------------------------------------------------------------
@@ -178,14 +343,14 @@ class _RawTrainer:
 
 
 class _TorchTrainer:
-    def __init__(self, net, device: str, x_names: list[str]):
+    def __init__(self, net, device: str, x_names: list[str], ignore_index: int | None = None):
         torch = _torch()
         self.torch = torch
         self.device = device
         self.net = net.to(device).train()
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=LR, betas=(0.9, 0.999), eps=1e-8,
                                            weight_decay=WEIGHT_DECAY)
-        self.loss = torch.nn.CrossEntropyLoss()
+        self.loss = torch.nn.CrossEntropyLoss(ignore_index=-100 if ignore_index is None else ignore_index)
         self.x_names = x_names
 
     def epoch(self, inputs: dict, y: np.ndarray, order: np.ndarray, batch: int) -> float:
@@ -218,7 +383,7 @@ def bench_training(w: Workload, *, steps: int, rounds: int, threads: int, device
     with tempfile.TemporaryDirectory(prefix="onnxforge-bench-") as tmp:
         trainer = Trainer(model, Path(tmp) / "run", lr=LR, weight_decay=WEIGHT_DECAY, optimizer="adamw",
                           schedule="constant", device=device, seed=0, threads=threads, progress=False)
-        twin = _TorchTrainer(w.torch_model(model), device, x_names)
+        twin = _TorchTrainer(w.torch_model(model), device, x_names, w.ignore_index)
         raw = {}
         times = {"onnxforge": [], "ort": [], "torch": []}
         order_rng = np.random.default_rng(2)
@@ -354,7 +519,7 @@ def _memory_child(who: str, workload: str, steps: int, threads: int) -> dict:
     if who == "torch":
         torch = _torch()
         torch.set_num_threads(threads)
-        twin = _TorchTrainer(w.torch_model(model), "cpu", list(inputs))
+        twin = _TorchTrainer(w.torch_model(model), "cpu", list(inputs), w.ignore_index)
         before = _rss_now_kb()
         tracemalloc.start()
         twin.epoch(inputs, y, np.arange(len(y)), w.batch)
