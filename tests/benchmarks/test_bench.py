@@ -1,0 +1,92 @@
+"""The benchmark's structure (never its speed): the PyTorch twins compute what the ONNX models
+compute, and a tiny run produces the table and JSON the README documents."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from onnxforge.cli.main import cli
+from onnxforge.runtime import benchmark, load
+
+TINY = {"steps": 3, "rounds": 1, "large_steps": 1, "large_rounds": 1, "calls": 5, "inf_rounds": 1, "mem_steps": 1}
+
+
+@pytest.mark.parametrize("name", sorted(benchmark.workloads()))
+def test_torch_twin_matches_onnx_model(name):
+    """Same weights, same outputs: the comparison is between identical models."""
+    w = benchmark.workloads()[name]
+    model = w.build()
+    feeds, _ = w.data(4, np.random.default_rng(0))
+    ours = load(model, "cpu").run(feeds)["logits"]
+    with torch.no_grad():
+        twin = w.torch_model(model).eval()(*[torch.from_numpy(v) for v in feeds.values()]).numpy()
+    assert ours.shape == twin.shape
+    np.testing.assert_allclose(ours, twin, rtol=1e-4, atol=1e-5)
+
+
+def test_twin_gates_reorder_onnx_iofc_to_torch_ifgo():
+    m = np.arange(8).reshape(8, 1)  # hidden 2: rows 0-1 i, 2-3 o, 4-5 f, 6-7 c
+    assert benchmark._onnx_to_torch_gates(m, 2).ravel().tolist() == [0, 1, 4, 5, 6, 7, 2, 3]
+
+
+def _check_row(row, keys):
+    for who in ("onnxforge", "ort", "torch"):
+        for k in keys:
+            value = row[who][k]
+            assert math.isfinite(value) and value > 0, (who, k, value)
+
+
+def test_tiny_run_through_the_cli_writes_table_and_json(tmp_path, monkeypatch):
+    monkeypatch.setattr(benchmark, "_sizes", lambda quick: dict(TINY))
+    out = tmp_path / "bench.json"
+    res = CliRunner().invoke(cli, ["bench", "--quick", "--family", "mlp", "--threads", "1", "--quiet", "-o", str(out)],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    table = res.output
+    assert "training (steps/s)" in table and "vs torch" in table
+    assert "mlp 64-128-10 b64" in table and "mlp 784-1024-1024-10 b256" in table
+    assert "b1 latency median (us)" in table and "b256 throughput (ex/s)" in table
+    assert "of peak" in table and "peak memory of a training run" in table
+    assert "CUDA section skipped" in table  # the CPU-only test environment
+    result = json.loads(out.read_text())
+    assert result["threads"] == 1 and result["quick"] is True
+    assert [r["workload"] for r in result["training"]] == ["mlp 64-128-10", "mlp 784-1024-1024-10"]
+    for row in result["training"]:
+        _check_row(row, ["steps_per_s"])
+        assert row["ratio_vs_torch"] == pytest.approx(row["onnxforge"]["steps_per_s"] / row["torch"]["steps_per_s"])
+    _check_row(result["inference"][0], ["latency_us_median", "latency_us_p99", "throughput_per_s"])
+    large = result["large_mlp"]
+    assert large["gemm_peak_gflops"] > 0
+    assert large["onnxforge_fraction_of_peak"] == pytest.approx(large["onnxforge_gflops"] / large["gemm_peak_gflops"])
+    for who in ("onnxforge", "torch"):
+        assert result["memory"][who]["peak_rss_mb"] > result["memory"][who]["before_training_rss_mb"] > 0
+    assert result["cuda"] is None
+
+
+def test_bench_rejects_an_unknown_family():
+    res = CliRunner().invoke(cli, ["bench", "--family", "transformer"])
+    assert res.exit_code == 2
+    assert "Invalid value for '--family'" in res.output
+
+
+def test_run_benchmarks_rejects_bad_arguments():
+    from onnxforge.runtime.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown model family 'gru'"):
+        benchmark.run_benchmarks(families=("gru",), progress=False)
+
+
+def test_script_help_runs_as_documented():
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench.py"
+    proc = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "python benchmarks/bench.py" in proc.stdout and "--quick" in proc.stdout
