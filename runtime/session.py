@@ -184,10 +184,13 @@ class Session:
         if any(isinstance(v, DeviceArray) for v in ready.values()):
             return {k: v.numpy() for k, v in self.run_on_device(ready, outputs).items()}
         names = self._checked_outputs(outputs)
-        try:
-            values = self._sess.run(names, ready)
-        except Exception as exc:  # noqa: BLE001
-            raise InputError(f"ONNX Runtime rejected the feeds: {_first_line(exc)}") from None
+        from onnxforge import plugins
+
+        with plugins.kernel_guard():  # a plugin's Python kernel that raised: one clear PluginError
+            try:
+                values = self._sess.run(names, ready)
+            except Exception as exc:  # noqa: BLE001
+                raise InputError(f"ONNX Runtime rejected the feeds: {_first_line(exc)}") from None
         return dict(zip(names, values))
 
     def predict(self, x, batch_size: int | None = None, *, output: str | None = None,
