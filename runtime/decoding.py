@@ -78,7 +78,9 @@ def _greedy(session, src, max_len, logits_name, att_name):
     names = [logits_name] + ([att_name] if att_name else [])
     for _ in range(max_len):
         out = session.run({"src": src, "decoder_input": dec}, names)
-        nxt = out[logits_name][:, -1].argmax(axis=-1).astype(np.int64)
+        last = out[logits_name][:, -1].copy()
+        last[:, [PAD, BOS]] = -np.inf  # never emitted: PAD only after EOS, BOS only as the first input
+        nxt = last.argmax(axis=-1).astype(np.int64)
         nxt[done] = PAD
         dec = np.concatenate([dec, nxt[:, None]], axis=1)
         done |= nxt == EOS
@@ -98,6 +100,7 @@ def _beam(session, src, max_len, beam, logits_name, att_name):
     for _ in range(max_len):
         logits = session.run({"src": src_k, "decoder_input": seqs.reshape(n * k, -1)}, [logits_name])[logits_name]
         lp = _log_softmax(logits[:, -1]).reshape(n, k, -1)  # [N, k, V]
+        lp[:, :, [PAD, BOS]] = -np.inf
         v = lp.shape[-1]
         # a finished beam continues only with PAD, at no cost
         lp[done] = -np.inf
@@ -126,7 +129,7 @@ def decode(session, src, *, max_len: int | None = None, beam: int = 1, batch_siz
     including EOS, then PAD (a row without EOS ran out of ``max_len``); ``attention`` [N, L, S]
     (row ``t`` is what token ``t`` attended to; zero after EOS) or ``None`` for a model without
     attention. ``beam=1`` decodes greedily; ``beam=B`` keeps the B most probable prefixes (sum of
-    log-probabilities) and returns the best finished one. ``max_len`` defaults to the model's.
+    log-probabilities, PAD and BOS never chosen) and returns the most probable one. ``max_len`` defaults to the model's.
     """
     logits_name, att_name = _names(session)
     if max_len is None:
