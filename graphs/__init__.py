@@ -3,5 +3,6 @@
 from onnxforge.graphs.convnet import convnet
 from onnxforge.graphs.lstm import lstm
 from onnxforge.graphs.mlp import mlp
+from onnxforge.graphs.seq2seq import seq2seq
 
-__all__ = ["convnet", "lstm", "mlp"]
+__all__ = ["convnet", "lstm", "mlp", "seq2seq"]
