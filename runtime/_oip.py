@@ -1,0 +1,334 @@
+"""The Open Inference Protocol v2 wire format: inference requests (JSON tensors and the binary
+tensor data extension) to numpy feeds, and outputs back to a response body.
+
+Everything a client can get wrong raises :class:`InputError` with a message naming the input,
+what was expected and what came; the server answers it with HTTP 400.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from onnxforge.runtime.errors import InputError
+
+__all__ = [
+    "DATATYPES", "InferRequest", "RequestedOutput", "datatype_of", "encode_infer_response",
+    "parse_infer_request", "tensor_metadata",
+]
+
+# Protocol datatype -> numpy dtype (BF16 has no numpy dtype and is not offered).
+DATATYPES = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
+}
+_BY_DTYPE = {v: k for k, v in DATATYPES.items()}
+MAX_DIM = 2**31 - 1
+
+
+def datatype_of(dtype) -> str:
+    """The protocol datatype of a numpy dtype (strings are BYTES)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "OUS":
+        return "BYTES"
+    if dtype not in _BY_DTYPE:
+        raise InputError(f"dtype {dtype.name} has no Open Inference Protocol datatype")
+    return _BY_DTYPE[dtype]
+
+
+def tensor_metadata(info) -> dict:
+    """``{"name", "datatype", "shape"}`` of an :class:`IOInfo`, dynamic dimensions as -1."""
+    return {"name": info.name, "datatype": datatype_of(info.dtype),
+            "shape": [d if isinstance(d, int) else -1 for d in info.shape]}
+
+
+@dataclass(frozen=True)
+class RequestedOutput:
+    name: str
+    binary: bool
+    classification: int = 0
+
+
+@dataclass
+class InferRequest:
+    id: str | None
+    feeds: dict
+    outputs: list
+
+
+def _fail(message: str):
+    raise InputError(message)
+
+
+def _json_object(value, what: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        _fail(f"{what} must be a JSON object; got {type(value).__name__}")
+    return value
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_infer_request(body: bytes, header_length, inputs: list, outputs: list, *, model: str,
+                        max_elements: int) -> InferRequest:
+    """Decode one inference request for a model with ``inputs``/``outputs`` (:class:`IOInfo`).
+
+    ``header_length`` is the ``Inference-Header-Content-Length`` header (``None`` when the whole
+    body is JSON); ``max_elements`` bounds the elements any one tensor may claim.
+    """
+    if header_length is None:
+        header, binary = body, memoryview(b"")
+    else:
+        try:
+            size = int(header_length)
+        except ValueError:
+            size = -1
+        if not 0 <= size <= len(body):
+            _fail(f"Inference-Header-Content-Length is {header_length!r}; it must be a whole number of bytes "
+                  f"from 0 to the body's {len(body)}")
+        header, binary = body[:size], memoryview(body)[size:]
+    try:
+        request = json.loads(header)
+    except (ValueError, UnicodeDecodeError) as exc:
+        _fail(f"malformed JSON in the request: {exc}")
+    if not isinstance(request, dict):
+        _fail(f"the request must be a JSON object with an 'inputs' list; got {type(request).__name__}")
+    request_id = request.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        _fail(f"'id' must be a string; got {type(request_id).__name__}")
+    parameters = _json_object(request.get("parameters"), "'parameters'")
+    raw_inputs = request.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        _fail("the request must have an 'inputs' list with one entry per model input")
+
+    expected = {i.name: i for i in inputs}
+    feeds: dict = {}
+    offset = 0
+    for position, entry in enumerate(raw_inputs):
+        if not isinstance(entry, dict):
+            _fail(f"inputs[{position}] must be a JSON object; got {type(entry).__name__}")
+        name = entry.get("name")
+        if not isinstance(name, str):
+            _fail(f"inputs[{position}] has no 'name' string")
+        if name not in expected:
+            _fail(f"unknown input '{name}'; model '{model}' has inputs: {', '.join(expected)}")
+        if name in feeds:
+            _fail(f"input '{name}' appears twice in the request")
+        info = expected[name]
+        want = datatype_of(info.dtype)
+        datatype = entry.get("datatype")
+        if datatype not in DATATYPES:
+            _fail(f"input '{name}' has datatype {datatype!r}, which is not one of {', '.join(DATATYPES)}")
+        if datatype != want:
+            _fail(f"input '{name}' of model '{model}' is {want}; the request says {datatype}")
+        shape = _shape(name, entry.get("shape"), max_elements)
+        count = math.prod(shape)
+        params = _json_object(entry.get("parameters"), f"parameters of input '{name}'")
+        size = params.get("binary_data_size")
+        if size is not None:
+            if "data" in entry:
+                _fail(f"input '{name}' has both 'data' and binary_data_size; send one of them")
+            if not _is_int(size) or size < 0:
+                _fail(f"binary_data_size of input '{name}' must be a non-negative integer; got {size!r}")
+            if offset + size > len(binary):
+                _fail(f"input '{name}' says binary_data_size {size}, but only {len(binary) - offset} bytes of "
+                      f"binary data are left in the body")
+            chunk = binary[offset : offset + size]
+            offset += size
+            array = _from_binary(name, datatype, chunk, count)
+        elif "data" in entry:
+            array = _from_json(name, datatype, entry["data"], count)
+        else:
+            _fail(f"input '{name}' has neither 'data' nor a binary_data_size parameter")
+        feeds[name] = array.reshape(shape)
+    if offset != len(binary):
+        _fail(f"the body carries {len(binary)} bytes of binary data after the JSON header, but the inputs' "
+              f"binary_data_size add up to {offset}")
+    missing = [n for n in expected if n not in feeds]
+    if missing:
+        _fail(f"missing input '{missing[0]}'; model '{model}' needs: {', '.join(expected)}")
+    return InferRequest(request_id, feeds, _requested_outputs(request.get("outputs"), parameters, outputs, model))
+
+
+def _shape(name: str, shape, max_elements: int) -> list[int]:
+    if not isinstance(shape, list) or not all(_is_int(d) for d in shape):
+        _fail(f"input '{name}' needs a 'shape' list of integers; got {json.dumps(shape)}")
+    for dim in shape:
+        if dim < 0:
+            _fail(f"input '{name}' has a negative dimension {dim} in shape {shape}")
+        if dim > MAX_DIM:
+            _fail(f"input '{name}' has dimension {dim} in shape {shape}, over the limit of {MAX_DIM}")
+    count = math.prod(shape)
+    if count > max_elements:
+        _fail(f"input '{name}' has shape {shape}, {count} elements, more than the {max_elements} a request "
+              f"within the body size limit can carry")
+    return shape
+
+
+def _from_binary(name: str, datatype: str, chunk: memoryview, count: int) -> np.ndarray:
+    if datatype == "BYTES":
+        items, pos = [], 0
+        while pos < len(chunk):
+            if pos + 4 > len(chunk):
+                _fail(f"binary BYTES data of input '{name}' ends inside a 4-byte length prefix")
+            (n,) = struct.unpack_from("<I", chunk, pos)
+            if pos + 4 + n > len(chunk):
+                _fail(f"binary BYTES data of input '{name}' has an element of {n} bytes that runs past its end")
+            items.append(_utf8(name, bytes(chunk[pos + 4 : pos + 4 + n])))
+            pos += 4 + n
+        if len(items) != count:
+            _fail(f"input '{name}' has {count} elements by its shape but its binary data holds {len(items)} strings")
+        return np.array(items, dtype=object)
+    dtype = DATATYPES[datatype]
+    if len(chunk) != count * dtype.itemsize:
+        _fail(f"input '{name}' has {count} elements of {datatype} by its shape ({count * dtype.itemsize} bytes) "
+              f"but its binary_data_size is {len(chunk)}")
+    array = np.frombuffer(chunk, dtype=dtype.newbyteorder("<"), count=count)
+    return array if array.flags.aligned and array.dtype.isnative else array.astype(dtype)
+
+
+def _utf8(name: str, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        _fail(f"input '{name}' holds a string that is not valid UTF-8")
+
+
+def _from_json(name: str, datatype: str, data, count: int) -> np.ndarray:
+    if not isinstance(data, list):
+        data = [data]
+    try:
+        array = np.array(data, dtype=object if datatype == "BYTES" else None)
+    except (ValueError, OverflowError):
+        _fail(f"input '{name}' has 'data' that is not a regular (rectangular) list of values")
+    if datatype == "BYTES":
+        array = array.ravel()
+        if not all(isinstance(v, str) for v in array):
+            _fail(f"input '{name}' is BYTES: its data must be strings")
+    else:
+        want = DATATYPES[datatype]
+        allowed = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}[want.kind]
+        if array.size and array.dtype.kind not in allowed:
+            _fail(f"input '{name}' is {datatype}: its data must be {_KIND_WORDS[want.kind]}; got {_kind_name(array)}")
+        if want.kind in "iu" and array.size:
+            info = np.iinfo(want)
+            low, high = array.min(), array.max()
+            if low < info.min or high > info.max:
+                bad = low if low < info.min else high
+                _fail(f"input '{name}' is {datatype}: value {bad} is outside [{info.min}, {info.max}]")
+        array = array.astype(want).ravel()
+    if array.size != count:
+        _fail(f"input '{name}' has {count} elements by its shape but its data holds {array.size}")
+    return array
+
+
+_KIND_WORDS = {"b": "true/false", "i": "integers", "u": "integers", "f": "numbers"}
+
+
+def _kind_name(array: np.ndarray) -> str:
+    return {"U": "strings", "b": "true/false values", "f": "numbers with fractions", "i": "integers",
+            "u": "integers", "O": "mixed or nested values"}.get(array.dtype.kind, array.dtype.name)
+
+
+def _requested_outputs(raw, parameters: dict, outputs: list, model: str) -> list:
+    binary_default = parameters.get("binary_data_output", False)
+    if not isinstance(binary_default, bool):
+        _fail(f"parameter binary_data_output must be true or false; got {binary_default!r}")
+    names = [o.name for o in outputs]
+    if raw is None:
+        return [RequestedOutput(n, binary_default) for n in names]
+    if not isinstance(raw, list):
+        _fail(f"'outputs' must be a list of objects with a 'name'; got {type(raw).__name__}")
+    result, seen = [], set()
+    for position, entry in enumerate(raw):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str):
+            _fail(f"outputs[{position}] must be an object with a 'name' string")
+        if name not in names:
+            _fail(f"unknown output '{name}'; model '{model}' has outputs: {', '.join(names)}")
+        if name in seen:
+            _fail(f"output '{name}' is requested twice")
+        seen.add(name)
+        params = _json_object(entry.get("parameters"), f"parameters of output '{name}'")
+        binary = params.get("binary_data", binary_default)
+        classes = params.get("classification", 0)
+        if not isinstance(binary, bool):
+            _fail(f"binary_data of output '{name}' must be true or false; got {binary!r}")
+        if not _is_int(classes) or classes < 0:
+            _fail(f"classification of output '{name}' must be a non-negative integer; got {classes!r}")
+        result.append(RequestedOutput(name, binary, classes))
+    return result
+
+
+def classify(array: np.ndarray, k: int, labels: list | None) -> np.ndarray:
+    """The classification extension: the top ``k`` classes of the last axis as strings
+    ``"score:index"`` or ``"score:index:label"``, best first, shape ``[..., k]``."""
+    if array.ndim == 0 or array.dtype.kind not in "iuf":
+        raise InputError(f"classification needs a numeric output with a class axis; got {array.dtype.name} "
+                         f"{list(array.shape)}")
+    k = min(k, array.shape[-1])
+    order = np.argsort(-array, axis=-1, kind="stable")[..., :k]
+    scores = np.take_along_axis(array, order, axis=-1)
+    out = np.empty(order.shape, dtype=object)
+    for pos in np.ndindex(order.shape):
+        index = int(order[pos])
+        text = f"{float(scores[pos]):f}:{index}"
+        if labels and index < len(labels):
+            text += f":{labels[index]}"
+        out[pos] = text
+    return out
+
+
+def _bytes_payload(array: np.ndarray) -> bytes:
+    parts = []
+    for item in array.ravel():
+        raw = item if isinstance(item, bytes) else str(item).encode("utf-8")
+        parts.append(struct.pack("<I", len(raw)))
+        parts.append(raw)
+    return b"".join(parts)
+
+
+def encode_infer_response(model: str, version: str, request_id, results: dict, requested: list,
+                          labels: list | None = None) -> tuple[bytes, int | None]:
+    """The response body and, when some outputs travel as binary, the JSON header's length
+    (for the ``Inference-Header-Content-Length`` header)."""
+    entries, chunks = [], []
+    for want in requested:
+        array = np.asarray(results[want.name])
+        if want.classification:
+            array = classify(array, want.classification, labels)
+        datatype = datatype_of(array.dtype)
+        entry = {"name": want.name, "datatype": datatype, "shape": list(array.shape)}
+        if want.binary:
+            payload = _bytes_payload(array) if datatype == "BYTES" else np.ascontiguousarray(array).tobytes()
+            entry["parameters"] = {"binary_data_size": len(payload)}
+            chunks.append(payload)
+        else:
+            entry["data"] = [str(v) for v in array.ravel()] if datatype == "BYTES" else array.ravel().tolist()
+        entries.append(entry)
+    response = {"model_name": model, "model_version": version}
+    if request_id is not None:
+        response["id"] = request_id
+    response["outputs"] = entries
+    header = json.dumps(response, separators=(",", ":")).encode()
+    if not chunks:
+        return header, None
+    return b"".join([header, *chunks]), len(header)

@@ -1,0 +1,226 @@
+"""Running requests under load: at most ``max_concurrency`` model runs at a time on a thread
+pool, at most ``max_queue`` requests waiting for one (more get :class:`ServerBusy`, HTTP 503),
+and optional dynamic batching that merges small concurrent requests to one model into one run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from onnxforge.runtime.errors import OnnxforgeError
+
+__all__ = ["Scheduler", "ServerBusy"]
+
+log = logging.getLogger("onnxforge.serve")
+
+
+class ServerBusy(OnnxforgeError):
+    """Too many requests are waiting; the client should retry later (HTTP 503)."""
+
+
+@dataclass
+class _Item:
+    feeds: dict
+    outputs: tuple
+    rows: int
+    key: tuple
+    future: asyncio.Future
+
+
+@dataclass
+class Stats:
+    """Counters for tests and the benchmark: requests answered and model runs made."""
+
+    requests: int = 0
+    runs: int = 0
+    batched_requests: int = 0
+    rejected: int = 0
+    largest_batch: int = 0
+
+
+def batch_axis_ok(session) -> bool:
+    """Whether requests to ``session`` can be stacked on axis 0: every input and output has a
+    first dimension, and it is the same named dynamic dimension (``N``) for all of them."""
+    dims = [io.shape[0] if io.shape else None for io in list(session.inputs) + list(session.outputs)]
+    return bool(dims) and isinstance(dims[0], str) and all(d == dims[0] for d in dims)
+
+
+class Scheduler:
+    """Admits, queues and runs inference requests; one per server, shared by its models."""
+
+    def __init__(self, max_concurrency: int, max_queue: int, max_batch: int = 1, max_delay_ms: float = 0.0):
+        self.max_concurrency = max_concurrency
+        self.max_queue = max_queue
+        self.max_batch = max_batch
+        self.max_delay = max_delay_ms / 1000.0
+        self.executor = ThreadPoolExecutor(max_concurrency, thread_name_prefix="onnxforge-infer")
+        self.stats = Stats()
+        self._slots: asyncio.Semaphore | None = None
+        self._waiting = 0
+        self._batchers: dict = {}
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_concurrency)
+        return self._slots
+
+    def _admit(self, must_wait: bool) -> None:
+        if must_wait and self._waiting >= self.max_queue:
+            self.stats.rejected += 1
+            raise ServerBusy(f"the server is busy: {self._waiting} requests are waiting for one of "
+                             f"{self.max_concurrency} model runs (--max-queue {self.max_queue}); retry later")
+
+    async def run(self, session, feeds: dict, outputs: list[str]) -> dict:
+        """Run ``session`` on validated ``feeds``; merged with other requests when batching is on."""
+        rows = _rows(feeds)
+        if self.max_batch > 1 and rows is not None and rows < self.max_batch and batch_axis_ok(session):
+            return await self._batched(session, feeds, tuple(outputs), rows)
+        slots = self._semaphore()
+        self._admit(slots.locked())
+        self._waiting += 1
+        try:
+            await slots.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(self.executor, session.run, feeds, outputs)
+            self.stats.runs += 1
+            return result
+        finally:
+            slots.release()
+            self.stats.requests += 1
+
+    async def _batched(self, session, feeds: dict, outputs: tuple, rows: int) -> dict:
+        self._admit(True)
+        batcher = self._batchers.get(id(session))
+        if batcher is None:
+            batcher = self._batchers[id(session)] = _Batcher(self, session)
+        key = (outputs,) + tuple((k, v.dtype.str, v.shape[1:]) for k, v in sorted(feeds.items()))
+        item = _Item(feeds, outputs, rows, key, asyncio.get_running_loop().create_future())
+        self._waiting += 1
+        batcher.submit(item)
+        try:
+            return await item.future
+        finally:
+            self.stats.requests += 1
+
+    async def close(self) -> None:
+        for batcher in self._batchers.values():
+            await batcher.close()
+        self.executor.shutdown(wait=True)
+
+
+def _rows(feeds: dict) -> int | None:
+    counts = {v.shape[0] if v.ndim else None for v in feeds.values()}
+    return counts.pop() if len(counts) == 1 else None
+
+
+class _Batcher:
+    """Collects requests to one model for up to ``max_delay`` after the first arrives (or until
+    ``max_batch`` rows), then runs each group of compatible requests as one stacked batch."""
+
+    def __init__(self, scheduler: Scheduler, session):
+        self.scheduler = scheduler
+        self.session = session
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.task = asyncio.get_running_loop().create_task(self._collect())
+        self.running: set = set()
+
+    def submit(self, item: _Item) -> None:
+        self.queue.put_nowait(item)
+
+    async def _collect(self) -> None:
+        sched = self.scheduler
+        loop = asyncio.get_running_loop()
+        carry = None
+        while True:
+            first = carry if carry is not None else await self.queue.get()
+            carry = None
+            batch, total = [first], first.rows
+            deadline = loop.time() + sched.max_delay
+            while total < sched.max_batch:
+                try:
+                    item = self.queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(self.queue.get(), remaining)
+                    except asyncio.TimeoutError:
+                        break
+                if total + item.rows > sched.max_batch:
+                    carry = item
+                    break
+                batch.append(item)
+                total += item.rows
+            groups: dict = {}
+            for item in batch:
+                groups.setdefault(item.key, []).append(item)
+            for group in groups.values():
+                await sched._semaphore().acquire()  # while every slot is busy, the next batch grows
+                sched._waiting -= len(group)
+                task = loop.create_task(self._run(group))
+                self.running.add(task)
+                task.add_done_callback(self.running.discard)
+
+    async def _run(self, group: list) -> None:
+        sched = self.scheduler
+        loop = asyncio.get_running_loop()
+        run = self.session.run
+        try:
+            if len(group) == 1:
+                await self._settle(group[0], loop.run_in_executor(sched.executor, run, group[0].feeds,
+                                                                 list(group[0].outputs)))
+                sched.stats.runs += 1
+                return
+            merged = {k: np.concatenate([it.feeds[k] for it in group]) for k in group[0].feeds}
+            total = sum(it.rows for it in group)
+            try:
+                result = await loop.run_in_executor(sched.executor, run, merged, list(group[0].outputs))
+                sched.stats.runs += 1
+            except Exception:  # noqa: BLE001 - let each request fail (or succeed) on its own
+                result = None
+            if result is None or any(np.ndim(v) == 0 or len(v) != total for v in result.values()):
+                for item in group:
+                    await self._settle(item, loop.run_in_executor(sched.executor, run, item.feeds, list(item.outputs)))
+                    sched.stats.runs += 1
+                return
+            sched.stats.batched_requests += len(group)
+            sched.stats.largest_batch = max(sched.stats.largest_batch, total)
+            start = 0
+            for item in group:
+                if not item.future.done():
+                    item.future.set_result({k: v[start : start + item.rows] for k, v in result.items()})
+                start += item.rows
+        finally:
+            sched._semaphore().release()
+
+    @staticmethod
+    async def _settle(item: _Item, pending) -> None:
+        try:
+            value = await pending
+        except Exception as exc:  # noqa: BLE001 - handed to the request that caused it
+            if not item.future.done():
+                item.future.set_exception(exc)
+            return
+        if not item.future.done():
+            item.future.set_result(value)
+
+    async def close(self) -> None:
+        self.task.cancel()
+        if self.running:
+            await asyncio.gather(*self.running, return_exceptions=True)
+        while not self.queue.empty():
+            item = self.queue.get_nowait()
+            if not item.future.done():
+                item.future.set_exception(ServerBusy("the server is shutting down"))
