@@ -1,0 +1,76 @@
+"""``onnxforge serve``: models over HTTP with the Open Inference Protocol v2."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from onnxforge.cli._common import DEVICE
+
+LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
+
+
+class Host(click.ParamType):
+    """A host name or IP address to listen on (no scheme, no port)."""
+
+    name = "HOST"
+
+    def convert(self, value, param, ctx):
+        text = str(value).strip()
+        if not text or any(c in text for c in "/ ") or text.count(":") == 1:
+            self.fail(f"expected a host name or IP address such as 127.0.0.1; got {value!r}", param, ctx)
+        return text.strip("[]")
+
+
+@click.command("serve")
+@click.argument("models", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--host", type=Host(), default="127.0.0.1", show_default=True,
+              help="Address to listen on; the default accepts connections from this machine only.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port to listen on; 0 picks a free one and prints it.")
+@click.option("--device", type=DEVICE, default="auto", show_default=True, help="Where to run the models.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="ONNX Runtime intra-op threads per model run (default: ONNX Runtime's choice).")
+@click.option("--max-concurrency", type=click.IntRange(min=1), default=None,
+              help="Model runs executed in parallel (default: the number of CPU cores).")
+@click.option("--max-queue", type=click.IntRange(min=0), default=256, show_default=True,
+              help="Requests that may wait for a run; more get HTTP 503.")
+@click.option("--max-batch", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Rows that dynamic batching may merge into one run; 1 turns batching off.")
+@click.option("--max-delay-ms", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="How long dynamic batching waits for more requests after the first one.")
+@click.option("--max-body-mb", type=click.FloatRange(min=0, min_open=True), default=64.0, show_default=True,
+              help="Largest request body accepted; larger ones get HTTP 400.")
+@click.option("--no-warmup", is_flag=True, help="Do not run each model once on zeros before listening.")
+@click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True,
+              help="Log detail on stderr; debug logs one line per request.")
+def command(models, host, port, device, threads, max_concurrency, max_queue, max_batch, max_delay_ms,
+            max_body_mb, no_warmup, log_level):
+    """Serve MODELS (.onnx files, or folders whose every .onnx is served) over HTTP with the Open
+    Inference Protocol v2, the REST API of KServe and Triton: GET /v2/health/live,
+    /v2/health/ready, /v2, /v2/models/NAME, /v2/models/NAME/ready and POST
+    /v2/models/NAME/infer, with JSON or binary tensors. A model's name is its file name without
+    .onnx. SIGTERM or Ctrl+C stops the server after the requests in flight are answered."""
+    from onnxforge.runtime.server import Server, ServerConfig
+
+    level = getattr(logging, log_level.upper())
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("uvicorn", "uvicorn.error", "asyncio"):
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
+    options = dict(host=host, port=port, device=device, threads=threads, max_queue=max_queue,
+                   max_batch=max_batch, max_delay_ms=max_delay_ms, max_body_mb=max_body_mb, warmup=not no_warmup)
+    if max_concurrency:
+        options["max_concurrency"] = max_concurrency
+    server = Server(list(models), ServerConfig(**options))
+
+    def listening(srv):
+        names = ", ".join(sorted(srv.models))
+        batching = f", batching up to {max_batch} rows within {max_delay_ms:g} ms" if max_batch > 1 else ""
+        click.echo(f"Serving {len(srv.models)} model(s) ({names}) on {srv.url} with the Open Inference "
+                   f"Protocol v2{batching}; SIGTERM or Ctrl+C stops it.", err=True)
+
+    server.run(on_listening=listening)
+    click.echo("Server stopped.", err=True)
