@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -29,3 +30,20 @@ def test_sample_runs_as_a_module(tmp_path, module):
     accuracy = run(["-m", f"onnxforge.samples.{module}", "--epochs", "1", "--out", str(tmp_path / "run")], tmp_path)
     assert 0.0 <= accuracy <= 100.0
     assert (tmp_path / "run" / "model.onnx").is_file()
+
+
+@pytest.mark.slow
+def test_readme_section_runs_as_written(tmp_path):
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## ConvNets and LSTMs", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    (tmp_path / "samples").symlink_to(ROOT / "samples")  # the commands use paths relative to the checkout
+    exe = str(Path(sys.executable).with_name("onnxforge"))
+    for command in block.replace("\\\n", " ").splitlines():
+        argv = command.split()
+        assert argv[0] == "onnxforge"
+        out = subprocess.run([exe, *argv[1:]], capture_output=True, text=True, cwd=tmp_path)
+        assert out.returncode == 0, f"{command}\n{out.stderr}"
+    assert json.loads(out.stdout)["accuracy"] >= 0.96
+    convnet = json.loads((tmp_path / "runs" / "convnet" / "metrics.json").read_text())
+    assert convnet["history"][-1]["val_accuracy"] >= 0.98
