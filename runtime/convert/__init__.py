@@ -1,0 +1,239 @@
+"""Conversion between PyTorch, ONNX and weight files; the direction follows the file types.
+
+===================  ===================  ================================================
+source               destination          what happens
+===================  ===================  ================================================
+``.onnx``            ``.onnx``            opset converted, constants folded, IR lowered
+``.onnx``            ``.pt2``             interpreter ``nn.Module`` -> ``torch.export``
+``.pt2``             ``.onnx``            TorchScript exporter, dynamic batch
+``.pt`` / ``.ts``    ``.onnx``            TorchScript exporter (needs input shapes)
+``.onnx``            ``.npz``/``.safetensors``  the model's weights
+===================  ===================  ================================================
+
+Every conversion checks itself unless ``verify=False``: source and result run on the same random
+inputs, and the report carries the largest absolute difference (``max_abs_diff``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from onnxforge.runtime.errors import ConfigError, ConversionError
+
+__all__ = ["convert", "kind_of", "SUPPORTED_OPS", "DEFAULT_TOLERANCE"]
+
+DEFAULT_TOLERANCE = 1e-4
+_KINDS = {".onnx": "onnx", ".pt2": "pt2", ".pt": "torchscript", ".ts": "torchscript", ".npz": "weights",
+          ".safetensors": "weights"}
+
+
+def __getattr__(name):
+    if name == "SUPPORTED_OPS":
+        from onnxforge.runtime.convert.to_torch import SUPPORTED_OPS
+
+        return SUPPORTED_OPS
+    raise AttributeError(name)
+
+
+def kind_of(path) -> str:
+    """``onnx``, ``pt2``, ``torchscript`` or ``weights`` from the file's suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in _KINDS:
+        raise ConfigError(f"'{path}': onnxforge converts .onnx, .pt2, .pt/.ts (TorchScript), .npz and "
+                          f".safetensors files; the suffix {suffix or '(none)'} is none of these")
+    return _KINDS[suffix]
+
+
+class _Stages:
+    def __init__(self, names: list[str], progress: bool):
+        from tqdm.auto import tqdm
+        import sys
+
+        self.bar = tqdm(total=len(names), desc="convert", unit="step", leave=False, disable=not progress,
+                        file=sys.stderr, bar_format="{desc}: {n_fmt}/{total_fmt} {postfix}")
+        self.names = names
+
+    def __call__(self, name: str) -> None:
+        self.bar.set_postfix_str(name)
+        if self.bar.n < self.bar.total:
+            self.bar.update(1)
+
+    def close(self):
+        self.bar.close()
+
+
+def convert(source, destination, *, opset: int | None = None, verify: bool = True, input_shapes=(),
+            tolerance: float = DEFAULT_TOLERANCE, progress: bool = False, seed: int = 0) -> dict:
+    """Convert ``source`` into ``destination`` and return a report.
+
+    ``opset``: the ONNX opset of an ONNX result (default: 17 for PyTorch exports and old models,
+    otherwise the source's, capped at what the runtime accepts). ``input_shapes``: for TorchScript
+    sources, one shape per input (``"1,3,32,32"`` or ``"int64:1,20"``; dim 0 becomes the dynamic
+    batch). ``tolerance``: the largest difference verification accepts before it raises
+    :class:`ConversionError` (the result stays written, for inspection).
+    """
+    source, destination = Path(source), Path(destination)
+    src_kind, dst_kind = kind_of(source), kind_of(destination)
+    if not source.is_file():
+        from onnxforge.runtime.errors import ModelError
+
+        raise ModelError(f"source file '{source}' does not exist")
+    if source.resolve() == destination.resolve():
+        raise ConfigError("the destination must differ from the source")
+    direction = (src_kind, dst_kind)
+    handlers = {("onnx", "onnx"): _onnx_to_onnx, ("onnx", "pt2"): _onnx_to_pt2, ("pt2", "onnx"): _torch_to_onnx,
+                ("torchscript", "onnx"): _torch_to_onnx, ("onnx", "weights"): _onnx_to_weights}
+    if direction not in handlers:
+        raise ConfigError(f"no conversion from {src_kind} ({source.suffix}) to {dst_kind} ({destination.suffix}); "
+                          "onnxforge converts .onnx to .onnx/.pt2/.npz/.safetensors and .pt2/.pt/.ts to .onnx")
+    if input_shapes and src_kind != "torchscript":
+        raise ConfigError("--input-shape is only for TorchScript sources (.pt, .ts); a .pt2 program carries its own")
+    stages = _Stages(["load", "convert", "save", "verify"], progress)
+    t0 = time.perf_counter()
+    try:
+        report = handlers[direction](source, destination, opset=opset, input_shapes=list(input_shapes),
+                                     stages=stages, verify=verify, seed=seed)
+    finally:
+        stages.close()
+    report.update({"source": str(source), "destination": str(destination), "from": src_kind, "to": dst_kind,
+                   "seconds": round(time.perf_counter() - t0, 3)})
+    if verify and report.get("max_abs_diff") is not None:
+        report["tolerance"] = tolerance
+        report["verified"] = report["max_abs_diff"] <= tolerance
+        if not report["verified"]:
+            raise ConversionError(
+                f"verification failed: on random inputs the result differs from the source by up to "
+                f"{report['max_abs_diff']:.3g} (tolerance {tolerance:g}); '{destination}' was written for inspection")
+    else:
+        report["verified"] = None
+    return report
+
+
+def _verify(stages, src_kind, src, dst_kind, dst, feeds) -> dict:
+    from onnxforge.runtime.convert.verify import compare, run
+
+    stages("verify")
+    expected, src_engine = run(src_kind, src, feeds)
+    got, dst_engine = run(dst_kind, dst, feeds)
+    return {"max_abs_diff": compare(expected, got), "verified_with": {"source": src_engine, "result": dst_engine},
+            "verify_inputs": {k: list(v.shape) for k, v in feeds.items()}}
+
+
+def _onnx_to_onnx(source, destination, *, opset, input_shapes, stages, verify, seed) -> dict:
+    from onnxforge.runtime.convert.onnx_upgrade import upgrade
+    from onnxforge.runtime.convert.verify import random_feeds
+    from onnxforge.runtime.modelio import load_model, save_model
+
+    stages("load")
+    model = load_model(source)
+    stages("convert")
+    result, report = upgrade(model, opset)
+    stages("save")
+    save_model(result, destination)
+    if verify:
+        report.update(_verify(stages, "onnx", model, "onnx", result, random_feeds(model, seed=seed)))
+    return report
+
+
+def _onnx_to_pt2(source, destination, *, opset, input_shapes, stages, verify, seed) -> dict:
+    from onnxforge.runtime.convert._fold import fold_constants
+    from onnxforge.runtime.convert.onnx_upgrade import upgrade
+    from onnxforge.runtime.convert.to_torch import check_supported, export_program
+    from onnxforge.runtime.convert.verify import random_feeds
+    from onnxforge.runtime.modelio import load_model
+
+    if opset is not None:
+        raise ConfigError("--opset applies to ONNX results; a .pt2 has no opset")
+    stages("load")
+    model = load_model(source)
+    check_supported(model)  # name unsupported ops before any work
+    stages("convert")
+    prepared, _ = upgrade(model, fold=False)
+    check_supported(prepared)
+    params = {t.name for t in prepared.graph.initializer if t.data_type in (1, 10, 11, 16) and len(t.dims) > 0}
+    prepared, _ = fold_constants(prepared, keep=params)
+    info = export_program(prepared, destination, progress=None)
+    stages("save")
+    report = {"inputs": info["inputs"], "outputs": info["outputs"], "dynamic_dims": info["dynamic"],
+              "parameters": len(params)}
+    if verify:
+        report.update(_verify(stages, "onnx", model, "pt2", destination, random_feeds(model, seed=seed)))
+    return report
+
+
+def _torch_to_onnx(source, destination, *, opset, input_shapes, stages, verify, seed) -> dict:
+    import torch
+
+    from onnxforge.runtime.convert.from_torch import (DEFAULT_OPSET, export_onnx, load_program, parse_input_shape,
+                                                      torchscript_specs)
+    from onnxforge.runtime.convert.onnx_upgrade import _ir_for, _limits
+    from onnxforge.runtime.convert.verify import random_inputs
+    from onnxforge.runtime.modelio import save_model, set_metadata
+    from onnxforge.runtime.errors import ModelError
+
+    stages("load")
+    kind = "pt2" if source.suffix.lower() == ".pt2" else "torchscript"
+    sidecar = {}
+    if kind == "pt2":
+        module, specs, sidecar = load_program(source)
+    else:
+        if not input_shapes:
+            raise ConfigError(f"a TorchScript file carries no input shapes: give --input-shape for each input of "
+                              f"'{source}' (e.g. --input-shape 1,3,32,32)")
+        try:
+            module = torch.jit.load(str(source)).eval()
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(f"'{source}' is not a readable TorchScript file ({str(exc).splitlines()[0]})") from None
+        specs = torchscript_specs(module, [parse_input_shape(s) for s in input_shapes])
+    max_ir, max_opset = _limits()
+    target = DEFAULT_OPSET if opset is None else int(opset)
+    if target > max_opset:
+        raise ConversionError(f"--opset {target} is above what the installed ONNX Runtime accepts ({max_opset})")
+    stages("convert")
+    example = random_inputs(specs, batch=2, seed=seed)
+    model = export_onnx(module, specs, example, opset=target, output_names=sidecar.get("outputs"))
+    model.ir_version = min(model.ir_version, _ir_for(target, max_ir))
+    model.producer_name = "onnxforge"
+    props = sidecar.get("metadata_props") or {}
+    for key, value in props.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    if not props:
+        set_metadata(model, {"source": {"format": kind, "file": source.name}})
+    stages("save")
+    save_model(model, destination)
+    from onnxforge.runtime.trainer import trainable_parameters
+
+    dynamic = [s.name for s in specs if s.shape and s.shape[0] is None]
+    report = {"inputs": [s.name for s in specs], "outputs": [o.name for o in model.graph.output],
+              "to_opset": target, "to_ir": model.ir_version, "parameters": len(trainable_parameters(model)),
+              "dynamic_batch": dynamic}
+    if verify:
+        feeds = random_inputs(specs, batch=3, seed=seed + 1)
+        report.update(_verify(stages, kind, source, "onnx", model, feeds))
+    return report
+
+
+def _onnx_to_weights(source, destination, *, opset, input_shapes, stages, verify, seed) -> dict:
+    import numpy as np
+
+    from onnxforge.runtime.modelio import load_model
+    from onnxforge.runtime.weights import load_weights, model_weights, save_weights
+
+    if opset is not None:
+        raise ConfigError("--opset applies to ONNX results, not to weight files")
+    stages("load")
+    model = load_model(source)
+    stages("convert")
+    stages("save")
+    report = save_weights(model, destination)
+    if verify:
+        stages("verify")
+        expected, got = model_weights(model), load_weights(destination)
+        if set(expected) != set(got):
+            raise ConversionError(f"the weights written to '{destination}' do not hold the model's tensors")
+        report["max_abs_diff"] = max((float(np.max(np.abs(expected[k] - got[k]))) for k in expected if expected[k].size),
+                                     default=0.0)
+        report["verified_with"] = {"source": "onnx initialisers", "result": "read back"}
+    return report

@@ -1,0 +1,164 @@
+"""ONNX to ONNX: bring a model to an opset and form the installed ONNX Runtime can run and train.
+
+Steps, in order: initialisers listed as graph inputs (IR 3) become plain initialisers; the default
+opset is converted (``onnx.version_converter``) to the requested one, or, without a request,
+opsets below 13 go to 17 (onnxforge's own, whose node forms the training notes measured) and
+opsets above what the runtime accepts come down to its maximum; model-local functions are
+inlined; ``Constant`` nodes and constant subgraphs are folded into initialisers (so weights kept
+as ``Constant`` nodes become trainable parameters); the IR version is lowered to what the runtime
+loads; the result passes ``onnx.checker``.
+"""
+
+from __future__ import annotations
+
+import onnx
+from onnx import ModelProto
+
+from onnxforge.runtime.convert._fold import fold_constants
+from onnxforge.runtime.errors import ConversionError
+
+__all__ = ["upgrade", "default_target_opset", "MIN_UPGRADED_OPSET", "UPGRADE_TO"]
+
+MIN_UPGRADED_OPSET = 13   # below this, node forms differ from what the trainer and the converters expect
+UPGRADE_TO = 17           # onnxforge's own opset
+_IR_FOR_OPSET = [(21, 10), (19, 9), (15, 8), (13, 7), (9, 4), (7, 3), (1, 3)]
+
+
+def _opset(model: ModelProto) -> int:
+    return next((i.version for i in model.opset_import if i.domain in ("", "ai.onnx")), 0)
+
+
+def _limits() -> tuple[int, int]:
+    from onnxforge.runtime._ort import runtime_info
+
+    info = runtime_info()
+    return info.max_ir_version, info.max_opset
+
+
+def default_target_opset(opset: int, max_opset: int) -> int:
+    if opset < MIN_UPGRADED_OPSET:
+        return min(UPGRADE_TO, max_opset)
+    return min(opset, max_opset)
+
+
+def _ir_for(opset: int, max_ir: int) -> int:
+    for min_opset, ir in _IR_FOR_OPSET:
+        if opset >= min_opset:
+            return min(ir, max_ir)
+    return 3
+
+
+def _legacy_broadcast(model: ModelProto) -> None:
+    """Opsets 1-6 broadcast ``B`` against ``A`` from ``axis`` (``broadcast=1``); rewrite constant
+    ``B`` initialisers to numpy-style shapes so the version converter has nothing to guess."""
+    from onnx import numpy_helper
+
+    ops = {"Add", "Sub", "Mul", "Div", "Pow", "And", "Or", "Xor", "Equal", "Greater", "Less"}
+    inits = {t.name: t for t in model.graph.initializer}
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+        ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in
+                 list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+                 if v.type.tensor_type.HasField("shape")}
+    except Exception:  # noqa: BLE001
+        ranks = {}
+    for node in model.graph.node:
+        attrs = {a.name: a for a in node.attribute}
+        if node.op_type not in ops or "broadcast" not in attrs or attrs["broadcast"].i != 1:
+            continue
+        a, b = node.input[0], node.input[1]
+        if "axis" in attrs:
+            if b not in inits or a not in ranks:
+                raise ConversionError(f"node '{node.name or node.op_type}' broadcasts with axis= (opset < 7) over "
+                                      "values whose shapes are not known; onnxforge cannot rewrite it")
+            value = numpy_helper.to_array(inits[b])
+            axis = attrs["axis"].i % ranks[a]
+            trailing = ranks[a] - axis - value.ndim
+            if trailing > 0:
+                value = value.reshape(value.shape + (1,) * trailing)
+                name = f"{b}.broadcast" if sum(b in n.input for n in model.graph.node) > 1 else b
+                model.graph.initializer.append(numpy_helper.from_array(value, name))
+                if name == b:
+                    model.graph.initializer.remove(inits[b])
+                node.input[1] = name
+            node.attribute.remove(attrs["axis"])
+        node.attribute.remove(attrs["broadcast"])
+
+
+def _fill_output_types(model: ModelProto) -> None:
+    """Give graph outputs declared without a shape the shape inference finds (the checker needs one)."""
+    missing = [o for o in model.graph.output if not o.type.tensor_type.HasField("shape")]
+    if not missing:
+        return
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001
+        return
+    known = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    for o in missing:
+        v = known.get(o.name)
+        if v is not None and v.type.tensor_type.HasField("shape"):
+            o.type.CopyFrom(v.type)
+        else:
+            o.type.tensor_type.shape.SetInParent()
+            o.type.tensor_type.shape.dim.add()  # rank unknown to inference: declare one dynamic dim
+            o.type.tensor_type.shape.dim.pop()
+
+
+def upgrade(model: ModelProto, opset: int | None = None, *, fold: bool = True, progress=None) -> tuple[ModelProto, dict]:
+    """Return the converted model and a report of what changed (``from_opset``, ``to_opset``,
+    ``from_ir``, ``to_ir``, ``folded`` nodes, ``parameters``)."""
+    max_ir, max_opset = _limits()
+    out = ModelProto()
+    out.CopyFrom(model)
+    source_opset, source_ir = _opset(out), out.ir_version
+    if source_opset == 0:
+        raise ConversionError("the model imports no default-domain (ai.onnx) opset; there is nothing to convert")
+    target = default_target_opset(source_opset, max_opset) if opset is None else int(opset)
+    if not 7 <= target <= max_opset:
+        raise ConversionError(f"--opset must be between 7 and {max_opset} (what the installed ONNX Runtime "
+                              f"accepts); got {target}")
+    # IR 3 models list every initialiser as a graph input too; from IR 4 they need not, and the
+    # runtime then treats them as constants it may fold and the trainer as parameters.
+    inits = {t.name for t in out.graph.initializer}
+    kept_inputs = [i for i in out.graph.input if i.name not in inits]
+    del out.graph.input[:]
+    out.graph.input.extend(kept_inputs)
+    if out.ir_version < 4:
+        out.ir_version = 4
+    if source_opset < 7:
+        _legacy_broadcast(out)
+    if progress:
+        progress("opset")
+    if target != source_opset:
+        from onnx import version_converter
+
+        try:
+            out = version_converter.convert_version(out, target)
+        except Exception as exc:  # noqa: BLE001 - the converter raises several kinds
+            ops = sorted({n.op_type for n in model.graph.node})
+            raise ConversionError(f"converting opset {source_opset} to {target} failed ({str(exc).splitlines()[0]}); "
+                                  f"the model's ops are {', '.join(ops)}") from None
+    if out.functions:
+        from onnx import inliner
+
+        out = inliner.inline_local_functions(out)
+    folded = 0
+    if fold:
+        if progress:
+            progress("fold")
+        out, folded = fold_constants(out, opset=target)
+    out.ir_version = _ir_for(target, max_ir)
+    for imp in out.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            imp.version = target
+    _fill_output_types(out)
+    try:
+        onnx.checker.check_model(out)
+    except onnx.checker.ValidationError as exc:
+        raise ConversionError(f"the converted model is not valid ONNX: {str(exc).splitlines()[0]}") from None
+    from onnxforge.runtime.trainer import trainable_parameters
+
+    report = {"from_opset": source_opset, "to_opset": target, "from_ir": source_ir, "to_ir": out.ir_version,
+              "folded": folded, "parameters": len(trainable_parameters(out))}
+    return out, report
