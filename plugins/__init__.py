@@ -36,6 +36,7 @@ __all__ = [
     "prepare_inference",
     "prepare_training",
     "problems",
+    "refresh",
     "register",
     "register_custom_ops",
     "unregister",
@@ -55,6 +56,14 @@ def unregister(name: str) -> None:
     """Remove the plugin called ``name`` from this process's registry."""
     REGISTRY.discover()
     REGISTRY.remove(name)
+
+
+def refresh() -> None:
+    """Discover installed plugins again (after installing or removing one in this process)."""
+    import importlib
+
+    importlib.invalidate_caches()
+    REGISTRY.refresh()
 
 
 def installed_plugins() -> list[str]:

@@ -59,6 +59,20 @@ class Registry:
                 self.ops.pop(op.key, None)
                 self.owner.pop(op.key, None)
 
+    def refresh(self) -> None:
+        """Forget the installed plugins and discover them again (after a pip install or uninstall);
+        plugins registered in this process stay."""
+        with self._lock:
+            kept = [lp for lp in self.plugins.values() if lp.source == "registered in this process"]
+            self.plugins, self.ops, self.owner, self.problems = {}, {}, {}, []
+            self._discovered = False
+            self.discover()
+            for lp in kept:
+                try:
+                    self.add(lp.plugin, lp.source)
+                except PluginError as exc:
+                    self.problems.append(str(exc))
+
     def discover(self) -> None:
         """Load the built-in pack and every installed entry point, once. A broken or clashing
         installed plugin is recorded in ``problems`` rather than breaking every session."""
