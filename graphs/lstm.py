@@ -84,6 +84,8 @@ def lstm(
     ``logits [N, classes]`` (task "classification"). ``head="tagger"``: ``fc`` on every step gives
     ``logits [N, T, classes]`` (task "tagging": label 0 is padding and counts for nothing, so
     real tags are 1 .. classes-1; a language model is a tagger whose labels are the next tokens).
+    ONNX Runtime cannot train ``sequence_lens``, so every step is read: for the sequence head,
+    pad variable-length token sequences at the start so the last state follows the last token.
 
     ``bidirectional=True``: ONNX Runtime training differentiates forward LSTMs only, so each layer
     is built from two forward ``LSTM`` nodes, ``lstmI.forward`` on the sequence and

@@ -192,3 +192,21 @@ def test_digits_accuracy(tmp_path, batchnorm):
     trainer.fit((x, y), epochs=15, batch_size=32)
     logits = load(tmp_path / "run" / "model.onnx", device="cpu").run({"x": xt})["logits"]
     assert (logits.argmax(1) == yt).mean() >= 0.98
+
+
+def test_running_statistics_survive_resume(tmp_path, digits):
+    """Running statistics live in the checkpoint: 1 epoch + resume 1 equals 2 epochs straight."""
+    (x, y), _ = digits
+    x, y = x[:96].reshape(-1, 1, 8, 8), y[:96]
+    model = convnet((1, 8, 8), (4,), 3, 2, (8,), 10, batchnorm=True, dropout=0.2, seed=3)
+    straight = Trainer(model, tmp_path / "a", device="cpu", progress=False)
+    straight.fit((x, y), epochs=2, batch_size=32)
+    Trainer(model, tmp_path / "b", device="cpu", progress=False).fit((x, y), epochs=1, batch_size=32)
+    resumed = Trainer(model, tmp_path / "b", device="cpu", progress=False)
+    resumed.fit((x, y), epochs=2, batch_size=32, resume=True)
+    a, b = straight.parameters(), resumed.parameters()
+    assert not np.allclose(a["bn1.running_var"], 1.0)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    exported = onnx.load(str(tmp_path / "b" / "model.onnx"))
+    np.testing.assert_array_equal(weights(exported)["bn1.running_mean"], b["bn1.running_mean"])
