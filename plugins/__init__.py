@@ -138,13 +138,18 @@ def used_ops(model: ModelProto) -> list[tuple[Op, str]]:
     """The plugin ops a model uses, with the name of the first node using each. Raises
     :class:`ModelError` naming the op, its domain and the installed plugins when a node needs an
     op that no plugin provides (and the model does not define as a local function)."""
-    local = {(f.domain, f.name) for f in model.functions}
+    # A local function is the model's own op, unless it is exactly a plugin op's body (as the
+    # builders embed it): then the plugin's other implementations may serve it.
+    local = {(f.domain, f.name): f for f in model.functions}
     found: dict[tuple[str, str], tuple[Op, str]] = {}
     for node in _all_nodes(model):
         domain = node.domain or ""
-        if _standard(domain) or (domain, node.op_type) in local or (domain, node.op_type) in found:
+        key = (domain, node.op_type)
+        if _standard(domain) or key in found:
             continue
         op = REGISTRY.get(domain, node.op_type)
+        if key in local and (op is None or not _same_function(local[key], op)):
+            continue
         if op is None:
             hint = f" ({'; '.join(REGISTRY.problems)})" if REGISTRY.problems else ""
             raise ModelError(
@@ -154,6 +159,15 @@ def used_ops(model: ModelProto) -> list[tuple[Op, str]]:
             )
         found[op.key] = (op, node.name)
     return list(found.values())
+
+
+def _same_function(function, op: Op) -> bool:
+    if op.body is None:
+        return False
+    mine = op.function_proto()
+    return (list(function.input) == list(mine.input) and list(function.output) == list(mine.output)
+            and [n.SerializeToString(deterministic=True) for n in function.node]
+            == [n.SerializeToString(deterministic=True) for n in mine.node])
 
 
 def _copy(model: ModelProto) -> ModelProto:
@@ -199,7 +213,10 @@ def prepare_inference(model: ModelProto) -> ModelProto:
             _add_function(model, op)
         elif kind == "python":
             python_ops[op.key] = _pykernel.ensure_registered(op)
-        else:
+        else:  # native: the library's kernel replaces the embedded body
+            keep = [f for f in model.functions if (f.domain, f.name) != op.key]
+            del model.functions[:]
+            model.functions.extend(keep)
             _ensure_opset(model, op.domain, op.version)
     if python_ops:
         for node in _all_nodes(model):
