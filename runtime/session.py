@@ -375,14 +375,12 @@ class Session:
         return names
 
     def decode(self, src, **options):
-        """Sequence-to-sequence decoding with this session (greedy or beam search, as
-        :mod:`onnxforge.runtime.decoding` offers); ``options`` go to it unchanged."""
-        try:
-            from onnxforge.runtime import decoding
-        except ImportError:
-            raise ModelError("sequence-to-sequence decoding is not available in this onnxforge "
-                             "(onnxforge.runtime.decoding is missing)") from None
-        return decoding.decode(self, src, **options)
+        """Translate token ids ``src`` [N, S] (or one sequence [S]) with this encoder-decoder:
+        ``(tokens [N, L], attention [N, L, S] or None)``. ``options`` (``max_len``, ``beam``,
+        ``batch_size``) go unchanged to :func:`onnxforge.runtime.decoding.decode`."""
+        from onnxforge.runtime.decoding import decode
+
+        return decode(self, src, **options)
 
     def __repr__(self) -> str:
         ins = ", ".join(f"{i.name}: {i.describe()}" for i in self.inputs)
