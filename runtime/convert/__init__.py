@@ -51,11 +51,11 @@ class _Stages:
         import sys
 
         self.bar = tqdm(total=len(names), desc="convert", unit="step", leave=False, disable=not progress,
-                        file=sys.stderr, bar_format="{desc}: {n_fmt}/{total_fmt} {postfix}")
+                        file=sys.stderr, bar_format="{desc} [{n_fmt}/{total_fmt}] {elapsed}")
         self.names = names
 
     def __call__(self, name: str) -> None:
-        self.bar.set_postfix_str(name)
+        self.bar.set_description_str(f"convert: {name}", refresh=False)
         if self.bar.n < self.bar.total:
             self.bar.update(1)
 
@@ -194,6 +194,7 @@ def _torch_to_onnx(source, destination, *, opset, input_shapes, stages, verify, 
     example = random_inputs(specs, batch=2, seed=seed)
     model = export_onnx(module, specs, example, opset=target, output_names=sidecar.get("outputs"))
     model.ir_version = min(model.ir_version, _ir_for(target, max_ir))
+    _rename_initializers(model, sidecar.get("names") or {})
     model.producer_name = "onnxforge"
     props = sidecar.get("metadata_props") or {}
     for key, value in props.items():
@@ -213,6 +214,20 @@ def _torch_to_onnx(source, destination, *, opset, input_shapes, stages, verify, 
         feeds = random_inputs(specs, batch=3, seed=seed + 1)
         report.update(_verify(stages, kind, source, "onnx", model, feeds))
     return report
+
+
+def _rename_initializers(model, names: dict) -> None:
+    """Give initialisers back the ONNX names they had before a trip through PyTorch."""
+    if not names:
+        return
+    taken = {t.name for t in model.graph.initializer}
+    renames = {old: new for old, new in names.items() if old in taken and new not in taken}
+    for t in model.graph.initializer:
+        t.name = renames.get(t.name, t.name)
+    for node in model.graph.node:
+        for i, name in enumerate(node.input):
+            if name in renames:
+                node.input[i] = renames[name]
 
 
 def _onnx_to_weights(source, destination, *, opset, input_shapes, stages, verify, seed) -> dict:

@@ -429,6 +429,21 @@ def _pow(inputs, attrs):
     return [torch.pow(base, T(exp))]
 
 
+def _range(inputs, attrs):
+    def scalar(v):
+        if isinstance(v, np.ndarray):
+            return v.reshape(-1)[0].item()
+        if isinstance(v, list):
+            return v[0]
+        if isinstance(v, torch.Tensor):
+            return v.reshape(-1)[0].item()
+        return v
+    start, limit, delta = (scalar(v) for v in inputs)
+    floating = any(isinstance(v, np.ndarray) and v.dtype.kind == "f" for v in inputs) or any(
+        isinstance(v, torch.Tensor) and v.is_floating_point() for v in inputs)
+    return [torch.arange(start, limit, delta, dtype=torch.float32 if floating else torch.int64)]
+
+
 def _identity(inputs, attrs):
     return [inputs[0]]
 
@@ -482,4 +497,5 @@ OPS = {
     "Clip": _clip,
     "Split": _split,
     "LSTM": _lstm,
+    "Range": _range,
 }

@@ -34,7 +34,7 @@ SUPPORTED_OPS = frozenset({
     "Abs", "Add", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape",
     "Conv", "Div", "Dropout", "Equal", "Erf", "Exp", "Expand", "Flatten", "Gather", "Gemm", "GlobalAveragePool",
     "Identity", "LSTM", "LayerNormalization", "LeakyRelu", "Log", "LogSoftmax", "MatMul", "MaxPool", "Mul", "Neg",
-    "Pow", "Reciprocal", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Shape", "Sigmoid", "Slice", "Softmax",
+    "Pow", "Range", "Reciprocal", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Shape", "Sigmoid", "Slice", "Softmax",
     "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Where",
 })
 
@@ -120,6 +120,7 @@ def _make_module_class():
             self.output_names = [o.name for o in graph.output]
             self._constants: dict[str, np.ndarray] = {}
             self._tensors: dict[str, tuple] = {}   # initialiser name -> (submodule path, attribute)
+            self.torch_names: dict[str, str] = {}  # state_dict key -> initialiser name
             buffers = _buffers_of(model)
             taken: dict[str, str] = {}
             for init in graph.initializer:
@@ -128,6 +129,8 @@ def _make_module_class():
                     self._constants[init.name] = value
                     continue
                 path = [_identifier(p) for p in init.name.split(".")]
+                path = [p + "_" if hasattr(torch.nn.Module, p) or p in ("run", "input_names", "output_names")
+                        else p for p in path]
                 key = ".".join(path)
                 if key in taken or any(k.startswith(key + ".") for k in taken):
                     path[-1] = f"{path[-1]}_{len(taken)}"
@@ -148,6 +151,7 @@ def _make_module_class():
                 else:
                     owner.register_parameter(path[-1], torch.nn.Parameter(tensor))
                 self._tensors[init.name] = owner, path[-1]
+                self.torch_names[".".join(path)] = init.name
             self._nodes = []
             for node in graph.node:
                 attrs = _attrs(node)
@@ -239,6 +243,7 @@ def export_program(model: ModelProto, path, *, progress=None) -> dict:
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds
         raise ConversionError(f"torch.export could not trace the converted module: {str(exc).splitlines()[0]}") from None
     sidecar = {"inputs": module.input_names, "outputs": module.output_names,
+               "names": {k: v for k, v in module.torch_names.items() if k != v},
                "metadata_props": {p.key: p.value for p in model.metadata_props},
                "producer": "onnxforge"}
     if progress:

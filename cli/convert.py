@@ -1,0 +1,74 @@
+"""``onnxforge convert``: between PyTorch, ONNX and weight files, checked on random inputs."""
+
+from __future__ import annotations
+
+import click
+
+from onnxforge.cli._common import print_json
+
+_SUFFIXES = (".onnx", ".pt2", ".pt", ".ts", ".npz", ".safetensors")
+
+
+class ModelFile(click.ParamType):
+    """A file path whose suffix onnxforge can convert from or to."""
+
+    name = "FILE"
+
+    def __init__(self, must_exist: bool):
+        self.must_exist = must_exist
+
+    def convert(self, value, param, ctx):
+        from pathlib import Path
+
+        path = Path(value)
+        if path.suffix.lower() not in _SUFFIXES:
+            self.fail(f"'{value}' must end in one of {', '.join(_SUFFIXES)} (the suffix picks the format)", param, ctx)
+        if self.must_exist and not path.is_file():
+            self.fail(f"'{value}' does not exist", param, ctx)
+        return path
+
+
+@click.command("convert")
+@click.argument("source", type=ModelFile(must_exist=True))
+@click.option("-o", "--output", "destination", type=ModelFile(must_exist=False), required=True,
+              help="Where to write the result; its suffix picks the format (.onnx, .pt2, .npz, .safetensors).")
+@click.option("--opset", type=click.IntRange(7, 21), default=None,
+              help="ONNX opset of an ONNX result. Default: 17 for PyTorch exports and for models older than "
+                   "opset 13, otherwise the source's (capped at what the installed ONNX Runtime accepts).")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="SHAPE",
+              help="Example shape of one input of a TorchScript source, e.g. 1,3,32,32 or int64:1,20 "
+                   "(repeat for each input; the first dimension becomes the dynamic batch).")
+@click.option("--no-verify", is_flag=True, help="Skip running source and result on the same random inputs.")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+              help="Largest difference between source and result that verification accepts.")
+@click.option("--quiet", is_flag=True, help="Show no progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+def command(source, destination, opset, input_shapes, no_verify, tolerance, quiet, as_json):
+    """Convert SOURCE into the file given by -o; the direction follows the file types.
+
+    PyTorch to ONNX: a torch.export program (.pt2) or a TorchScript file (.pt, .ts, with
+    --input-shape), with a dynamic batch dimension and the parameters kept as trainable
+    initialisers. ONNX to PyTorch (.pt2): a torch.export program of a module with the same
+    weights, named after the initialisers. ONNX to ONNX: another opset, a form the installed ONNX
+    Runtime can run and train (old opsets upgraded, constant weights folded into initialisers).
+    ONNX to .npz or .safetensors: the model's weights (load them back with 'onnxforge weights
+    import'). Unless --no-verify, source and result run on the same random inputs and the largest
+    difference is reported; above --tolerance the command fails.
+    """
+    from onnxforge.runtime.convert import convert
+
+    report = convert(source, destination, opset=opset, verify=not no_verify, input_shapes=input_shapes,
+                     tolerance=tolerance, progress=not quiet and not as_json)
+    if as_json:
+        print_json(report)
+        return
+    click.echo(f"wrote {report['destination']} ({report['from']} -> {report['to']}, {report['seconds']:.2f} s)")
+    if report.get("from_opset") is not None:
+        click.echo(f"opset {report['from_opset']} -> {report['to_opset']}, IR {report['from_ir']} -> {report['to_ir']}, "
+                   f"{report['folded']} constant nodes folded, {report['parameters']} trainable parameters")
+    if report["verified"] is None:
+        click.echo("not verified (--no-verify)")
+    else:
+        engines = report["verified_with"]
+        click.echo(f"verified: largest difference {report['max_abs_diff']:.3g} "
+                   f"({engines['source']} vs {engines['result']}, tolerance {report['tolerance']:g})")

@@ -1,0 +1,151 @@
+"""ONNX to ONNX: old-opset files that ONNX Runtime 1.19 refuses as they are run after conversion
+with the outputs of onnx.reference.ReferenceEvaluator (or numpy) on the original file; weights kept
+as Constant nodes become trainable initialisers; --opset moves a model between opsets exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+from onnxforge.runtime.convert import convert
+from onnxforge.runtime.convert.onnx_upgrade import upgrade
+from onnxforge.runtime.errors import ConversionError
+from onnxforge.runtime.modelio import save_model
+from onnxforge.runtime.trainer import trainable_parameters
+
+RNG = np.random.default_rng(7)
+X = RNG.standard_normal((2, 3, 4, 4)).astype(np.float32)
+
+
+def f32(name, value):
+    return numpy_helper.from_array(np.asarray(value, np.float32), name)
+
+
+def make(nodes, inits, opset, ir, x_shape=(2, 3, 4, 4), out_shape=None):
+    graph = helper.make_graph(nodes, "old", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = ir
+    if ir <= 3:  # IR 3 lists every initialiser as a graph input too
+        graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in inits)
+    return model
+
+
+def old_models():
+    stats = [f32("scale", RNG.random(3) + 0.5), f32("shift", RNG.standard_normal(3)),
+             f32("mean", RNG.standard_normal(3)), f32("var", RNG.random(3) + 0.5)]
+    return {
+        # opset 6 BatchNormalization with is_test/spatial: ORT 1.19 has no kernel for version 6
+        "batchnorm-6": make([helper.make_node("BatchNormalization", ["x", "scale", "shift", "mean", "var"], ["y"],
+                                              is_test=1, spatial=1, epsilon=1e-5)], stats, 6, 3),
+        # opset 1 Relu with the long-gone consumed_inputs attribute
+        "relu-1": make([helper.make_node("Relu", ["x"], ["y"], consumed_inputs=[0])], [], 1, 3),
+        # opset 6 Gemm with broadcast=1
+        "gemm-6": make([helper.make_node("Gemm", ["x", "w", "c"], ["y"], transB=1, broadcast=1)],
+                       [f32("w", RNG.standard_normal((5, 3))), f32("c", RNG.standard_normal(5))], 6, 3, x_shape=(2, 3)),
+        # an IR version newer than the runtime loads (IR 11)
+        "ir-11": make([helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])],
+                      [f32("w", RNG.standard_normal((4, 3, 3, 3)))], 17, 11),
+        # an opset newer than the runtime's 21
+        "opset-22": make([helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3]),
+                          helper.make_node("Relu", ["c"], ["y"])],
+                         [f32("w", RNG.standard_normal((4, 3, 3, 3)))], 22, 10),
+    }
+
+
+def ort_refuses(model) -> bool:
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    try:
+        ort.InferenceSession(model.SerializeToString(), options).run(None, {"x": X[:, :, 0, 0] if len(
+            model.graph.input[0].type.tensor_type.shape.dim) == 2 else X})
+    except Exception:  # noqa: BLE001
+        return True
+    return False
+
+
+def ort_run(model, x):
+    return ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+
+
+@pytest.mark.parametrize("name", list(old_models()))
+def test_refused_old_models_run_after_conversion_like_the_reference(name, tmp_path):
+    model = old_models()[name]
+    assert ort_refuses(model), f"{name} was meant to be a file ONNX Runtime refuses"
+    x = X[:, :, 0, 0] if name == "gemm-6" else X
+    expected = ReferenceEvaluator(model).run(None, {"x": x})[0]
+    save_model(model, tmp_path / "old.onnx")
+    report = convert(tmp_path / "old.onnx", tmp_path / "new.onnx")
+    new = onnx.load(tmp_path / "new.onnx")
+    assert not ort_refuses(new)
+    np.testing.assert_allclose(ort_run(new, x), expected, rtol=1e-5, atol=1e-5)
+    assert report["to_opset"] <= 21 and new.ir_version <= 10
+    assert report["max_abs_diff"] < 1e-5 and report["verified"]
+    assert {t.name for t in new.graph.initializer} >= {t.name for t in model.graph.initializer}
+    assert not [i for i in new.graph.input if i.name in {t.name for t in new.graph.initializer}]
+
+
+def test_legacy_axis_broadcast_add_is_rewritten_to_numpy_broadcasting():
+    bias = RNG.standard_normal(3).astype(np.float32)
+    model = make([helper.make_node("Add", ["x", "b"], ["y"], broadcast=1, axis=1)], [f32("b", bias)], 6, 3)
+    assert ort_refuses(model)
+    new, report = upgrade(model)
+    # opset 6 semantics: b is aligned with axis 1 of x
+    np.testing.assert_allclose(ort_run(new, X), X + bias.reshape(1, 3, 1, 1), rtol=1e-6)
+    assert report["from_opset"] == 6 and report["to_opset"] == 17
+
+
+def test_weights_in_constant_nodes_become_trainable_initialisers():
+    w = RNG.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    b = RNG.standard_normal(4).astype(np.float32)
+    nodes = [helper.make_node("Constant", [], ["w"], value=f32("w", w)),
+             helper.make_node("Constant", [], ["b_half"], value=f32("b_half", b / 2)),
+             helper.make_node("Constant", [], ["two"], value=f32("two", 2.0)),
+             helper.make_node("Mul", ["b_half", "two"], ["b"]),               # computed from constants
+             helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3]),
+             helper.make_node("Constant", [], ["shape"], value=numpy_helper.from_array(np.array([0, -1]), "shape")),
+             helper.make_node("Reshape", ["c", "shape"], ["y"])]
+    model = make(nodes, [], 13, 7)
+    assert trainable_parameters(model) == []
+    new, report = upgrade(model)
+    assert sorted(trainable_parameters(new)) == ["b", "w"]   # the shape stays a constant, not a parameter
+    assert report["folded"] == 5 and not any(n.op_type == "Mul" for n in new.graph.node)
+    expected = ReferenceEvaluator(model).run(None, {"x": X})[0]
+    np.testing.assert_allclose(ort_run(new, X), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_opset_down_and_up_keeps_the_outputs(tmp_path):
+    from onnxforge.graphs import mlp
+
+    save_model(mlp(6, [5], 3, dropout=0.2), tmp_path / "m.onnx")
+    down = convert(tmp_path / "m.onnx", tmp_path / "m15.onnx", opset=15)
+    up = convert(tmp_path / "m15.onnx", tmp_path / "m21.onnx", opset=21)
+    assert onnx.load(tmp_path / "m15.onnx").opset_import[0].version == 15
+    assert onnx.load(tmp_path / "m21.onnx").opset_import[0].version == 21
+    assert down["max_abs_diff"] < 1e-6 and up["max_abs_diff"] < 1e-6
+
+
+def test_opset_out_of_range_is_refused(tmp_path):
+    with pytest.raises(ConversionError, match="between 7 and 21"):
+        upgrade(old_models()["relu-1"], 22)
+
+
+def test_verification_catches_a_wrong_result(tmp_path, monkeypatch):
+    from onnxforge.runtime.convert import onnx_upgrade
+
+    real = onnx_upgrade.upgrade
+
+    def broken(model, opset=None, **kw):
+        out, report = real(model, opset, **kw)
+        w = out.graph.initializer[0]
+        w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w) + 0.01, w.name))
+        return out, report
+
+    monkeypatch.setattr(onnx_upgrade, "upgrade", broken)
+    save_model(old_models()["batchnorm-6"], tmp_path / "old.onnx")
+    with pytest.raises(ConversionError, match="verification failed"):
+        convert(tmp_path / "old.onnx", tmp_path / "new.onnx")
