@@ -10,7 +10,7 @@ import click
 from onnxforge.runtime.errors import OnnxforgeError
 
 # Each module defines one click command (or group) called ``command``.
-COMMAND_MODULES = ["build", "train", "evaluate", "infer", "inspect", "doctor", "demo", "bench", "serve", "plugins"]
+COMMAND_MODULES = ["build", "train", "evaluate", "infer", "inspect", "doctor", "demo", "bench", "serve", "plugins", "convert", "weights"]
 
 
 class ForgeGroup(click.Group):
