@@ -32,7 +32,7 @@ def attention_png(path, attention: np.ndarray, src_len: int, out_len: int, cell:
     return write_png(path, heatmap(attention[:out_len, :src_len], cell))
 
 
-def train_translator(rundir, *, n_train: int = 20000, n_test: int = 2000, epochs: int = 6, batch_size: int = 64,
+def train_translator(rundir, *, n_train: int = 10000, n_test: int = 2000, epochs: int = 6, batch_size: int = 64,
                      embed: int = 32, hidden: int = 64, attention: str = "general", lr: float = 5e-3,
                      seed: int = 0, threads: int | None = None, progress: bool = True) -> dict:
     """Generate the data, train, and return the held-out results (and the session, for decoding)."""
@@ -59,7 +59,7 @@ def train_translator(rundir, *, n_train: int = 20000, n_test: int = 2000, epochs
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description="Train a date translator (human dates -> ISO) and draw its attention.")
     parser.add_argument("--out", default="runs/dates", help="Run folder (default: runs/dates).")
-    parser.add_argument("--train", type=int, default=20000, help="Training examples (default: 20000).")
+    parser.add_argument("--train", type=int, default=10000, help="Training examples (default: 10000).")
     parser.add_argument("--test", type=int, default=2000, help="Held-out examples on unseen dates (default: 2000).")
     parser.add_argument("--epochs", type=int, default=6, help="Epochs (default: 6).")
     parser.add_argument("--hidden", type=int, default=64, help="LSTM width (default: 64).")

@@ -1,0 +1,131 @@
+"""The date generator and the date-translation sample."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from onnxforge.samples import dates
+from onnxforge.samples._png import heatmap, write_png
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# formats strptime reads (day and month may come without their leading zero)
+STRPTIME = {name: name.replace("%-", "%") for name in dates.FORMATS if "N" not in name and "(" not in name}
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return dates.make_dataset(3000, 600, seed=4)
+
+
+def test_iso_targets_parse_and_match_the_written_dates(splits):
+    for split in splits:
+        for text, iso in zip(split["text"], split["iso"]):
+            day = dt.date.fromisoformat(str(iso))  # raises on a malformed ISO date
+            assert dates.FIRST <= day <= dates.LAST
+            assert any(dates.render(day, f) == text for f in dates.FORMATS), text
+
+
+def test_written_dates_parse_back_with_strptime(splits):
+    train, _ = splits
+    checked = set()
+    for text, iso in zip(train["text"], train["iso"]):
+        for name, fmt in STRPTIME.items():
+            if dates.render(dt.date.fromisoformat(str(iso)), name) != text:
+                continue
+            parsed = dt.datetime.strptime(str(text), fmt).date()
+            if "%y" in fmt:  # strptime's pivot is 69; the generator's is 50
+                parsed = parsed.replace(year=(1900 if parsed.year % 100 >= 50 else 2000) + parsed.year % 100)
+            assert parsed.isoformat() == iso, (text, fmt)
+            checked.add(name)
+    assert checked == set(STRPTIME)
+
+
+def test_token_arrays_follow_the_convention(splits):
+    train, test = splits
+    src_v, tgt_v = dates.src_vocab(), dates.tgt_vocab()
+    assert src_v[:3] == tgt_v[:3] == ["<pad>", "<bos>", "<eos>"]
+    assert len(set(src_v)) == len(src_v) and len(set(tgt_v)) == len(tgt_v)
+    for split in (train, test):
+        src, tgt = split["src"], split["tgt"]
+        assert src.dtype == tgt.dtype == np.int64 and tgt.shape[1] == 11
+        assert src.min() >= 0 and src.max() < len(src_v) and not np.isin(src, [1, 2]).any()
+        assert np.all(tgt[:, 10] == 2) and np.all(tgt[:, :10] >= 3)  # ISO dates are all 10 characters
+        for row, text in zip(src, split["text"]):
+            n = len(text)
+            assert np.all(row[:n] >= 3) and np.all(row[n:] == 0)
+            assert dates.decode_text(row, src_v) == text
+        for row, iso in zip(tgt, split["iso"]):
+            assert dates.decode_text(row, tgt_v) == iso
+
+
+def test_test_dates_never_appear_in_training(splits):
+    train, test = splits
+    assert not set(train["iso"].tolist()) & set(test["iso"].tolist())
+    used = {f for t, i in zip(train["text"], train["iso"]) for f in dates.FORMATS
+            if dates.render(dt.date.fromisoformat(str(i)), f) == t}
+    assert used == set(dates.FORMATS)
+
+
+def test_examples_from_the_issue():
+    day = dt.date(2026, 11, 25)
+    written = {dates.render(day, f) for f in dates.FORMATS}
+    assert {"25 November 2026", "11/25/26", "Wed, Nov 25 2026"} <= written
+
+
+def test_npz_round_trip(tmp_path, splits):
+    path = dates.save_dataset(tmp_path / "d.npz", splits[1])
+    with np.load(path, allow_pickle=False) as f:
+        assert f["src_vocab"].tolist() == dates.src_vocab() and f["tgt_vocab"].tolist() == dates.tgt_vocab()
+        np.testing.assert_array_equal(f["tgt"], splits[1]["tgt"])
+
+
+def _read_png(path):
+    """Decode the PNGs write_png makes (8-bit, filter 0) independently of it."""
+    data = Path(path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, chunks = 8, {}
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
+        assert crc == zlib.crc32(kind + body)
+        chunks[kind] = chunks.get(kind, b"") + body
+        pos += 12 + length
+    w, h, depth, colour = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
+    channels = {0: 1, 2: 3}[colour]
+    raw = zlib.decompress(chunks[b"IDAT"])
+    rows = [raw[i * (1 + w * channels) : (i + 1) * (1 + w * channels)] for i in range(h)]
+    assert all(r[0] == 0 for r in rows)
+    return np.frombuffer(b"".join(r[1:] for r in rows), np.uint8).reshape(h, w, channels).squeeze()
+
+
+def test_png_writer(tmp_path):
+    img = heatmap(np.array([[0.0, 1.0], [0.5, 0.25]]), cell=4)
+    assert img.shape == (8, 8, 3)
+    np.testing.assert_array_equal(_read_png(write_png(tmp_path / "a.png", img)), img)
+    grey = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    np.testing.assert_array_equal(_read_png(write_png(tmp_path / "g.png", grey)), grey)
+    with pytest.raises(ValueError, match="uint8"):
+        write_png(tmp_path / "x.png", np.zeros((2, 2)))
+
+
+@pytest.mark.slow
+def test_translate_dates_sample_reaches_97_percent_on_unseen_dates(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "onnxforge.samples.translate_dates", "--out", str(tmp_path / "run")],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    match = re.search(r"held-out exact match ([\d.]+), token accuracy ([\d.]+) \((\d+) unseen dates\)", out.stdout)
+    assert match, out.stdout
+    assert float(match.group(1)) >= 0.97 and int(match.group(3)) == 2000
+    png = _read_png(tmp_path / "run" / "attention.png")
+    assert png.ndim == 3 and png.shape[0] > 10 and png.shape[1] > 10
