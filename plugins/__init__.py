@@ -24,6 +24,7 @@ from onnxforge.runtime.errors import ConfigError, ModelError, NotTrainableError,
 __all__ = [
     "ENTRY_POINT_GROUP",
     "Op",
+    "PYTHON_KERNEL_DOMAIN",
     "Plugin",
     "Port",
     "activation_names",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -357,10 +358,12 @@ class Session:
             if isinstance(value, DeviceArray) and value.device != self._device_type:
                 raise InputError(f"input '{name}' is a DeviceArray on {value.device}; this session runs on "
                                  f"{self._device_type}")
-        try:
-            values = run_bound(self._sess, self._device_type, ready, names)
-        except Exception as exc:  # noqa: BLE001
-            raise InputError(f"ONNX Runtime rejected the feeds: {_first_line(exc)}") from None
+        guard = self._kernel_guard() if self._kernel_guard is not None else contextlib.nullcontext()
+        with guard:  # a plugin's Python kernel that raised: one clear PluginError
+            try:
+                values = run_bound(self._sess, self._device_type, ready, names)
+            except Exception as exc:  # noqa: BLE001
+                raise InputError(f"ONNX Runtime rejected the feeds: {_first_line(exc)}") from None
         return dict(zip(names, values))
 
     @property

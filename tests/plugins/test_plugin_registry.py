@@ -124,6 +124,9 @@ def test_kernel_that_raises_gives_a_clear_error_and_the_session_survives(registe
     x = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
     for _ in range(2):  # the same session still runs, twice
         assert np.allclose(session.run({"x": x})["y"], (x @ w.T + b) ** 2, rtol=1e-5)
+    with pytest.raises(PluginError, match="raised ValueError"):  # also through I/O binding
+        session.run_on_device({"x": np.full((1, 3), np.inf, np.float32)})
+    assert np.allclose(session.run_on_device({"x": x})["y"].numpy(), (x @ w.T + b) ** 2, rtol=1e-5)
 
 
 def test_kernel_returning_the_wrong_number_of_outputs_is_a_plugin_error(registered):
