@@ -9,11 +9,13 @@ import numpy as np
 import onnx
 
 from onnxforge.graphs._common import BATCH, GraphBuilder, check_dropout, check_positive, float_input, int_input
+from onnxforge.graphs._lstm_unrolled import unrolled_lstm
 from onnxforge.runtime.errors import ConfigError
 
 __all__ = ["lstm", "HEADS", "GATES"]
 
 HEADS = ("sequence", "tagger")
+IMPLS = ("node", "unrolled")
 STEPS = "T"
 # Gate order of the ONNX LSTM's W, R and B blocks; PyTorch's nn.LSTM stacks them as i, f, g(c), o.
 GATES = "iofc"
@@ -43,14 +45,20 @@ class _Reverser:
         return self.b.node("Gather", [x, self.index], [f"{name}.out"], name=name, axis=0)
 
 
-def _lstm_node(b: GraphBuilder, prefix: str, x: str, in_size: int, hidden: int) -> tuple[str, str]:
+def _lstm_node(b: GraphBuilder, prefix: str, x: str, in_size: int, hidden: int, impl: str = "node",
+               steps: int | None = None) -> tuple[str, str]:
     """One forward ``LSTM`` over ``x [T, N, in]``: returns ``Y [T, N, H]`` and ``Y_h [N, H]``.
 
     The node lists its optional inputs up to ``initial_c`` (7 inputs, empty names) and declares all
-    three outputs: the form ONNX Runtime training's LSTM gradient needs."""
+    three outputs: the form ONNX Runtime training's LSTM gradient needs. ``impl="unrolled"`` builds
+    the same function from plain ops over ``steps`` steps (see ``graphs/_lstm_unrolled.py``)."""
     w = b.param(f"{prefix}.W", _uniform(b, (1, 4 * hidden, in_size), hidden))
     r = b.param(f"{prefix}.R", _uniform(b, (1, 4 * hidden, hidden), hidden))
     bias = b.param(f"{prefix}.B", _uniform(b, (1, 8 * hidden), hidden))
+    if impl == "unrolled":
+        seq, y_h, _ = unrolled_lstm(b, prefix, x, w, r, bias, hidden, steps)
+        axis0 = b.constant(f"{prefix}.axis0", np.array([0], np.int64))
+        return seq, b.node("Squeeze", [y_h, axis0], [f"{prefix}.last"], name=f"{prefix}.squeeze_h")
     y, y_h, _ = b.node("LSTM", [x, w, r, bias, "", "", ""], [f"{prefix}.Y", f"{prefix}.Y_h", f"{prefix}.Y_c"],
                        name=prefix, hidden_size=hidden, direction="forward")
     axis1 = b.constant(f"{prefix}.axis1", np.array([1], np.int64))
@@ -72,6 +80,8 @@ def lstm(
     bidirectional: bool = False,
     dropout: float = 0.0,
     seed: int = 0,
+    impl: str = "node",
+    steps: int | None = None,
 ) -> onnx.ModelProto:
     """Build an LSTM network over ``x``: float features ``[N, T, inputs]`` or, with ``vocab``,
     token ids ``[N, T]`` (int64) looked up in a learned embedding ``embed.weight [vocab, embed]``.
@@ -92,6 +102,11 @@ def lstm(
     ``lstmI.backward`` on the sequence reversed in time (``Gather``), its outputs reversed back and
     concatenated (``[.., 2H]``) -- the same function as PyTorch's ``nn.LSTM(bidirectional=True)``
     on unpacked sequences, and it trains.
+
+    ``steps`` fixes the sequence length ``T`` (default: any length). ``impl="node"`` uses ONNX
+    ``LSTM`` nodes; ``impl="unrolled"`` (needs ``steps``) builds each layer from ``Gemm``/``MatMul``,
+    ``Sigmoid``, ``Tanh``, ``Mul`` and ``Add`` unrolled over the steps, with the same parameters and
+    function; ONNX Runtime trains it about 3x faster on the CPU (its ``LSTM`` gradient kernel is slow).
     """
     if (inputs is None) == (vocab is None):
         raise ConfigError("give exactly one of inputs (float features per step) or vocab (token ids)")
@@ -119,6 +134,13 @@ def lstm(
     dropout = check_dropout(dropout)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ConfigError(f"seed must be an integer; got {seed!r}")
+    if impl not in IMPLS:
+        raise ConfigError(f"impl must be one of {', '.join(IMPLS)}; got {impl!r}")
+    if steps is not None:
+        steps = check_positive("steps", steps)
+    elif impl == "unrolled":
+        raise ConfigError("impl='unrolled' needs steps, the fixed sequence length to unroll over")
+    t_len = steps
 
     b = GraphBuilder(int(seed))
     if vocab is not None:
@@ -134,11 +156,11 @@ def lstm(
         if i > 1:
             x = b.dropout(f"dropout{i - 1}", x, dropout)
         if not bidirectional:
-            x, last = _lstm_node(b, f"lstm{i}", x, size, hidden)
+            x, last = _lstm_node(b, f"lstm{i}", x, size, hidden, impl, t_len)
             size = hidden
             continue
-        fwd, fwd_last = _lstm_node(b, f"lstm{i}.forward", x, size, hidden)
-        bwd, bwd_last = _lstm_node(b, f"lstm{i}.backward", reverse(x, f"lstm{i}.reverse_in"), size, hidden)
+        fwd, fwd_last = _lstm_node(b, f"lstm{i}.forward", x, size, hidden, impl, t_len)
+        bwd, bwd_last = _lstm_node(b, f"lstm{i}.backward", reverse(x, f"lstm{i}.reverse_in"), size, hidden, impl, t_len)
         bwd = reverse(bwd, f"lstm{i}.reverse_out")
         x = b.node("Concat", [fwd, bwd], [f"lstm{i}.out"], name=f"lstm{i}.concat", axis=-1)
         last = b.node("Concat", [fwd_last, bwd_last], [f"lstm{i}.last"], name=f"lstm{i}.concat_last", axis=-1)
@@ -155,14 +177,15 @@ def lstm(
         wt = b.node("Transpose", [weight], ["fc.weight_t"], name="fc.transpose", perm=[1, 0])
         scores = b.node("MatMul", [steps, wt], ["fc.matmul"], name="fc.matmul")
         b.node("Add", [scores, bias], ["logits"], name="fc")
-        out_dims = [BATCH, STEPS, classes]
+        out_dims = [BATCH, t_len or STEPS, classes]
 
     args = {"inputs": None if vocab is not None else in_size, "vocab": vocab, "embed": embed, "hidden": hidden,
             "layers": layers, "classes": classes, "head": head, "bidirectional": bool(bidirectional),
-            "dropout": dropout, "seed": int(seed)}
+            "dropout": dropout, "seed": int(seed), "impl": impl, "steps": t_len}
     metadata = {"task": "classification" if head == "sequence" else "tagging", "builder": "lstm", "args": args,
                 "classes": classes, "inputs": ["x"], "output": "logits"}
-    x_info = int_input("x", [BATCH, STEPS]) if vocab is not None else float_input("x", [BATCH, STEPS, in_size])
+    t_dim = t_len or STEPS
+    x_info = int_input("x", [BATCH, t_dim]) if vocab is not None else float_input("x", [BATCH, t_dim, in_size])
     source = f"tokens (vocab {vocab}, embed {embed})" if vocab is not None else f"{in_size} features"
     return b.model(
         "lstm",

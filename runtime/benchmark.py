@@ -59,6 +59,7 @@ class Workload:
     batch: int
     flops_per_example: float | None = None  # training FLOPs per example (forward + backward)
     ignore_index: int | None = None  # padding label the loss skips
+    steps: int = 300  # training steps per round (full size; --quick takes an eighth)
     notes: list = field(default_factory=list)
 
 
@@ -250,24 +251,27 @@ def workloads(quick: bool = False) -> dict[str, Workload]:
         "mlp": Workload("mlp 64-128-10", "mlp", lambda: mlp(64, [128], 10, seed=0), _mlp_torch,
                         _classification_data((64,), 10), 64, _mlp_flops([64, 128, 10])),
         "mlp-large": Workload("mlp 784-1024-1024-10", "mlp", lambda: mlp(784, [1024, 1024], 10, seed=0), _mlp_torch,
-                              _classification_data((784,), 10), 256, _mlp_flops([784, 1024, 1024, 10])),
+                              _classification_data((784,), 10), 256, _mlp_flops([784, 1024, 1024, 10]), steps=10),
     }
 
     if _has_module("onnxforge.graphs.convnet"):
         from onnxforge.graphs.convnet import convnet
 
         out["convnet"] = Workload("convnet 1x8x8 16-32", "convnet", lambda: convnet((1, 8, 8), (16, 32), seed=0),
-                                  _convnet_torch, _classification_data((1, 8, 8), 10), 64)
+                                  _convnet_torch, _classification_data((1, 8, 8), 10), 64, steps=120)
     if _has_module("onnxforge.graphs.lstm"):
         from onnxforge.graphs.lstm import lstm
 
-        out["lstm"] = Workload("lstm T20 in16 h64", "lstm", lambda: lstm(16, hidden=64, classes=10, seed=0),
-                               _lstm_torch, _sequence_data(20, 16, 10), 64)
+        out["lstm"] = Workload("lstm T20 in16 h64 unrolled", "lstm",
+                               lambda: lstm(16, hidden=64, classes=10, seed=0, impl="unrolled", steps=20),
+                               _lstm_torch, _sequence_data(20, 16, 10), 64, steps=80)
+        out["lstm-node"] = Workload("lstm T20 in16 h64 LSTM op", "lstm", lambda: lstm(16, hidden=64, classes=10, seed=0),
+                                    _lstm_torch, _sequence_data(20, 16, 10), 64, steps=24)
     if _has_module("onnxforge.graphs.seq2seq"):
         from onnxforge.graphs.seq2seq import seq2seq
 
         out["seq2seq"] = Workload("seq2seq v20 len8 h32 dot", "seq2seq", lambda: seq2seq(20, 20, 32, 32, seed=0),
-                                  _seq2seq_torch, _seq2seq_data(20, 8), 64, ignore_index=0)
+                                  _seq2seq_torch, _seq2seq_data(20, 8), 64, ignore_index=0, steps=80)
     return out
 
 
@@ -556,10 +560,8 @@ def bench_memory(workload: str, *, steps: int, threads: int) -> dict:
 # -- the whole run ---------------------------------------------------------------------------------
 def _sizes(quick: bool) -> dict:
     if quick:
-        return {"steps": 30, "rounds": 3, "large_steps": 3, "large_rounds": 2, "calls": 200, "inf_rounds": 3,
-                "mem_steps": 20}
-    return {"steps": 300, "rounds": 9, "large_steps": 10, "large_rounds": 7, "calls": 2000, "inf_rounds": 7,
-            "mem_steps": 30}
+        return {"scale": 0.125, "rounds": 3, "calls": 300, "inf_rounds": 3, "mem_steps": 10}
+    return {"scale": 1.0, "rounds": 7, "calls": 2000, "inf_rounds": 7, "mem_steps": 30}
 
 
 def run_benchmarks(*, quick: bool = False, families=FAMILIES, threads: int | None = None, cuda: bool = True,
@@ -597,8 +599,8 @@ def run_benchmarks(*, quick: bool = False, families=FAMILIES, threads: int | Non
             w = available[key]
             large = key == "mlp-large"
             bar.set_postfix_str(f"{device} train {key}")
-            train.append(bench_training(w, steps=size["large_steps" if large else "steps"],
-                                        rounds=size["large_rounds" if large else "rounds"], threads=threads,
+            train.append(bench_training(w, steps=max(3, round(w.steps * size["scale"])), rounds=size["rounds"],
+                                        threads=threads,
                                         device=device))
             bar.update(1)
             bar.set_postfix_str(f"{device} infer {key}")

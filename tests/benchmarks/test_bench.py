@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from onnxforge.cli.main import cli
 from onnxforge.runtime import benchmark, load
 
-TINY = {"steps": 3, "rounds": 1, "large_steps": 1, "large_rounds": 1, "calls": 5, "inf_rounds": 1, "mem_steps": 1}
+TINY = {"scale": 0.01, "rounds": 1, "calls": 5, "inf_rounds": 1, "mem_steps": 1}
 
 
 @pytest.mark.parametrize("name", sorted(benchmark.workloads()))
