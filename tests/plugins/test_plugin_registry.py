@@ -165,3 +165,44 @@ def test_libraries_come_only_from_declarations_not_from_the_model(tmp_path):
     helper.set_model_props(model, {"custom_op_library": str(tmp_path / "libevil.so")})
     with pytest.raises(ModelError, match="op Evil of domain 'com.evil'"):
         load(model)
+
+
+def _fake_distribution(root, name: str, entry_points: dict, modules: dict) -> None:
+    info = root / f"{name}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    lines = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[onnxforge.plugins]\n{lines}\n")
+    for module, code in modules.items():
+        (root / f"{module}.py").write_text(code)
+
+
+def test_discovery_loads_entry_points_and_reports_broken_or_clashing_ones(tmp_path, monkeypatch):
+    header = "from onnx import helper\nfrom onnxforge.plugins import Op, Plugin\n"
+    _fake_distribution(tmp_path, "fake-plugins", {
+        "good": "fake_good:make",
+        "broken": "fake_broken:plugin",
+        "clash": "fake_clash:plugin",
+    }, {
+        "fake_good": header + "def make():\n    return Plugin('good', [Op('com.fake', 'Twice', ['X'], ['Y'], "
+                              "body=[helper.make_node('Add', ['X', 'X'], ['Y'])])])\n",
+        "fake_broken": "raise RuntimeError('this plugin is broken on purpose')\n",
+        "fake_clash": header + "plugin = Plugin('clash', [Op('onnxforge', 'Swish', ['X'], ['Y'], "
+                               "body=[helper.make_node('Identity', ['X'], ['Y'])])])\n",
+    })
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        plugins.refresh()
+        assert "good" in plugins.installed_plugins()
+        problems = " | ".join(plugins.problems())
+        assert "plugin 'broken'" in problems and "RuntimeError: this plugin is broken on purpose" in problems
+        assert "plugin 'clash'" in problems and "duplicate registration of op onnxforge.Swish" in problems
+        assert plugins.plugin_of(plugins.find_op("onnxforge.Swish")) == "builtin"
+        model = one_op_model("Twice", "com.fake")
+        w, b = _weights(model)
+        x = np.random.default_rng(2).standard_normal((3, 3)).astype(np.float32)
+        assert np.allclose(load(model).run({"x": x})["y"], 2 * (x @ w.T + b), rtol=1e-5)
+    finally:
+        monkeypatch.undo()
+        plugins.refresh()
+    assert "good" not in plugins.installed_plugins() and not plugins.problems()
