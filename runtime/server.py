@@ -9,7 +9,6 @@ Ctrl+C, after which requests in flight are finished before the process exits.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gzip
 import logging
@@ -403,7 +402,7 @@ class Server:
         # in place that only records it, so the process exits normally (status 0).
         previous = {sig: signal.signal(sig, lambda s, f: stopped.append(s)) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            asyncio.run(server.serve(sockets=[sock]))
+            server.run(sockets=[sock])
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
