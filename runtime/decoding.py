@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnxforge.runtime.errors import ConfigError, InputError, ModelError
+from onnxforge.runtime.errors import ConfigError, DataError, InputError, ModelError
 
-__all__ = ["decode", "teacher_forcing", "prepare_seq2seq_arrays", "sequence_metrics", "strip_sequence",
+__all__ = ["decode", "teacher_forcing", "prepare_seq2seq_arrays", "check_token_ids", "sequence_metrics", "strip_sequence",
            "PAD", "BOS", "EOS"]
 
 PAD, BOS, EOS = 0, 1, 2
@@ -31,14 +31,30 @@ def teacher_forcing(tgt: np.ndarray) -> np.ndarray:
     return out
 
 
-def prepare_seq2seq_arrays(arrays: dict) -> dict:
+def check_token_ids(name: str, ids: np.ndarray, vocab, what: str) -> None:
+    """Raise :class:`DataError` when ``ids`` hold a value outside ``[0, vocab)``."""
+    ids = np.asarray(ids)
+    if not isinstance(vocab, int) or ids.size == 0 or ids.dtype.kind not in "iuf":
+        return
+    low, high = ids.min(), ids.max()
+    if low < 0 or high >= vocab:
+        bad = low if low < 0 else high
+        raise DataError(f"'{name}' holds token id {bad:g}; the model's {what} vocabulary has ids 0 to {vocab - 1}")
+
+
+def prepare_seq2seq_arrays(arrays: dict, metadata: dict | None = None) -> dict:
     """Turn a dataset's ``src`` and ``tgt`` (or ``x`` and ``y``) into the model's inputs and targets:
-    ``{"src", "decoder_input", "y"}``. Arrays that already hold ``decoder_input`` pass unchanged."""
+    ``{"src", "decoder_input", "y"}``. Arrays that already hold ``decoder_input`` pass unchanged.
+    With the model's ``metadata``, token ids outside its vocabularies raise :class:`DataError`."""
     out = dict(arrays)
     if "src" not in out and "x" in out:
         out["src"] = out["x"]
+    args = (metadata or {}).get("args") or {}
+    if "src" in out:
+        check_token_ids("src", out["src"], args.get("src_vocab"), "source")
     tgt = out.get("tgt", out.get("y"))
     if tgt is not None:
+        check_token_ids("tgt", tgt, args.get("tgt_vocab"), "target")
         out["y"] = tgt
         if "decoder_input" not in out:
             out["decoder_input"] = teacher_forcing(tgt)
@@ -139,6 +155,7 @@ def decode(session, src, *, max_len: int | None = None, beam: int = 1, batch_siz
     if isinstance(beam, bool) or not isinstance(beam, (int, np.integer)) or beam < 1:
         raise ConfigError(f"beam must be a positive integer; got {beam!r}")
     src = _check_src(src)
+    check_token_ids("src", src, (session.metadata.get("args") or {}).get("src_vocab"), "source")
     if len(src) == 0:
         raise InputError("src holds no sequences")
     parts = []

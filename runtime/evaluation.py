@@ -19,7 +19,7 @@ def _output_name(session: Session) -> str:
 def checked_dataset(session: Session, data, *, need_targets: bool = True, name: str = "data") -> Dataset:
     """``data`` loaded (if a path) and checked against the session's model."""
     task = task_for(session.metadata, _loss_of(session))
-    ds = as_dataset(data, [i.name for i in session.inputs], name, task.prepare) if not isinstance(data, Dataset) else data
+    ds = as_dataset(data, [i.name for i in session.inputs], name, task.preparer(session.metadata)) if not isinstance(data, Dataset) else data
     out = next(o for o in session.outputs if o.name == _output_name(session))
     classes = session.metadata.get("classes") or (out.shape[-1] if task.labels_are_classes and out.shape else None)
     return check_dataset(ds, session.inputs, task=task.name if task.labels_are_classes else "regression",

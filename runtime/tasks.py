@@ -4,6 +4,7 @@ loss the user picks."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -26,10 +27,10 @@ def _regression_metrics(output: np.ndarray, y: np.ndarray, ignore_index=None) ->
     return {"mae": float(np.abs(diff).mean()), "rmse": float(np.sqrt((diff * diff).mean()))}
 
 
-def _seq2seq_prepare(arrays: dict) -> dict:
+def _seq2seq_prepare(arrays: dict, metadata: dict | None = None) -> dict:
     from onnxforge.runtime.decoding import prepare_seq2seq_arrays
 
-    return prepare_seq2seq_arrays(arrays)
+    return prepare_seq2seq_arrays(arrays, metadata)
 
 
 def _seq2seq_run_metrics(session, dataset, batch_size: int = 512) -> dict:
@@ -46,11 +47,15 @@ class Task:
     metrics: Callable = field(repr=False)
     ignore_index: int | None = None
     labels_are_classes: bool = True
-    # optional hooks: ``prepare(arrays) -> arrays`` derives model inputs and ``y`` from a dataset's
+    # optional hooks: ``prepare(arrays, metadata) -> arrays`` derives model inputs and ``y`` from a dataset's
     # named arrays; ``run_metrics(session, dataset, batch_size) -> dict`` adds metrics that need the
     # model run another way than one forward pass (decoding)
     prepare: Callable | None = field(default=None, repr=False)
     run_metrics: Callable | None = field(default=None, repr=False)
+
+    def preparer(self, metadata: dict) -> Callable | None:
+        """The ``prepare`` hook bound to a model's metadata (``None`` for tasks without one)."""
+        return None if self.prepare is None else functools.partial(self.prepare, metadata=metadata)
 
     def evaluate(self, loss: str, output: np.ndarray, y: np.ndarray) -> dict:
         result = {"loss": numpy_loss(loss, output, y, self.ignore_index)}

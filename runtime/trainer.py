@@ -297,7 +297,7 @@ class Trainer:
     def _check(self, data, name: str) -> Dataset:
         from onnxforge.runtime.session import _io_info_from_model
 
-        ds = as_dataset(data, [i.name for i in _io_info_from_model(self.source)], name, self.task.prepare)
+        ds = as_dataset(data, [i.name for i in _io_info_from_model(self.source)], name, self.task.preparer(self.metadata))
         out = next(o for o in self.source.graph.output if o.name == self.output_name)
         target_shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in out.type.tensor_type.shape.dim)
         return check_dataset(ds, _io_info_from_model(self.source), task=self.task.name if self.task.labels_are_classes
