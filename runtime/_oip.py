@@ -196,7 +196,7 @@ def _from_binary(name: str, datatype: str, chunk: memoryview, count: int) -> np.
             pos += 4 + n
         if len(items) != count:
             _fail(f"input '{name}' has {count} elements by its shape but its binary data holds {len(items)} strings")
-        return np.array(items, dtype=object)
+        return np.array(items, dtype=np.str_)
     dtype = DATATYPES[datatype]
     if len(chunk) != count * dtype.itemsize:
         _fail(f"input '{name}' has {count} elements of {datatype} by its shape ({count * dtype.itemsize} bytes) "
@@ -223,6 +223,7 @@ def _from_json(name: str, datatype: str, data, count: int) -> np.ndarray:
         array = array.ravel()
         if not all(isinstance(v, str) for v in array):
             _fail(f"input '{name}' is BYTES: its data must be strings")
+        array = array.astype(np.str_)
     else:
         want = DATATYPES[datatype]
         allowed = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}[want.kind]

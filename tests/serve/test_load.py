@@ -11,7 +11,6 @@ import urllib.error
 import urllib.request
 
 import numpy as np
-import pytest
 import tritonclient.http as httpclient
 
 from onnxforge.runtime import load
@@ -49,7 +48,6 @@ def hammer(url, triton, session, binary: bool):
     return pairs, errors
 
 
-@pytest.mark.slow
 def test_sixteen_clients_get_exactly_in_process_results(server, triton, sessions):
     pairs, errors = hammer(server.url, triton, sessions["digits"], binary=True)
     assert errors == [] and len(pairs) == CLIENTS * REQUESTS_PER_CLIENT
@@ -57,7 +55,6 @@ def test_sixteen_clients_get_exactly_in_process_results(server, triton, sessions
         np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.slow
 def test_dynamic_batching_merges_concurrent_requests(start_server, model_dir, triton, sessions):
     srv = start_server([model_dir / "digits.onnx"], max_batch=32, max_delay_ms=5, max_concurrency=2)
     pairs, errors = hammer(srv.url, triton, sessions["digits"], binary=False)

@@ -93,3 +93,27 @@ def test_health_and_metadata(server, triton):
         ("y", "FP32"), ("total", "INT64"), ("positive", "BOOL"), ("half", "FP16")]
     with pytest.raises(InferenceServerException, match="unknown model 'nope'; this server has: digits, mixed"):
         client.get_model_metadata("nope")
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_string_tensors_travel_as_bytes(start_server, triton, binary):
+    from onnx import TensorProto, helper
+
+    from onnxforge.runtime import load
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["s"], ["t"]), helper.make_node("Shape", ["s"], ["n"])], "echo",
+        [helper.make_tensor_value_info("s", TensorProto.STRING, ["N"])],
+        [helper.make_tensor_value_info("t", TensorProto.STRING, ["N"]),
+         helper.make_tensor_value_info("n", TensorProto.INT64, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    srv = start_server({"echo": load(model, device="cpu")})
+    words = ["héllo", "", "wörld, with spaces"]
+    item = httpclient.InferInput("s", [3], "BYTES")
+    item.set_data_from_numpy(np.array([w.encode() for w in words], dtype=object), binary_data=binary)
+    result = triton(srv.url).infer("echo", [item], outputs=[httpclient.InferRequestedOutput(n, binary_data=binary)
+                                                             for n in ("t", "n")])
+    got = [v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("t")]
+    assert got == words and result.as_numpy("n").tolist() == [3]
+    assert result.get_output("t")["datatype"] == "BYTES"
