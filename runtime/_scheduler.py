@@ -63,6 +63,7 @@ class Scheduler:
         self._slots: asyncio.Semaphore | None = None
         self._waiting = 0
         self._batchers: dict = {}
+        self._batchable: dict = {}
 
     @property
     def waiting(self) -> int:
@@ -82,7 +83,7 @@ class Scheduler:
     async def run(self, session, feeds: dict, outputs: list[str]) -> dict:
         """Run ``session`` on validated ``feeds``; merged with other requests when batching is on."""
         rows = _rows(feeds)
-        if self.max_batch > 1 and rows is not None and rows < self.max_batch and batch_axis_ok(session):
+        if self.max_batch > 1 and rows is not None and rows < self.max_batch and self._can_batch(session):
             return await self._batched(session, feeds, tuple(outputs), rows)
         slots = self._semaphore()
         self._admit(slots.locked())
@@ -98,6 +99,12 @@ class Scheduler:
         finally:
             slots.release()
             self.stats.requests += 1
+
+    def _can_batch(self, session) -> bool:
+        known = self._batchable.get(id(session))
+        if known is None:
+            known = self._batchable[id(session)] = batch_axis_ok(session)
+        return known
 
     async def _batched(self, session, feeds: dict, outputs: tuple, rows: int) -> dict:
         self._admit(True)

@@ -10,6 +10,7 @@ Ctrl+C, after which requests in flight are finished before the process exits.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import logging
 import os
@@ -24,6 +25,7 @@ from pathlib import Path
 from onnxforge.runtime._oip import encode_infer_response, parse_infer_request, tensor_metadata
 from onnxforge.runtime._scheduler import Scheduler, ServerBusy
 from onnxforge.runtime.errors import ConfigError, InputError, ModelError, OnnxforgeError
+from onnxforge.runtime.session import validate_feeds
 
 __all__ = ["ServedModel", "Server", "ServerConfig", "find_models"]
 
@@ -166,8 +168,6 @@ def create_app(models: dict[str, ServedModel], config: ServerConfig, scheduler: 
             parsed = parse_infer_request(*args, **kwargs)
         else:
             parsed = await run_in_threadpool(parse_infer_request, *args, **kwargs)
-        from onnxforge.runtime.session import validate_feeds
-
         feeds = validate_feeds(parsed.feeds, session.inputs)
         results = await scheduler.run(session, feeds, [o.name for o in parsed.outputs])
         labels = session.labels if any(o.classification for o in parsed.outputs) else None
@@ -227,6 +227,7 @@ def create_app(models: dict[str, ServedModel], config: ServerConfig, scheduler: 
     return _RequestLog(app)
 
 
+@functools.lru_cache(maxsize=1)
 def _package_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -350,7 +351,6 @@ class Server:
             sock.listen(2048)
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
-        sock.set_inheritable(True)
         self.address = sock.getsockname()
         return sock
 
@@ -397,10 +397,11 @@ class Server:
         server = self._make_uvicorn()
         if on_listening is not None:
             on_listening(self)
-        stopped = []
         # uvicorn re-raises the signal it caught after its graceful shutdown; with these handlers
-        # in place that only records it, so the process exits normally (status 0).
-        previous = {sig: signal.signal(sig, lambda s, f: stopped.append(s)) for sig in (signal.SIGINT, signal.SIGTERM)}
+        # in place that does nothing more, so the process exits normally (status 0).
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            previous = {sig: signal.signal(sig, lambda s, f: None) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             server.run(sockets=[sock])
         finally:

@@ -237,7 +237,10 @@ class Session:
 
         ``x`` is an array for a one-input model, or a dict of arrays with equally many rows.
         """
-        feeds = x if isinstance(x, dict) else self._single_input_feeds(x)
+        if isinstance(x, dict):
+            feeds = {k: v if hasattr(v, "shape") else np.asarray(v) for k, v in x.items()}
+        else:
+            feeds = self._single_input_feeds(x)
         name = output or self.main_output
         if name not in self._output_names:
             raise InputError(f"unknown output '{name}'; the model's outputs are: {', '.join(self._output_names)}")
@@ -402,7 +405,7 @@ def _first_line(exc: Exception) -> str:
 
 def _common_rows(feeds: dict) -> int | None:
     """The number of rows every feed has (``None`` for scalars); unequal counts are an error."""
-    rows = {k: (v.shape[0] if getattr(v, "ndim", np.ndim(v)) else None) for k, v in feeds.items()}
+    rows = {k: (v.shape[0] if len(v.shape) else None) for k, v in feeds.items()}
     counts = set(rows.values())
     if len(counts) > 1:
         raise InputError("inputs must have equally many rows to be chunked; got "

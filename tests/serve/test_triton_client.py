@@ -117,3 +117,15 @@ def test_string_tensors_travel_as_bytes(start_server, triton, binary):
     got = [v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("t")]
     assert got == words and result.as_numpy("n").tolist() == [3]
     assert result.get_output("t")["datatype"] == "BYTES"
+
+
+def test_one_request_mixes_binary_and_json_inputs_and_outputs(server, triton, sessions, rng):
+    feeds = mixed_inputs(rng, 4)
+    inputs = to_infer_inputs({"x": feeds["x"]}, True) + to_infer_inputs({"ids": feeds["ids"]}, False)
+    outputs = [httpclient.InferRequestedOutput("total", binary_data=True),
+               httpclient.InferRequestedOutput("y", binary_data=False)]
+    result = triton(server.url).infer("mixed", inputs, outputs=outputs)
+    expected = sessions["mixed"].run(feeds)
+    assert [o["name"] for o in result.get_response()["outputs"]] == ["total", "y"]
+    np.testing.assert_array_equal(result.as_numpy("total"), expected["total"])
+    np.testing.assert_array_equal(result.as_numpy("y"), expected["y"])
