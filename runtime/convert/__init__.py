@@ -64,13 +64,15 @@ class _Stages:
 
 
 def convert(source, destination, *, opset: int | None = None, verify: bool = True, input_shapes=(),
-            tolerance: float = DEFAULT_TOLERANCE, progress: bool = False, seed: int = 0) -> dict:
+            sizes: dict | None = None, tolerance: float = DEFAULT_TOLERANCE, progress: bool = False,
+            seed: int = 0) -> dict:
     """Convert ``source`` into ``destination`` and return a report.
 
     ``opset``: the ONNX opset of an ONNX result (default: 17 for PyTorch exports and old models,
     otherwise the source's, capped at what the runtime accepts). ``input_shapes``: for TorchScript
     sources, one shape per input (``"1,3,32,32"`` or ``"int64:1,20"``; dim 0 becomes the dynamic
-    batch). ``tolerance``: the largest difference verification accepts before it raises
+    batch). ``sizes``: example sizes of named dynamic dims for a .pt2 result (``{"T": 20}``; an
+    LSTM's sequence length is fixed at it, see :func:`to_torch.export_program`). ``tolerance``: the largest difference verification accepts before it raises
     :class:`ConversionError` (the result stays written, for inspection).
     """
     source, destination = Path(source), Path(destination)
@@ -87,13 +89,15 @@ def convert(source, destination, *, opset: int | None = None, verify: bool = Tru
     if direction not in handlers:
         raise ConfigError(f"no conversion from {src_kind} ({source.suffix}) to {dst_kind} ({destination.suffix}); "
                           "onnxforge converts .onnx to .onnx/.pt2/.npz/.safetensors and .pt2/.pt/.ts to .onnx")
+    if sizes and direction != ("onnx", "pt2"):
+        raise ConfigError("--dim sets example sizes for ONNX to .pt2 conversions only")
     if input_shapes and src_kind != "torchscript":
         raise ConfigError("--input-shape is only for TorchScript sources (.pt, .ts); a .pt2 program carries its own")
     stages = _Stages(["load", "convert", "save", "verify"], progress)
     t0 = time.perf_counter()
     try:
         report = handlers[direction](source, destination, opset=opset, input_shapes=list(input_shapes),
-                                     stages=stages, verify=verify, seed=seed)
+                                     sizes=dict(sizes or {}), stages=stages, verify=verify, seed=seed)
     finally:
         stages.close()
     report.update({"source": str(source), "destination": str(destination), "from": src_kind, "to": dst_kind,
@@ -120,7 +124,7 @@ def _verify(stages, src_kind, src, dst_kind, dst, feeds) -> dict:
             "verify_inputs": {k: list(v.shape) for k, v in feeds.items()}}
 
 
-def _onnx_to_onnx(source, destination, *, opset, input_shapes, stages, verify, seed) -> dict:
+def _onnx_to_onnx(source, destination, *, opset, input_shapes, sizes, stages, verify, seed) -> dict:
     from onnxforge.runtime.convert.onnx_upgrade import upgrade
     from onnxforge.runtime.convert.verify import random_feeds
     from onnxforge.runtime.modelio import load_model, save_model
@@ -136,10 +140,10 @@ def _onnx_to_onnx(source, destination, *, opset, input_shapes, stages, verify, s
     return report
 
 
-def _onnx_to_pt2(source, destination, *, opset, input_shapes, stages, verify, seed) -> dict:
+def _onnx_to_pt2(source, destination, *, opset, input_shapes, sizes, stages, verify, seed) -> dict:
     from onnxforge.runtime.convert._fold import fold_constants
     from onnxforge.runtime.convert.onnx_upgrade import upgrade
-    from onnxforge.runtime.convert.to_torch import check_supported, export_program
+    from onnxforge.runtime.convert.to_torch import DEFAULT_EXAMPLE_SIZE, check_supported, export_program
     from onnxforge.runtime.convert.verify import random_feeds
     from onnxforge.runtime.modelio import load_model
 
@@ -153,16 +157,19 @@ def _onnx_to_pt2(source, destination, *, opset, input_shapes, stages, verify, se
     check_supported(prepared)
     params = {t.name for t in prepared.graph.initializer if t.data_type in (1, 10, 11, 16) and len(t.dims) > 0}
     prepared, _ = fold_constants(prepared, keep=params)
-    info = export_program(prepared, destination, progress=None)
+    info = export_program(prepared, destination, sizes=sizes)
     stages("save")
     report = {"inputs": info["inputs"], "outputs": info["outputs"], "dynamic_dims": info["dynamic"],
-              "parameters": len(params)}
+              "fixed_dims": info["fixed"], "parameters": len(params)}
     if verify:
-        report.update(_verify(stages, "onnx", model, "pt2", destination, random_feeds(model, seed=seed)))
+        # a batch size the export never saw; dims torch.export fixed keep their example size
+        batch_fixed = any(0 in dims for dims in info["fixed"].values())
+        feeds = random_feeds(model, seed=seed, batch=2 if batch_fixed else 3, other=DEFAULT_EXAMPLE_SIZE, sizes=sizes)
+        report.update(_verify(stages, "onnx", model, "pt2", destination, feeds))
     return report
 
 
-def _torch_to_onnx(source, destination, *, opset, input_shapes, stages, verify, seed) -> dict:
+def _torch_to_onnx(source, destination, *, opset, input_shapes, sizes, stages, verify, seed) -> dict:
     import torch
 
     from onnxforge.runtime.convert.from_torch import (DEFAULT_OPSET, export_onnx, load_program, parse_input_shape,
@@ -230,7 +237,7 @@ def _rename_initializers(model, names: dict) -> None:
                 node.input[i] = renames[name]
 
 
-def _onnx_to_weights(source, destination, *, opset, input_shapes, stages, verify, seed) -> dict:
+def _onnx_to_weights(source, destination, *, opset, input_shapes, sizes, stages, verify, seed) -> dict:
     import numpy as np
 
     from onnxforge.runtime.modelio import load_model

@@ -244,7 +244,9 @@ def _gather(inputs, attrs):
     if isinstance(idx, np.ndarray):
         if idx.ndim == 0:
             return [data.select(axis, int(idx))]
-        flat = torch.from_numpy(np.where(idx < 0, idx + int(data.shape[axis]), idx).reshape(-1).astype(np.int64))
+        flat = torch.from_numpy(idx.reshape(-1).astype(np.int64))
+        if (idx < 0).any():
+            flat = torch.where(flat < 0, flat + data.shape[axis], flat)
     else:
         idx_t = T(idx).long()
         flat = torch.where(idx_t < 0, idx_t + data.shape[axis], idx_t).reshape(-1)

@@ -212,20 +212,32 @@ def to_torch_module(model: ModelProto):
     return module
 
 
-def example_inputs(model: ModelProto, batch: int = 2, seq: int = 5, seed: int = 0):
-    """Random example inputs: dynamic dims get ``batch`` (first) or ``seq`` (others)."""
-    from onnxforge.runtime.convert.verify import random_feeds
+def _concrete(size):
+    """The int a (possibly symbolic) size was specialised to, or None if it stayed dynamic."""
+    if isinstance(size, int):
+        return size
+    node = size.node
+    expr = node.shape_env.replace(node.expr) if getattr(node, "shape_env", None) is not None else node.expr
+    return int(expr) if getattr(expr, "is_number", False) else None
 
-    return random_feeds(model, batch=batch, other=seq, seed=seed)
+
+DEFAULT_EXAMPLE_SIZE = 8  # example size of dynamic dims other than the batch (e.g. a sequence length)
 
 
-def export_program(model: ModelProto, path, *, progress=None) -> dict:
+def export_program(model: ModelProto, path, *, sizes: dict | None = None, progress=None) -> dict:
     """Build the module, ``torch.export`` it with dynamic dims where the ONNX inputs have them,
-    save it with the sidecar, and return ``{"inputs", "outputs", "dynamic"}``."""
+    save it with the sidecar, and return ``{"inputs", "outputs", "dynamic", "fixed"}``.
+
+    ``sizes`` gives example sizes for named dynamic dims (``{"T": 20}``). torch.export keeps a dim
+    dynamic only if the traced code allows it: ``torch.lstm`` loops over time while tracing, so an
+    LSTM's sequence length is fixed at its example size; ``fixed`` reports such dims.
+    """
     import torch
 
+    from onnxforge.runtime.convert.verify import random_feeds
+
     module = to_torch_module(model).eval()
-    feeds = example_inputs(model)
+    feeds = random_feeds(model, batch=2, other=DEFAULT_EXAMPLE_SIZE, sizes=sizes)
     args = tuple(torch.from_numpy(feeds[n]) for n in module.input_names)
     dynamic = {}
     specs = []
@@ -242,6 +254,14 @@ def export_program(model: ModelProto, path, *, progress=None) -> dict:
         program = torch.export.export(module, args, dynamic_shapes=tuple(specs), strict=False)
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds
         raise ConversionError(f"torch.export could not trace the converted module: {str(exc).splitlines()[0]}") from None
+    placeholders = [n for n in program.graph.nodes if n.op == "placeholder"
+                    and n.name in program.graph_signature.user_inputs]
+    fixed = {}
+    for name, node, dims in zip(module.input_names, placeholders, specs):
+        for k in dims or {}:
+            size = _concrete(node.meta["val"].shape[k])
+            if size is not None:
+                fixed.setdefault(name, {})[k] = size
     sidecar = {"inputs": module.input_names, "outputs": module.output_names,
                "names": {k: v for k, v in module.torch_names.items() if k != v},
                "metadata_props": {p.key: p.value for p in model.metadata_props},
@@ -249,4 +269,6 @@ def export_program(model: ModelProto, path, *, progress=None) -> dict:
     if progress:
         progress("save")
     torch.export.save(program, str(path), extra_files={SIDECAR: json.dumps(sidecar)})
-    return {"inputs": module.input_names, "outputs": module.output_names, "dynamic": dynamic}
+    dynamic = {n: [k for k in dims if k not in fixed.get(n, {})] for n, dims in zip(module.input_names, dynamic.values())}
+    return {"inputs": module.input_names, "outputs": module.output_names, "dynamic": dynamic, "fixed": fixed,
+            "example_sizes": {n: list(v.shape) for n, v in feeds.items()}}

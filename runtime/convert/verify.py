@@ -20,7 +20,7 @@ __all__ = ["InputSpec", "onnx_input_specs", "random_feeds", "random_inputs", "ru
 
 
 class InputSpec(tuple):
-    """``(name, shape, dtype, high)``: ``shape`` holds ``None`` for dynamic dims; ``high`` bounds
+    """``(name, shape, dtype, high)``: ``shape`` holds ``None`` or the dim's name for dynamic dims; ``high`` bounds
     integer inputs (token ids read by a ``Gather``)."""
 
     __slots__ = ()
@@ -54,18 +54,20 @@ def onnx_input_specs(model: ModelProto) -> list[InputSpec]:
             continue
         tt = vi.type.tensor_type
         dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else np.float32
-        shape = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim]
         specs.append(InputSpec(vi.name, shape, dtype, bounds.get(vi.name)))
     return specs
 
 
-def random_inputs(specs, *, batch: int = 3, other: int = 5, seed: int = 0) -> dict:
-    """Random arrays for ``specs``: dynamic first dims get ``batch``, other dynamic dims ``other``;
-    floats are standard normal, integers uniform in ``[0, high)`` (10 without a bound), bools fair."""
+def random_inputs(specs, *, batch: int = 3, other: int = 5, sizes: dict | None = None, seed: int = 0) -> dict:
+    """Random arrays for ``specs``: a dynamic dim named in ``sizes`` gets that size, other dynamic
+    first dims ``batch`` and the rest ``other``; floats are standard normal, integers uniform in
+    ``[0, high)`` (10 without a bound), bools fair."""
     rng = np.random.default_rng(seed)
+    sizes = sizes or {}
     feeds = {}
     for spec in specs:
-        shape = [(batch if i == 0 else other) if d is None else d for i, d in enumerate(spec.shape)]
+        shape = [d if isinstance(d, int) else sizes.get(d, batch if i == 0 else other) for i, d in enumerate(spec.shape)]
         if spec.dtype.kind == "f":
             feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
         elif spec.dtype.kind in "iu":
@@ -77,8 +79,8 @@ def random_inputs(specs, *, batch: int = 3, other: int = 5, seed: int = 0) -> di
     return feeds
 
 
-def random_feeds(model: ModelProto, *, batch: int = 3, other: int = 5, seed: int = 0) -> dict:
-    return random_inputs(onnx_input_specs(model), batch=batch, other=other, seed=seed)
+def random_feeds(model: ModelProto, *, batch: int = 3, other: int = 5, sizes: dict | None = None, seed: int = 0) -> dict:
+    return random_inputs(onnx_input_specs(model), batch=batch, other=other, sizes=sizes, seed=seed)
 
 
 def _run_onnx(model: ModelProto, feeds: dict) -> tuple[list, str]:
