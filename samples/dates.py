@@ -112,7 +112,7 @@ SRC_WIDTH = max(len(f(dt.date(2000, 9, 27))) for f in FORMATS.values()) + 2  # l
 TGT_WIDTH = 11  # YYYY-MM-DD + EOS
 
 
-def make_dataset(n_train: int = 20000, n_test: int = 2000, seed: int = 0):
+def make_dataset(n_train: int = 10000, n_test: int = 2000, seed: int = 0):
     """``(train, test)``: dicts with ``src``, ``tgt``, ``text``, ``iso``; disjoint calendar dates.
 
     Every date in the range is shuffled once; test dates come first, train dates after, so no test
@@ -149,7 +149,7 @@ def save_dataset(path, data: dict) -> Path:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Write dates_train.npz and dates_test.npz (human dates -> ISO).")
     parser.add_argument("--out", default="data", help="Folder for the two files (default: data).")
-    parser.add_argument("--train", type=int, default=20000, help="Training examples (default: 20000).")
+    parser.add_argument("--train", type=int, default=10000, help="Training examples (default: 10000).")
     parser.add_argument("--test", type=int, default=2000, help="Test examples, on dates never in training (default: 2000).")
     parser.add_argument("--seed", type=int, default=0, help="Seed (default: 0).")
     args = parser.parse_args(argv)

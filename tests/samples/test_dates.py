@@ -129,3 +129,24 @@ def test_translate_dates_sample_reaches_97_percent_on_unseen_dates(tmp_path):
     assert float(match.group(1)) >= 0.97 and int(match.group(3)) == 2000
     png = _read_png(tmp_path / "run" / "attention.png")
     assert png.ndim == 3 and png.shape[0] > 10 and png.shape[1] > 10
+
+
+@pytest.mark.slow
+def test_readme_encoder_decoder_commands_run_as_written(tmp_path):
+    import os
+
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Encoder-decoders with attention", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    outputs = []
+    for line in block.replace("\\\n", " ").strip().splitlines():
+        line = line.replace("python ", f"{sys.executable} ", 1) if line.startswith("python ") else line
+        out = subprocess.run(line, shell=True, capture_output=True, text=True, cwd=tmp_path, env=env)
+        assert out.returncode == 0, (line, out.stderr[-2000:])
+        outputs.append(out.stdout)
+    import json
+
+    result = json.loads(next(o for o in outputs if o.lstrip().startswith("{")))
+    assert result["exact_match"] >= 0.97 and result["examples"] == 2000
+    assert re.search(r"^0: .+ -> \d{4}-\d\d-\d\d$", outputs[-1], re.M)
