@@ -14,16 +14,17 @@ import numpy as np
 
 from onnxforge.graphs._common import GraphBuilder
 
-__all__ = ["unrolled_lstm"]
+__all__ = ["unrolled_lstm", "unrolled_lstm_up_to"]
 
 
 def unrolled_lstm(b: GraphBuilder, prefix: str, x: str, w: str, r: str, bias: str, hidden: int, steps: int,
-                  initial: tuple[str, str] | None = None) -> tuple[str, str, str]:
+                  initial: tuple[str, str] | None = None, *, all_states: bool = False) -> tuple[str, str, str]:
     """``x [steps, N, in]`` (time-major) through the LSTM with parameters ``w``, ``r``, ``bias``.
 
     ``initial`` is ``(h0, c0)``, each ``[1, N, H]`` (as an ``LSTM`` node's ``initial_h`` and
     ``initial_c``), or ``None`` for zeros. Returns ``(Y [steps, N, H], Y_h [1, N, H], Y_c [1, N, H])``,
-    the outputs of an ``LSTM`` node with its ``num_directions`` axis squeezed from ``Y``.
+    the outputs of an ``LSTM`` node with its ``num_directions`` axis squeezed from ``Y``. With
+    ``all_states`` the last two are every step's ``h`` and ``c``, each ``[steps, N, H]``.
     """
     H = hidden
     p = f"{prefix}.unrolled"
@@ -34,25 +35,26 @@ def unrolled_lstm(b: GraphBuilder, prefix: str, x: str, w: str, r: str, bias: st
     wb, rb = b.node("Split", [b.node("Squeeze", [bias, axis0], [f"{p}.B1"], name=f"{p}.squeeze_B")],
                     [f"{p}.Wb", f"{p}.Rb"], name=f"{p}.split_B", axis=0)
     bsum = b.node("Add", [wb, rb], [f"{p}.bias"], name=f"{p}.bias")  # [4H]
-    # the input projection of every step at once: [T, N, in] -> [T*N, in] -> Gemm -> [T, N, 4H]
+    # the input projection of every step at once, batch-major so that every step's slice is a plain
+    # [N, 4H] matrix (2-D MatMuls differentiate without reshapes): [T, N, in] -> [N*T, in] -> [N, T*4H]
+    xb = b.node("Transpose", [x], [f"{p}.x_batch_major"], name=f"{p}.batch_major", perm=[1, 0, 2])
     shape = b.node("Shape", [x], [f"{p}.x_shape"], name=f"{p}.x_shape")
-    tn_in = b.node("Concat", [b.constant(f"{p}.minus1", np.array([-1], np.int64)),
-                              b.node("Slice", [shape, b.constant(f"{p}.s2", np.array([2], np.int64)),
-                                               b.constant(f"{p}.s3", np.array([3], np.int64))],
-                                     [f"{p}.in_dim"], name=f"{p}.in_dim")],
-                   [f"{p}.flat_shape"], name=f"{p}.flat_shape", axis=0)
-    flat = b.node("Reshape", [x, tn_in], [f"{p}.x_flat"], name=f"{p}.x_flat")
+    n_in = b.node("Concat", [b.constant(f"{p}.minus1", np.array([-1], np.int64)),
+                             b.node("Slice", [shape, b.constant(f"{p}.s2", np.array([2], np.int64)),
+                                              b.constant(f"{p}.s3", np.array([3], np.int64))],
+                                    [f"{p}.in_dim"], name=f"{p}.in_dim")],
+                  [f"{p}.flat_shape"], name=f"{p}.flat_shape", axis=0)
+    flat = b.node("Reshape", [xb, n_in], [f"{p}.x_flat"], name=f"{p}.x_flat")
     proj = b.node("Gemm", [flat, w2, bsum], [f"{p}.proj_flat"], name=f"{p}.input_projection", transB=1)
-    tn4h = b.node("Concat", [b.node("Slice", [shape, b.constant(f"{p}.s0", np.array([0], np.int64)),
-                                              b.constant(f"{p}.s2b", np.array([2], np.int64))],
-                                    [f"{p}.tn"], name=f"{p}.tn"),
-                             b.constant(f"{p}.g4", np.array([4 * H], np.int64))],
-                   [f"{p}.proj_shape"], name=f"{p}.proj_shape", axis=0)
-    proj = b.node("Reshape", [proj, tn4h], [f"{p}.proj"], name=f"{p}.proj")
+    proj = b.node("Reshape", [proj, b.constant(f"{p}.proj_shape", np.array([-1, steps * 4 * H], np.int64))],
+                  [f"{p}.proj"], name=f"{p}.proj")  # [N, T*4H]
     xs = [proj] if steps == 1 else b.node("Split", [proj], [f"{p}.x{t}" for t in range(steps)],
-                                          name=f"{p}.split_steps", axis=0)  # each [1, N, 4H]
-    h, c = initial if initial else (None, None)
-    ys = []
+                                          name=f"{p}.split_steps", axis=1)  # each [N, 4H]
+    h, c = (None, None)
+    if initial:
+        h = b.node("Squeeze", [initial[0], axis0], [f"{p}.h0"], name=f"{p}.h0")  # [N, H]
+        c = b.node("Squeeze", [initial[1], axis0], [f"{p}.c0"], name=f"{p}.c0")
+    ys, cs = [], []
     for t in range(steps):
         s = f"{p}.t{t}"
         gates = xs[t]
@@ -76,8 +78,43 @@ def unrolled_lstm(b: GraphBuilder, prefix: str, x: str, w: str, r: str, bias: st
             c = b.node("Add", [keep, write], [f"{s}.c"], name=f"{s}.c")
         h = b.node("Mul", [o, b.node("Tanh", [c], [f"{s}.tanh_c"], name=f"{s}.tanh_c")], [f"{s}.h"], name=f"{s}.h")
         ys.append(h)
-    y = ys[0] if steps == 1 else b.node("Concat", ys, [f"{p}.Y"], name=f"{p}.concat_steps", axis=0)
-    return y, h, c
+        cs.append(c)
+    tnh = b.constant(f"{p}.tnh", np.array([steps, -1, H], np.int64))
+
+    def stack(items, name):  # [N, H] per step -> [T, N, H]
+        flat = items[0] if steps == 1 else b.node("Concat", items, [f"{p}.{name}_flat"], name=f"{p}.{name}_concat", axis=0)
+        return b.node("Reshape", [flat, tnh], [f"{p}.{name}"], name=f"{p}.{name}")
+
+    y = stack(ys, "Y")
+    if all_states:
+        return y, y, stack(cs, "C")
+    y_h = b.node("Unsqueeze", [h, axis0], [f"{p}.Y_h"], name=f"{p}.Y_h")
+    y_c = b.node("Unsqueeze", [c, axis0], [f"{p}.Y_c"], name=f"{p}.Y_c")
+    return y, y_h, y_c
+
+def unrolled_lstm_up_to(b: GraphBuilder, prefix: str, x: str, w: str, r: str, bias: str, hidden: int,
+                        max_steps: int, initial: tuple[str, str] | None = None) -> tuple[str, str, str]:
+    """Like :func:`unrolled_lstm` for ``x [T, N, in]`` of any length ``T <= max_steps``.
+
+    ``x`` is padded with zeros to ``max_steps`` (the LSTM is causal: padding after the last step
+    changes no earlier output); ``Y`` is cut back to ``T`` steps and ``Y_h``/``Y_c`` are the states
+    after step ``T`` (``Gather``), as the ``LSTM`` node gives them."""
+    p = f"{prefix}.unrolled"
+    shape = b.node("Shape", [x], [f"{p}.in_shape"], name=f"{p}.in_shape")
+    t = b.node("Slice", [shape, b.constant(f"{p}.len_start", np.array([0], np.int64)),
+                         b.constant(f"{p}.len_end", np.array([1], np.int64))], [f"{p}.T"], name=f"{p}.T")
+    extra = b.node("Sub", [b.constant(f"{p}.max_steps", np.array([max_steps], np.int64)), t], [f"{p}.pad_steps"],
+                   name=f"{p}.pad_steps")
+    zeros2 = b.constant(f"{p}.zeros2", np.zeros(2, np.int64))
+    zeros3 = b.constant(f"{p}.zeros3", np.zeros(3, np.int64))
+    pads = b.node("Concat", [zeros3, extra, zeros2], [f"{p}.pads"], name=f"{p}.pads", axis=0)
+    padded = b.node("Pad", [x, pads], [f"{p}.x_padded"], name=f"{p}.pad", mode="constant")
+    y_all, h_all, c_all = unrolled_lstm(b, prefix, padded, w, r, bias, hidden, max_steps, initial, all_states=True)
+    y = b.node("Slice", [y_all, b.constant(f"{p}.y0", np.array([0], np.int64)), t], [f"{p}.Y_cut"], name=f"{p}.cut")
+    last = b.node("Sub", [t, b.constant(f"{p}.one", np.array([1], np.int64))], [f"{p}.last_step"], name=f"{p}.last_step")
+    y_h = b.node("Gather", [h_all, last], [f"{p}.last_h"], name=f"{p}.last_h", axis=0)  # [1, N, H]
+    y_c = b.node("Gather", [c_all, last], [f"{p}.last_c"], name=f"{p}.last_c", axis=0)
+    return y, y_h, y_c
 
 
 def _slice(b: GraphBuilder, x: str, start: int, end: int, out: str) -> str:

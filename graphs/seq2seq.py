@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 
 from onnxforge.graphs._common import BATCH, GraphBuilder, check_positive, float_input, int_input, xavier_uniform
+from onnxforge.graphs._lstm_unrolled import unrolled_lstm_up_to
 from onnxforge.runtime.errors import ConfigError
 
 __all__ = ["seq2seq", "ATTENTIONS", "PAD", "BOS", "EOS"]
@@ -37,7 +38,7 @@ def _lstm_params(b: GraphBuilder, prefix: str, inputs: int, hidden: int) -> tupl
 
 
 def _lstm_stack(b: GraphBuilder, prefix: str, x_tnd: str, inputs: int, hidden: int, layers: int,
-                initial: list[tuple[str, str]] | None) -> tuple[str, list[tuple[str, str]]]:
+                initial: list[tuple[str, str]] | None, steps: int | None = None) -> tuple[str, list[tuple[str, str]]]:
     """Stacked one-direction LSTMs over ``x_tnd`` [T, N, D]; returns Y [T, N, H] and each layer's (h, c)."""
     axis1 = b.constant(f"{prefix}.axis1", np.array([1], np.int64))
     states = []
@@ -46,6 +47,11 @@ def _lstm_stack(b: GraphBuilder, prefix: str, x_tnd: str, inputs: int, hidden: i
         p = f"{prefix}.lstm" if layers == 1 else f"{prefix}.lstm{layer + 1}"
         w, r, bias = _lstm_params(b, p, fan_in, hidden)
         h0, c0 = initial[layer] if initial else ("", "")
+        if steps is not None:  # impl="unrolled": plain ops over up to `steps` steps, same function
+            x, yh, yc = unrolled_lstm_up_to(b, p, x, w, r, bias, hidden, steps, (h0, c0) if initial else None)
+            states.append((yh, yc))
+            fan_in = hidden
+            continue
         # 7 inputs (X, W, R, B, sequence_lens, initial_h, initial_c): the form ORT's LSTM gradient needs
         y, yh, yc = b.node("LSTM", [x, w, r, bias, "", h0, c0], [f"{p}.Y", f"{p}.Y_h", f"{p}.Y_c"],
                            name=p, hidden_size=hidden, direction="forward")
@@ -67,6 +73,7 @@ def seq2seq(
     max_len: int = 64,
     src_tokens: Sequence[str] | None = None,
     tgt_tokens: Sequence[str] | None = None,
+    impl: str = "node",
 ) -> onnx.ModelProto:
     """Build an encoder-decoder ``(src [N, S], decoder_input [N, T]) -> logits [N, T, tgt_vocab]``.
 
@@ -79,6 +86,11 @@ def seq2seq(
     [tgt_vocab, hidden] and ``output.bias``. With ``attention=None`` the top decoder state feeds
     the output layer directly. ``max_len`` is the default decoding length kept in the metadata;
     ``src_tokens``/``tgt_tokens`` (one string per id) let the tools print text.
+
+    ``impl="node"`` uses ONNX ``LSTM`` nodes; ``impl="unrolled"`` builds the same function from
+    ``Gemm``/``MatMul``/``Sigmoid``/``Tanh``/``Mul``/``Add`` unrolled over ``max_len`` steps (ONNX
+    Runtime trains that faster on the CPU); its ``src`` and ``decoder_input`` may then hold at most
+    ``max_len`` tokens, and every run computes ``max_len`` steps.
     """
     src_vocab = check_positive("src_vocab", src_vocab)
     tgt_vocab = check_positive("tgt_vocab", tgt_vocab)
@@ -89,6 +101,9 @@ def seq2seq(
     hidden = check_positive("hidden", hidden)
     layers = check_positive("layers", layers)
     max_len = check_positive("max_len", max_len)
+    if impl not in ("node", "unrolled"):
+        raise ConfigError(f"impl must be one of node, unrolled; got {impl!r}")
+    steps = max_len if impl == "unrolled" else None
     if attention not in ATTENTIONS:
         raise ConfigError(f"attention must be 'dot', 'general' or None; got {attention!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -104,14 +119,14 @@ def seq2seq(
     src_emb = b.param("encoder.embedding.weight", b.rng.standard_normal((src_vocab, embed)).astype(np.float32))
     x = b.node("Gather", [src_emb, "src"], ["encoder.embedded"], name="encoder.embedding", axis=0)
     x = b.node("Transpose", [x], ["encoder.embedded_t"], name="encoder.transpose_in", **perm)
-    enc_tnh, states = _lstm_stack(b, "encoder", x, embed, hidden, layers, None)
+    enc_tnh, states = _lstm_stack(b, "encoder", x, embed, hidden, layers, None, steps)
     memory = b.node("Transpose", [enc_tnh], ["encoder.outputs"], name="encoder.transpose_out", **perm)  # [N, S, H]
 
     # decoder, started from the encoder's final states
     tgt_emb = b.param("decoder.embedding.weight", b.rng.standard_normal((tgt_vocab, embed)).astype(np.float32))
     y = b.node("Gather", [tgt_emb, "decoder_input"], ["decoder.embedded"], name="decoder.embedding", axis=0)
     y = b.node("Transpose", [y], ["decoder.embedded_t"], name="decoder.transpose_in", **perm)
-    dec_tnh, _ = _lstm_stack(b, "decoder", y, embed, hidden, layers, states)
+    dec_tnh, _ = _lstm_stack(b, "decoder", y, embed, hidden, layers, states, steps)
     dec = b.node("Transpose", [dec_tnh], ["decoder.outputs"], name="decoder.transpose_out", **perm)  # [N, T, H]
 
     outputs = [float_input("logits", [BATCH, "T", tgt_vocab])]
@@ -153,7 +168,7 @@ def seq2seq(
         "task": "seq2seq",
         "builder": "seq2seq",
         "args": {"src_vocab": src_vocab, "tgt_vocab": tgt_vocab, "embed": embed, "hidden": hidden,
-                 "layers": layers, "attention": attention, "seed": int(seed), "max_len": max_len},
+                 "layers": layers, "attention": attention, "seed": int(seed), "max_len": max_len, "impl": impl},
         "inputs": ["src", "decoder_input"],
         "output": "logits",
         "attention_output": "attention" if attention is not None else None,

@@ -270,8 +270,12 @@ def workloads(quick: bool = False) -> dict[str, Workload]:
     if _has_module("onnxforge.graphs.seq2seq"):
         from onnxforge.graphs.seq2seq import seq2seq
 
-        out["seq2seq"] = Workload("seq2seq v20 len8 h32 dot", "seq2seq", lambda: seq2seq(20, 20, 32, 32, seed=0),
+        out["seq2seq"] = Workload("seq2seq v20 len8 h32 dot unrolled", "seq2seq",
+                                  lambda: seq2seq(20, 20, 32, 32, seed=0, max_len=8, impl="unrolled"),
                                   _seq2seq_torch, _seq2seq_data(20, 8), 64, ignore_index=0, steps=80)
+        out["seq2seq-node"] = Workload("seq2seq v20 len8 h32 dot LSTM op", "seq2seq",
+                                       lambda: seq2seq(20, 20, 32, 32, seed=0, max_len=8),
+                                       _seq2seq_torch, _seq2seq_data(20, 8), 64, ignore_index=0, steps=40)
     return out
 
 
