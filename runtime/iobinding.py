@@ -57,9 +57,10 @@ class DeviceArray:
         return f"DeviceArray({self.dtype.name} {list(self.shape)} on {self.device})"
 
 
-def run_bound(sess, device: str, feeds: dict, output_names: list[str]) -> list:
+def run_bound(sess, device: str, feeds: dict, output_names: list[str], host_outputs=()) -> list:
     """One ``run_with_iobinding`` call: arrays and :class:`DeviceArray` inputs bound, outputs left
-    on ``device``. Each call builds its own binding, so threads can share the session."""
+    on ``device`` (those in ``host_outputs``, e.g. strings, on the CPU). Each call builds its own
+    binding, so threads can share the session."""
     binding = sess.io_binding()
     for name, value in feeds.items():
         if isinstance(value, DeviceArray):
@@ -67,6 +68,6 @@ def run_bound(sess, device: str, feeds: dict, output_names: list[str]) -> list:
         else:
             binding.bind_cpu_input(name, value)
     for name in output_names:
-        binding.bind_output(name, device, 0)
+        binding.bind_output(name, "cpu" if name in host_outputs else device, 0)
     sess.run_with_iobinding(binding)
     return [DeviceArray(v) for v in binding.get_outputs()]

@@ -361,10 +361,11 @@ class Session:
             if isinstance(value, DeviceArray) and value.device != self._device_type:
                 raise InputError(f"input '{name}' is a DeviceArray on {value.device}; this session runs on "
                                  f"{self._device_type}")
+        strings = {o.name for o in self.outputs if o.dtype.kind in "OU"}  # never on a GPU
         guard = self._kernel_guard() if self._kernel_guard is not None else contextlib.nullcontext()
         with guard:  # a plugin's Python kernel that raised: one clear PluginError
             try:
-                values = run_bound(self._sess, self._device_type, ready, names)
+                values = run_bound(self._sess, self._device_type, ready, names, strings)
             except Exception as exc:  # noqa: BLE001
                 raise InputError(f"ONNX Runtime rejected the feeds: {_first_line(exc)}") from None
         return dict(zip(names, values))
