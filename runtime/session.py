@@ -361,7 +361,10 @@ class Session:
             if isinstance(value, DeviceArray) and value.device != self._device_type:
                 raise InputError(f"input '{name}' is a DeviceArray on {value.device}; this session runs on "
                                  f"{self._device_type}")
-        strings = {o.name for o in self.outputs if o.dtype.kind in "OU"}  # never on a GPU
+        for info in self.inputs:
+            if info.dtype.kind in "OU":
+                raise InputError(f"input '{info.name}' holds strings, which ONNX Runtime cannot bind; use run()")
+        strings = {o.name for o in self.outputs if o.dtype.kind in "OU"}  # bound on the host, never a GPU
         guard = self._kernel_guard() if self._kernel_guard is not None else contextlib.nullcontext()
         with guard:  # a plugin's Python kernel that raised: one clear PluginError
             try:

@@ -222,3 +222,21 @@ def test_many_threads_share_one_session(session, rng):
         assert len(results[i]) == 15
         for got in results[i]:
             np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_run_on_device_keeps_string_outputs_on_the_host_and_refuses_string_inputs():
+    def one_node(op, in_type, out_type, **attrs):
+        graph = helper.make_graph([helper.make_node(op, ["a"], ["b"], **attrs)], op,
+                                  [helper.make_tensor_value_info("a", in_type, ["N"])],
+                                  [helper.make_tensor_value_info("b", out_type, ["N"])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        return load(model, device="cpu")
+
+    to_text = one_node("Cast", TensorProto.FLOAT, TensorProto.STRING, to=TensorProto.STRING)
+    out = to_text.run_on_device({"a": np.array([1.5, -2.0], np.float32)})["b"]
+    assert out.device == "cpu" and out.numpy().tolist() == ["1.5", "-2"]
+    echo = one_node("Identity", TensorProto.STRING, TensorProto.STRING)
+    with pytest.raises(InputError, match="input 'a' holds strings, which ONNX Runtime cannot bind; use run\\(\\)"):
+        echo.run_on_device({"a": np.array(["x"])})
+    assert echo.run({"a": np.array(["x"])})["b"].tolist() == ["x"]
