@@ -100,10 +100,6 @@ class Op:
         """Whether a model using this op can be trained: only a function body has gradients."""
         return self.body is not None
 
-    @property
-    def preferred(self) -> str:
-        return self.kinds[0]
-
     # -- checks -----------------------------------------------------------------------------------
     def _fail(self, what: str) -> PluginError:
         label = f"{self.domain}.{self.name}" if isinstance(self.domain, str) and isinstance(self.name, str) else repr(self.name)
