@@ -28,6 +28,20 @@ class ModelFile(click.ParamType):
         return path
 
 
+class DimSize(click.ParamType):
+    """``NAME=SIZE``: the example size of a named dynamic dimension."""
+
+    name = "NAME=SIZE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        name, _, size = str(value).partition("=")
+        if not name or not size.isdigit() or int(size) < 1:
+            self.fail(f"expected NAME=SIZE with a positive size, like T=20; got {value!r}", param, ctx)
+        return name.strip(), int(size)
+
+
 @click.command("convert")
 @click.argument("source", type=ModelFile(must_exist=True))
 @click.option("-o", "--output", "destination", type=ModelFile(must_exist=False), required=True,
@@ -38,12 +52,15 @@ class ModelFile(click.ParamType):
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="SHAPE",
               help="Example shape of one input of a TorchScript source, e.g. 1,3,32,32 or int64:1,20 "
                    "(repeat for each input; the first dimension becomes the dynamic batch).")
+@click.option("--dim", "dims", type=DimSize(), multiple=True, metavar="NAME=SIZE",
+              help="Example size of a named dynamic dimension for a .pt2 result, e.g. T=20 (repeatable). "
+                   "torch.export fixes an LSTM's sequence length at its example size (default 8).")
 @click.option("--no-verify", is_flag=True, help="Skip running source and result on the same random inputs.")
 @click.option("--tolerance", type=click.FloatRange(min=0), default=1e-4, show_default=True,
               help="Largest difference between source and result that verification accepts.")
 @click.option("--quiet", is_flag=True, help="Show no progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
-def command(source, destination, opset, input_shapes, no_verify, tolerance, quiet, as_json):
+def command(source, destination, opset, input_shapes, dims, no_verify, tolerance, quiet, as_json):
     """Convert SOURCE into the file given by -o; the direction follows the file types.
 
     PyTorch to ONNX: a torch.export program (.pt2) or a TorchScript file (.pt, .ts, with
@@ -58,7 +75,7 @@ def command(source, destination, opset, input_shapes, no_verify, tolerance, quie
     from onnxforge.runtime.convert import convert
 
     report = convert(source, destination, opset=opset, verify=not no_verify, input_shapes=input_shapes,
-                     tolerance=tolerance, progress=not quiet and not as_json)
+                     sizes=dict(dims), tolerance=tolerance, progress=not quiet and not as_json)
     if as_json:
         print_json(report)
         return
@@ -66,6 +83,10 @@ def command(source, destination, opset, input_shapes, no_verify, tolerance, quie
     if report.get("from_opset") is not None:
         click.echo(f"opset {report['from_opset']} -> {report['to_opset']}, IR {report['from_ir']} -> {report['to_ir']}, "
                    f"{report['folded']} constant nodes folded, {report['parameters']} trainable parameters")
+    for name, dims in (report.get("fixed_dims") or {}).items():
+        fixed = ", ".join(f"dim {k} = {v}" for k, v in dims.items())
+        click.echo(f"note: torch.export fixed input '{name}' {fixed} (it is dynamic in the ONNX model; "
+                   "choose the size with --dim)", err=True)
     if report["verified"] is None:
         click.echo("not verified (--no-verify)")
     else:
