@@ -1,13 +1,14 @@
 """Load test for ``onnxforge serve``: concurrent Triton HTTP clients against a real server process.
 
-    python benchmarks/serve_bench.py [--clients 16] [--requests 800] [--rows 1] [--binary | --json-tensors]
-                                     [--max-batch 1 --max-batch 16] [--json]
+    python benchmarks/serve_bench.py [--clients 16] [--requests 800] [--rows 1] [--hidden 128]
+                                     [--json-tensors] [--max-batch 1 --max-batch 16] [--json]
 
-It saves an MLP 64-128-10 (``--hidden`` for others), starts ``onnxforge serve`` on a free loopback port once per server
-setting (dynamic batching off, then on), and has ``--clients`` threads, each with its own
-``tritonclient.http`` client, send ``--requests`` requests in all. Every answer is checked against
-in-process inference on the same rows. It prints requests per second and latency percentiles, and
-the ratio against in-process ``Session.run`` on the same requests, measured in this process.
+It saves an MLP 64-128-10 (``--hidden`` for others), starts ``onnxforge serve`` on a free
+loopback port once per server setting (dynamic batching off, then on), and has ``--clients``
+threads, each with its own ``tritonclient.http`` client, send ``--requests`` requests in all
+(after two untimed ones each, which open the connections). Every answer is checked against
+in-process inference on the same rows. It prints requests per second and latency percentiles,
+and the ratio against in-process ``Session.run`` on the same requests, measured in this process.
 """
 
 from __future__ import annotations
@@ -51,17 +52,24 @@ def load_test(url: str, requests: list[np.ndarray], expected: list[np.ndarray], 
     host = url.split("://", 1)[1]
     latencies = [0.0] * len(requests)
     wrong, errors = [], []
+    ready = threading.Barrier(clients + 1, timeout=120)
+
+    def infer(client, x):
+        item = httpclient.InferInput("x", list(x.shape), "FP32")
+        item.set_data_from_numpy(x, binary_data=binary)
+        out = httpclient.InferRequestedOutput("logits", binary_data=binary)
+        return client.infer("mlp", [item], outputs=[out]).as_numpy("logits")
 
     def client_loop(index: int):
         client = httpclient.InferenceServerClient(host, connection_timeout=60, network_timeout=60)
         try:
+            for _ in range(2):  # untimed: open the connection, start the server's worker threads
+                infer(client, requests[0])
+            ready.wait()
             for i in range(index, len(requests), clients):
                 x = requests[i]
-                item = httpclient.InferInput("x", list(x.shape), "FP32")
-                item.set_data_from_numpy(x, binary_data=binary)
-                out = httpclient.InferRequestedOutput("logits", binary_data=binary)
                 start = time.perf_counter()
-                got = client.infer("mlp", [item], outputs=[out]).as_numpy("logits")
+                got = infer(client, x)
                 latencies[i] = time.perf_counter() - start
                 same = np.array_equal(got, expected[i]) if exact else np.allclose(got, expected[i], rtol=1e-6, atol=1e-6)
                 if not same:
@@ -73,9 +81,13 @@ def load_test(url: str, requests: list[np.ndarray], expected: list[np.ndarray], 
             client.close()
 
     threads = [threading.Thread(target=client_loop, args=(c,)) for c in range(clients)]
-    start = time.perf_counter()
     for t in threads:
         t.start()
+    try:
+        ready.wait()
+    except threading.BrokenBarrierError:
+        pass  # a client failed before the timed part; its error is reported below
+    start = time.perf_counter()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - start
