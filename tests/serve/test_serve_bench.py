@@ -1,0 +1,24 @@
+"""benchmarks/serve_bench.py runs end to end on a small load and reports every answer correct."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "serve_bench.py"
+
+
+def test_benchmark_reports_rates_percentiles_and_correct_answers():
+    done = subprocess.run([sys.executable, str(SCRIPT), "--clients", "4", "--requests", "40", "--rows", "3",
+                           "--max-batch", "1", "--max-batch", "8", "--json"],
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["in_process"]["requests_per_s"] > 0
+    assert [r["max_batch"] for r in report["runs"]] == [1, 8]
+    for run in report["runs"]:
+        assert run["correct"] == run["answered"] == 40 and run["errors"] == []
+        assert run["server_exit_code"] == 0 and run["requests_per_s"] > 0
+        assert 0 < run["latency_ms"]["p50"] <= run["latency_ms"]["p90"] <= run["latency_ms"]["p99"] <= run["latency_ms"]["max"]
