@@ -140,11 +140,9 @@ def create_app(models: dict[str, ServedModel], config: ServerConfig, scheduler: 
             raise _Problem(404, f"model '{name}' has no version '{version}'; it has: {model.version}")
         return model
 
-    async def live(request):
+    async def healthy(request):
+        # live and ready alike: every model is loaded (and warmed up) before the server listens
         return Response(status_code=200)
-
-    async def ready(request):
-        return Response(status_code=200 if models else 503)
 
     async def server_metadata(request):
         return JSONResponse({"name": "onnxforge", "version": _package_version(),
@@ -202,8 +200,8 @@ def create_app(models: dict[str, ServedModel], config: ServerConfig, scheduler: 
         return Route(path, guarded(handler), methods=[method])
 
     routes = [
-        route("/v2/health/live", live),
-        route("/v2/health/ready", ready),
+        route("/v2/health/live", healthy),
+        route("/v2/health/ready", healthy),
         route("/v2", server_metadata),
         route("/v2/models/{name}", model_metadata),
         route("/v2/models/{name}/versions/{version}", model_metadata),
