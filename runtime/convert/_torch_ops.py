@@ -402,10 +402,21 @@ def _lstm(inputs, attrs):
     if attrs.get("layout", 0):
         x = x.transpose(0, 1)
     batch = x.shape[1]
-    h0 = T(h0) if h0 is not None else x.new_zeros(dirs, batch, hidden)
-    c0 = T(c0) if c0 is not None else x.new_zeros(dirs, batch, hidden)
-    if attrs.get("layout", 0):
-        h0, c0 = h0.transpose(0, 1), c0.transpose(0, 1)
+    layout = attrs.get("layout", 0)
+
+    def state(v):  # [dirs, N, H] (layout 0) or [N, dirs, H] (layout 1) -> torch's [dirs, N, H]
+        if v is None:
+            return x.new_zeros(dirs, batch, hidden)
+        v = T(v)
+        return (v.transpose(0, 1) if layout else v).contiguous()
+
+    x = x.contiguous()
+    h0, c0 = state(h0), state(c0)
+    for name, v in (("initial_h", h0), ("initial_c", c0)):
+        if v.dim() != 3 or v.shape[0] != dirs or v.shape[2] != hidden:  # torch.lstm does not check: it crashes
+            raise ValueError(f"LSTM {name} has shape {list(v.shape)}; expected [{dirs}, N, {hidden}]")
+    if w.dim() != 3 or w.shape[1] != 4 * hidden or r.shape[-1] != hidden:
+        raise ValueError(f"LSTM W/R have shapes {list(w.shape)}/{list(r.shape)} for hidden_size {hidden}")
     order = torch.tensor([0, 2, 3, 1])
 
     def reorder(m):  # [4H, ...] in i, o, f, c  ->  i, f, c(g), o
