@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_png", "heatmap"]
+__all__ = ["write_png", "heatmap", "labelled_heatmap"]
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -41,4 +41,60 @@ def heatmap(values: np.ndarray, cell: int = 12) -> np.ndarray:
     img = np.repeat(np.repeat(rgb, cell, axis=0), cell, axis=1)
     img[::cell, :] = 200
     img[:, ::cell] = 200
+    return img
+
+
+# A 3x5 pixel font (rows top to bottom) for the characters of dates; letters drawn as capitals.
+_FONT = {
+    "0": ("###", "#.#", "#.#", "#.#", "###"), "1": (".#.", "##.", ".#.", ".#.", "###"),
+    "2": ("###", "..#", "###", "#..", "###"), "3": ("###", "..#", ".##", "..#", "###"),
+    "4": ("#.#", "#.#", "###", "..#", "..#"), "5": ("###", "#..", "###", "..#", "###"),
+    "6": ("###", "#..", "###", "#.#", "###"), "7": ("###", "..#", ".#.", ".#.", ".#."),
+    "8": ("###", "#.#", "###", "#.#", "###"), "9": ("###", "#.#", "###", "..#", "###"),
+    "A": (".#.", "#.#", "###", "#.#", "#.#"), "B": ("##.", "#.#", "##.", "#.#", "##."),
+    "C": (".##", "#..", "#..", "#..", ".##"), "D": ("##.", "#.#", "#.#", "#.#", "##."),
+    "E": ("###", "#..", "##.", "#..", "###"), "F": ("###", "#..", "##.", "#..", "#.."),
+    "G": (".##", "#..", "#.#", "#.#", ".##"), "H": ("#.#", "#.#", "###", "#.#", "#.#"),
+    "I": ("###", ".#.", ".#.", ".#.", "###"), "J": ("..#", "..#", "..#", "#.#", ".#."),
+    "K": ("#.#", "#.#", "##.", "#.#", "#.#"), "L": ("#..", "#..", "#..", "#..", "###"),
+    "M": ("#.#", "###", "###", "#.#", "#.#"), "N": ("##.", "#.#", "#.#", "#.#", "#.#"),
+    "O": (".#.", "#.#", "#.#", "#.#", ".#."), "P": ("##.", "#.#", "##.", "#..", "#.."),
+    "Q": (".#.", "#.#", "#.#", "##.", ".##"), "R": ("##.", "#.#", "##.", "#.#", "#.#"),
+    "S": (".##", "#..", ".#.", "..#", "##."), "T": ("###", ".#.", ".#.", ".#.", ".#."),
+    "U": ("#.#", "#.#", "#.#", "#.#", "###"), "V": ("#.#", "#.#", "#.#", "#.#", ".#."),
+    "W": ("#.#", "#.#", "###", "###", "#.#"), "X": ("#.#", "#.#", ".#.", "#.#", "#.#"),
+    "Y": ("#.#", "#.#", ".#.", ".#.", ".#."), "Z": ("###", "..#", ".#.", "#..", "###"),
+    ",": ("...", "...", "...", ".#.", "#.."), ".": ("...", "...", "...", "...", ".#."),
+    "/": ("..#", "..#", ".#.", "#..", "#.."), "-": ("...", "...", "###", "...", "..."),
+    " ": ("...", "...", "...", "...", "..."),
+}
+
+
+def _glyph(ch: str, scale: int) -> np.ndarray:
+    rows = _FONT.get(ch.upper(), ("###", "#.#", "#.#", "#.#", "###"))
+    g = np.array([[c == "#" for c in r] for r in rows])
+    return np.repeat(np.repeat(g, scale, axis=0), scale, axis=1)
+
+
+def labelled_heatmap(values: np.ndarray, columns: str, rows: list[str], cell: int = 14) -> np.ndarray:
+    """:func:`heatmap` with one character above each column and a label left of each row
+    (drawn with a 3x5 pixel font; unknown characters show as a box)."""
+    v = np.asarray(values)
+    scale = max(1, (cell - 4) // 5)
+    width = max((len(r) for r in rows), default=1)
+    left, top = width * (3 * scale + scale) + cell // 2, cell + cell // 2
+    body = heatmap(v, cell)
+    img = np.full((top + body.shape[0], left + body.shape[1], 3), 255, np.uint8)
+    img[top:, left:] = body
+
+    def draw(text: str, y: int, x: int) -> None:
+        for k, ch in enumerate(text):
+            g = _glyph(ch, scale)
+            xx = x + k * (3 * scale + scale)
+            img[y : y + g.shape[0], xx : xx + g.shape[1]][g] = 0
+
+    for j, ch in enumerate(columns[: v.shape[1]]):
+        draw(ch, (top - 5 * scale) // 2, left + j * cell + (cell - 3 * scale) // 2)
+    for i, label in enumerate(rows[: v.shape[0]]):
+        draw(label, top + i * cell + (cell - 5 * scale) // 2, cell // 4)
     return img

@@ -22,14 +22,16 @@ from onnxforge.graphs.seq2seq import seq2seq
 from onnxforge.runtime import Trainer, load
 from onnxforge.runtime.decoding import decode, sequence_metrics
 from onnxforge.samples import dates
-from onnxforge.samples._png import heatmap, write_png
+from onnxforge.samples._png import labelled_heatmap, write_png
 
 __all__ = ["main", "train_translator", "attention_png"]
 
 
-def attention_png(path, attention: np.ndarray, src_len: int, out_len: int, cell: int = 14) -> Path:
-    """The [out_len, src_len] corner of one attention map as a heatmap PNG."""
-    return write_png(path, heatmap(attention[:out_len, :src_len], cell))
+def attention_png(path, attention: np.ndarray, source: str, output: str, cell: int = 14) -> Path:
+    """One attention map as a labelled heatmap PNG: a row per output character and one for EOS
+    (labelled "EOS"), a column per input character."""
+    rows = list(output) + ["EOS"]
+    return write_png(path, labelled_heatmap(attention[: len(rows), : len(source)], source, rows, cell))
 
 
 def train_translator(rundir, *, n_train: int = 10000, n_test: int = 2000, epochs: int = 6, batch_size: int = 64,
@@ -74,7 +76,7 @@ def main(argv=None) -> dict:
     # the attention map of the first held-out example written with letters and a weekday
     pick = next((i for i, t in enumerate(test["text"]) if "," in t and any(c.isalpha() for c in t)), 0)
     text, out = str(test["text"][pick]), dates.decode_text(tokens[pick], vocab_out)
-    png = attention_png(Path(args.out) / "attention.png", r["attention"][pick], len(text), len(out) + 1)
+    png = attention_png(Path(args.out) / "attention.png", r["attention"][pick], text, out)
     examples = [{"input": str(test["text"][i]), "output": dates.decode_text(tokens[i], vocab_out),
                  "expected": str(test["iso"][i])} for i in range(8)]
     result = {k: r[k] for k in ("exact_match", "token_accuracy", "train_seconds", "decode_seconds", "steps",
@@ -88,7 +90,7 @@ def main(argv=None) -> dict:
               f"({r['test_examples']} unseen dates); trained {r['steps']} steps in {r['train_seconds']:.1f} s")
         for e in examples:
             print(f"  {e['input']:<30} -> {e['output']}{'' if e['output'] == e['expected'] else '  (expected ' + e['expected'] + ')'}")
-        print(f"attention map of {text!r} -> {out!r}: {png} (rows: output characters + EOS, columns: input characters)")
+        print(f"attention map of {text!r} -> {out!r}: {png} (rows: output characters and EOS, columns: input characters)")
     return result
 
 

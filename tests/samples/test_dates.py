@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from onnxforge.samples import dates
-from onnxforge.samples._png import heatmap, write_png
+from onnxforge.samples._png import heatmap, labelled_heatmap, write_png
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -117,6 +117,17 @@ def test_png_writer(tmp_path):
     np.testing.assert_array_equal(_read_png(write_png(tmp_path / "g.png", grey)), grey)
     with pytest.raises(ValueError, match="uint8"):
         write_png(tmp_path / "x.png", np.zeros((2, 2)))
+
+
+def test_labelled_heatmap_keeps_the_map_and_draws_labels():
+    values = np.random.default_rng(0).random((3, 4))
+    img = labelled_heatmap(values, "ab1,", ["1", "2", "EOS"], cell=14)
+    body = heatmap(values, 14)
+    np.testing.assert_array_equal(img[-body.shape[0]:, -body.shape[1]:], body)
+    top, left = img.shape[0] - body.shape[0], img.shape[1] - body.shape[1]
+    assert (img[:top, left:] == 0).any() and (img[top:, :left] == 0).any()  # black glyph pixels
+    blank = labelled_heatmap(values, "    ", [" ", " ", " "], cell=14)
+    assert not (blank[:top, left:] == 0).any()
 
 
 @pytest.mark.slow
