@@ -42,6 +42,7 @@ class SmallConvNet(torch.nn.Module):
         return self.head(torch.flatten(self.features(x), 1))
 
 
+@pytest.mark.slow
 def test_pytorch_network_fine_tuned_with_freeze_keeps_frozen_weights_bit_for_bit(runner, tmp_path):
     torch.manual_seed(0)
     net = SmallConvNet().eval()

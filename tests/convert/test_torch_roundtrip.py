@@ -92,7 +92,7 @@ BUILDERS = {
 }
 
 
-@pytest.mark.parametrize("name", list(BUILDERS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if "lstm" in n else n for n in BUILDERS])
 def test_onnxforge_models_to_pytorch_and_back(name, tmp_path):
     model = BUILDERS[name]()
     save_model(model, tmp_path / "m.onnx")
