@@ -340,14 +340,14 @@ class _RawTrainer:
 
     def epoch(self, inputs: dict, y: np.ndarray, order: np.ndarray, batch: int) -> float:
         module, optimizer = self.module, self.optimizer
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         xs = [inputs[k][order] for k in self.x_names]
         ys = y[order]
         for s in range(0, len(order), batch):
             module(*[x[s : s + batch] for x in xs], ys[s : s + batch])
             optimizer.step()
             module.lazy_reset_grad()
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, time.process_time() - c0
 
 
 class _TorchTrainer:
@@ -363,7 +363,7 @@ class _TorchTrainer:
 
     def epoch(self, inputs: dict, y: np.ndarray, order: np.ndarray, batch: int) -> float:
         torch, net, opt, loss_fn, dev = self.torch, self.net, self.optimizer, self.loss, self.device
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         xs = [torch.from_numpy(inputs[k][order]) for k in self.x_names]
         ys = torch.from_numpy(y[order])
         for s in range(0, len(order), batch):
@@ -375,7 +375,7 @@ class _TorchTrainer:
             opt.step()
         if dev == "cuda":
             torch.cuda.synchronize()
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, time.process_time() - c0
 
 
 def bench_training(w: Workload, *, steps: int, rounds: int, threads: int, device: str = "cpu", progress=None) -> dict:
@@ -394,6 +394,7 @@ def bench_training(w: Workload, *, steps: int, rounds: int, threads: int, device
         twin = _TorchTrainer(w.torch_model(model), device, x_names, w.ignore_index)
         raw = {}
         times = {"onnxforge": [], "ort": [], "torch": []}
+        cpu = {"onnxforge": [], "ort": [], "torch": []}
         order_rng = np.random.default_rng(2)
         twin.epoch(inputs, y, np.arange(min(n, 10 * w.batch)), w.batch)  # PyTorch's first steps are slow
 
@@ -402,9 +403,14 @@ def bench_training(w: Workload, *, steps: int, rounds: int, threads: int, device
             if "ort" not in raw:
                 raw["ort"] = _RawTrainer(trainer.artifacts_dir, device, threads, x_names)
             times["onnxforge"].append(record["seconds"])
+            cpu["onnxforge"].append(record["cpu_seconds"])
             order = order_rng.permutation(n)
-            times["ort"].append(raw["ort"].epoch(inputs, y, order, w.batch))
-            times["torch"].append(twin.epoch(inputs, y, order, w.batch))
+            # alternate which baseline runs first, so neither always follows onnxforge
+            pair = [("ort", raw["ort"]), ("torch", twin)]
+            for who, contestant in (pair if len(times["ort"]) % 2 == 0 else pair[::-1]):
+                wall, used = contestant.epoch(inputs, y, order, w.batch)
+                times[who].append(wall)
+                cpu[who].append(used)
             if progress is not None:
                 progress()
 
@@ -415,11 +421,16 @@ def bench_training(w: Workload, *, steps: int, rounds: int, threads: int, device
               "rounds": rounds, "device": device, "threads": threads}
     for who, ts in times.items():
         ts = ts[1:]  # the first round warms every contestant up
-        result[who] = {"steps_per_s": steps_per_epoch / _median(ts), "rounds_s": ts}
+        result[who] = {"steps_per_s": steps_per_epoch / _median(ts), "rounds_s": ts,
+                       "cpu_steps_per_s": steps_per_epoch / max(_median(cpu[who][1:]), 1e-9)}
         if w.flops_per_example:
             result[who]["gflops"] = result[who]["steps_per_s"] * w.batch * w.flops_per_example / 1e9
     result["ratio_vs_ort"] = result["onnxforge"]["steps_per_s"] / result["ort"]["steps_per_s"]
     result["ratio_vs_torch"] = result["onnxforge"]["steps_per_s"] / result["torch"]["steps_per_s"]
+    # by process CPU time: robust to other processes' load, meaningful with one thread (with more,
+    # threads that spin while waiting count too)
+    result["cpu_ratio_vs_ort"] = result["onnxforge"]["cpu_steps_per_s"] / result["ort"]["cpu_steps_per_s"]
+    result["cpu_ratio_vs_torch"] = result["onnxforge"]["cpu_steps_per_s"] / result["torch"]["cpu_steps_per_s"]
     del torch
     return result
 
@@ -460,27 +471,29 @@ def bench_inference(w: Workload, *, rounds: int, calls: int, threads: int, devic
         for _ in range(20):
             fn()
     clock = time.perf_counter_ns
-    for _ in range(rounds):
-        for who, fn in single.items():
-            samples = lat[who]
-            for _ in range(calls):
+    order = list(single.items())
+    # call by call in turn (the order rotating), so a slowdown of the machine hits all alike
+    for r in range(rounds):
+        for i in range(calls):
+            for who, fn in order[(i + r) % 3:] + order[:(i + r) % 3]:
                 t0 = clock()
                 fn()
-                samples.append(clock() - t0)
+                lat[who].append(clock() - t0)
         if progress is not None:
             progress()
-    thr = {k: [] for k in lat}
+    batch_ns = {k: [] for k in lat}
     batch = contestants(big)
     for fn in batch.values():
         for _ in range(10):
             fn()
-    reps = max(3, calls // 40)
-    for _ in range(rounds):
-        for who, fn in batch.items():
-            t0 = time.perf_counter()
-            for _ in range(reps):
+    order = list(batch.items())
+    for r in range(rounds):
+        for i in range(max(3, calls // 40)):
+            for who, fn in order[(i + r) % 3:] + order[:(i + r) % 3]:
+                t0 = clock()
                 fn()
-            thr[who].append(256 * reps / (time.perf_counter() - t0))
+                batch_ns[who].append(clock() - t0)
+    thr = {k: [256 / (float(np.median(v)) / 1e9)] for k, v in batch_ns.items()}
     for who in lat:
         us = np.array(lat[who]) / 1e3
         result[who] = {"latency_us_median": float(np.median(us)), "latency_us_p99": float(np.percentile(us, 99)),
@@ -660,11 +673,13 @@ def _n(value, unit="") -> str:
 
 def _section(lines, title, training, inference):
     lines.append(f"{title}")
-    lines.append(f"  {'training (steps/s)':34} {'onnxforge':>10} {'raw ORT':>10} {'PyTorch':>10} {'vs ORT':>8} {'vs torch':>9}")
+    lines.append(f"  {'training (steps/s)':34} {'onnxforge':>10} {'raw ORT':>10} {'PyTorch':>10} {'vs ORT':>8} {'vs torch':>9}"
+                 f" {'cpu: vs ORT':>12} {'vs torch':>9}")
     for r in training:
         label = f"{r['workload']} b{r['batch']}"
         lines.append(f"  {label:34} {_n(r['onnxforge']['steps_per_s']):>10} {_n(r['ort']['steps_per_s']):>10} "
-                     f"{_n(r['torch']['steps_per_s']):>10} {_x(r['ratio_vs_ort']):>8} {_x(r['ratio_vs_torch']):>9}")
+                     f"{_n(r['torch']['steps_per_s']):>10} {_x(r['ratio_vs_ort']):>8} {_x(r['ratio_vs_torch']):>9}"
+                     f" {_x(r.get('cpu_ratio_vs_ort')):>12} {_x(r.get('cpu_ratio_vs_torch')):>9}")
     lines.append(f"  {'inference':34} {'onnxforge':>10} {'raw ORT':>10} {'PyTorch':>10} {'vs ORT':>8} {'vs torch':>9}")
     for r in inference:
         for key, label, unit, ratio in (("latency_us_median", "b1 latency median (us)", "", "latency_ratio"),
@@ -680,7 +695,9 @@ def format_table(result: dict) -> str:
     v = result["versions"]
     lines = [f"onnxforge benchmarks ({'quick' if result['quick'] else 'full'}): {result['threads']} threads, "
              f"ONNX Runtime {v['onnxruntime']}, PyTorch {v['torch']}, numpy {v['numpy']}",
-             "ratios are ours / baseline in speed: above 1.00x onnxforge is faster (latency: baseline time / ours)", ""]
+             "ratios are ours / baseline in speed: above 1.00x onnxforge is faster (latency: baseline time / ours);",
+             "wall-clock medians of alternating rounds; 'cpu:' columns compare process CPU time per step (robust",
+             "to other processes' load; exact with --threads 1, with more threads spinning workers count too)", ""]
     _section(lines, "CPU", result["training"], result["inference"])
     lm = result.get("large_mlp")
     if lm:

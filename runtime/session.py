@@ -199,7 +199,9 @@ class Session:
             return None
         for name, dtype, ndim, fixed in spec:
             a = feeds.get(name)
-            if type(a) is not np.ndarray or a.dtype != dtype or a.ndim != ndim or not a.flags.c_contiguous:
+            if type(a) is not np.ndarray or a.ndim != ndim or (a.dtype is not dtype and a.dtype != dtype):
+                return None
+            if not a.flags.c_contiguous:
                 return None
             shape = a.shape
             for axis, dim in fixed:
@@ -227,6 +229,8 @@ class Session:
         else:
             with self._kernel_guard():
                 values = self._run_public(names, ready)
+        if len(names) == 1:
+            return {names[0]: values[0]}
         return dict(zip(names, values))
 
     def predict(self, x, batch_size: int | None = None, *, output: str | None = None,

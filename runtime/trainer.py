@@ -64,7 +64,7 @@ def format_record(record: dict) -> str:
     """One readable line for an epoch record: losses, metrics, then speed."""
     parts = []
     for key, value in record.items():
-        if key in ("epoch", "seconds", "lr", "steps_per_s") or not isinstance(value, (int, float)):
+        if key in ("epoch", "seconds", "cpu_seconds", "lr", "steps_per_s") or not isinstance(value, (int, float)):
             continue
         shown = f"{value:.2%}" if key.endswith("accuracy") or key.endswith("exact_match") else f"{value:.4f}"
         parts.append(f"{key} {shown}")
@@ -327,6 +327,10 @@ class Trainer:
         rt = ort()
         from tqdm.auto import tqdm
 
+        module, optimizer = self._module, self._optimizer
+        arrays = [train.inputs[k] for k in x_names]
+        targets = train.y
+        current_lr = None  # the rate last given to this optimizer
         while self.epoch < epochs:
             epoch = self.epoch + 1
             rt.set_seed(self.seed * 100_003 + epoch)  # dropout masks depend on (seed, epoch) only
@@ -334,34 +338,38 @@ class Trainer:
             loss_sum, seen = 0.0, 0
             bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{epochs}", unit="step", leave=False,
                        disable=not self.progress, file=sys.stderr, mininterval=0.25)
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.process_time()
             for start in range(0, n, batch_size):
-                idx = order[start : start + batch_size]
-                feeds = [train.inputs[k][idx] for k in x_names]
+                # without shuffling a batch is a view (no copy); with it, one gather per array
+                idx = order[start : start + batch_size] if shuffle else slice(start, start + batch_size)
+                feeds = [x[idx] for x in arrays]
                 lr = learning_rate(self.schedule, self.lr, self.step, total_steps, self.warmup_steps)
-                self._optimizer.set_learning_rate(lr)
-                loss = float(self._module(*feeds, train.y[idx]))
+                if lr != current_lr:  # a constant rate is set once, not every step
+                    optimizer.set_learning_rate(lr)
+                    current_lr = lr
+                loss = float(module(*feeds, targets[idx]))
                 if not math.isfinite(loss):
                     bar.close()
                     raise TrainingError(
                         f"training diverged: the loss became {loss} at epoch {epoch}, step {self.step + 1}; "
                         f"lower the learning rate (now {self.lr}). The last good checkpoint is kept."
                     )
-                self._optimizer.step()
-                self._module.lazy_reset_grad()
+                optimizer.step()
+                module.lazy_reset_grad()
                 self.step += 1
-                loss_sum += loss * len(idx)
-                seen += len(idx)
+                size = min(batch_size, n - start)
+                loss_sum += loss * size
+                seen += size
                 bar.update(1)
                 if self.step % 25 == 0:
                     bar.set_postfix(loss=f"{loss_sum / seen:.4f}", refresh=False)
-            seconds = time.perf_counter() - t0
+            seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
             bar.close()
             self.epoch = epoch
             self._infer_session = None
             record = {"epoch": epoch, "loss": loss_sum / max(seen, 1), "lr": lr,
                       "steps_per_s": steps_per_epoch / seconds if seconds > 0 else None,
-                      "seconds": seconds}
+                      "seconds": seconds, "cpu_seconds": cpu_seconds}
             if val is not None:
                 record.update({f"val_{k}": v for k, v in self.evaluate(val).items()})
             self.history.append(record)
