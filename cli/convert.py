@@ -85,8 +85,12 @@ def command(source, destination, opset, input_shapes, dims, no_verify, tolerance
                    f"{report['folded']} constant nodes folded, {report['parameters']} trainable parameters")
     for name, dims in (report.get("fixed_dims") or {}).items():
         fixed = ", ".join(f"dim {k} = {v}" for k, v in dims.items())
-        click.echo(f"note: torch.export fixed input '{name}' {fixed} (it is dynamic in the ONNX model; "
-                   "choose the size with --dim)", err=True)
+        if report["from"] == "onnx":
+            click.echo(f"note: torch.export fixed input '{name}' {fixed} (it is dynamic in the ONNX model; "
+                       "choose the size with --dim)", err=True)
+        else:
+            click.echo(f"note: input '{name}' has {fixed} in the source program, so also in the ONNX model; "
+                       "export with dynamic_shapes=({0: torch.export.Dim('batch')},) for a dynamic batch", err=True)
     if report["verified"] is None:
         click.echo("not verified (--no-verify)")
     else:

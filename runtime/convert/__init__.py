@@ -214,9 +214,10 @@ def _torch_to_onnx(source, destination, *, opset, input_shapes, sizes, stages, v
     from onnxforge.runtime.trainer import trainable_parameters
 
     dynamic = [s.name for s in specs if s.shape and s.shape[0] is None]
+    fixed = {s.name: {0: s.shape[0]} for s in specs if s.shape and isinstance(s.shape[0], int)}
     report = {"inputs": [s.name for s in specs], "outputs": [o.name for o in model.graph.output],
               "to_opset": target, "to_ir": model.ir_version, "parameters": len(trainable_parameters(model)),
-              "dynamic_batch": dynamic}
+              "dynamic_batch": dynamic, "fixed_dims": fixed}
     if verify:
         feeds = random_inputs(specs, batch=3, seed=seed + 1)
         report.update(_verify(stages, kind, source, "onnx", model, feeds))

@@ -176,3 +176,14 @@ def test_weights_commands(runner, tmp_path):
                               "-o", str(tmp_path / "d.onnx"), "--partial"])
     assert res.exit_code == 1
     assert res.output.strip() == "Error: weight 'fc1.weight': the model has shape [3, 4], the file [4, 3]"
+
+
+def test_program_with_a_fixed_batch_says_so(tmp_path):
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3)).eval()
+    torch.export.save(torch.export.export(net, (torch.randn(2, 4),)), tmp_path / "static.pt2")
+    res = CliRunner().invoke(cli, ["convert", str(tmp_path / "static.pt2"), "-o",
+                                                   str(tmp_path / "s.onnx"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "note: input 'input' has dim 0 = 2 in the source program" in res.stderr
+    dims = onnx.load(str(tmp_path / "s.onnx")).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims] == [2, 4]
