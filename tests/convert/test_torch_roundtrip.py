@@ -184,3 +184,39 @@ def test_interpreter_mlp_gradients_match_nn_linear():
     assert sorted(params) == ["fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight"]
     torch.testing.assert_close(params["fc1.weight"].grad, ref_w1.grad)
     torch.testing.assert_close(params["fc2.weight"].grad, ref_w2.grad)
+
+
+class TorchLSTMClassifier(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = torch.nn.LSTM(8, 12, batch_first=True)
+        self.fc = torch.nn.Linear(12, 10)
+
+    def forward(self, x):
+        _, (h, _) = self.lstm(x)
+        return self.fc(h[-1])
+
+
+@pytest.mark.slow
+def test_converted_pytorch_lstm_trains_like_pytorch(tmp_path, digits):
+    """One SGD step of onnxforge's Trainer on the converted file equals one step of PyTorch on the
+    original module: the exported parameters are the ones the gradient reaches."""
+    from onnxforge.runtime import Trainer
+
+    torch.manual_seed(0)
+    net = TorchLSTMClassifier()
+    program = torch.export.export(net.eval(), (torch.randn(2, 8, 8),), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(program, tmp_path / "rnn.pt2")
+    convert(tmp_path / "rnn.pt2", tmp_path / "rnn.onnx")
+    (x, y), _ = digits
+    x, y = x[:32].reshape(32, 8, 8).astype(np.float32), y[:32]
+    trainer = Trainer(tmp_path / "rnn.onnx", tmp_path / "run", optimizer="sgd", lr=0.5, progress=False)
+    trainer.fit((x, y), epochs=1, batch_size=32, shuffle=False)
+    ours = trainer.parameters()
+
+    loss = torch.nn.functional.cross_entropy(net.train()(torch.from_numpy(x)), torch.from_numpy(y))
+    loss.backward()
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            np.testing.assert_allclose(ours[name], (p - 0.5 * p.grad).numpy(), rtol=1e-4, atol=1e-5, err_msg=name)
+            assert not np.allclose(ours[name], p.numpy())  # every parameter moved
