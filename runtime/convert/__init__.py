@@ -114,6 +114,18 @@ def convert(source, destination, *, opset: int | None = None, verify: bool = Tru
     return report
 
 
+def _standard_ops(model):
+    """Plugin ops with ONNX function bodies written out as standard ops (so the result needs no
+    plugin); a model with kernel-only plugin ops is returned as it is."""
+    from onnxforge import plugins
+    from onnxforge.runtime.errors import NotTrainableError
+
+    try:
+        return plugins.prepare_training(model)
+    except NotTrainableError:
+        return model
+
+
 def _verify(stages, src_kind, src, dst_kind, dst, feeds) -> dict:
     from onnxforge.runtime.convert.verify import compare, run
 
@@ -132,7 +144,7 @@ def _onnx_to_onnx(source, destination, *, opset, input_shapes, sizes, stages, ve
     stages("load")
     model = load_model(source)
     stages("convert")
-    result, report = upgrade(model, opset)
+    result, report = upgrade(_standard_ops(model), opset)
     stages("save")
     save_model(result, destination)
     if verify:
@@ -151,9 +163,9 @@ def _onnx_to_pt2(source, destination, *, opset, input_shapes, sizes, stages, ver
         raise ConfigError("--opset applies to ONNX results; a .pt2 has no opset")
     stages("load")
     model = load_model(source)
-    check_supported(model)  # name unsupported ops before any work
+    check_supported(_standard_ops(model))  # name unsupported ops before any work
     stages("convert")
-    prepared, _ = upgrade(model, fold=False)
+    prepared, _ = upgrade(_standard_ops(model), fold=False)
     check_supported(prepared)
     params = {t.name for t in prepared.graph.initializer if t.data_type in (1, 10, 11, 16) and len(t.dims) > 0}
     prepared, _ = fold_constants(prepared, keep=params)

@@ -88,21 +88,41 @@ def _run_onnx(model: ModelProto, feeds: dict) -> tuple[list, str]:
 
     names = [s.name for s in onnx_input_specs(model)]
     ordered = {n: feeds[n] for n in names} if set(names) <= set(feeds) else dict(zip(names, feeds.values()))
-    try:
+    def raw_ort():
         rt = ort()
         options = rt.SessionOptions()
         options.log_severity_level = 3
         with quiet_native_stderr():
             session = rt.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-            return session.run(None, ordered), "onnxruntime"
-    except Exception:  # noqa: BLE001 - the runtime refuses the file: the reference still can
+            return session.run(None, ordered)
+
+    def onnxforge_session():  # registers plugin ops (function bodies, Python kernels)
+        from onnxforge.runtime.session import Session
+
+        session = Session(model, "cpu")
+        outs = session.run(ordered)
+        return [outs[o.name] for o in model.graph.output]
+
+    def reference():
         from onnx.reference import ReferenceEvaluator
 
+        return ReferenceEvaluator(model).run(None, ordered)
+
+    def reference_inlined():
+        from onnx.reference import ReferenceEvaluator
+
+        from onnxforge import plugins
+
+        return ReferenceEvaluator(plugins.prepare_training(model)).run(None, ordered)
+
+    first = None
+    for engine, runner in (("onnxruntime", raw_ort), ("onnxforge session", onnxforge_session),
+                           ("onnx.reference", reference), ("onnx.reference", reference_inlined)):
         try:
-            return ReferenceEvaluator(model).run(None, ordered), "onnx.reference"
-        except Exception as exc:  # noqa: BLE001
-            raise ConversionError(f"neither ONNX Runtime nor onnx.reference can run the model: "
-                                  f"{str(exc).splitlines()[0]}") from None
+            return [np.asarray(o) for o in runner()], engine
+        except Exception as exc:  # noqa: BLE001 - the runtime refuses the file: the next engine may not
+            first = first or exc
+    raise ConversionError(f"neither ONNX Runtime nor onnx.reference can run the model: {str(first).splitlines()[0]}")
 
 
 def run(kind: str, source, feeds: dict) -> tuple[list, str]:

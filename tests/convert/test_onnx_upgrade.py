@@ -149,3 +149,17 @@ def test_verification_catches_a_wrong_result(tmp_path, monkeypatch):
     save_model(old_models()["batchnorm-6"], tmp_path / "old.onnx")
     with pytest.raises(ConversionError, match="verification failed"):
         convert(tmp_path / "old.onnx", tmp_path / "new.onnx")
+
+
+def test_plugin_ops_with_function_bodies_become_standard_ops(tmp_path):
+    from onnxforge.graphs import mlp
+
+    model = mlp(6, [5], 3, activation="swish")
+    assert any(n.domain == "onnxforge" for n in model.graph.node)
+    save_model(model, tmp_path / "m.onnx")
+    report = convert(tmp_path / "m.onnx", tmp_path / "m19.onnx", opset=19)
+    out = onnx.load(tmp_path / "m19.onnx")
+    assert {n.domain for n in out.graph.node} == {""} and not out.functions
+    assert [n.op_type for n in out.graph.node] == ["Gemm", "Sigmoid", "Mul", "Gemm"]
+    assert report["max_abs_diff"] < 1e-6
+    assert convert(tmp_path / "m.onnx", tmp_path / "m.pt2")["max_abs_diff"] < 1e-5
