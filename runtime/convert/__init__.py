@@ -93,6 +93,11 @@ def convert(source, destination, *, opset: int | None = None, verify: bool = Tru
         raise ConfigError("--dim sets example sizes for ONNX to .pt2 conversions only")
     if input_shapes and src_kind != "torchscript":
         raise ConfigError("--input-shape is only for TorchScript sources (.pt, .ts); a .pt2 program carries its own")
+    if "pt2" in direction or "torchscript" in direction:
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            raise ConversionError("converting from or to PyTorch needs PyTorch: pip install 'onnxforge[torch]'")
     stages = _Stages(["load", "convert", "save", "verify"], progress)
     t0 = time.perf_counter()
     try:

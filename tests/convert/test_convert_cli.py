@@ -187,3 +187,14 @@ def test_program_with_a_fixed_batch_says_so(tmp_path):
     assert "note: input 'input' has dim 0 = 2 in the source program" in res.stderr
     dims = onnx.load(str(tmp_path / "s.onnx")).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in dims] == [2, 4]
+
+
+def test_without_pytorch_the_error_says_what_to_install(runner, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    save_model(mlp(2, [2], 2), tmp_path / "m.onnx")
+    res = runner.invoke(cli, ["convert", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "m.pt2")])
+    assert res.exit_code == 1
+    assert res.output.strip() == "Error: converting from or to PyTorch needs PyTorch: pip install 'onnxforge[torch]'"
