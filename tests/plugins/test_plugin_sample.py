@@ -18,6 +18,8 @@ from onnxforge.graphs import mlp
 from onnxforge.graphs._common import GraphBuilder, float_input
 from onnxforge.runtime import Trainer, load
 
+pytestmark = pytest.mark.slow  # installs a package (a few seconds)
+
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "plugin_example"
 DIST = "onnxforge-plugin-example"
 
