@@ -173,9 +173,9 @@ def lstm(
         b.node("Gemm", [last, weight, bias], ["logits"], name="fc", transB=1)
         out_dims = [BATCH, classes]
     else:
-        steps = b.node("Transpose", [x], ["batch_major.out"], name="batch_major", perm=[1, 0, 2])  # [N, T, H]
+        per_step = b.node("Transpose", [x], ["batch_major.out"], name="batch_major", perm=[1, 0, 2])  # [N, T, H]
         wt = b.node("Transpose", [weight], ["fc.weight_t"], name="fc.transpose", perm=[1, 0])
-        scores = b.node("MatMul", [steps, wt], ["fc.matmul"], name="fc.matmul")
+        scores = b.node("MatMul", [per_step, wt], ["fc.matmul"], name="fc.matmul")
         b.node("Add", [scores, bias], ["logits"], name="fc")
         out_dims = [BATCH, t_len or STEPS, classes]
 
