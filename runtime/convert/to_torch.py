@@ -161,7 +161,6 @@ def _make_module_class():
                     self._constants[node.output[0]] = constant_value(node)
                     continue
                 self._nodes.append((node.op_type, list(node.input), list(node.output), attrs))
-            self._tensors = {k: (v[0], v[1]) for k, v in self._tensors.items()}
 
         def _value(self, name, env):
             if name in env:
