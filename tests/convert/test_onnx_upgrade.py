@@ -163,3 +163,17 @@ def test_plugin_ops_with_function_bodies_become_standard_ops(tmp_path):
     assert [n.op_type for n in out.graph.node] == ["Gemm", "Sigmoid", "Mul", "Gemm"]
     assert report["max_abs_diff"] < 1e-6
     assert convert(tmp_path / "m.onnx", tmp_path / "m.pt2")["max_abs_diff"] < 1e-5
+
+
+def test_dropout_6_and_upsample_7_become_their_modern_forms():
+    """Forms onnx.reference cannot run (Dropout-6 with is_test) or ORT 1.19 runs only as legacy
+    (Upsample-7 with scales as an attribute): checked against numpy."""
+    dropout = make([helper.make_node("Dropout", ["x"], ["y"], is_test=1, ratio=0.3)], [], 6, 3)
+    assert ort_refuses(dropout)
+    new, _ = upgrade(dropout)
+    assert [n.op_type for n in new.graph.node if n.op_type != "Constant"] == ["Dropout"]
+    np.testing.assert_array_equal(ort_run(new, X), X)   # inference: the identity
+    upsample = make([helper.make_node("Upsample", ["x"], ["y"], scales=[1.0, 1.0, 2.0, 3.0], mode="nearest")], [], 7, 3)
+    new, report = upgrade(upsample)
+    assert [n.op_type for n in new.graph.node if n.op_type != "Constant"] == ["Resize"] and report["parameters"] == 0
+    np.testing.assert_array_equal(ort_run(new, X), X.repeat(2, axis=2).repeat(3, axis=3))
