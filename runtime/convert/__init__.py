@@ -1,14 +1,10 @@
 """Conversion between PyTorch, ONNX and weight files; the direction follows the file types.
 
-===================  ===================  ================================================
-source               destination          what happens
-===================  ===================  ================================================
-``.onnx``            ``.onnx``            opset converted, constants folded, IR lowered
-``.onnx``            ``.pt2``             interpreter ``nn.Module`` -> ``torch.export``
-``.pt2``             ``.onnx``            TorchScript exporter, dynamic batch
-``.pt`` / ``.ts``    ``.onnx``            TorchScript exporter (needs input shapes)
-``.onnx``            ``.npz``/``.safetensors``  the model's weights
-===================  ===================  ================================================
+- ``.onnx`` -> ``.onnx``: opset converted, plugin functions and constants folded, IR lowered
+- ``.onnx`` -> ``.pt2``: an interpreter ``nn.Module`` with the same weights, ``torch.export``-ed
+- ``.pt2`` -> ``.onnx``: PyTorch's TorchScript exporter, dynamic batch, parameters as initialisers
+- ``.pt`` / ``.ts`` (TorchScript) -> ``.onnx``: the same, with input shapes given
+- ``.onnx`` -> ``.npz`` / ``.safetensors``: the model's weights
 
 Every conversion checks itself unless ``verify=False``: source and result run on the same random
 inputs, and the report carries the largest absolute difference (``max_abs_diff``).
@@ -19,6 +15,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from onnxforge.runtime.convert.to_torch import SUPPORTED_OPS
 from onnxforge.runtime.errors import ConfigError, ConversionError
 
 __all__ = ["convert", "kind_of", "SUPPORTED_OPS", "DEFAULT_TOLERANCE"]
@@ -26,14 +23,6 @@ __all__ = ["convert", "kind_of", "SUPPORTED_OPS", "DEFAULT_TOLERANCE"]
 DEFAULT_TOLERANCE = 1e-4
 _KINDS = {".onnx": "onnx", ".pt2": "pt2", ".pt": "torchscript", ".ts": "torchscript", ".npz": "weights",
           ".safetensors": "weights"}
-
-
-def __getattr__(name):
-    if name == "SUPPORTED_OPS":
-        from onnxforge.runtime.convert.to_torch import SUPPORTED_OPS
-
-        return SUPPORTED_OPS
-    raise AttributeError(name)
 
 
 def kind_of(path) -> str:
@@ -47,8 +36,9 @@ def kind_of(path) -> str:
 
 class _Stages:
     def __init__(self, names: list[str], progress: bool):
-        from tqdm.auto import tqdm
         import sys
+
+        from tqdm.auto import tqdm
 
         self.bar = tqdm(total=len(names), desc="convert", unit="step", leave=False, disable=not progress,
                         file=sys.stderr, bar_format="{desc} [{n_fmt}/{total_fmt}] {elapsed}")

@@ -122,7 +122,6 @@ def _make_module_class():
             self._tensors: dict[str, tuple] = {}   # initialiser name -> (submodule path, attribute)
             self.torch_names: dict[str, str] = {}  # state_dict key -> initialiser name
             buffers = _buffers_of(model)
-            taken: dict[str, str] = {}
             for init in graph.initializer:
                 value = numpy_helper.to_array(init)
                 if value.dtype.kind != "f" or value.ndim == 0:
@@ -131,20 +130,17 @@ def _make_module_class():
                 path = [_identifier(p) for p in init.name.split(".")]
                 path = [p + "_" if hasattr(torch.nn.Module, p) or p in ("run", "input_names", "output_names")
                         else p for p in path]
-                key = ".".join(path)
-                if key in taken or any(k.startswith(key + ".") for k in taken):
-                    path[-1] = f"{path[-1]}_{len(taken)}"
-                    key = ".".join(path)
-                taken[key] = init.name
                 owner = self
-                for part in path[:-1]:
+                for i, part in enumerate(path[:-1]):
+                    while part in owner._parameters or part in owner._buffers:  # "a" and "a.b" both exist
+                        part = path[i] = part + "_"
                     child = owner._modules.get(part)
-                    if child is None or part in owner._parameters or part in owner._buffers:
+                    if child is None:
                         child = torch.nn.Module()
-                        if part in owner._parameters or part in owner._buffers:
-                            part = part + "_"
                         owner.add_module(part, child)
                     owner = child
+                while path[-1] in owner._modules or path[-1] in owner._parameters or path[-1] in owner._buffers:
+                    path[-1] += "_"
                 tensor = torch.from_numpy(np.array(value))
                 if init.name in buffers:
                     owner.register_buffer(path[-1], tensor)

@@ -153,3 +153,21 @@ def test_module_parameters_are_named_after_initialisers():
     assert sorted(n for n, _ in module.named_parameters()) == ["b", "s"]
     assert sorted(n for n, _ in module.named_buffers()) == ["m", "v"]   # running statistics, as nn.BatchNorm
     assert torch.equal(module.s, torch.from_numpy(numpy_helper.to_array(model.graph.initializer[0])))
+
+
+def test_awkward_initialiser_names_survive_a_round_trip(tmp_path):
+    """Names that are not identifiers, clash with nn.Module attributes, or are both a tensor and a
+    prefix ("a" and "a.b") come back unchanged from a trip through PyTorch."""
+    names = ["a", "a.b", "forward.W", "onnx::Gemm_12", "7.weight"]
+    nodes = [helper.make_node("Mul", ["x", "a"], ["m0"]), helper.make_node("Add", ["m0", "a.b"], ["m1"]),
+             helper.make_node("Mul", ["m1", "forward.W"], ["m2"]), helper.make_node("Add", ["m2", "onnx::Gemm_12"], ["m3"]),
+             helper.make_node("Mul", ["m3", "7.weight"], ["y"])]
+    model = graph(nodes, [N, 3], [w(3, name=n) for n in names])
+    module = to_torch_module(model)
+    assert len(dict(module.named_parameters())) == 5
+    save_model(model, tmp_path / "m.onnx")
+    assert convert(tmp_path / "m.onnx", tmp_path / "m.pt2")["max_abs_diff"] < 1e-6
+    assert convert(tmp_path / "m.pt2", tmp_path / "back.onnx")["max_abs_diff"] < 1e-6
+    import onnx
+
+    assert sorted(t.name for t in onnx.load(tmp_path / "back.onnx").graph.initializer) == sorted(names)
