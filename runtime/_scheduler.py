@@ -74,8 +74,10 @@ class Scheduler:
             self._slots = asyncio.Semaphore(self.max_concurrency)
         return self._slots
 
-    def _admit(self, must_wait: bool) -> None:
-        if must_wait and self._waiting >= self.max_queue:
+    def _admit(self, must_wait: bool, assembling: int = 0) -> None:
+        """Refuse a request that would wait while ``max_queue`` others already wait (requests
+        gathered into the batch being assembled, at most ``assembling``, are not counted)."""
+        if must_wait and self._waiting >= self.max_queue + assembling:
             self.stats.rejected += 1
             raise ServerBusy(f"the server is busy: {self._waiting} requests are waiting for one of "
                              f"{self.max_concurrency} model runs (--max-queue {self.max_queue}); retry later")
@@ -107,7 +109,7 @@ class Scheduler:
         return known
 
     async def _batched(self, session, feeds: dict, outputs: tuple, rows: int) -> dict:
-        self._admit(True)
+        self._admit(True, self.max_batch)
         batcher = self._batchers.get(id(session))
         if batcher is None:
             batcher = self._batchers[id(session)] = _Batcher(self, session)

@@ -156,3 +156,15 @@ def test_stopping_finishes_the_request_in_flight(start_server, model_dir):
     client.join(timeout=60)
     assert not stopper.is_alive() and answers and answers[0][0] == 200
     assert answers[0][1]["outputs"][0]["shape"] == [1, 10]
+
+
+def test_batching_with_no_queue_still_serves_one_client(start_server, model_dir, sessions):
+    srv = start_server([model_dir / "digits.onnx"], max_batch=4, max_delay_ms=1, max_queue=0)
+    x = np.linspace(-1, 1, 64, dtype=np.float32)[None]
+    body = json.dumps({"inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": x.ravel().tolist()}]})
+    for _ in range(5):
+        with urllib.request.urlopen(urllib.request.Request(srv.url + "/v2/models/digits/infer", data=body.encode()),
+                                    timeout=30) as response:
+            got = np.array(json.loads(response.read())["outputs"][0]["data"], np.float32).reshape(1, 10)
+        np.testing.assert_array_equal(got, sessions["digits"].run({"x": x})["logits"])
+    assert srv.scheduler.stats.rejected == 0 and srv.scheduler.stats.requests == 5
