@@ -66,18 +66,20 @@ def test_dynamic_batching_merges_concurrent_requests(start_server, model_dir, tr
     assert stats.batched_requests > 0 and stats.runs < stats.requests and 4 < stats.largest_batch <= 32
 
 
-def test_a_full_queue_answers_503_and_recovers(start_server, model_dir):
+def test_runs_in_parallel_up_to_the_limit_then_queue_then_503(start_server, model_dir):
     session = load(model_dir / "digits.onnx", device="cpu")
-    gate, entered = threading.Event(), threading.Event()
+    gate = threading.Event()
+    inside, lock = [0], threading.Lock()
     real_run = session.run
 
     def held_run(feeds, outputs=None):
-        entered.set()
+        with lock:
+            inside[0] += 1
         gate.wait(30)
         return real_run(feeds, outputs)
 
     session.run = held_run
-    srv = start_server({"digits": session}, max_concurrency=1, max_queue=1, warmup=False)
+    srv = start_server({"digits": session}, max_concurrency=2, max_queue=1, warmup=False)
     body = json.dumps({"inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": [0.0] * 64}]}).encode()
 
     def call():
@@ -88,21 +90,27 @@ def test_a_full_queue_answers_503_and_recovers(start_server, model_dir):
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read())
 
+    def wait_for(condition):
+        deadline = time.monotonic() + 30
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert condition()
+
     results = []
-    waiting = [threading.Thread(target=lambda: results.append(call())) for _ in range(2)]
-    waiting[0].start()  # runs, held by the gate
-    assert entered.wait(30)
-    waiting[1].start()  # waits in the queue
-    deadline = time.monotonic() + 30
-    while srv.scheduler.waiting < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert srv.scheduler.waiting == 1
-    status, answer = call()
-    assert status == 503 and "the server is busy: 1 requests are waiting" in answer["error"]
+    clients = [threading.Thread(target=lambda: results.append(call())) for _ in range(3)]
+    clients[0].start()
+    clients[1].start()
+    wait_for(lambda: inside[0] == 2)  # two runs at once, both held by the gate
+    clients[2].start()
+    wait_for(lambda: srv.scheduler.waiting == 1)  # the third waits in the queue
+    time.sleep(0.1)
+    assert inside[0] == 2
+    status, answer = call()  # the fourth finds the queue full
+    assert status == 503 and "the server is busy: 1 requests are waiting for one of 2 model runs" in answer["error"]
     gate.set()
-    for t in waiting:
+    for t in clients:
         t.join(timeout=60)
-    assert sorted(s for s, _ in results) == [200, 200]
+    assert sorted(s for s, _ in results) == [200, 200, 200] and inside[0] == 3
     assert call()[0] == 200 and srv.scheduler.stats.rejected == 1
 
 
