@@ -131,15 +131,20 @@ def test_labelled_heatmap_keeps_the_map_and_draws_labels():
 
 
 @pytest.mark.slow
-def test_translate_dates_sample_reaches_97_percent_on_unseen_dates(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "onnxforge.samples.translate_dates", "--out", str(tmp_path / "run")],
+def test_translate_dates_sample_runs_and_draws_attention(tmp_path):
+    """A short run of the sample (the full run, >= 97%, is the README test below: same model, same data)."""
+    out = subprocess.run([sys.executable, "-m", "onnxforge.samples.translate_dates", "--out", str(tmp_path / "run"),
+                          "--train", "3000", "--test", "300", "--epochs", "2", "--json"],
                          capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    match = re.search(r"held-out exact match ([\d.]+), token accuracy ([\d.]+) \((\d+) unseen dates\)", out.stdout)
-    assert match, out.stdout
-    assert float(match.group(1)) >= 0.97 and int(match.group(3)) == 2000
+    import json
+
+    result = json.loads(out.stdout)
+    assert result["test_examples"] == 300 and result["exact_match"] > 0.3
+    assert len(result["examples"]) == 8 and result["attention_example"]["input"]
+    rows = len(result["attention_example"]["output"]) + 1
     png = _read_png(tmp_path / "run" / "attention.png")
-    assert png.ndim == 3 and png.shape[0] > 10 and png.shape[1] > 10
+    assert png.ndim == 3 and png.shape[0] >= rows * 14
 
 
 @pytest.mark.slow
