@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -29,6 +30,15 @@ import numpy as np
 def percentiles(latencies: list[float]) -> dict:
     ms = np.asarray(latencies) * 1000
     return {f"p{q}": float(np.percentile(ms, q)) for q in (50, 90, 99)} | {"max": float(ms.max())}
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process (Linux /proc), or None where that is not readable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def start_server(model: Path, max_batch: int, max_delay_ms: float, extra: list[str]):
@@ -143,8 +153,12 @@ def main(argv=None) -> int:
             try:
                 with tqdm(total=len(requests), desc=f"max-batch {max_batch}", unit="req", file=sys.stderr,
                           leave=False) as bar:
+                    cpu_before = process_cpu_seconds(proc.pid)
                     run = load_test(url, requests, expected, args.clients, not args.json_tensors,
                                     exact=max_batch == 1, progress=bar)
+                    cpu_after = process_cpu_seconds(proc.pid)
+                run["server_cpu_us_per_request"] = (None if cpu_before is None or cpu_after is None else
+                                                    (cpu_after - cpu_before) * 1e6 / len(requests))
             finally:
                 proc.send_signal(signal.SIGTERM)
                 run_exit = proc.wait(timeout=60)
@@ -156,16 +170,18 @@ def main(argv=None) -> int:
         return 0 if all(r["correct"] == r["requests"] for r in results["runs"]) else 1
     print(f"{args.clients} clients, {args.requests} requests of {args.rows} row(s), {results['tensors']} tensors, "
           f"{name}")
-    header = f"{'setting':<22}{'correct':>12}{'req/s':>10}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}{'vs in-process':>15}"
+    header = (f"{'setting':<22}{'correct':>12}{'req/s':>10}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+              f"{'vs in-process':>15}{'server CPU/req':>16}")
     print(header)
     lat = base["latency_ms"]
     print(f"{'in-process run()':<22}{'-':>12}{base['requests_per_s']:>10.0f}{lat['p50']:>9.3f}{lat['p90']:>9.3f}"
-          f"{lat['p99']:>9.3f}{lat['max']:>9.3f}{1.0:>14.3f}x")
+          f"{lat['p99']:>9.3f}{lat['max']:>9.3f}{1.0:>14.3f}x{'-':>16}")
     for run in results["runs"]:
         lat = run["latency_ms"]
         name = "server, no batching" if run["max_batch"] == 1 else f"server, max-batch {run['max_batch']}"
         print(f"{name:<22}{run['correct']:>6}/{run['requests']:<5}{run['requests_per_s']:>10.0f}{lat['p50']:>9.3f}"
-              f"{lat['p90']:>9.3f}{lat['p99']:>9.3f}{lat['max']:>9.3f}{run['ratio_to_in_process']:>14.3f}x")
+              f"{lat['p90']:>9.3f}{lat['p99']:>9.3f}{lat['max']:>9.3f}{run['ratio_to_in_process']:>14.3f}x"
+              + (f"{run['server_cpu_us_per_request']:>13.0f} us" if run["server_cpu_us_per_request"] else f"{'-':>16}"))
         if run["errors"]:
             print(f"  errors: {run['errors']}")
         if run["server_exit_code"] != 0:

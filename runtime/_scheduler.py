@@ -6,6 +6,7 @@ and optional dynamic batching that merges small concurrent requests to one model
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -140,38 +141,41 @@ class _Batcher:
     def __init__(self, scheduler: Scheduler, session):
         self.scheduler = scheduler
         self.session = session
-        self.queue: asyncio.Queue = asyncio.Queue()
-        self.task = asyncio.get_running_loop().create_task(self._collect())
+        self.pending: collections.deque = collections.deque()
+        self.pending_rows = 0
         self.running: set = set()
+        self._arrived: asyncio.Future | None = None  # resolved by the first request of a batch
+        self._full: asyncio.Future | None = None  # resolved once max_batch rows are pending
+        self.task = asyncio.get_running_loop().create_task(self._collect())
 
     def submit(self, item: _Item) -> None:
-        self.queue.put_nowait(item)
+        self.pending.append(item)
+        self.pending_rows += item.rows
+        if self._arrived is not None and not self._arrived.done():
+            self._arrived.set_result(None)
+        if self._full is not None and not self._full.done() and self.pending_rows >= self.scheduler.max_batch:
+            self._full.set_result(None)
 
     async def _collect(self) -> None:
         sched = self.scheduler
         loop = asyncio.get_running_loop()
-        carry = None
         while True:
-            first = carry if carry is not None else await self.queue.get()
-            carry = None
-            batch, total = [first], first.rows
-            deadline = loop.time() + sched.max_delay
-            while total < sched.max_batch:
-                try:
-                    item = self.queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
-                    try:
-                        item = await asyncio.wait_for(self.queue.get(), remaining)
-                    except asyncio.TimeoutError:
-                        break
-                if total + item.rows > sched.max_batch:
-                    carry = item
-                    break
+            if not self.pending:
+                self._arrived = loop.create_future()
+                await self._arrived
+            if self.pending_rows < sched.max_batch and sched.max_delay > 0:
+                # one timer per batch: wait for more requests until the delay ends or the batch is full
+                self._full = loop.create_future()
+                timer = loop.call_later(sched.max_delay, _resolve, self._full)
+                await self._full
+                timer.cancel()
+                self._full = None
+            batch, total = [], 0
+            while self.pending and (not batch or total + self.pending[0].rows <= sched.max_batch):
+                item = self.pending.popleft()
                 batch.append(item)
                 total += item.rows
+            self.pending_rows -= total
             groups: dict = {}
             for item in batch:
                 groups.setdefault(item.key, []).append(item)
@@ -229,7 +233,12 @@ class _Batcher:
         self.task.cancel()
         if self.running:
             await asyncio.gather(*self.running, return_exceptions=True)
-        while not self.queue.empty():
-            item = self.queue.get_nowait()
+        while self.pending:
+            item = self.pending.popleft()
             if not item.future.done():
                 item.future.set_exception(ServerBusy("the server is shutting down"))
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
