@@ -61,6 +61,7 @@ def test_predict_chunks_into_one_result_equal_to_numpy(session, model, rng, monk
     assert rows == [100] * 10 + [3]
     assert got.shape == (1003, 4) and got.dtype == np.float32
     np.testing.assert_allclose(got, relu_mlp_reference(model, x), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(session.predict(x, batch_size=100, progress=True), got)  # with a tqdm bar
 
 
 def test_predict_reads_a_memory_mapped_file_chunk_by_chunk(session, rng, tmp_path):
