@@ -57,7 +57,8 @@ class DimSize(click.ParamType):
                    "torch.export fixes an LSTM's sequence length at its example size (default 8).")
 @click.option("--no-verify", is_flag=True, help="Skip running source and result on the same random inputs.")
 @click.option("--tolerance", type=click.FloatRange(min=0), default=1e-4, show_default=True,
-              help="Largest difference between source and result that verification accepts.")
+              help="Largest difference between source and result that verification accepts "
+                   "(relative to the largest output where outputs exceed 1 in magnitude).")
 @click.option("--quiet", is_flag=True, help="Show no progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 def command(source, destination, opset, input_shapes, dims, no_verify, tolerance, quiet, as_json):

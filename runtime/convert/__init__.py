@@ -62,8 +62,9 @@ def convert(source, destination, *, opset: int | None = None, verify: bool = Tru
     otherwise the source's, capped at what the runtime accepts). ``input_shapes``: for TorchScript
     sources, one shape per input (``"1,3,32,32"`` or ``"int64:1,20"``; dim 0 becomes the dynamic
     batch). ``sizes``: example sizes of named dynamic dims for a .pt2 result (``{"T": 20}``; an
-    LSTM's sequence length is fixed at it, see :func:`to_torch.export_program`). ``tolerance``: the largest difference verification accepts before it raises
-    :class:`ConversionError` (the result stays written, for inspection).
+    LSTM's sequence length is fixed at it, see :func:`to_torch.export_program`). ``tolerance``: the
+    largest difference verification accepts, times the largest output magnitude when that is above
+    1, before it raises :class:`ConversionError` (the result stays written, for inspection).
     """
     source, destination = Path(source), Path(destination)
     src_kind, dst_kind = kind_of(source), kind_of(destination)
@@ -99,11 +100,14 @@ def convert(source, destination, *, opset: int | None = None, verify: bool = Tru
                    "seconds": round(time.perf_counter() - t0, 3)})
     if verify and report.get("max_abs_diff") is not None:
         report["tolerance"] = tolerance
-        report["verified"] = report["max_abs_diff"] <= tolerance
+        # absolute for outputs up to 1 in magnitude, relative to the largest output above that
+        allowed = tolerance * report.get("output_scale", 1.0)
+        report["verified"] = report["max_abs_diff"] <= allowed
         if not report["verified"]:
             raise ConversionError(
                 f"verification failed: on random inputs the result differs from the source by up to "
-                f"{report['max_abs_diff']:.3g} (tolerance {tolerance:g}); '{destination}' was written for inspection")
+                f"{report['max_abs_diff']:.3g} (allowed {allowed:.3g}: tolerance {tolerance:g} times the outputs' "
+                f"magnitude {report.get('output_scale', 1.0):.3g}, at least 1); '{destination}' was written for inspection")
     else:
         report["verified"] = None
     return report
@@ -122,12 +126,16 @@ def _standard_ops(model):
 
 
 def _verify(stages, src_kind, src, dst_kind, dst, feeds) -> dict:
+    import numpy as np
+
     from onnxforge.runtime.convert.verify import compare, run
 
     stages("verify")
     expected, src_engine = run(src_kind, src, feeds)
     got, dst_engine = run(dst_kind, dst, feeds)
-    return {"max_abs_diff": compare(expected, got), "verified_with": {"source": src_engine, "result": dst_engine},
+    scale = max([float(np.max(np.abs(np.asarray(e, np.float64)))) for e in expected if np.size(e)] + [1.0])
+    return {"max_abs_diff": compare(expected, got), "output_scale": scale,
+            "verified_with": {"source": src_engine, "result": dst_engine},
             "verify_inputs": {k: list(v.shape) for k, v in feeds.items()}}
 
 
