@@ -457,6 +457,65 @@ def _range(inputs, attrs):
     return [torch.arange(start, limit, delta, dtype=torch.float32 if floating else torch.int64)]
 
 
+def _prelu(inputs, attrs):
+    x, slope = T(inputs[0]), T(inputs[1])
+    return [torch.where(x >= 0, x, x * slope)]
+
+
+def _variadic(fn):
+    def op(inputs, attrs):
+        out = T(inputs[0])
+        for v in inputs[1:]:
+            out = fn(out, T(v))
+        return [out]
+    return op
+
+
+def _tile(inputs, attrs):
+    return [T(inputs[0]).repeat(*ints(inputs[1]))]
+
+
+def _pad(inputs, attrs):
+    x = T(inputs[0])
+    pads = ints(inputs[1]) if len(inputs) > 1 and inputs[1] is not None else attrs.get("pads")
+    value = inputs[2] if len(inputs) > 2 and inputs[2] is not None else attrs.get("value", 0.0)
+    value = float(np.asarray(value).reshape(-1)[0]) if not isinstance(value, float) else value
+    if len(inputs) > 3 and inputs[3] is not None:
+        raise TypeError("Pad with axes")
+    n = x.dim()
+    flat = []
+    for i in reversed(range(n)):
+        flat += [pads[i], pads[i + n]]
+    while len(flat) > 2 and flat[-2:] == [0, 0]:  # torch pads the last dims first; drop leading unpadded dims
+        flat = flat[:-2]
+    mode = {"constant": "constant", "reflect": "reflect", "edge": "replicate", "wrap": "circular"}[attrs.get("mode", "constant")]
+    return [F.pad(x, flat, mode=mode, value=value) if mode == "constant" else F.pad(x, flat, mode=mode)]
+
+
+def _instance_norm(inputs, attrs):
+    x, scale, bias = (T(v) for v in inputs)
+    return [F.instance_norm(x, weight=scale, bias=bias, eps=attrs.get("epsilon", 1e-5))]
+
+
+def _conv_transpose(inputs, attrs):
+    x, w = T(inputs[0]), T(inputs[1])
+    b = T(inputs[2]) if len(inputs) > 2 and inputs[2] is not None else None
+    n = w.dim() - 2
+    strides = attrs.get("strides", [1] * n)
+    dilations = attrs.get("dilations", [1] * n)
+    pads = attrs.get("pads", [0] * 2 * n)
+    if "output_shape" in attrs or attrs.get("auto_pad", "NOTSET") not in ("NOTSET", ""):
+        raise TypeError("ConvTranspose with output_shape or auto_pad")
+    begin, end = pads[:n], pads[n:]
+    extra = [e - bg for bg, e in zip(begin, end)]
+    if any(e > 0 for e in extra):
+        raise TypeError("ConvTranspose with larger end pads")
+    fn = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[n]
+    out_pad = [op - e for op, e in zip(attrs.get("output_padding", [0] * n), extra)]
+    return [fn(x, w, b, stride=strides, padding=begin, output_padding=out_pad, groups=attrs.get("group", 1),
+               dilation=dilations)]
+
+
 def _identity(inputs, attrs):
     return [inputs[0]]
 
@@ -511,4 +570,17 @@ OPS = {
     "Split": _split,
     "LSTM": _lstm,
     "Range": _range,
+    "PRelu": _prelu,
+    "Elu": lambda inputs, attrs: [F.elu(T(inputs[0]), attrs.get("alpha", 1.0))],
+    "Selu": lambda inputs, attrs: [attrs.get("gamma", 1.0507009873554805) * torch.where(
+        T(inputs[0]) > 0, T(inputs[0]), attrs.get("alpha", 1.6732632423543772) * torch.expm1(T(inputs[0])))],
+    "Softplus": _unary(F.softplus),
+    "HardSigmoid": lambda inputs, attrs: [torch.clamp(attrs.get("alpha", 0.2) * T(inputs[0]) + attrs.get("beta", 0.5), 0, 1)],
+    "Max": _variadic(torch.maximum),
+    "Min": _variadic(torch.minimum),
+    "Sum": _variadic(torch.add),
+    "Tile": _tile,
+    "Pad": _pad,
+    "InstanceNormalization": _instance_norm,
+    "ConvTranspose": _conv_transpose,
 }

@@ -49,8 +49,9 @@ def _ir_for(opset: int, max_ir: int) -> int:
 
 
 def _legacy_broadcast(model: ModelProto) -> None:
-    """Opsets 1-6 broadcast ``B`` against ``A`` from ``axis`` (``broadcast=1``); rewrite constant
-    ``B`` initialisers to numpy-style shapes so the version converter has nothing to guess."""
+    """Opsets 1-6 broadcast ``B`` against ``A`` from ``axis`` (``broadcast=1``), and ``PRelu``'s
+    slope per channel (axis 1); give ``B`` numpy-style trailing 1s (a reshaped initialiser, or an
+    ``Unsqueeze``) so the version converter has nothing to guess."""
     from onnx import numpy_helper
 
     ops = {"Add", "Sub", "Mul", "Div", "Pow", "And", "Or", "Xor", "Equal", "Greater", "Less"}
@@ -62,27 +63,38 @@ def _legacy_broadcast(model: ModelProto) -> None:
                  if v.type.tensor_type.HasField("shape")}
     except Exception:  # noqa: BLE001
         ranks = {}
+    ranks.update({name: len(t.dims) for name, t in inits.items()})
+    nodes = []
     for node in model.graph.node:
         attrs = {a.name: a for a in node.attribute}
-        if node.op_type not in ops or "broadcast" not in attrs or attrs["broadcast"].i != 1:
-            continue
-        a, b = node.input[0], node.input[1]
-        if "axis" in attrs:
-            if b not in inits or a not in ranks:
-                raise ConversionError(f"node '{node.name or node.op_type}' broadcasts with axis= (opset < 7) over "
-                                      "values whose shapes are not known; onnxforge cannot rewrite it")
-            value = numpy_helper.to_array(inits[b])
-            axis = attrs["axis"].i % ranks[a]
-            trailing = ranks[a] - axis - value.ndim
+        axis = None
+        if node.op_type in ops and "broadcast" in attrs and attrs["broadcast"].i == 1:
+            axis = attrs["axis"].i if "axis" in attrs else None
+            for name in ("axis", "broadcast"):
+                if name in attrs:
+                    node.attribute.remove(attrs[name])
+        elif node.op_type == "PRelu" and len(node.input) > 1 and ranks.get(node.input[1], 0) == 1:
+            axis = 1
+        if axis is not None:
+            a, b = node.input[0], node.input[1]
+            if a not in ranks or b not in ranks:
+                raise ConversionError(f"node '{node.name or node.op_type}' ({node.op_type}) broadcasts from an axis "
+                                      "(opset < 7) over values whose ranks are not known; onnxforge cannot rewrite it")
+            axis %= max(ranks[a], 1)
+            trailing = ranks[a] - axis - ranks[b]
             if trailing > 0:
-                value = value.reshape(value.shape + (1,) * trailing)
-                name = f"{b}.broadcast" if sum(b in n.input for n in model.graph.node) > 1 else b
-                model.graph.initializer.append(numpy_helper.from_array(value, name))
-                if name == b:
-                    model.graph.initializer.remove(inits[b])
+                name = f"{b}.broadcast_{len(nodes)}"
+                if b in inits:
+                    value = numpy_helper.to_array(inits[b])
+                    model.graph.initializer.append(numpy_helper.from_array(
+                        value.reshape(value.shape + (1,) * trailing), name))
+                else:
+                    axes = list(range(ranks[b], ranks[b] + trailing))
+                    nodes.append(onnx.helper.make_node("Unsqueeze", [b], [name], name=name, axes=axes))
                 node.input[1] = name
-            node.attribute.remove(attrs["axis"])
-        node.attribute.remove(attrs["broadcast"])
+        nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
 
 
 def _fill_output_types(model: ModelProto) -> None:

@@ -110,6 +110,21 @@ CASES = {
          helper.make_node("Flatten", ["g"], ["f"]),
          helper.make_node("LayerNormalization", ["f", "s", "b"], ["y"], epsilon=1e-4)],
         [N, 6, 3, 3], [w(6, name="s"), w(6, name="b")]),
+    "Pad-reflect-edge": graph([helper.make_node("Pad", ["x", "p1"], ["a"], mode="reflect"),
+                               helper.make_node("Pad", ["a", "p2"], ["y"], mode="edge")],
+                              [N, 2, 5, 5], [i64([0, 0, 1, 2, 0, 0, 2, 1], "p1"), i64([0, 0, 0, 1, 0, 0, 1, 0], "p2")]),
+    "ConvTranspose-strided-output-padding": graph(
+        [helper.make_node("ConvTranspose", ["x", "W", "B"], ["y"], strides=[2, 2], pads=[1, 0, 1, 0],
+                          output_padding=[1, 1], group=2)], [N, 4, 3, 3], [w(4, 3, 3, 2, name="W"), w(6, name="B")]),
+    "PRelu-Elu-Selu-Softplus-HardSigmoid-Max-Min-Sum-Tile": graph(
+        [helper.make_node("PRelu", ["x", "slope"], ["p"]), helper.make_node("Elu", ["x"], ["e"], alpha=0.7),
+         helper.make_node("Selu", ["x"], ["s"]), helper.make_node("Softplus", ["x"], ["sp"]),
+         helper.make_node("HardSigmoid", ["x"], ["h"], alpha=0.3), helper.make_node("Max", ["p", "e", "s"], ["mx"]),
+         helper.make_node("Min", ["sp", "h"], ["mn"]), helper.make_node("Sum", ["mx", "mn", "x"], ["t"]),
+         helper.make_node("Tile", ["t", "reps"], ["y"])],
+        [N, 3, 2], [w(3, 1, name="slope"), i64([1, 2, 3], "reps")]),
+    "InstanceNormalization": graph([helper.make_node("InstanceNormalization", ["x", "s", "b"], ["y"], epsilon=1e-3)],
+                                   [N, 3, 4, 5], [w(3, name="s"), w(3, name="b")]),
 }
 
 
