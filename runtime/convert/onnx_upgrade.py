@@ -4,7 +4,8 @@ Steps, in order: initialisers listed as graph inputs (IR 3) become plain initial
 opset is converted (``onnx.version_converter``) to the requested one, or, without a request,
 opsets below 13 go to 17 (onnxforge's own, whose node forms the training notes measured) and
 opsets above what the runtime accepts come down to its maximum; model-local functions are
-inlined; ``Constant`` nodes and constant subgraphs are folded into initialisers (so weights kept
+inlined; ops without a gradient in ONNX Runtime training that have an equivalent with one are
+rewritten (``Sum`` into ``Add``s); ``Constant`` nodes and constant subgraphs are folded into initialisers (so weights kept
 as ``Constant`` nodes become trainable parameters); the IR version is lowered to what the runtime
 loads; the result passes ``onnx.checker``.
 """
@@ -97,6 +98,30 @@ def _legacy_broadcast(model: ModelProto) -> None:
     model.graph.node.extend(nodes)
 
 
+def _trainable_forms(model: ModelProto) -> int:
+    """Rewrite ops ONNX Runtime training cannot differentiate into equivalent ones it can (in place):
+    ``Sum`` of n inputs becomes a chain of ``Add``. Returns how many nodes were rewritten."""
+    nodes, count = [], 0
+    for node in model.graph.node:
+        if node.op_type == "Sum" and node.domain in ("", "ai.onnx"):
+            count += 1
+            inputs = list(node.input)
+            if len(inputs) == 1:
+                nodes.append(onnx.helper.make_node("Identity", inputs, list(node.output), name=node.name))
+                continue
+            acc = inputs[0]
+            for i, other in enumerate(inputs[1:], start=1):
+                out = node.output[0] if i == len(inputs) - 1 else f"{node.output[0]}.sum{i}"
+                nodes.append(onnx.helper.make_node("Add", [acc, other], [out], name=f"{node.name or node.output[0]}.add{i}"))
+                acc = out
+        else:
+            nodes.append(node)
+    if count:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return count
+
+
 def _fill_output_types(model: ModelProto) -> None:
     """Give graph outputs declared without a shape the shape inference finds (the checker needs one)."""
     missing = [o for o in model.graph.output if not o.type.tensor_type.HasField("shape")]
@@ -155,6 +180,7 @@ def upgrade(model: ModelProto, opset: int | None = None, *, fold: bool = True, p
         from onnx import inliner
 
         out = inliner.inline_local_functions(out)
+    rewritten = _trainable_forms(out)
     folded = 0
     if fold:
         if progress:
@@ -172,5 +198,5 @@ def upgrade(model: ModelProto, opset: int | None = None, *, fold: bool = True, p
     from onnxforge.runtime.trainer import trainable_parameters
 
     report = {"from_opset": source_opset, "to_opset": target, "from_ir": source_ir, "to_ir": out.ir_version,
-              "folded": folded, "parameters": len(trainable_parameters(out))}
+              "folded": folded, "rewritten": rewritten, "parameters": len(trainable_parameters(out))}
     return out, report

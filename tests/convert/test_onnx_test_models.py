@@ -73,3 +73,44 @@ def test_converted_model_gives_pytorchs_recorded_outputs(folder):
     out = out if isinstance(out, tuple) else (out,)
     for a, b in zip(out, expected):
         np.testing.assert_allclose(a.numpy(), b, rtol=1e-3, atol=1e-4, equal_nan=True)
+
+
+LIGHT = DATA / "light"
+
+
+@pytest.mark.parametrize("name", ["squeezenet", "shufflenet", "inception_v1"])
+def test_zoo_architectures_with_computed_weights_become_trainable(name, tmp_path):
+    """The "light" model-zoo networks in ONNX's test data (opset 9, IR 3) compute every weight
+    with ConstantOfShape (some biases are initialisers): those weights are not trainable parameters
+    until conversion folds them into initialisers."""
+    from onnx.backend.test.runner import Runner
+
+    from onnxforge.runtime import NotTrainableError, Trainer
+    from onnxforge.runtime.trainer import trainable_parameters
+
+    model = onnx.load(str(LIGHT / f"light_{name}.onnx"))
+    computed = [n for n in model.graph.node if n.op_type == "ConstantOfShape"]
+    before = len(trainable_parameters(model))
+    assert len(computed) >= 16
+    x = next(i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer})
+    feeds = {x.name: Runner.generate_dummy_data(x, seed=0, name=name, random=False)}
+    expected = numpy_helper.to_array(onnx.load_tensor(str(LIGHT / f"light_{name}_output_0.pb")))
+    new, report = upgrade(model)
+    assert report["parameters"] == before + len(computed)
+    assert "ConstantOfShape" not in {n.op_type for n in new.graph.node}
+    got = ort.InferenceSession(new.SerializeToString(), quiet_options()).run(None, feeds)[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-6)
+    if name == "inception_v1":  # LRN has no gradient in ONNX Runtime training and no rewrite here
+        with pytest.raises(NotTrainableError, match=r"cannot compute gradients through: LRN \(n3\)"):
+            Trainer(new, tmp_path / "run", progress=False)
+        return
+    trainer = Trainer(new, tmp_path / "run", progress=False)   # refuses models it cannot differentiate
+    statistics = {i for n in new.graph.node if n.op_type == "BatchNormalization" for i in n.input[3:5]}
+    assert {n.output[0] for n in computed} - statistics <= set(trainer.trainable)   # now trained
+    assert set(trainer.trainable) | statistics >= set(trainable_parameters(new))
+    assert report["rewritten"] == (13 if name == "shufflenet" else 0)   # Sum has no gradient: Adds
+    if name == "shufflenet":  # really trains: artifacts built, two steps taken (the file's batch is 1)
+        start = {k: v.copy() for k, v in trainer.parameters().items()}
+        trainer.fit((np.repeat(feeds[x.name], 2, 0), np.array([3, 5])), epochs=1, batch_size=1)
+        moved = [k for k, v in trainer.parameters().items() if not np.array_equal(v, start[k])]
+        assert "gpu_0/pred_w_0" in moved and len(moved) > 100
