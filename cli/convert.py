@@ -55,13 +55,16 @@ class DimSize(click.ParamType):
 @click.option("--dim", "dims", type=DimSize(), multiple=True, metavar="NAME=SIZE",
               help="Example size of a named dynamic dimension for a .pt2 result, e.g. T=20 (repeatable). "
                    "torch.export fixes an LSTM's sequence length at its example size (default 8).")
+@click.option("--dynamic-batch", is_flag=True,
+              help="For an ONNX model made for batch 1: make the first dimension of its inputs and outputs "
+                   "dynamic (Reshape targets starting with that 1 copy the batch); verified example by example.")
 @click.option("--no-verify", is_flag=True, help="Skip running source and result on the same random inputs.")
 @click.option("--tolerance", type=click.FloatRange(min=0), default=1e-4, show_default=True,
               help="Largest difference between source and result that verification accepts "
                    "(relative to the largest output where outputs exceed 1 in magnitude).")
 @click.option("--quiet", is_flag=True, help="Show no progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
-def command(source, destination, opset, input_shapes, dims, no_verify, tolerance, quiet, as_json):
+def command(source, destination, opset, input_shapes, dims, dynamic_batch, no_verify, tolerance, quiet, as_json):
     """Convert SOURCE into the file given by -o; the direction follows the file types.
 
     PyTorch to ONNX: a torch.export program (.pt2) or a TorchScript file (.pt, .ts, with
@@ -76,7 +79,7 @@ def command(source, destination, opset, input_shapes, dims, no_verify, tolerance
     from onnxforge.runtime.convert import convert
 
     report = convert(source, destination, opset=opset, verify=not no_verify, input_shapes=input_shapes,
-                     sizes=dict(dims), tolerance=tolerance, progress=not quiet and not as_json)
+                     sizes=dict(dims), dynamic_batch=dynamic_batch, tolerance=tolerance, progress=not quiet and not as_json)
     if as_json:
         print_json(report)
         return

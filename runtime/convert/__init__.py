@@ -54,15 +54,16 @@ class _Stages:
 
 
 def convert(source, destination, *, opset: int | None = None, verify: bool = True, input_shapes=(),
-            sizes: dict | None = None, tolerance: float = DEFAULT_TOLERANCE, progress: bool = False,
-            seed: int = 0) -> dict:
+            sizes: dict | None = None, dynamic_batch: bool = False, tolerance: float = DEFAULT_TOLERANCE,
+            progress: bool = False, seed: int = 0) -> dict:
     """Convert ``source`` into ``destination`` and return a report.
 
     ``opset``: the ONNX opset of an ONNX result (default: 17 for PyTorch exports and old models,
     otherwise the source's, capped at what the runtime accepts). ``input_shapes``: for TorchScript
     sources, one shape per input (``"1,3,32,32"`` or ``"int64:1,20"``; dim 0 becomes the dynamic
     batch). ``sizes``: example sizes of named dynamic dims for a .pt2 result (``{"T": 20}``; an
-    LSTM's sequence length is fixed at it, see :func:`to_torch.export_program`). ``tolerance``: the
+    LSTM's sequence length is fixed at it, see :func:`to_torch.export_program`). ``dynamic_batch``: an
+    ONNX model made for batch 1 gets a dynamic batch (verified example by example). ``tolerance``: the
     largest difference verification accepts, times the largest output magnitude when that is above
     1, before it raises :class:`ConversionError` (the result stays written, for inspection).
     """
@@ -82,6 +83,9 @@ def convert(source, destination, *, opset: int | None = None, verify: bool = Tru
                           "onnxforge converts .onnx to .onnx/.pt2/.npz/.safetensors and .pt2/.pt/.ts to .onnx")
     if sizes and direction != ("onnx", "pt2"):
         raise ConfigError("--dim sets example sizes for ONNX to .pt2 conversions only")
+    if dynamic_batch and direction != ("onnx", "onnx"):
+        raise ConfigError("--dynamic-batch applies to ONNX to ONNX conversions")
+    extra = {"dynamic_batch": True} if dynamic_batch else {}
     if input_shapes and src_kind != "torchscript":
         raise ConfigError("--input-shape is only for TorchScript sources (.pt, .ts); a .pt2 program carries its own")
     if "pt2" in direction or "torchscript" in direction:
@@ -93,7 +97,7 @@ def convert(source, destination, *, opset: int | None = None, verify: bool = Tru
     t0 = time.perf_counter()
     try:
         report = handlers[direction](source, destination, opset=opset, input_shapes=list(input_shapes),
-                                     sizes=dict(sizes or {}), stages=stages, verify=verify, seed=seed)
+                                     sizes=dict(sizes or {}), stages=stages, verify=verify, seed=seed, **extra)
     finally:
         stages.close()
     report.update({"source": str(source), "destination": str(destination), "from": src_kind, "to": dst_kind,
@@ -139,7 +143,7 @@ def _verify(stages, src_kind, src, dst_kind, dst, feeds) -> dict:
             "verify_inputs": {k: list(v.shape) for k, v in feeds.items()}}
 
 
-def _onnx_to_onnx(source, destination, *, opset, input_shapes, sizes, stages, verify, seed) -> dict:
+def _onnx_to_onnx(source, destination, *, opset, input_shapes, sizes, stages, verify, seed, dynamic_batch=False) -> dict:
     from onnxforge.runtime.convert.onnx_upgrade import upgrade
     from onnxforge.runtime.convert.verify import random_feeds
     from onnxforge.runtime.modelio import load_model, save_model
@@ -147,12 +151,32 @@ def _onnx_to_onnx(source, destination, *, opset, input_shapes, sizes, stages, ve
     stages("load")
     model = load_model(source)
     stages("convert")
-    result, report = upgrade(_standard_ops(model), opset)
+    result, report = upgrade(_standard_ops(model), opset, dynamic_batch=dynamic_batch)
     stages("save")
     save_model(result, destination)
-    if verify:
+    if verify and dynamic_batch:
+        report.update(_verify_batched(stages, model, result, seed))
+    elif verify:
         report.update(_verify(stages, "onnx", model, "onnx", result, random_feeds(model, seed=seed)))
     return report
+
+
+def _verify_batched(stages, model, result, seed: int, batch: int = 3) -> dict:
+    """The batch-1 source run once per example against the result run on the whole batch."""
+    import numpy as np
+
+    from onnxforge.runtime.convert.verify import compare, random_feeds, run
+
+    stages("verify")
+    singles = [random_feeds(model, seed=seed + i) for i in range(batch)]
+    runs = [run("onnx", model, feeds) for feeds in singles]
+    expected = [np.concatenate([r[0][k] for r in runs]) for k in range(len(runs[0][0]))]
+    feeds = {name: np.concatenate([f[name] for f in singles]) for name in singles[0]}
+    got, engine = run("onnx", result, feeds)
+    scale = max([float(np.max(np.abs(e))) for e in expected if e.size] + [1.0])
+    return {"max_abs_diff": compare(expected, got), "output_scale": scale,
+            "verified_with": {"source": f"{runs[0][1]}, one example at a time", "result": engine},
+            "verify_inputs": {k: list(v.shape) for k, v in feeds.items()}}
 
 
 def _onnx_to_pt2(source, destination, *, opset, input_shapes, sizes, stages, verify, seed) -> dict:

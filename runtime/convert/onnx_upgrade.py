@@ -12,6 +12,7 @@ loads; the result passes ``onnx.checker``.
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 from onnx import ModelProto
 
@@ -122,6 +123,47 @@ def _trainable_forms(model: ModelProto) -> int:
     return count
 
 
+def _make_batch_dynamic(model: ModelProto) -> int:
+    """Batch 1 -> dynamic ``N`` (in place); returns how many ``Reshape`` targets were rewritten."""
+    from onnx import numpy_helper
+
+    from onnxforge.runtime.convert._fold import constant_value
+
+    inits = {t.name for t in model.graph.initializer}
+    for vi in list(model.graph.input) + list(model.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        if vi.name in inits or not dims:
+            continue
+        if dims[0].HasField("dim_value") and dims[0].dim_value != 1:
+            raise ConversionError(f"--dynamic-batch: '{vi.name}' has a first dimension of {dims[0].dim_value}, not 1; "
+                                  "onnxforge makes only batch-1 models dynamic")
+        dims[0].Clear()
+        dims[0].dim_param = "N"
+    del model.graph.value_info[:]
+    values = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    values.update({n.output[0]: constant_value(n) for n in model.graph.node if n.op_type == "Constant"})
+    count, extra = 0, []
+    for node in model.graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in values:
+            continue
+        if any(a.name == "allowzero" and a.i for a in node.attribute):
+            continue
+        shape = np.array(values[node.input[1]], np.int64).reshape(-1)
+        if shape.size and shape[0] == 1:
+            shape = shape.copy()
+            shape[0] = 0  # copy the input's first dimension, the batch
+            name = f"{node.input[1]}.batch_{count}"
+            extra.append(onnx.helper.make_node("Constant", [], [name], name=f"{name}.const",
+                                               value=numpy_helper.from_array(shape, name)))
+            node.input[1] = name
+            count += 1
+    if extra:
+        rest = list(model.graph.node)
+        del model.graph.node[:]
+        model.graph.node.extend(extra + rest)
+    return count
+
+
 def _fill_output_types(model: ModelProto) -> None:
     """Give graph outputs declared without a shape the shape inference finds (the checker needs one)."""
     missing = [o for o in model.graph.output if not o.type.tensor_type.HasField("shape")]
@@ -142,9 +184,14 @@ def _fill_output_types(model: ModelProto) -> None:
             o.type.tensor_type.shape.dim.pop()
 
 
-def upgrade(model: ModelProto, opset: int | None = None, *, fold: bool = True, progress=None) -> tuple[ModelProto, dict]:
+def upgrade(model: ModelProto, opset: int | None = None, *, fold: bool = True, dynamic_batch: bool = False,
+            progress=None) -> tuple[ModelProto, dict]:
     """Return the converted model and a report of what changed (``from_opset``, ``to_opset``,
-    ``from_ir``, ``to_ir``, ``folded`` nodes, ``parameters``)."""
+    ``from_ir``, ``to_ir``, ``folded`` nodes, ``rewritten`` nodes, ``parameters``).
+
+    ``dynamic_batch``: a model exported for batch 1 gets a dynamic first dimension ``N`` on its
+    inputs and outputs, and ``Reshape`` targets that start with that 1 copy the batch instead (0).
+    """
     max_ir, max_opset = _limits()
     out = ModelProto()
     out.CopyFrom(model)
@@ -186,6 +233,7 @@ def upgrade(model: ModelProto, opset: int | None = None, *, fold: bool = True, p
         if progress:
             progress("fold")
         out, folded = fold_constants(out, opset=target)
+    reshapes = _make_batch_dynamic(out) if dynamic_batch else None
     out.ir_version = _ir_for(target, max_ir)
     for imp in out.opset_import:
         if imp.domain in ("", "ai.onnx"):
@@ -199,4 +247,7 @@ def upgrade(model: ModelProto, opset: int | None = None, *, fold: bool = True, p
 
     report = {"from_opset": source_opset, "to_opset": target, "from_ir": source_ir, "to_ir": out.ir_version,
               "folded": folded, "rewritten": rewritten, "parameters": len(trainable_parameters(out))}
+    if reshapes is not None:
+        report["dynamic_batch"] = True
+        report["reshapes_rewritten"] = reshapes
     return out, report

@@ -4,6 +4,7 @@ converted PyTorch network with ``onnxforge train --freeze``: frozen weights stay
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -198,3 +199,14 @@ def test_without_pytorch_the_error_says_what_to_install(runner, tmp_path, monkey
     res = runner.invoke(cli, ["convert", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "m.pt2")])
     assert res.exit_code == 1
     assert res.output.strip() == "Error: converting from or to PyTorch needs PyTorch: pip install 'onnxforge[torch]'"
+
+
+def test_dynamic_batch_flag(runner, tmp_path):
+    light = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / "light_shufflenet.onnx"
+    res = invoke(runner, "convert", light, "-o", tmp_path / "s.onnx", "--dynamic-batch", "--json", "--quiet")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output)
+    assert report["dynamic_batch"] and report["verify_inputs"] == {"gpu_0/data_0": [3, 3, 224, 224]}
+    assert report["verified_with"]["source"] == "onnxruntime, one example at a time"
+    res = runner.invoke(cli, ["convert", str(light), "-o", str(tmp_path / "s.pt2"), "--dynamic-batch"])
+    assert res.exit_code == 1 and "--dynamic-batch applies to ONNX to ONNX conversions" in res.output

@@ -177,3 +177,39 @@ def test_dropout_6_and_upsample_7_become_their_modern_forms():
     new, report = upgrade(upsample)
     assert [n.op_type for n in new.graph.node if n.op_type != "Constant"] == ["Resize"] and report["parameters"] == 0
     np.testing.assert_array_equal(ort_run(new, X), X.repeat(2, axis=2).repeat(3, axis=3))
+
+
+def test_a_batch_1_export_gets_a_dynamic_batch(tmp_path):
+    """A network exported for one example (Reshape to [1, -1] baked in) trains and runs on batches
+    after --dynamic-batch; checked against PyTorch on a batch of 5."""
+    import io
+    import warnings
+
+    import torch
+
+    torch.manual_seed(0)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+            self.fc = torch.nn.Linear(4 * 8 * 8, 3)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.conv(x)).reshape(1, -1))
+
+    net = Net().eval()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.randn(1, 1, 8, 8),), buffer, dynamo=False, opset_version=11,
+                          input_names=["x"], output_names=["y"])
+    (tmp_path / "one.onnx").write_bytes(buffer.getvalue())
+    report = convert(tmp_path / "one.onnx", tmp_path / "many.onnx", dynamic_batch=True)
+    assert report["reshapes_rewritten"] == 1 and report["verified"]
+    assert report["verify_inputs"] == {"x": [3, 1, 8, 8]}
+    x = torch.randn(5, 1, 8, 8)
+    expected = torch.cat([net(x[i:i + 1]) for i in range(5)]).detach().numpy()
+    np.testing.assert_allclose(ort_run(onnx.load(tmp_path / "many.onnx"), x.numpy()), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ConversionError, match="first dimension of 2, not 1"):
+        upgrade(make([helper.make_node("Relu", ["x"], ["y"])], [], 13, 7), dynamic_batch=True)
