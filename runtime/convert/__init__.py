@@ -93,6 +93,7 @@ def convert(source, destination, *, opset: int | None = None, verify: bool = Tru
 
         if importlib.util.find_spec("torch") is None:
             raise ConversionError("converting from or to PyTorch needs PyTorch: pip install 'onnxforge[torch]'")
+    destination.parent.mkdir(parents=True, exist_ok=True)
     stages = _Stages(["load", "convert", "save", "verify"], progress)
     t0 = time.perf_counter()
     try:
