@@ -33,6 +33,9 @@ __all__ = ["FAMILIES", "Workload", "workloads", "run_benchmarks", "format_table"
 
 FAMILIES = ("mlp", "convnet", "lstm", "seq2seq")
 LR = 1e-3
+# pause between contestants' training rounds: PyTorch's OpenMP workers spin for a while after a
+# parallel region and would take a core from whoever runs next (seen: ORT at 0.4x right after it)
+COOL_DOWN_S = 0.3
 WEIGHT_DECAY = 0.01
 
 
@@ -399,7 +402,7 @@ def bench_training(w: Workload, *, steps: int, rounds: int, threads: int, device
         cpu = {"onnxforge": [], "ort": [], "torch": []}
         peaks = []
         order_rng = np.random.default_rng(2)
-        twin.epoch(inputs, y, np.arange(min(n, 10 * w.batch)), w.batch)  # PyTorch's first steps are slow
+        twin.epoch(inputs, y, np.arange(min(n, 50 * w.batch)), w.batch)  # PyTorch's first steps are slow
 
         def after_epoch(record):
             # ours ran one epoch; now one epoch of each baseline, on the same kind of shuffled data
@@ -411,10 +414,12 @@ def bench_training(w: Workload, *, steps: int, rounds: int, threads: int, device
             # alternate which baseline runs first, so neither always follows onnxforge
             pair = [("ort", raw["ort"]), ("torch", twin)]
             for who, contestant in (pair if len(times["ort"]) % 2 == 0 else pair[::-1]):
+                time.sleep(COOL_DOWN_S)
                 wall, used = contestant.epoch(inputs, y, order, w.batch)
                 times[who].append(wall)
                 cpu[who].append(used)
-            if w.flops_per_example:  # the GEMM peak, measured between the same rounds
+            time.sleep(COOL_DOWN_S)
+            if w.flops_per_example and device == "cpu":  # the GEMM peak, measured between the same rounds
                 peaks.append(gemm_peak(threads, repeats=2))
             if progress is not None:
                 progress()
@@ -505,10 +510,13 @@ def bench_inference(w: Workload, *, rounds: int, calls: int, threads: int, devic
             fn()
     clock = time.perf_counter_ns
     order = list(single.items())
-    # call by call in turn (the order rotating), so a slowdown of the machine hits all alike
+    shuffle = np.random.default_rng(5).permutation
+    # call by call in turn, in a fresh random order each time (whoever runs right after another
+    # framework finds its caches cold: no contestant may follow PyTorch more often than another)
     for r in range(rounds):
         for i in range(calls):
-            for who, fn in order[(i + r) % 3:] + order[:(i + r) % 3]:
+            for k in shuffle(3):
+                who, fn = order[k]
                 t0 = clock()
                 fn()
                 lat[who].append(clock() - t0)
@@ -522,7 +530,8 @@ def bench_inference(w: Workload, *, rounds: int, calls: int, threads: int, devic
     order = list(batch.items())
     for r in range(rounds):
         for i in range(max(3, calls // 40)):
-            for who, fn in order[(i + r) % 3:] + order[:(i + r) % 3]:
+            for k in shuffle(3):
+                who, fn = order[k]
                 t0 = clock()
                 fn()
                 batch_ns[who].append(clock() - t0)
