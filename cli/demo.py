@@ -36,7 +36,7 @@ def command(epochs, device, rundir, quiet, as_json):
         say("model: MLP 64-128-10 (ReLU), built as ONNX")
         t0 = time.perf_counter()
         trainer = Trainer(model, run, lr=3e-3, optimizer="adamw", schedule="cosine", device=device, seed=0,
-                          progress=not (quiet or as_json))
+                          progress=False if (quiet or as_json) else "bar")
         history = trainer.fit((x_train, y_train), (x_test, y_test), epochs=epochs, batch_size=32, overwrite=True)
         train_seconds = time.perf_counter() - t0
         session = load(run / "model.onnx", device=device)

@@ -80,12 +80,13 @@ class Trainer:
     :mod:`onnxforge.runtime.losses` for the scaling). ``optimizer`` is "adamw" (``weight_decay``
     applies) or "sgd" (plain SGD). ``schedule`` is "constant", "linear" or "cosine", after
     ``warmup_steps`` of linear warm-up. ``freeze`` holds glob patterns of parameter names kept fixed.
+    ``progress``: True shows a bar on stderr and one line per epoch, "bar" only the bar, False nothing.
     """
 
     def __init__(self, model, rundir, *, loss: str = "auto", optimizer: str = "adamw", lr: float = 1e-3,
                  weight_decay: float = 0.01, schedule: str = "constant", warmup_steps: int = 0,
                  freeze=(), device: str | Device = "auto", seed: int = 0, threads: int | None = None,
-                 progress: bool = True):
+                 progress: bool | str = True):
         self.source = load_model(model)
         self.rundir = Path(rundir)
         self.metadata = get_metadata(self.source)
@@ -319,14 +320,23 @@ class Trainer:
         train = self._check(train, "training data")
         val = self._check(val, "validation data") if val is not None else None
         self._start(self._run_config(batch_size, epochs, shuffle), resume, overwrite)
+        self._module.train()
+        from tqdm.auto import tqdm
+
+        total_steps = -(-len(train) // batch_size) * epochs
+        # one bar for the whole run (steps of all epochs); epoch lines are written above it
+        bar = tqdm(total=total_steps, initial=self.step, unit="step", disable=not self.progress, file=sys.stderr,
+                   mininterval=0.25, dynamic_ncols=True, leave=False)
+        with bar:
+            self._run_epochs(train, val, epochs, batch_size, shuffle, bar, callback)
+        return self.history
+
+    def _run_epochs(self, train, val, epochs, batch_size, shuffle, bar, callback) -> None:
+        rt = ort()
         n = len(train)
         steps_per_epoch = -(-n // batch_size)
         total_steps = steps_per_epoch * epochs
         x_names = [k for k in self._input_order if k in train.inputs]
-        self._module.train()
-        rt = ort()
-        from tqdm.auto import tqdm
-
         module, optimizer = self._module, self._optimizer
         arrays = [train.inputs[k] for k in x_names]
         targets = train.y
@@ -336,8 +346,7 @@ class Trainer:
             rt.set_seed(self.seed * 100_003 + epoch)  # dropout masks depend on (seed, epoch) only
             order = self._rng.permutation(n) if shuffle else np.arange(n)
             loss_sum, seen = 0.0, 0
-            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{epochs}", unit="step", leave=False,
-                       disable=not self.progress, file=sys.stderr, mininterval=0.25)
+            bar.set_description(f"epoch {epoch}/{epochs}", refresh=False)
             t0, cpu0 = time.perf_counter(), time.process_time()
             for start in range(0, n, batch_size):
                 # without shuffling a batch is a view (no copy); with it, one gather per array
@@ -349,7 +358,6 @@ class Trainer:
                     current_lr = lr
                 loss = float(module(*feeds, targets[idx]))
                 if not math.isfinite(loss):
-                    bar.close()
                     raise TrainingError(
                         f"training diverged: the loss became {loss} at epoch {epoch}, step {self.step + 1}; "
                         f"lower the learning rate (now {self.lr}). The last good checkpoint is kept."
@@ -364,7 +372,6 @@ class Trainer:
                 if self.step % 25 == 0:
                     bar.set_postfix(loss=f"{loss_sum / seen:.4f}", refresh=False)
             seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
-            bar.close()
             self.epoch = epoch
             self._infer_session = None
             record = {"epoch": epoch, "loss": loss_sum / max(seen, 1), "lr": lr,
@@ -376,11 +383,10 @@ class Trainer:
             self._save_checkpoint()
             self.export()
             self._write_metrics()
+            if self.progress and self.progress != "bar":
+                bar.write(f"epoch {epoch}/{epochs}  " + format_record(record), file=sys.stderr)
             if callback is not None:
                 callback(record)
-            if self.progress:
-                print(f"epoch {epoch}/{epochs}  " + format_record(record), file=sys.stderr)
-        return self.history
 
     # -- results ---------------------------------------------------------------------------------
     def parameters(self) -> dict[str, np.ndarray]:
