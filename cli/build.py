@@ -94,10 +94,16 @@ def convnet_command(input_shape, channels, kernel, pool, dense, classes, batchno
               help="Read the sequence both ways (built from two forward LSTMs, which ONNX Runtime can train).")
 @click.option("--dropout", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
               help="Dropout rate between stacked layers, active only in training.")
+@click.option("--impl", type=click.Choice(["node", "unrolled"]), default="node", show_default=True,
+              help="node: ONNX LSTM nodes; unrolled: the same function from plain MatMul, Sigmoid and Tanh ops "
+                   "unrolled over --steps steps (trains faster in ONNX Runtime).")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Fixed sequence length T of every example (needed by --impl unrolled; default: any length).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weight initialisation.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Where to write the .onnx file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-def lstm_command(inputs, vocab, embed, hidden, layers, classes, head, bidirectional, dropout, seed, output, as_json):
+def lstm_command(inputs, vocab, embed, hidden, layers, classes, head, bidirectional, dropout, impl, steps, seed, output,
+                 as_json):
     """Build an LSTM network over feature sequences or token ids that labels sequences or every step."""
     from onnxforge.graphs import lstm
 
@@ -107,8 +113,10 @@ def lstm_command(inputs, vocab, embed, hidden, layers, classes, head, bidirectio
         raise click.UsageError("--vocab needs --embed, the width of the learned token embedding")
     if inputs is not None and embed is not None:
         raise click.UsageError("--embed applies to token models only; give --vocab instead of --inputs")
+    if impl == "unrolled" and steps is None:
+        raise click.UsageError("--impl unrolled needs --steps, the fixed sequence length to unroll over")
     model = lstm(inputs, vocab=vocab, embed=embed, hidden=hidden, layers=layers, classes=classes, head=head,
-                 bidirectional=bidirectional, dropout=dropout, seed=seed)
+                 bidirectional=bidirectional, dropout=dropout, seed=seed, impl=impl, steps=steps)
     _save(model, output, as_json)
 
 
@@ -139,10 +147,14 @@ def _read_vocab(path: str) -> tuple[list[str], list[str]]:
               help="Luong attention score over the encoder outputs: dot, general (bilinear), or none.")
 @click.option("--max-len", type=click.IntRange(min=1), default=64, show_default=True,
               help="Longest output that decoding produces unless told otherwise.")
+@click.option("--impl", type=click.Choice(["node", "unrolled"]), default="node", show_default=True,
+              help="node: ONNX LSTM nodes; unrolled: the same function from plain MatMul, Sigmoid and Tanh ops "
+                   "unrolled over --max-len steps (trains faster in ONNX Runtime; sequences at most --max-len tokens).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weight initialisation.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Where to write the .onnx file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-def seq2seq_command(src_vocab, tgt_vocab, vocab_from, embed, hidden, layers, attention, max_len, seed, output, as_json):
+def seq2seq_command(src_vocab, tgt_vocab, vocab_from, embed, hidden, layers, attention, max_len, impl, seed, output,
+                    as_json):
     """Build an LSTM encoder-decoder with attention that translates token sequences."""
     from onnxforge.graphs.seq2seq import seq2seq
 
@@ -156,5 +168,5 @@ def seq2seq_command(src_vocab, tgt_vocab, vocab_from, embed, hidden, layers, att
     if src_vocab is None or tgt_vocab is None:
         raise click.UsageError("give --src-vocab and --tgt-vocab, or --vocab-from an .npz that holds both vocabularies")
     model = seq2seq(src_vocab, tgt_vocab, embed, hidden, layers, None if attention == "none" else attention,
-                    seed=seed, max_len=max_len, src_tokens=src_tokens, tgt_tokens=tgt_tokens)
+                    seed=seed, max_len=max_len, src_tokens=src_tokens, tgt_tokens=tgt_tokens, impl=impl)
     _save(model, output, as_json)
