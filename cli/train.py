@@ -35,7 +35,8 @@ from onnxforge.runtime.trainer import format_record
 @click.option("--no-shuffle", is_flag=True, help="Visit the examples in file order every epoch.")
 @click.option("--device", type=DEVICE, default="auto", show_default=True,
               help="Where to train; auto takes CUDA only when it really works.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads (default: all cores).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="ONNX Runtime intra-op threads (default: 1 when a training step is small, every core when it is large).")
 @click.option("--out", "rundir", type=click.Path(file_okay=False), default=None,
               help="Run folder for artifacts, checkpoints, model.onnx and metrics.json [default: runs/MODEL-NAME].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
@@ -54,7 +55,7 @@ def command(model, data, val, epochs, batch_size, lr, optimizer, weight_decay, s
     rundir = Path(rundir) if rundir else Path("runs") / Path(model).stem
     trainer = Trainer(model, rundir, loss=loss, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                       schedule=schedule, warmup_steps=warmup_steps, freeze=freeze, device=device, seed=seed,
-                      threads=threads, progress=not quiet)
+                      threads=threads or "auto", progress=not quiet)
     if not quiet and not as_json:
         click.echo(f"training on {trainer.device.name} ({trainer.device.reason}); "
                    f"{len(trainer.trainable)} trainable, {len(trainer.frozen)} frozen parameters", err=True)

@@ -425,7 +425,7 @@ def load(
     path_or_model: str | os.PathLike | ModelProto | bytes,
     device: str | Device = "auto",
     *,
-    threads: int | None = None,
+    threads: int | str | None = "auto",
     optimization: str = "all",
     inter_op_threads: int | None = None,
     warmup: bool | int = False,
@@ -433,7 +433,9 @@ def load(
     """Open a model for inference on ``device`` (``"auto"``, ``"cpu"`` or ``"cuda"``).
 
     ``path_or_model`` is a ``.onnx`` path, a run folder (its ``model.onnx``), bytes or a
-    ``ModelProto``. ``threads`` and ``inter_op_threads`` size ONNX Runtime's thread pools,
+    ``ModelProto``. ``threads`` and ``inter_op_threads`` size ONNX Runtime's thread pools
+    (``threads="auto"``: 1 intra-op thread when one call at the model's batch size, 1 unless the
+    model fixes it, is small, every core otherwise; ``None``: ONNX Runtime's default),
     ``optimization`` is the graph optimisation level (``disable``, ``basic``, ``extended``,
     ``all``), ``warmup`` runs the model once (or that many times) on zeros before returning.
     Returns a :class:`Session` with ``.inputs``, ``.outputs``, ``.run`` and ``.predict``.
@@ -441,6 +443,10 @@ def load(
     source = None if isinstance(path_or_model, (ModelProto, bytes, bytearray)) else str(path_or_model)
     model = load_model(path_or_model)
     resolved = resolve_device(device)
+    if threads == "auto" or threads is not None:
+        from onnxforge.runtime._threads import auto_batch_shapes, resolve_threads
+
+        threads = resolve_threads(threads, model, auto_batch_shapes(model), training=False)
     options = session_options(threads, optimization, inter_op_threads)
     session = Session(model, resolved, options=options, source=source)
     if warmup:

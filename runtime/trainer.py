@@ -81,11 +81,15 @@ class Trainer:
     applies) or "sgd" (plain SGD). ``schedule`` is "constant", "linear" or "cosine", after
     ``warmup_steps`` of linear warm-up. ``freeze`` holds glob patterns of parameter names kept fixed.
     ``progress``: True shows a bar on stderr and one line per epoch, "bar" only the bar, False nothing.
+    ``threads``: ONNX Runtime's intra-op threads; "auto" takes 1 when a training step is small
+    (estimated FLOPs below ``onnxforge.runtime._threads.AUTO_THRESHOLD_FLOPS``) and every core
+    otherwise (chosen in ``fit`` from the batch shape; see ``intra_op_threads``), ``None`` ONNX
+    Runtime's default, a number exactly that many.
     """
 
     def __init__(self, model, rundir, *, loss: str = "auto", optimizer: str = "adamw", lr: float = 1e-3,
                  weight_decay: float = 0.01, schedule: str = "constant", warmup_steps: int = 0,
-                 freeze=(), device: str | Device = "auto", seed: int = 0, threads: int | None = None,
+                 freeze=(), device: str | Device = "auto", seed: int = 0, threads: int | str | None = "auto",
                  progress: bool | str = True):
         self.source = load_model(model)
         self.rundir = Path(rundir)
@@ -108,7 +112,11 @@ class Trainer:
         self.schedule = schedule
         self.warmup_steps = int(warmup_steps)
         self.seed = int(seed)
+        from onnxforge.runtime._threads import check_threads
+
+        check_threads(threads)
         self.threads = threads
+        self.intra_op_threads = None if threads == "auto" else threads  # "auto" is resolved in fit()
         self.progress = progress
         self.output_name = self.metadata.get("output") or self.source.graph.output[0].name
         if self.output_name not in [o.name for o in self.source.graph.output]:
@@ -216,7 +224,7 @@ class Trainer:
             self._state = api.CheckpointState.load_checkpoint(str(checkpoint))
         except Exception as exc:  # noqa: BLE001
             raise CheckpointError(f"checkpoint '{checkpoint}' could not be read: {str(exc).splitlines()[0]}") from None
-        options = session_options(self.threads)
+        options = session_options(self.intra_op_threads)
         self._module = api.Module(str(a / "training_model.onnx"), self._state, str(a / "eval_model.onnx"),
                                   device=self.device.name, session_options=options)
         self._optimizer = api.Optimizer(str(a / "optimizer_model.onnx"), self._module)
@@ -319,6 +327,11 @@ class Trainer:
             raise ConfigError(f"batch size must be a positive integer; got {batch_size!r}")
         train = self._check(train, "training data")
         val = self._check(val, "validation data") if val is not None else None
+        if self.threads == "auto":
+            from onnxforge.runtime._threads import resolve_threads
+
+            shapes = {k: (min(batch_size, len(train)), *v.shape[1:]) for k, v in train.inputs.items()}
+            self.intra_op_threads = resolve_threads("auto", self.source, shapes, training=True)
         self._start(self._run_config(batch_size, epochs, shuffle), resume, overwrite)
         self._module.train()
         from tqdm.auto import tqdm
@@ -412,7 +425,7 @@ class Trainer:
 
     def session(self) -> Session:
         if self._infer_session is None:
-            self._infer_session = Session(self.inference_model(), self.device, options=session_options(self.threads))
+            self._infer_session = Session(self.inference_model(), self.device, options=session_options(self.intra_op_threads))
         return self._infer_session
 
     def evaluate(self, data, batch_size: int = 1024) -> dict:
