@@ -356,13 +356,17 @@ class _RawTrainer:
 
 
 class _TorchTrainer:
-    def __init__(self, net, device: str, x_names: list[str], ignore_index: int | None = None):
+    def __init__(self, net, device: str, x_names: list[str], ignore_index: int | None = None,
+                 optimizer: str = "adamw"):
         torch = _torch()
         self.torch = torch
         self.device = device
         self.net = net.to(device).train()
-        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=LR, betas=(0.9, 0.999), eps=1e-8,
-                                           weight_decay=WEIGHT_DECAY)
+        if optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(self.net.parameters(), lr=LR)
+        else:
+            self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=LR, betas=(0.9, 0.999), eps=1e-8,
+                                               weight_decay=WEIGHT_DECAY)
         self.loss = torch.nn.CrossEntropyLoss(ignore_index=-100 if ignore_index is None else ignore_index)
         self.x_names = x_names
 
@@ -383,20 +387,26 @@ class _TorchTrainer:
         return time.perf_counter() - t0, time.process_time() - c0
 
 
-def bench_training(w: Workload, *, steps: int, rounds: int, threads: int, device: str = "cpu", progress=None) -> dict:
-    """Steps/s of onnxforge's Trainer, of the same artifacts driven by hand, and of PyTorch eager."""
+def bench_training(w: Workload, *, steps: int, rounds: int, threads: int, device: str = "cpu", progress=None,
+                   optimizer: str = "adamw", ours_threads=None, torch_threads: int | None = None) -> dict:
+    """Steps/s of onnxforge's Trainer, of the same artifacts driven by hand, and of PyTorch eager.
+
+    ``ours_threads`` (default ``threads``) is the Trainer's setting, "auto" included; raw ORT
+    runs with the count the Trainer resolved. ``torch_threads`` (default ``threads``) is PyTorch's."""
     from onnxforge.runtime import Trainer
 
     torch = _torch()
+    torch_before = torch.get_num_threads()
+    torch.set_num_threads(torch_threads or threads)
     model = w.build()
     rng = np.random.default_rng(1)
     inputs, y = w.data(steps * w.batch, rng)
     n = len(y)
     x_names = list(inputs)
     with tempfile.TemporaryDirectory(prefix="onnxforge-bench-") as tmp:
-        trainer = Trainer(model, Path(tmp) / "run", lr=LR, weight_decay=WEIGHT_DECAY, optimizer="adamw",
-                          schedule="constant", device=device, seed=0, threads=threads, progress=False)
-        twin = _TorchTrainer(w.torch_model(model), device, x_names, w.ignore_index)
+        trainer = Trainer(model, Path(tmp) / "run", lr=LR, weight_decay=WEIGHT_DECAY, optimizer=optimizer,
+                          schedule="constant", device=device, seed=0, threads=ours_threads or threads, progress=False)
+        twin = _TorchTrainer(w.torch_model(model), device, x_names, w.ignore_index, optimizer)
         raw = {}
         times = {"onnxforge": [], "ort": [], "torch": []}
         cpu = {"onnxforge": [], "ort": [], "torch": []}
@@ -410,7 +420,7 @@ def bench_training(w: Workload, *, steps: int, rounds: int, threads: int, device
             if record["epoch"] % 2:
                 return
             if "ort" not in raw:
-                raw["ort"] = _RawTrainer(trainer.artifacts_dir, device, threads, x_names)
+                raw["ort"] = _RawTrainer(trainer.artifacts_dir, device, trainer.intra_op_threads, x_names)
             times["onnxforge"].append(record["seconds"])
             cpu["onnxforge"].append(record["cpu_seconds"])
             # alternate which baseline runs first
@@ -431,8 +441,10 @@ def bench_training(w: Workload, *, steps: int, rounds: int, threads: int, device
                     batch_size=w.batch, callback=after_epoch)
         split = _step_split(raw["ort"], inputs, y, w.batch) if w.flops_per_example else None
     steps_per_epoch = -(-n // w.batch)
+    torch.set_num_threads(torch_before)
     result = {"workload": w.name, "family": w.family, "batch": w.batch, "steps_per_round": steps_per_epoch,
-              "rounds": rounds, "device": device, "threads": threads}
+              "rounds": rounds, "device": device, "threads": threads, "optimizer": optimizer,
+              "ours_threads": trainer.intra_op_threads, "torch_threads": torch_threads or threads}
     for who, ts in times.items():
         result[who] = {"steps_per_s": steps_per_epoch / _median(ts), "rounds_s": ts,
                        "cpu_steps_per_s": steps_per_epoch / max(_median(cpu[who]), 1e-9)}
@@ -643,7 +655,7 @@ def run_benchmarks(*, quick: bool = False, families=FAMILIES, threads: int | Non
         "quick": quick, "threads": threads, "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "versions": {"onnxruntime": info.version, "distribution": info.distribution, "torch": torch.__version__,
                      "numpy": np.__version__},
-        "training": [], "inference": [], "notes": [],
+        "defaults": [], "training": [], "inference": [], "notes": [],
     }
     missing = [f for f in families if not any(w.family == f for w in available.values())]
     for f in missing:
@@ -651,7 +663,7 @@ def run_benchmarks(*, quick: bool = False, families=FAMILIES, threads: int | Non
     chosen = [k for k, w in available.items() if w.family in families]
     from tqdm.auto import tqdm
 
-    total = len(chosen) * 2 + 2
+    total = len(chosen) * 3 + 2
     bar = tqdm(total=total, desc="benchmarks", unit="part", disable=not progress, file=sys.stderr)
 
     def run_on(device: str) -> tuple[list, list]:
@@ -672,14 +684,26 @@ def run_benchmarks(*, quick: bool = False, families=FAMILIES, threads: int | Non
         return train, infer
 
     result["training"], result["inference"] = run_on("cpu")
+    if "mlp-large" in chosen:  # the same large MLP with plain SGD in both frameworks
+        w = available["mlp-large"]
+        bar.set_postfix_str("cpu train mlp-large sgd")
+        result["training"].append(bench_training(w, steps=max(3, round(w.steps * size["scale"])),
+                                                 rounds=size["rounds"], threads=threads, optimizer="sgd"))
+    # the headline: onnxforge at its default (threads="auto") against PyTorch at its default (every core)
+    torch_default = os.cpu_count() or 1
+    for key in [k for k in chosen if not k.endswith("-node")]:
+        w = available[key]
+        bar.set_postfix_str(f"defaults train {key}")
+        result["defaults"].append(bench_training(w, steps=max(3, round(w.steps * size["scale"])), rounds=size["rounds"],
+                                                 threads=threads, ours_threads="auto", torch_threads=torch_default))
+        bar.update(1)
     bar.update(1)
-    large = next((r for r in result["training"] if r["workload"].startswith("mlp 784")), None)
-    if large is not None:
+    for large in [r for r in result["training"] if r["workload"].startswith("mlp 784")]:
         peak = large["gemm_peak"]
         who_all = ("onnxforge", "ort", "torch")
         split = large["step_split"]
-        result["large_mlp"] = {
-            "workload": large["workload"], "gemm_peak_gflops": peak["median_gflops"],
+        result["large_mlp" if large["optimizer"] == "adamw" else f"large_mlp_{large['optimizer']}"] = {
+            "workload": large["workload"], "optimizer": large["optimizer"], "gemm_peak_gflops": peak["median_gflops"],
             "gemm_peak_cpu_gflops": peak["cpu_gflops"],
             **{f"{who}_gflops": large[who]["gflops"] for who in who_all},
             **{f"{who}_fraction_of_peak": large[who]["gflops"] / peak["median_gflops"] for who in who_all},
@@ -724,7 +748,7 @@ def _section(lines, title, training, inference):
     lines.append(f"  {'training (steps/s)':34} {'onnxforge':>10} {'raw ORT':>10} {'PyTorch':>10} {'vs ORT':>8} {'vs torch':>9}"
                  f" {'cpu: vs ORT':>12} {'vs torch':>9}")
     for r in training:
-        label = f"{r['workload']} b{r['batch']}"
+        label = f"{r['workload']} b{r['batch']}" + (" SGD" if r.get("optimizer") == "sgd" else "")
         lines.append(f"  {label:34} {_n(r['onnxforge']['steps_per_s']):>10} {_n(r['ort']['steps_per_s']):>10} "
                      f"{_n(r['torch']['steps_per_s']):>10} {_x(r['ratio_vs_ort']):>8} {_x(r['ratio_vs_torch']):>9}"
                      f" {_x(r.get('cpu_ratio_vs_ort')):>12} {_x(r.get('cpu_ratio_vs_torch')):>9}")
@@ -746,11 +770,22 @@ def format_table(result: dict) -> str:
              "ratios are ours / baseline in speed: above 1.00x onnxforge is faster (latency: baseline time / ours);",
              "wall-clock medians of alternating rounds; 'cpu:' columns compare process CPU time per step (robust",
              "to other processes' load; exact with --threads 1, with more threads spinning workers count too)", ""]
-    _section(lines, "CPU", result["training"], result["inference"])
-    lm = result.get("large_mlp")
-    if lm:
+    if result.get("defaults"):
+        lines.append("CPU, each at its default: onnxforge threads='auto', PyTorch every core (the headline)")
+        lines.append(f"  {'training (steps/s)':34} {'onnxforge':>10} {'threads':>7} {'PyTorch':>10} {'threads':>7} {'vs torch':>9}"
+                     f" {'vs raw ORT':>10}")
+        for r in result["defaults"]:
+            label = f"{r['workload']} b{r['batch']}"
+            lines.append(f"  {label:34} {_n(r['onnxforge']['steps_per_s']):>10} {r['ours_threads'] or '-':>7} "
+                         f"{_n(r['torch']['steps_per_s']):>10} {r['torch_threads']:>7} {_x(r['ratio_vs_torch']):>9}"
+                         f" {_x(r['ratio_vs_ort']):>10}")
         lines.append("")
-        lines.append(f"large MLP training ({lm['workload']}, batch 256, AdamW) vs numpy float32 GEMM peak "
+    _section(lines, f"CPU, equal threads ({result['threads']} for all)", result["training"], result["inference"])
+    for lm in (result.get("large_mlp"), result.get("large_mlp_sgd")):
+        if not lm:
+            continue
+        lines.append("")
+        lines.append(f"large MLP training ({lm['workload']}, batch 256, {lm['optimizer']}) vs numpy float32 GEMM peak "
                      f"{lm['gemm_peak_gflops']:.0f} GFLOP/s (measured between the same rounds; "
                      f"{lm['gemm_peak_cpu_gflops']:.0f} per CPU second)")
         lines.append(f"  onnxforge {lm['onnxforge_gflops']:.0f} GFLOP/s = {lm['onnxforge_fraction_of_peak']:.0%} of peak; "
@@ -759,7 +794,7 @@ def format_table(result: dict) -> str:
         lines.append(f"  by CPU time: onnxforge {lm['onnxforge_cpu_fraction_of_peak']:.0%}, raw ORT "
                      f"{lm['ort_cpu_fraction_of_peak']:.0%}, PyTorch {lm['torch_cpu_fraction_of_peak']:.0%} of peak; "
                      f"ORT forward+backward alone {lm['ort_forward_backward_cpu_fraction_of_peak']:.0%}, "
-                     f"its AdamW step {lm['ort_optimizer_share_of_step_cpu']:.0%} of the step")
+                     f"its {lm['optimizer']} step {lm['ort_optimizer_share_of_step_cpu']:.0%} of the step")
     mem = result.get("memory")
     if mem:
         o, t = mem["onnxforge"], mem["torch"]

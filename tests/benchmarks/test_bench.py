@@ -4,6 +4,7 @@ compute, and a tiny run produces the table and JSON the README documents."""
 from __future__ import annotations
 
 import json
+import os
 import math
 import subprocess
 import sys
@@ -59,7 +60,16 @@ def test_tiny_run_through_the_cli_writes_table_and_json(tmp_path, monkeypatch):
     assert "CUDA section skipped" in table  # the CPU-only test environment
     result = json.loads(out.read_text())
     assert result["threads"] == 1 and result["quick"] is True
-    assert [r["workload"] for r in result["training"]] == ["mlp 64-128-10", "mlp 784-1024-1024-10"]
+    assert [(r["workload"], r["optimizer"]) for r in result["training"]] == [
+        ("mlp 64-128-10", "adamw"), ("mlp 784-1024-1024-10", "adamw"), ("mlp 784-1024-1024-10", "sgd")]
+    # the headline rows: onnxforge at threads="auto" (1 for the small MLP) against PyTorch on every core
+    assert [r["workload"] for r in result["defaults"]] == ["mlp 64-128-10", "mlp 784-1024-1024-10"]
+    small, big = result["defaults"]
+    assert small["ours_threads"] == 1 and big["ours_threads"] == os.cpu_count()
+    assert small["torch_threads"] == os.cpu_count()
+    _check_row(small, ["steps_per_s"])
+    assert "each at its default" in table and "b256 SGD" in table
+    assert result["large_mlp_sgd"]["optimizer"] == "sgd" and result["large_mlp_sgd"]["torch_gflops"] > 0
     for row in result["training"]:
         _check_row(row, ["steps_per_s"])
         assert row["ratio_vs_torch"] == pytest.approx(row["onnxforge"]["steps_per_s"] / row["torch"]["steps_per_s"])
