@@ -102,6 +102,7 @@ def prepare_for_gradients(model: ModelProto) -> ModelProto:
     """Give nodes the optional inputs/outputs ORT's gradient builders index into (in place).
 
     LSTM: inputs listed up to ``initial_c`` (7, absent ones empty). Dropout: the ``mask`` output.
+    Relu: rewritten as ``x * Cast(x > 0)`` (the same function with a faster gradient).
     """
     for node in model.graph.node:
         if node.op_type == "LSTM" and node.domain in ("", "ai.onnx"):
@@ -109,4 +110,6 @@ def prepare_for_gradients(model: ModelProto) -> ModelProto:
                 node.input.append("")
         elif node.op_type == "Dropout" and len(node.output) < 2:
             node.output.append(f"{node.name or node.output[0]}.mask")
-    return model
+    from onnxforge.runtime._relu_gradient import relu_as_mask
+
+    return relu_as_mask(model)  # ORT's ReluGrad is slow: Relu as x * (x > 0), see _relu_gradient
