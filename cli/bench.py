@@ -15,7 +15,8 @@ from onnxforge.cli._common import print_json, to_jsonable
 @click.option("--family", "families", multiple=True, type=click.Choice(["mlp", "convnet", "lstm", "seq2seq"]),
               help="Benchmark only this model family (repeatable); default: every family whose builder exists.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="Intra-op threads for ONNX Runtime, PyTorch and numpy alike (default: every CPU core).")
+              help="Intra-op threads for ONNX Runtime, PyTorch and numpy alike in the equal-threads rows (default: "
+                   "every CPU core); the headline rows always run each framework at its own default.")
 @click.option("--no-cuda", is_flag=True, help="Skip the CUDA section even when a CUDA provider works.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object instead of the table.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
@@ -24,8 +25,9 @@ from onnxforge.cli._common import print_json, to_jsonable
 def command(quick, families, threads, no_cuda, as_json, output, quiet):
     """Measure training steps/s, inference latency and throughput, large-MLP GFLOP/s against the
     machine's numpy GEMM peak, and peak training memory, for onnxforge, raw ONNX Runtime and
-    PyTorch eager with the same models, data, batches, optimizer and threads, and print the ratios
-    (ours / baseline; above 1.00x onnxforge is faster)."""
+    PyTorch eager with the same models, data, batches and optimizer, and print the ratios (ours /
+    baseline; above 1.00x onnxforge is faster): first with each framework at its default threads
+    (onnxforge's "auto", PyTorch's every core), then with --threads for all."""
     from onnxforge.runtime.benchmark import FAMILIES, format_table, run_benchmarks
 
     result = run_benchmarks(quick=quick, families=tuple(families) or FAMILIES, threads=threads, cuda=not no_cuda,
