@@ -23,6 +23,14 @@ def _save(model, output: str, as_json: bool) -> None:
         click.echo(f"wrote {path} ({params:,} parameters)")
 
 
+def output_options(f):
+    """--seed, -o/--output and --json, which every builder takes."""
+    f = click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")(f)
+    f = click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
+                     help="Where to write the .onnx file.")(f)
+    return click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weight initialisation.")(f)
+
+
 @command.command("mlp")
 @click.option("--inputs", "inputs", type=click.IntRange(min=1), required=True, help="Number of input features.")
 @click.option("--hidden", type=IntList(), default="128", show_default=True,
@@ -35,9 +43,7 @@ def _save(model, output: str, as_json: bool) -> None:
               help="Activation between layers: relu, leaky_relu, tanh, sigmoid, or a plugin op's name.")
 @click.option("--dropout", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
               help="Dropout rate after each hidden layer, active only in training.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weight initialisation.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Where to write the .onnx file.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@output_options
 def mlp_command(inputs, hidden, classes, outputs, activation, dropout, seed, output, as_json):
     """Build a multi-layer perceptron: fully connected layers with an activation between them."""
     from onnxforge.graphs import mlp
@@ -66,9 +72,7 @@ def mlp_command(inputs, hidden, classes, outputs, activation, dropout, seed, out
               help="Batch normalisation after every convolution (batch statistics in training, running ones after).")
 @click.option("--dropout", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
               help="Dropout rate before every fully connected layer, active only in training.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weight initialisation.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Where to write the .onnx file.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@output_options
 def convnet_command(input_shape, channels, kernel, pool, dense, classes, batchnorm, dropout, seed, output, as_json):
     """Build a ConvNet classifier: convolution, ReLU and max-pooling stages, then fully connected layers."""
     from onnxforge.graphs import convnet
@@ -99,9 +103,7 @@ def convnet_command(input_shape, channels, kernel, pool, dense, classes, batchno
                    "unrolled over --steps steps (trains faster in ONNX Runtime).")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Fixed sequence length T of every example (needed by --impl unrolled; default: any length).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weight initialisation.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Where to write the .onnx file.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@output_options
 def lstm_command(inputs, vocab, embed, hidden, layers, classes, head, bidirectional, dropout, impl, steps, seed, output,
                  as_json):
     """Build an LSTM network over feature sequences or token ids that labels sequences or every step."""
@@ -150,9 +152,7 @@ def _read_vocab(path: str) -> tuple[list[str], list[str]]:
 @click.option("--impl", type=click.Choice(["node", "unrolled"]), default="node", show_default=True,
               help="node: ONNX LSTM nodes; unrolled: the same function from plain MatMul, Sigmoid and Tanh ops "
                    "unrolled over --max-len steps (trains faster in ONNX Runtime; sequences at most --max-len tokens).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weight initialisation.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Where to write the .onnx file.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@output_options
 def seq2seq_command(src_vocab, tgt_vocab, vocab_from, embed, hidden, layers, attention, max_len, impl, seed, output,
                     as_json):
     """Build an LSTM encoder-decoder with attention that translates token sequences."""
