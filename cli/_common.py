@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 import numpy as np
@@ -51,11 +50,6 @@ def to_jsonable(value):
 
 def print_json(obj) -> None:
     click.echo(json.dumps(to_jsonable(obj), indent=2, sort_keys=False))
-
-
-def progress_enabled(json_output: bool, quiet: bool = False) -> bool:
-    """Progress goes to stderr; hide it when asked to be quiet."""
-    return not quiet and sys.stderr is not None
 
 
 def fmt(value) -> str:

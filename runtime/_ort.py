@@ -216,29 +216,23 @@ def runtime_info() -> RuntimeInfo:
 
 class quiet_native_stderr:
     """Silence what native code writes to file descriptor 2 (ORT's gradient builder logs every
-    graph transformer at info level, ignoring the logger severity). The text is kept in
-    ``.captured`` for error messages."""
+    graph transformer at info level, ignoring the logger severity). Failures still surface as
+    the Python exceptions ORT raises."""
 
     def __enter__(self):
-        import tempfile
-
-        self.captured = ""
         try:
             sys.stderr.flush()
             self._saved = os.dup(2)
         except (OSError, ValueError):
             self._saved = None
             return self
-        self._tmp = tempfile.TemporaryFile()
-        os.dup2(self._tmp.fileno(), 2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
         return self
 
     def __exit__(self, *exc):
-        if self._saved is None:
-            return False
-        os.dup2(self._saved, 2)
-        os.close(self._saved)
-        self._tmp.seek(0)
-        self.captured = self._tmp.read().decode(errors="replace")
-        self._tmp.close()
+        if self._saved is not None:
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
         return False

@@ -27,10 +27,6 @@ class Dataset:
     def __len__(self) -> int:
         return len(next(iter(self.inputs.values())))
 
-    def take(self, index) -> tuple[dict, np.ndarray | None]:
-        feeds = {k: v[index] for k, v in self.inputs.items()}
-        return feeds, (self.y[index] if self.y is not None else None)
-
 
 def load_npz(path: str | os.PathLike, input_names: list[str], *, need_targets: bool = True,
              target_key: str = "y", prepare=None) -> Dataset:

@@ -46,10 +46,6 @@ class IOInfo:
         dims = ", ".join("?" if d is None else str(d) for d in self.shape)
         return f"{np.dtype(self.dtype).name} [{dims}]"
 
-    def to_dict(self) -> dict:
-        return {"name": self.name, "shape": [d if isinstance(d, int) else None for d in self.shape],
-                "dtype": np.dtype(self.dtype).name}
-
 
 def _io_info(arg) -> IOInfo:
     dtype = _ORT_TYPES.get(arg.type)
