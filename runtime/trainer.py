@@ -306,12 +306,13 @@ class Trainer:
     def _check(self, data, name: str) -> Dataset:
         from onnxforge.runtime.session import _io_info_from_model
 
-        ds = as_dataset(data, [i.name for i in _io_info_from_model(self.source)], name, self.task.preparer(self.metadata))
+        inputs = _io_info_from_model(self.source)
+        ds = as_dataset(data, [i.name for i in inputs], name, self.task.preparer(self.metadata))
         out = next(o for o in self.source.graph.output if o.name == self.output_name)
         target_shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in out.type.tensor_type.shape.dim)
-        return check_dataset(ds, _io_info_from_model(self.source), task=self.task.name if self.task.labels_are_classes
-                             else "regression", classes=self.metadata.get("classes") or (target_shape[-1] if self.task.labels_are_classes else None),
-                             target_shape=target_shape, ignore_index=self.task.ignore_index)
+        classes = self.metadata.get("classes") or (target_shape[-1] if self.task.labels_are_classes else None)
+        return check_dataset(ds, inputs, task=self.task.name if self.task.labels_are_classes else "regression",
+                             classes=classes, target_shape=target_shape, ignore_index=self.task.ignore_index)
 
     def fit(self, train, val=None, *, epochs: int = 10, batch_size: int = 32, shuffle: bool = True,
             resume: bool = False, overwrite: bool = False, callback=None) -> list[dict]:
