@@ -14,14 +14,15 @@ COMMAND_MODULES = ["build", "train", "evaluate", "infer", "inspect", "doctor", "
 
 
 class ForgeGroup(click.Group):
-    """Turns every :class:`OnnxforgeError` into one clear line on stderr and exit code 1."""
+    """Turns every :class:`OnnxforgeError` into one clear line on stderr and its exit code (2 for
+    bad data or inputs, 1 otherwise)."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except OnnxforgeError as exc:
             click.echo(f"Error: {exc}", err=True)
-            ctx.exit(1)
+            ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("Interrupted; the last completed epoch's checkpoint is kept.", err=True)
             ctx.exit(130)

@@ -1,7 +1,9 @@
 """The one exception hierarchy of onnxforge.
 
 Every error a user can cause is an :class:`OnnxforgeError`; the CLI prints its message as one
-line and exits non-zero. Messages name the thing, what was expected and what came.
+line and exits with the class's ``exit_code``: 2 for bad data or inputs (the same code click gives
+a bad option: the user's input is wrong), 1 for everything else. Messages name the thing, what was
+expected and what came.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ __all__ = [
 
 class OnnxforgeError(Exception):
     """Base of every error onnxforge raises on purpose."""
+
+    exit_code = 1  # what the CLI exits with
 
 
 class RuntimeUnavailableError(OnnxforgeError):
@@ -49,9 +53,13 @@ class NotTrainableError(ModelError):
 class InputError(OnnxforgeError, ValueError):
     """Feeds given to a session do not match the model's inputs."""
 
+    exit_code = 2
+
 
 class DataError(OnnxforgeError, ValueError):
     """A dataset is missing, empty, malformed or inconsistent with the model."""
+
+    exit_code = 2
 
 
 class CheckpointError(OnnxforgeError):
