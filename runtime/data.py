@@ -78,36 +78,102 @@ def as_dataset(data, input_names: list[str], source: str = "data", prepare=None)
     raise DataError(f"{source}: expected a Dataset, an (x, y) pair or an .npz path; got {type(data).__name__}")
 
 
+def _where(index: tuple) -> str:
+    """``row 3``, ``row 3, column 5`` or ``row 3, position [0, 2, 1]`` for an index into an array."""
+    row, rest = index[0], index[1:]
+    if not rest:
+        return f"row {row}"
+    if len(rest) == 1:
+        return f"row {row}, column {rest[0]}"
+    return f"row {row}, position [{', '.join(map(str, rest))}]"
+
+
+def _first(mask: np.ndarray) -> tuple:
+    """Index of the first True of ``mask`` (in C order), without materialising every hit."""
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(mask.reshape(-1))), mask.shape))
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _check_finite(src: str, what: str, verb: str, arr: np.ndarray, original: np.ndarray | None = None) -> None:
+    """Raise :class:`DataError` naming the first NaN/Inf of float ``arr`` and how many there are.
+
+    ``original``: the array before a narrowing cast, to tell an overflow (1e300 as float32) apart."""
+    finite = np.isfinite(arr)
+    if finite.all():
+        return
+    bad = ~finite
+    index = _first(bad)
+    value = arr[index] if arr.ndim else arr
+    found = "NaN" if np.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+    if original is not None and np.isfinite(original[index]):
+        found += f" (its value {original[index]:g} overflows {arr.dtype.name})"
+    count = int(np.count_nonzero(bad))
+    raise DataError(f"{src}: {what} {verb} {found} at {_where(index)}; {_plural(count, 'NaN or Inf value')} in all")
+
+
+def _hint(name: str, dtype: np.dtype, want: np.dtype) -> str:
+    var = name if name.isidentifier() else "arr"
+    scale = " / 255 for 8-bit pixels" if dtype == np.uint8 and want.kind == "f" else ""
+    return f"convert it first, e.g. {var}.astype('{want.name}'){scale}"
+
+
+def _check_int_range(src: str, name: str, arr: np.ndarray, want: np.dtype) -> None:
+    """Integer ``arr`` must fit integer dtype ``want`` (e.g. uint64 ids as int64)."""
+    if np.can_cast(arr.dtype, want, "safe") or arr.size == 0:
+        return
+    lo, hi = np.iinfo(want).min, np.iinfo(want).max
+    have = np.iinfo(arr.dtype)
+    low = have.min < lo and arr.min() < lo
+    high = have.max > hi and arr.max() > hi
+    if not (low or high):
+        return
+    mask = np.zeros(arr.shape, bool)
+    if have.min < lo:
+        mask |= arr < lo
+    if have.max > hi:
+        mask |= arr > hi
+    index = _first(mask)
+    raise DataError(f"{src}: input '{name}' holds {arr[index]} at {_where(index)}, which does not fit the model's "
+                    f"{want.name}; {_plural(int(np.count_nonzero(mask)), 'value')} out of range in all")
+
+
 def check_dataset(data: Dataset, inputs, *, task: str | None, classes: int | None,
                   target_shape: tuple | None = None, need_targets: bool = True,
                   ignore_index: int | None = None) -> Dataset:
     """Validate ``data`` against the model's inputs (a list of IOInfo) and task; cast dtypes.
 
-    Raises :class:`DataError` for: an empty set, unequal lengths, wrong rank, fixed dimension or
-    dtype kind, NaN or Inf, labels that are not integers or lie outside ``[0, classes)``.
+    Raises :class:`DataError` (one line, starting with the data's source) for: an empty set, unequal
+    lengths, a wrong rank, fixed dimension or dtype kind (integers for a float input, floats for
+    integer ids), NaN or Inf (naming the first row and column and the count), labels that are not
+    integers or lie outside ``[0, classes)`` (naming the first row). Float64 is cast to float32 and
+    narrower or unsigned integers to int64 ids when their values fit. The checks are vectorised
+    numpy; structural ones (shapes, dtypes, lengths) come before the ones that read every value.
     """
     src = data.source
     expected = {i.name: i for i in inputs}
     for name in data.inputs:
         if name not in expected:
             raise DataError(f"{src}: array '{name}' matches no model input; inputs are {', '.join(expected)}")
-    lengths = set()
-    fixed = {}
+    arrays = {}
     for name, info in expected.items():
         if name not in data.inputs:
             raise DataError(f"{src}: no array for model input '{name}'")
         arr = np.asarray(data.inputs[name])
-        if arr.ndim == 0 or arr.shape[0] == 0:
+        if arr.ndim == 0:
+            raise DataError(f"{src}: input '{name}' must have one row per example; got a scalar")
+        if arr.shape[0] == 0:
             raise DataError(f"{src}: the dataset is empty (input '{name}' has shape {list(arr.shape)})")
         if arr.dtype.kind not in "fiub":
             raise DataError(f"{src}: input '{name}' must be numeric; got dtype {arr.dtype}")
         want = np.dtype(info.dtype)
-        if want.kind in "iu" and arr.dtype.kind == "f":
-            if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-                raise DataError(f"{src}: input '{name}' expects integer ids ({want.name}); got non-integer {arr.dtype} values")
-        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-            bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-            raise DataError(f"{src}: input '{name}' contains {bad} NaN or Inf value(s)")
+        same_kind = arr.dtype.kind == want.kind or (want.kind in "iu" and arr.dtype.kind in "iu")
+        if want.kind in "fiub" and not same_kind:
+            what = "integer ids " if want.kind in "iu" else ""
+            raise DataError(f"{src}: input '{name}' expects {what}{info.describe()}; got {arr.dtype.name} "
+                            f"{list(arr.shape)}: {_hint(name, arr.dtype, want)}")
         if info.shape and arr.ndim != len(info.shape):
             raise DataError(
                 f"{src}: input '{name}' expects rank {len(info.shape)} {info.describe()}, "
@@ -119,20 +185,36 @@ def check_dataset(data: Dataset, inputs, *, task: str | None, classes: int | Non
                     f"{src}: input '{name}' expects size {dim} on axis {axis} {info.describe()}, "
                     f"got shape {list(arr.shape)}"
                 )
-        fixed[name] = np.ascontiguousarray(arr.astype(want, copy=False))
-        lengths.add(arr.shape[0])
+        arrays[name] = (arr, want)
+    lengths = {f"'{name}'": arr.shape[0] for name, (arr, _) in arrays.items()}
     y = data.y
     if y is not None:
         y = np.asarray(y)
         if y.ndim == 0:
             raise DataError(f"{src}: targets 'y' must have one entry per example; got a scalar")
-        lengths.add(y.shape[0])
+        lengths["'y'"] = y.shape[0]
+        if y.dtype.kind not in "fiub":
+            kind = "targets must be numeric" if task in ("regression", None) else "labels must be integer class ids"
+            raise DataError(f"{src}: {kind}; got dtype {y.dtype}")
+    elif need_targets:
+        raise DataError(f"{src}: no targets 'y' given")
+    if len(set(lengths.values())) > 1:
+        raise DataError(f"{src}: arrays have different numbers of examples: "
+                        + ", ".join(f"{k} has {n}" for k, n in lengths.items()))
+
+    fixed = {}
+    for name, (arr, want) in arrays.items():
+        if want.kind in "iu" and arr.dtype.kind in "iu":
+            _check_int_range(src, name, arr, want)
+        cast = arr.astype(want, copy=False)
+        if cast.dtype.kind == "f":
+            _check_finite(src, f"input '{name}'", "holds", cast, arr if cast is not arr else None)
+        fixed[name] = np.ascontiguousarray(cast)
+    if y is not None:
         if task == "regression" or task is None:
-            if y.dtype.kind not in "fiub":
-                raise DataError(f"{src}: targets must be numeric; got dtype {y.dtype}")
-            y = y.astype(np.float32)
-            if not np.all(np.isfinite(y)):
-                raise DataError(f"{src}: targets contain NaN or Inf values")
+            original = y
+            y = np.ascontiguousarray(y.astype(np.float32, copy=False))
+            _check_finite(src, "targets 'y'", "hold", y, original if original.dtype.kind == "f" else None)
             if target_shape is not None:
                 if y.ndim == len(target_shape) - 1:
                     y = y.reshape(*y.shape, 1) if target_shape[-1] == 1 else y
@@ -142,21 +224,29 @@ def check_dataset(data: Dataset, inputs, *, task: str | None, classes: int | Non
                     raise DataError(f"{src}: targets have shape {list(y.shape)}; the model's output is "
                                     f"[{', '.join('?' if not isinstance(d, int) else str(d) for d in target_shape)}]")
         else:
-            if y.dtype.kind == "f":
-                if not np.all(np.isfinite(y)):
-                    raise DataError(f"{src}: labels contain NaN or Inf values")
-                if not np.all(y == np.round(y)):
-                    raise DataError(f"{src}: labels must be integer class ids; got non-integer values")
-            elif y.dtype.kind not in "iub":
-                raise DataError(f"{src}: labels must be integer class ids; got dtype {y.dtype}")
-            y = y.astype(np.int64)
-            if classes is not None:
-                check = y[y != ignore_index] if ignore_index is not None else y
-                if check.size and (check.min() < 0 or check.max() >= classes):
-                    bad = int(check.min() if check.min() < 0 else check.max())
-                    raise DataError(f"{src}: label {bad} is outside [0, {classes}) for a model with {classes} classes")
-    elif need_targets:
-        raise DataError(f"{src}: no targets 'y' given")
-    if len(lengths) > 1:
-        raise DataError(f"{src}: arrays have different numbers of examples: {sorted(lengths)}")
+            y = _check_labels(src, y, classes, ignore_index)
     return Dataset(fixed, y, src, checked=True)
+
+
+def _check_labels(src: str, y: np.ndarray, classes: int | None, ignore_index: int | None) -> np.ndarray:
+    """Class labels ``y`` as int64, or :class:`DataError` naming the first bad row and its value."""
+    if y.dtype.kind == "b":
+        y = y.view(np.uint8)
+    if y.dtype.kind == "f":
+        _check_finite(src, "labels 'y'", "hold", y)
+        fractional = y != np.round(y)
+        if fractional.any():
+            index = _first(fractional)
+            count = int(np.count_nonzero(fractional))
+            raise DataError(f"{src}: labels 'y' must be integer class ids; got {y[index]:g} at {_where(index)} "
+                            f"({_plural(count, 'non-integer value')} in all)")
+    if classes is not None and y.size and (y.min() < 0 or y.max() >= classes):
+        bad = (y < 0) | (y >= classes)
+        if ignore_index is not None:
+            bad &= y != ignore_index
+        if bad.any():
+            index = _first(bad)
+            count = int(np.count_nonzero(bad))
+            raise DataError(f"{src}: label {y[index]:g} is outside [0, {classes}) for a model with {classes} classes: "
+                            f"'y' holds it at {_where(index)} ({_plural(count, 'label')} out of range in all)")
+    return y.astype(np.int64)

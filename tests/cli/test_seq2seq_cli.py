@@ -97,19 +97,19 @@ def test_errors_are_one_line(tmp_path, data):
     assert res.exit_code == 2 and f"--src-vocab 9 disagrees with the {len(dates.src_vocab())} tokens" in res.output
     np.savez(tmp_path / "novocab.npz", src=np.ones((2, 3), np.int64))
     res = invoke("build", "seq2seq", "--vocab-from", tmp_path / "novocab.npz", "-o", tmp_path / "m.onnx")
-    assert res.exit_code == 1
+    assert res.exit_code == 2  # DataError
     assert res.output.strip() == f"Error: '{tmp_path / 'novocab.npz'}' has no arrays 'src_vocab' and 'tgt_vocab' (one string per token id)"
     res = invoke("build", "seq2seq", "--src-vocab", 8, "--tgt-vocab", 6, "-o", tmp_path / "m.onnx")
     assert res.exit_code == 0
     np.savez(tmp_path / "bad.npz", text=np.array(["a"]))
     res = invoke("infer", tmp_path / "m.onnx", "--input", tmp_path / "bad.npz")
-    assert res.exit_code == 1 and res.output.startswith("Error: ") and "'src'" in res.output
+    assert res.exit_code == 2 and res.output.startswith("Error: ") and "'src'" in res.output
     np.savez(tmp_path / "big.npz", src=np.array([[3, 99]]), tgt=np.array([[3, 2]]))
     msg = "Error: 'src' holds token id 99; the model's source vocabulary has ids 0 to 7"
     res = invoke("eval", tmp_path / "m.onnx", "--data", tmp_path / "big.npz")
-    assert res.exit_code == 1 and res.output.strip() == msg
+    assert res.exit_code == 2 and res.output.strip() == msg
     res = invoke("infer", tmp_path / "m.onnx", "--input", tmp_path / "big.npz")
-    assert res.exit_code == 1 and res.output.strip() == msg
+    assert res.exit_code == 2 and res.output.strip() == msg
     np.savez(tmp_path / "badlabel.npz", src=np.array([[3, 4]]), tgt=np.array([[3, 9]]))
     res = invoke("train", tmp_path / "m.onnx", "--data", tmp_path / "badlabel.npz", "--out", tmp_path / "r", "--quiet")
-    assert res.exit_code == 1 and res.output.strip() == "Error: 'tgt' holds token id 9; the model's target vocabulary has ids 0 to 5"
+    assert res.exit_code == 2 and res.output.strip() == "Error: 'tgt' holds token id 9; the model's target vocabulary has ids 0 to 5"

@@ -149,20 +149,24 @@ Y_OK = np.arange(10) % 10
      "input 'x' expects size 64 on axis 1 float32 [N, 64], got shape [10, 63]"),
     ({"x": np.zeros((10, 8, 8), np.float32), "y": Y_OK}, "input 'x' expects rank 2 float32 [N, 64], got shape [10, 8, 8]"),
     ({"x": np.array([["a"] * 64] * 10), "y": Y_OK}, "input 'x' must be numeric; got dtype <U1"),
-    ({"x": X_OK, "y": np.full(10, 10)}, "label 10 is outside [0, 10) for a model with 10 classes"),
-    ({"x": X_OK, "y": np.full(10, -1)}, "label -1 is outside [0, 10) for a model with 10 classes"),
-    ({"x": X_OK, "y": np.full(10, 0.5)}, "labels must be integer class ids; got non-integer values"),
-    ({"x": np.where(np.eye(10, 64) > 0, np.nan, 0).astype(np.float32), "y": Y_OK}, "input 'x' contains 10 NaN or Inf value(s)"),
-    ({"x": np.full((10, 64), np.inf, np.float32), "y": Y_OK}, "input 'x' contains 640 NaN or Inf value(s)"),
-    ({"x": np.zeros((0, 64), np.float32), "y": np.zeros(0, np.int64)}, "the dataset is empty"),
-    ({"x": X_OK, "y": np.zeros(9, np.int64)}, "arrays have different numbers of examples: [9, 10]"),
+    ({"x": X_OK, "y": np.full(10, 10)},
+     "label 10 is outside [0, 10) for a model with 10 classes: 'y' holds it at row 0 (10 labels out of range in all)"),
+    ({"x": X_OK, "y": np.full(10, -1)},
+     "label -1 is outside [0, 10) for a model with 10 classes: 'y' holds it at row 0 (10 labels out of range in all)"),
+    ({"x": X_OK, "y": np.full(10, 0.5)},
+     "labels 'y' must be integer class ids; got 0.5 at row 0 (10 non-integer values in all)"),
+    ({"x": np.where(np.eye(10, 64) > 0, np.nan, 0).astype(np.float32), "y": Y_OK},
+     "input 'x' holds NaN at row 0, column 0; 10 NaN or Inf values in all"),
+    ({"x": np.full((10, 64), np.inf, np.float32), "y": Y_OK}, "input 'x' holds +Inf at row 0, column 0; 640 NaN or Inf values in all"),
+    ({"x": np.zeros((0, 64), np.float32), "y": np.zeros(0, np.int64)}, "the dataset is empty (input 'x' has shape [0, 64])"),
+    ({"x": X_OK, "y": np.zeros(9, np.int64)}, "arrays have different numbers of examples: 'x' has 10, 'y' has 9"),
     ({"features": X_OK, "y": Y_OK}, "has no array 'x' for model input 'x'; it holds: features, y"),
     ({"x": X_OK}, "has no targets array 'y'; it holds: x"),
 ])
 def test_bad_data_gives_one_clear_line(runner, tmp_path, built, data_case, arrays, message):
     path = tmp_path / "missing.npz" if arrays is None else data_case(**arrays)
     res = runner.invoke(cli, ["train", str(built), "--data", str(path), "--out", str(tmp_path / "r"), "--quiet"])
-    assert res.exit_code == 1
+    assert res.exit_code == 2  # bad data: the user's input is wrong
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: "), res.output
     assert message.format(missing=path) in lines[0]
