@@ -6,12 +6,21 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 import onnx
 from onnx import ModelProto
 
+from onnxforge.runtime._external_data import (
+    MAX_EXTERNAL_BYTES,
+    all_tensors,
+    check_location,
+    expected_bytes,
+    external_tensors,
+    load_external_data,
+)
 from onnxforge.runtime.errors import ModelError, UnsafeModelError
 
 __all__ = [
@@ -25,10 +34,26 @@ __all__ = [
 ]
 
 METADATA_PREFIX = "onnxforge."
+MAX_MODEL_BYTES = 2**31 - 1  # protobuf's limit for one message
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half:
+    a temporary file in the same folder, flushed and synced, renamed over ``path``, folder synced."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -42,65 +67,163 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fsync_folder(path.parent)
 
 
-def _check_external_data(model: ModelProto, base_dir: Path) -> None:
-    base = base_dir.resolve()
-    tensors = list(model.graph.initializer)
-    for node in model.graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                tensors.append(attr.t)
-    for tensor in tensors:
-        if tensor.data_location != onnx.TensorProto.EXTERNAL:
-            continue
-        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-        target = (base / location).resolve()
-        if os.path.isabs(location) or (base != target and base not in target.parents):
-            raise UnsafeModelError(
-                f"initializer '{tensor.name}' keeps its data at '{location}', outside the model's folder "
-                f"'{base}'; onnxforge does not read files a model points to outside its own folder"
-            )
-        if not target.is_file():
-            raise ModelError(f"initializer '{tensor.name}' keeps its data in '{location}', which does not exist")
-
-
-def load_model(source: str | os.PathLike | ModelProto | bytes) -> ModelProto:
-    """Load a model from a path, bytes or a ``ModelProto``; raise :class:`ModelError` plainly."""
-    if isinstance(source, ModelProto):
-        return source
-    if isinstance(source, (bytes, bytearray)):
-        try:
-            return onnx.load_model_from_string(bytes(source))
-        except Exception as exc:  # noqa: BLE001
-            raise ModelError(f"the bytes given are not an ONNX model ({exc})") from None
-    path = Path(source)
-    if path.is_dir():
-        candidate = path / "model.onnx"
-        if not candidate.is_file():
-            raise ModelError(f"folder '{path}' holds no model.onnx")
-        path = candidate
-    if not path.is_file():
-        raise ModelError(f"model file '{path}' does not exist")
+def _parse(data: bytes, what: str) -> ModelProto:
+    model = ModelProto()
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        model.ParseFromString(data)
     except Exception as exc:  # noqa: BLE001 - protobuf raises several kinds
-        raise ModelError(f"'{path}' is not a readable ONNX model ({type(exc).__name__}: {exc})") from None
-    if not model.graph.node and not model.graph.output:
-        raise ModelError(f"'{path}' is not a readable ONNX model (it has no graph)")
-    _check_external_data(model, path.parent)
-    try:
-        onnx.load_external_data_for_model(model, str(path.parent))
-    except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"external data of '{path}' could not be read: {exc}") from None
+        raise ModelError(f"{what} is not a readable ONNX model (corrupt or truncated: {type(exc).__name__}: {exc})") from None
+    if not model.HasField("graph") or (not model.graph.node and not model.graph.output):
+        raise ModelError(f"{what} is not a readable ONNX model (it has no graph; corrupt, truncated or another format)")
+    _check_text(model, what)  # before any field is used: external data locations included
     return model
 
 
-def save_model(model: ModelProto, path: str | os.PathLike) -> Path:
-    """Save ``model`` atomically (models over 2 GB are not supported by this writer)."""
+def _validate(model: ModelProto, what: str) -> None:
+    """Cheap structural checks that catch a file cut at a field boundary (which still parses) or
+    tensors whose bytes do not fit their shape; ONNX Runtime checks the graph itself when a session
+    is made (onnx's full checker is stricter than ONNX Runtime and would refuse models it runs)."""
+    if model.ir_version <= 0:
+        raise ModelError(f"{what} is not a valid ONNX model: it has no IR version (corrupt or truncated?)")
+    if not model.opset_import:
+        raise ModelError(f"{what} is not a valid ONNX model: it imports no opset (corrupt or truncated?)")
+    for where, tensor in all_tensors(model):
+        if tensor.HasField("raw_data") and tensor.data_location != onnx.TensorProto.EXTERNAL:
+            if tensor.data_type == onnx.TensorProto.STRING:
+                raise ModelError(f"{what}: {where} is a string tensor with raw bytes, which ONNX does not allow")
+            need = expected_bytes(f"{what}: {where}", tensor)
+            if len(tensor.raw_data) != need:
+                raise ModelError(f"{what}: {where} holds {len(tensor.raw_data)} bytes, but its type and shape "
+                                 f"{list(tensor.dims)} need {need} (corrupt file?)")
+
+
+def _repeated(field) -> bool:
+    flag = getattr(field, "is_repeated", None)  # protobuf >= 6; older ones have ``label``
+    return flag if flag is not None else field.label == field.LABEL_REPEATED
+
+
+def _check_text(message, what: str) -> None:
+    """Every string field must be UTF-8: protobuf hands invalid text to Python as bytes, which
+    would fail later in unrelated places (metadata lookups, ONNX Runtime's Python layer)."""
+    from google.protobuf.descriptor import FieldDescriptor
+
+    stack = [message]
+    while stack:
+        msg = stack.pop()
+        for field, value in msg.ListFields():
+            if field.type == FieldDescriptor.TYPE_MESSAGE:
+                stack.extend(value if _repeated(field) else [value])
+            elif field.type == FieldDescriptor.TYPE_STRING:
+                values = value if _repeated(field) else [value]
+                if any(isinstance(v, bytes) for v in values):
+                    raise ModelError(f"{what} is not a valid ONNX model: its {type(msg).__name__}.{field.name} "
+                                     "holds text that is not UTF-8 (corrupt file?)")
+
+
+def load_model(source: str | os.PathLike | ModelProto | bytes, *, max_bytes: int = MAX_MODEL_BYTES,
+               max_external_bytes: int = MAX_EXTERNAL_BYTES, check: bool = True) -> ModelProto:
+    """Load a model from a path (a file, or a folder holding ``model.onnx``), bytes or a ``ModelProto``.
+
+    The file is read only when it is a regular file of at most ``max_bytes``; it is parsed without
+    its external data; every external-data declaration is checked (see
+    :mod:`onnxforge.runtime._external_data`) before any of it is read; then ONNX's checker runs.
+    Raises :class:`ModelError` (or :class:`UnsafeModelError` for escapes) naming the file.
+    """
+    if isinstance(source, ModelProto):
+        load_external_data(source, None, max_bytes=max_external_bytes, source="the model given")
+        return source
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        what = "the bytes given"
+        if len(source) > max_bytes:
+            raise ModelError(f"{what} are {len(source)} bytes, over the model size limit of {max_bytes}")
+        model = _parse(bytes(source), what)
+        load_external_data(model, None, max_bytes=max_external_bytes, source=what)
+    else:
+        path = Path(source)
+        if path.is_dir():
+            candidate = path / "model.onnx"
+            if not candidate.is_file():
+                raise ModelError(f"folder '{path}' holds no model.onnx")
+            path = candidate
+        what = f"'{path}'"
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            raise ModelError(f"model file '{path}' does not exist") from None
+        except OSError as exc:
+            raise ModelError(f"model file '{path}' cannot be read ({exc.strerror})") from None
+        if not stat.S_ISREG(info.st_mode):
+            raise ModelError(f"model file '{path}' is not a regular file")
+        if info.st_size > max_bytes:
+            raise ModelError(f"model file '{path}' is {info.st_size} bytes, over the model size limit of {max_bytes}")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"model file '{path}' cannot be read ({exc.strerror})") from None
+        model = _parse(data, what)
+        load_external_data(model, path.parent, max_bytes=max_external_bytes, source=what)
+    if check:
+        _validate(model, what)
+    return model
+
+
+def save_model(model: ModelProto, path: str | os.PathLike, *, external_data: str | bool = False,
+               size_threshold: int = 1024) -> Path:
+    """Save ``model`` atomically.
+
+    With ``external_data`` (True for ``NAME.onnx.data``, or a file name), tensors of at least
+    ``size_threshold`` bytes go to that file next to the model; the location must stay inside the
+    model's folder (no absolute path, ``..`` or link), and the data file is written atomically
+    before the model that points to it. A model that still points to external data it has not
+    loaded is refused."""
     path = Path(path)
-    atomic_write_bytes(path, model.SerializeToString())
+    pending = external_tensors(model)
+    if pending:
+        raise UnsafeModelError(f"{pending[0].where}: still points to external data '{pending[0].location}'; "
+                               "load the model with its data (load_model) before saving it")
+    if not external_data:
+        atomic_write_bytes(path, model.SerializeToString())
+        return path
+    location = f"{path.name}.data" if external_data is True else str(external_data)
+    _check_save_location(location, path.parent)
+    copy = ModelProto()
+    copy.CopyFrom(model)
+    chunks, offset = [], 0
+    for _where, tensor in all_tensors(copy):
+        if tensor.data_type == onnx.TensorProto.STRING:
+            continue
+        raw = tensor.raw_data if tensor.HasField("raw_data") else None
+        if raw is None:
+            if not tensor.dims and not any((tensor.float_data, tensor.int32_data, tensor.int64_data,
+                                            tensor.double_data, tensor.uint64_data)):
+                continue
+            raw = onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(tensor)).raw_data
+        if len(raw) < size_threshold:
+            continue
+        pad = (-offset) % 64  # keep each tensor 64-byte aligned, as onnx's writer does for mmap
+        chunks.append(b"\0" * pad)
+        offset += pad
+        for field in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data", "raw_data"):
+            tensor.ClearField(field)
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in (("location", location), ("offset", str(offset)), ("length", str(len(raw)))):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, value
+        chunks.append(raw)
+        offset += len(raw)
+    atomic_write_bytes(path.parent / location, b"".join(chunks))
+    atomic_write_bytes(path, copy.SerializeToString())
     return path
+
+
+def _check_save_location(location: str, folder: Path) -> None:
+    """The same escapes :func:`load_model` refuses, refused before anything is written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = check_location(location, folder, f"external data of '{folder}'", must_exist=False)
+    target.parent.mkdir(parents=True, exist_ok=True)
 
 
 def default_opset(model: ModelProto) -> int:
