@@ -12,7 +12,7 @@ import numpy as np
 
 from onnxforge.runtime.errors import DataError
 
-__all__ = ["Dataset", "load_npz", "as_dataset"]
+__all__ = ["Dataset", "load_npz", "as_dataset", "check_dataset", "vocab_sizes"]
 
 
 @dataclass
@@ -140,9 +140,34 @@ def _check_int_range(src: str, name: str, arr: np.ndarray, want: np.dtype) -> No
                     f"{want.name}; {_plural(int(np.count_nonzero(mask)), 'value')} out of range in all")
 
 
+def _check_ids(src: str, name: str, arr: np.ndarray, n: int) -> None:
+    """Token ids in ``arr`` must lie in ``[0, n)``."""
+    if arr.size == 0 or (arr.min() >= 0 and arr.max() < n):
+        return
+    bad = (arr < 0) | (arr >= n)
+    index = _first(bad)
+    raise DataError(f"{src}: input '{name}' holds token id {arr[index]} at {_where(index)}; the model's vocabulary "
+                    f"has ids 0 to {n - 1} ({_plural(int(np.count_nonzero(bad)), 'id')} out of range in all)")
+
+
+def vocab_sizes(metadata: dict | None) -> dict:
+    """``{input name: vocabulary size}`` for a model's token-id inputs, from its onnxforge metadata
+    (an LSTM built with ``vocab``; an encoder-decoder's ``src`` and ``decoder_input``)."""
+    meta = metadata or {}
+    args = meta.get("args") or {}
+    if not isinstance(args, dict):
+        return {}
+    if meta.get("builder") == "seq2seq" or meta.get("task") == "seq2seq":
+        sizes = {"src": args.get("src_vocab"), "decoder_input": args.get("tgt_vocab")}
+    else:
+        names = meta.get("inputs") or []
+        sizes = {names[0]: args.get("vocab")} if len(names) == 1 else {}
+    return {k: v for k, v in sizes.items() if isinstance(v, int) and not isinstance(v, bool) and v > 0}
+
+
 def check_dataset(data: Dataset, inputs, *, task: str | None, classes: int | None,
                   target_shape: tuple | None = None, need_targets: bool = True,
-                  ignore_index: int | None = None) -> Dataset:
+                  ignore_index: int | None = None, vocab: dict | None = None) -> Dataset:
     """Validate ``data`` against the model's inputs (a list of IOInfo) and task; cast dtypes.
 
     Raises :class:`DataError` (one line, starting with the data's source) for: an empty set, unequal
@@ -151,6 +176,8 @@ def check_dataset(data: Dataset, inputs, *, task: str | None, classes: int | Non
     integers or lie outside ``[0, classes)`` (naming the first row). Float64 is cast to float32 and
     narrower or unsigned integers to int64 ids when their values fit. The checks are vectorised
     numpy; structural ones (shapes, dtypes, lengths) come before the ones that read every value.
+    ``vocab`` (``{input name: number of ids}``, see :func:`vocab_sizes`) bounds token-id inputs to
+    ``[0, n)``: an embedding lookup outside it would fail (or wrap around) inside ONNX Runtime.
     """
     src = data.source
     expected = {i.name: i for i in inputs}
@@ -206,14 +233,18 @@ def check_dataset(data: Dataset, inputs, *, task: str | None, classes: int | Non
     for name, (arr, want) in arrays.items():
         if want.kind in "iu" and arr.dtype.kind in "iu":
             _check_int_range(src, name, arr, want)
-        cast = arr.astype(want, copy=False)
+            if vocab and isinstance(vocab.get(name), int):
+                _check_ids(src, name, arr, vocab[name])
+        with np.errstate(over="ignore"):  # an overflow (1e300 as float32) is reported just below
+            cast = arr.astype(want, copy=False)
         if cast.dtype.kind == "f":
             _check_finite(src, f"input '{name}'", "holds", cast, arr if cast is not arr else None)
         fixed[name] = np.ascontiguousarray(cast)
     if y is not None:
         if task == "regression" or task is None:
             original = y
-            y = np.ascontiguousarray(y.astype(np.float32, copy=False))
+            with np.errstate(over="ignore"):
+                y = np.ascontiguousarray(y.astype(np.float32, copy=False))
             _check_finite(src, "targets 'y'", "hold", y, original if original.dtype.kind == "f" else None)
             if target_shape is not None:
                 if y.ndim == len(target_shape) - 1:
