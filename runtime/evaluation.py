@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnxforge.runtime.data import Dataset, as_dataset, check_dataset
+from onnxforge.runtime.data import Dataset, as_dataset, check_dataset, vocab_sizes
 from onnxforge.runtime.session import Session
 from onnxforge.runtime.tasks import task_for
 
@@ -24,7 +24,8 @@ def checked_dataset(session: Session, data, *, need_targets: bool = True, name: 
     classes = session.metadata.get("classes") or (out.shape[-1] if task.labels_are_classes and out.shape else None)
     return check_dataset(ds, session.inputs, task=task.name if task.labels_are_classes else "regression",
                          classes=classes if isinstance(classes, int) else None, target_shape=out.shape,
-                         need_targets=need_targets, ignore_index=task.ignore_index)
+                         need_targets=need_targets, ignore_index=task.ignore_index,
+                         vocab=vocab_sizes(session.metadata))
 
 
 def _loss_of(session: Session) -> str:

@@ -37,7 +37,7 @@ METADATA_PREFIX = "onnxforge."
 MAX_MODEL_BYTES = 2**31 - 1  # protobuf's limit for one message
 
 
-def _fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
     """Make a rename in ``folder`` durable (a no-op where folders cannot be opened)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -67,7 +67,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    _fsync_folder(path.parent)
+    fsync_folder(path.parent)
 
 
 def _parse(data: bytes, what: str) -> ModelProto:

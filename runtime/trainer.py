@@ -4,7 +4,9 @@ A run folder holds everything a run needs and makes::
 
     RUNDIR/artifacts/      training, eval and optimizer graphs and the initial checkpoint
     RUNDIR/source.onnx     the forward model the run started from
-    RUNDIR/checkpoint      weights, optimizer state, epoch, step, data-order RNG (atomic, every epoch)
+    RUNDIR/checkpoint      weights, optimizer state, epoch, step, data-order RNG, settings, history
+                           (written before step 1 and after every epoch; never half-written)
+    RUNDIR/checkpoint.sha256  the digests of complete checkpoints (a damaged one is refused)
     RUNDIR/model.onnx      the inference model with the trained weights (every epoch)
     RUNDIR/metrics.json    configuration and history: loss, metrics, steps/s per epoch
 """
@@ -25,8 +27,9 @@ import numpy as np
 import onnx
 from onnx import ModelProto, TensorProto, numpy_helper
 
+from onnxforge.runtime._checkpoint_file import save_checkpoint, verify_checkpoint
 from onnxforge.runtime._ort import ort, quiet_native_stderr, runtime_info, training_api
-from onnxforge.runtime.data import Dataset, as_dataset, check_dataset
+from onnxforge.runtime.data import Dataset, as_dataset, check_dataset, vocab_sizes
 from onnxforge.runtime.device import Device, resolve_device
 from onnxforge.runtime.errors import CheckpointError, ConfigError, NotTrainableError, TrainingError
 from onnxforge.runtime.losses import LOSSES, loss_block
@@ -189,7 +192,9 @@ class Trainer:
 
     def _generate_artifacts(self) -> None:
         artifacts, _, _ = training_api()
-        out = self.artifacts_dir
+        final = self.artifacts_dir
+        # generated aside and moved into place, so a kill never leaves half a set of artifacts
+        out = self.rundir / ".artifacts.tmp"
         if out.exists():
             shutil.rmtree(out)
         out.mkdir(parents=True)
@@ -216,6 +221,16 @@ class Trainer:
             if m.ir_version > limit:
                 m.ir_version = limit
                 save_model(m, path)
+        if final.exists():
+            old = self.rundir / ".artifacts.old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+            shutil.rmtree(old)
+        os.replace(out, final)
+
+    def _artifacts_complete(self) -> bool:
+        return all((self.artifacts_dir / n).is_file() for n in
+                   ("training_model.onnx", "eval_model.onnx", "optimizer_model.onnx", "checkpoint"))
 
     def _open(self, checkpoint: Path) -> None:
         _, _, api = training_api()
@@ -243,27 +258,7 @@ class Trainer:
     def _start(self, config: dict, resume: bool, overwrite: bool) -> None:
         self.rundir.mkdir(parents=True, exist_ok=True)
         if resume:
-            if not self.checkpoint_path.is_file():
-                raise CheckpointError(f"--resume: run folder '{self.rundir}' holds no checkpoint to continue")
-            saved = self._read_metrics().get("config", {})
-            changed = [k for k in ("model", *_CONFIG_KEYS) if k != "epochs" and saved.get(k) != config.get(k)]
-            if changed:
-                k = changed[0]
-                raise CheckpointError(
-                    f"--resume: the run in '{self.rundir}' was started with {k}={saved.get(k)!r}, "
-                    f"now {k}={config.get(k)!r}; resume with the same settings or use another --out"
-                )
-            if not (self.artifacts_dir / "training_model.onnx").is_file():
-                self._generate_artifacts()
-            self._open(self.checkpoint_path)
-            props = self._state.properties
-            try:
-                self.epoch = int(props["epoch"])
-                self.step = int(props["step"])
-                self._rng.bit_generator.state = json.loads(props["rng"])
-            except Exception:  # noqa: BLE001
-                raise CheckpointError(f"checkpoint '{self.checkpoint_path}' lacks the run's progress (epoch, step, RNG)") from None
-            self.history = self._read_metrics().get("history", [])[: self.epoch]
+            self._resume(config)
         else:
             if self.checkpoint_path.exists() and not overwrite:
                 raise CheckpointError(
@@ -275,6 +270,37 @@ class Trainer:
             self._open(self.artifacts_dir / "checkpoint")
             self.epoch, self.step, self.history = 0, 0, []
             self._rng = np.random.default_rng(self.seed)
+            self._config = config
+            self._write_metrics()
+            self._save_checkpoint()  # before step 1: a run killed from here on can be resumed
+
+    def _resume(self, config: dict) -> None:
+        if not self.checkpoint_path.is_file():
+            started = (self.rundir / "metrics.json").is_file() or (self.rundir / ".artifacts.tmp").exists()
+            why = (" (the run was stopped before its first checkpoint was written; start it again with --overwrite)"
+                   if started else "")
+            raise CheckpointError(f"--resume: run folder '{self.rundir}' holds no checkpoint to continue{why}")
+        verify_checkpoint(self.checkpoint_path)
+        if not self._artifacts_complete():
+            self._generate_artifacts()  # they depend only on the model and the settings checked below
+        self._open(self.checkpoint_path)
+        props = self._state.properties
+        try:
+            self.epoch = int(props["epoch"])
+            self.step = int(props["step"])
+            self._rng.bit_generator.state = json.loads(props["rng"])
+            saved = json.loads(props["config"]) if "config" in props else self._read_metrics().get("config", {})
+            history = json.loads(props["history"]) if "history" in props else self._read_metrics().get("history", [])
+        except Exception:  # noqa: BLE001
+            raise CheckpointError(f"checkpoint '{self.checkpoint_path}' lacks the run's progress (epoch, step, RNG)") from None
+        changed = [k for k in ("model", *_CONFIG_KEYS) if k != "epochs" and saved.get(k) != config.get(k)]
+        if changed:
+            k = changed[0]
+            raise CheckpointError(
+                f"--resume: the run in '{self.rundir}' was started with {k}={saved.get(k)!r}, "
+                f"now {k}={config.get(k)!r}; resume with the same settings or use another --out"
+            )
+        self.history = history[: self.epoch]
         self._config = config
 
     def _read_metrics(self) -> dict:
@@ -292,11 +318,10 @@ class Trainer:
         props["epoch"] = int(self.epoch)
         props["step"] = int(self.step)
         props["rng"] = json.dumps(self._rng.bit_generator.state)
-        tmp = self.rundir / ".checkpoint.tmp"
-        api.CheckpointState.save_checkpoint(self._state, str(tmp), include_optimizer_state=True)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.checkpoint_path)
+        props["config"] = json.dumps(self._config, sort_keys=True)
+        props["history"] = json.dumps(self.history)
+        save_checkpoint(lambda tmp: api.CheckpointState.save_checkpoint(self._state, str(tmp), include_optimizer_state=True),
+                        self.checkpoint_path)
 
     def _write_metrics(self) -> None:
         doc = {"config": self._config, "device": self.device.name, "history": self.history}
@@ -312,7 +337,8 @@ class Trainer:
         target_shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in out.type.tensor_type.shape.dim)
         classes = self.metadata.get("classes") or (target_shape[-1] if self.task.labels_are_classes else None)
         return check_dataset(ds, inputs, task=self.task.name if self.task.labels_are_classes else "regression",
-                             classes=classes, target_shape=target_shape, ignore_index=self.task.ignore_index)
+                             classes=classes, target_shape=target_shape, ignore_index=self.task.ignore_index,
+                             vocab=vocab_sizes(self.metadata))
 
     def fit(self, train, val=None, *, epochs: int = 10, batch_size: int = 32, shuffle: bool = True,
             resume: bool = False, overwrite: bool = False, callback=None) -> list[dict]:

@@ -1,0 +1,216 @@
+"""Training that loses nothing: ``kill -9`` at random moments, then ``--resume``, ends with the
+weights of an uninterrupted run; damaged checkpoints are refused; a diverging loss stops the run
+and keeps the last good checkpoint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import numpy_helper
+
+import onnxforge.runtime._checkpoint_file as checkpoint_file
+import onnxforge.runtime.trainer as trainer_module
+from onnxforge.cli.main import cli
+from onnxforge.graphs import mlp
+from onnxforge.runtime import CheckpointError, Trainer, TrainingError
+
+EPOCHS = 12
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory, digits):
+    root = tmp_path_factory.mktemp("kill")
+    (x, y), _ = digits
+    np.savez(root / "train.npz", x=x[:320], y=y[:320])
+    onnx.save(mlp(64, [128], 10, dropout=0.1, seed=3), str(root / "m.onnx"))
+    return root
+
+
+def _train_cmd(job, out, *extra):
+    return [sys.executable, "-m", "onnxforge.cli.main", "train", str(job / "m.onnx"), "--data", str(job / "train.npz"),
+            "--epochs", str(EPOCHS), "--batch-size", "16", "--lr", "3e-3", "--schedule", "cosine", "--warmup-steps", "10",
+            "--seed", "5", "--threads", "1", "--quiet", "--out", str(out), *extra]
+
+
+def _weights(rundir) -> dict:
+    model = onnx.load(str(rundir / "model.onnx"))
+    return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+
+
+def _epoch_on_disk(rundir) -> int | None:
+    """The epoch of the checkpoint a resume would start from (None: no checkpoint yet)."""
+    if not (rundir / "checkpoint").is_file():
+        return None
+    from onnxforge.runtime._ort import training_api
+
+    _, _, api = training_api()
+    return int(api.CheckpointState.load_checkpoint(str(rundir / "checkpoint")).properties["epoch"])
+
+
+@pytest.mark.slow
+def test_kill_minus_nine_at_random_moments_then_resume_matches_uninterrupted(job):
+    reference = job / "reference"
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(_train_cmd(job, reference), stderr=subprocess.PIPE)
+    while not (reference / "checkpoint").exists() and proc.poll() is None:
+        time.sleep(0.005)
+    first_checkpoint = time.perf_counter() - t0
+    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
+    total = time.perf_counter() - t0
+    expected = _weights(reference)
+
+    rng = np.random.default_rng(2024)
+    resumed_from = []  # the epoch each resume started from
+    for run in range(8):
+        out = job / f"run{run}"
+        args: list[str] = []
+        for kill in range(4):
+            proc = subprocess.Popen(_train_cmd(job, out, *args), stderr=subprocess.PIPE)
+            # mostly while training (steps, checkpoint saves, exports); the first kill of one run
+            # anywhere, start-up and artifact generation included
+            delay = rng.uniform(0.05, total) if (run == 0 and kill == 0) else first_checkpoint + rng.uniform(0, total - first_checkpoint)
+            try:
+                rc = proc.wait(timeout=delay if kill < 3 else 300)
+            except subprocess.TimeoutExpired:
+                proc.kill()  # SIGKILL: no handler runs, files stay as the moment left them
+                proc.wait()
+                args = ["--resume"]
+                resumed_from.append(_epoch_on_disk(out))
+                continue
+            err = proc.stderr.read().decode()
+            if rc == 1 and "stopped before its first checkpoint" in err:
+                args = ["--overwrite"]  # killed while the artifacts were generated: nothing to resume
+                continue
+            assert rc == 0, err
+            break
+        else:
+            pytest.fail(f"run {run} did not finish")
+        got = _weights(out)
+        for name, value in expected.items():
+            np.testing.assert_allclose(got[name], value, rtol=0, atol=1e-6, err_msg=f"run {run}: {name}")
+        history = json.loads((out / "metrics.json").read_text())["history"]
+        assert [h["epoch"] for h in history] == list(range(1, EPOCHS + 1))
+    # the kills really landed inside runs: resumes started from several different epochs
+    assert len({e for e in resumed_from if e is not None}) >= 4, resumed_from
+
+
+def _trainer(path, **kw):
+    return Trainer(mlp(64, [32], 10, seed=1), path, lr=2e-3, device="cpu", seed=7, progress=False, **kw)
+
+
+def test_a_kill_between_writing_and_renaming_a_checkpoint_loses_nothing(tmp_path, digits, monkeypatch):
+    (x, y), _ = digits
+    data = (x[:200], y[:200])
+    full = _trainer(tmp_path / "full")
+    full.fit(data, epochs=3, batch_size=32)
+
+    real_replace, calls = checkpoint_file.os.replace, []
+
+    class Killed(BaseException):
+        pass
+
+    def dying_replace(src, dst):  # os.replace of every module: count the checkpoint's own renames
+        calls.extend([dst] if str(dst).endswith("/checkpoint") else [])
+        if len(calls) == 3 and str(dst).endswith("/checkpoint"):  # epoch 0 and epoch 1 saved; epoch 2's new file written, then "kill -9"
+            raise Killed
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(checkpoint_file.os, "replace", dying_replace)
+    with pytest.raises(Killed):
+        _trainer(tmp_path / "split").fit(data, epochs=3, batch_size=32)
+    monkeypatch.setattr(checkpoint_file.os, "replace", real_replace)
+    run = tmp_path / "split"
+    assert (run / ".checkpoint.tmp").is_file()  # the complete new file that never got its name
+    assert len((run / "checkpoint.sha256").read_text().split()) == 2  # old and new digests both accepted
+    resumed = _trainer(run)
+    resumed.fit(data, epochs=3, batch_size=32, resume=True)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    for name, value in full.parameters().items():
+        np.testing.assert_allclose(resumed.parameters()[name], value, rtol=0, atol=1e-6, err_msg=name)
+    assert len((run / "checkpoint.sha256").read_text().split()) == 1
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "empty", "garbage"])
+def test_a_damaged_checkpoint_is_an_error_never_a_fresh_start(tmp_path, digits, damage):
+    (x, y), _ = digits
+    run = tmp_path / "run"
+    _trainer(run).fit((x[:64], y[:64]), epochs=2, batch_size=32)
+    path = run / "checkpoint"
+    raw = bytearray(path.read_bytes())
+    if damage == "flip":
+        raw[len(raw) // 2] ^= 0x01  # one bit inside the weights: only the digest can tell
+    elif damage == "truncate":
+        raw = raw[: len(raw) // 2]
+    elif damage == "empty":
+        raw = bytearray()
+    else:
+        raw = bytearray(np.random.default_rng(0).integers(0, 256, len(raw), dtype=np.uint8).tobytes())
+    path.write_bytes(bytes(raw))
+    result = CliRunner().invoke(cli, ["train", str(tmp_path / "m.onnx"), "--data", "unused.npz"])  # usage sanity
+    assert result.exit_code != 0
+    with pytest.raises(CheckpointError, match="checkpoint '.*checkpoint' is corrupt: its SHA-256 matches none recorded"):
+        _trainer(run).fit((x[:64], y[:64]), epochs=3, batch_size=32, resume=True)
+    assert path.read_bytes() == bytes(raw)  # left as found for the user to inspect
+    assert json.loads((run / "metrics.json").read_text())["history"][-1]["epoch"] == 2
+
+
+def test_a_checkpoint_without_digests_still_gets_the_format_check(tmp_path, digits):
+    (x, y), _ = digits
+    run = tmp_path / "run"
+    _trainer(run).fit((x[:64], y[:64]), epochs=1, batch_size=32)
+    (run / "checkpoint.sha256").unlink()
+    (run / "checkpoint").write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="could not be read"):
+        _trainer(run).fit((x[:64], y[:64]), epochs=2, batch_size=32, resume=True)
+
+
+def test_a_checkpoint_exists_before_the_first_step(tmp_path, digits, monkeypatch):
+    (x, y), _ = digits
+    seen = []
+
+    def first_step_dies(*a, **k):
+        seen.append((tmp_path / "run" / "checkpoint").is_file())
+        raise KeyboardInterrupt
+
+    trainer = _trainer(tmp_path / "run")
+    monkeypatch.setattr(trainer_module, "learning_rate", first_step_dies)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit((x[:64], y[:64]), epochs=1, batch_size=32)
+    monkeypatch.undo()
+    assert seen == [True]
+    resumed = _trainer(tmp_path / "run")
+    resumed.fit((x[:64], y[:64]), epochs=1, batch_size=32, resume=True)
+    assert resumed.step == 2
+
+
+def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, digits, monkeypatch):
+    (x, y), _ = digits
+    np.savez(tmp_path / "d.npz", x=x[:64], y=y[:64])
+    onnx.save(mlp(64, [32], 10, seed=1), str(tmp_path / "m.onnx"))
+    real = trainer_module.learning_rate
+
+    def explode_in_epoch_3(schedule, lr, step, total, warmup):
+        return 1e30 if step >= 4 else real(schedule, lr, step, total, warmup)  # 2 steps an epoch
+
+    monkeypatch.setattr(trainer_module, "learning_rate", explode_in_epoch_3)
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", str(tmp_path / "m.onnx"), "--data", str(tmp_path / "d.npz"),
+                                      "--epochs", "5", "--optimizer", "sgd", "--quiet", "--out", str(run)])
+    assert result.exit_code == 1, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("Error: training diverged: the loss became ") and "at epoch 3, step 6" in line
+    assert line.endswith("The last good checkpoint is kept.")
+    assert _epoch_on_disk(run) == 2
+    checkpoint_file.verify_checkpoint(run / "checkpoint")
+    assert [h["epoch"] for h in json.loads((run / "metrics.json").read_text())["history"]] == [1, 2]
+    assert np.all(np.isfinite(np.concatenate([v.ravel() for v in _weights(run).values()])))
+    with pytest.raises(TrainingError):
+        tr = Trainer(str(tmp_path / "m.onnx"), tmp_path / "run2", optimizer="sgd", device="cpu", progress=False)
+        tr.fit(str(tmp_path / "d.npz"), epochs=5)
