@@ -39,6 +39,10 @@ DATATYPES = {
 }
 _BY_DTYPE = {v: k for k, v in DATATYPES.items()}
 MAX_DIM = 2**31 - 1
+MAX_RANK = 32  # dimensions of one tensor: what numpy supports on every version
+# Nesting levels of the request's JSON. {"inputs": [{"data": ...}]} takes three, so nested data
+# of rank up to 29 fits; deeper JSON (b"[" * 100000) is refused before it is parsed.
+MAX_JSON_DEPTH = 32
 
 
 def datatype_of(dtype) -> str:
@@ -75,6 +79,13 @@ def _fail(message: str):
     raise InputError(message)
 
 
+def _clip(value, limit: int = 80) -> str:
+    """``value`` (a string, or the repr of anything else) cut to ``limit`` characters for a message:
+    what a client sent is echoed back, but never a megabyte of it."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _json_object(value, what: str) -> dict:
     if value is None:
         return {}
@@ -87,28 +98,107 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+# The depth scan looks only at the bytes that can open, close or escape: brackets, quotes,
+# backslashes and what may follow a backslash in valid JSON (so an escape never pairs with the
+# wrong byte once the rest is dropped). UTF-8 never uses these bytes inside a multi-byte character.
+_KEEP = set(b'[]{}"\\/bfnrtu')
+_DROP = bytes(b for b in range(256) if b not in _KEEP)
+_STEP = np.zeros(256, np.int8)
+_STEP[list(b"[{")] = 1
+_STEP[list(b"]}")] = -1
+_SCAN_BLOCK = 1 << 20
+_UTF8_BOM = b"\xef\xbb\xbf"
+_CONSTANTS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _nests_deeper(raw: bytes, limit: int) -> bool:
+    """Whether the JSON text ``raw`` nests arrays and objects more than ``limit`` levels deep,
+    brackets inside strings not counted. Vectorised over blocks of the structural bytes, so a
+    10 MB body costs a few milliseconds and no more memory than a block."""
+    kept = raw.translate(None, _DROP)  # a few bytes for numeric data
+    if kept.count(b"[") + kept.count(b"{") <= limit:
+        return False
+    escapes = b"\\" in kept
+    depth, in_string, run = 0, False, 0  # carried across blocks; run: backslashes just before
+    for start in range(0, len(kept), _SCAN_BLOCK):
+        a = np.frombuffer(kept, np.uint8, count=min(_SCAN_BLOCK, len(kept) - start), offset=start)
+        quote = a == ord('"')
+        if escapes:  # a quote after an odd run of backslashes is escaped
+            slash = a == ord("\\")
+            pos = np.arange(a.size)
+            last_other = np.maximum.accumulate(np.where(slash, -1 - run, pos))
+            before = np.empty(a.size, np.int64)
+            before[0] = run
+            before[1:] = pos[:-1] - last_other[:-1]
+            quote &= before % 2 == 0
+            run = int(a.size - 1 - last_other[-1])
+        quotes = np.cumsum(quote, dtype=np.int64) + in_string
+        levels = np.cumsum(_STEP[a] * (quotes % 2 == 0), dtype=np.int64) + depth
+        if levels.max() > limit:
+            return True
+        depth, in_string = int(levels[-1]), bool(quotes[-1] % 2)
+    return False
+
+
+def _unique_keys(pairs: list) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                _fail(f"the request's JSON has key '{_clip(key)}' twice in one object; each key may appear once")
+            seen.add(key)
+    return obj
+
+
+def _load_json(raw: bytes, literals: list):
+    """Parse the request's JSON: UTF-8 (a byte-order mark is skipped), at most
+    :data:`MAX_JSON_DEPTH` levels, no key twice in an object. NaN and Infinity are read (as Triton
+    does) and noted in ``literals``, so an infinity in the data can be told from an overflow."""
+    if raw.startswith(_UTF8_BOM):
+        raw = raw[len(_UTF8_BOM):]
+    if _nests_deeper(raw, MAX_JSON_DEPTH):
+        _fail(f"the request's JSON nests more than {MAX_JSON_DEPTH} levels deep (the limit); send tensor "
+              f"data as a flat list with its 'shape'")
+    try:
+        text = str(raw, "utf-8")
+    except UnicodeDecodeError as exc:
+        _fail(f"the request's JSON is not valid UTF-8: byte 0x{raw[exc.start]:02x} at position {exc.start}")
+
+    def constant(name):
+        literals.append(name)
+        return _CONSTANTS[name]
+
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=constant)
+    except InputError:
+        raise
+    except RecursionError:  # not expected past the depth scan; the limit is what to tell
+        _fail(f"the request's JSON nests more than {MAX_JSON_DEPTH} levels deep (the limit)")
+    except ValueError as exc:
+        _fail(f"malformed JSON in the request: {_clip(str(exc), 200)}")
+
+
 def parse_infer_request(body: bytes, header_length, inputs: list, outputs: list, *, model: str,
                         max_elements: int) -> InferRequest:
     """Decode one inference request for a model with ``inputs``/``outputs`` (:class:`IOInfo`).
 
     ``header_length`` is the ``Inference-Header-Content-Length`` header (``None`` when the whole
-    body is JSON); ``max_elements`` bounds the elements any one tensor may claim.
+    body is JSON); ``max_elements`` bounds the elements any one tensor may claim, and four times
+    it the bytes of a BYTES tensor padded to its longest string (numpy's fixed-width strings).
+    Nothing larger than the body is allocated before the request is checked.
     """
     if header_length is None:
-        header, binary = body, memoryview(b"")
+        header, binary = bytes(body), memoryview(b"")
     else:
-        try:
-            size = int(header_length)
-        except ValueError:
-            size = -1
+        text = str(header_length).strip()
+        size = int(text) if text.isascii() and text.isdigit() and len(text) < 20 else -1
         if not 0 <= size <= len(body):
-            _fail(f"Inference-Header-Content-Length is {header_length!r}; it must be a whole number of bytes "
-                  f"from 0 to the body's {len(body)}")
-        header, binary = body[:size], memoryview(body)[size:]
-    try:
-        request = json.loads(header)
-    except (ValueError, UnicodeDecodeError) as exc:
-        _fail(f"malformed JSON in the request: {exc}")
+            _fail(f"Inference-Header-Content-Length is {_clip(repr(header_length))}; it must be a whole number of "
+                  f"bytes from 0 to the body's {len(body)}")
+        header, binary = bytes(body[:size]), memoryview(body)[size:]
+    literals: list = []
+    request = _load_json(header, literals)
     if not isinstance(request, dict):
         _fail(f"the request must be a JSON object with an 'inputs' list; got {type(request).__name__}")
     request_id = request.get("id")
@@ -129,14 +219,14 @@ def parse_infer_request(body: bytes, header_length, inputs: list, outputs: list,
         if not isinstance(name, str):
             _fail(f"inputs[{position}] has no 'name' string")
         if name not in expected:
-            _fail(f"unknown input '{name}'; model '{model}' has inputs: {', '.join(expected)}")
+            _fail(f"unknown input '{_clip(name)}'; model '{model}' has inputs: {', '.join(expected)}")
         if name in feeds:
             _fail(f"input '{name}' appears twice in the request")
         info = expected[name]
         want = datatype_of(info.dtype)
         datatype = entry.get("datatype")
-        if datatype not in DATATYPES:
-            _fail(f"input '{name}' has datatype {datatype!r}, which is not one of {', '.join(DATATYPES)}")
+        if not isinstance(datatype, str) or datatype not in DATATYPES:
+            _fail(f"input '{name}' has datatype {_clip(repr(datatype))}, which is not one of {', '.join(DATATYPES)}")
         if datatype != want:
             _fail(f"input '{name}' of model '{model}' is {want}; the request says {datatype}")
         shape = _shape(name, entry.get("shape"), max_elements)
@@ -147,15 +237,15 @@ def parse_infer_request(body: bytes, header_length, inputs: list, outputs: list,
             if "data" in entry:
                 _fail(f"input '{name}' has both 'data' and binary_data_size; send one of them")
             if not _is_int(size) or size < 0:
-                _fail(f"binary_data_size of input '{name}' must be a non-negative integer; got {size!r}")
+                _fail(f"binary_data_size of input '{name}' must be a non-negative integer; got {_clip(size)}")
             if offset + size > len(binary):
                 _fail(f"input '{name}' says binary_data_size {size}, but only {len(binary) - offset} bytes of "
                       f"binary data are left in the body")
             chunk = binary[offset : offset + size]
             offset += size
-            array = _from_binary(name, datatype, chunk, count)
+            array = _from_binary(name, datatype, chunk, count, 4 * max_elements)
         elif "data" in entry:
-            array = _from_json(name, datatype, entry["data"], count)
+            array = _from_json(name, datatype, entry["data"], count, 4 * max_elements, bool(literals))
         else:
             _fail(f"input '{name}' has neither 'data' nor a binary_data_size parameter")
         feeds[name] = array.reshape(shape)
@@ -170,12 +260,15 @@ def parse_infer_request(body: bytes, header_length, inputs: list, outputs: list,
 
 def _shape(name: str, shape, max_elements: int) -> list[int]:
     if not isinstance(shape, list) or not all(_is_int(d) for d in shape):
-        _fail(f"input '{name}' needs a 'shape' list of integers; got {json.dumps(shape)}")
+        _fail(f"input '{name}' needs a 'shape' list of integers; got {_clip(json.dumps(shape))}")
+    if len(shape) > MAX_RANK:
+        _fail(f"input '{name}' has a shape of {len(shape)} dimensions, over the limit of {MAX_RANK}")
     for dim in shape:
         if dim < 0:
             _fail(f"input '{name}' has a negative dimension {dim} in shape {shape}")
         if dim > MAX_DIM:
-            _fail(f"input '{name}' has dimension {dim} in shape {shape}, over the limit of {MAX_DIM}")
+            _fail(f"input '{name}' has dimension {_clip(str(dim), 30)} in shape {_clip(str(shape))}, over the "
+                  f"limit of {MAX_DIM}")
     count = math.prod(shape)
     if count > max_elements:
         _fail(f"input '{name}' has shape {shape}, {count} elements, more than the {max_elements} a request "
@@ -183,10 +276,26 @@ def _shape(name: str, shape, max_elements: int) -> list[int]:
     return shape
 
 
-def _from_binary(name: str, datatype: str, chunk: memoryview, count: int) -> np.ndarray:
+def _strings(name: str, items, count: int, max_bytes: int) -> np.ndarray:
+    """``items`` (a flat list or object array of str) as a numpy string array, which pads every
+    string to the longest: refused when that would take more than ``max_bytes``."""
+    longest = max(map(len, items), default=0)
+    if count * longest * 4 > max_bytes:
+        _fail(f"input '{name}' has {count} strings padded to its longest ({longest} characters) would take "
+              f"{count * longest * 4} bytes, more than the {max_bytes} allowed; send strings of similar length")
+    try:
+        "".join(items).encode("utf-8")
+    except UnicodeEncodeError:
+        _fail(f"input '{name}' holds a string with a lone surrogate (such as \\ud800), which is not valid Unicode")
+    return np.array(items, dtype=np.str_)
+
+
+def _from_binary(name: str, datatype: str, chunk: memoryview, count: int, max_bytes: int) -> np.ndarray:
     if datatype == "BYTES":
         items, pos = [], 0
         while pos < len(chunk):
+            if len(items) == count:
+                _fail(f"input '{name}' has {count} elements by its shape but its binary data holds more strings")
             if pos + 4 > len(chunk):
                 _fail(f"binary BYTES data of input '{name}' ends inside a 4-byte length prefix")
             (n,) = struct.unpack_from("<I", chunk, pos)
@@ -196,7 +305,7 @@ def _from_binary(name: str, datatype: str, chunk: memoryview, count: int) -> np.
             pos += 4 + n
         if len(items) != count:
             _fail(f"input '{name}' has {count} elements by its shape but its binary data holds {len(items)} strings")
-        return np.array(items, dtype=np.str_)
+        return _strings(name, items, count, max_bytes)
     dtype = DATATYPES[datatype]
     if len(chunk) != count * dtype.itemsize:
         _fail(f"input '{name}' has {count} elements of {datatype} by its shape ({count * dtype.itemsize} bytes) "
@@ -212,47 +321,97 @@ def _utf8(name: str, raw: bytes) -> str:
         _fail(f"input '{name}' holds a string that is not valid UTF-8")
 
 
-def _from_json(name: str, datatype: str, data, count: int) -> np.ndarray:
-    if not isinstance(data, list):
-        data = [data]
-    try:
-        array = np.array(data, dtype=object if datatype == "BYTES" else None)
-    except (ValueError, OverflowError):
-        _fail(f"input '{name}' has 'data' that is not a regular (rectangular) list of values")
-    if datatype == "BYTES":
-        array = array.ravel()
-        if not all(isinstance(v, str) for v in array):
-            _fail(f"input '{name}' is BYTES: its data must be strings")
-        array = array.astype(np.str_)
-    else:
-        want = DATATYPES[datatype]
-        allowed = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}[want.kind]
-        if array.size and array.dtype.kind not in allowed:
-            _fail(f"input '{name}' is {datatype}: its data must be {_KIND_WORDS[want.kind]}; got {_kind_name(array)}")
-        if want.kind in "iu" and array.size:
-            info = np.iinfo(want)
-            low, high = array.min(), array.max()
-            if low < info.min or high > info.max:
-                bad = low if low < info.min else high
-                _fail(f"input '{name}' is {datatype}: value {bad} is outside [{info.min}, {info.max}]")
-        array = array.astype(want).ravel()
-    if array.size != count:
-        _fail(f"input '{name}' has {count} elements by its shape but its data holds {array.size}")
-    return array
+def _leaf_types(values: list) -> set:
+    """The types of the values in nested lists (C-speed per element; a Python step per sub-list)."""
+    types = set(map(type, values))
+    if list in types:
+        types.discard(list)
+        for value in values:
+            if type(value) is list:
+                types |= _leaf_types(value)
+    return types
 
 
+# What JSON values each kind of tensor takes, and words for the rest (checked in this order).
+_ALLOWED = {"b": {bool}, "i": {int}, "u": {int}, "f": {int, float}}
+_TYPE_WORDS = {str: "strings", dict: "objects", type(None): "nulls", bool: "true/false values",
+               float: "numbers with fractions", int: "integers"}
 _KIND_WORDS = {"b": "true/false", "i": "integers", "u": "integers", "f": "numbers"}
 
 
-def _kind_name(array: np.ndarray) -> str:
-    return {"U": "strings", "b": "true/false values", "f": "numbers with fractions", "i": "integers",
-            "u": "integers", "O": "mixed or nested values"}.get(array.dtype.kind, array.dtype.name)
+def _number(value) -> str:
+    text = str(value)
+    return text if len(text) <= 30 else f"{text[:12]}...({len(text)} digits)"
+
+
+def _from_json(name: str, datatype: str, data, count: int, max_bytes: int, literals: bool) -> np.ndarray:
+    """The ``data`` of one input as a flat array of ``datatype``. Leaf types are checked before
+    numpy sees the list, so strings never make a fixed-width array of the longest one's size."""
+    if not isinstance(data, list):
+        data = [data]
+    types = _leaf_types(data)
+    if datatype == "BYTES":
+        if types - {str}:
+            bad = next(t for t in _TYPE_WORDS if t in types - {str})
+            _fail(f"input '{name}' is BYTES: its data must be strings; got {_TYPE_WORDS[bad]}")
+        try:
+            array = np.array(data, dtype=object)
+        except ValueError:
+            _fail(f"input '{name}' has 'data' that is not a regular (rectangular) list of values")
+        flat = array.ravel()
+        if any(type(v) is not str for v in flat):  # a ragged list makes an array of lists
+            _fail(f"input '{name}' has 'data' that is not a regular (rectangular) list of values")
+        if array.size != count:
+            _fail(f"input '{name}' has {count} elements by its shape but its data holds {array.size}")
+        return _strings(name, flat, count, max_bytes)
+    want = DATATYPES[datatype]
+    unexpected = types - _ALLOWED[want.kind]
+    if unexpected:
+        bad = next(t for t in _TYPE_WORDS if t in unexpected)
+        _fail(f"input '{name}' is {datatype}: its data must be {_KIND_WORDS[want.kind]}; got {_TYPE_WORDS[bad]}")
+    try:
+        array = np.array(data)
+    except (ValueError, OverflowError):
+        _fail(f"input '{name}' has 'data' that is not a regular (rectangular) list of values")
+    if array.size != count:
+        _fail(f"input '{name}' has {count} elements by its shape but its data holds {array.size}")
+    if want.kind in "iu":
+        if array.size and array.dtype.kind not in "iu":  # ints that fit neither int64 nor uint64
+            array = np.array(data, dtype=object)
+        info = np.iinfo(want)
+        if array.size:
+            low, high = array.min(), array.max()
+            if low < info.min or high > info.max:
+                bad = low if low < info.min else high
+                _fail(f"input '{name}' is {datatype}: value {_number(bad)} is outside [{info.min}, {info.max}]")
+        return array.astype(want).ravel()
+    if want.kind == "f":
+        if array.dtype == object:
+            try:
+                array = array.astype(np.float64)
+            except OverflowError:
+                big = max(array.ravel(), key=abs)
+                _fail(f"input '{name}' is {datatype}: value {_number(big)} is too large for a 64-bit float")
+        source = array
+        with np.errstate(over="ignore"):
+            array = array.astype(want).ravel()
+        if array.size and not np.isfinite(array).all():
+            overflow = np.isinf(array) & np.isfinite(source.ravel())
+            if overflow.any():
+                bad = source.ravel()[np.argmax(overflow)]
+                top = float(np.finfo(want).max)
+                _fail(f"input '{name}' is {datatype}: value {_number(bad)} is outside its range [{-top:g}, {top:g}]")
+            if not literals and np.isinf(array).any():
+                _fail(f"input '{name}' is {datatype}: its data has a number too large for a 64-bit float "
+                      f"(such as 1e400); write Infinity if that is what you mean")
+        return array
+    return array.astype(want).ravel()
 
 
 def _requested_outputs(raw, parameters: dict, outputs: list, model: str) -> list:
     binary_default = parameters.get("binary_data_output", False)
     if not isinstance(binary_default, bool):
-        _fail(f"parameter binary_data_output must be true or false; got {binary_default!r}")
+        _fail(f"parameter binary_data_output must be true or false; got {_clip(repr(binary_default))}")
     names = [o.name for o in outputs]
     if raw is None:
         return [RequestedOutput(n, binary_default) for n in names]
@@ -264,7 +423,7 @@ def _requested_outputs(raw, parameters: dict, outputs: list, model: str) -> list
         if not isinstance(name, str):
             _fail(f"outputs[{position}] must be an object with a 'name' string")
         if name not in names:
-            _fail(f"unknown output '{name}'; model '{model}' has outputs: {', '.join(names)}")
+            _fail(f"unknown output '{_clip(name)}'; model '{model}' has outputs: {', '.join(names)}")
         if name in seen:
             _fail(f"output '{name}' is requested twice")
         seen.add(name)
@@ -272,9 +431,9 @@ def _requested_outputs(raw, parameters: dict, outputs: list, model: str) -> list
         binary = params.get("binary_data", binary_default)
         classes = params.get("classification", 0)
         if not isinstance(binary, bool):
-            _fail(f"binary_data of output '{name}' must be true or false; got {binary!r}")
+            _fail(f"binary_data of output '{name}' must be true or false; got {_clip(repr(binary))}")
         if not _is_int(classes) or classes < 0:
-            _fail(f"classification of output '{name}' must be a non-negative integer; got {classes!r}")
+            _fail(f"classification of output '{name}' must be a non-negative integer; got {_clip(repr(classes))}")
         result.append(RequestedOutput(name, binary, classes))
     return result
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gzip
+import json
 import logging
 import os
 import signal
@@ -33,6 +34,10 @@ log = logging.getLogger("onnxforge.serve")
 VERSION = "1"
 PARSE_OFF_LOOP_BYTES = 1 << 20  # bodies this large are decoded on a worker thread
 COMPRESS_MIN_BYTES = 1024
+DRAIN_BYTES = 64 << 20  # past the body limit, read (and drop) this much so the client sees the 400
+# Content-Types an inference body may declare (or none): JSON, the binary extension, and what
+# curl -d and plain-text clients send for a JSON body.
+BODY_TYPES = ("application/json", "application/octet-stream", "application/x-www-form-urlencoded", "text/plain")
 
 
 @dataclass(frozen=True)
@@ -115,9 +120,11 @@ class _Problem(Exception):
 
 
 def _error(status: int, message: str, headers: dict | None = None):
-    from starlette.responses import JSONResponse
+    from starlette.responses import Response
 
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    # ASCII JSON: a message may quote a client's string, lone surrogates (from "\\ud800") included
+    body = json.dumps({"error": message}, separators=(",", ":")).encode()
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
 def create_app(models: dict[str, ServedModel], config: ServerConfig, scheduler: Scheduler):
@@ -125,6 +132,7 @@ def create_app(models: dict[str, ServedModel], config: ServerConfig, scheduler: 
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
@@ -158,6 +166,7 @@ def create_app(models: dict[str, ServedModel], config: ServerConfig, scheduler: 
     async def infer(request):
         model = model_for(request)
         session = model.session
+        _check_content_type(request.headers.get("content-type"))
         body = await _read_body(request, limit, config.max_body_mb)
         body = _decompress(body, request.headers.get("content-encoding"), limit, config.max_body_mb)
         args = (body, request.headers.get("inference-header-content-length"), session.inputs, session.outputs)
@@ -184,6 +193,9 @@ def create_app(models: dict[str, ServedModel], config: ServerConfig, scheduler: 
                 return await handler(request)
             except _Problem as exc:
                 return _error(exc.status, str(exc))
+            except ClientDisconnect:  # nobody to answer; not the server's fault either
+                log.debug("client left during %s %s", request.method, request.url.path)
+                return _error(400, "the client disconnected before sending the whole body")
             except ServerBusy as exc:
                 return _error(503, str(exc), {"Retry-After": "1"})
             except (InputError, ConfigError) as exc:
@@ -235,19 +247,32 @@ def _package_version() -> str:
         return "0"
 
 
+def _check_content_type(value: str | None) -> None:
+    media = (value or "").split(";")[0].strip().lower()
+    if media and media not in BODY_TYPES:
+        raise InputError(f"Content-Type {value[:80]!r} is not an inference request; send application/json, "
+                         f"or application/octet-stream with an Inference-Header-Content-Length header")
+
+
 async def _read_body(request, limit: int, limit_mb: float) -> bytes:
-    """The body, refused once it passes ``limit`` bytes. A body over the limit is still read (and
-    dropped) up to a bound, so the client gets the 400 instead of a reset connection."""
-    declared = request.headers.get("content-length")
+    """The body, refused once it passes ``limit`` bytes; nothing past the limit is kept. A body
+    over the limit is still read (and dropped) for up to :data:`DRAIN_BYTES` more, so the client
+    gets the 400 instead of a reset connection; a Content-Length beyond even that is refused
+    before any of the body is read."""
+    raw = request.headers.get("content-length") or ""
+    declared = (int(raw) if len(raw) <= 18 else 10**18) if raw.isascii() and raw.isdigit() else None
+    if declared is not None and declared > limit + DRAIN_BYTES:
+        raise InputError(f"the request body is {raw} bytes, over the limit of {limit_mb:g} MB (--max-body-mb)")
+    keep = declared is None or declared <= limit
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size <= limit:
+        if keep and size <= limit:
             chunks.append(chunk)
-        elif size > limit + (64 << 20):
+        elif size > limit + DRAIN_BYTES:
             break
-    if size > limit:
-        shown = declared if declared and declared.isdigit() else f"more than {size}"
+    if size > limit or not keep:
+        shown = raw if declared is not None else f"more than {size}"
         raise InputError(f"the request body is {shown} bytes, over the limit of {limit_mb:g} MB (--max-body-mb)")
     return b"".join(chunks)
 
