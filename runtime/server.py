@@ -166,8 +166,8 @@ def create_app(models: dict[str, ServedModel], config: ServerConfig, scheduler: 
     async def infer(request):
         model = model_for(request)
         session = model.session
-        _check_content_type(request.headers.get("content-type"))
         body = await _read_body(request, limit, config.max_body_mb)
+        _check_content_type(request.headers.get("content-type"))  # once read: the client sees the 400
         body = _decompress(body, request.headers.get("content-encoding"), limit, config.max_body_mb)
         args = (body, request.headers.get("inference-header-content-length"), session.inputs, session.outputs)
         kwargs = {"model": model.name, "max_elements": limit}
