@@ -35,6 +35,16 @@ def unrolled_lstm(b: GraphBuilder, prefix: str, x: str, w: str, r: str, bias: st
     wb, rb = b.node("Split", [b.node("Squeeze", [bias, axis0], [f"{p}.B1"], name=f"{p}.squeeze_B")],
                     [f"{p}.Wb", f"{p}.Rb"], name=f"{p}.split_B", axis=0)
     bsum = b.node("Add", [wb, rb], [f"{p}.bias"], name=f"{p}.bias")  # [4H]
+    # tanh(x) = 2*sigmoid(2x) - 1: with the g rows of W, R and the bias doubled (once per run), one
+    # Sigmoid and one four-way Split serve all four gates of a step (a Split and its gradient, a
+    # Concat, are costly per byte; this halves what they copy)
+    scale = b.constant(f"{p}.g_scale", np.repeat(np.array([1, 1, 1, 2], np.float32), H))  # [4H]
+    w2 = b.node("Mul", [w2, b.constant(f"{p}.g_scale_col", np.repeat(np.array([1, 1, 1, 2], np.float32), H)[:, None])],
+                [f"{p}.W2_g2"], name=f"{p}.W2_g2")
+    bsum = b.node("Mul", [bsum, scale], [f"{p}.bias_g2"], name=f"{p}.bias_g2")
+    rt = b.node("Mul", [rt, scale], [f"{p}.RT_g2"], name=f"{p}.RT_g2")
+    two = b.constant(f"{p}.two", np.array(2.0, np.float32))
+    one = b.constant(f"{p}.one_f", np.array(1.0, np.float32))
     # the input projection of every step at once, batch-major so that every step's slice is a plain
     # [N, 4H] matrix (2-D MatMuls differentiate without reshapes): [T, N, in] -> [N*T, in] -> [N, T*4H]
     xb = b.node("Transpose", [x], [f"{p}.x_batch_major"], name=f"{p}.batch_major", perm=[1, 0, 2])
@@ -61,20 +71,19 @@ def unrolled_lstm(b: GraphBuilder, prefix: str, x: str, w: str, r: str, bias: st
         if h is not None:
             rec = b.node("MatMul", [h, rt], [f"{s}.rec"], name=f"{s}.rec")
             gates = b.node("Add", [gates, rec], [f"{s}.gates"], name=f"{s}.gates")
-        if c is None:  # the first step from zero state: the forget gate multiplies zero, skip it
-            io = b.node("Sigmoid", [_slice(b, gates, 0, 2 * H, f"{s}.io_pre")], [f"{s}.io"], name=f"{s}.sigmoid")
-            g = b.node("Tanh", [_slice(b, gates, 3 * H, 4 * H, f"{s}.g_pre")], [f"{s}.g"], name=f"{s}.tanh_g")
-            i, o = b.node("Split", [io], [f"{s}.i", f"{s}.o"], name=f"{s}.split_io", axis=-1)
-            c = b.node("Mul", [i, g], [f"{s}.c"], name=f"{s}.c")
+        sig = b.node("Sigmoid", [gates], [f"{s}.sig"], name=f"{s}.sigmoid")
+        if c is None:  # the first step from zero state: the forget gate multiplies zero, leave it out
+            # (sliced, not split: ONNX Runtime's Split gradient drops an unused output's columns)
+            i, o = b.node("Split", [_slice(b, sig, 0, 2 * H, f"{s}.io")], [f"{s}.i", f"{s}.o"], name=f"{s}.split_io", axis=-1)
+            sg = _slice(b, sig, 3 * H, 4 * H, f"{s}.sg")
         else:
-            # gates i, o, f are contiguous in ONNX order: one Sigmoid over [.., 3H], one Tanh over [.., H]
-            iof, g = b.node("Split", [gates, b.constant(f"{s}.sizes", np.array([3 * H, H], np.int64))],
-                            [f"{s}.iof_pre", f"{s}.g_pre"], name=f"{s}.split_gates", axis=-1)
-            iof = b.node("Sigmoid", [iof], [f"{s}.iof"], name=f"{s}.sigmoid")
-            g = b.node("Tanh", [g], [f"{s}.g"], name=f"{s}.tanh_g")
-            i, o, f = b.node("Split", [iof], [f"{s}.i", f"{s}.o", f"{s}.f"], name=f"{s}.split_iof", axis=-1)
+            i, o, f, sg = b.node("Split", [sig], [f"{s}.i", f"{s}.o", f"{s}.f", f"{s}.sg"], name=f"{s}.split_gates", axis=-1)
+        g = b.node("Sub", [b.node("Mul", [sg, two], [f"{s}.sg2"], name=f"{s}.sg2"), one], [f"{s}.g"], name=f"{s}.g")
+        write = b.node("Mul", [i, g], [f"{s}.write"], name=f"{s}.write")
+        if c is None:
+            c = write
+        else:
             keep = b.node("Mul", [f, c], [f"{s}.keep"], name=f"{s}.keep")
-            write = b.node("Mul", [i, g], [f"{s}.write"], name=f"{s}.write")
             c = b.node("Add", [keep, write], [f"{s}.c"], name=f"{s}.c")
         h = b.node("Mul", [o, b.node("Tanh", [c], [f"{s}.tanh_c"], name=f"{s}.tanh_c")], [f"{s}.h"], name=f"{s}.h")
         ys.append(h)
