@@ -96,8 +96,20 @@ class GraphBuilder:
         out, _ = self.node("Dropout", [x, r, self.training_mode()], [f"{prefix}.out", f"{prefix}.mask"], name=prefix)
         return out
 
+    def _live(self, outputs: list) -> list:
+        """The nodes the outputs depend on. A builder may make values a configuration never reads
+        (an unrolled LSTM's stacked states under a sequence head); ONNX Runtime would still compute
+        them, in training too. Initialisers (the parameters) are all kept."""
+        needed = {o.name for o in outputs}
+        live = []
+        for n in reversed(self.nodes):
+            if any(o in needed for o in n.output):
+                live.append(n)
+                needed.update(i for i in n.input if i)
+        return live[::-1]
+
     def model(self, name: str, inputs: list, outputs: list, metadata: dict, doc: str = "") -> onnx.ModelProto:
-        graph = helper.make_graph(self.nodes, name, inputs, outputs, self.initializers)
+        graph = helper.make_graph(self._live(outputs), name, inputs, outputs, self.initializers)
         model = helper.make_model(
             graph,
             opset_imports=[helper.make_opsetid(d, v) for d, v in self.opsets.items()],

@@ -28,7 +28,12 @@ def _uniform(b: GraphBuilder, shape: tuple, hidden: int) -> np.ndarray:
 
 class _Reverser:
     """Reverses a ``[T, N, ...]`` tensor in time with ``Gather`` (which ORT can differentiate);
-    the indices ``T-1 .. 0`` are computed once from the input's shape."""
+    the indices ``T-1 .. 0`` are computed once from the input's shape, as ``(T-1) - Range(0, T)``.
+
+    Not as ``Range(T-1, -1, -1)``: ONNX Runtime 1.19's extended optimisations rewrite a ``Gather``
+    whose indices come straight from a ``Range`` into a ``Slice`` and get a negative step wrong
+    (``end=-1`` read as "the last element"), so a model whose index had one consumer gave wrong
+    results at the default optimisation level (found when unused nodes started being pruned)."""
 
     def __init__(self, b: GraphBuilder, x: str):
         self.b = b
@@ -37,9 +42,9 @@ class _Reverser:
                        name="reverse.steps", axis=0)
         one = b.constant("reverse.one", np.array(1, np.int64))
         last = b.node("Sub", [steps, one], ["reverse.last"], name="reverse.last")
-        self.index = b.node("Range", [last, b.constant("reverse.stop", np.array(-1, np.int64)),
-                                      b.constant("reverse.step", np.array(-1, np.int64))], ["reverse.index"],
-                            name="reverse.index")
+        ramp = b.node("Range", [b.constant("reverse.start", np.array(0, np.int64)), steps, one], ["reverse.ramp"],
+                      name="reverse.ramp")
+        self.index = b.node("Sub", [last, ramp], ["reverse.index"], name="reverse.index")
 
     def __call__(self, x: str, name: str) -> str:
         return self.b.node("Gather", [x, self.index], [f"{name}.out"], name=name, axis=0)

@@ -122,3 +122,23 @@ def test_fixed_steps_are_in_the_input_shape():
     model = lstm(4, hidden=3, impl="unrolled", steps=T)
     dims = [d.dim_value or d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["N", T, 4]
+
+
+@pytest.mark.parametrize("impl", ["node", "unrolled"])
+@pytest.mark.parametrize("head", ["sequence", "tagger"])
+def test_bidirectional_is_right_at_every_optimisation_level(impl, head):
+    """ONNX Runtime's extended optimisations once turned the time reversal into a wrong Slice."""
+    from onnx.reference import ReferenceEvaluator
+
+    from onnxforge.runtime._ort import ort
+
+    form = {**FORMS["bidirectional"], "head": head}
+    model = lstm(**form, seed=3, **({"impl": impl, "steps": T} if impl == "unrolled" else {}))
+    x, _ = _data(form, 5, np.random.default_rng(1))
+    expected = ReferenceEvaluator(model).run(None, {"x": x})[0]
+    rt = ort()
+    for level in ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL"):
+        options = rt.SessionOptions()
+        options.graph_optimization_level = getattr(rt.GraphOptimizationLevel, level)
+        got = rt.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6, err_msg=level)
