@@ -3,34 +3,11 @@
 from __future__ import annotations
 
 import gzip
-import http.client
 import json
-from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
-
-
-def post(url, path, body: bytes, headers=None):
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    try:
-        conn.request("POST", path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        conn.close()
-
-
-def get(url, path):
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
+from _http import get, post
 
 
 def tensor(name="x", shape=(1, 64), datatype="FP32", data=None):

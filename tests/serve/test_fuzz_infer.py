@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
+from _http import live
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -180,16 +181,6 @@ def send(url: str, path: str, body: bytes, headers: dict):
         conn.request("POST", path, body=body, headers=headers)
         response = conn.getresponse()
         return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        conn.close()
-
-
-def live(url: str) -> bool:
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    try:
-        conn.request("GET", "/v2/health/live")
-        return conn.getresponse().status == 200
     finally:
         conn.close()
 

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
+from _http import live, post
 
 from onnxforge.runtime import _oip
 from onnxforge.runtime import server as server_module
@@ -21,27 +22,6 @@ from onnxforge.runtime.errors import InputError
 from onnxforge.runtime.session import IOInfo
 
 LIMIT = 1 << 20  # the shared server fixture's --max-body-mb 1
-
-
-def post(url, path, body: bytes, headers=None):
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    try:
-        conn.request("POST", path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        conn.close()
-
-
-def live(url) -> bool:
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    try:
-        conn.request("GET", "/v2/health/live")
-        return conn.getresponse().status == 200
-    finally:
-        conn.close()
 
 
 def x(shape=(1, 64), data=None, **extra):
