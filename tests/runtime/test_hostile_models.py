@@ -323,3 +323,24 @@ def test_save_refuses_a_model_still_pointing_to_unloaded_data(folder):
     model = _model(_weight(location="../secret.bin"))
     with pytest.raises(UnsafeModelError, match="still points to external data '../secret.bin'"):
         save_model(model, folder / "copy.onnx")
+
+
+@pytest.mark.parametrize("command", [
+    ["inspect", "{m}"],
+    ["infer", "{m}", "--input", "{x}"],
+    ["eval", "{m}", "--data", "{d}"],
+    ["train", "{m}", "--data", "{d}", "--out", "{run}"],
+    ["serve", "{m}", "--port", "0"],
+    ["convert", "{m}", "-o", "{out}"],
+    ["weights", "export", "{m}", "-o", "{w}"],
+], ids=lambda c: c[0] if c[0] != "weights" else "weights-export")
+def test_every_command_opens_models_through_the_safe_loader(folder, command):
+    model = _write(folder, _model(_weight(location="../secret.bin", offset=0, length=16)))
+    np.save(folder / "x.npy", np.ones((2, 4), np.float32))
+    np.savez(folder / "d.npz", x=np.ones((2, 4), np.float32), y=np.ones((2, 4), np.float32))
+    paths = {"m": model, "x": folder / "x.npy", "d": folder / "d.npz", "run": folder / "run",
+             "out": folder / "out.onnx", "w": folder / "w.npz"}
+    result = CliRunner().invoke(cli, [part.format(**paths) for part in command])
+    assert result.exit_code == 1, result.output
+    assert "'..' segment, which leaves the model's folder" in result.output
+    assert not (folder / "run").exists() and not (folder / "out.onnx").exists() and not (folder / "w.npz").exists()
