@@ -66,5 +66,10 @@ def test_resume_with_other_settings_is_refused(tmp_path, digits):
 
 def test_resume_without_checkpoint(tmp_path, digits):
     (x, y), _ = digits
-    with pytest.raises(CheckpointError, match="holds no checkpoint"):
+    with pytest.raises(CheckpointError, match="holds no run to continue; start the run without --resume"):
         make_trainer(tmp_path / "empty").fit((x[:64], y[:64]), epochs=1, resume=True)
+    started = tmp_path / "started"
+    (started / "artifacts").mkdir(parents=True)  # killed after start-up began, before the first checkpoint
+    with pytest.raises(CheckpointError, match="holds no checkpoint to continue \\(the run was stopped before its "
+                                              "first checkpoint was written; start it again with --overwrite\\)"):
+        make_trainer(started).fit((x[:64], y[:64]), epochs=1, resume=True)
