@@ -386,10 +386,13 @@ class Trainer:
         arrays = [train.inputs[k] for k in x_names]
         targets = train.y
         current_lr = None  # the rate last given to this optimizer
-        # steps whose examples are gathered at once when shuffling: a whole number of batches,
-        # at most ~32 MB of copies (at least one batch)
+        constant_lr = self.schedule == "constant" and not self.warmup_steps
+        show = not bar.disable
+        # steps whose examples are gathered at once when shuffling: a whole number of batches of
+        # about 256 KB in all (at least one batch). Gathering 64 rows of 64 floats at a time cost
+        # 63 ns a row, 1,024 rows 32 ns, a whole 25,600-row epoch 52 ns (out of cache)
         row_bytes = sum(x[:1].nbytes for x in arrays) + targets[:1].nbytes
-        chunk = batch_size * max(1, (32 << 20) // max(1, row_bytes * batch_size))
+        chunk = batch_size * max(1, (256 << 10) // max(1, row_bytes * batch_size))
         while self.epoch < epochs:
             epoch = self.epoch + 1
             rt.set_seed(self.seed * 100_003 + epoch)  # dropout masks depend on (seed, epoch) only
@@ -397,41 +400,46 @@ class Trainer:
             loss_sum, seen = 0.0, 0
             bar.set_description(f"epoch {epoch}/{epochs}", refresh=False)
             t0, cpu0 = time.perf_counter(), time.process_time()
+            step = self.step  # a local in the loop: every attribute access costs at 10,000 steps/s
             for start in range(0, n, batch_size):
                 # batches are views: of the arrays in file order, or of a shuffled chunk gathered
-                # once for many steps (a gather per step cost 4% of a small model's step)
-                if shuffle and start % chunk == 0:
-                    idx = order[start : start + chunk]
-                    chunk_arrays, chunk_targets = [x[idx] for x in arrays], targets[idx]
+                # once for several steps (a gather per step cost 4% of a small model's step)
                 if shuffle:
+                    if start % chunk == 0:
+                        idx = order[start : start + chunk]
+                        chunk_arrays, chunk_targets = [x[idx] for x in arrays], targets[idx]
                     at = slice(start % chunk, start % chunk + batch_size)
                     feeds, batch_targets = [x[at] for x in chunk_arrays], chunk_targets[at]
                 else:
                     at = slice(start, start + batch_size)
                     feeds, batch_targets = [x[at] for x in arrays], targets[at]
-                lr = learning_rate(self.schedule, self.lr, self.step, total_steps, self.warmup_steps)
-                if lr != current_lr:  # a constant rate is set once, not every step
-                    optimizer.set_learning_rate(lr)
-                    current_lr = lr
+                if not constant_lr or current_lr is None:  # a constant rate is set once
+                    lr = learning_rate(self.schedule, self.lr, step, total_steps, self.warmup_steps)
+                    if lr != current_lr:
+                        optimizer.set_learning_rate(lr)
+                        current_lr = lr
                 loss = float(module(*feeds, batch_targets))
                 if not math.isfinite(loss):
+                    self.step = step
                     raise TrainingError(
-                        f"training diverged: the loss became {loss} at epoch {epoch}, step {self.step + 1}; "
+                        f"training diverged: the loss became {loss} at epoch {epoch}, step {step + 1}; "
                         f"lower the learning rate (now {self.lr}). The last good checkpoint is kept."
                     )
                 optimizer.step()
                 module.lazy_reset_grad()
-                self.step += 1
+                step += 1
                 size = min(batch_size, n - start)
                 loss_sum += loss * size
                 seen += size
-                bar.update(1)
-                if self.step % 25 == 0:
+                if show and step % 16 == 0:  # the bar redraws at most every 0.25 s anyway
+                    bar.update(step - bar.n)
                     bar.set_postfix(loss=f"{loss_sum / seen:.4f}", refresh=False)
+            self.step = step
+            bar.update(step - bar.n)
             seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
             self.epoch = epoch
             self._infer_session = None
-            record = {"epoch": epoch, "loss": loss_sum / max(seen, 1), "lr": lr,
+            record = {"epoch": epoch, "loss": loss_sum / max(seen, 1), "lr": current_lr,
                       "steps_per_s": steps_per_epoch / seconds if seconds > 0 else None,
                       "seconds": seconds, "cpu_seconds": cpu_seconds}
             if val is not None:

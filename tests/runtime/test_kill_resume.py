@@ -202,7 +202,8 @@ def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_p
     monkeypatch.setattr(trainer_module, "learning_rate", explode_in_epoch_3)
     run = tmp_path / "run"
     result = CliRunner().invoke(cli, ["train", str(tmp_path / "m.onnx"), "--data", str(tmp_path / "d.npz"),
-                                      "--epochs", "5", "--optimizer", "sgd", "--quiet", "--out", str(run)])
+                                      "--epochs", "5", "--optimizer", "sgd", "--schedule", "linear", "--quiet",
+                                      "--out", str(run)])
     assert result.exit_code == 1, result.output
     line = result.output.strip().splitlines()[-1]
     assert line.startswith("Error: training diverged: the loss became ") and "at epoch 3, step 6" in line
@@ -212,5 +213,6 @@ def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_p
     assert [h["epoch"] for h in json.loads((run / "metrics.json").read_text())["history"]] == [1, 2]
     assert np.all(np.isfinite(np.concatenate([v.ravel() for v in _weights(run).values()])))
     with pytest.raises(TrainingError):
-        tr = Trainer(str(tmp_path / "m.onnx"), tmp_path / "run2", optimizer="sgd", device="cpu", progress=False)
+        tr = Trainer(str(tmp_path / "m.onnx"), tmp_path / "run2", optimizer="sgd", schedule="linear", device="cpu",
+                     progress=False)
         tr.fit(str(tmp_path / "d.npz"), epochs=5)
