@@ -6,6 +6,8 @@ gives a model whose tensors hold no byte of the secret outside the folder, or ra
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,7 +23,9 @@ pytestmark = pytest.mark.fuzz
 
 SECRET = bytes(range(200, 216))  # float32[4]-sized, distinctive
 DATA = b"HEAD" + np.arange(4, dtype=np.float32).tobytes()
-FUZZ = settings(max_examples=500, deadline=2000, derandomize=True, database=None,
+# ONNXFORGE_FUZZ_SCALE=N runs N times the examples from a random seed (CI: 1, fixed seed)
+SCALE = int(os.environ.get("ONNXFORGE_FUZZ_SCALE", "1"))
+FUZZ = settings(max_examples=800 * SCALE, deadline=2000, derandomize=SCALE == 1, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
@@ -34,8 +38,6 @@ def folder(tmp_path_factory):
     (models / "w.bin").write_bytes(DATA)
     (models / "sub").mkdir()
     (models / "sub" / "w.bin").write_bytes(DATA)
-    import os
-
     os.symlink(root / "secret.bin", models / "link.bin")
     os.symlink(root, models / "up")
     return models

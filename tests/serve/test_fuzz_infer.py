@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import struct
 from urllib.parse import urlsplit
@@ -29,9 +30,11 @@ from onnxforge.runtime.session import validate_feeds
 pytestmark = pytest.mark.fuzz
 
 LIMIT = 1 << 20  # the shared server fixture's --max-body-mb 1
-HTTP = settings(max_examples=400, deadline=2000, derandomize=True, database=None,
+# ONNXFORGE_FUZZ_SCALE=N runs N times the examples from a random seed (CI: 1, fixed seed)
+SCALE = int(os.environ.get("ONNXFORGE_FUZZ_SCALE", "1"))
+HTTP = settings(max_examples=400 * SCALE, deadline=2000, derandomize=SCALE == 1, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-PARSER = settings(HTTP, max_examples=1000, deadline=1000)
+PARSER = settings(HTTP, max_examples=1000 * SCALE, deadline=1000)
 
 # ---- strategies ----
 
