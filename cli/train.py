@@ -47,8 +47,10 @@ def command(model, data, val, epochs, batch_size, lr, optimizer, weight_decay, s
             freeze, seed, no_shuffle, device, threads, rundir, resume, overwrite, quiet, as_json):
     """Train MODEL on --data with ONNX Runtime and write the run folder.
 
-    Every epoch writes a checkpoint (atomically), RUNDIR/model.onnx and RUNDIR/metrics.json, so an
-    interrupted run loses at most one epoch and continues with --resume.
+    A checkpoint is written before the first step and after every epoch (synced, renamed into
+    place, its SHA-256 recorded), with RUNDIR/model.onnx and RUNDIR/metrics.json, so a run killed
+    at any moment loses at most one epoch and continues with --resume; a damaged checkpoint is
+    refused, never replaced by a fresh start.
     """
     from onnxforge.runtime import Trainer
 
