@@ -31,11 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
-from onnx import AttributeProto, GraphProto, ModelProto, TensorProto
+from onnx import AttributeProto, GraphProto, ModelProto, TensorProto, numpy_helper
 
 from onnxforge.runtime.errors import ModelError, UnsafeModelError
 
-__all__ = ["ExternalRef", "external_tensors", "check_location", "load_external_data", "MAX_EXTERNAL_BYTES"]
+__all__ = ["ExternalRef", "external_tensors", "check_location", "load_external_data", "externalize",
+           "MAX_EXTERNAL_BYTES"]
 
 MAX_EXTERNAL_BYTES = 2**31 - 1  # a model larger than this cannot be handed to ONNX Runtime as one message
 KEYS = ("location", "offset", "length", "checksum")
@@ -252,3 +253,35 @@ def _read(ref: ExternalRef, path: Path, length: int) -> bytes:
     if len(data) != length:
         raise ModelError(f"{ref.where}: external data file '{ref.location}' ended after {len(data)} of {length} bytes")
     return data
+
+
+def externalize(model: ModelProto, location: str, size_threshold: int) -> tuple[ModelProto, bytes]:
+    """A copy of ``model`` whose tensors of at least ``size_threshold`` bytes point into one data
+    file at ``location`` (each 64-byte aligned, as onnx's writer does for memory mapping), and the
+    bytes of that file."""
+    copy = ModelProto()
+    copy.CopyFrom(model)
+    chunks, offset = [], 0
+    for _where, tensor in all_tensors(copy):
+        if tensor.data_type == TensorProto.STRING:
+            continue
+        if tensor.HasField("raw_data"):
+            raw = tensor.raw_data
+        elif any((tensor.float_data, tensor.int32_data, tensor.int64_data, tensor.double_data, tensor.uint64_data)):
+            raw = numpy_helper.from_array(numpy_helper.to_array(tensor)).raw_data
+        else:
+            continue
+        if len(raw) < size_threshold:
+            continue
+        pad = (-offset) % 64
+        chunks.append(b"\0" * pad)
+        offset += pad
+        for field in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data", "raw_data"):
+            tensor.ClearField(field)
+        tensor.data_location = TensorProto.EXTERNAL
+        for key, value in (("location", location), ("offset", str(offset)), ("length", str(len(raw)))):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, value
+        chunks.append(raw)
+        offset += len(raw)
+    return copy, b"".join(chunks)

@@ -19,6 +19,7 @@ from onnxforge.runtime._external_data import (
     check_location,
     expected_bytes,
     external_tensors,
+    externalize,
     load_external_data,
 )
 from onnxforge.runtime.errors import ModelError, UnsafeModelError
@@ -188,42 +189,14 @@ def save_model(model: ModelProto, path: str | os.PathLike, *, external_data: str
         atomic_write_bytes(path, model.SerializeToString())
         return path
     location = f"{path.name}.data" if external_data is True else str(external_data)
-    _check_save_location(location, path.parent)
-    copy = ModelProto()
-    copy.CopyFrom(model)
-    chunks, offset = [], 0
-    for _where, tensor in all_tensors(copy):
-        if tensor.data_type == onnx.TensorProto.STRING:
-            continue
-        raw = tensor.raw_data if tensor.HasField("raw_data") else None
-        if raw is None:
-            if not tensor.dims and not any((tensor.float_data, tensor.int32_data, tensor.int64_data,
-                                            tensor.double_data, tensor.uint64_data)):
-                continue
-            raw = onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(tensor)).raw_data
-        if len(raw) < size_threshold:
-            continue
-        pad = (-offset) % 64  # keep each tensor 64-byte aligned, as onnx's writer does for mmap
-        chunks.append(b"\0" * pad)
-        offset += pad
-        for field in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data", "raw_data"):
-            tensor.ClearField(field)
-        tensor.data_location = onnx.TensorProto.EXTERNAL
-        for key, value in (("location", location), ("offset", str(offset)), ("length", str(len(raw)))):
-            entry = tensor.external_data.add()
-            entry.key, entry.value = key, value
-        chunks.append(raw)
-        offset += len(raw)
-    atomic_write_bytes(path.parent / location, b"".join(chunks))
-    atomic_write_bytes(path, copy.SerializeToString())
-    return path
-
-
-def _check_save_location(location: str, folder: Path) -> None:
-    """The same escapes :func:`load_model` refuses, refused before anything is written."""
-    folder.mkdir(parents=True, exist_ok=True)
-    target = check_location(location, folder, f"external data of '{folder}'", must_exist=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # the same escapes load_model refuses, refused before anything is written
+    target = check_location(location, path.parent, f"external data of '{path}'", must_exist=False)
     target.parent.mkdir(parents=True, exist_ok=True)
+    stored, data = externalize(model, location, size_threshold)
+    atomic_write_bytes(target, data)
+    atomic_write_bytes(path, stored.SerializeToString())
+    return path
 
 
 def default_opset(model: ModelProto) -> int:

@@ -344,3 +344,10 @@ def test_every_command_opens_models_through_the_safe_loader(folder, command):
     assert result.exit_code == 1, result.output
     assert "'..' segment, which leaves the model's folder" in result.output
     assert not (folder / "run").exists() and not (folder / "out.onnx").exists() and not (folder / "w.npz").exists()
+
+
+def test_save_with_external_data_handles_typed_fields(tmp_path):
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4], WEIGHT.tolist())  # float_data, not raw_data
+    path = save_model(_model(w), tmp_path / "typed.onnx", external_data="weights/typed.bin", size_threshold=1)
+    assert (tmp_path / "weights" / "typed.bin").stat().st_size == 16
+    np.testing.assert_array_equal(numpy_helper.to_array(load_model(path).graph.initializer[0]), WEIGHT)
