@@ -104,8 +104,9 @@ def all_tensors(model: ModelProto) -> list[tuple[str, TensorProto]]:
 
 
 def _whole_number(where: str, key: str, text: str) -> int:
-    if not re.fullmatch(r"[0-9]{1,20}", text.strip()):
-        kind = "negative" if text.strip().startswith("-") else "not a whole number"
+    # digits only: no sign, no spaces (str.strip would drop control characters int() refuses)
+    if not re.fullmatch(r"[0-9]{1,20}", text):
+        kind = "negative" if text.startswith("-") else "not a whole number"
         raise ModelError(f"{where}: external data '{key}' is {text!r}, {kind}; it must be a whole number of bytes >= 0")
     return int(text)
 

@@ -266,6 +266,12 @@ def _shape(name: str, shape, max_elements: int) -> list[int]:
     if count > max_elements:
         _fail(f"input '{name}' has shape {shape}, {count} elements, more than the {max_elements} a request "
               f"within the body size limit can carry")
+    # an empty tensor may not name absurd other dimensions: numpy refuses shapes whose nonzero
+    # dimensions multiply past what an array could address ([0, 2**31-1, 2**31-1] was a 500)
+    spread = math.prod(d for d in shape if d)
+    if count == 0 and spread > max_elements:
+        _fail(f"input '{name}' has shape {shape}: empty, but its other dimensions multiply to {spread}, more than "
+              f"the {max_elements} elements allowed")
     return shape
 
 

@@ -86,6 +86,8 @@ ESCAPES = [
     ({"location": "w.bin", "offset": "4", "length": "-16"}, ModelError, "'length' is '-16', negative"),
     ({"location": "w.bin", "offset": "0x4"}, ModelError, "'offset' is '0x4', not a whole number"),
     ({"location": "w.bin", "offset": "99999999999999999999999"}, ModelError, "not a whole number"),
+    ({"location": "w.bin", "offset": "\x1c4"}, ModelError, "not a whole number"),  # found by deeper fuzzing
+    ({"location": "w.bin", "offset": " 4"}, ModelError, "not a whole number"),
     ({"location": "w.bin", "offset": "21"}, ModelError, "offset 21 is past the end of 'w.bin' (20 bytes)"),
     ({"location": "w.bin", "offset": "8", "length": "16"}, ModelError, "offset 8 + length 16 runs past the end"),
     ({"location": "w.bin", "offset": "0", "length": "8"}, ModelError, "length is 8 bytes, but a FLOAT tensor of shape [4] needs 16"),

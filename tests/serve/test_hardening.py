@@ -239,6 +239,13 @@ def test_a_shape_claiming_a_billion_elements_fails_before_any_allocation():
     assert peak < 1 << 20
 
 
+@pytest.mark.parametrize("shape", [[0, 2**31 - 1, 2**31 - 1], [2**31 - 1, 0, 2**31 - 1, 3]])
+def test_an_empty_tensor_with_absurd_other_dimensions_is_refused(shape):
+    """Found by ONNXFORGE_FUZZ_SCALE=10: numpy refused to reshape [] to [0, 2**31-1, 2**31-1] (a 500)."""
+    with pytest.raises(InputError, match=r"empty, but its other dimensions multiply to \d+, more than the 1000000000"):
+        parse(body({"name": "x", "shape": shape, "datatype": "FP64", "data": []}), FLOATS)
+
+
 def strings_body(items) -> bytes:
     return body({"name": "s", "shape": [len(items)], "datatype": "BYTES", "data": items})
 
