@@ -1,5 +1,5 @@
 """An LSTM layer unrolled over a fixed number of steps, built from MatMul/Gemm, Split, Sigmoid,
-Tanh, Mul and Add, with the same parameters (``W [1, 4H, in]``, ``R [1, 4H, H]``, ``B [1, 8H]``,
+Tanh, Mul, Add and Sub, with the same parameters (``W [1, 4H, in]``, ``R [1, 4H, H]``, ``B [1, 8H]``,
 ONNX gate order i, o, f, c) and the same function as one forward ``LSTM`` node.
 
 Why: ONNX Runtime training 1.19's CPU gradient of the ``LSTM`` op is slow (about 0.3x PyTorch's
