@@ -389,10 +389,11 @@ class Trainer:
         constant_lr = self.schedule == "constant" and not self.warmup_steps
         show = not bar.disable
         # steps whose examples are gathered at once when shuffling: a whole number of batches of
-        # about 256 KB in all (at least one batch). Gathering 64 rows of 64 floats at a time cost
-        # 63 ns a row, 1,024 rows 32 ns, a whole 25,600-row epoch 52 ns (out of cache)
+        # up to 64 MB (the whole epoch for most datasets; at least one batch). Measured on the
+        # 64-128-10 MLP against gathers of 256 KB, 1 MB and 4 MB, the whole epoch was as fast as
+        # any (each new chunk is a fresh allocation), and memory stays bounded for large sets
         row_bytes = sum(x[:1].nbytes for x in arrays) + targets[:1].nbytes
-        chunk = batch_size * max(1, (256 << 10) // max(1, row_bytes * batch_size))
+        chunk = batch_size * max(1, (64 << 20) // max(1, row_bytes * batch_size))
         while self.epoch < epochs:
             epoch = self.epoch + 1
             rt.set_seed(self.seed * 100_003 + epoch)  # dropout masks depend on (seed, epoch) only
