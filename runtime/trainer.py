@@ -28,6 +28,7 @@ import onnx
 from onnx import ModelProto, TensorProto, numpy_helper
 
 from onnxforge.runtime._checkpoint_file import save_checkpoint, verify_checkpoint
+from onnxforge.runtime._inference_form import inference_form
 from onnxforge.runtime._ort import ort, quiet_native_stderr, runtime_info, training_api
 from onnxforge.runtime.data import Dataset, as_dataset, check_dataset, vocab_sizes
 from onnxforge.runtime.device import Device, resolve_device
@@ -463,9 +464,10 @@ class Trainer:
         return {name: np.array(self._state.parameters[name].data) for name in self.trainable + self.frozen + self.buffers}
 
     def inference_model(self) -> ModelProto:
-        """The source model with the current weights, ``training_mode`` off, metadata kept."""
-        model = ModelProto()
-        model.CopyFrom(self.source)
+        """The source model with the current weights, ``training_mode`` off, metadata kept (an
+        unrolled LSTM or encoder-decoder build as its ``LSTM``-node twin: same weights and function,
+        faster inference; see :mod:`onnxforge.runtime._inference_form`)."""
+        model = inference_form(self.source)
         values = self.parameters()
         for i, t in enumerate(model.graph.initializer):
             if t.name in values:
