@@ -43,11 +43,13 @@ class Host(click.ParamType):
               help="How long dynamic batching waits for more requests after the first one.")
 @click.option("--max-body-mb", type=click.FloatRange(min=0, min_open=True), default=64.0, show_default=True,
               help="Largest request body accepted; larger ones get HTTP 400.")
+@click.option("--body-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              help="Seconds a request body may take to arrive whole; slower ones get HTTP 408.")
 @click.option("--no-warmup", is_flag=True, help="Do not run each model once on zeros before listening.")
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True,
               help="Log detail on stderr; debug logs one line per request.")
 def command(models, host, port, device, threads, max_concurrency, max_queue, max_batch, max_delay_ms,
-            max_body_mb, no_warmup, log_level):
+            max_body_mb, body_timeout, no_warmup, log_level):
     """Serve MODELS (.onnx files, or folders whose every .onnx is served) over HTTP with the Open
     Inference Protocol v2, the REST API of KServe and Triton: GET /v2/health/live,
     /v2/health/ready, /v2, /v2/models/NAME, /v2/models/NAME/ready and POST
@@ -61,7 +63,8 @@ def command(models, host, port, device, threads, max_concurrency, max_queue, max
     for name in ("uvicorn", "uvicorn.error", "asyncio"):
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
     options = dict(host=host, port=port, device=device, threads=threads, max_queue=max_queue,
-                   max_batch=max_batch, max_delay_ms=max_delay_ms, max_body_mb=max_body_mb, warmup=not no_warmup)
+                   max_batch=max_batch, max_delay_ms=max_delay_ms, max_body_mb=max_body_mb, body_timeout_s=body_timeout,
+                   warmup=not no_warmup)
     if max_concurrency:
         options["max_concurrency"] = max_concurrency
     server = Server(list(models), ServerConfig(**options))

@@ -9,6 +9,7 @@ Ctrl+C, after which requests in flight are finished before the process exits.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import gzip
@@ -53,6 +54,7 @@ class ServerConfig:
     max_batch: int = 1
     max_delay_ms: float = 2.0
     max_body_mb: float = 64.0
+    body_timeout_s: float = 30.0  # a request body must arrive whole within this (slow clients)
     warmup: bool = True
 
     @property
@@ -166,7 +168,12 @@ def create_app(models: dict[str, ServedModel], config: ServerConfig, scheduler: 
     async def infer(request):
         model = model_for(request)
         session = model.session
-        body = await _read_body(request, limit, config.max_body_mb)
+        try:
+            body = await asyncio.wait_for(_read_body(request, limit, config.max_body_mb), config.body_timeout_s)
+        except asyncio.TimeoutError:
+            # a client trickling its body holds a connection and a buffer: it gets a deadline
+            raise _Problem(408, f"the request body did not arrive within {config.body_timeout_s:g} s "
+                                "(--body-timeout)") from None
         _check_content_type(request.headers.get("content-type"))  # once read: the client sees the 400
         body = _decompress(body, request.headers.get("content-encoding"), limit, config.max_body_mb)
         args = (body, request.headers.get("inference-header-content-length"), session.inputs, session.outputs)

@@ -165,6 +165,19 @@ def test_a_chunked_body_without_content_length_is_cut_off_at_the_limit(server):
     assert live(server.url)
 
 
+def test_a_body_that_trickles_in_gets_408_at_the_deadline(start_server, model_dir):
+    """A slow client (slowloris) holds a connection and a buffer only until --body-timeout."""
+    srv = start_server([model_dir], body_timeout_s=0.5)
+    head = ("POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Content-Length: 1000\r\n\r\n")
+    start = time.monotonic()
+    status, answer = raw_request(srv.url, head, [b'{"inputs": ['], read_timeout=10)  # then nothing more
+    assert status == 408
+    assert answer["error"] == "the request body did not arrive within 0.5 s (--body-timeout)"
+    assert 0.4 < time.monotonic() - start < 5
+    assert live(srv.url)
+
+
 class StreamedRequest:
     """What _read_body needs of a Starlette request: headers and a body stream of 64 KiB chunks."""
 
