@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, numpy_helper
+
+from _external_models import add_model, weight
 
 from onnxforge.graphs import mlp
 from onnxforge.runtime import ModelError, OnnxforgeError, load
@@ -49,20 +51,6 @@ def _assert_no_secret(model) -> None:
         assert SECRET[:8] not in tensor.raw_data, where
 
 
-def _model_with(entries: list[tuple[str, str]]):
-    w = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[4])
-    w.data_location = TensorProto.EXTERNAL
-    for key, value in entries:
-        e = w.external_data.add()
-        e.key, e.value = key, value
-    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], [w])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
-
-
 LOCATIONS = st.one_of(
     st.sampled_from(["w.bin", "./w.bin", "sub/w.bin", "sub//w.bin", "../secret.bin", "up/secret.bin", "link.bin",
                      "/etc/passwd", "sub/../w.bin", "..", ".", "", "sub", "C:w.bin", "\\w.bin", "w.bin\x00",
@@ -82,7 +70,7 @@ def test_any_external_data_declaration_loads_safely_or_is_refused(folder, locati
     entries += [("offset", offset)] if offset is not None else []
     entries += [("length", length)] if length is not None else []
     path = folder / "fuzz.onnx"
-    path.write_bytes(_model_with(entries + extra).SerializeToString())
+    path.write_bytes(add_model(weight(entries + extra)).SerializeToString())
     try:
         model = load_model(path)
     except ModelError:
@@ -95,10 +83,7 @@ def test_any_external_data_declaration_loads_safely_or_is_refused(folder, locati
 @FUZZ
 @given(st.data())
 def test_mutated_model_files_load_safely_or_are_refused(folder, data):
-    good = helper.make_model(_model_with([("location", "w.bin"), ("offset", "4"), ("length", "16")]).graph,
-                             opset_imports=[helper.make_opsetid("", 17)])
-    good.ir_version = 8
-    raw = bytearray(good.SerializeToString())
+    raw = bytearray(add_model(weight(location="w.bin", offset=4, length=16)).SerializeToString())
     edits = data.draw(st.lists(st.tuples(st.integers(0, len(raw) - 1), st.integers(0, 255),
                                          st.sampled_from(["set", "insert", "delete"])), min_size=1, max_size=6))
     for pos, byte, op in edits:

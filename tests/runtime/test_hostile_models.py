@@ -11,6 +11,8 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
+from _external_models import add_model, external, weight
+
 from onnxforge.cli.main import cli
 from onnxforge.graphs import mlp
 from onnxforge.runtime import ModelError, UnsafeModelError, load
@@ -18,28 +20,6 @@ from onnxforge.runtime.modelio import load_model, save_model
 
 WEIGHT = np.arange(4, dtype=np.float32)
 SECRET = b"TOP-SECRET-BYTES"  # 16 bytes: exactly what a float32[4] tensor needs
-
-
-def _external(tensor: TensorProto, **entries) -> TensorProto:
-    tensor.data_location = TensorProto.EXTERNAL
-    for key, value in entries.items():
-        e = tensor.external_data.add()
-        e.key, e.value = key, str(value)
-    return tensor
-
-
-def _weight(**entries) -> TensorProto:
-    return _external(TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[4]), **entries)
-
-
-def _model(weight: TensorProto | None = None, nodes=None, sparse=None) -> onnx.ModelProto:
-    nodes = nodes or [helper.make_node("Add", ["x", "w"], ["y"])]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
-                              [weight] if weight is not None else [], sparse_initializer=sparse)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
 
 
 @pytest.fixture
@@ -59,7 +39,7 @@ def _write(folder, model, name="evil.onnx"):
 
 
 def test_good_external_data_loads_and_runs(folder):
-    path = _write(folder, _model(_weight(location="w.bin", offset=4, length=16)))
+    path = _write(folder, add_model(weight(location="w.bin", offset=4, length=16)))
     model = load_model(path)
     w = numpy_helper.to_array(model.graph.initializer[0])
     np.testing.assert_array_equal(w, WEIGHT)
@@ -68,7 +48,7 @@ def test_good_external_data_loads_and_runs(folder):
 
 
 def test_length_may_be_omitted_when_the_rest_of_the_file_is_the_tensor(folder):
-    model = load_model(_write(folder, _model(_weight(location="w.bin", offset=4))))
+    model = load_model(_write(folder, add_model(weight(location="w.bin", offset=4))))
     np.testing.assert_array_equal(numpy_helper.to_array(model.graph.initializer[0]), WEIGHT)
 
 
@@ -99,7 +79,7 @@ ESCAPES = [
 
 @pytest.mark.parametrize("entries,error,message", ESCAPES, ids=[str(i) for i in range(len(ESCAPES))])
 def test_hostile_external_data_declarations_are_refused(folder, entries, error, message):
-    path = _write(folder, _model(_weight(**entries)))
+    path = _write(folder, add_model(weight(**entries)))
     with pytest.raises(error) as info:
         load(path, device="cpu")
     assert message in str(info.value)
@@ -109,84 +89,84 @@ def test_hostile_external_data_declarations_are_refused(folder, entries, error, 
 def test_absolute_path_is_refused_and_the_file_not_read(folder):
     secret = folder.parent / "secret.bin"
     with pytest.raises(UnsafeModelError, match="is an absolute path"):
-        load_model(_write(folder, _model(_weight(location=str(secret), offset=0, length=16))))
+        load_model(_write(folder, add_model(weight(location=str(secret), offset=0, length=16))))
 
 
 def test_a_key_given_twice_is_refused(folder):
     with pytest.raises(UnsafeModelError, match="key 'location' is given twice"):
-        load_model(_write(folder, _model(_weight(location="w.bin") and _external(
-            _weight(location="w.bin"), location="../secret.bin"))))
+        load_model(_write(folder, add_model(weight(location="w.bin") and external(
+            weight(location="w.bin"), location="../secret.bin"))))
 
 
 def test_symbolic_link_to_a_file_outside_is_refused(folder):
     os.symlink(folder.parent / "secret.bin", folder / "link.bin")
     with pytest.raises(UnsafeModelError, match="symbolic link \\('link.bin'\\)"):
-        load_model(_write(folder, _model(_weight(location="link.bin", offset=0, length=16))))
+        load_model(_write(folder, add_model(weight(location="link.bin", offset=0, length=16))))
 
 
 def test_symbolic_link_inside_the_folder_is_refused_too(folder):
     os.symlink(folder / "w.bin", folder / "alias.bin")
     with pytest.raises(UnsafeModelError, match="symbolic link"):
-        load_model(_write(folder, _model(_weight(location="alias.bin", offset=4, length=16))))
+        load_model(_write(folder, add_model(weight(location="alias.bin", offset=4, length=16))))
 
 
 def test_symbolic_link_to_a_folder_is_refused(folder):
     os.symlink(folder.parent, folder / "up")
     with pytest.raises(UnsafeModelError, match="symbolic link \\('up'\\)"):
-        load_model(_write(folder, _model(_weight(location="up/secret.bin", offset=0, length=16))))
+        load_model(_write(folder, add_model(weight(location="up/secret.bin", offset=0, length=16))))
 
 
 def test_hard_linked_data_file_is_refused(folder):
     os.link(folder.parent / "secret.bin", folder / "hard.bin")
     with pytest.raises(UnsafeModelError, match="has 2 hard links"):
-        load_model(_write(folder, _model(_weight(location="hard.bin", offset=0, length=16))))
+        load_model(_write(folder, add_model(weight(location="hard.bin", offset=0, length=16))))
 
 
 def test_a_fifo_is_refused_without_blocking(folder):
     os.mkfifo(folder / "pipe.bin")
     with pytest.raises(UnsafeModelError, match="'pipe.bin' is not a regular file"):
-        load_model(_write(folder, _model(_weight(location="pipe.bin", offset=0, length=16))))
+        load_model(_write(folder, add_model(weight(location="pipe.bin", offset=0, length=16))))
 
 
 def test_a_folder_as_location_is_refused(folder):
     (folder / "sub").mkdir()
     with pytest.raises(UnsafeModelError, match="'sub' is not a regular file"):
-        load_model(_write(folder, _model(_weight(location="sub", offset=0, length=16))))
+        load_model(_write(folder, add_model(weight(location="sub", offset=0, length=16))))
 
 
 def test_external_tensor_in_a_constant_attribute_is_checked(folder):
-    value = _external(TensorProto(name="c", data_type=TensorProto.FLOAT, dims=[4]), location="../secret.bin")
+    value = external(TensorProto(name="c", data_type=TensorProto.FLOAT, dims=[4]), location="../secret.bin")
     nodes = [helper.make_node("Constant", [], ["w"], name="c0", value=value), helper.make_node("Add", ["x", "w"], ["y"])]
     with pytest.raises(UnsafeModelError, match="attribute 'value' of node 'c0' \\(Constant\\)"):
-        load_model(_write(folder, _model(nodes=nodes)))
+        load_model(_write(folder, add_model(nodes=nodes)))
 
 
 def test_external_tensor_inside_a_subgraph_is_checked(folder):
     inner = helper.make_graph([helper.make_node("Add", ["x", "w2"], ["z"])], "then", [],
                               [helper.make_tensor_value_info("z", TensorProto.FLOAT, [4])],
-                              [_external(TensorProto(name="w2", data_type=TensorProto.FLOAT, dims=[4]),
+                              [external(TensorProto(name="w2", data_type=TensorProto.FLOAT, dims=[4]),
                                          location="/etc/passwd")])
     cond = numpy_helper.from_array(np.array(True), "cond")
     nodes = [helper.make_node("Constant", [], ["c"], value=cond),
              helper.make_node("If", ["c"], ["y"], name="branch", then_branch=inner, else_branch=inner)]
     with pytest.raises(UnsafeModelError, match="_branch' of node 'branch' \\(If\\) > initializer 'w2'"):
-        load_model(_write(folder, _model(nodes=nodes)))
+        load_model(_write(folder, add_model(nodes=nodes)))
 
 
 def test_external_sparse_initializer_is_checked(folder):
-    values = _external(TensorProto(name="sw", data_type=TensorProto.FLOAT, dims=[1]), location="../secret.bin")
+    values = external(TensorProto(name="sw", data_type=TensorProto.FLOAT, dims=[1]), location="../secret.bin")
     indices = numpy_helper.from_array(np.array([0], np.int64), "sw_idx")
     sparse = helper.make_sparse_tensor(values, indices, [4])
     with pytest.raises(UnsafeModelError, match="sparse initializer 'sw' \\(values\\)"):
-        load_model(_write(folder, _model(_weight(location="w.bin", offset=4), sparse=[sparse])))
+        load_model(_write(folder, add_model(weight(location="w.bin", offset=4), sparse=[sparse])))
 
 
 def test_external_tensor_in_a_model_function_is_checked(folder):
-    value = _external(TensorProto(name="k", data_type=TensorProto.FLOAT, dims=[4]), location="../secret.bin")
+    value = external(TensorProto(name="k", data_type=TensorProto.FLOAT, dims=[4]), location="../secret.bin")
     fn = helper.make_function("custom", "AddK", ["a"], ["b"],
                               [helper.make_node("Constant", [], ["k"], value=value), helper.make_node("Add", ["a", "k"], ["b"])],
                               [helper.make_opsetid("", 17)])
-    model = _model(nodes=[helper.make_node("AddK", ["x"], ["y"], domain="custom")])
+    model = add_model(nodes=[helper.make_node("AddK", ["x"], ["y"], domain="custom")])
     model.functions.append(fn)
     model.opset_import.append(helper.make_opsetid("custom", 1))
     with pytest.raises(UnsafeModelError, match="function 'custom.AddK' > attribute 'value'"):
@@ -198,22 +178,22 @@ def test_external_entries_on_a_tensor_not_marked_external_are_refused(folder):
     e = w.external_data.add()
     e.key, e.value = "location", "../secret.bin"
     with pytest.raises(UnsafeModelError, match="not marked external"):
-        load_model(_write(folder, _model(w)))
+        load_model(_write(folder, add_model(w)))
 
 
 def test_external_string_tensor_is_refused(folder):
-    w = _external(TensorProto(name="w", data_type=TensorProto.STRING, dims=[1]), location="w.bin")
+    w = external(TensorProto(name="w", data_type=TensorProto.STRING, dims=[1]), location="w.bin")
     with pytest.raises(ModelError, match="tensor of strings cannot keep its data in an external file"):
-        load_model(_write(folder, _model(w)))
+        load_model(_write(folder, add_model(w)))
 
 
 def test_total_external_bytes_are_capped(folder):
     with pytest.raises(UnsafeModelError, match="adds up to more than 8 bytes"):
-        load_model(_write(folder, _model(_weight(location="w.bin", offset=4))), max_external_bytes=8)
+        load_model(_write(folder, add_model(weight(location="w.bin", offset=4))), max_external_bytes=8)
 
 
 def test_model_file_over_the_size_cap_is_refused_before_reading(folder):
-    path = _write(folder, _model(_weight(location="w.bin", offset=4)))
+    path = _write(folder, add_model(weight(location="w.bin", offset=4)))
     with pytest.raises(ModelError, match="over the model size limit of 10"):
         load_model(path, max_bytes=10)
 
@@ -225,7 +205,7 @@ def test_model_file_that_is_a_fifo_is_refused(folder):
 
 
 def test_model_given_as_bytes_or_proto_cannot_point_to_files(folder):
-    model = _model(_weight(location="w.bin", offset=4))
+    model = add_model(weight(location="w.bin", offset=4))
     with pytest.raises(UnsafeModelError, match="it was not loaded from a path"):
         load_model(model.SerializeToString())
     with pytest.raises(UnsafeModelError, match="it was not loaded from a path"):
@@ -236,7 +216,7 @@ def test_raw_data_that_does_not_fit_the_shape_is_refused(folder):
     w = numpy_helper.from_array(WEIGHT, "w")
     w.raw_data = w.raw_data[:12]
     with pytest.raises(ModelError, match="holds 12 bytes, but its type and shape \\[4\\] need 16"):
-        load_model(_write(folder, _model(w)))
+        load_model(_write(folder, add_model(w)))
 
 
 def test_every_truncation_of_a_model_is_a_model_error_naming_the_file(tmp_path):
@@ -282,7 +262,7 @@ def test_garbage_and_flipped_bytes_give_model_errors(tmp_path):
 
 
 def test_cli_reports_an_escape_in_one_line(folder):
-    path = _write(folder, _model(_weight(location="../secret.bin", offset=0, length=16)))
+    path = _write(folder, add_model(weight(location="../secret.bin", offset=0, length=16)))
     result = CliRunner().invoke(cli, ["inspect", str(path)])
     assert result.exit_code == 1
     assert result.output.count("\n") == 1 and result.output.startswith("Error: initializer 'w': ")
@@ -322,7 +302,7 @@ def test_save_refuses_the_same_escapes(tmp_path, location, message):
 
 
 def test_save_refuses_a_model_still_pointing_to_unloaded_data(folder):
-    model = _model(_weight(location="../secret.bin"))
+    model = add_model(weight(location="../secret.bin"))
     with pytest.raises(UnsafeModelError, match="still points to external data '../secret.bin'"):
         save_model(model, folder / "copy.onnx")
 
@@ -337,7 +317,7 @@ def test_save_refuses_a_model_still_pointing_to_unloaded_data(folder):
     ["weights", "export", "{m}", "-o", "{w}"],
 ], ids=lambda c: c[0] if c[0] != "weights" else "weights-export")
 def test_every_command_opens_models_through_the_safe_loader(folder, command):
-    model = _write(folder, _model(_weight(location="../secret.bin", offset=0, length=16)))
+    model = _write(folder, add_model(weight(location="../secret.bin", offset=0, length=16)))
     np.save(folder / "x.npy", np.ones((2, 4), np.float32))
     np.savez(folder / "d.npz", x=np.ones((2, 4), np.float32), y=np.ones((2, 4), np.float32))
     paths = {"m": model, "x": folder / "x.npy", "d": folder / "d.npz", "run": folder / "run",
@@ -350,6 +330,6 @@ def test_every_command_opens_models_through_the_safe_loader(folder, command):
 
 def test_save_with_external_data_handles_typed_fields(tmp_path):
     w = helper.make_tensor("w", TensorProto.FLOAT, [4], WEIGHT.tolist())  # float_data, not raw_data
-    path = save_model(_model(w), tmp_path / "typed.onnx", external_data="weights/typed.bin", size_threshold=1)
+    path = save_model(add_model(w), tmp_path / "typed.onnx", external_data="weights/typed.bin", size_threshold=1)
     assert (tmp_path / "weights" / "typed.bin").stat().st_size == 16
     np.testing.assert_array_equal(numpy_helper.to_array(load_model(path).graph.initializer[0]), WEIGHT)

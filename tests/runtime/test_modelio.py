@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+
+from _external_models import add_model, weight
 
 from onnxforge.graphs import mlp
 from onnxforge.runtime import ModelError, UnsafeModelError, load
@@ -26,16 +27,7 @@ def test_external_data_outside_the_folder_is_refused(tmp_path):
     secret.write_bytes(np.arange(4, dtype=np.float32).tobytes())
     folder = tmp_path / "models"
     folder.mkdir()
-    weight = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[4])
-    weight.data_location = TensorProto.EXTERNAL
-    for k, v in (("location", "../secret.bin"), ("offset", "0"), ("length", "16")):
-        entry = weight.external_data.add()
-        entry.key, entry.value = k, v
-    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], [weight])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
+    model = add_model(weight(location="../secret.bin", offset=0, length=16))
     path = folder / "evil.onnx"
     path.write_bytes(model.SerializeToString())
     with pytest.raises(UnsafeModelError, match="'..' segment, which leaves the model's folder"):
