@@ -1,0 +1,369 @@
+"""Reverse-mode differentiation of an ONNX graph into standard ONNX ops."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxforge.runtime.autodiff import _tidy
+from onnxforge.runtime.autodiff._emitter import FLOAT_TYPES, Emitter
+from onnxforge.runtime.autodiff._errors import AutodiffError, UnsupportedOpError
+from onnxforge.runtime.autodiff.ops import NON_DIFFERENTIABLE, RULES
+
+__all__ = ["build_gradients", "gradient_model", "missing_rules", "prepare", "MIN_OPSET", "MAX_IR_VERSION"]
+
+MIN_OPSET = 17
+MAX_IR_VERSION = 10  # ONNX Runtime 1.19 loads IR <= 10; emitted models keep the input's IR when lower
+
+
+def _load(model) -> onnx.ModelProto:
+    if isinstance(model, (str, os.PathLike)):
+        try:
+            return onnx.load(os.fspath(model))
+        except Exception as exc:  # noqa: BLE001 - onnx raises many kinds
+            raise AutodiffError(f"cannot read the model {os.fspath(model)!r}: {exc}") from exc
+    if not isinstance(model, onnx.ModelProto):
+        raise AutodiffError(f"expected an onnx.ModelProto or a path; got {type(model).__name__}")
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    return m
+
+
+def _default_opset(model: onnx.ModelProto) -> int | None:
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return o.version
+    return None
+
+
+def prepare(model) -> onnx.ModelProto:
+    """A copy of ``model`` ready to differentiate: model-local functions inlined, the default-domain
+    opset raised to 17 when it is lower (by ONNX's version converter), shapes inferred."""
+    model = _load(model)
+    if model.functions:
+        from onnx import inliner
+
+        model = inliner.inline_local_functions(model)
+    opset = _default_opset(model)
+    if opset is None:
+        raise AutodiffError("the model imports no default-domain (ai.onnx) opset")
+    if opset < MIN_OPSET:
+        try:
+            from onnx import version_converter
+
+            model = version_converter.convert_version(model, MIN_OPSET)
+        except Exception as exc:  # noqa: BLE001
+            raise AutodiffError(f"the model uses opset {opset}; gradients need opset {MIN_OPSET} or later and "
+                                f"ONNX's version converter could not raise it: {exc}") from exc
+    return model
+
+
+def _infer(model: onnx.ModelProto) -> dict:
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:  # noqa: BLE001 - fall back to what the model declares
+        inferred = model
+    info = {}
+    g = inferred.graph
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        t = vi.type.tensor_type
+        if not vi.type.HasField("tensor_type"):
+            continue
+        dims = None
+        if t.HasField("shape"):
+            dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
+        info[vi.name] = (t.elem_type or None, dims)
+    for init in g.initializer:
+        info[init.name] = (init.data_type, list(init.dims))
+    return info
+
+
+def _constants(graph: onnx.GraphProto, wrt: set) -> dict:
+    """Values known at build time: Constant nodes and integer initialisers (shape-like data).
+    Float and bool initialisers are parameters or switches a trainer may change: never folded."""
+    inputs = {i.name for i in graph.input}
+    consts = {}
+    for init in graph.initializer:
+        if init.name in wrt or init.name in inputs:
+            continue
+        if init.data_type in (TensorProto.INT64, TensorProto.INT32):
+            consts[init.name] = numpy_helper.to_array(init)
+    for node in graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and len(node.output) == 1:
+            try:
+                from onnx.reference import ReferenceEvaluator
+
+                consts[node.output[0]] = ReferenceEvaluator(
+                    helper.make_graph([node], "c", [], [helper.make_value_info(node.output[0], onnx.TypeProto())])
+                ).run(None, {})[0]
+            except Exception:  # noqa: BLE001
+                pass
+    return consts
+
+
+def _subgraph_inputs(node) -> set:
+    """Outer-scope names a node's subgraphs read."""
+    names = set()
+    for a in node.attribute:
+        graphs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
+        for g in graphs:
+            local = {i.name for i in g.input} | {i.name for i in g.initializer}
+            for n in g.node:
+                local.update(n.output)
+            for n in g.node:
+                names.update(i for i in n.input if i and i not in local)
+                names.update(_subgraph_inputs(n) - local)
+    return names
+
+
+def _node_inputs(node) -> list:
+    return [i for i in node.input if i] + sorted(_subgraph_inputs(node))
+
+
+def _is_float(info, name) -> bool:
+    return info.get(name, (None, None))[0] in FLOAT_TYPES
+
+
+def _rule(node):
+    if node.domain not in ("", "ai.onnx"):
+        return None
+    return RULES.get(node.op_type)
+
+
+def _activity(graph, info, wrt, of):
+    """Names that depend on ``wrt`` through float values, and names ``of`` depends on."""
+    fwd = set(w for w in wrt if _is_float(info, w))
+    for node in graph.node:
+        if node.domain in ("", "ai.onnx") and node.op_type in NON_DIFFERENTIABLE:
+            continue
+        if any(i in fwd for i in _node_inputs(node)):
+            fwd.update(o for o in node.output if o and _is_float(info, o))
+    bwd = {of}
+    for node in reversed(graph.node):
+        if any(o in bwd for o in node.output if o):
+            bwd.update(_node_inputs(node))
+    return fwd & bwd
+
+
+def _active_nodes(graph, active):
+    return [n for n in graph.node if any(o in active for o in n.output if o)]
+
+
+def _check_rules(graph, info, active, of) -> list:
+    """(op_type, node_name, output_name, why) for every active node the rules cannot handle."""
+    problems = []
+    for node in _active_nodes(graph, active):
+        out = next(o for o in node.output if o in active)
+        rule = _rule(node)
+        if rule is None:
+            domain = f" of domain {node.domain!r}" if node.domain not in ("", "ai.onnx") else ""
+            problems.append((node.op_type, node.name, out, f"no gradient rule for this op{domain}"))
+            continue
+        blocked = getattr(rule, "NON_DIFFERENTIABLE_INPUTS", ())
+        for idx, inp in enumerate(node.input):
+            if inp and inp in active and idx in blocked:
+                problems.append((node.op_type, node.name, out,
+                                 f"input {idx} ({inp!r}) needs a gradient but the op is not differentiable in it"))
+        sub = _subgraph_inputs(node) & active
+        if sub and not getattr(rule, "SUBGRAPHS", False):
+            problems.append((node.op_type, node.name, out, f"its subgraphs read {sorted(sub)} which need gradients"))
+        check = getattr(rule, "check", None)
+        if check is not None:
+            why = check(node, info)
+            if why:
+                problems.append((node.op_type, node.name, out, why))
+    return problems
+
+
+def _refusal(problems, of) -> UnsupportedOpError:
+    lines = [f"op {op!r} (node {name!r}, output {out!r} on the path to {of!r}): {why}"
+             for op, name, out, why in problems]
+    more = f" (and {len(lines) - 8} more)" if len(lines) > 8 else ""
+    return UnsupportedOpError("cannot differentiate the model: " + "; ".join(lines[:8]) + more,
+                              [(op, name, out) for op, name, out, _ in problems])
+
+
+def missing_rules(model, wrt=None, of=None) -> list[tuple[str, str]]:
+    """``(op_type, node_name)`` of the nodes that have no gradient rule. With ``wrt`` and ``of``,
+    only the nodes on a path from ``wrt`` to ``of`` (those that would stop :func:`build_gradients`);
+    without, every node that is neither covered nor known to carry no gradient."""
+    model = prepare(model)
+    graph = model.graph
+    if wrt is None or of is None:
+        return [(n.op_type, n.name) for n in graph.node
+                if _rule(n) is None and not (n.domain in ("", "ai.onnx") and n.op_type in NON_DIFFERENTIABLE)]
+    info = _infer(model)
+    active = _activity(graph, info, set(wrt), of)
+    seen, out = set(), []
+    for op, name, _, _ in _check_rules(graph, info, active, of):
+        if (op, name) not in seen:
+            seen.add((op, name))
+            out.append((op, name))
+    return out
+
+
+def _all_names(graph) -> set:
+    names = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {o.name for o in graph.output}
+    for n in graph.node:
+        names.update(n.output)
+        names.update(n.input)
+        names.add(n.name)
+    return names
+
+
+def build_gradients(model, wrt, of: str, seed: str | None = None, *, grad_names: dict | None = None,
+                    prefix: str = "grad") -> tuple[onnx.ModelProto, dict]:
+    """Append to (a copy of) ``model`` the nodes computing the vector-Jacobian product of ``of``.
+
+    ``wrt``: graph input or initialiser names. ``seed``: the name of the cotangent of ``of`` (a
+    value of the graph, or a new graph input of ``of``'s type and shape, added here); ``None``
+    means ones (the gradient of the sum of ``of``'s elements). ``grad_names`` maps a ``wrt`` name
+    to the name its gradient gets (default ``NAME_grad``). Returns ``(model, {wrt: grad_name})``:
+    the gradients are values of the graph, not yet graph outputs.
+    """
+    model = prepare(model)
+    graph = model.graph
+    wrt = list(dict.fromkeys(wrt))
+    known = {i.name for i in graph.input} | {i.name for i in graph.initializer}
+    values = set(known)
+    for n in graph.node:
+        values.update(o for o in n.output if o)
+    for w in wrt:
+        if w not in known:
+            raise AutodiffError(f"{w!r} is neither a graph input nor an initialiser of the model")
+    if of not in values:
+        raise AutodiffError(f"{of!r} is not a value of the model (no input, initialiser or node output)")
+    info = _infer(model)
+    for w in wrt:
+        if not _is_float(info, w):
+            raise AutodiffError(f"{w!r} is not a floating-point tensor: it carries no gradient")
+    if not _is_float(info, of):
+        raise AutodiffError(f"{of!r} is not a floating-point tensor: it has no gradient")
+    names = dict(grad_names or {})
+    for w in wrt:
+        names.setdefault(w, f"{w}_grad")
+    taken = _all_names(graph)
+    for w, n in names.items():
+        if n in taken:
+            raise AutodiffError(f"the gradient of {w!r} would be called {n!r}, a name the model already uses")
+
+    active = _activity(graph, info, set(wrt), of)
+    problems = _check_rules(graph, info, active, of)
+    if problems:
+        raise _refusal(problems, of)
+
+    opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    ctx = Emitter(info, opset, _constants(graph, set(wrt)), prefix, taken | set(names.values()))
+    # the cotangent of `of`
+    if seed is None:
+        seed_name = ctx.fill_like(of, 1.0)
+    else:
+        seed_name = seed
+        if seed not in values:
+            elem, dims = info.get(of, (None, None))
+            graph.input.append(helper.make_tensor_value_info(seed, elem, dims))
+            info[seed] = (elem, dims)
+    contributions: dict[str, list[str]] = {of: [seed_name]}
+
+    def total(name):
+        terms = contributions.get(name)
+        if not terms:
+            return None
+        if len(terms) > 1:
+            contributions[name] = [ctx.sum(terms)]
+        g = contributions[name][0]
+        if g not in ctx.info or ctx.info[g][1] is None:
+            ctx.like(g, name)
+        return g
+
+    for node in _active_nodes(graph, active)[::-1]:
+        dys = [total(o) if o else None for o in node.output]
+        if all(d is None for d in dys):
+            continue
+        need = [bool(i) and i in active for i in node.input]
+        if not any(need):
+            continue
+        ctx.node = node
+        grads = _rule(node).vjp(ctx, node, dys, need)
+        ctx.node = None
+        for inp, g, n in zip(node.input, grads, need):
+            if n and g is not None:
+                contributions.setdefault(inp, []).append(g)
+
+    result = {}
+    produced = {o: n for n in ctx.nodes for o in n.output}
+    renamed = set()
+    for w in wrt:
+        g = total(w)
+        target = names[w]
+        if g is None:
+            g = ctx.zeros_like(w)
+            produced = {o: n for n in ctx.nodes for o in n.output}
+        if g in produced and g not in renamed and g not in ctx.consts:
+            _rename(ctx.nodes, g, target)
+            renamed.add(target)
+            produced[target] = produced.pop(g)
+        else:
+            ctx.nodes.append(helper.make_node("Identity", [g], [target], name=f"{prefix}/node_{target}"))
+        ctx.info[target] = info.get(w, (None, None))
+        result[w] = target
+
+    keep = set(result.values())
+    nodes, inits = _tidy.tidy(ctx.nodes, ctx.initializers, ctx.consts, keep)
+    graph.node.extend(nodes)
+    graph.initializer.extend(inits)
+    _stamp(model)
+    return model, result
+
+
+def _rename(nodes, old, new):
+    for n in nodes:
+        for i, o in enumerate(n.output):
+            if o == old:
+                n.output[i] = new
+        for i, x in enumerate(n.input):
+            if x == old:
+                n.input[i] = new
+
+
+def _stamp(model: onnx.ModelProto) -> None:
+    """Set the default-domain opset to at least 17 and the IR version to what the opsets need,
+    at most 10 (what ONNX Runtime 1.19 loads) unless the input model's was lower."""
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx") and o.version < MIN_OPSET:
+            o.version = MIN_OPSET
+    try:
+        needed = helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
+    except TypeError:
+        needed = helper.find_min_ir_version_for(list(model.opset_import))
+    model.ir_version = max(needed, min(model.ir_version or MAX_IR_VERSION, MAX_IR_VERSION))
+
+
+def gradient_model(model, wrt, of: str, *, seed: str | None = None) -> onnx.ModelProto:
+    """A model with ``model``'s inputs, its outputs, and one more output per name in ``wrt``,
+    ``NAME_grad``: the gradient of the sum of all elements of output ``of`` (or, with ``seed``,
+    the vector-Jacobian product with the graph input called ``seed``, added when new)."""
+    if isinstance(wrt, str):
+        wrt = [wrt]
+    out, names = build_gradients(model, wrt, of, seed)
+    info = _infer_outputs(out, names)
+    for w, g in names.items():
+        elem, dims = info[w]
+        out.graph.output.append(helper.make_tensor_value_info(g, elem, dims))
+    return out
+
+
+def _infer_outputs(model, names):
+    info = {}
+    g = model.graph
+    for vi in list(g.input):
+        t = vi.type.tensor_type
+        info[vi.name] = (t.elem_type, [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                                       for d in t.shape.dim] if t.HasField("shape") else None)
+    for init in g.initializer:
+        if init.name in names:
+            info[init.name] = (init.data_type, list(init.dims))
+    return info

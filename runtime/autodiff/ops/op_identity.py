@@ -1,0 +1,6 @@
+"""Identity: dX = dY."""
+OP_TYPE = "Identity"
+
+
+def vjp(ctx, node, dys, need):
+    return [dys[0]]
