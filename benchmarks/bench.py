@@ -2,7 +2,7 @@
 
     python benchmarks/bench.py [--quick] [--threads N] [--family mlp ...] [--json] [-o result.json]
 
-The same as ``onnxforge bench``; the measurements live in ``onnxforge.runtime.benchmark``.
+The same as ``onnxforge bench``; the measurements live in ``onnxforge.runtime.benchmark.suite``.
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ def main(argv=None) -> int:
 
     from onnxforge.graphs import mlp
     from onnxforge.runtime import load
-    from onnxforge.runtime.modelio import save_model
+    from onnxforge.runtime.modelio.files import save_model
 
     hidden = [int(h) for h in args.hidden.split(",")]
     name = f"MLP 64-{'-'.join(map(str, hidden))}-10"

@@ -15,7 +15,7 @@ __all__ = ["infer_seq2seq"]
 def _text(ids, tokens) -> str | None:
     if not isinstance(tokens, list):
         return None
-    from onnxforge.runtime.decoding import strip_sequence
+    from onnxforge.runtime.inference.decoding import strip_sequence
 
     return "".join(tokens[i] for i in strip_sequence(ids) if i >= 3 and i < len(tokens))
 
@@ -23,7 +23,7 @@ def _text(ids, tokens) -> str | None:
 def infer_seq2seq(session, inputs: dict, *, output, as_json: bool, beam: int, max_len, batch_size: int,
                   max_shown: int) -> None:
     """Decode ``inputs["src"]`` (or ``inputs["x"]``) and print, save or dump the sequences."""
-    from onnxforge.runtime.decoding import decode, strip_sequence
+    from onnxforge.runtime.inference.decoding import decode, strip_sequence
     from onnxforge.runtime.errors import DataError
 
     src = inputs.get("src", inputs.get("x"))
@@ -37,7 +37,7 @@ def infer_seq2seq(session, inputs: dict, *, output, as_json: bool, beam: int, ma
         result["attention"] = attention
     texts = [_text(row, tgt_tokens) for row in tokens] if isinstance(tgt_tokens, list) else None
     if output:
-        from onnxforge.runtime.modelio import atomic_write_bytes
+        from onnxforge.runtime.modelio.files import atomic_write_bytes
 
         buf = io.BytesIO()
         np.savez(buf, **result, **({"text": np.array(texts)} if texts is not None else {}))

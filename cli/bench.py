@@ -28,7 +28,7 @@ def command(quick, families, threads, no_cuda, as_json, output, quiet):
     PyTorch eager with the same models, data, batches and optimizer, and print the ratios (ours /
     baseline; above 1.00x onnxforge is faster): first with each framework at its default threads
     (onnxforge's "auto", PyTorch's every core), then with --threads for all."""
-    from onnxforge.runtime.benchmark import FAMILIES, format_table, run_benchmarks
+    from onnxforge.runtime.benchmark.suite import FAMILIES, format_table, run_benchmarks
 
     result = run_benchmarks(quick=quick, families=tuple(families) or FAMILIES, threads=threads, cuda=not no_cuda,
                             progress=not quiet)

@@ -6,7 +6,7 @@ import click
 import numpy as np
 
 from onnxforge.cli._common import IntList, print_json
-from onnxforge.runtime.modelio import save_model
+from onnxforge.runtime.modelio.files import save_model
 
 
 @click.group("build")

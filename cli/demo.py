@@ -24,7 +24,7 @@ def command(epochs, device, rundir, quiet, as_json):
     fresh inference session, and print accuracy and speed."""
     from onnxforge.graphs import mlp
     from onnxforge.runtime import Trainer, load
-    from onnxforge.runtime.evaluation import evaluate
+    from onnxforge.runtime.tasks.evaluation import evaluate
     from onnxforge.samples import load_digits
 
     (x_train, y_train), (x_test, y_test) = load_digits()

@@ -13,8 +13,8 @@ def environment_report() -> dict:
     import importlib.metadata as md
 
     from onnxforge import plugins
-    from onnxforge.runtime._ort import installed_distributions, preload_cuda_libraries
-    from onnxforge.runtime.device import resolve_device
+    from onnxforge.runtime.ort.distribution import installed_distributions, preload_cuda_libraries
+    from onnxforge.runtime.ort.device import resolve_device
 
     def version(dist: str):
         try:
@@ -32,7 +32,7 @@ def environment_report() -> dict:
         "problems": [],
     }
     try:
-        from onnxforge.runtime._ort import runtime_info
+        from onnxforge.runtime.ort.distribution import runtime_info
 
         info = runtime_info()
         report.update({"onnxruntime": info.version, "providers": list(info.providers), "training_api": info.training,

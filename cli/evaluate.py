@@ -18,7 +18,7 @@ from onnxforge.cli._common import DEVICE, fmt, print_json
 def command(model, data, batch_size, device, as_json):
     """Evaluate MODEL (an .onnx file or a run folder) on --data: loss, and accuracy for a classifier."""
     from onnxforge.runtime import load
-    from onnxforge.runtime.evaluation import evaluate
+    from onnxforge.runtime.tasks.evaluation import evaluate
 
     session = load(model, device=device)
     result = evaluate(session, data, batch_size=batch_size)

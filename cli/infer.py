@@ -15,7 +15,7 @@ MAX_SHOWN = 20
 
 def read_inputs(path: str, input_names: list[str]) -> dict:
     """An .npy (the one input) or an .npz (``x`` or arrays named after the inputs)."""
-    from onnxforge.runtime.data import load_npz
+    from onnxforge.runtime.data.datasets import load_npz
 
     p = Path(path)
     if not p.is_file():
@@ -57,8 +57,8 @@ def command(model, input_path, output, batch_size, device, beam, max_len, as_jso
 
     An encoder-decoder reads token ids 'src' (or 'x') and prints the sequences it decodes."""
     from onnxforge.runtime import load
-    from onnxforge.runtime.data import Dataset
-    from onnxforge.runtime.evaluation import checked_dataset
+    from onnxforge.runtime.data.datasets import Dataset
+    from onnxforge.runtime.tasks.evaluation import checked_dataset
 
     session = load(model, device=device)
     if session.metadata.get("task") == "seq2seq":
@@ -83,7 +83,7 @@ def command(model, input_path, output, batch_size, device, beam, max_len, as_jso
         result["predictions"] = probs.argmax(axis=-1)
         result["confidence"] = probs.max(axis=-1)
     if output:
-        from onnxforge.runtime.modelio import atomic_write_bytes
+        from onnxforge.runtime.modelio.files import atomic_write_bytes
         import io
 
         buf = io.BytesIO()

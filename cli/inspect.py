@@ -13,10 +13,10 @@ from onnxforge.cli._common import print_json
 
 def describe_model(path: str) -> dict:
     from onnxforge import plugins
-    from onnxforge.runtime.gradients import untrainable_ops
-    from onnxforge.runtime.modelio import get_metadata, load_model
-    from onnxforge.runtime.session import _io_info_from_model
-    from onnxforge.runtime.trainer import trainable_parameters
+    from onnxforge.runtime.passes.gradient_form import untrainable_ops
+    from onnxforge.runtime.modelio.files import get_metadata, load_model
+    from onnxforge.runtime.inference.session import _io_info_from_model
+    from onnxforge.runtime.passes.gradient_form import trainable_parameters
 
     model = load_model(path)
     params = [

@@ -55,7 +55,7 @@ def command(models, host, port, device, threads, max_concurrency, max_queue, max
     /v2/health/ready, /v2, /v2/models/NAME, /v2/models/NAME/ready and POST
     /v2/models/NAME/infer, with JSON or binary tensors. A model's name is its file name without
     .onnx. SIGTERM or Ctrl+C stops the server after the requests in flight are answered."""
-    from onnxforge.runtime.server import Server, ServerConfig
+    from onnxforge.runtime.server.app import Server, ServerConfig
 
     level = getattr(logging, log_level.upper())
     logging.basicConfig(level=level, stream=sys.stderr,

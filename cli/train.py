@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from onnxforge.cli._common import DEVICE, print_json
-from onnxforge.runtime.trainer import format_record
+from onnxforge.runtime.training.trainer import format_record
 
 
 @click.command("train")

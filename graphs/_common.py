@@ -9,7 +9,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxforge.runtime.errors import ConfigError
-from onnxforge.runtime.modelio import set_metadata
+from onnxforge.runtime.modelio.files import set_metadata
 
 OPSET = 17
 IR_VERSION = 8

@@ -28,7 +28,7 @@ _pending = threading.local()
 
 def extensions():
     """The onnxruntime_extensions module (imported after ONNX Runtime, without torch)."""
-    from onnxforge.runtime._ort import ort
+    from onnxforge.runtime.ort.distribution import ort
 
     ort()
     try:

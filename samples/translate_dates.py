@@ -20,7 +20,7 @@ import numpy as np
 
 from onnxforge.graphs.seq2seq import seq2seq
 from onnxforge.runtime import Trainer, load
-from onnxforge.runtime.decoding import decode, sequence_metrics
+from onnxforge.runtime.inference.decoding import decode, sequence_metrics
 from onnxforge.samples import dates
 from onnxforge.samples._png import labelled_heatmap, write_png
 

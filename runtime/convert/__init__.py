@@ -8,6 +8,8 @@
 
 Every conversion checks itself unless ``verify=False``: source and result run on the same random
 inputs, and the report carries the largest absolute difference (``max_abs_diff``).
+
+May import: errors, modelio, ort, plugins, graphs, passes, inference, data, tasks.
 """
 
 from __future__ import annotations
@@ -147,7 +149,7 @@ def _verify(stages, src_kind, src, dst_kind, dst, feeds) -> dict:
 def _onnx_to_onnx(source, destination, *, opset, input_shapes, sizes, stages, verify, seed, dynamic_batch=False) -> dict:
     from onnxforge.runtime.convert.onnx_upgrade import upgrade
     from onnxforge.runtime.convert.verify import random_feeds
-    from onnxforge.runtime.modelio import load_model, save_model
+    from onnxforge.runtime.modelio.files import load_model, save_model
 
     stages("load")
     model = load_model(source)
@@ -181,11 +183,11 @@ def _verify_batched(stages, model, result, seed: int, batch: int = 3) -> dict:
 
 
 def _onnx_to_pt2(source, destination, *, opset, input_shapes, sizes, stages, verify, seed) -> dict:
-    from onnxforge.runtime.convert._fold import fold_constants
+    from onnxforge.runtime.passes.fold import fold_constants
     from onnxforge.runtime.convert.onnx_upgrade import upgrade
     from onnxforge.runtime.convert.to_torch import DEFAULT_EXAMPLE_SIZE, check_supported, export_program
     from onnxforge.runtime.convert.verify import random_feeds
-    from onnxforge.runtime.modelio import load_model
+    from onnxforge.runtime.modelio.files import load_model
 
     if opset is not None:
         raise ConfigError("--opset applies to ONNX results; a .pt2 has no opset")
@@ -216,7 +218,7 @@ def _torch_to_onnx(source, destination, *, opset, input_shapes, sizes, stages, v
                                                       torchscript_specs)
     from onnxforge.runtime.convert.onnx_upgrade import _ir_for, _limits
     from onnxforge.runtime.convert.verify import random_inputs
-    from onnxforge.runtime.modelio import save_model, set_metadata
+    from onnxforge.runtime.modelio.files import save_model, set_metadata
     from onnxforge.runtime.errors import ModelError
 
     stages("load")
@@ -251,7 +253,7 @@ def _torch_to_onnx(source, destination, *, opset, input_shapes, sizes, stages, v
         set_metadata(model, {"source": {"format": kind, "file": source.name}})
     stages("save")
     save_model(model, destination)
-    from onnxforge.runtime.trainer import trainable_parameters
+    from onnxforge.runtime.passes.gradient_form import trainable_parameters
 
     dynamic = [s.name for s in specs if s.shape and s.shape[0] is None]
     fixed = {s.name: {0: s.shape[0]} for s in specs if s.shape and isinstance(s.shape[0], int)}
@@ -281,8 +283,8 @@ def _rename_initializers(model, names: dict) -> None:
 def _onnx_to_weights(source, destination, *, opset, input_shapes, sizes, stages, verify, seed) -> dict:
     import numpy as np
 
-    from onnxforge.runtime.modelio import load_model
-    from onnxforge.runtime.weights import load_weights, model_weights, save_weights
+    from onnxforge.runtime.modelio.files import load_model
+    from onnxforge.runtime.modelio.weights import load_weights, model_weights, save_weights
 
     if opset is not None:
         raise ConfigError("--opset applies to ONNX results, not to weight files")

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import ModelProto
 
-from onnxforge.runtime.convert._fold import fold_constants
+from onnxforge.runtime.passes.fold import fold_constants
 from onnxforge.runtime.errors import ConversionError
 
 __all__ = ["upgrade", "default_target_opset", "MIN_UPGRADED_OPSET", "UPGRADE_TO"]
@@ -31,7 +31,7 @@ def _opset(model: ModelProto) -> int:
 
 
 def _limits() -> tuple[int, int]:
-    from onnxforge.runtime._ort import runtime_info
+    from onnxforge.runtime.ort.distribution import runtime_info
 
     info = runtime_info()
     return info.max_ir_version, info.max_opset
@@ -127,7 +127,7 @@ def _make_batch_dynamic(model: ModelProto) -> int:
     """Batch 1 -> dynamic ``N`` (in place); returns how many ``Reshape`` targets were rewritten."""
     from onnx import numpy_helper
 
-    from onnxforge.runtime.convert._fold import constant_value
+    from onnxforge.runtime.passes.fold import constant_value
 
     inits = {t.name for t in model.graph.initializer}
     for vi in list(model.graph.input) + list(model.graph.output):
@@ -243,7 +243,7 @@ def upgrade(model: ModelProto, opset: int | None = None, *, fold: bool = True, d
         onnx.checker.check_model(out)
     except onnx.checker.ValidationError as exc:
         raise ConversionError(f"the converted model is not valid ONNX: {str(exc).splitlines()[0]}") from None
-    from onnxforge.runtime.trainer import trainable_parameters
+    from onnxforge.runtime.passes.gradient_form import trainable_parameters
 
     report = {"from_opset": source_opset, "to_opset": target, "from_ir": source_ir, "to_ir": out.ir_version,
               "folded": folded, "rewritten": rewritten, "parameters": len(trainable_parameters(out))}

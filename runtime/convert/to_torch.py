@@ -154,7 +154,7 @@ def _make_module_class():
             for node in graph.node:
                 attrs = _attrs(node)
                 if node.op_type == "Constant":
-                    from onnxforge.runtime.convert._fold import constant_value
+                    from onnxforge.runtime.passes.fold import constant_value
 
                     self._constants[node.output[0]] = constant_value(node)
                     continue

@@ -84,7 +84,7 @@ def random_feeds(model: ModelProto, *, batch: int = 3, other: int = 5, sizes: di
 
 
 def _run_onnx(model: ModelProto, feeds: dict) -> tuple[list, str]:
-    from onnxforge.runtime._ort import ort, quiet_native_stderr
+    from onnxforge.runtime.ort.distribution import ort, quiet_native_stderr
 
     names = [s.name for s in onnx_input_specs(model)]
     ordered = {n: feeds[n] for n in names} if set(names) <= set(feeds) else dict(zip(names, feeds.values()))
@@ -97,7 +97,7 @@ def _run_onnx(model: ModelProto, feeds: dict) -> tuple[list, str]:
             return session.run(None, ordered)
 
     def onnxforge_session():  # registers plugin ops (function bodies, Python kernels)
-        from onnxforge.runtime.session import Session
+        from onnxforge.runtime.inference.session import Session
 
         session = Session(model, "cpu")
         outs = session.run(ordered)

@@ -16,7 +16,8 @@ import torch
 from click.testing import CliRunner
 
 from onnxforge.cli.main import cli
-from onnxforge.runtime import benchmark, load
+from onnxforge.runtime import load
+from onnxforge.runtime.benchmark import suite as benchmark
 
 TINY = {"scale": 0.01, "rounds": 1, "calls": 5, "inf_rounds": 1, "mem_steps": 1}
 

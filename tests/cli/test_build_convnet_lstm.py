@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from onnxforge.cli.main import cli
 from onnxforge.graphs import lstm
-from onnxforge.runtime.modelio import get_metadata, load_model, save_model
+from onnxforge.runtime.modelio.files import get_metadata, load_model, save_model
 from onnxforge.samples import path as sample_path
 
 

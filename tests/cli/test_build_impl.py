@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from onnxforge.cli.main import cli
 from onnxforge.runtime import load
-from onnxforge.runtime.modelio import get_metadata, load_model
+from onnxforge.runtime.modelio.files import get_metadata, load_model
 
 
 def invoke(*args):

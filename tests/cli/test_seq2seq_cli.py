@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from onnxforge.cli.main import cli
 from onnxforge.runtime import load
-from onnxforge.runtime.decoding import decode, sequence_metrics
+from onnxforge.runtime.inference.decoding import decode, sequence_metrics
 from onnxforge.samples import dates
 
 

@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnxforge.cli.main import cli
 from onnxforge.graphs import mlp
-from onnxforge.runtime.modelio import save_model
+from onnxforge.runtime.modelio.files import save_model
 from onnxforge.samples import path as sample_path
 
 

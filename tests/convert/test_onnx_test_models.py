@@ -15,7 +15,7 @@ import torch
 from onnx import numpy_helper
 
 from onnxforge.runtime.convert import SUPPORTED_OPS
-from onnxforge.runtime.convert._fold import fold_constants
+from onnxforge.runtime.passes.fold import fold_constants
 from onnxforge.runtime.convert.onnx_upgrade import upgrade
 from onnxforge.runtime.convert.to_torch import to_torch_module
 
@@ -86,7 +86,7 @@ def test_zoo_architectures_with_computed_weights_become_trainable(name, tmp_path
     from onnx.backend.test.runner import Runner
 
     from onnxforge.runtime import NotTrainableError, Trainer
-    from onnxforge.runtime.trainer import trainable_parameters
+    from onnxforge.runtime.passes.gradient_form import trainable_parameters
 
     model = onnx.load(str(LIGHT / f"light_{name}.onnx"))
     computed = [n for n in model.graph.node if n.op_type == "ConstantOfShape"]

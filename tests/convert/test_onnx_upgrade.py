@@ -14,8 +14,8 @@ from onnx.reference import ReferenceEvaluator
 from onnxforge.runtime.convert import convert
 from onnxforge.runtime.convert.onnx_upgrade import upgrade
 from onnxforge.runtime.errors import ConversionError
-from onnxforge.runtime.modelio import save_model
-from onnxforge.runtime.trainer import trainable_parameters
+from onnxforge.runtime.modelio.files import save_model
+from onnxforge.runtime.passes.gradient_form import trainable_parameters
 
 RNG = np.random.default_rng(7)
 X = RNG.standard_normal((2, 3, 4, 4)).astype(np.float32)

@@ -14,7 +14,7 @@ from onnxforge.runtime.convert.to_torch import SUPPORTED_OPS, check_supported, t
 from onnxforge.runtime.convert._torch_ops import OPS
 from onnxforge.runtime.convert.verify import random_feeds, run
 from onnxforge.runtime.errors import ConversionError
-from onnxforge.runtime.modelio import save_model
+from onnxforge.runtime.modelio.files import save_model
 
 RNG = np.random.default_rng(11)
 

@@ -15,7 +15,7 @@ from onnxforge.graphs import convnet, lstm, mlp
 from onnxforge.runtime import load
 from onnxforge.runtime.convert import convert
 from onnxforge.runtime.convert.to_torch import to_torch_module
-from onnxforge.runtime.modelio import get_metadata, save_model
+from onnxforge.runtime.modelio.files import get_metadata, save_model
 
 TOL = 1e-4
 

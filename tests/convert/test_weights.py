@@ -14,7 +14,7 @@ from onnx import numpy_helper
 from onnxforge.graphs import convnet, mlp
 from onnxforge.runtime import load
 from onnxforge.runtime.errors import DataError, ModelError
-from onnxforge.runtime.weights import (apply_weights, load_weights, model_weights, read_safetensors, save_weights,
+from onnxforge.runtime.modelio.weights import (apply_weights, load_weights, model_weights, read_safetensors, save_weights,
                                        write_safetensors)
 
 

@@ -12,7 +12,7 @@ from onnx import numpy_helper
 from onnxforge.graphs import convnet
 from onnxforge.runtime import Trainer, load
 from onnxforge.runtime.errors import ConfigError
-from onnxforge.runtime.modelio import get_metadata
+from onnxforge.runtime.modelio.files import get_metadata
 
 
 def weights(model) -> dict:

@@ -13,7 +13,7 @@ from onnx import helper, numpy_helper
 from onnxforge.graphs import lstm
 from onnxforge.runtime import Trainer, load
 from onnxforge.runtime.errors import ConfigError, NotTrainableError
-from onnxforge.runtime.modelio import get_metadata
+from onnxforge.runtime.modelio.files import get_metadata
 
 ONNX_TO_TORCH_GATES = [0, 2, 3, 1]  # ONNX blocks (i, o, f, c) picked in PyTorch's order (i, f, g, o)
 
@@ -201,7 +201,7 @@ def _with_lstm_form(model, form: str):
 ])
 def test_untrainable_lstm_forms_are_refused_before_work(tmp_path, form, reason):
     from onnxforge.cli.inspect import describe_model
-    from onnxforge.runtime.modelio import save_model
+    from onnxforge.runtime.modelio.files import save_model
 
     model = _with_lstm_form(lstm(4, hidden=5, classes=3), form)
     rundir = tmp_path / "run"

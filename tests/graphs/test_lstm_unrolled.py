@@ -130,7 +130,7 @@ def test_bidirectional_is_right_at_every_optimisation_level(impl, head):
     """ONNX Runtime's extended optimisations once turned the time reversal into a wrong Slice."""
     from onnx.reference import ReferenceEvaluator
 
-    from onnxforge.runtime._ort import ort
+    from onnxforge.runtime.ort.distribution import ort
 
     form = {**FORMS["bidirectional"], "head": head}
     model = lstm(**form, seed=3, **({"impl": impl, "steps": T} if impl == "unrolled" else {}))

@@ -8,7 +8,7 @@ from onnx.reference import ReferenceEvaluator
 
 from onnxforge.graphs import mlp
 from onnxforge.runtime import ConfigError, load
-from onnxforge.runtime.modelio import get_metadata
+from onnxforge.runtime.modelio.files import get_metadata
 
 
 def numpy_forward(model, x, act=lambda z: np.maximum(z, 0)):

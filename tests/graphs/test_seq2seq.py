@@ -13,9 +13,9 @@ from onnx import numpy_helper
 
 from onnxforge.graphs.seq2seq import seq2seq
 from onnxforge.runtime import Trainer, load
-from onnxforge.runtime.decoding import decode, sequence_metrics
+from onnxforge.runtime.inference.decoding import decode, sequence_metrics
 from onnxforge.runtime.errors import ConfigError, InputError, ModelError
-from onnxforge.runtime.evaluation import evaluate
+from onnxforge.runtime.tasks.evaluation import evaluate
 
 torch.set_default_dtype(torch.float32)
 

@@ -14,11 +14,11 @@ from click.testing import CliRunner
 from onnxforge.cli.main import cli
 from onnxforge.graphs import convnet, lstm, mlp
 from onnxforge.runtime import Trainer, load
-from onnxforge.runtime.data import Dataset, check_dataset, vocab_sizes
+from onnxforge.runtime.data.datasets import Dataset, check_dataset, vocab_sizes
 from onnxforge.runtime.errors import DataError
-from onnxforge.runtime.evaluation import evaluate
-from onnxforge.runtime.modelio import get_metadata, save_model
-from onnxforge.runtime.session import _io_info_from_model
+from onnxforge.runtime.tasks.evaluation import evaluate
+from onnxforge.runtime.modelio.files import get_metadata, save_model
+from onnxforge.runtime.inference.session import _io_info_from_model
 
 N, FEATURES, CLASSES = 10, 8, 3
 

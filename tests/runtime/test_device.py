@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from onnxforge.runtime import ConfigError, DeviceError, RuntimeUnavailableError, resolve_device
-from onnxforge.runtime import _ort
-from onnxforge.runtime.device import cuda_works
+from onnxforge.runtime.ort import distribution as _ort
+from onnxforge.runtime.ort.device import cuda_works
 
 
 def test_cpu_and_auto():
@@ -43,7 +43,7 @@ def test_training_api_imports_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys; from onnxforge.runtime._ort import training_api; training_api(); "
+    code = ("import sys; from onnxforge.runtime.ort.distribution import training_api; training_api(); "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

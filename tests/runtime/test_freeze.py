@@ -21,7 +21,7 @@ def test_frozen_parameters_stay_bit_for_bit(tmp_path, digits):
         assert not np.array_equal(after[name], before[name]), name
     from onnx import numpy_helper
 
-    from onnxforge.runtime.modelio import load_model
+    from onnxforge.runtime.modelio.files import load_model
 
     exported = {t.name: numpy_helper.to_array(t) for t in load_model(tmp_path / "run" / "model.onnx").graph.initializer}
     assert exported["fc1.weight"].tobytes() == before["fc1.weight"].tobytes()

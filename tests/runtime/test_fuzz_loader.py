@@ -18,8 +18,8 @@ from _external_models import add_model, weight
 
 from onnxforge.graphs import mlp
 from onnxforge.runtime import ModelError, OnnxforgeError, load
-from onnxforge.runtime._external_data import all_tensors
-from onnxforge.runtime.modelio import load_model
+from onnxforge.runtime.modelio.external_data import all_tensors
+from onnxforge.runtime.modelio.files import load_model
 
 pytestmark = pytest.mark.fuzz
 

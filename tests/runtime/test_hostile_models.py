@@ -16,7 +16,7 @@ from _external_models import add_model, external, weight
 from onnxforge.cli.main import cli
 from onnxforge.graphs import mlp
 from onnxforge.runtime import ModelError, UnsafeModelError, load
-from onnxforge.runtime.modelio import load_model, save_model
+from onnxforge.runtime.modelio.files import load_model, save_model
 
 WEIGHT = np.arange(4, dtype=np.float32)
 SECRET = b"TOP-SECRET-BYTES"  # 16 bytes: exactly what a float32[4] tensor needs

@@ -9,8 +9,8 @@ from onnx import numpy_helper
 
 from onnxforge.graphs import lstm, mlp, seq2seq
 from onnxforge.runtime import Trainer, load
-from onnxforge.runtime._inference_form import inference_form
-from onnxforge.runtime.modelio import get_metadata, set_metadata
+from onnxforge.runtime.passes.inference_form import inference_form
+from onnxforge.runtime.modelio.files import get_metadata, set_metadata
 
 
 def _with_weights(model, values: dict):

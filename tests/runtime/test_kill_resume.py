@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 from onnx import numpy_helper
 
-import onnxforge.runtime._checkpoint_file as checkpoint_file
-import onnxforge.runtime.trainer as trainer_module
+import onnxforge.runtime.training.checkpoint_file as checkpoint_file
+import onnxforge.runtime.training.trainer as trainer_module
 from onnxforge.cli.main import cli
 from onnxforge.graphs import mlp
 from onnxforge.runtime import CheckpointError, Trainer, TrainingError
@@ -48,7 +48,7 @@ def _epoch_on_disk(rundir) -> int | None:
     """The epoch of the checkpoint a resume would start from (None: no checkpoint yet)."""
     if not (rundir / "checkpoint").is_file():
         return None
-    from onnxforge.runtime._ort import training_api
+    from onnxforge.runtime.ort.distribution import training_api
 
     _, _, api = training_api()
     return int(api.CheckpointState.load_checkpoint(str(rundir / "checkpoint")).properties["epoch"])

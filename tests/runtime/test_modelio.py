@@ -8,7 +8,8 @@ from _external_models import add_model, weight
 
 from onnxforge.graphs import mlp
 from onnxforge.runtime import ModelError, UnsafeModelError, load
-from onnxforge.runtime.modelio import load_model, make_runtime_compatible
+from onnxforge.runtime.modelio.files import load_model
+from onnxforge.runtime.passes.compat import make_runtime_compatible
 
 
 def test_missing_and_garbage_files(tmp_path):

@@ -8,7 +8,7 @@ from onnx.reference import ReferenceEvaluator
 
 from onnxforge.graphs import mlp
 from onnxforge.runtime import Trainer
-from onnxforge.runtime._relu_gradient import relu_as_mask
+from onnxforge.runtime.passes.relu_mask import relu_as_mask
 
 
 def _relu_model(elem=TensorProto.FLOAT):

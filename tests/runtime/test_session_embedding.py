@@ -12,8 +12,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnxforge.graphs import mlp, seq2seq
 from onnxforge.runtime import ConfigError, InputError, ModelError, load
-from onnxforge.runtime.iobinding import DeviceArray
-from onnxforge.runtime.modelio import set_metadata
+from onnxforge.runtime.ort.iobinding import DeviceArray
+from onnxforge.runtime.modelio.files import set_metadata
 
 
 def relu_mlp_reference(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:

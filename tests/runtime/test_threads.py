@@ -9,8 +9,8 @@ from onnxforge.graphs import mlp
 from onnxforge.graphs.convnet import convnet
 from onnxforge.graphs.lstm import lstm
 from onnxforge.runtime import Trainer, load
-from onnxforge.runtime import _threads
-from onnxforge.runtime._threads import AUTO_THRESHOLD_FLOPS, auto_threads, forward_flops
+from onnxforge.runtime.ort import threads as _threads
+from onnxforge.runtime.ort.threads import AUTO_THRESHOLD_FLOPS, auto_threads, forward_flops
 from onnxforge.runtime.errors import ConfigError
 
 

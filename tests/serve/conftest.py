@@ -9,8 +9,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnxforge.graphs import mlp
 from onnxforge.runtime import load
-from onnxforge.runtime.modelio import save_model, set_metadata
-from onnxforge.runtime.server import Server, ServerConfig
+from onnxforge.runtime.modelio.files import save_model, set_metadata
+from onnxforge.runtime.server.app import Server, ServerConfig
 
 LABELS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 

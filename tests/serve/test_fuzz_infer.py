@@ -22,10 +22,10 @@ from _http import live
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from onnxforge.runtime import _oip
-from onnxforge.runtime._oip import DATATYPES, MAX_JSON_DEPTH, InferRequest, classify, parse_infer_request
+from onnxforge.runtime.server import oip as _oip
+from onnxforge.runtime.server.oip import DATATYPES, MAX_JSON_DEPTH, InferRequest, classify, parse_infer_request
 from onnxforge.runtime.errors import InputError
-from onnxforge.runtime.session import validate_feeds
+from onnxforge.runtime.inference.session import validate_feeds
 
 pytestmark = pytest.mark.fuzz
 

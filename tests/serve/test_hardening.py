@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from _http import live, post
 
-from onnxforge.runtime import _oip
-from onnxforge.runtime import server as server_module
-from onnxforge.runtime._oip import MAX_JSON_DEPTH, parse_infer_request
+from onnxforge.runtime.server import oip as _oip
+from onnxforge.runtime.server import app as server_module
+from onnxforge.runtime.server.oip import MAX_JSON_DEPTH, parse_infer_request
 from onnxforge.runtime.errors import InputError
-from onnxforge.runtime.session import IOInfo
+from onnxforge.runtime.inference.session import IOInfo
 
 LIMIT = 1 << 20  # the shared server fixture's --max-body-mb 1
 

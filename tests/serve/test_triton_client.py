@@ -133,7 +133,7 @@ def test_one_request_mixes_binary_and_json_inputs_and_outputs(server, triton, se
 
 def test_a_large_json_request_is_decoded_off_the_event_loop_and_still_exact(start_server, model_dir, triton,
                                                                             sessions, rng):
-    from onnxforge.runtime import server as server_module
+    from onnxforge.runtime.server import app as server_module
 
     srv = start_server([model_dir / "digits.onnx"], max_body_mb=16)
     x = rng.standard_normal((4000, 64)).astype(np.float32)  # about 5 MB of JSON numbers

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from onnxforge.runtime._ort import ort, preload_cuda_libraries, runtime_info
+from onnxforge.runtime.ort.distribution import ort, preload_cuda_libraries, runtime_info
 from onnxforge.runtime.errors import ConfigError, DeviceError
 
 __all__ = ["Device", "resolve_device", "cuda_works"]

@@ -17,7 +17,7 @@ import numpy as np
 from onnx import ModelProto, numpy_helper
 
 from onnxforge.runtime.errors import DataError, ModelError
-from onnxforge.runtime.modelio import atomic_write_bytes
+from onnxforge.runtime.modelio.files import atomic_write_bytes
 
 __all__ = ["model_weights", "save_weights", "load_weights", "apply_weights", "write_safetensors",
            "read_safetensors", "WEIGHT_SUFFIXES"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import onnx
 from onnx import ModelProto
 
-from onnxforge.runtime._external_data import (
+from onnxforge.runtime.modelio.external_data import (
     MAX_EXTERNAL_BYTES,
     all_tensors,
     check_location,
@@ -28,7 +28,6 @@ __all__ = [
     "load_model",
     "save_model",
     "atomic_write_bytes",
-    "make_runtime_compatible",
     "get_metadata",
     "set_metadata",
     "METADATA_PREFIX",
@@ -130,7 +129,7 @@ def load_model(source: str | os.PathLike | ModelProto | bytes, *, max_bytes: int
 
     The file is read only when it is a regular file of at most ``max_bytes``; it is parsed without
     its external data; every external-data declaration is checked (see
-    :mod:`onnxforge.runtime._external_data`) before any of it is read; then ONNX's checker runs.
+    :mod:`onnxforge.runtime.modelio.external_data`) before any of it is read; then ONNX's checker runs.
     Raises :class:`ModelError` (or :class:`UnsafeModelError` for escapes) naming the file.
     """
     if isinstance(source, ModelProto):
@@ -204,33 +203,6 @@ def default_opset(model: ModelProto) -> int:
         if imp.domain in ("", "ai.onnx"):
             return imp.version
     return 0
-
-
-def make_runtime_compatible(model: ModelProto, max_ir: int | None = None, max_opset: int | None = None) -> ModelProto:
-    """Return ``model`` (a copy when changed) with IR and default opset the runtime accepts."""
-    if max_ir is None or max_opset is None:
-        from onnxforge.runtime._ort import runtime_info
-
-        info = runtime_info()
-        max_ir = info.max_ir_version if max_ir is None else max_ir
-        max_opset = info.max_opset if max_opset is None else max_opset
-    opset = default_opset(model)
-    if opset > max_opset:
-        from onnx import version_converter
-
-        try:
-            model = version_converter.convert_version(model, max_opset)
-        except Exception as exc:  # noqa: BLE001
-            raise ModelError(
-                f"the model uses opset {opset}, the installed ONNX Runtime accepts at most {max_opset}, "
-                f"and converting it down failed: {str(exc).splitlines()[0]}"
-            ) from None
-    if model.ir_version > max_ir:
-        copy = ModelProto()
-        copy.CopyFrom(model)
-        copy.ir_version = max_ir
-        model = copy
-    return model
 
 
 def get_metadata(model: ModelProto) -> dict:

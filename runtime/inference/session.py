@@ -9,29 +9,17 @@ from dataclasses import dataclass
 import numpy as np
 from onnx import ModelProto
 
-from onnxforge.runtime._ort import ort
-from onnxforge.runtime.device import Device, resolve_device
+from onnxforge.runtime.ort.distribution import ort
+from onnxforge.runtime.ort.device import Device, resolve_device
 from onnxforge.runtime.errors import InputError, ModelError
-from onnxforge.runtime.iobinding import DeviceArray, run_bound
-from onnxforge.runtime.modelio import get_metadata, load_model, make_runtime_compatible
+from onnxforge.runtime.ort.iobinding import DeviceArray, run_bound
+from onnxforge.runtime.modelio.dtypes import ORT_TYPES
+from onnxforge.runtime.modelio.files import get_metadata, load_model
+from onnxforge.runtime.passes.compat import make_runtime_compatible
 
 __all__ = ["DeviceArray", "IOInfo", "Session", "load"]
 
-_ORT_TYPES = {
-    "tensor(float)": np.float32,
-    "tensor(double)": np.float64,
-    "tensor(float16)": np.float16,
-    "tensor(int64)": np.int64,
-    "tensor(int32)": np.int32,
-    "tensor(int16)": np.int16,
-    "tensor(int8)": np.int8,
-    "tensor(uint8)": np.uint8,
-    "tensor(uint16)": np.uint16,
-    "tensor(uint32)": np.uint32,
-    "tensor(uint64)": np.uint64,
-    "tensor(bool)": np.bool_,
-    "tensor(string)": np.str_,
-}
+_ORT_TYPES = ORT_TYPES
 
 
 @dataclass(frozen=True)
@@ -387,8 +375,8 @@ class Session:
     def decode(self, src, **options):
         """Translate token ids ``src`` [N, S] (or one sequence [S]) with this encoder-decoder:
         ``(tokens [N, L], attention [N, L, S] or None)``. ``options`` (``max_len``, ``beam``,
-        ``batch_size``) go unchanged to :func:`onnxforge.runtime.decoding.decode`."""
-        from onnxforge.runtime.decoding import decode
+        ``batch_size``) go unchanged to :func:`onnxforge.runtime.inference.decoding.decode`."""
+        from onnxforge.runtime.inference.decoding import decode
 
         return decode(self, src, **options)
 
@@ -440,7 +428,7 @@ def load(
     model = load_model(path_or_model)
     resolved = resolve_device(device)
     if threads == "auto" or threads is not None:
-        from onnxforge.runtime._threads import auto_batch_shapes, resolve_threads
+        from onnxforge.runtime.ort.threads import auto_batch_shapes, resolve_threads
 
         threads = resolve_threads(threads, model, auto_batch_shapes(model), training=False)
     options = session_options(threads, optimization, inter_op_threads)

@@ -4,7 +4,9 @@ need. The op lists were measured against onnxruntime-training 1.19.2 (see the sh
 
 from __future__ import annotations
 
-from onnx import ModelProto
+from onnx import ModelProto, TensorProto
+
+TRAINING_MODE = "training_mode"  # the bool initialiser the trainer flips on for the training graph
 
 __all__ = ["GRADIENT_OPS", "STOP_GRADIENT_OPS", "untrainable_ops", "prepare_for_gradients", "state_buffers"]
 
@@ -110,6 +112,12 @@ def prepare_for_gradients(model: ModelProto) -> ModelProto:
                 node.input.append("")
         elif node.op_type == "Dropout" and len(node.output) < 2:
             node.output.append(f"{node.name or node.output[0]}.mask")
-    from onnxforge.runtime._relu_gradient import relu_as_mask
+    from onnxforge.runtime.passes.relu_mask import relu_as_mask
 
     return relu_as_mask(model)  # ORT's ReluGrad is slow: Relu as x * (x > 0), see _relu_gradient
+
+
+def trainable_parameters(model: ModelProto) -> list[str]:
+    """Names of the float initialisers of ``model`` (the candidates for training)."""
+    return [t.name for t in model.graph.initializer
+            if t.data_type == TensorProto.FLOAT and t.name != TRAINING_MODE and len(t.dims) > 0]

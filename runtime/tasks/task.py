@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from onnxforge.runtime.losses import numpy_loss
+from onnxforge.runtime.tasks.losses import numpy_loss
 
 __all__ = ["Task", "TASKS", "task_for"]
 
@@ -28,13 +28,13 @@ def _regression_metrics(output: np.ndarray, y: np.ndarray, ignore_index=None) ->
 
 
 def _seq2seq_prepare(arrays: dict, metadata: dict | None = None) -> dict:
-    from onnxforge.runtime.decoding import prepare_seq2seq_arrays
+    from onnxforge.runtime.inference.decoding import prepare_seq2seq_arrays
 
     return prepare_seq2seq_arrays(arrays, metadata)
 
 
 def _seq2seq_run_metrics(session, dataset, batch_size: int = 512) -> dict:
-    from onnxforge.runtime.decoding import decode, sequence_metrics
+    from onnxforge.runtime.inference.decoding import decode, sequence_metrics
 
     tokens, _ = decode(session, dataset.inputs["src"], max_len=int(dataset.y.shape[1]), batch_size=batch_size)
     return sequence_metrics(tokens, dataset.y)

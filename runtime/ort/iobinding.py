@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from onnxforge.runtime.modelio.dtypes import ORT_TYPES
+
 __all__ = ["DeviceArray"]
 
 
@@ -26,7 +28,7 @@ class DeviceArray:
 
     @classmethod
     def from_numpy(cls, array, device: str = "cpu", device_id: int = 0) -> "DeviceArray":
-        from onnxforge.runtime._ort import ort
+        from onnxforge.runtime.ort.distribution import ort
 
         arr = np.ascontiguousarray(array)
         return cls(ort().OrtValue.ortvalue_from_numpy(arr, device, device_id))
@@ -37,9 +39,8 @@ class DeviceArray:
 
     @property
     def dtype(self) -> np.dtype:
-        from onnxforge.runtime.session import _ORT_TYPES
 
-        return np.dtype(_ORT_TYPES.get(self.ortvalue.data_type(), object))
+        return np.dtype(ORT_TYPES.get(self.ortvalue.data_type(), object))
 
     @property
     def device(self) -> str:

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from onnxforge.runtime.errors import CheckpointError
-from onnxforge.runtime.modelio import fsync_folder, atomic_write_bytes
+from onnxforge.runtime.modelio.files import fsync_folder, atomic_write_bytes
 
 __all__ = ["save_checkpoint", "verify_checkpoint", "digest_path"]
 

@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from onnxforge.runtime._ort import ort, runtime_info, training_api
+from onnxforge.runtime.ort.distribution import ort, runtime_info, training_api
 from onnxforge.runtime.errors import ConfigError, RuntimeUnavailableError
 
 __all__ = ["FAMILIES", "Workload", "workloads", "run_benchmarks", "format_table", "gemm_peak"]
@@ -74,7 +74,7 @@ def _initialisers(model) -> dict:
 
 def _mlp_torch(model):
     torch = _torch()
-    from onnxforge.runtime.modelio import get_metadata
+    from onnxforge.runtime.modelio.files import get_metadata
 
     args = get_metadata(model)["args"]
     if args.get("activation", "relu").lower() != "relu" or args.get("dropout", 0.0):
@@ -101,7 +101,7 @@ def _param(t, value: np.ndarray):
 
 def _convnet_torch(model):
     torch = _torch()
-    from onnxforge.runtime.modelio import get_metadata
+    from onnxforge.runtime.modelio.files import get_metadata
 
     a = get_metadata(model)["args"]
     if a.get("dropout") or a.get("batchnorm") or a["kernel"] % 2 == 0:
@@ -146,7 +146,7 @@ def _copy_lstm(lstm, w: dict, prefixes: list[str], hidden: int) -> None:
 
 def _lstm_torch(model):
     torch = _torch()
-    from onnxforge.runtime.modelio import get_metadata
+    from onnxforge.runtime.modelio.files import get_metadata
 
     a = get_metadata(model)["args"]
     if a.get("vocab") or a.get("bidirectional") or a.get("dropout") or a["head"] != "sequence":
@@ -172,7 +172,7 @@ def _lstm_torch(model):
 
 def _seq2seq_torch(model):
     torch = _torch()
-    from onnxforge.runtime.modelio import get_metadata
+    from onnxforge.runtime.modelio.files import get_metadata
 
     a = get_metadata(model)["args"]
     if a["attention"] not in ("dot", "general"):
@@ -223,7 +223,7 @@ def _sequence_data(steps: int, features: int, classes: int):
 
 def _seq2seq_data(vocab: int, length: int):
     def make(n, rng):
-        from onnxforge.runtime.decoding import prepare_seq2seq_arrays
+        from onnxforge.runtime.inference.decoding import prepare_seq2seq_arrays
 
         src = rng.integers(3, vocab, (n, length)).astype(np.int64)
         tgt = src[:, ::-1].copy()  # the reversal task
@@ -332,7 +332,7 @@ class _RawTrainer:
     """The training artifacts onnxforge wrote, driven by hand with onnxruntime.training.api."""
 
     def __init__(self, artifacts: Path, device: str, threads: int, x_names: list[str]):
-        from onnxforge.runtime.session import session_options
+        from onnxforge.runtime.inference.session import session_options
 
         _, _, api = training_api()
         self.state = api.CheckpointState.load_checkpoint(str(artifacts / "checkpoint"))
@@ -489,9 +489,9 @@ def _step_split(raw: _RawTrainer, inputs: dict, y: np.ndarray, batch: int, steps
 
 def bench_inference(w: Workload, *, rounds: int, calls: int, threads: int, device: str = "cpu", progress=None) -> dict:
     """Batch-1 latency (median, p99) and batch-256 throughput: onnxforge Session, raw ORT, PyTorch."""
-    from onnxforge.runtime.device import resolve_device
-    from onnxforge.runtime.modelio import make_runtime_compatible
-    from onnxforge.runtime.session import Session, session_options
+    from onnxforge.runtime.ort.device import resolve_device
+    from onnxforge.runtime.passes.compat import make_runtime_compatible
+    from onnxforge.runtime.inference.session import Session, session_options
 
     torch = _torch()
     rt = ort()
@@ -620,7 +620,7 @@ def bench_memory(workload: str, *, steps: int, threads: int) -> dict:
     """Peak resident memory of a training run of onnxforge and of PyTorch, each in a new process."""
     result = {"workload": workloads()[workload].name, "steps": steps}
     for who in ("onnxforge", "torch"):
-        code = ("import json,sys; from onnxforge.runtime.benchmark import _memory_child; "
+        code = ("import json,sys; from onnxforge.runtime.benchmark.suite import _memory_child; "
                 f"print(json.dumps(_memory_child({who!r}, {workload!r}, {steps}, {threads})))")
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         if proc.returncode != 0:
@@ -716,7 +716,7 @@ def run_benchmarks(*, quick: bool = False, families=FAMILIES, threads: int | Non
         bar.set_postfix_str("memory")
         result["memory"] = bench_memory("mlp-large", steps=size["mem_steps"], threads=threads)
     bar.update(1)
-    from onnxforge.runtime.device import cuda_works
+    from onnxforge.runtime.ort.device import cuda_works
 
     ok, why = cuda_works()
     if cuda and ok and torch.cuda.is_available():

@@ -27,30 +27,26 @@ import numpy as np
 import onnx
 from onnx import ModelProto, TensorProto, numpy_helper
 
-from onnxforge.runtime._checkpoint_file import save_checkpoint, verify_checkpoint
-from onnxforge.runtime._inference_form import inference_form
-from onnxforge.runtime._ort import ort, quiet_native_stderr, runtime_info, training_api
-from onnxforge.runtime.data import Dataset, as_dataset, check_dataset, vocab_sizes
-from onnxforge.runtime.device import Device, resolve_device
+from onnxforge.runtime.training.checkpoint_file import save_checkpoint, verify_checkpoint
+from onnxforge.runtime.passes.inference_form import inference_form
+from onnxforge.runtime.ort.distribution import ort, quiet_native_stderr, runtime_info, training_api
+from onnxforge.runtime.data.datasets import Dataset, as_dataset, check_dataset, vocab_sizes
+from onnxforge.runtime.ort.device import Device, resolve_device
 from onnxforge.runtime.errors import CheckpointError, ConfigError, NotTrainableError, TrainingError
-from onnxforge.runtime.losses import LOSSES, loss_block
-from onnxforge.runtime.modelio import atomic_write_bytes, get_metadata, load_model, make_runtime_compatible, save_model, set_metadata
-from onnxforge.runtime.schedules import SCHEDULES, learning_rate
-from onnxforge.runtime.session import Session, session_options
-from onnxforge.runtime.tasks import task_for
+from onnxforge.runtime.tasks.losses import LOSSES, loss_block
+from onnxforge.runtime.modelio.files import atomic_write_bytes, get_metadata, load_model, save_model, set_metadata
+from onnxforge.runtime.training.schedules import SCHEDULES, learning_rate
+from onnxforge.runtime.inference.session import Session, session_options
+from onnxforge.runtime.passes.compat import make_runtime_compatible
+from onnxforge.runtime.passes.gradient_form import TRAINING_MODE, trainable_parameters
+from onnxforge.runtime.tasks.task import task_for
 
 __all__ = ["Trainer", "OPTIMIZERS", "trainable_parameters"]
 
+
 OPTIMIZERS = ("adamw", "sgd")
-TRAINING_MODE = "training_mode"
 _CONFIG_KEYS = ("loss", "optimizer", "lr", "weight_decay", "schedule", "warmup_steps", "freeze", "seed",
                 "batch_size", "epochs", "shuffle")
-
-
-def trainable_parameters(model: ModelProto) -> list[str]:
-    """Names of the float initialisers of ``model`` (the candidates for training)."""
-    return [t.name for t in model.graph.initializer
-            if t.data_type == TensorProto.FLOAT and t.name != TRAINING_MODE and len(t.dims) > 0]
 
 
 def _fingerprint(model: ModelProto) -> str:
@@ -81,12 +77,12 @@ class Trainer:
     """Train ``model`` (path, run folder or ``ModelProto``) into the run folder ``rundir``.
 
     ``loss`` is "auto" (from the model's task), "cross-entropy" or "mse" (see
-    :mod:`onnxforge.runtime.losses` for the scaling). ``optimizer`` is "adamw" (``weight_decay``
+    :mod:`onnxforge.runtime.tasks.losses` for the scaling). ``optimizer`` is "adamw" (``weight_decay``
     applies) or "sgd" (plain SGD). ``schedule`` is "constant", "linear" or "cosine", after
     ``warmup_steps`` of linear warm-up. ``freeze`` holds glob patterns of parameter names kept fixed.
     ``progress``: True shows a bar on stderr and one line per epoch, "bar" only the bar, False nothing.
     ``threads``: ONNX Runtime's intra-op threads; "auto" takes 1 when a training step is small
-    (estimated FLOPs below ``onnxforge.runtime._threads.AUTO_THRESHOLD_FLOPS``) and every core
+    (estimated FLOPs below ``onnxforge.runtime.ort.threads.AUTO_THRESHOLD_FLOPS``) and every core
     otherwise (chosen in ``fit`` from the batch shape; see ``intra_op_threads``), ``None`` ONNX
     Runtime's default, a number exactly that many.
     """
@@ -116,7 +112,7 @@ class Trainer:
         self.schedule = schedule
         self.warmup_steps = int(warmup_steps)
         self.seed = int(seed)
-        from onnxforge.runtime._threads import check_threads
+        from onnxforge.runtime.ort.threads import check_threads
 
         check_threads(threads)
         self.threads = threads
@@ -126,7 +122,7 @@ class Trainer:
         if self.output_name not in [o.name for o in self.source.graph.output]:
             raise ConfigError(f"the model has no output {self.output_name!r} to train")
         params = trainable_parameters(self.source)
-        from onnxforge.runtime.gradients import state_buffers
+        from onnxforge.runtime.passes.gradient_form import state_buffers
 
         # running statistics (BatchNormalization): updated by training, never given gradients
         self.buffers = [p for p in state_buffers(self.source) if p in params]
@@ -144,7 +140,7 @@ class Trainer:
         if not self.trainable:
             raise NotTrainableError("the model has no trainable float parameters"
                                     + (" (every one is frozen)" if params else ""))
-        from onnxforge.runtime.gradients import untrainable_ops
+        from onnxforge.runtime.passes.gradient_form import untrainable_ops
 
         blockers = untrainable_ops(self._prepared_source(), self.trainable)
         if blockers:
@@ -180,7 +176,7 @@ class Trainer:
     def training_graph(self) -> ModelProto:
         """The forward graph as the training artifacts are generated from it."""
         model = _set_training_mode(self._prepared_source(), True)
-        from onnxforge.runtime.gradients import prepare_for_gradients
+        from onnxforge.runtime.passes.gradient_form import prepare_for_gradients
 
         model = prepare_for_gradients(model)
         return make_runtime_compatible(model)
@@ -335,7 +331,7 @@ class Trainer:
 
     # -- training --------------------------------------------------------------------------------
     def _check(self, data, name: str) -> Dataset:
-        from onnxforge.runtime.session import _io_info_from_model
+        from onnxforge.runtime.inference.session import _io_info_from_model
 
         inputs = _io_info_from_model(self.source)
         ds = as_dataset(data, [i.name for i in inputs], name, self.task.preparer(self.metadata))
@@ -361,7 +357,7 @@ class Trainer:
         train = self._check(train, "training data")
         val = self._check(val, "validation data") if val is not None else None
         if self.threads == "auto":
-            from onnxforge.runtime._threads import resolve_threads
+            from onnxforge.runtime.ort.threads import resolve_threads
 
             shapes = {k: (min(batch_size, len(train)), *v.shape[1:]) for k, v in train.inputs.items()}
             self.intra_op_threads = resolve_threads("auto", self.source, shapes, training=True)
@@ -466,7 +462,7 @@ class Trainer:
     def inference_model(self) -> ModelProto:
         """The source model with the current weights, ``training_mode`` off, metadata kept (an
         unrolled LSTM or encoder-decoder build as its ``LSTM``-node twin: same weights and function,
-        faster inference; see :mod:`onnxforge.runtime._inference_form`)."""
+        faster inference; see :mod:`onnxforge.runtime.passes.inference_form`)."""
         model = inference_form(self.source)
         values = self.parameters()
         for i, t in enumerate(model.graph.initializer):
@@ -485,7 +481,7 @@ class Trainer:
 
     def evaluate(self, data, batch_size: int = 1024) -> dict:
         """Loss and the task's metrics (accuracy for a classifier) with the current weights."""
-        from onnxforge.runtime.evaluation import evaluate
+        from onnxforge.runtime.tasks.evaluation import evaluate
 
         ds = data if isinstance(data, Dataset) and data.checked else self._check(data, "evaluation data")
         result = evaluate(self.session(), ds, loss=self.loss, batch_size=batch_size)

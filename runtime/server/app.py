@@ -24,10 +24,10 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from onnxforge.runtime._oip import encode_infer_response, parse_infer_request, tensor_metadata
-from onnxforge.runtime._scheduler import Scheduler, ServerBusy
+from onnxforge.runtime.server.oip import encode_infer_response, parse_infer_request, tensor_metadata
+from onnxforge.runtime.server.scheduler import Scheduler, ServerBusy
 from onnxforge.runtime.errors import ConfigError, InputError, ModelError, OnnxforgeError
-from onnxforge.runtime.session import validate_feeds
+from onnxforge.runtime.inference.session import validate_feeds
 
 __all__ = ["ServedModel", "Server", "ServerConfig", "find_models"]
 
@@ -106,7 +106,7 @@ def find_models(paths) -> dict[str, Path]:
 
 
 def _load_models(paths, config: ServerConfig) -> dict[str, ServedModel]:
-    from onnxforge.runtime.session import load
+    from onnxforge.runtime.inference.session import load
 
     models = {}
     for name, file in find_models(paths).items():

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnxforge.runtime.data import Dataset, as_dataset, check_dataset, vocab_sizes
-from onnxforge.runtime.session import Session
-from onnxforge.runtime.tasks import task_for
+from onnxforge.runtime.data.datasets import Dataset, as_dataset, check_dataset, vocab_sizes
+from onnxforge.runtime.inference.session import Session
+from onnxforge.runtime.tasks.task import task_for
 
 __all__ = ["evaluate", "predict_output", "checked_dataset"]
 

@@ -31,7 +31,7 @@ def target_name(loss: str) -> str:
 
 
 def _base_block():
-    from onnxforge.runtime._ort import training_api
+    from onnxforge.runtime.ort.distribution import training_api
 
     _, onnxblock, _ = training_api()
     return onnxblock.Block

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from onnx import ModelProto
 
-from onnxforge.runtime.modelio import get_metadata, set_metadata
+from onnxforge.runtime.modelio.files import get_metadata, set_metadata
 
 __all__ = ["inference_form"]
 

@@ -1,5 +1,5 @@
 """Decoding with an encoder-decoder (task "seq2seq"): greedy and beam search, run through the
-ordinary :class:`~onnxforge.runtime.session.Session` of the one model file.
+ordinary :class:`~onnxforge.runtime.inference.session.Session` of the one model file.
 
 The model maps ``(src [N, S], decoder_input [N, T]) -> logits [N, T, V]`` (and ``attention``
 [N, T, S]); its decoder is causal, so step ``t`` runs the model on the tokens chosen so far

@@ -1,0 +1,3 @@
+"""Inference: sessions with checked feeds, batched runs, step-by-step decoding.
+
+May import: errors, modelio, ort, plugins, graphs, passes."""
