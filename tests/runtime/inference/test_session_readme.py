@@ -12,7 +12,7 @@ import threading
 import urllib.request
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 
 
 def serving_section() -> str:
