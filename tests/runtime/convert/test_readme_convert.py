@@ -19,7 +19,7 @@ from onnx import numpy_helper
 
 from onnxforge.cli.main import cli
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def section() -> str:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "serve_bench.py"
+SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "serve_bench.py"
 
 
 def test_benchmark_reports_rates_percentiles_and_correct_answers():

@@ -97,7 +97,7 @@ def test_run_benchmarks_rejects_bad_arguments():
 
 
 def test_script_help_runs_as_documented():
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench.py"
+    script = Path(__file__).resolve().parents[3] / "benchmarks" / "bench.py"
     proc = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "python benchmarks/bench.py" in proc.stdout and "--quick" in proc.stdout
