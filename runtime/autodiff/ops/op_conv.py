@@ -1,9 +1,51 @@
+"""Conv (auto_pad, dilations, group, kernel_shape, pads, strides).
+
+dX = ConvTranspose(dY, W) with the forward's strides, pads, dilations and group, and the
+output_padding that restores positions no window reached; dW = a Conv of the input by dY over
+swapped axes (see _conv_common.weight_grad); dB = dY summed over all but the channel axis."""
+from onnxforge.runtime.autodiff.ops import _conv_common as cc
+from onnxforge.runtime.autodiff.ops._common import attr
+
 OP_TYPE = "Conv"
 
 
+def _geometry(node, info):
+    x_dims = info.get(node.input[0], (None, None))[1]
+    w_dims = info.get(node.input[1], (None, None))[1]
+    kernel = attr(node, "kernel_shape")
+    if kernel is None:
+        if w_dims is None or any(not isinstance(d, int) for d in w_dims[2:]):
+            return None, "the kernel shape is unknown"
+        kernel = w_dims[2:]
+    geo = cc.geometry(node, x_dims, list(kernel))
+    if geo[3] is None:
+        return None, "auto_pad needs the spatial input dims, which shape inference could not find"
+    return geo, None
+
+
 def check(node, info):
-    return "not implemented yet"
+    geo, why = _geometry(node, info)
+    if why:
+        return why
+    kernel, strides, dilations, pads, spatial = geo
+    if cc.leftover(spatial, kernel, strides, dilations, pads) is None:
+        return "a strided convolution's input gradient needs the spatial input dims known"
+    return None
 
 
 def vjp(ctx, node, dys, need):
-    raise NotImplementedError
+    x, w = node.input[0], node.input[1]
+    g = dys[0]
+    (kernel, strides, dilations, pads, spatial), _ = _geometry(node, ctx.info)
+    group = attr(node, "group", 1)
+    r = len(kernel) + 2
+    out = [None] * len(node.input)
+    if need[0]:
+        extra = cc.leftover(spatial, kernel, strides, dilations, pads)
+        out[0] = ctx.like(cc.conv_transpose(ctx, g, w, group, strides, pads, dilations, extra,
+                                            ctx.dims(x), ctx.dims(w)), x)
+    if need[1]:
+        out[1] = ctx.like(cc.weight_grad(ctx, x, g, group, kernel, strides, dilations, pads), w)
+    if len(node.input) > 2 and node.input[2] and need[2]:
+        out[2] = ctx.like(cc.bias_grad(ctx, g, r), node.input[2])
+    return out

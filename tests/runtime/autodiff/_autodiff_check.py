@@ -30,7 +30,11 @@ def single_op_model(op_type, inputs: dict, n_out=1, *, opset=17, dynamic=False, 
             inits.append(onnx.numpy_helper.from_array(np.asarray(v), n))
             continue
         elem = helper.np_dtype_to_tensor_dtype(np.asarray(v).dtype)
-        dims = [f"{n}_d{i}" for i in range(np.ndim(v))] if dynamic else list(np.shape(v))
+        dims = list(np.shape(v))
+        if dynamic == "batch" and dims and n == order[0]:
+            dims[0] = "N"
+        elif dynamic and dynamic != "batch":
+            dims = [f"{n}_d{i}" for i in range(np.ndim(v))]
         graph_inputs.append(helper.make_tensor_value_info(n, elem, dims))
     outs = [f"y{i}" for i in range(n_out)]
     node = helper.make_node(op_type, names, outs, name="the_node", **attrs)

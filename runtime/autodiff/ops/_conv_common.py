@@ -1,0 +1,97 @@
+"""Geometry shared by the Conv, ConvTranspose and pooling rules."""
+
+from __future__ import annotations
+
+import math
+
+from onnxforge.runtime.autodiff.ops._common import attr
+
+
+def geometry(node, x_dims, kernel=None):
+    """``(kernel, strides, dilations, pads, spatial)`` of a Conv/pool node over input dims
+    ``x_dims`` ([N, C, *spatial]); ``auto_pad`` is resolved to explicit pads (it needs the
+    spatial dims), and ``None`` is returned in place of pads when it cannot be."""
+    if kernel is None:
+        kernel = list(attr(node, "kernel_shape"))
+    n = len(kernel)
+    strides = list(attr(node, "strides", [1] * n))
+    dilations = list(attr(node, "dilations", [1] * n))
+    spatial = None if x_dims is None else list(x_dims[2:])
+    auto = attr(node, "auto_pad", "NOTSET")
+    if auto in ("NOTSET", ""):
+        pads = list(attr(node, "pads", [0] * (2 * n)))
+    elif auto == "VALID":
+        pads = [0] * (2 * n)
+    else:
+        if spatial is None or any(not isinstance(d, int) for d in spatial):
+            return kernel, strides, dilations, None, spatial
+        pads = [0] * (2 * n)
+        for i in range(n):
+            out = math.ceil(spatial[i] / strides[i])
+            total = max((out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - spatial[i], 0)
+            small, big = total // 2, total - total // 2
+            pads[i], pads[i + n] = (small, big) if auto == "SAME_UPPER" else (big, small)
+    return kernel, strides, dilations, pads, spatial
+
+
+def leftover(spatial, kernel, strides, dilations, pads):
+    """Per spatial axis, how many trailing input positions no window reaches (the
+    ConvTranspose ``output_padding`` that restores the input size); ``None`` if unknown."""
+    n = len(kernel)
+    out = []
+    for i in range(n):
+        if strides[i] == 1:
+            out.append(0)
+            continue
+        if spatial is None or not isinstance(spatial[i], int):
+            return None
+        span = (kernel[i] - 1) * dilations[i] + 1
+        out.append((spatial[i] + pads[i] + pads[i + n] - span) % strides[i])
+    return out
+
+
+def weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads):
+    """dW [M, C/group, *kernel] of ``Y = Conv(x, W)`` given ``gy = dY``: one Conv of the input
+    with the batch as channels ([C/g, g*N, *S]) by dY with the batch as channels ([M, N, *O]),
+    strides and dilations swapped, then cut to the kernel size and transposed back."""
+    n = len(kernel)
+    r = n + 2
+    if group == 1:
+        xt = ctx.op("Transpose", [x], perm=[1, 0] + list(range(2, r)))
+    else:
+        c = ctx.dims(x)[1] if ctx.dims(x) is not None else None
+        if not isinstance(c, int):
+            ctx.refuse("a grouped convolution's weight gradient needs the channel count known")
+        cg = c // group
+        shape5 = ctx.op("Concat", [ctx.shape(x, 0, 1), ctx.ints([group, cg]), ctx.shape(x, 2)], axis=0)
+        x5 = ctx.op("Reshape", [x, shape5])                        # [N, g, C/g, *S]
+        x5 = ctx.op("Transpose", [x5], perm=[2, 1, 0] + list(range(3, r + 1)))  # [C/g, g, N, *S]
+        shape_t = ctx.op("Concat", [ctx.ints([cg, -1]), ctx.shape(x, 2)], axis=0)
+        xt = ctx.op("Reshape", [x5, shape_t])                      # [C/g, g*N, *S]
+    gt = ctx.op("Transpose", [gy], perm=[1, 0] + list(range(2, r)))  # [M, N, *O]
+    w = ctx.op("Conv", [xt, gt], strides=dilations, dilations=strides, pads=pads,
+               group=group if group != 1 else None)               # [C/g, M, *K']
+    w = ctx.op("Slice", [w, ctx.ints([0] * n), ctx.ints(kernel), ctx.ints(range(2, r))])
+    return ctx.op("Transpose", [w], perm=[1, 0] + list(range(2, r)))
+
+
+def bias_grad(ctx, gy, rank):
+    return ctx.op("ReduceSum", [gy, ctx.ints([0] + list(range(2, rank)))], keepdims=0)
+
+
+def conv_transpose(ctx, g, w, group, strides, pads, dilations, extra, x_dims, w_dims):
+    """ConvTranspose(g, w) with ``group``. A grouped one whose output channels differ from its
+    input channels is written as one ConvTranspose per group (Split, Concat): onnx.reference
+    slices the weight by the wrong axis there; ONNX Runtime gets both forms right."""
+    attrs = dict(strides=strides, pads=pads, dilations=dilations,
+                 output_padding=extra if extra and any(extra) else None)
+    c_out = None if x_dims is None else x_dims[1]
+    m = None if w_dims is None else w_dims[0]
+    if group == 1 or (isinstance(c_out, int) and c_out == m):
+        return ctx.op("ConvTranspose", [g, w], group=group if group != 1 else None, **attrs)
+    gs = ctx.op("Split", [g], group, axis=1, num_outputs=group) if ctx.opset >= 18 else \
+        ctx.op("Split", [g, ctx.ints([m // group] * group)], group, axis=1)
+    ws = ctx.op("Split", [w], group, axis=0, num_outputs=group) if ctx.opset >= 18 else \
+        ctx.op("Split", [w, ctx.ints([m // group] * group)], group, axis=0)
+    parts = [ctx.op("ConvTranspose", [a, b], **attrs) for a, b in zip(gs, ws)]
+    return ctx.op("Concat", parts, axis=1)
