@@ -253,6 +253,20 @@ class Emitter:
                 out.append(ints[0] if ints else None)
         return out
 
+    def subgraph(self, name: str, inputs: list, outputs: list, build) -> onnx.GraphProto:
+        """A subgraph (a Scan or Loop body) whose nodes ``build()`` emits through this emitter;
+        ``inputs``/``outputs`` are ``(name, elem_type, rank)`` triples. It may read outer values."""
+        saved = self.nodes
+        self.nodes = []
+        try:
+            build()
+            body = self.nodes
+        finally:
+            self.nodes = saved
+        vi = [helper.make_tensor_value_info(n, e, [None] * r) for n, e, r in inputs]
+        vo = [helper.make_tensor_value_info(n, e, [None] * r) for n, e, r in outputs]
+        return helper.make_graph(body, self.fresh(name), vi, vo)
+
     def ensure_output(self, node: onnx.NodeProto, index: int, base: str) -> str:
         """Make the forward ``node`` declare its optional output ``index``; returns its name."""
         while len(node.output) <= index:

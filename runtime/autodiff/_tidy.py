@@ -42,6 +42,24 @@ def _key(node):
             tuple(a.SerializeToString() for a in sorted(node.attribute, key=lambda a: a.name)))
 
 
+def _rename_inputs(node, replace):
+    for i, x in enumerate(node.input):
+        if x in replace:
+            node.input[i] = replace[x]
+    for a in node.attribute:
+        for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+            for n in g.node:
+                _rename_inputs(n, replace)
+
+
+def _graph_reads(node, needed):
+    for a in node.attribute:
+        for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+            for n in g.node:
+                needed.update(i for i in n.input if i)
+                _graph_reads(n, needed)
+
+
 def tidy(nodes, initializers, consts, keep):
     """Fold the nodes whose inputs are all known, merge duplicates and drop nodes nothing in
     ``keep`` needs. Returns ``(nodes, initializers)``."""
@@ -51,9 +69,7 @@ def tidy(nodes, initializers, consts, keep):
     replace: dict[str, str] = {}
     seen: dict = {}
     for node in nodes:
-        for i, x in enumerate(node.input):
-            if x in replace:
-                node.input[i] = replace[x]
+        _rename_inputs(node, replace)
         has_graph = any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute)
         if node.op_type not in _NEVER_FOLD and node.domain in ("", "ai.onnx") and not has_graph:
             if all((not x) or x in consts for x in node.input) and node.op_type != "Identity":
@@ -82,9 +98,7 @@ def tidy(nodes, initializers, consts, keep):
             by_value[key] = name
             init_by_name[name] = numpy_helper.from_array(np.asarray(v), name)
     for node in out_nodes:
-        for i, x in enumerate(node.input):
-            if x in replace:
-                node.input[i] = replace[x]
+        _rename_inputs(node, replace)
     # dead-node elimination (backwards from what is kept)
     needed = set(keep)
     live = []
@@ -92,10 +106,7 @@ def tidy(nodes, initializers, consts, keep):
         if any(o in needed for o in node.output):
             live.append(node)
             needed.update(i for i in node.input if i)
-            for a in node.attribute:
-                for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
-                    for n in g.node:
-                        needed.update(i for i in n.input if i)
+            _graph_reads(node, needed)
     live.reverse()
     inits = [t for name, t in init_by_name.items() if name in needed]
     return live, inits

@@ -19,7 +19,7 @@ def single_op_model(op_type, inputs: dict, n_out=1, *, opset=17, dynamic=False, 
     ``const_inputs`` (name -> array, e.g. shapes, indices) become initialisers."""
     const_inputs = const_inputs or {}
     order = list(inputs)
-    names = [n for n in order]
+    names = ["" if not n.strip() else n for n in order]  # blank keys: absent optional inputs
     graph_inputs = []
     inits = []
     for n in names:

@@ -19,15 +19,16 @@ def check_op(op, inputs, fn, consts=(), opset=17, n_out=1, out_index=0, attrs=No
                             **(attrs or {}))
     for init in model.graph.initializer:
         init.CopyFrom(onnx.numpy_helper.from_array(np.asarray(inputs[init.name]), init.name))
-    wrt = [n for n, v in inputs.items() if n and n not in consts and np.asarray(v).dtype.kind == "f"]
+    present = {n: v for n, v in inputs.items() if n.strip()}
+    wrt = [n for n, v in present.items() if n not in consts and np.asarray(v).dtype.kind == "f"]
     tens = {n: torch.tensor(np.asarray(v, np.float64) if np.asarray(v).dtype.kind == "f" else np.asarray(v),
-                            requires_grad=n in wrt) for n, v in inputs.items() if n}
+                            requires_grad=n in wrt) for n, v in present.items()}
     y = fn(*tens.values())
-    dy = R.standard_normal(tuple(y.shape)).astype(np.asarray(inputs[next(iter(inputs))]).dtype)
+    dy = R.standard_normal(tuple(y.shape)).astype(np.asarray(next(iter(present.values()))).dtype)
     if op == "Cast":
         dy = dy.astype(np.float64)
     y.backward(torch.tensor(dy, dtype=y.dtype))
-    feeds = {n: v for n, v in inputs.items() if n and n not in consts}
+    feeds = {n: v for n, v in present.items() if n not in consts}
     feeds["dY"] = dy
     got, out, g = gradients(model, wrt, f"y{out_index}", feeds, seed="dY", tol=tol, both=both)
     assert_close(out[f"y{out_index}"], y.detach().numpy(), tol, what=f"{op} forward")
