@@ -10,6 +10,7 @@ from onnxforge.runtime.autodiff._core import (MAX_IR_VERSION, MIN_OPSET, build_g
                                               missing_rules, prepare)
 from onnxforge.runtime.autodiff._errors import AutodiffError, UnsupportedOpError
 from onnxforge.runtime.autodiff.ops import NON_DIFFERENTIABLE, supported_ops
+from onnxforge.runtime.autodiff.passes import batchnorm_training_form
 
 __all__ = [
     "AutodiffError",
@@ -17,6 +18,7 @@ __all__ = [
     "MIN_OPSET",
     "NON_DIFFERENTIABLE",
     "UnsupportedOpError",
+    "batchnorm_training_form",
     "build_gradients",
     "gradient_model",
     "missing_rules",
