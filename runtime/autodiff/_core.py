@@ -81,7 +81,7 @@ def _infer(model: onnx.ModelProto) -> dict:
     return info
 
 
-def _constants(graph: onnx.GraphProto, wrt: set) -> dict:
+def _constants(graph: onnx.GraphProto, wrt: set, opset: int) -> dict:
     """Values known at build time: Constant nodes and integer initialisers (shape-like data).
     Float and bool initialisers are parameters or switches a trainer may change: never folded."""
     inputs = {i.name for i in graph.input}
@@ -97,8 +97,8 @@ def _constants(graph: onnx.GraphProto, wrt: set) -> dict:
                 from onnx.reference import ReferenceEvaluator
 
                 consts[node.output[0]] = ReferenceEvaluator(
-                    helper.make_graph([node], "c", [], [helper.make_value_info(node.output[0], onnx.TypeProto())])
-                ).run(None, {})[0]
+                    helper.make_graph([node], "c", [], [helper.make_value_info(node.output[0], onnx.TypeProto())]),
+                    opsets={"": opset}).run(None, {})[0]
             except Exception:  # noqa: BLE001
                 pass
     return consts
@@ -256,7 +256,7 @@ def build_gradients(model, wrt, of: str, seed: str | None = None, *, grad_names:
         raise _refusal(problems, of)
 
     opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    ctx = Emitter(info, opset, _constants(graph, set(wrt)), prefix, taken | set(names.values()))
+    ctx = Emitter(info, opset, _constants(graph, set(wrt), opset), prefix, taken | set(names.values()))
     # the cotangent of `of`
     if seed is None:
         seed_name = ctx.fill_like(of, 1.0)
@@ -312,7 +312,7 @@ def build_gradients(model, wrt, of: str, seed: str | None = None, *, grad_names:
         result[w] = target
 
     keep = set(result.values())
-    nodes, inits = _tidy.tidy(ctx.nodes, ctx.initializers, ctx.consts, keep)
+    nodes, inits = _tidy.tidy(ctx.nodes, ctx.initializers, ctx.consts, keep, opset)
     graph.node.extend(nodes)
     graph.initializer.extend(inits)
     _stamp(model)

@@ -13,7 +13,7 @@ _NEVER_FOLD = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUnifo
                "Bernoulli", "Dropout"}
 
 
-def _eval(node: onnx.NodeProto, values: list) -> list | None:
+def _eval(node: onnx.NodeProto, values: list, opset: int = 17) -> list | None:
     from onnx.reference import ReferenceEvaluator
 
     inputs = []
@@ -32,7 +32,7 @@ def _eval(node: onnx.NodeProto, values: list) -> list | None:
         [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape) for k, v in feeds.items()],
         [helper.make_value_info(f"out{i}", onnx.TypeProto()) for i in range(len(node.output))])
     try:
-        return ReferenceEvaluator(graph).run(None, feeds)
+        return ReferenceEvaluator(graph, opsets={"": opset}).run(None, feeds)
     except Exception:  # noqa: BLE001 - leave the node as it is
         return None
 
@@ -60,7 +60,7 @@ def _graph_reads(node, needed):
                 _graph_reads(n, needed)
 
 
-def tidy(nodes, initializers, consts, keep):
+def tidy(nodes, initializers, consts, keep, opset: int = 17):
     """Fold the nodes whose inputs are all known, merge duplicates and drop nodes nothing in
     ``keep`` needs. Returns ``(nodes, initializers)``."""
     consts = dict(consts)
@@ -73,7 +73,7 @@ def tidy(nodes, initializers, consts, keep):
         has_graph = any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute)
         if node.op_type not in _NEVER_FOLD and node.domain in ("", "ai.onnx") and not has_graph:
             if all((not x) or x in consts for x in node.input) and node.op_type != "Identity":
-                vals = _eval(node, [consts.get(x) for x in node.input])
+                vals = _eval(node, [consts.get(x) for x in node.input], opset)
                 if vals is not None and all(isinstance(v, np.ndarray) for v in vals) and \
                         all(v.size <= FOLD_LIMIT for v in vals) and not any(o in keep for o in node.output):
                     for o, v in zip(node.output, vals):
