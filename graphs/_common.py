@@ -9,7 +9,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxforge.runtime.errors import ConfigError
-from onnxforge.runtime.modelio.files import set_metadata
+from onnxforge.runtime.modelio.card import ModelCard
 
 OPSET = 17
 IR_VERSION = 8
@@ -108,7 +108,7 @@ class GraphBuilder:
                 needed.update(i for i in n.input if i)
         return live[::-1]
 
-    def model(self, name: str, inputs: list, outputs: list, metadata: dict, doc: str = "") -> onnx.ModelProto:
+    def model(self, name: str, inputs: list, outputs: list, card: ModelCard, doc: str = "") -> onnx.ModelProto:
         graph = helper.make_graph(self._live(outputs), name, inputs, outputs, self.initializers)
         model = helper.make_model(
             graph,
@@ -118,7 +118,7 @@ class GraphBuilder:
             doc_string=doc,
         )
         model.ir_version = IR_VERSION
-        set_metadata(model, metadata)
+        card.write_into(model)
         onnx.checker.check_model(model, full_check=True)
         return model
 

@@ -11,6 +11,7 @@ import onnx
 from onnxforge.graphs._common import (BATCH, GraphBuilder, check_dropout, check_positive, float_input,
                                       he_normal)
 from onnxforge.runtime.errors import ConfigError
+from onnxforge.runtime.modelio.card import ModelCard
 
 __all__ = ["convnet", "BN_EPSILON", "BN_MOMENTUM"]
 
@@ -123,14 +124,14 @@ def convnet(
 
     args = {"input_shape": [c_in, height, width], "channels": widths, "kernel": kernel, "pool": pool,
             "dense": hidden, "classes": classes, "dropout": dropout, "batchnorm": bool(batchnorm), "seed": int(seed)}
-    metadata = {"task": "classification", "builder": "convnet", "args": args, "classes": classes,
-                "inputs": ["x"], "output": "logits"}
+    card = ModelCard(task="classification", builder="convnet", args=args, classes=classes, inputs=["x"],
+                     output="logits")
     stages = "-".join(map(str, widths))
     return b.model(
         "convnet",
         [float_input("x", [BATCH, c_in, height, width])],
         [float_input("logits", [BATCH, classes])],
-        metadata,
+        card,
         doc=f"ConvNet {c_in}x{height}x{width}, channels {stages}, kernel {kernel}, pool {pool}"
             f"{', batch norm' if batchnorm else ''}, dense {hidden or 'none'}, {classes} classes; built by onnxforge",
     )

@@ -11,6 +11,7 @@ import onnx
 from onnxforge.graphs._common import BATCH, GraphBuilder, check_dropout, check_positive, float_input, int_input
 from onnxforge.graphs._lstm_unrolled import unrolled_lstm
 from onnxforge.runtime.errors import ConfigError
+from onnxforge.runtime.modelio.card import ModelCard
 
 __all__ = ["lstm", "HEADS", "GATES"]
 
@@ -187,8 +188,8 @@ def lstm(
     args = {"inputs": None if vocab is not None else in_size, "vocab": vocab, "embed": embed, "hidden": hidden,
             "layers": layers, "classes": classes, "head": head, "bidirectional": bool(bidirectional),
             "dropout": dropout, "seed": int(seed), "impl": impl, "steps": t_len}
-    metadata = {"task": "classification" if head == "sequence" else "tagging", "builder": "lstm", "args": args,
-                "classes": classes, "inputs": ["x"], "output": "logits"}
+    card = ModelCard(task="classification" if head == "sequence" else "tagging", builder="lstm", args=args,
+                     classes=classes, inputs=["x"], output="logits")
     t_dim = t_len or STEPS
     x_info = int_input("x", [BATCH, t_dim]) if vocab is not None else float_input("x", [BATCH, t_dim, in_size])
     source = f"tokens (vocab {vocab}, embed {embed})" if vocab is not None else f"{in_size} features"
@@ -196,7 +197,7 @@ def lstm(
         "lstm",
         [x_info],
         [float_input("logits", out_dims)],
-        metadata,
+        card,
         doc=f"{'bidirectional ' if bidirectional else ''}LSTM x{layers}, hidden {hidden}, over {source}, "
             f"{head} head with {classes} classes; built by onnxforge",
     )

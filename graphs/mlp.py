@@ -9,6 +9,7 @@ import onnx
 from onnxforge.graphs import _activation
 from onnxforge.graphs._common import BATCH, GraphBuilder, check_dropout, check_positive, float_input
 from onnxforge.runtime.errors import ConfigError
+from onnxforge.runtime.modelio.card import ModelCard
 
 TASKS = ("classification", "regression")
 
@@ -51,21 +52,17 @@ def mlp(
     last = f"fc{len(widths) + 1}"
     b.linear(last, x, fan_in, out_features, init="xavier", out="logits")
 
-    metadata = {
-        "task": task,
-        "builder": "mlp",
-        "args": {"in_features": in_features, "hidden": widths, "out_features": out_features,
-                 "activation": activation, "dropout": dropout, "seed": seed, "task": task},
-        "inputs": ["x"],
-        "output": "logits",
-    }
-    if task == "classification":
-        metadata["classes"] = out_features
+    card = ModelCard(
+        task=task, builder="mlp", inputs=["x"], output="logits",
+        args={"in_features": in_features, "hidden": widths, "out_features": out_features,
+              "activation": activation, "dropout": dropout, "seed": seed, "task": task},
+        classes=out_features if task == "classification" else None,
+    )
     return b.model(
         "mlp",
         [float_input("x", [BATCH, in_features])],
         [float_input("logits", [BATCH, out_features])],
-        metadata,
+        card,
         doc=f"MLP {in_features}-{'-'.join(map(str, widths))}-{out_features} ({activation}), built by onnxforge",
     )
 

@@ -18,6 +18,7 @@ import onnx
 from onnxforge.graphs._common import BATCH, GraphBuilder, check_positive, float_input, int_input, xavier_uniform
 from onnxforge.graphs._lstm_unrolled import unrolled_lstm_up_to
 from onnxforge.runtime.errors import ConfigError
+from onnxforge.runtime.modelio.card import ModelCard
 
 __all__ = ["seq2seq", "ATTENTIONS", "PAD", "BOS", "EOS"]
 
@@ -164,27 +165,20 @@ def seq2seq(
     shape3 = b.node("Concat", [nt, v], ["output.shape"], name="output.shape", axis=0)
     b.node("Reshape", [flat_logits, shape3], ["logits"], name="output.unflatten")
 
-    metadata = {
-        "task": "seq2seq",
-        "builder": "seq2seq",
-        "args": {"src_vocab": src_vocab, "tgt_vocab": tgt_vocab, "embed": embed, "hidden": hidden,
-                 "layers": layers, "attention": attention, "seed": int(seed), "max_len": max_len, "impl": impl},
-        "inputs": ["src", "decoder_input"],
-        "output": "logits",
-        "attention_output": "attention" if attention is not None else None,
-        "classes": tgt_vocab,
-        "max_len": max_len,
-        "special_tokens": {"pad": PAD, "bos": BOS, "eos": EOS},
-    }
-    if src_tokens is not None:
-        metadata["src_tokens"] = list(src_tokens)
-    if tgt_tokens is not None:
-        metadata["tgt_tokens"] = list(tgt_tokens)
+    card = ModelCard(
+        task="seq2seq", builder="seq2seq", inputs=["src", "decoder_input"], output="logits",
+        args={"src_vocab": src_vocab, "tgt_vocab": tgt_vocab, "embed": embed, "hidden": hidden,
+              "layers": layers, "attention": attention, "seed": int(seed), "max_len": max_len, "impl": impl},
+        attention_output="attention" if attention is not None else None, classes=tgt_vocab, max_len=max_len,
+        special_tokens={"pad": PAD, "bos": BOS, "eos": EOS},
+        src_tokens=None if src_tokens is None else list(src_tokens),
+        tgt_tokens=None if tgt_tokens is None else list(tgt_tokens),
+    )
     return b.model(
         "seq2seq",
         [int_input("src", [BATCH, "S"]), int_input("decoder_input", [BATCH, "T"])],
         outputs,
-        metadata,
+        card,
         doc=f"LSTM encoder-decoder {src_vocab}->{tgt_vocab}, embed {embed}, hidden {hidden} x{layers}, "
             f"attention {attention}, built by onnxforge",
     )

@@ -13,9 +13,10 @@ from onnxforge.runtime.ort.distribution import ort
 from onnxforge.runtime.ort.device import Device, resolve_device
 from onnxforge.runtime.errors import InputError, ModelError
 from onnxforge.runtime.ort.iobinding import DeviceArray, run_bound
+from onnxforge.runtime.modelio.card import ModelCard
 from onnxforge.runtime.modelio.dtypes import ORT_TYPES
-from onnxforge.runtime.modelio.files import get_metadata, load_model
-from onnxforge.runtime.passes.compat import make_runtime_compatible
+from onnxforge.runtime.modelio.files import load_model
+from onnxforge.runtime.passes.pipelines import for_inference
 
 __all__ = ["DeviceArray", "IOInfo", "Session", "load"]
 
@@ -141,14 +142,13 @@ class Session:
         self.model = model
         self.device = device
         self.source = source
-        self.metadata = get_metadata(model)
-        self.metadata_props = {p.key: p.value for p in model.metadata_props}
+        self.card = ModelCard.from_model(model)
+        self.metadata = self.card.to_dict()
         from onnxforge import plugins
 
-        prepared = plugins.prepare_inference(model)
+        prepared = for_inference(model)
         options = options or session_options()
         plugins.register_custom_ops(prepared, options)
-        prepared = make_runtime_compatible(prepared)
         rt = ort()
         try:
             self._sess = rt.InferenceSession(prepared.SerializeToString(), options, providers=list(device.providers))
@@ -264,30 +264,14 @@ class Session:
     @property
     def main_output(self) -> str:
         """The output that ``predict`` returns: the one named in the metadata, else the first."""
-        named = self.metadata.get("output")
+        named = self.card.output
         return named if named in self._output_names else self._output_names[0]
 
     @property
     def labels(self) -> list[str] | None:
-        """Class names from the model's metadata (``onnxforge.labels``, or a plain ``labels``
-        property as a JSON list or comma-separated), or ``None`` when it has none."""
-        found = self.metadata.get("labels")
-        if found is None and "labels" in self.metadata_props:
-            import json
-
-            text = self.metadata_props["labels"]
-            try:
-                found = json.loads(text)
-            except ValueError:
-                found = [part.strip() for part in text.split(",")]
-        if isinstance(found, dict):  # {"0": "cat", "1": "dog"}
-            try:
-                found = [found[k] for k in sorted(found, key=int)]
-            except (ValueError, TypeError):
-                found = None
-        if not isinstance(found, list) or not found:
-            return None
-        return [str(label) for label in found]
+        """Class names from the model card (``onnxforge.labels``, or a plain ``labels`` property
+        as a JSON list, a ``{"0": name}`` map or comma-separated), or ``None`` when it has none."""
+        return self.card.labels
 
     def label_names(self, indices) -> np.ndarray:
         """Class indices turned into their names from the metadata (same shape, dtype str)."""

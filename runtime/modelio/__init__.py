@@ -2,13 +2,8 @@
 
 Owns everything about bytes on disk that make a model. May import: onnx, numpy, onnxforge.runtime.errors."""
 
-from onnxforge.runtime.modelio.files import (
-    METADATA_PREFIX,
-    atomic_write_bytes,
-    get_metadata,
-    load_model,
-    save_model,
-    set_metadata,
-)
+from onnxforge.runtime.modelio.card import METADATA_PREFIX, ModelCard, get_metadata, set_metadata
+from onnxforge.runtime.modelio.files import atomic_write_bytes, load_model, save_model
 
-__all__ = ["METADATA_PREFIX", "atomic_write_bytes", "get_metadata", "load_model", "save_model", "set_metadata"]
+__all__ = ["METADATA_PREFIX", "ModelCard", "atomic_write_bytes", "get_metadata", "load_model", "save_model",
+           "set_metadata"]

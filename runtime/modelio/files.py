@@ -1,10 +1,9 @@
 """Reading and writing models safely: typed errors for bad files, no external data outside the
 model's folder, IR/opset brought to what the installed ONNX Runtime accepts, atomic saves, and
-onnxforge's metadata in ``metadata_props``."""
+onnxforge's metadata read and written through the model card (:mod:`.card`)."""
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import tempfile
@@ -23,6 +22,7 @@ from onnxforge.runtime.modelio.external_data import (
     load_external_data,
 )
 from onnxforge.runtime.errors import ModelError, UnsafeModelError
+from onnxforge.runtime.modelio.card import METADATA_PREFIX, get_metadata, set_metadata  # noqa: F401 - the card's home
 
 __all__ = [
     "load_model",
@@ -33,7 +33,6 @@ __all__ = [
     "METADATA_PREFIX",
 ]
 
-METADATA_PREFIX = "onnxforge."
 MAX_MODEL_BYTES = 2**31 - 1  # protobuf's limit for one message
 
 
@@ -203,30 +202,3 @@ def default_opset(model: ModelProto) -> int:
         if imp.domain in ("", "ai.onnx"):
             return imp.version
     return 0
-
-
-def get_metadata(model: ModelProto) -> dict:
-    """onnxforge's metadata (keys without the ``onnxforge.`` prefix, values JSON-decoded)."""
-    out = {}
-    for prop in model.metadata_props:
-        if prop.key.startswith(METADATA_PREFIX):
-            key = prop.key[len(METADATA_PREFIX):]
-            try:
-                out[key] = json.loads(prop.value)
-            except ValueError:
-                out[key] = prop.value
-    return out
-
-
-def set_metadata(model: ModelProto, values: dict) -> ModelProto:
-    """Set onnxforge metadata in place (JSON-encoded under ``onnxforge.KEY``)."""
-    existing = {p.key: p for p in model.metadata_props}
-    for key, value in values.items():
-        full = METADATA_PREFIX + key
-        text = json.dumps(value, sort_keys=True)
-        if full in existing:
-            existing[full].value = text
-        else:
-            prop = model.metadata_props.add()
-            prop.key, prop.value = full, text
-    return model

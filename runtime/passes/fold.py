@@ -7,7 +7,10 @@ import numpy as np
 import onnx
 from onnx import ModelProto, helper, numpy_helper
 
-__all__ = ["constant_value", "fold_constants", "remove_unused"]
+from onnxforge.runtime.errors import ConversionError
+from onnxforge.runtime.passes.base import FunctionalPass, PassResult, copy_model
+
+__all__ = ["FoldConstants", "constant_value", "fold_constants", "remove_unused"]
 
 # Ops that must run every time (random draws) or that have no inputs but are not constants.
 _NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
@@ -32,8 +35,6 @@ def constant_value(node: onnx.NodeProto) -> np.ndarray:
         return np.array(attr.s.decode())
     if kind == "value_strings":
         return np.array([s.decode() for s in attr.strings])
-    from onnxforge.runtime.errors import ConversionError
-
     raise ConversionError(f"Constant node '{node.name}' holds its value in '{kind}', which onnxforge cannot read")
 
 
@@ -60,8 +61,7 @@ def fold_constants(model: ModelProto, *, keep: set | frozenset = frozenset(), op
     ``keep`` names initialisers that must stay as they are (parameters): nodes reading them are
     not folded. Only default-domain nodes are folded; custom ops are left alone.
     """
-    out = ModelProto()
-    out.CopyFrom(model)
+    out = copy_model(model)
     graph = out.graph
     if opset is None:
         opset = next((i.version for i in out.opset_import if i.domain in ("", "ai.onnx")), 17)
@@ -115,7 +115,22 @@ def fold_constants(model: ModelProto, *, keep: set | frozenset = frozenset(), op
     for vi in list(graph.value_info):
         if vi.name in new_inits:
             graph.value_info.remove(vi)
-    return remove_unused(out), folded
+    _prune(out)
+    return out, folded
+
+
+class FoldConstants(FunctionalPass):
+    """The pass of :func:`fold_constants`; ``keep`` names parameters that must stay initialisers."""
+
+    name = "fold-constants"
+
+    def __init__(self, keep: set | frozenset = frozenset(), opset: int | None = None):
+        self.keep, self.opset = frozenset(keep), opset
+
+    def call(self, model: ModelProto) -> PassResult:
+        out, folded = fold_constants(model, keep=self.keep, opset=self.opset)
+        pruned = (len(out.graph.node), len(out.graph.initializer)) != (len(model.graph.node), len(model.graph.initializer))
+        return PassResult(out, bool(folded) or pruned)
 
 
 # Inputs that configure an op rather than carry data that is learnt: (op, input index).
@@ -140,7 +155,15 @@ def _setting_only(nodes, names: set) -> set:
 
 
 def remove_unused(model: ModelProto) -> ModelProto:
-    """Drop initialisers and nodes nothing reads (in place); graph outputs are always kept."""
+    """A copy of ``model`` without the initialisers and nodes nothing reads; graph outputs are
+    always kept."""
+    out = copy_model(model)
+    _prune(out)
+    return out
+
+
+def _prune(model: ModelProto) -> None:
+    """:func:`remove_unused` on a model this module owns (in place)."""
     graph = model.graph
     needed = {o.name for o in graph.output}
     live_nodes = []
@@ -158,4 +181,3 @@ def remove_unused(model: ModelProto) -> ModelProto:
     inits = [t for t in graph.initializer if t.name in needed]
     del graph.initializer[:]
     graph.initializer.extend(inits)
-    return model

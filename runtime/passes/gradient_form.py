@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from onnx import ModelProto, TensorProto
 
+from onnxforge.runtime.passes.base import Rewrite, copy_model
+from onnxforge.runtime.passes.relu_mask import relu_as_mask
+
 TRAINING_MODE = "training_mode"  # the bool initialiser the trainer flips on for the training graph
 
-__all__ = ["GRADIENT_OPS", "STOP_GRADIENT_OPS", "untrainable_ops", "prepare_for_gradients", "state_buffers"]
+__all__ = ["GRADIENT_OPS", "STOP_GRADIENT_OPS", "GradientForms", "gradient_forms", "prepare_for_gradients",
+           "state_buffers", "untrainable_ops"]
 
 # Default-domain ops with a gradient builder in ORT training 1.19.
 GRADIENT_OPS = frozenset({
@@ -100,21 +104,43 @@ def state_buffers(model: ModelProto) -> list[str]:
     return names
 
 
-def prepare_for_gradients(model: ModelProto) -> ModelProto:
-    """Give nodes the optional inputs/outputs ORT's gradient builders index into (in place).
+def gradient_forms(model: ModelProto) -> ModelProto:
+    """``model`` with the optional inputs/outputs ORT's gradient builders index into (a new model;
+    ``model`` itself when every node already has them).
 
     LSTM: inputs listed up to ``initial_c`` (7, absent ones empty). Dropout: the ``mask`` output.
-    Relu: rewritten as ``x * Cast(x > 0)`` (the same function with a faster gradient).
     """
-    for node in model.graph.node:
-        if node.op_type == "LSTM" and node.domain in ("", "ai.onnx"):
-            while len(node.input) < 7:
-                node.input.append("")
-        elif node.op_type == "Dropout" and len(node.output) < 2:
-            node.output.append(f"{node.name or node.output[0]}.mask")
-    from onnxforge.runtime.passes.relu_mask import relu_as_mask
+    def lacking(node) -> bool:
+        if node.domain not in ("", "ai.onnx"):
+            return False
+        return ((node.op_type == "LSTM" and len(node.input) < 7)
+                or (node.op_type == "Dropout" and len(node.output) < 2))
 
-    return relu_as_mask(model)  # ORT's ReluGrad is slow: Relu as x * (x > 0), see _relu_gradient
+    if not any(lacking(n) for n in model.graph.node):
+        return model
+    out = copy_model(model)
+    for node in out.graph.node:
+        if not lacking(node):
+            continue
+        if node.op_type == "LSTM":
+            node.input.extend([""] * (7 - len(node.input)))
+        else:
+            node.output.append(f"{node.name or node.output[0]}.mask")
+    return out
+
+
+def prepare_for_gradients(model: ModelProto) -> ModelProto:
+    """The gradient forms, then Relu as ``x * Cast(x > 0)`` (the same function with a faster
+    gradient; see :mod:`.relu_mask`): a new model, ``model`` itself when nothing changed.
+    The training pipeline (:mod:`.pipelines`) runs the two as separate passes."""
+    return relu_as_mask(gradient_forms(model))
+
+
+class GradientForms(Rewrite):
+    """The pass of :func:`gradient_forms`."""
+
+    name = "gradient-forms"
+    function = staticmethod(gradient_forms)
 
 
 def trainable_parameters(model: ModelProto) -> list[str]:

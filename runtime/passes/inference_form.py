@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from onnx import ModelProto
 
-from onnxforge.runtime.modelio.files import get_metadata, set_metadata
+from onnxforge.runtime.modelio.card import ModelCard
+from onnxforge.runtime.passes.base import FunctionalPass, PassResult, copy_model
 
-__all__ = ["inference_form"]
+__all__ = ["InferenceForm", "inference_form"]
 
 _REBUILT = ("lstm", "seq2seq")
 
@@ -28,24 +29,35 @@ def _node_build(builder: str, args: dict) -> ModelProto | None:
         return None
 
 
+def _twin(source: ModelProto) -> ModelProto | None:
+    """The ``LSTM``-node twin of an onnxforge unrolled build with ``source``'s initialisers and
+    metadata (``args.impl`` set to ``"node"``, ``trained_impl: "unrolled"`` added), else ``None``."""
+    card = ModelCard.from_model(source)
+    if card.builder not in _REBUILT or card.args.get("impl") != "unrolled":
+        return None
+    twin = _node_build(card.builder, card.args)
+    shapes = {t.name: tuple(t.dims) for t in source.graph.initializer}
+    if twin is None or {t.name: tuple(t.dims) for t in twin.graph.initializer} != shapes:
+        return None
+    values = {t.name: t for t in source.graph.initializer}
+    for t in twin.graph.initializer:
+        t.CopyFrom(values[t.name])
+    del twin.metadata_props[:]
+    twin.metadata_props.extend(source.metadata_props)
+    return card.updated({"args": {**card.args, "impl": "node"}, "trained_impl": "unrolled"}).write_into(twin)
+
+
 def inference_form(source: ModelProto) -> ModelProto:
-    """A copy of ``source``, or of its ``LSTM``-node twin when it is an onnxforge unrolled build,
-    holding ``source``'s initialisers and metadata (``args.impl`` set to ``"node"`` and
-    ``trained_impl: "unrolled"`` added)."""
-    meta = get_metadata(source)
-    args = meta.get("args") if isinstance(meta.get("args"), dict) else {}
-    model = None
-    if meta.get("builder") in _REBUILT and args.get("impl") == "unrolled":
-        twin = _node_build(meta["builder"], args)
-        shapes = {t.name: tuple(t.dims) for t in source.graph.initializer}
-        if twin is not None and {t.name: tuple(t.dims) for t in twin.graph.initializer} == shapes:
-            values = {t.name: t for t in source.graph.initializer}
-            for t in twin.graph.initializer:
-                t.CopyFrom(values[t.name])
-            del twin.metadata_props[:]
-            twin.metadata_props.extend(source.metadata_props)
-            model = set_metadata(twin, {"args": {**args, "impl": "node"}, "trained_impl": "unrolled"})
-    if model is None:
-        model = ModelProto()
-        model.CopyFrom(source)
-    return model
+    """A copy of ``source``, or its ``LSTM``-node twin when it is an onnxforge unrolled build."""
+    twin = _twin(source)
+    return twin if twin is not None else copy_model(source)
+
+
+class InferenceForm(FunctionalPass):
+    """The export pass: an unrolled build becomes its ``LSTM``-node twin; other models pass as they are."""
+
+    name = "inference-form"
+
+    def call(self, model: ModelProto) -> PassResult:
+        twin = _twin(model)
+        return PassResult(model, False) if twin is None else PassResult(twin, True)

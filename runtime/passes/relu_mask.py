@@ -15,13 +15,16 @@ import numpy as np
 import onnx
 from onnx import ModelProto, TensorProto, helper, numpy_helper
 
-__all__ = ["relu_as_mask"]
+from onnxforge.runtime.passes.base import Rewrite, copy_model
+
+__all__ = ["ReluMask", "relu_as_mask"]
 
 _ZERO = "relu_as_mask.zero"
 
 
 def relu_as_mask(model: ModelProto) -> ModelProto:
-    """Rewrite every float32 ``Relu`` of ``model``'s main graph (in place) and return it."""
+    """``model`` with every float32 ``Relu`` of its main graph rewritten (a new model; ``model``
+    itself when it has none)."""
     relus = {i for i, n in enumerate(model.graph.node) if n.op_type == "Relu" and n.domain in ("", "ai.onnx")}
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if not relus or opset < 7:  # Greater broadcasts a scalar from opset 7
@@ -44,8 +47,17 @@ def relu_as_mask(model: ModelProto) -> ModelProto:
             changed = True
         else:
             nodes.append(n)
-    if changed:
-        del model.graph.node[:]
-        model.graph.node.extend(nodes)
-        model.graph.initializer.append(numpy_helper.from_array(np.array(0.0, np.float32), _ZERO))
-    return model
+    if not changed:
+        return model
+    out = copy_model(model)
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    out.graph.initializer.append(numpy_helper.from_array(np.array(0.0, np.float32), _ZERO))
+    return out
+
+
+class ReluMask(Rewrite):
+    """The pass of :func:`relu_as_mask` (training graphs only)."""
+
+    name = "relu-mask"
+    function = staticmethod(relu_as_mask)

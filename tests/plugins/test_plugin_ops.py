@@ -13,6 +13,7 @@ from onnx import numpy_helper
 
 from onnxforge import plugins
 from onnxforge.graphs import mlp
+from onnxforge.runtime.modelio.card import ModelCard
 from onnxforge.graphs._common import GraphBuilder, float_input
 from onnxforge.runtime import Trainer, load
 
@@ -34,7 +35,7 @@ def single_op_model(name: str, **attrs):
     b.node(op.name, ["x"], ["y"], name="act", domain=op.domain, **{**op.attributes, **attrs})
     b.functions.append(op.function_proto())
     b.opsets[op.domain] = op.version
-    return b.model("act", [float_input("x", ["N"])], [float_input("y", ["N"])], {"output": "y"})
+    return b.model("act", [float_input("x", ["N"])], [float_input("y", ["N"])], ModelCard(output="y"))
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCES))
@@ -104,7 +105,7 @@ def test_log_gamma_python_kernel_serves_like_torch_lgamma():
     b = GraphBuilder()
     b.node("LogGamma", ["x"], ["y"], name="lg", domain="onnxforge")
     b.opsets["onnxforge"] = 1
-    model = b.model("lg", [float_input("x", ["N"])], [float_input("y", ["N"])], {"output": "y"})
+    model = b.model("lg", [float_input("x", ["N"])], [float_input("y", ["N"])], ModelCard(output="y"))
     assert "python" in plugins.find_op("LogGamma").kinds
     x = np.array([0.1, 0.5, 1.0, 1.5, 2.0, 3.7, 10.0, 30.0, -0.5, -2.5, 0.0, -1.0], np.float32)
     session = load(model)

@@ -7,6 +7,7 @@ import pytest
 from onnx import helper
 
 from onnxforge import plugins
+from onnxforge.runtime.modelio.card import ModelCard
 from onnxforge.graphs._common import GraphBuilder, float_input
 from onnxforge.plugins import Op, Plugin
 from onnxforge.runtime import Trainer, load
@@ -20,7 +21,7 @@ def one_op_model(op_type: str, domain: str, **attrs):
     b.node(op_type, [h], ["y"], name="custom", domain=domain, **attrs)
     b.opsets[domain] = 1
     return b.model("m", [float_input("x", ["N", 3])], [float_input("y", ["N", 3])],
-                   {"task": "regression", "output": "y"})
+                   ModelCard(task="regression", output="y"))
 
 
 @pytest.fixture

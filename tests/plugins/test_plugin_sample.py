@@ -15,6 +15,7 @@ from onnx import numpy_helper
 
 from onnxforge import plugins
 from onnxforge.graphs import mlp
+from onnxforge.runtime.modelio.card import ModelCard
 from onnxforge.graphs._common import GraphBuilder, float_input
 from onnxforge.runtime import Trainer, load
 
@@ -100,7 +101,7 @@ def test_sample_python_kernel_op_runs_and_refuses_training(example_plugin, tmp_p
     b.node("RowMedian", [h], ["y"], name="median", domain="onnxforge_example")
     b.opsets["onnxforge_example"] = 1
     model = b.model("median", [float_input("x", ["N", 5])], [float_input("y", ["N", 1])],
-                    {"task": "regression", "output": "y"})
+                    ModelCard(task="regression", output="y"))
     x = np.random.default_rng(1).standard_normal((7, 5)).astype(np.float32)
     w, bias = (numpy_helper.to_array(t) for t in model.graph.initializer)
     np.testing.assert_allclose(load(model).run({"x": x})["y"], np.median(x @ w.T + bias, axis=1, keepdims=True),
