@@ -8,11 +8,13 @@ from __future__ import annotations
 from onnxforge.runtime.errors import ConfigError, RuntimeUnavailableError
 from onnxforge.runtime.training.backends.artifacts import ArtifactsBackend
 from onnxforge.runtime.training.backends.base import BackendState, TrainingBackend, TrainingSpec
+from onnxforge.runtime.training.backends.onnx import OnnxBackend
 
 __all__ = ["BACKENDS", "BACKEND_CHOICES", "backend_class", "BackendState", "TrainingBackend", "TrainingSpec"]
 
 BACKENDS: dict[str, type] = {
     ArtifactsBackend.name: ArtifactsBackend,
+    OnnxBackend.name: OnnxBackend,
 }
 BACKEND_CHOICES = ("auto", *BACKENDS)
 

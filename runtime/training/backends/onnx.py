@@ -1,0 +1,175 @@
+"""The standard-ONNX training backend: one training-step model run by a plain ``InferenceSession``.
+
+The step model (forward, loss, backward, optimizer update; only ``ai.onnx`` ops, see
+:mod:`onnxforge.runtime.training.stepgraph`) is built from the forward model when the first batch
+arrives (its shape fixes an LSTM's unrolled length); parameters, AdamW moments and running
+statistics stay in ONNX Runtime's buffers between steps (on CUDA, GPU memory), so any ONNX Runtime
+trains: onnxruntime-training 1.19's plain session, the maintained onnxruntime and onnxruntime-gpu.
+
+Its folder (``RUNDIR/artifacts/``) gets ``training_model.onnx``, the step model, written for
+inspection (atomically); nothing is read back from it. Checkpoints are ``.npz`` files (no pickle):
+``param/NAME``, ``opt/NAME`` (moments), ``step`` and the loop's properties as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+from onnx import ModelProto, numpy_helper
+
+from onnxforge.runtime.autodiff import AutodiffError, missing_rules
+from onnxforge.runtime.errors import CheckpointError, NotTrainableError, OnnxforgeError
+from onnxforge.runtime.inference.session import session_options
+from onnxforge.runtime.modelio.files import save_model
+from onnxforge.runtime.ort.distribution import ort
+from onnxforge.runtime.training.backends.base import BackendState, TrainingSpec
+from onnxforge.runtime.training.stepgraph import build_eval, build_step, moment_names
+from onnxforge.runtime.training.stepgraph.runner import EvalRunner, StepRunner
+
+__all__ = ["OnnxBackend"]
+
+
+class OnnxBackend:
+    """:class:`~onnxforge.runtime.training.backends.base.TrainingBackend` on a standard-ONNX
+    training-step model (see the module docstring)."""
+
+    name: ClassVar[str] = "onnx"
+
+    @classmethod
+    def available(cls) -> str | None:
+        try:
+            ort()
+        except OnnxforgeError as exc:
+            return str(exc)
+        return None
+
+    def __init__(self, spec: TrainingSpec):
+        self.spec = spec
+        blockers = [(op, node) for op, node in missing_rules(spec.model, list(spec.trainable), spec.output)
+                    if op != "LSTM"]  # LSTM nodes are unrolled for training (stepgraph.forward)
+        if blockers:
+            listed = ", ".join(f"{op} ({node})" if node else op for op, node in blockers)
+            raise NotTrainableError(f"no gradient in standard ONNX through: {listed}; such a model can be run "
+                                    "but not trained")
+        inits = {t.name: t for t in spec.model.graph.initializer}
+        names = spec.trainable + spec.frozen + spec.state_buffers
+        self._initial = {n: numpy_helper.to_array(inits[n]).astype(np.float32) for n in names}
+        self._moments = {m: np.zeros_like(self._initial[p]) for p in spec.trainable
+                         for m in moment_names(spec.optimizer, p)}
+        self._values = None  # numpy state while no runner holds it
+        self._steps = 0
+        self._seed = 0
+        self.folder: Path | None = None
+        self._threads = None
+        self._runner: StepRunner | None = None
+        self._eval: EvalRunner | None = None
+
+    # -- graphs ----------------------------------------------------------------------------------
+    def _build_step(self, feed_shapes: dict):
+        s = self.spec
+        try:
+            return build_step(s.model, output=s.output, loss=s.loss, optimizer=s.optimizer,
+                              trainable=list(s.trainable), buffers=list(s.state_buffers), feed_shapes=feed_shapes,
+                              ignore_index=s.ignore_index, weight_decay=s.weight_decay)
+        except AutodiffError as exc:
+            raise NotTrainableError(f"the training step could not be built: {exc}") from None
+
+    def training_graph(self, feed_shapes: dict | None = None) -> ModelProto:
+        """The training-step model (for a batch of ``feed_shapes``; the runner's, once training)."""
+        if self._runner is not None and feed_shapes is None:
+            return self._runner.graph.model
+        return self._build_step(feed_shapes or {}).model
+
+    def _eval_graph(self):
+        s = self.spec
+        return build_eval(s.model, output=s.output, loss=s.loss, params=list(s.trainable),
+                          buffers=list(s.state_buffers), ignore_index=s.ignore_index)
+
+    def prepare(self, folder: Path, threads: int | None) -> None:
+        self.folder, self._threads = Path(folder), threads
+
+    def _start(self, inputs) -> StepRunner:
+        graph = self._build_step({n: tuple(x.shape) for n, x in zip(self.spec.inputs, inputs)})
+        values = self._current()
+        self._runner = StepRunner(graph, values, options=session_options(self._threads),
+                                  device=self.spec.device.name, steps=self._steps)
+        self._runner.seed(self._seed)
+        self._values = None
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            save_model(graph.model, self.folder / "training_model.onnx")
+        return self._runner
+
+    # -- steps -----------------------------------------------------------------------------------
+    def seed(self, value: int) -> None:
+        self._seed = int(value)
+        if self._runner is not None:
+            self._runner.seed(self._seed)
+
+    def train_step(self, inputs, targets, lr) -> float:
+        runner = self._runner or self._start(inputs)
+        return runner.step(inputs, targets, lr)
+
+    def eval_step(self, inputs, targets) -> float:
+        if self._eval is None:
+            self._eval = EvalRunner(self._eval_graph(), options=session_options(self._threads),
+                                    device=self.spec.device.name)
+        return self._eval.loss(inputs, targets, self._current())
+
+    # -- state -----------------------------------------------------------------------------------
+    def _current(self) -> dict:
+        """Every carried value (parameters, moments, statistics) as numpy arrays."""
+        if self._runner is not None:
+            return self._runner.state()
+        if self._values is None:
+            self._values = {**self._initial, **self._moments}
+        return self._values
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        values = self._current()
+        return {n: np.array(values.get(n, self._initial[n])) for n in self._initial}
+
+    def state(self) -> BackendState:
+        values = self._current()
+        steps = self._runner.steps if self._runner is not None else self._steps
+        return BackendState(self.parameters(), {m: np.array(values[m]) for m in self._moments}, steps)
+
+    def load_state(self, state: BackendState) -> None:
+        given = {**state.parameters, **(state.optimizer or {})}
+        unknown = set(given) - set(self._initial) - set(self._moments)
+        if unknown:
+            raise CheckpointError(f"the state names values this model does not have: {sorted(unknown)[:5]}")
+        self._steps = int(state.step)
+        if self._runner is not None:
+            self._runner.load(given, self._steps)
+        else:
+            self._values = {**self._current(), **{k: np.array(v, np.float32) for k, v in given.items()}}
+
+    def save_checkpoint(self, path: Path, properties: dict) -> None:
+        st = self.state()
+        arrays = {f"param/{k}": v for k, v in st.parameters.items()}
+        arrays.update({f"opt/{k}": v for k, v in st.optimizer.items()})
+        arrays["step"] = np.array(st.step, np.int64)
+        arrays["properties"] = np.frombuffer(json.dumps(properties, sort_keys=True).encode(), np.uint8)
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+
+    def load_checkpoint(self, path: Path) -> dict:
+        try:
+            with np.load(str(path), allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+            props = json.loads(bytes(arrays.pop("properties")).decode())
+            step = int(arrays.pop("step"))
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+            raise CheckpointError(f"checkpoint '{path}' could not be read: {str(exc).splitlines()[0]}") from None
+        params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
+        moments = {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
+        if set(params) != set(self._initial) or set(moments) != set(self._moments):
+            raise CheckpointError(f"checkpoint '{path}' holds other parameters or optimizer state than this run "
+                                  "(another model, optimizer or backend)")
+        self.load_state(BackendState(params, moments, step))
+        return props

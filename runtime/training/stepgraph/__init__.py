@@ -1,0 +1,14 @@
+"""A training step as one standard ONNX model, run by any ONNX Runtime.
+
+:func:`build_step` turns a forward model, a loss and an optimizer into one ``ModelProto`` (forward,
+loss, backward through :mod:`onnxforge.runtime.autodiff`, optimizer update); :class:`StepRunner`
+runs it in a plain ``InferenceSession`` with the parameters and optimizer state kept in ONNX
+Runtime's buffers between steps. The ``onnx`` training backend is built on them.
+"""
+
+from onnxforge.runtime.training.stepgraph.build import StepGraph, build_eval, build_step
+from onnxforge.runtime.training.stepgraph.forward import LR, NEW, SEED, STEP
+from onnxforge.runtime.training.stepgraph.optim import BETAS, EPS, OPTIMIZERS, moment_names
+
+__all__ = ["BETAS", "EPS", "LR", "NEW", "OPTIMIZERS", "SEED", "STEP", "StepGraph", "build_eval", "build_step",
+           "moment_names"]

@@ -1,0 +1,122 @@
+"""One training step as one standard ONNX model, and the evaluation model beside it.
+
+Training step inputs: the data feeds, the targets (``labels`` or ``target``), ``LR`` and ``STEP``
+(float scalars), ``SEED`` (int64, only with dropout), the trainable parameters, the optimizer state
+(``adamw.m/P``, ``adamw.v/P``) and the running statistics. Outputs: ``loss``, then ``NEW + name``
+for every parameter, optimizer state and running statistic (the runner feeds them back as the next
+step's inputs), and optionally the model's output. Only ``ai.onnx`` ops, opset >= 17, IR <= 10.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import onnx
+from onnx import TensorProto, helper
+
+from onnxforge.runtime.autodiff import MAX_IR_VERSION, build_gradients
+from onnxforge.runtime.training.stepgraph._rewrite import Nodes, opset_of
+from onnxforge.runtime.training.stepgraph.forward import LR, NEW, SEED, STEP, training_forward
+from onnxforge.runtime.training.stepgraph.loss import LOSS, add_loss
+from onnxforge.runtime.training.stepgraph.optim import OPTIMIZERS, add_updates, moment_names
+
+__all__ = ["StepGraph", "build_step", "build_eval"]
+
+
+@dataclass
+class StepGraph:
+    """A built model and the roles of its inputs and outputs."""
+
+    model: onnx.ModelProto
+    feeds: list[str]                  # data inputs, in the forward model's order
+    target: str                       # the targets input
+    state: list[str] = field(default_factory=list)   # inputs carried step to step (params, moments, stats)
+    updates: list[str] = field(default_factory=list)  # the outputs that replace them (same order)
+    seeded: bool = False              # reads SEED (has dropout)
+    output: str | None = None         # the model's output, when it is an output here
+
+
+def _feeds(model: onnx.ModelProto) -> list[str]:
+    inits = {t.name for t in model.graph.initializer}
+    return [i.name for i in model.graph.input if i.name not in inits]
+
+
+def _prune(model: onnx.ModelProto) -> None:
+    """Drop the nodes and initialisers no output needs (the forward's other outputs, say)."""
+    needed = {o.name for o in model.graph.output}
+    live = []
+    for node in reversed(model.graph.node):
+        if any(o in needed for o in node.output if o):
+            live.append(node)
+            needed.update(i for i in node.input if i)
+    del model.graph.node[:]
+    model.graph.node.extend(live[::-1])
+    inits = [t for t in model.graph.initializer if t.name in needed]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(inits)
+
+
+def _value(name: str, like: onnx.ValueInfoProto) -> onnx.ValueInfoProto:
+    v = onnx.ValueInfoProto()
+    v.CopyFrom(like)
+    v.name = name
+    return v
+
+
+def _finish(model: onnx.ModelProto, outputs: list[onnx.ValueInfoProto]) -> onnx.ModelProto:
+    del model.graph.output[:]
+    model.graph.output.extend(outputs)
+    del model.graph.value_info[:]
+    _prune(model)
+    model.graph.name = model.graph.name or "step"
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def build_step(model: onnx.ModelProto, *, output: str, loss: str, optimizer: str, trainable: list[str],
+               buffers: list[str] = (), feed_shapes: dict | None = None, ignore_index: int | None = None,
+               weight_decay: float = 0.0, with_output: bool = False) -> StepGraph:
+    """The training step of ``model`` (plugin functions inlined; frozen parameters left as
+    initialisers). ``feed_shapes`` maps data inputs to a batch's shape (fixes an LSTM's length)."""
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {optimizer!r}")
+    buffers = list(buffers)
+    fwd, seeded = training_forward(model, list(trainable), buffers, dict(feed_shapes or {}), training=True)
+    feeds = _feeds(model)
+    fwd.graph.input.extend([helper.make_tensor_value_info(LR, TensorProto.FLOAT, []),
+                            helper.make_tensor_value_info(STEP, TensorProto.FLOAT, [])])
+    target, loss_name, seed = add_loss(fwd, output, loss, ignore_index)
+    out_info = next(o for o in fwd.graph.output if o.name == output)
+    params_info = {i.name: i for i in fwd.graph.input}
+    graph, grads = build_gradients(fwd, list(trainable), output, seed, prefix="grad")
+    n = Nodes("update", opset_of(graph))
+    add_updates(n, optimizer, {p: grads[p] for p in trainable}, weight_decay)
+    graph.graph.node.extend(n.nodes)
+    graph.graph.initializer.extend(n.initializers)
+    state, outputs = [], [helper.make_tensor_value_info(loss_name, TensorProto.FLOAT, [])]
+    for p in trainable:
+        for name in [p, *moment_names(optimizer, p)]:
+            if name != p:
+                graph.graph.input.append(_value(name, params_info[p]))
+            state.append(name)
+            outputs.append(_value(NEW + name, params_info[p]))
+    for b in buffers:
+        if any(NEW + b in node.output for node in graph.graph.node):
+            state.append(b)
+            outputs.append(_value(NEW + b, params_info[b]))
+    if with_output:
+        outputs.append(out_info)
+    return StepGraph(_finish(graph, outputs), feeds, target, state, [NEW + s for s in state], seeded,
+                     output if with_output else None)
+
+
+def build_eval(model: onnx.ModelProto, *, output: str, loss: str, params: list[str], buffers: list[str] = (),
+               ignore_index: int | None = None) -> StepGraph:
+    """The evaluation model: ``params`` and ``buffers`` as inputs, outputs ``loss`` and ``output``
+    (inference semantics: no dropout, running statistics, LSTM nodes kept)."""
+    fwd, _ = training_forward(model, list(params), list(buffers), {}, training=False)
+    target, loss_name, _ = add_loss(fwd, output, loss, ignore_index)
+    out_info = next(o for o in fwd.graph.output if o.name == output)
+    outputs = [helper.make_tensor_value_info(loss_name, TensorProto.FLOAT, []), out_info]
+    fwd.ir_version = min(fwd.ir_version, MAX_IR_VERSION)
+    return StepGraph(_finish(fwd, outputs), _feeds(model), target, list(params) + list(buffers), [], False, output)

@@ -1,0 +1,97 @@
+"""The losses of :mod:`onnxforge.runtime.tasks.losses` in standard ONNX, with their gradient.
+
+The gradient of the loss with respect to the model's output is written directly (softmax minus
+one-hot, scaled by the kept targets; ``(y - t) / N``) and handed to the differentiation package as
+the cotangent of the output: the loss itself is never differentiated op by op.
+
+``cross-entropy``: mean over the targets that are not ``ignore_index`` of ``-log softmax``; a
+batch whose targets are all padding has loss 0 and gradient 0 (numpy's twin returns 0 too).
+``mse``: ``1/(2N) * sum (y - t)^2``, gradient ``(y - t) / N``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from onnxforge.runtime.errors import ConfigError
+from onnxforge.runtime.tasks.losses import LOSSES, target_name
+from onnxforge.runtime.training.stepgraph._rewrite import Nodes, opset_of
+
+__all__ = ["add_loss", "LOSS"]
+
+LOSS = "loss"
+
+
+def _output_info(model, name) -> onnx.ValueInfoProto:
+    for out in model.graph.output:
+        if out.name == name:
+            return out
+    raise ConfigError(f"the model has no output {name!r}")
+
+
+def _classes(info: onnx.ValueInfoProto) -> int:
+    dims = info.type.tensor_type.shape.dim
+    if not dims or not dims[-1].HasField("dim_value"):
+        raise ConfigError(f"cross-entropy needs a fixed class count on the last axis of output {info.name!r}")
+    return int(dims[-1].dim_value)
+
+
+def _target_input(info: onnx.ValueInfoProto, name: str, labels: bool) -> onnx.ValueInfoProto:
+    t = onnx.ValueInfoProto()
+    t.CopyFrom(info)
+    t.name = name
+    if labels:
+        t.type.tensor_type.elem_type = TensorProto.INT64
+        del t.type.tensor_type.shape.dim[-1]
+    return t
+
+
+def add_loss(model: onnx.ModelProto, output: str, loss: str, ignore_index: int | None = None) -> tuple[str, str, str]:
+    """Add (in place) the targets input, the loss and the loss's gradient with respect to
+    ``output``. Returns ``(target input name, loss name, gradient name)``."""
+    if loss not in LOSSES:
+        raise ConfigError(f"loss must be one of {', '.join(LOSSES)}; got {loss!r}")
+    info = _output_info(model, output)
+    labels = loss == "cross-entropy"
+    target = _target_input(info, target_name(loss), labels)
+    model.graph.input.append(target)
+    n = Nodes("loss", opset_of(model))
+    out_shape = n.op("Shape", [output])
+    if labels:
+        c = _classes(info)
+        scores = n.op("Reshape", [output, n.const([-1, c], np.int64)])
+        flat = n.op("Reshape", [target.name, n.const([-1], np.int64)])
+        lsm = n.op("LogSoftmax", [scores], axis=-1)
+        if ignore_index is not None:
+            valid = n.op("Not", [n.op("Equal", [flat, n.const(int(ignore_index), np.int64)])])
+            flat = n.op("Where", [valid, flat, n.const(0, np.int64)])
+            weight = n.op("Unsqueeze", [n.op("Cast", [valid], to=TensorProto.FLOAT), n.const([1], np.int64)])
+            count = n.op("Max", [n.op("ReduceSum", [weight], keepdims=0), n.const(1.0, np.float32)])
+        else:
+            weight = None
+            count = n.op("Cast", [n.op("Size", [flat])], to=TensorProto.FLOAT)
+        onehot = n.op("OneHot", [flat, n.const(c, np.int64), n.const([0.0, 1.0], np.float32)], axis=-1)
+        if weight is not None:
+            onehot = n.op("Mul", [onehot, weight])  # padding rows: all zero
+        picked = n.op("ReduceSum", [n.op("Mul", [onehot, lsm])], keepdims=0)
+        n.op("Div", [n.op("Neg", [picked]), count], out=LOSS)
+        soft = n.op("Exp", [lsm])
+        if weight is not None:
+            soft = n.op("Mul", [soft, weight])
+        grad = n.op("Div", [n.op("Sub", [soft, onehot]), count])
+        grad = n.op("Reshape", [grad, out_shape], out="loss.grad")
+    else:
+        diff = n.op("Sub", [output, target.name])
+        batch = n.op("Cast", [n.op("Gather", [out_shape, n.const(0, np.int64)], axis=0)], to=TensorProto.FLOAT)
+        total = n.op("ReduceSum", [n.op("Mul", [diff, diff])], keepdims=0)
+        n.op("Div", [n.op("Mul", [total, n.const(0.5, np.float32)]), batch], out=LOSS)
+        grad = n.op("Div", [diff, batch], out="loss.grad")
+    model.graph.node.extend(n.nodes)
+    model.graph.initializer.extend(n.initializers)
+    return target.name, LOSS, grad
+
+
+def loss_output() -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(LOSS, TensorProto.FLOAT, [])

@@ -1,0 +1,120 @@
+"""Runs a :class:`~onnxforge.runtime.training.stepgraph.build.StepGraph` step after step in one
+plain ``InferenceSession``, the carried state (parameters, optimizer moments, running statistics)
+kept in ONNX Runtime's buffers.
+
+Two sets of ``OrtValue`` buffers, A and B, and two ``IOBinding``s: the first reads A and writes the
+updated state into B, the second reads B and writes A; steps use them in turn, so no step copies a
+parameter to numpy and nothing is allocated per step. The learning rate, step and seed are
+``OrtValue`` scalars rewritten in place (``update_inplace``). On CUDA the buffers are device memory;
+only a batch goes in and the loss (one float) comes out. Works on the plain session of
+onnxruntime-training 1.19 (IR <= 10, opset <= 21) and of the maintained onnxruntime.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onnxforge.runtime.ort.distribution import ort
+from onnxforge.runtime.training.stepgraph.build import StepGraph
+from onnxforge.runtime.training.stepgraph.forward import LR, SEED, STEP
+from onnxforge.runtime.training.stepgraph.loss import LOSS
+
+__all__ = ["StepRunner", "EvalRunner", "providers_for"]
+
+
+def providers_for(device: str) -> list[str]:
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+
+
+def _session(model, options, device: str):
+    rt = ort()
+    return rt.InferenceSession(model.SerializeToString(), sess_options=options, providers=providers_for(device))
+
+
+class StepRunner:
+    """Training steps of ``graph`` from ``state`` (name -> array for every name in ``graph.state``).
+
+    ``step(feeds, targets, lr)`` runs one step and returns the loss; ``state()`` copies the carried
+    state to numpy (for checkpoints), ``load(state)`` writes it back; ``steps`` counts the steps
+    taken (AdamW's bias correction uses ``steps + 1``)."""
+
+    def __init__(self, graph: StepGraph, state: dict, *, options=None, device: str = "cpu", steps: int = 0):
+        rt = ort()
+        self.graph = graph
+        self.device = device
+        self.session = _session(graph.model, options, device)
+        self._new = rt.OrtValue.ortvalue_from_numpy
+        # copies: on the CPU an OrtValue made from an array shares that array's memory
+        self._sets = [{name: self._new(np.array(state[name], np.float32, order="C"), device, 0)
+                       for name in graph.state}, {}]
+        self._sets[1] = {name: rt.OrtValue.ortvalue_from_shape_and_type(v.shape(), np.float32, device, 0)
+                         for name, v in self._sets[0].items()}
+        self._lr = rt.OrtValue.ortvalue_from_numpy(np.array(0.0, np.float32))
+        self._step = rt.OrtValue.ortvalue_from_numpy(np.array(steps + 1, np.float32))
+        self._seed = rt.OrtValue.ortvalue_from_numpy(np.array(0, np.int64))
+        self._loss = [rt.OrtValue.ortvalue_from_numpy(np.array(0.0, np.float32)) for _ in range(2)]
+        self._bindings = [self._binding(0, 1), self._binding(1, 0)]
+        self._current = 0  # the set holding the state now
+        self.steps = int(steps)
+        self._lr_value = None
+
+    def _binding(self, src: int, dst: int):
+        b = self.session.io_binding()
+        g = self.graph
+        for name in g.state:
+            b.bind_ortvalue_input(name, self._sets[src][name])
+        for name, new in zip(g.state, g.updates):
+            b.bind_ortvalue_output(new, self._sets[dst][name])
+        scalars = [(LR, self._lr), (STEP, self._step)] + ([(SEED, self._seed)] if g.seeded else [])
+        for name, value in scalars:
+            b.bind_ortvalue_input(name, value)
+        b.bind_ortvalue_output(LOSS, self._loss[dst])
+        if g.output:
+            b.bind_output(g.output, self.device, 0)
+        return b
+
+    def seed(self, value: int) -> None:
+        self._seed.update_inplace(np.array(int(value) % 2147483647, np.int64))
+
+    def step(self, feeds: list, targets, lr: float) -> float:
+        """One step on ``feeds`` (arrays in ``graph.feeds`` order) and ``targets``; returns the loss."""
+        b = self._bindings[self._current]
+        for name, value in zip(self.graph.feeds, feeds):
+            b.bind_cpu_input(name, value)
+        b.bind_cpu_input(self.graph.target, targets)
+        if lr != self._lr_value:
+            self._lr.update_inplace(np.array(lr, np.float32))
+            self._lr_value = lr
+        self._step.update_inplace(np.array(self.steps + 1, np.float32))
+        self.session.run_with_iobinding(b)
+        self._current ^= 1
+        self.steps += 1
+        return float(self._loss[self._current].numpy())
+
+    def outputs(self):
+        """The model output of the last step (when the graph has it), as an OrtValue."""
+        return self._bindings[self._current ^ 1].get_outputs()[-1]
+
+    def state(self) -> dict:
+        return {name: np.array(v.numpy()) for name, v in self._sets[self._current].items()}
+
+    def load(self, state: dict, steps: int | None = None) -> None:
+        for name, value in state.items():
+            if name in self._sets[self._current]:
+                self._sets[self._current][name].update_inplace(np.ascontiguousarray(value, np.float32))
+        if steps is not None:
+            self.steps = int(steps)
+
+
+class EvalRunner:
+    """The evaluation graph: ``loss(feeds, targets, values)`` without updating anything."""
+
+    def __init__(self, graph: StepGraph, *, options=None, device: str = "cpu"):
+        self.graph = graph
+        self.device = device
+        self.session = _session(graph.model, options, device)
+
+    def loss(self, feeds: list, targets, values: dict) -> float:
+        g = self.graph
+        run = {**dict(zip(g.feeds, feeds)), g.target: targets, **{n: values[n] for n in g.state}}
+        return float(self.session.run([LOSS], run)[0])
