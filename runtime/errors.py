@@ -1,9 +1,16 @@
 """The one exception hierarchy of onnxforge.
 
-Every error a user can cause is an :class:`OnnxforgeError`; the CLI prints its message as one
-line and exits with the class's ``exit_code``: 2 for bad data or inputs (the same code click gives
-a bad option: the user's input is wrong), 1 for everything else. Messages name the thing, what was
-expected and what came.
+Every error a user can cause is an :class:`OnnxforgeError`. Each class carries the two codes it
+stands for, as class attributes read in one place each:
+
+- ``exit_code``: what the CLI exits with after printing the message as one line (``onnxforge.cli``'s
+  group): 2 for bad data or inputs (the same code click gives a bad option: the user's input is
+  wrong), 1 for everything else;
+- ``http_status``: what the server answers (``onnxforge.runtime.server``'s exception handlers):
+  400 for a request the client got wrong, 404 for what does not exist, 408 for a client too slow,
+  503 for a server that cannot take the request now, 500 for the rest.
+
+Messages name the thing, what was expected and what came.
 """
 
 from __future__ import annotations
@@ -21,6 +28,10 @@ __all__ = [
     "TrainingError",
     "ConfigError",
     "PluginError",
+    "ConversionError",
+    "NotFoundError",
+    "RequestTimeoutError",
+    "ServerBusyError",
 ]
 
 
@@ -28,10 +39,13 @@ class OnnxforgeError(Exception):
     """Base of every error onnxforge raises on purpose."""
 
     exit_code = 1  # what the CLI exits with
+    http_status = 500  # what the server answers
 
 
 class RuntimeUnavailableError(OnnxforgeError):
     """No usable ONNX Runtime (or no training API, or two distributions in one environment)."""
+
+    http_status = 503
 
 
 class DeviceError(OnnxforgeError):
@@ -51,15 +65,17 @@ class NotTrainableError(ModelError):
 
 
 class InputError(OnnxforgeError, ValueError):
-    """Feeds given to a session do not match the model's inputs."""
+    """Feeds given to a session (or a request to the server) do not match the model's inputs."""
 
     exit_code = 2
+    http_status = 400
 
 
 class DataError(OnnxforgeError, ValueError):
     """A dataset is missing, empty, malformed or inconsistent with the model."""
 
     exit_code = 2
+    http_status = 400
 
 
 class CheckpointError(OnnxforgeError):
@@ -73,6 +89,8 @@ class TrainingError(OnnxforgeError):
 class ConfigError(OnnxforgeError, ValueError):
     """An option value is invalid (unknown loss, optimizer, schedule, ...)."""
 
+    http_status = 400
+
 
 class PluginError(OnnxforgeError):
     """A plugin's op declaration is malformed or clashes with another, or its kernel failed."""
@@ -81,3 +99,24 @@ class PluginError(OnnxforgeError):
 class ConversionError(ModelError):
     """A model cannot be converted: an op outside the supported set, a form the target cannot
     express, or a result that does not match its source."""
+
+
+class NotFoundError(OnnxforgeError, LookupError):
+    """A named thing (a served model, one of its versions, an endpoint) does not exist."""
+
+    exit_code = 2
+    http_status = 404
+
+
+class RequestTimeoutError(OnnxforgeError):
+    """A client did not send its request within the server's deadline."""
+
+    http_status = 408
+
+
+class ServerBusyError(OnnxforgeError):
+    """The server cannot take the request now (its queue is full, it holds too many connections,
+    or it is shutting down); the client may retry (``retry_after`` seconds)."""
+
+    http_status = 503
+    retry_after = 1

@@ -1,5 +1,6 @@
-"""The Open Inference Protocol v2 wire format: inference requests (JSON tensors and the binary
-tensor data extension) to numpy feeds, and outputs back to a response body.
+"""The Open Inference Protocol v2 wire format, requests: an inference request (JSON tensors and
+the binary tensor data extension) to numpy feeds. Its JSON is parsed by :mod:`.oip_json` (depth
+and size limits), responses are written by :mod:`.response`.
 
 Everything a client can get wrong raises :class:`InputError` with a message naming the input,
 what was expected and what came; the server answers it with HTTP 400.
@@ -15,50 +16,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from onnxforge.runtime.errors import InputError
+from onnxforge.runtime.server.datatypes import DATATYPES, datatype_of, tensor_metadata
+from onnxforge.runtime.server.oip_json import MAX_JSON_DEPTH, clip, load_json
+from onnxforge.runtime.server.response import classify, encode_infer_response
 
 __all__ = [
-    "DATATYPES", "InferRequest", "RequestedOutput", "datatype_of", "encode_infer_response",
-    "parse_infer_request", "tensor_metadata",
+    "DATATYPES", "InferRequest", "RequestedOutput", "datatype_of", "encode_infer_response", "classify",
+    "parse_infer_request", "tensor_metadata", "MAX_JSON_DEPTH",
 ]
 
-# Protocol datatype -> numpy dtype (BF16 has no numpy dtype and is not offered).
-DATATYPES = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-    "BYTES": np.dtype(object),
-}
-_BY_DTYPE = {v: k for k, v in DATATYPES.items()}
 MAX_DIM = 2**31 - 1
 MAX_RANK = 32  # dimensions of one tensor: what numpy supports on every version
-# Nesting levels of the request's JSON. {"inputs": [{"data": ...}]} takes three, so nested data
-# of rank up to 29 fits; deeper JSON (b"[" * 100000) is refused before it is parsed.
-MAX_JSON_DEPTH = 32
-
-
-def datatype_of(dtype) -> str:
-    """The protocol datatype of a numpy dtype (strings are BYTES)."""
-    dtype = np.dtype(dtype)
-    if dtype.kind in "OUS":
-        return "BYTES"
-    if dtype not in _BY_DTYPE:
-        raise InputError(f"dtype {dtype.name} has no Open Inference Protocol datatype")
-    return _BY_DTYPE[dtype]
-
-
-def tensor_metadata(info) -> dict:
-    """``{"name", "datatype", "shape"}`` of an :class:`IOInfo`, dynamic dimensions as -1."""
-    return {"name": info.name, "datatype": datatype_of(info.dtype),
-            "shape": [d if isinstance(d, int) else -1 for d in info.shape]}
 
 
 @dataclass(frozen=True)
@@ -79,13 +47,6 @@ def _fail(message: str):
     raise InputError(message)
 
 
-def _clip(value, limit: int = 80) -> str:
-    """``value`` (a string, or the repr of anything else) cut to ``limit`` characters for a message:
-    what a client sent is echoed back, but never a megabyte of it."""
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
-
-
 def _json_object(value, what: str) -> dict:
     if value is None:
         return {}
@@ -96,80 +57,6 @@ def _json_object(value, what: str) -> dict:
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-# The depth scan looks only at the bytes that can open, close or escape: brackets, quotes,
-# backslashes and what may follow a backslash in valid JSON (so an escape never pairs with the
-# wrong byte once the rest is dropped). UTF-8 never uses these bytes inside a multi-byte character.
-_KEEP = set(b'[]{}"\\/bfnrtu')
-_DROP = bytes(b for b in range(256) if b not in _KEEP)
-_STEP = np.zeros(256, np.int8)
-_STEP[list(b"[{")] = 1
-_STEP[list(b"]}")] = -1
-_SCAN_BLOCK = 1 << 20
-_UTF8_BOM = b"\xef\xbb\xbf"
-_CONSTANTS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-
-def _nests_deeper(raw: bytes, limit: int) -> bool:
-    """Whether the JSON text ``raw`` nests arrays and objects more than ``limit`` levels deep,
-    brackets inside strings not counted. C-speed byte operations, then numpy over blocks of what
-    is left: a 10 MB body costs a few milliseconds and no more memory than a block."""
-    kept = raw.translate(None, _DROP)  # a few bytes for numeric data
-    if kept.count(b"[") + kept.count(b"{") <= limit:
-        return False
-    if b"\\" in kept:
-        # Escapes pair from the left, so dropping "\\\\" pairs leaves each run of backslashes with
-        # one or none; a "\\\"" left is then an escaped quote. The quotes that remain are real.
-        kept = kept.replace(b"\\\\", b"").replace(b'\\"', b"")
-    depth, in_string = 0, 0  # carried across blocks
-    for start in range(0, len(kept), _SCAN_BLOCK):
-        a = np.frombuffer(kept, np.uint8, count=min(_SCAN_BLOCK, len(kept) - start), offset=start)
-        quotes = np.cumsum(a == ord('"'), dtype=np.int32) + in_string
-        levels = np.cumsum(_STEP[a] * (quotes % 2 == 0), dtype=np.int32) + depth
-        if levels.max() > limit:
-            return True
-        depth, in_string = int(levels[-1]), int(quotes[-1] % 2)
-    return False
-
-
-def _unique_keys(pairs: list) -> dict:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen = set()
-        for key, _ in pairs:
-            if key in seen:
-                _fail(f"the request's JSON has key '{_clip(key)}' twice in one object; each key may appear once")
-            seen.add(key)
-    return obj
-
-
-def _load_json(raw: bytes, literals: list):
-    """Parse the request's JSON: UTF-8 (a byte-order mark is skipped), at most
-    :data:`MAX_JSON_DEPTH` levels, no key twice in an object. NaN and Infinity are read (as Triton
-    does) and noted in ``literals``, so an infinity in the data can be told from an overflow."""
-    if raw.startswith(_UTF8_BOM):
-        raw = raw[len(_UTF8_BOM):]
-    if _nests_deeper(raw, MAX_JSON_DEPTH):
-        _fail(f"the request's JSON nests more than {MAX_JSON_DEPTH} levels deep (the limit); send tensor "
-              f"data as a flat list with its 'shape'")
-    try:
-        text = str(raw, "utf-8")
-    except UnicodeDecodeError as exc:
-        _fail(f"the request's JSON is not valid UTF-8: byte 0x{raw[exc.start]:02x} at position {exc.start}")
-
-    def constant(name):
-        literals.append(name)
-        return _CONSTANTS[name]
-
-    try:
-        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=constant)
-    except InputError:
-        raise
-    except RecursionError:  # not expected past the depth scan; the limit is what to tell
-        _fail(f"the request's JSON nests more than {MAX_JSON_DEPTH} levels deep (the limit)")
-    except ValueError as exc:
-        _fail(f"malformed JSON in the request: {_clip(str(exc), 200)}")
 
 
 def parse_infer_request(body: bytes, header_length, inputs: list, outputs: list, *, model: str,
@@ -187,11 +74,11 @@ def parse_infer_request(body: bytes, header_length, inputs: list, outputs: list,
         text = str(header_length).strip()
         size = int(text) if text.isascii() and text.isdigit() and len(text) < 20 else -1
         if not 0 <= size <= len(body):
-            _fail(f"Inference-Header-Content-Length is {_clip(repr(header_length))}; it must be a whole number of "
+            _fail(f"Inference-Header-Content-Length is {clip(repr(header_length))}; it must be a whole number of "
                   f"bytes from 0 to the body's {len(body)}")
         header, binary = bytes(body[:size]), memoryview(body)[size:]
     literals: list = []
-    request = _load_json(header, literals)
+    request = load_json(header, literals, body_limit=max_elements)
     if not isinstance(request, dict):
         _fail(f"the request must be a JSON object with an 'inputs' list; got {type(request).__name__}")
     request_id = request.get("id")
@@ -212,14 +99,14 @@ def parse_infer_request(body: bytes, header_length, inputs: list, outputs: list,
         if not isinstance(name, str):
             _fail(f"inputs[{position}] has no 'name' string")
         if name not in expected:
-            _fail(f"unknown input '{_clip(name)}'; model '{model}' has inputs: {', '.join(expected)}")
+            _fail(f"unknown input '{clip(name)}'; model '{model}' has inputs: {', '.join(expected)}")
         if name in feeds:
             _fail(f"input '{name}' appears twice in the request")
         info = expected[name]
         want = datatype_of(info.dtype)
         datatype = entry.get("datatype")
         if not isinstance(datatype, str) or datatype not in DATATYPES:
-            _fail(f"input '{name}' has datatype {_clip(repr(datatype))}, which is not one of {', '.join(DATATYPES)}")
+            _fail(f"input '{name}' has datatype {clip(repr(datatype))}, which is not one of {', '.join(DATATYPES)}")
         if datatype != want:
             _fail(f"input '{name}' of model '{model}' is {want}; the request says {datatype}")
         shape = _shape(name, entry.get("shape"), max_elements)
@@ -230,7 +117,7 @@ def parse_infer_request(body: bytes, header_length, inputs: list, outputs: list,
             if "data" in entry:
                 _fail(f"input '{name}' has both 'data' and binary_data_size; send one of them")
             if not _is_int(size) or size < 0:
-                _fail(f"binary_data_size of input '{name}' must be a non-negative integer; got {_clip(size)}")
+                _fail(f"binary_data_size of input '{name}' must be a non-negative integer; got {clip(size)}")
             if offset + size > len(binary):
                 _fail(f"input '{name}' says binary_data_size {size}, but only {len(binary) - offset} bytes of "
                       f"binary data are left in the body")
@@ -253,14 +140,14 @@ def parse_infer_request(body: bytes, header_length, inputs: list, outputs: list,
 
 def _shape(name: str, shape, max_elements: int) -> list[int]:
     if not isinstance(shape, list) or not all(_is_int(d) for d in shape):
-        _fail(f"input '{name}' needs a 'shape' list of integers; got {_clip(json.dumps(shape))}")
+        _fail(f"input '{name}' needs a 'shape' list of integers; got {clip(json.dumps(shape))}")
     if len(shape) > MAX_RANK:
         _fail(f"input '{name}' has a shape of {len(shape)} dimensions, over the limit of {MAX_RANK}")
     for dim in shape:
         if dim < 0:
             _fail(f"input '{name}' has a negative dimension {dim} in shape {shape}")
         if dim > MAX_DIM:
-            _fail(f"input '{name}' has dimension {_clip(str(dim), 30)} in shape {_clip(str(shape))}, over the "
+            _fail(f"input '{name}' has dimension {clip(str(dim), 30)} in shape {clip(str(shape))}, over the "
                   f"limit of {MAX_DIM}")
     count = math.prod(shape)
     if count > max_elements:
@@ -410,7 +297,7 @@ def _from_json(name: str, datatype: str, data, count: int, max_bytes: int, liter
 def _requested_outputs(raw, parameters: dict, outputs: list, model: str) -> list:
     binary_default = parameters.get("binary_data_output", False)
     if not isinstance(binary_default, bool):
-        _fail(f"parameter binary_data_output must be true or false; got {_clip(repr(binary_default))}")
+        _fail(f"parameter binary_data_output must be true or false; got {clip(repr(binary_default))}")
     names = [o.name for o in outputs]
     if raw is None:
         return [RequestedOutput(n, binary_default) for n in names]
@@ -422,7 +309,7 @@ def _requested_outputs(raw, parameters: dict, outputs: list, model: str) -> list
         if not isinstance(name, str):
             _fail(f"outputs[{position}] must be an object with a 'name' string")
         if name not in names:
-            _fail(f"unknown output '{_clip(name)}'; model '{model}' has outputs: {', '.join(names)}")
+            _fail(f"unknown output '{clip(name)}'; model '{model}' has outputs: {', '.join(names)}")
         if name in seen:
             _fail(f"output '{name}' is requested twice")
         seen.add(name)
@@ -430,64 +317,8 @@ def _requested_outputs(raw, parameters: dict, outputs: list, model: str) -> list
         binary = params.get("binary_data", binary_default)
         classes = params.get("classification", 0)
         if not isinstance(binary, bool):
-            _fail(f"binary_data of output '{name}' must be true or false; got {_clip(repr(binary))}")
+            _fail(f"binary_data of output '{name}' must be true or false; got {clip(repr(binary))}")
         if not _is_int(classes) or classes < 0:
-            _fail(f"classification of output '{name}' must be a non-negative integer; got {_clip(repr(classes))}")
+            _fail(f"classification of output '{name}' must be a non-negative integer; got {clip(repr(classes))}")
         result.append(RequestedOutput(name, binary, classes))
     return result
-
-
-def classify(array: np.ndarray, k: int, labels: list | None) -> np.ndarray:
-    """The classification extension: the top ``k`` classes of the last axis as strings
-    ``"score:index"`` or ``"score:index:label"``, best first, shape ``[..., k]``."""
-    if array.ndim == 0 or array.dtype.kind not in "iuf":
-        raise InputError(f"classification needs a numeric output with a class axis; got {array.dtype.name} "
-                         f"{list(array.shape)}")
-    k = min(k, array.shape[-1])
-    order = np.argsort(-array, axis=-1, kind="stable")[..., :k]
-    scores = np.take_along_axis(array, order, axis=-1)
-    out = np.empty(order.shape, dtype=object)
-    for pos in np.ndindex(order.shape):
-        index = int(order[pos])
-        text = f"{float(scores[pos]):f}:{index}"
-        if labels and index < len(labels):
-            text += f":{labels[index]}"
-        out[pos] = text
-    return out
-
-
-def _bytes_payload(array: np.ndarray) -> bytes:
-    parts = []
-    for item in array.ravel():
-        raw = item if isinstance(item, bytes) else str(item).encode("utf-8")
-        parts.append(struct.pack("<I", len(raw)))
-        parts.append(raw)
-    return b"".join(parts)
-
-
-def encode_infer_response(model: str, version: str, request_id, results: dict, requested: list,
-                          labels: list | None = None) -> tuple[bytes, int | None]:
-    """The response body and, when some outputs travel as binary, the JSON header's length
-    (for the ``Inference-Header-Content-Length`` header)."""
-    entries, chunks = [], []
-    for want in requested:
-        array = np.asarray(results[want.name])
-        if want.classification:
-            array = classify(array, want.classification, labels)
-        datatype = datatype_of(array.dtype)
-        entry = {"name": want.name, "datatype": datatype, "shape": list(array.shape)}
-        if want.binary:
-            payload = _bytes_payload(array) if datatype == "BYTES" else np.ascontiguousarray(array).tobytes()
-            entry["parameters"] = {"binary_data_size": len(payload)}
-            chunks.append(payload)
-        else:
-            entry["data"] = [str(v) for v in array.ravel()] if datatype == "BYTES" else array.ravel().tolist()
-        entries.append(entry)
-    response = {"model_name": model, "model_version": version}
-    if request_id is not None:
-        response["id"] = request_id
-    response["outputs"] = entries
-    header = json.dumps(response, separators=(",", ":")).encode()
-    if not chunks:
-        return header, None
-    return b"".join([header, *chunks]), len(header)

@@ -1,6 +1,6 @@
 """Running requests under load: at most ``max_concurrency`` model runs at a time on a thread
-pool, at most ``max_queue`` requests waiting for one (more get :class:`ServerBusy`, HTTP 503),
-and optional dynamic batching that merges small concurrent requests to one model into one run.
+pool, at most ``max_queue`` requests waiting for one (more get ``ServerBusyError``, HTTP 503), and
+optional dynamic batching that merges small concurrent requests to one model into one run.
 """
 
 from __future__ import annotations
@@ -13,15 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from onnxforge.runtime.errors import OnnxforgeError
+from onnxforge.runtime.errors import ServerBusyError
 
-__all__ = ["Scheduler", "ServerBusy"]
+__all__ = ["Scheduler"]
 
 log = logging.getLogger("onnxforge.serve")
-
-
-class ServerBusy(OnnxforgeError):
-    """Too many requests are waiting; the client should retry later (HTTP 503)."""
 
 
 @dataclass
@@ -80,7 +76,7 @@ class Scheduler:
         gathered into the batch being assembled, at most ``assembling``, are not counted)."""
         if must_wait and self._waiting >= self.max_queue + assembling:
             self.stats.rejected += 1
-            raise ServerBusy(f"the server is busy: {self._waiting} requests are waiting for one of "
+            raise ServerBusyError(f"the server is busy: {self._waiting} requests are waiting for one of "
                              f"{self.max_concurrency} model runs (--max-queue {self.max_queue}); retry later")
 
     async def run(self, session, feeds: dict, outputs: list[str]) -> dict:
@@ -236,7 +232,7 @@ class _Batcher:
         while self.pending:
             item = self.pending.popleft()
             if not item.future.done():
-                item.future.set_exception(ServerBusy("the server is shutting down"))
+                item.future.set_exception(ServerBusyError("the server is shutting down"))
 
 
 def _resolve(future: asyncio.Future) -> None:

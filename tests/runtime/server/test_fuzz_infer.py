@@ -22,7 +22,7 @@ from _http import live
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from onnxforge.runtime.server import oip as _oip
+from onnxforge.runtime.server import oip_json
 from onnxforge.runtime.server.oip import DATATYPES, MAX_JSON_DEPTH, InferRequest, classify, parse_infer_request
 from onnxforge.runtime.errors import InputError
 from onnxforge.runtime.inference.session import validate_feeds
@@ -320,9 +320,9 @@ def test_the_depth_scan_agrees_with_the_parsed_depth(value, nest, block, ascii):
     for _ in range(nest):
         value = [value, '\\"[{']
     text = json.dumps(value, ensure_ascii=ascii).encode("utf-8", "surrogatepass")
-    saved = _oip._SCAN_BLOCK
-    _oip._SCAN_BLOCK = block  # small blocks carry quotes, escapes and depth across their edges
+    saved = oip_json._SCAN_BLOCK
+    oip_json._SCAN_BLOCK = block  # small blocks carry quotes, escapes and depth across their edges
     try:
-        assert _oip._nests_deeper(text, MAX_JSON_DEPTH) is (depth(value) > MAX_JSON_DEPTH)
+        assert (oip_json.json_shape(text)[0] > MAX_JSON_DEPTH) is (depth(value) > MAX_JSON_DEPTH)
     finally:
-        _oip._SCAN_BLOCK = saved
+        oip_json._SCAN_BLOCK = saved

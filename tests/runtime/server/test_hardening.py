@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from _http import live, post
 
-from onnxforge.runtime.server import oip as _oip
-from onnxforge.runtime.server import app as server_module
+from onnxforge.runtime.server import body as server_body
+from onnxforge.runtime.server import oip_json
+from onnxforge.runtime.server.datatypes import DATATYPES
 from onnxforge.runtime.server.oip import MAX_JSON_DEPTH, parse_infer_request
 from onnxforge.runtime.errors import InputError
 from onnxforge.runtime.inference.session import IOInfo
@@ -196,7 +197,7 @@ def read_body(request: StreamedRequest) -> tuple[int, str]:
     tracemalloc.start()
     try:
         with pytest.raises(InputError) as caught:
-            asyncio.run(server_module._read_body(request, LIMIT, 1))
+            asyncio.run(server_body.read_body(request, LIMIT, 1))
         return tracemalloc.get_traced_memory()[1], str(caught.value)
     finally:
         tracemalloc.stop()
@@ -213,7 +214,7 @@ def test_a_body_declared_over_the_limit_is_drained_without_being_kept():
 def test_an_endless_chunked_body_is_kept_up_to_the_limit_and_read_no_further_than_the_drain():
     request = StreamedRequest(None, declared=None)
     peak, message = read_body(request)
-    read = LIMIT + server_module.DRAIN_BYTES + 65536
+    read = LIMIT + server_body.DRAIN_BYTES + 65536
     assert request.read == read
     assert message == f"the request body is more than {read} bytes, over the limit of 1 MB (--max-body-mb)"
     assert peak < LIMIT + LIMIT // 4, peak
@@ -306,7 +307,7 @@ def test_binary_strings_beyond_the_shape_stop_the_scan_early():
     ("BOOL", 1, "input 'v' is BOOL: its data must be true/false; got integers"),
 ])
 def test_values_outside_a_datatype_are_refused(datatype, value, message):
-    inputs = [IOInfo("v", (1,), _oip.DATATYPES[datatype])]
+    inputs = [IOInfo("v", (1,), DATATYPES[datatype])]
     with pytest.raises(InputError) as caught:
         parse(body({"name": "v", "shape": [1], "datatype": datatype, "data": [value]}), inputs)
     assert message in str(caught.value)
@@ -323,5 +324,5 @@ def test_values_outside_a_datatype_are_refused(datatype, value, message):
 ])
 @pytest.mark.parametrize("block", [1, 3, 1 << 20])
 def test_the_depth_scan_skips_strings_and_escapes_across_blocks(monkeypatch, text, deeper, block):
-    monkeypatch.setattr(_oip, "_SCAN_BLOCK", block)
-    assert _oip._nests_deeper(text.encode(), MAX_JSON_DEPTH) is deeper
+    monkeypatch.setattr(oip_json, "_SCAN_BLOCK", block)
+    assert (oip_json.json_shape(text.encode())[0] > MAX_JSON_DEPTH) is deeper

@@ -133,12 +133,12 @@ def test_one_request_mixes_binary_and_json_inputs_and_outputs(server, triton, se
 
 def test_a_large_json_request_is_decoded_off_the_event_loop_and_still_exact(start_server, model_dir, triton,
                                                                             sessions, rng):
-    from onnxforge.runtime.server import app as server_module
+    from onnxforge.runtime.server import routes
 
     srv = start_server([model_dir / "digits.onnx"], max_body_mb=16)
     x = rng.standard_normal((4000, 64)).astype(np.float32)  # about 5 MB of JSON numbers
     item = httpclient.InferInput("x", list(x.shape), "FP32")
     item.set_data_from_numpy(x, binary_data=False)
-    assert len(item._get_tensor()["data"]) * 8 > server_module.PARSE_OFF_LOOP_BYTES
+    assert len(item._get_tensor()["data"]) * 8 > routes.PARSE_OFF_LOOP_BYTES
     result = triton(srv.url).infer("digits", [item], outputs=[httpclient.InferRequestedOutput("logits", binary_data=False)])
     np.testing.assert_array_equal(result.as_numpy("logits"), sessions["digits"].run({"x": x})["logits"])

@@ -1,0 +1,73 @@
+"""How the server listens and what it accepts: :class:`ServerConfig`, the ``onnxforge serve`` options."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from onnxforge.runtime.errors import ConfigError
+
+__all__ = ["ServerConfig", "check_config", "default_max_connections"]
+
+FD_HEADROOM = 64  # file descriptors kept free for models, logs and the listening socket
+
+
+def default_max_connections() -> int:
+    """Open connections the server holds at most: below the process's file limit (so accept()
+    never fails for want of a descriptor), at most 4096."""
+    try:
+        import resource
+    except ImportError:  # Windows: no file limit to read
+        return 1024
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return 4096
+    return max(8, min(4096, soft - FD_HEADROOM))
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How the server listens and behaves under load (the ``onnxforge serve`` options)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    device: str = "auto"
+    threads: int | None = None
+    max_concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)
+    max_queue: int = 256
+    max_batch: int = 1
+    max_delay_ms: float = 2.0
+    max_body_mb: float = 64.0
+    body_timeout_s: float = 30.0  # a request body must arrive whole within this (slow clients)
+    max_header_kb: float = 64.0  # request line and headers together; more get 431
+    header_timeout_s: float = 10.0  # request line and headers must arrive within this; else 408
+    idle_timeout_s: float = 30.0  # a kept-alive connection with no new request is closed after this
+    max_connections: int = field(default_factory=default_max_connections)
+    warmup: bool = True
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * 1024 * 1024)
+
+    @property
+    def max_header_bytes(self) -> int:
+        return int(self.max_header_kb * 1024)
+
+
+def check_config(config: ServerConfig) -> None:
+    """Raise :class:`ConfigError` naming the first setting out of its range."""
+    checks = [
+        ("max_concurrency", config.max_concurrency, 1),
+        ("max_queue", config.max_queue, 0),
+        ("max_batch", config.max_batch, 1),
+        ("max_connections", config.max_connections, 2),
+    ]
+    for name, value, low in checks:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{name} must be an integer of at least {low}; got {value!r}")
+    if not config.max_delay_ms >= 0:
+        raise ConfigError(f"max_delay_ms must be zero or more; got {config.max_delay_ms!r}")
+    for name in ("max_body_mb", "body_timeout_s", "max_header_kb", "header_timeout_s", "idle_timeout_s"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigError(f"{name} must be more than zero; got {value!r}")

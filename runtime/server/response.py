@@ -1,0 +1,70 @@
+"""Inference responses of the Open Inference Protocol v2: outputs to a JSON body (with the binary
+tensor data extension), and the classification extension's top classes."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+
+from onnxforge.runtime.errors import InputError
+from onnxforge.runtime.server.datatypes import datatype_of
+
+__all__ = ["classify", "encode_infer_response"]
+
+
+def classify(array: np.ndarray, k: int, labels: list | None) -> np.ndarray:
+    """The classification extension: the top ``k`` classes of the last axis as strings
+    ``"score:index"`` or ``"score:index:label"``, best first, shape ``[..., k]``."""
+    if array.ndim == 0 or array.dtype.kind not in "iuf":
+        raise InputError(f"classification needs a numeric output with a class axis; got {array.dtype.name} "
+                         f"{list(array.shape)}")
+    k = min(k, array.shape[-1])
+    order = np.argsort(-array, axis=-1, kind="stable")[..., :k]
+    scores = np.take_along_axis(array, order, axis=-1)
+    out = np.empty(order.shape, dtype=object)
+    for pos in np.ndindex(order.shape):
+        index = int(order[pos])
+        text = f"{float(scores[pos]):f}:{index}"
+        if labels and index < len(labels):
+            text += f":{labels[index]}"
+        out[pos] = text
+    return out
+
+
+def _bytes_payload(array: np.ndarray) -> bytes:
+    parts = []
+    for item in array.ravel():
+        raw = item if isinstance(item, bytes) else str(item).encode("utf-8")
+        parts.append(struct.pack("<I", len(raw)))
+        parts.append(raw)
+    return b"".join(parts)
+
+
+def encode_infer_response(model: str, version: str, request_id, results: dict, requested: list,
+                          labels: list | None = None) -> tuple[bytes, int | None]:
+    """The response body and, when some outputs travel as binary, the JSON header's length
+    (for the ``Inference-Header-Content-Length`` header)."""
+    entries, chunks = [], []
+    for want in requested:
+        array = np.asarray(results[want.name])
+        if want.classification:
+            array = classify(array, want.classification, labels)
+        datatype = datatype_of(array.dtype)
+        entry = {"name": want.name, "datatype": datatype, "shape": list(array.shape)}
+        if want.binary:
+            payload = _bytes_payload(array) if datatype == "BYTES" else np.ascontiguousarray(array).tobytes()
+            entry["parameters"] = {"binary_data_size": len(payload)}
+            chunks.append(payload)
+        else:
+            entry["data"] = [str(v) for v in array.ravel()] if datatype == "BYTES" else array.ravel().tolist()
+        entries.append(entry)
+    response = {"model_name": model, "model_version": version}
+    if request_id is not None:
+        response["id"] = request_id
+    response["outputs"] = entries
+    header = json.dumps(response, separators=(",", ":")).encode()
+    if not chunks:
+        return header, None
+    return b"".join([header, *chunks]), len(header)
