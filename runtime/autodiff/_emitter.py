@@ -168,6 +168,15 @@ class Emitter:
             self._shape_cache[key] = out
         return self._shape_cache[key]
 
+    def target_shape(self, name: str) -> str:
+        """A Reshape target for ``name``'s shape: a constant when at most one dim is unknown
+        (that one written -1), else ``Shape(name)``."""
+        dims = self.dims(name)
+        if dims is not None and sum(1 for d in dims if not isinstance(d, int)) == 1 and all(
+                d != 0 for d in dims if isinstance(d, int)):
+            return self.ints([d if isinstance(d, int) else -1 for d in dims])
+        return self.shape(name)
+
     def fill_like(self, name: str, value: float, like_type: str | None = None) -> str:
         """A tensor of ``name``'s shape filled with ``value`` (element type of ``like_type``)."""
         t = like_type or name

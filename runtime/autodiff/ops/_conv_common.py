@@ -71,7 +71,12 @@ def weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads):
     gt = ctx.op("Transpose", [gy], perm=[1, 0] + list(range(2, r)))  # [M, N, *O]
     w = ctx.op("Conv", [xt, gt], strides=dilations, dilations=strides, pads=pads,
                group=group if group != 1 else None)               # [C/g, M, *K']
-    w = ctx.op("Slice", [w, ctx.ints([0] * n), ctx.ints(kernel), ctx.ints(range(2, r))])
+    xs, gs = ctx.dims(x), ctx.dims(gy)
+    exact = xs is not None and gs is not None and all(isinstance(v, int) for v in xs[2:] + gs[2:]) and all(
+        (xs[2 + i] + pads[i] + pads[i + n] - (gs[2 + i] - 1) * strides[i] - 1) // dilations[i] + 1 == kernel[i]
+        for i in range(n))
+    if not exact:  # positions no window reached make the result larger than the kernel
+        w = ctx.op("Slice", [w, ctx.ints([0] * n), ctx.ints(kernel), ctx.ints(range(2, r))])
     return ctx.op("Transpose", [w], perm=[1, 0] + list(range(2, r)))
 
 

@@ -42,4 +42,4 @@ def vjp(ctx, node, dys, need):
                 dilations=dilations if any(d != 1 for d in dilations) else None,
                 output_padding=extra if any(extra) else None)
     _ = n
-    return [ctx.like(ctx.op("Reshape", [dx, ctx.shape(x)]), x)]
+    return [ctx.like(ctx.op("Reshape", [dx, ctx.target_shape(x)]), x)]

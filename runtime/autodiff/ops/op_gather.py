@@ -37,4 +37,4 @@ def vjp(ctx, node, dys, need):
                    value=numpy_helper.from_array(np.zeros(1, ctx.np_dtype(g))))
     scattered = ctx.op("ScatterElements", [zeros, ctx.op("Reshape", [picked, flat]), ctx.op("Reshape", [g, flat])],
                        axis=0, reduction="add")
-    return [ctx.like(ctx.op("Reshape", [scattered, shape]), data), None]
+    return [ctx.like(ctx.op("Reshape", [scattered, ctx.target_shape(data)]), data), None]

@@ -37,7 +37,7 @@ def _by_indices(ctx, node, x, g):
                    value=numpy_helper.from_array(np.zeros(1, ctx.np_dtype(g))))
     scattered = ctx.op("ScatterElements", [zeros, ctx.op("Reshape", [idx, flat]), ctx.op("Reshape", [g, flat])],
                        axis=0, reduction="add")
-    return ctx.op("Reshape", [scattered, ctx.shape(x)])
+    return ctx.op("Reshape", [scattered, ctx.target_shape(x)])
 
 
 def _by_offsets(ctx, x, y, g, kernel, pads):
@@ -66,7 +66,7 @@ def _by_offsets(ctx, x, y, g, kernel, pads):
     for j, off in enumerate(offsets):
         w[(j, 0) + tuple(off)] = 1
     dx = ctx.op("ConvTranspose", [stack, ctx.const(w)], pads=list(pads))
-    return ctx.op("Reshape", [dx, ctx.shape(x)])
+    return ctx.op("Reshape", [dx, ctx.target_shape(x)])
 
 
 def vjp(ctx, node, dys, need):

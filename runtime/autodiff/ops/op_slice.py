@@ -54,4 +54,4 @@ def vjp(ctx, node, dys, need):
                    value=__import__("onnx").numpy_helper.from_array(np.zeros(1, ctx.np_dtype(g))))
     scattered = ctx.op("ScatterElements", [zeros, ctx.op("Reshape", [picked, flat]), ctx.op("Reshape", [g, flat])],
                        axis=0, reduction="add")
-    return [ctx.like(ctx.op("Reshape", [scattered, shape]), x)] + [None] * (len(node.input) - 1)
+    return [ctx.like(ctx.op("Reshape", [scattered, ctx.target_shape(x)]), x)] + [None] * (len(node.input) - 1)
