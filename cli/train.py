@@ -2,16 +2,41 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from onnxforge.cli._common import DEVICE, print_json
-from onnxforge.runtime.training.trainer import format_record
+from onnxforge.runtime.training.backends import BACKEND_CHOICES
+from onnxforge.runtime.training.callbacks import format_record
+from onnxforge.runtime.training.config import LOSS_CHOICES, OPTIMIZERS
+from onnxforge.runtime.training.schedules import SCHEDULES
+
+# option name -> Trainer/fit keyword, for the settings a resume takes from the run folder
+_SETTINGS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "optimizer": "optimizer",
+             "weight_decay": "weight_decay", "schedule": "schedule", "warmup_steps": "warmup_steps", "loss": "loss",
+             "freeze": "freeze", "seed": "seed", "no_shuffle": "shuffle", "backend": "backend"}
+
+
+def _given(ctx: click.Context, values: dict) -> dict:
+    """The settings the user typed (not click's defaults), as Trainer/fit keywords."""
+    out = {}
+    for name, key in _SETTINGS.items():
+        if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+            value = values[name]
+            out[key] = (not value) if name == "no_shuffle" else (list(value) if name == "freeze" else value)
+    return out
+
+
+def _resume_command(rundir: Path, data: str, val: str | None) -> str:
+    parts = ["onnxforge", "train", "--resume", "--out", str(rundir), "--data", data, *(["--val", val] if val else [])]
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 @click.command("train")
-@click.argument("model", type=click.Path(dir_okay=True))
+@click.argument("model", required=False, type=click.Path(dir_okay=True))
 @click.option("--data", required=True, type=click.Path(dir_okay=False),
               help="Training data: an .npz with x (or arrays named after the model's inputs) and y.")
 @click.option("--val", type=click.Path(dir_okay=False), default=None,
@@ -19,56 +44,84 @@ from onnxforge.runtime.training.trainer import format_record
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Number of epochs in total.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Examples per step.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True, help="Learning rate.")
-@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True,
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adamw", show_default=True,
               help="AdamW or plain stochastic gradient descent.")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=0.01, show_default=True,
               help="AdamW's decoupled weight decay.")
-@click.option("--schedule", type=click.Choice(["constant", "linear", "cosine"]), default="constant", show_default=True,
+@click.option("--schedule", type=click.Choice(SCHEDULES), default="constant", show_default=True,
               help="How the learning rate changes over the run.")
 @click.option("--warmup-steps", type=click.IntRange(min=0), default=0, show_default=True,
               help="Steps of linear learning-rate warm-up at the start.")
-@click.option("--loss", type=click.Choice(["auto", "cross-entropy", "mse"]), default="auto", show_default=True,
+@click.option("--loss", type=click.Choice(LOSS_CHOICES), default="auto", show_default=True,
               help="Loss; auto takes the one the model's task needs (mse is half the summed squared error per example).")
 @click.option("--freeze", multiple=True, metavar="PATTERN",
-              help="Keep parameters whose names match this glob pattern fixed (repeatable), e.g. 'fc1.*'.")
+              help="Keep parameters whose names match this glob pattern fixed (repeatable), e.g. 'fc1.*'; "
+                   "a batch norm whose scale and bias are frozen keeps its running statistics too.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the data order and dropout.")
 @click.option("--no-shuffle", is_flag=True, help="Visit the examples in file order every epoch.")
+@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
+              help="What computes the training steps; auto takes the first available.")
 @click.option("--device", type=DEVICE, default="auto", show_default=True,
               help="Where to train; auto takes CUDA only when it really works.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="ONNX Runtime intra-op threads (default: 1 when a training step is small, every core when it is large).")
 @click.option("--out", "rundir", type=click.Path(file_okay=False), default=None,
               help="Run folder for artifacts, checkpoints, model.onnx and metrics.json [default: runs/MODEL-NAME].")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in --out from its last checkpoint, with the settings it was started with "
+                   "(MODEL may be left out; options given again must agree).")
 @click.option("--overwrite", is_flag=True, help="Start again in a run folder that already holds a checkpoint.")
+@click.option("--trust-checkpoint", is_flag=True,
+              help="With --resume: accept a checkpoint that has no digest record (checkpoint.sha256).")
 @click.option("--quiet", is_flag=True, help="Show no progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-def command(model, data, val, epochs, batch_size, lr, optimizer, weight_decay, schedule, warmup_steps, loss,
-            freeze, seed, no_shuffle, device, threads, rundir, resume, overwrite, quiet, as_json):
+@click.pass_context
+def command(ctx, model, data, val, epochs, batch_size, lr, optimizer, weight_decay, schedule, warmup_steps, loss,
+            freeze, seed, no_shuffle, backend, device, threads, rundir, resume, overwrite, trust_checkpoint, quiet,
+            as_json):
     """Train MODEL on --data with ONNX Runtime and write the run folder.
 
     A checkpoint is written before the first step and after every epoch (synced, renamed into
     place, its SHA-256 recorded), with RUNDIR/model.onnx and RUNDIR/metrics.json, so a run killed
     at any moment loses at most one epoch and continues with --resume; a damaged checkpoint is
-    refused, never replaced by a fresh start.
+    refused, never replaced by a fresh start. One run at a time writes a run folder (it is locked).
     """
     from onnxforge.runtime import Trainer
 
+    if model is None and not (resume and rundir):
+        raise click.UsageError("Missing argument 'MODEL' (it may be left out only with --resume and --out).")
     rundir = Path(rundir) if rundir else Path("runs") / Path(model).stem
-    trainer = Trainer(model, rundir, loss=loss, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                      schedule=schedule, warmup_steps=warmup_steps, freeze=freeze, device=device, seed=seed,
-                      threads=threads or "auto", progress=not quiet)
+    common = dict(device=device, threads=threads or "auto", progress=not quiet)
+    if resume:
+        given = _given(ctx, locals())
+        fit_given = {k: given.pop(k) for k in ("epochs", "batch_size", "shuffle") if k in given}
+        trainer = Trainer.from_run(rundir, model, **common, trust_checkpoint=trust_checkpoint, **given, **fit_given)
+        fit_kw = {}
+    else:
+        trainer = Trainer(model, rundir, loss=loss, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+                          schedule=schedule, warmup_steps=warmup_steps, freeze=freeze, seed=seed, backend=backend,
+                          **common)
+        fit_kw = dict(epochs=epochs, batch_size=batch_size, shuffle=not no_shuffle)
     if not quiet and not as_json:
-        click.echo(f"training on {trainer.device.name} ({trainer.device.reason}); "
+        click.echo(f"training on {trainer.device.name} ({trainer.device.reason}) with the {trainer.backend_name} backend; "
                    f"{len(trainer.trainable)} trainable, {len(trainer.frozen)} frozen parameters", err=True)
-    history = trainer.fit(data, val, epochs=epochs, batch_size=batch_size, shuffle=not no_shuffle,
-                          resume=resume, overwrite=overwrite)
+    try:
+        history = trainer.fit(data, val, resume=resume, overwrite=overwrite, **fit_kw)
+    except KeyboardInterrupt:
+        if (rundir / "checkpoint").is_file():
+            click.echo(f"Interrupted; the last completed epoch's checkpoint is kept. Continue the run with:\n"
+                       f"  {_resume_command(rundir, data, val)}", err=True)
+        else:
+            click.echo(f"Interrupted before the first checkpoint; nothing was kept in '{rundir}'.", err=True)
+        ctx.exit(130)
     final = history[-1] if history else {}
     result = {"rundir": str(rundir), "model": str(rundir / "model.onnx"), "device": trainer.device.name,
-              "loss_function": trainer.loss, "epochs": trainer.epoch, "steps": trainer.step,
-              "final": final, "history": history}
+              "backend": trainer.backend_name, "loss_function": trainer.loss, "epochs": trainer.epoch,
+              "steps": trainer.step, "nothing_done": trainer.finished_before, "final": final, "history": history}
     if as_json:
         print_json(result)
         return
+    if trainer.finished_before:
+        click.echo(f"nothing was done: the run in '{rundir}' already finished its {trainer.epoch} epochs")
     click.echo(f"trained {trainer.epoch} epochs ({trainer.step} steps): {format_record(final)}")
     click.echo(f"model: {rundir / 'model.onnx'}   history: {rundir / 'metrics.json'}")

@@ -37,10 +37,26 @@ def load_npz(path: str | os.PathLike, input_names: list[str], *, need_targets: b
     if not path.is_file():
         raise DataError(f"data file '{path}' does not exist")
     try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise DataError(f"data file '{path}' cannot be read ({exc.strerror or exc})") from None
+    if head != b"PK\x03\x04" and head[:4] != b"PK\x05\x06":
+        raise DataError(f"'{path}' is not a .npz archive ({_kind_of(head)}); data files are .npz archives "
+                        "(numpy.savez) holding x (or one array per model input) and y")
+    try:
         with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"'{path}' is not a readable .npz file ({exc})") from None
+            arrays = {}
+            for k in archive.files:
+                try:
+                    arrays[k] = archive[k]
+                except ValueError as exc:
+                    if "allow_pickle" in str(exc) or "pickled" in str(exc):
+                        raise DataError(f"'{path}': array '{k}' holds Python objects (pickled data), which onnxforge "
+                                        "never loads; save numeric arrays") from None
+                    raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, MemoryError) as exc:
+        raise DataError(f"'{path}' is not a readable .npz file ({_first_line(exc)})") from None
     if prepare is not None:
         arrays = prepare(arrays)
     inputs = {}
@@ -56,6 +72,30 @@ def load_npz(path: str | os.PathLike, input_names: list[str], *, need_targets: b
     if need_targets and y is None:
         raise DataError(f"'{path}' has no targets array '{target_key}'; it holds: {', '.join(arrays) or 'nothing'}")
     return Dataset(inputs, y, str(path))
+
+
+_MAGIC = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+          (b"\x93NUM", "an .npy array; put it in an .npz with numpy.savez"), (b"\x80", "a pickle"),
+          (b"\x1f\x8b", "a gzip file"), (b"%PDF", "a PDF"))
+
+
+def _kind_of(head: bytes) -> str:
+    """What a file's first bytes say it is, for the message refusing it."""
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return f"it is {kind}"
+    if not head:
+        return "it is empty"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "its first bytes are no format onnxforge reads"
+    return "it is text, e.g. CSV"
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
 
 
 def as_dataset(data, input_names: list[str], source: str = "data", prepare=None) -> Dataset:
@@ -255,8 +295,39 @@ def check_dataset(data: Dataset, inputs, *, task: str | None, classes: int | Non
                     raise DataError(f"{src}: targets have shape {list(y.shape)}; the model's output is "
                                     f"[{', '.join('?' if not isinstance(d, int) else str(d) for d in target_shape)}]")
         else:
-            y = _check_labels(src, y, classes, ignore_index)
+            y = _check_labels(src, _label_shape(src, y, target_shape, classes), classes, ignore_index)
     return Dataset(fixed, y, src, checked=True)
+
+
+def _shape_text(shape) -> str:
+    return "[" + ", ".join("?" if not isinstance(d, int) else str(d) for d in shape) + "]"
+
+
+def _label_shape(src: str, y: np.ndarray, target_shape: tuple | None, classes: int | None) -> np.ndarray:
+    """Class ids shaped like the output without its class axis: ``[N, 1]`` is squeezed to ``[N]``,
+    one-hot rows (``[N, C]``, exactly one 1 each) become their ids; any other rank is refused."""
+    if not target_shape:
+        return y
+    rank = len(target_shape) - 1
+    if y.ndim == rank + 1 and y.shape[-1] == 1 and classes != 1:
+        return y.reshape(y.shape[:-1])
+    if y.ndim == rank + 1 and classes is not None and y.shape[-1] == classes:
+        if y.dtype.kind == "f":
+            _check_finite(src, "labels 'y'", "hold", y)
+        one = (y == 1).sum(axis=-1) == 1
+        zero = ((y == 0) | (y == 1)).all(axis=-1)
+        bad = ~(one & zero)
+        if bad.any():
+            index = _first(bad)
+            raise DataError(f"{src}: labels 'y' have shape {list(y.shape)}, like one-hot rows of {classes} classes, but "
+                            f"{_where(index)} is not one-hot (exactly one 1, the rest 0); give class ids shaped "
+                            f"{_shape_text(target_shape[:-1])} or one-hot rows")
+        return y.argmax(axis=-1)
+    if y.ndim != rank:
+        raise DataError(f"{src}: labels 'y' have shape {list(y.shape)}; the model's output {_shape_text(target_shape)} "
+                        f"needs class ids shaped {_shape_text(target_shape[:-1])} (or one-hot rows shaped "
+                        f"{_shape_text(target_shape)})")
+    return y
 
 
 def _check_labels(src: str, y: np.ndarray, classes: int | None, ignore_index: int | None) -> np.ndarray:

@@ -9,23 +9,36 @@ from onnxforge.runtime.data.datasets import Dataset, as_dataset, check_dataset, 
 from onnxforge.runtime.inference.session import Session
 from onnxforge.runtime.tasks.task import task_for
 
-__all__ = ["evaluate", "predict_output", "checked_dataset"]
+__all__ = ["evaluate", "predict_output", "checked_dataset", "check_for_model"]
 
 
 def _output_name(session: Session) -> str:
     return session.metadata.get("output") or session.outputs[0].name
 
 
-def checked_dataset(session: Session, data, *, need_targets: bool = True, name: str = "data") -> Dataset:
+def check_for_model(data, inputs, output_shape, metadata: dict, *, loss: str | None = "auto", name: str = "data",
+                    need_targets: bool = True) -> Dataset:
+    """``data`` (a path, pair or Dataset) loaded and checked against a model's ``inputs`` (IOInfo),
+    main output shape and metadata, for ``loss``: class ids for cross-entropy (``[N, 1]`` squeezed,
+    one-hot turned into ids), float targets shaped like the output for mse (integers cast). The one
+    check behind ``train``, ``eval`` and the Python API."""
+    task = task_for(metadata, loss or "auto")
+    loss = task.default_loss if loss in (None, "auto") else loss
+    if not isinstance(data, Dataset):
+        data = as_dataset(data, [i.name for i in inputs], name, task.preparer(metadata))
+    as_classes = task.labels_are_classes and loss == "cross-entropy"
+    classes = metadata.get("classes") or (output_shape[-1] if as_classes and output_shape else None)
+    return check_dataset(data, inputs, task=task.name if as_classes else "regression",
+                         classes=classes if isinstance(classes, int) else None, target_shape=output_shape,
+                         need_targets=need_targets, ignore_index=task.ignore_index, vocab=vocab_sizes(metadata))
+
+
+def checked_dataset(session: Session, data, *, need_targets: bool = True, name: str = "data",
+                    loss: str | None = None) -> Dataset:
     """``data`` loaded (if a path) and checked against the session's model."""
-    task = task_for(session.metadata, _loss_of(session))
-    ds = as_dataset(data, [i.name for i in session.inputs], name, task.preparer(session.metadata)) if not isinstance(data, Dataset) else data
     out = next(o for o in session.outputs if o.name == _output_name(session))
-    classes = session.metadata.get("classes") or (out.shape[-1] if task.labels_are_classes and out.shape else None)
-    return check_dataset(ds, session.inputs, task=task.name if task.labels_are_classes else "regression",
-                         classes=classes if isinstance(classes, int) else None, target_shape=out.shape,
-                         need_targets=need_targets, ignore_index=task.ignore_index,
-                         vocab=vocab_sizes(session.metadata))
+    return check_for_model(data, session.inputs, out.shape, session.metadata, loss=loss or _loss_of(session),
+                           name=name, need_targets=need_targets)
 
 
 def _loss_of(session: Session) -> str:
@@ -33,19 +46,31 @@ def _loss_of(session: Session) -> str:
     return trained.get("loss", "auto") if isinstance(trained, dict) else "auto"
 
 
+def _fixed_batch(session: Session) -> int | None:
+    """The batch size every input fixes alike (an export without a dynamic batch axis), or None."""
+    firsts = {i.shape[0] if i.shape and isinstance(i.shape[0], int) else None for i in session.inputs}
+    return firsts.pop() if len(firsts) == 1 and None not in firsts else None
+
+
 def predict_output(session: Session, ds: Dataset, batch_size: int = 1024) -> np.ndarray:
-    """The model's main output (``metadata["output"]`` or the first) over ``ds``, in chunks."""
+    """The model's main output (``metadata["output"]`` or the first) over ``ds``, in chunks (of the
+    model's own batch size where it fixes one, the last chunk padded with its last row)."""
     name = _output_name(session)
+    fixed = _fixed_batch(session)
+    batch_size = fixed or batch_size
     parts = []
     for start in range(0, len(ds), batch_size):
         feeds = {k: v[start : start + batch_size] for k, v in ds.inputs.items()}
-        parts.append(session.run(feeds, [name])[name])
+        rows = len(next(iter(feeds.values())))
+        if fixed and rows < fixed:
+            feeds = {k: np.concatenate([v, np.repeat(v[-1:], fixed - rows, axis=0)]) for k, v in feeds.items()}
+        parts.append(session.run(feeds, [name])[name][:rows])
     return np.concatenate(parts, axis=0)
 
 
 def evaluate(session: Session, data, *, loss: str | None = None, batch_size: int = 1024) -> dict:
     """Loss and metrics (``accuracy`` for classifiers) of ``session``'s model on ``data``."""
-    ds = data if isinstance(data, Dataset) and data.checked else checked_dataset(session, data)
+    ds = data if isinstance(data, Dataset) and data.checked else checked_dataset(session, data, loss=loss)
     task = task_for(session.metadata, loss or _loss_of(session))
     loss = task.default_loss if loss in (None, "auto") else loss
     result = task.evaluate(loss, predict_output(session, ds, batch_size), ds.y)

@@ -181,4 +181,4 @@ class ArtifactsBackend:
     def load_checkpoint(self, path: Path) -> dict:
         self._open(Path(path))
         props = self._state.properties
-        return {key: props[key] for key in props}
+        return dict(iter(props))  # Properties iterate as (name, value)

@@ -129,7 +129,7 @@ def test_a_kill_between_writing_and_renaming_a_checkpoint_loses_nothing(tmp_path
         _trainer(tmp_path / "split").fit(data, epochs=3, batch_size=32)
     monkeypatch.setattr(checkpoint_file.os, "replace", real_replace)
     run = tmp_path / "split"
-    assert (run / ".checkpoint.tmp").is_file()  # the complete new file that never got its name
+    assert not list(run.glob(".checkpoint.*tmp"))  # the save's private folder went with its exception
     assert len((run / "checkpoint.sha256").read_text().split()) == 2  # old and new digests both accepted
     resumed = _trainer(run)
     resumed.fit(data, epochs=3, batch_size=32, resume=True)
@@ -163,14 +163,23 @@ def test_a_damaged_checkpoint_is_an_error_never_a_fresh_start(tmp_path, digits, 
     assert json.loads((run / "metrics.json").read_text())["history"][-1]["epoch"] == 2
 
 
-def test_a_checkpoint_without_digests_still_gets_the_format_check(tmp_path, digits):
+def test_a_checkpoint_without_digests_is_refused_unless_trusted_then_format_checked(tmp_path, digits):
     (x, y), _ = digits
     run = tmp_path / "run"
     _trainer(run).fit((x[:64], y[:64]), epochs=1, batch_size=32)
     (run / "checkpoint.sha256").unlink()
+    good = (run / "checkpoint").read_bytes()
     (run / "checkpoint").write_bytes(b"\x00" * 64)
-    with pytest.raises(CheckpointError, match="could not be read"):
+    with pytest.raises(CheckpointError, match=r"^checkpoint '.*checkpoint' has no digest record \('checkpoint.sha256' "
+                                              r"is missing or empty\), so it cannot be told from a damaged one; restore "
+                                              r"the record, or pass --trust-checkpoint to resume from it anyway$"):
         _trainer(run).fit((x[:64], y[:64]), epochs=2, batch_size=32, resume=True)
+    with pytest.raises(CheckpointError, match="could not be read"):
+        _trainer(run, trust_checkpoint=True).fit((x[:64], y[:64]), epochs=2, batch_size=32, resume=True)
+    (run / "checkpoint").write_bytes(good)  # an intact one without its record: resumed only when trusted
+    resumed = _trainer(run, trust_checkpoint=True)
+    resumed.fit((x[:64], y[:64]), epochs=2, batch_size=32, resume=True)
+    assert resumed.epoch == 2 and len((run / "checkpoint.sha256").read_text().split()) == 1
 
 
 def test_a_checkpoint_exists_before_the_first_step(tmp_path, digits, monkeypatch):

@@ -1,0 +1,58 @@
+"""The batches of an epoch, in the order a seeded RNG draws.
+
+:class:`EpochIterator` owns the data order: a permutation per epoch from the run's RNG (whose
+state the checkpoint keeps, so a resumed run draws the same orders), and the gathers that make
+shuffled batches cheap. Batches are views: of the arrays in file order, or of a shuffled chunk
+gathered once for several steps (a gather per step cost 4% of a small model's step). A chunk is a
+whole number of batches of up to 64 MB (the whole epoch for most datasets; at least one batch):
+measured on the 64-128-10 MLP against gathers of 256 KB, 1 MB and 4 MB, the whole epoch was as
+fast as any, and memory stays bounded for large sets. With ``drop_last`` (a model whose batch
+dimension is fixed) the last partial batch is left out, so every batch has ``batch_size`` rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["EpochIterator", "CHUNK_BYTES"]
+
+CHUNK_BYTES = 64 << 20
+
+
+class EpochIterator:
+    def __init__(self, inputs: list[np.ndarray], targets: np.ndarray, batch_size: int, *, shuffle: bool,
+                 rng: np.random.Generator, drop_last: bool = False):
+        self.inputs, self.targets = inputs, targets
+        self.batch_size, self.shuffle, self.rng = batch_size, shuffle, rng
+        self.n = len(targets)
+        self.stop = self.n - self.n % batch_size if drop_last else self.n
+        row_bytes = sum(x[:1].nbytes for x in inputs) + targets[:1].nbytes
+        self.chunk = batch_size * max(1, CHUNK_BYTES // max(1, row_bytes * batch_size))
+
+    @property
+    def steps(self) -> int:
+        """Steps in one epoch."""
+        return -(-self.stop // self.batch_size)
+
+    def epoch(self):
+        """Yield ``(inputs, targets)`` for each step of the next epoch (drawing its order now)."""
+        n, b, chunk = self.n, self.batch_size, self.chunk
+        arrays, targets = self.inputs, self.targets
+        if not self.shuffle:
+            for start in range(0, self.stop, b):
+                at = slice(start, start + b)
+                yield [x[at] for x in arrays], targets[at]
+            return
+        order = self.rng.permutation(n)
+        for start in range(0, self.stop, b):
+            if start % chunk == 0:
+                idx = order[start : min(start + chunk, self.stop)]
+                chunk_arrays, chunk_targets = [x[idx] for x in arrays], targets[idx]
+            at = slice(start % chunk, start % chunk + b)
+            yield [x[at] for x in chunk_arrays], chunk_targets[at]
+
+    def rng_state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_rng_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state

@@ -1,0 +1,69 @@
+"""What ``--resume`` may continue, and with which settings.
+
+The run folder keeps the run's settings; options given again must agree with them (each that
+differs is named). ``epochs`` may change, by this rule: the learning-rate schedule stays laid out
+over the epochs the run was started with (``schedule_epochs``), so the steps already taken keep
+their rates and a resumed run reaches what an uninterrupted one does. A ``constant`` schedule
+therefore continues for any number of epochs; a ``linear`` or ``cosine`` one (which reaches 0 at
+its last epoch) may stop earlier but not run longer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from onnxforge.runtime.errors import CheckpointError
+from onnxforge.runtime.training.config import RESUMED_KEYS, RunConfig
+from onnxforge.runtime.training.run_folder import RunFolder
+
+__all__ = ["ResumeState", "resume_state"]
+
+
+@dataclass
+class ResumeState:
+    config: RunConfig          # the run's settings with the given ones laid over
+    history: list
+    schedule_epochs: int
+
+
+def _shown(key: str, value) -> str:
+    return f"{key}={value!r}"
+
+
+def _saved(folder: RunFolder) -> dict:
+    if not folder.path.is_dir():
+        raise CheckpointError(f"--resume: run folder '{folder}' does not exist, so it holds no run to continue; "
+                              "start the run without --resume")
+    if not folder.has_checkpoint():
+        if folder.is_empty():
+            raise CheckpointError(f"--resume: run folder '{folder}' holds no run to continue; start the run without --resume")
+        raise CheckpointError(f"--resume: run folder '{folder}' holds no checkpoint to continue (the run was stopped "
+                              "before its first checkpoint was written; start it again with --overwrite)")
+    return folder.read_metrics()
+
+
+def resume_state(folder: RunFolder, given: dict | None, now: dict | None = None, saved: dict | None = None) -> ResumeState:
+    """Check that the run in ``folder`` can be resumed with the ``given`` options (a dict of the
+    ones the user set again) or the full record ``now``; ``saved``: the run's record if the caller
+    read it from the checkpoint (else metrics.json's)."""
+    doc = _saved(folder)
+    record = saved if saved is not None else (doc.get("config") or {})
+    history = doc.get("history") or []
+    if now is None:
+        now = dict(given or {})
+    changed = [k for k in RESUMED_KEYS if k in now and k in record and record[k] != now[k]
+               and not (k in ("backend", "loss") and now[k] == "auto")]
+    if changed:
+        raise CheckpointError(
+            f"--resume: the run in '{folder}' was started with {', '.join(_shown(k, record.get(k)) for k in changed)}, "
+            f"now {', '.join(_shown(k, now.get(k)) for k in changed)}; options given again must agree "
+            "(leave them out to keep the run's), or use another --out")
+    planned = int(record.get("schedule_epochs") or record.get("epochs") or 0)
+    epochs = now.get("epochs", record.get("epochs"))
+    schedule = record.get("schedule", "constant")
+    if planned and epochs and epochs > planned and schedule != "constant":
+        raise CheckpointError(
+            f"--resume: the run's {schedule} learning-rate schedule is laid out over its {planned} epochs; "
+            f"--epochs {epochs} would change it for the steps already taken; resume with --epochs {planned} or "
+            "fewer, or start a new run")
+    config = RunConfig.from_record({k: v for k, v in record.items() if k != "loss" or v is not None}, **(given or {}))
+    return ResumeState(config, history, planned or config.epochs)

@@ -1,0 +1,174 @@
+"""The standard-ONNX training step: only ai.onnx ops, one step on onnx.reference equals one step on
+ONNX Runtime, ten SGD (and AdamW) steps equal PyTorch's, losses equal their numpy twins, dropout
+masks are a function of (seed, step) only."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+from onnxforge.graphs import convnet, lstm, mlp
+from onnxforge.graphs.seq2seq import seq2seq
+from onnxforge.runtime.inference.session import session_options
+from onnxforge.runtime.ort.distribution import ort
+from onnxforge.runtime.passes.gradient_form import state_buffers, trainable_parameters
+from onnxforge.runtime.tasks.losses import numpy_loss
+from onnxforge.runtime.training.stepgraph import LR, SEED, STEP, build_step, moment_names
+from onnxforge.runtime.training.stepgraph.runner import StepRunner
+
+
+def _split(model):
+    params = trainable_parameters(model)
+    buffers = [b for b in state_buffers(model) if b in params]
+    return [p for p in params if p not in buffers], buffers
+
+
+def _initial(model, graph):
+    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    out = {}
+    for name in graph.state:
+        base = name.split("/", 1)[1] if name.startswith("adamw.") else name
+        out[name] = init[name] if name in init else np.zeros_like(init[base])
+    return out
+
+
+def _cases():
+    rng = np.random.default_rng(0)
+    x8 = rng.standard_normal((6, 1, 8, 8)).astype(np.float32)
+    return {
+        "mlp-dropout": (mlp(16, [12], 5, dropout=0.3, seed=1), {"x": rng.standard_normal((6, 16)).astype(np.float32)},
+                        rng.integers(0, 5, 6), "cross-entropy"),
+        "convnet-bn": (convnet((1, 8, 8), channels=(4, 6), classes=5, batchnorm=True, seed=2), {"x": x8},
+                       rng.integers(0, 5, 6), "cross-entropy"),
+        "lstm-node": (lstm(3, hidden=5, classes=4, seed=3), {"x": rng.standard_normal((6, 7, 3)).astype(np.float32)},
+                      rng.integers(0, 4, 6), "cross-entropy"),
+        "lstm-bidirectional-tagger": (lstm(3, hidden=4, classes=4, head="tagger", bidirectional=True, seed=4),
+                                      {"x": rng.standard_normal((6, 5, 3)).astype(np.float32)},
+                                      rng.integers(0, 4, (6, 5)), "cross-entropy"),
+        "mlp-mse": (mlp(5, [7], 3, seed=5), {"x": rng.standard_normal((6, 5)).astype(np.float32)},
+                    rng.standard_normal((6, 3)).astype(np.float32), "mse"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_cases()))
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_one_step_on_the_reference_evaluator_equals_one_on_onnx_runtime(case, optimizer):
+    model, feeds, targets, loss = _cases()[case]
+    trainable, buffers = _split(model)
+    output = model.graph.output[0].name
+    graph = build_step(model, output=output, loss=loss, optimizer=optimizer, trainable=trainable, buffers=buffers,
+                       feed_shapes={k: v.shape for k, v in feeds.items()}, weight_decay=0.01)
+    m = graph.model
+    onnx.checker.check_model(m, full_check=True)
+    assert {n.domain for n in m.graph.node} <= {""}, "only ai.onnx ops"
+    assert next(o.version for o in m.opset_import if o.domain == "") >= 17 and m.ir_version <= 10
+    assert "LSTM" not in {n.op_type for n in m.graph.node}  # unrolled for training
+    run = {**feeds, graph.target: targets, LR: np.array(0.05, np.float32), STEP: np.array(3, np.float32),
+           **_initial(model, graph)}
+    if graph.seeded:
+        run[SEED] = np.array(12345, np.int64)
+    names = [o.name for o in m.graph.output]
+    ref = ReferenceEvaluator(m).run(None, run)
+    got = ort().InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, run)
+    for name, a, b in zip(names, ref, got):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=name)
+    # the loss is the documented one (numpy twin) on the forward's output, when nothing is random
+    if not graph.seeded and not buffers:
+        sess = ort().InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        out = sess.run([output], feeds)[0]
+        assert got[0] == pytest.approx(numpy_loss(loss, out, targets), rel=1e-5)
+    # every trainable parameter moved
+    for p in trainable:
+        assert not np.array_equal(got[names.index("new/" + p)], run[p]), p
+
+
+def test_cross_entropy_ignores_padding_and_an_all_padding_batch_is_zero():
+    model = seq2seq(9, 7, 4, 5, attention="dot", seed=0, max_len=6)
+    trainable, _ = _split(model)
+    rng = np.random.default_rng(1)
+    feeds = {"src": rng.integers(1, 9, (3, 5)), "decoder_input": rng.integers(1, 7, (3, 6))}
+    inputs = [i.name for i in model.graph.input]
+    feeds = {k: v for k, v in feeds.items() if k in inputs}
+    targets = rng.integers(1, 7, (3, 6))
+    targets[:, 4:] = 0
+    graph = build_step(model, output="logits", loss="cross-entropy", optimizer="sgd", trainable=trainable,
+                       feed_shapes={k: v.shape for k, v in feeds.items()}, ignore_index=0)
+    sess = ort().InferenceSession(graph.model.SerializeToString(), providers=["CPUExecutionProvider"])
+    base = {**feeds, LR: np.array(0.0, np.float32), STEP: np.array(1, np.float32), **_initial(model, graph)}
+    logits = ort().InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["logits"], feeds)[0]
+    loss = sess.run(["loss"], {**base, graph.target: targets})[0]
+    assert loss == pytest.approx(numpy_loss("cross-entropy", logits, targets, 0), rel=1e-5)
+    outs = sess.run(None, {**base, LR: np.array(1.0, np.float32), graph.target: np.zeros_like(targets)})
+    assert outs[0] == 0.0
+    for name, new in zip(graph.state, outs[1:]):  # no targets: no gradient, nothing moves
+        np.testing.assert_array_equal(new, base[name])
+
+
+def test_dropout_masks_depend_on_seed_and_step_only():
+    model = mlp(32, [256], 4, dropout=0.25, seed=0)
+    trainable, _ = _split(model)
+    graph = build_step(model, output="logits", loss="cross-entropy", optimizer="sgd", trainable=trainable,
+                       with_output=True)
+    x = np.ones((64, 32), np.float32)
+    y = np.zeros(64, np.int64)
+
+    def logits(seed, step):
+        r = StepRunner(graph, _initial(model, graph), steps=step)
+        r.seed(seed)
+        r.step([x], y, 0.0)
+        return r.outputs().numpy()
+
+    a = logits(7, 0)
+    np.testing.assert_array_equal(a, logits(7, 0))  # a new session, the same masks: resumes are exact
+    assert not np.array_equal(a, logits(7, 1)) and not np.array_equal(a, logits(8, 0))
+    # the hidden layer's kept fraction is close to 1 - ratio
+    hidden = ReferenceEvaluator(graph.model)
+    names = [n.output[0] for n in graph.model.graph.node if n.op_type == "GreaterOrEqual"]
+    assert len(names) == 1
+    probe = onnx.ModelProto()
+    probe.CopyFrom(graph.model)
+    probe.graph.output.append(onnx.helper.make_tensor_value_info(names[0], onnx.TensorProto.BOOL, None))
+    run = {"x": x, "labels": y, LR: np.array(0.0, np.float32), STEP: np.array(5, np.float32),
+           SEED: np.array(99, np.int64), **_initial(model, graph)}
+    kept = ReferenceEvaluator(probe).run([names[0]], run)[0]
+    assert kept.shape == (64, 256) and abs(kept.mean() - 0.75) < 0.01
+    del hidden
+
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_ten_steps_equal_pytorch(optimizer):
+    model = mlp(64, [128], 10, seed=3)
+    trainable, _ = _split(model)
+    graph = build_step(model, output="logits", loss="cross-entropy", optimizer=optimizer, trainable=trainable,
+                       weight_decay=0.01)
+    init = _initial(model, graph)
+    runner = StepRunner(graph, init, options=session_options(1))
+    net = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+    with torch.no_grad():
+        for layer, name in ((net[0], "fc1"), (net[2], "fc2")):
+            layer.weight.copy_(torch.from_numpy(init[f"{name}.weight"]))
+            layer.bias.copy_(torch.from_numpy(init[f"{name}.bias"]))
+    lr = 0.1 if optimizer == "sgd" else 3e-3
+    opt = torch.optim.SGD(net.parameters(), lr=lr) if optimizer == "sgd" else \
+        torch.optim.AdamW(net.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+    rng = np.random.default_rng(4)
+    for step in range(10):
+        x = rng.standard_normal((32, 64)).astype(np.float32)
+        y = rng.integers(0, 10, 32)
+        loss = runner.step([x], y, lr)
+        opt.zero_grad()
+        ref = torch.nn.functional.cross_entropy(net(torch.from_numpy(x)), torch.from_numpy(y))
+        ref.backward()
+        opt.step()
+        assert loss == pytest.approx(ref.item(), rel=1e-5, abs=1e-6)
+    state = runner.state()
+    assert runner.steps == 10 and set(state) == {n for p in trainable for n in [p, *moment_names(optimizer, p)]}
+    for layer, name in ((net[0], "fc1"), (net[2], "fc2")):
+        np.testing.assert_allclose(state[f"{name}.weight"], layer.weight.detach().numpy(), rtol=0, atol=1e-5)
+        np.testing.assert_allclose(state[f"{name}.bias"], layer.bias.detach().numpy(), rtol=0, atol=1e-5)
