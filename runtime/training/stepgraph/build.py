@@ -41,6 +41,16 @@ def _feeds(model: onnx.ModelProto) -> list[str]:
     return [i.name for i in model.graph.input if i.name not in inits]
 
 
+def _reads(node) -> set:
+    """The names ``node`` reads, its subgraphs' outer-scope names included (a superset is fine)."""
+    names = {i for i in node.input if i}
+    for a in node.attribute:
+        for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+            for n in g.node:
+                names |= _reads(n)
+    return names
+
+
 def _prune(model: onnx.ModelProto) -> None:
     """Drop the nodes and initialisers no output needs (the forward's other outputs, say)."""
     needed = {o.name for o in model.graph.output}
@@ -48,7 +58,7 @@ def _prune(model: onnx.ModelProto) -> None:
     for node in reversed(model.graph.node):
         if any(o in needed for o in node.output if o):
             live.append(node)
-            needed.update(i for i in node.input if i)
+            needed |= _reads(node)
     del model.graph.node[:]
     model.graph.node.extend(live[::-1])
     inits = [t for t in model.graph.initializer if t.name in needed]

@@ -10,9 +10,9 @@
   ``training_mode`` initialiser) draws its mask from a counter-based hash of the element index, the
   step and the ``SEED`` input in int64 arithmetic: masks are the same on every runtime, a function
   of (seed, epoch, step) only, so a resumed run draws the masks an uninterrupted one draws;
-* an ``LSTM`` node is unrolled over the training data's fixed sequence length into
+* a forward ``LSTM`` node is unrolled over the training data's fixed sequence length into
   ``Gemm``/``MatMul`` and elementwise ops (the same function and parameters; see
-  ``onnxforge.graphs._lstm_unrolled``).
+  ``onnxforge.graphs._lstm_unrolled``); other forms are left to the differentiation package's rule.
 
 The evaluation form (``training=False``) keeps inference semantics: Dropout is the identity,
 BatchNormalization uses the running statistics, LSTM nodes stay.
@@ -134,7 +134,9 @@ def _dropout_active(node) -> bool:
     return len(node.input) > 2 and bool(node.input[2])
 
 
-def _lstm(node, nodes: Nodes, info: dict) -> None:
+def _lstm(node, nodes: Nodes, info: dict) -> bool:
+    """Unroll a forward LSTM whose sequence length is known into ``nodes``; False (nothing
+    written) for the forms the unrolled build does not cover."""
     from onnxforge.graphs._common import GraphBuilder
     from onnxforge.graphs._lstm_unrolled import unrolled_lstm
 
@@ -154,9 +156,9 @@ def _lstm(node, nodes: Nodes, info: dict) -> None:
         why = "only one of initial_h and initial_c"
     steps = (info.get(x) or [None])[0]
     if why is None and not isinstance(steps, int):
-        why = "a sequence length unknown before training (the data fixes it: give the input a fixed length)"
-    if why:
-        raise NotTrainableError(f"LSTM node {node.name!r} cannot be unrolled for training: {why}")
+        why = "a sequence length unknown before training"
+    if why:  # left as it is: the differentiation package's LSTM rule (a Scan) handles the node
+        return False
     hidden = int(a["hidden_size"])
     gb = GraphBuilder()
     if not b:
@@ -175,11 +177,12 @@ def _lstm(node, nodes: Nodes, info: dict) -> None:
                 n.attribute.append(helper.make_attribute("num_outputs", len(n.output)))
     nodes.nodes.extend(gb.nodes)
     nodes.initializers.extend(gb.initializers)
+    return True
 
 
 def _shape_info(model) -> dict:
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     except Exception:  # noqa: BLE001 - without shapes only what the graph declares is known
         inferred = model
     info = {}
@@ -188,6 +191,32 @@ def _shape_info(model) -> dict:
         if t.HasField("shape"):
             info[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
     return info
+
+
+def _lstm_lengths(model, info: dict, feed_shapes: dict) -> None:
+    """Sequence lengths shape inference could not tell (a reversed input, say), measured by running
+    the forward once on a zero batch of ``feed_shapes`` (only when some LSTM needs it)."""
+    wanted = [n.input[0] for n in model.graph.node
+              if n.op_type == "LSTM" and not isinstance((info.get(n.input[0]) or [None])[0], int)]
+    inputs = {i.name: i for i in model.graph.input}
+    if not wanted or not feed_shapes or not set(feed_shapes) <= set(inputs):
+        return
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    from onnxforge.runtime.ort.distribution import ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.output[:]
+    probe.graph.output.extend(onnx.ValueInfoProto(name=w) for w in wanted)
+    feeds = {n: np.zeros((1, *s[1:]), tensor_dtype_to_np_dtype(inputs[n].type.tensor_type.elem_type))
+             for n, s in feed_shapes.items()}
+    try:
+        values = ort().InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"]).run(wanted, feeds)
+    except Exception:  # noqa: BLE001 - then the LSTM rule of the differentiation package takes the node
+        return
+    for w, v in zip(wanted, values):
+        info[w] = list(v.shape)
 
 
 def training_forward(model: onnx.ModelProto, params: list[str], buffers: list[str], feed_shapes: dict,
@@ -202,6 +231,8 @@ def training_forward(model: onnx.ModelProto, params: list[str], buffers: list[st
     _fix_feed_shapes(out, feed_shapes)
     opset = opset_of(out)
     info = _shape_info(out) if training else {}
+    if training:
+        _lstm_lengths(model, info, feed_shapes)  # the model still has its initialisers
     bufs = set(buffers)
     rewritten, extra, dropouts = [], [], 0
     for k, node in enumerate(out.graph.node):
@@ -216,9 +247,7 @@ def training_forward(model: onnx.ModelProto, params: list[str], buffers: list[st
         elif std and node.op_type == "BatchNormalization" and training:
             nodes.rank = len(info.get(node.input[0]) or []) or 4
             _batchnorm(node, nodes, bufs)
-        elif std and node.op_type == "LSTM" and training:
-            _lstm(node, nodes, info)
-        else:
+        elif not (std and node.op_type == "LSTM" and training and _lstm(node, nodes, info)):
             rewritten.append(node)
             continue
         rewritten.extend(nodes.nodes)

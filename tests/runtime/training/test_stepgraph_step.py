@@ -125,7 +125,6 @@ def test_dropout_masks_depend_on_seed_and_step_only():
     np.testing.assert_array_equal(a, logits(7, 0))  # a new session, the same masks: resumes are exact
     assert not np.array_equal(a, logits(7, 1)) and not np.array_equal(a, logits(8, 0))
     # the hidden layer's kept fraction is close to 1 - ratio
-    hidden = ReferenceEvaluator(graph.model)
     names = [n.output[0] for n in graph.model.graph.node if n.op_type == "GreaterOrEqual"]
     assert len(names) == 1
     probe = onnx.ModelProto()
@@ -135,7 +134,6 @@ def test_dropout_masks_depend_on_seed_and_step_only():
            SEED: np.array(99, np.int64), **_initial(model, graph)}
     kept = ReferenceEvaluator(probe).run([names[0]], run)[0]
     assert kept.shape == (64, 256) and abs(kept.mean() - 0.75) < 0.01
-    del hidden
 
 
 torch = pytest.importorskip("torch")
@@ -152,8 +150,8 @@ def test_ten_steps_equal_pytorch(optimizer):
     net = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
     with torch.no_grad():
         for layer, name in ((net[0], "fc1"), (net[2], "fc2")):
-            layer.weight.copy_(torch.from_numpy(init[f"{name}.weight"]))
-            layer.bias.copy_(torch.from_numpy(init[f"{name}.bias"]))
+            layer.weight.copy_(torch.tensor(init[f"{name}.weight"]))
+            layer.bias.copy_(torch.tensor(init[f"{name}.bias"]))
     lr = 0.1 if optimizer == "sgd" else 3e-3
     opt = torch.optim.SGD(net.parameters(), lr=lr) if optimizer == "sgd" else \
         torch.optim.AdamW(net.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
