@@ -9,7 +9,7 @@ from onnxforge.runtime.data.datasets import Dataset, as_dataset, check_dataset, 
 from onnxforge.runtime.inference.session import Session
 from onnxforge.runtime.tasks.task import task_for
 
-__all__ = ["evaluate", "predict_output", "checked_dataset", "check_for_model"]
+__all__ = ["evaluate", "predict_output", "checked_dataset", "check_for_model", "fixed_batch"]
 
 
 def _output_name(session: Session) -> str:
@@ -46,9 +46,9 @@ def _loss_of(session: Session) -> str:
     return trained.get("loss", "auto") if isinstance(trained, dict) else "auto"
 
 
-def _fixed_batch(session: Session) -> int | None:
-    """The batch size every input fixes alike (an export without a dynamic batch axis), or None."""
-    firsts = {i.shape[0] if i.shape and isinstance(i.shape[0], int) else None for i in session.inputs}
+def fixed_batch(inputs) -> int | None:
+    """The batch size every input (IOInfo) fixes alike (an export without a dynamic batch axis), or None."""
+    firsts = {i.shape[0] if i.shape and isinstance(i.shape[0], int) else None for i in inputs}
     return firsts.pop() if len(firsts) == 1 and None not in firsts else None
 
 
@@ -56,7 +56,7 @@ def predict_output(session: Session, ds: Dataset, batch_size: int = 1024) -> np.
     """The model's main output (``metadata["output"]`` or the first) over ``ds``, in chunks (of the
     model's own batch size where it fixes one, the last chunk padded with its last row)."""
     name = _output_name(session)
-    fixed = _fixed_batch(session)
+    fixed = fixed_batch(session.inputs)
     batch_size = fixed or batch_size
     parts = []
     for start in range(0, len(ds), batch_size):

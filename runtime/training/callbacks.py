@@ -12,7 +12,7 @@ import sys
 
 from onnxforge.runtime.errors import TrainingError
 
-__all__ = ["Callback", "CallbackList", "TerminateOnNaN", "ProgressBar", "EpochLines", "EpochHook", "format_record"]
+__all__ = ["Callback", "CallbackList", "standard_callbacks", "TerminateOnNaN", "ProgressBar", "EpochLines", "EpochHook", "format_record"]
 
 
 def format_record(record: dict) -> str:
@@ -127,3 +127,14 @@ class EpochHook(Callback):
 
     def on_epoch_end(self, record):
         self.fn(record)
+
+
+def standard_callbacks(progress, callback=None, extra=()) -> CallbackList:
+    """NaN stop; with ``progress`` the bar (and, unless it is "bar", the epoch lines); ``extra``
+    callbacks; the user's ``callback(record)`` last."""
+    hooks = [TerminateOnNaN()]
+    if progress:
+        hooks.append(ProgressBar())
+    if progress and progress != "bar":
+        hooks.append(EpochLines())
+    return CallbackList([*hooks, *extra, *([EpochHook(callback)] if callback is not None else [])])

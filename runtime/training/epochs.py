@@ -14,9 +14,22 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["EpochIterator", "CHUNK_BYTES"]
+from onnxforge.runtime.errors import DataError
+
+__all__ = ["EpochIterator", "CHUNK_BYTES", "check_fixed_batch"]
 
 CHUNK_BYTES = 64 << 20
+
+
+def check_fixed_batch(fixed: int | None, batch_size: int, n: int) -> None:
+    """A model whose batch dimension is fixed trains only with batches of that size: refused in
+    one line otherwise, before any work."""
+    if fixed is None or (fixed == batch_size and n >= fixed):
+        return
+    if fixed != batch_size:
+        raise DataError(f"the model's inputs have a fixed batch of {fixed} (exported without a dynamic batch axis); "
+                        f"train it with --batch-size {fixed}, or export it with a dynamic first axis")
+    raise DataError(f"training data: {n} examples are fewer than the model's fixed batch of {fixed}")
 
 
 class EpochIterator:

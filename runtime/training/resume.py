@@ -9,13 +9,14 @@ its last epoch) may stop earlier but not run longer."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from onnxforge.runtime.errors import CheckpointError
 from onnxforge.runtime.training.config import RESUMED_KEYS, RunConfig
 from onnxforge.runtime.training.run_folder import RunFolder
 
-__all__ = ["ResumeState", "resume_state"]
+__all__ = ["ResumeState", "resume_state", "start_run"]
 
 
 @dataclass
@@ -67,3 +68,42 @@ def resume_state(folder: RunFolder, given: dict | None, now: dict | None = None,
             "fewer, or start a new run")
     config = RunConfig.from_record({k: v for k, v in record.items() if k != "loss" or v is not None}, **(given or {}))
     return ResumeState(config, history, planned or config.epochs)
+
+
+def start_run(trainer, record: dict, batches, state: ResumeState | None, overwrite: bool) -> None:
+    """Start the run of ``trainer`` in its held run folder: continue from the checkpoint
+    (``state`` from :func:`resume_state`) or begin afresh (a checkpoint written before step 1)."""
+    folder = trainer.rundir / trainer.backend_name  # the backend's own folder (artifacts/ for ONNX Runtime's)
+    if state is not None:
+        trainer.run.verify(trust_unrecorded=trainer.trust_checkpoint)
+        with trainer.run.writing("the backend's files"):
+            trainer.backend.prepare(folder, trainer.intra_op_threads)
+        props = trainer.backend.load_checkpoint(trainer.run.checkpoint)
+        trainer._prepared = True
+        try:
+            trainer.epoch, trainer.step = int(props["epoch"]), int(props["step"])
+            batches.set_rng_state(json.loads(props["rng"]))
+            history = json.loads(props["history"]) if "history" in props else state.history
+        except (KeyError, ValueError, TypeError):
+            raise CheckpointError(f"checkpoint '{trainer.run.checkpoint}' lacks the run's progress (epoch, step, RNG)") from None
+        trainer.history = history[: trainer.epoch]
+        trainer._schedule_epochs = state.schedule_epochs
+        trainer._record = {**record, "schedule_epochs": state.schedule_epochs}
+        # a kill between the checkpoint's rename and the export leaves model.onnx and metrics.json
+        # one epoch behind it: the checkpoint is the truth, so both are written again from it
+        trainer.export()
+        trainer._write_metrics()
+        return
+    if trainer.run.has_checkpoint() and not overwrite:
+        raise CheckpointError(f"run folder '{trainer.rundir}' already holds a checkpoint; pass --resume to continue it, "
+                              "--overwrite to start again, or choose another --out")
+    with trainer.run.writing("the backend's files"):
+        trainer.backend.prepare(folder, trainer.intra_op_threads)
+    trainer._prepared = True
+    trainer.run.write_model(trainer.source, trainer.run.source)
+    trainer.epoch, trainer.step, trainer.history = 0, 0, []
+    trainer._schedule_epochs = record["epochs"]
+    trainer._record = {**record, "schedule_epochs": record["epochs"]}
+    trainer._write_metrics()
+    trainer._save_checkpoint(batches)  # before step 1: a run killed from here on can be resumed
+

@@ -8,6 +8,18 @@ trainers/epoch_iterator.py, "separation of concerns"):
 - :class:`~.epochs.EpochIterator`: the batches of each epoch in the seeded order.
 - :mod:`~.callbacks`: progress bar, epoch lines, NaN stop, user hooks.
 - :mod:`~.backends`: what computes a step (ONNX Runtime's training artifacts, ...).
+
+Options of :class:`Trainer`: ``loss`` is "auto" (from the model's task), "cross-entropy" or "mse" (see
+:mod:`onnxforge.runtime.tasks.losses` for the scaling). ``optimizer`` is "adamw" (``weight_decay``
+applies) or "sgd" (plain SGD). ``schedule`` is "constant", "linear" or "cosine", after
+``warmup_steps`` of linear warm-up. ``freeze`` holds glob patterns of parameter names kept fixed
+(a batch norm whose scale and bias are frozen keeps its running statistics too).
+``progress``: True shows a bar on stderr and one line per epoch, "bar" only the bar, False nothing.
+``threads``: ONNX Runtime's intra-op threads; "auto" takes 1 when a training step is small
+(estimated FLOPs below ``onnxforge.runtime.ort.threads.AUTO_THRESHOLD_FLOPS``) and every core
+otherwise (chosen in ``fit`` from the batch shape), ``None`` ONNX Runtime's default, a number
+exactly that many. ``backend``: "auto" or a name in ``onnxforge.runtime.training.backends.BACKENDS``.
+``trust_checkpoint``: resume from a checkpoint that has no digest record.
 """
 
 from __future__ import annotations
@@ -22,21 +34,20 @@ from onnx import ModelProto, numpy_helper
 
 from onnxforge import plugins
 from onnxforge.runtime.data.datasets import Dataset
-from onnxforge.runtime.errors import CheckpointError, ConfigError, DataError
+from onnxforge.runtime.errors import ConfigError
 from onnxforge.runtime.inference.session import Session, _io_info_from_model, session_options
 from onnxforge.runtime.modelio.files import get_metadata, load_model
 from onnxforge.runtime.ort.device import Device, resolve_device
 from onnxforge.runtime.ort.threads import check_threads, resolve_threads
-from onnxforge.runtime.tasks.evaluation import check_for_model, evaluate
+from onnxforge.runtime.tasks.evaluation import check_for_model, evaluate, fixed_batch
 from onnxforge.runtime.tasks.task import task_for
 from onnxforge.runtime.training.backends import TrainingSpec, backend_class
-from onnxforge.runtime.training.callbacks import (CallbackList, EpochHook, EpochLines, ProgressBar, TerminateOnNaN,
-                                                  format_record)
+from onnxforge.runtime.training.callbacks import CallbackList, format_record, standard_callbacks
 from onnxforge.runtime.training.config import OPTIMIZERS, RunConfig
-from onnxforge.runtime.training.epochs import EpochIterator
+from onnxforge.runtime.training.epochs import EpochIterator, check_fixed_batch
 from onnxforge.runtime.training.export import inference_model, set_training_mode
 from onnxforge.runtime.training.parameters import ParameterPlan
-from onnxforge.runtime.training.resume import ResumeState, resume_state
+from onnxforge.runtime.training.resume import resume_state, start_run
 from onnxforge.runtime.training.run_folder import RunFolder
 from onnxforge.runtime.training.schedules import learning_rate
 
@@ -44,20 +55,8 @@ __all__ = ["Trainer", "OPTIMIZERS", "format_record"]
 
 
 class Trainer:
-    """Train ``model`` (path, run folder or ``ModelProto``) into the run folder ``rundir``.
-
-    ``loss`` is "auto" (from the model's task), "cross-entropy" or "mse" (see
-    :mod:`onnxforge.runtime.tasks.losses` for the scaling). ``optimizer`` is "adamw" (``weight_decay``
-    applies) or "sgd" (plain SGD). ``schedule`` is "constant", "linear" or "cosine", after
-    ``warmup_steps`` of linear warm-up. ``freeze`` holds glob patterns of parameter names kept fixed
-    (a batch norm whose scale and bias are frozen keeps its running statistics too).
-    ``progress``: True shows a bar on stderr and one line per epoch, "bar" only the bar, False nothing.
-    ``threads``: ONNX Runtime's intra-op threads; "auto" takes 1 when a training step is small
-    (estimated FLOPs below ``onnxforge.runtime.ort.threads.AUTO_THRESHOLD_FLOPS``) and every core
-    otherwise (chosen in ``fit`` from the batch shape), ``None`` ONNX Runtime's default, a number
-    exactly that many. ``backend``: "auto" or a name in ``onnxforge.runtime.training.backends.BACKENDS``.
-    ``trust_checkpoint``: resume from a checkpoint that has no digest record.
-    """
+    """Train ``model`` (path, run folder or ``ModelProto``) into the run folder ``rundir``; the
+    options are described in the module docstring."""
 
     def __init__(self, model, rundir, *, loss: str = "auto", optimizer: str = "adamw", lr: float = 1e-3,
                  weight_decay: float = 0.01, schedule: str = "constant", warmup_steps: int = 0,
@@ -83,21 +82,19 @@ class Trainer:
         self.plan = ParameterPlan.of(self.source, self.config.freeze)
         self.trainable, self.frozen, self.buffers = list(self.plan.trainable), list(self.plan.frozen), list(self.plan.buffers)
         self.device = resolve_device(device)
-        firsts = {i.shape[0] if i.shape and isinstance(i.shape[0], int) else None for i in self.inputs}
-        self.fixed_batch = firsts.pop() if len(firsts) == 1 and None not in firsts else None
+        self.fixed_batch = fixed_batch(self.inputs)
         self.backend_name = backend_class(backend).name
-        spec_model = set_training_mode(plugins.prepare_training(load_model(self.source)), True)
-        self.backend = backend_class(backend)(TrainingSpec(
-            spec_model, self.output_name, tuple(i.name for i in self.inputs), self.loss, self.task.ignore_index,
-            optimizer, float(weight_decay), self.plan.trainable, self.plan.frozen, self.plan.buffers, self.device,
-            self.fixed_batch))
+        self.backend = backend_class(backend)(self._spec())
         self.history: list[dict] = []
-        self.epoch = self.step = 0
-        self.total_steps = 0
-        self.finished_before = False  # set by a resume that found nothing left to do
-        self._prepared = False
-        self._record = None
-        self._infer_session = None
+        self.epoch = self.step = self.total_steps = 0
+        self.finished_before = self._prepared = False  # finished_before: a resume found nothing left to do
+        self._record = self._infer_session = None
+
+    def _spec(self) -> TrainingSpec:
+        model = set_training_mode(plugins.prepare_training(load_model(self.source)), True)
+        return TrainingSpec(model, self.output_name, tuple(i.name for i in self.inputs), self.loss, self.task.ignore_index,
+                            self.config.optimizer, self.config.weight_decay, self.plan.trainable, self.plan.frozen,
+                            self.plan.buffers, self.device, self.fixed_batch)
 
     @classmethod
     def from_run(cls, rundir, model=None, **given) -> "Trainer":
@@ -119,10 +116,6 @@ class Trainer:
     def artifacts_dir(self) -> Path:
         return self.rundir / "artifacts"
 
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.run.checkpoint
-
     def training_graph(self) -> ModelProto:
         return self.backend.training_graph()
 
@@ -131,15 +124,6 @@ class Trainer:
         out = next(o for o in self.source.graph.output if o.name == self.output_name)
         shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in out.type.tensor_type.shape.dim)
         return check_for_model(data, self.inputs, shape, self.metadata, loss=self.loss, name=name)
-
-    def _check_batch(self, batch_size: int, n: int) -> None:
-        b = self.fixed_batch
-        if b is None or (b == batch_size and n >= b):
-            return
-        if b != batch_size:
-            raise DataError(f"the model's inputs have a fixed batch of {b} (exported without a dynamic batch axis); "
-                            f"train it with --batch-size {b}, or export it with a dynamic first axis")
-        raise DataError(f"training data: {n} examples are fewer than the model's fixed batch of {b}")
 
     # -- the run ---------------------------------------------------------------------------------
     def fit(self, train, val=None, *, epochs: int | None = None, batch_size: int | None = None,
@@ -158,66 +142,24 @@ class Trainer:
         cfg = self.config
         train = self._check(train, "training data")
         val = self._check(val, "validation data") if val is not None else None
-        self._check_batch(cfg.batch_size, len(train))
+        check_fixed_batch(self.fixed_batch, cfg.batch_size, len(train))
         if self.threads == "auto":
             shapes = {k: (min(cfg.batch_size, len(train)), *v.shape[1:]) for k, v in train.inputs.items()}
             self.intra_op_threads = resolve_threads("auto", self.source, shapes, training=True)
         record = cfg.record(self.source, loss=self.loss, backend=self.backend_name, task=self.task.name,
                             trainable=len(self.trainable), frozen=len(self.frozen))
-        record.pop("epochs")
-        record = {**record, "epochs": cfg.epochs}
         batches = EpochIterator([train.inputs[i.name] for i in self.inputs], train.y, cfg.batch_size,
                                 shuffle=cfg.shuffle, rng=np.random.default_rng(cfg.seed),
                                 drop_last=self.fixed_batch is not None)
-        hooks = [TerminateOnNaN()]
-        if self.progress:
-            hooks.append(ProgressBar())
-        if self.progress and self.progress != "bar":
-            hooks.append(EpochLines())
-        hooks += [*callbacks, *([EpochHook(callback)] if callback is not None else [])]
         state = resume_state(self.run, None, record) if resume else None  # refused before the folder is touched
         with self.run.held(create=not resume):
-            self._start(record, batches, state, overwrite)
+            start_run(self, record, batches, state, overwrite)
             if self.epoch >= cfg.epochs:
                 self.finished_before = True
                 return self.history
             self.total_steps = batches.steps * self._schedule_epochs
-            self._run_epochs(batches, val, CallbackList(hooks))
+            self._run_epochs(batches, val, standard_callbacks(self.progress, callback, callbacks))
         return self.history
-
-    def _start(self, record: dict, batches: EpochIterator, state: ResumeState | None, overwrite: bool) -> None:
-        folder = self.rundir / self.backend_name  # the backend's own folder (artifacts/ for ONNX Runtime's)
-        if state is not None:
-            self.run.verify(trust_unrecorded=self.trust_checkpoint)
-            self.backend.prepare(folder, self.intra_op_threads)
-            props = self.backend.load_checkpoint(self.run.checkpoint)
-            self._prepared = True
-            try:
-                self.epoch, self.step = int(props["epoch"]), int(props["step"])
-                batches.set_rng_state(json.loads(props["rng"]))
-                history = json.loads(props["history"]) if "history" in props else state.history
-            except (KeyError, ValueError, TypeError):
-                raise CheckpointError(f"checkpoint '{self.run.checkpoint}' lacks the run's progress (epoch, step, RNG)") from None
-            self.history = history[: self.epoch]
-            self._schedule_epochs = state.schedule_epochs
-            self._record = {**record, "schedule_epochs": state.schedule_epochs}
-            # a kill between the checkpoint's rename and the export leaves model.onnx and metrics.json
-            # one epoch behind it: the checkpoint is the truth, so both are written again from it
-            self.export()
-            self._write_metrics()
-            return
-        if self.run.has_checkpoint() and not overwrite:
-            raise CheckpointError(f"run folder '{self.rundir}' already holds a checkpoint; pass --resume to continue it, "
-                                  "--overwrite to start again, or choose another --out")
-        with self.run.writing("the backend's files"):
-            self.backend.prepare(folder, self.intra_op_threads)
-        self._prepared = True
-        self.run.write_model(self.source, self.run.source)
-        self.epoch, self.step, self.history = 0, 0, []
-        self._schedule_epochs = record["epochs"]
-        self._record = {**record, "schedule_epochs": record["epochs"]}
-        self._write_metrics()
-        self._save_checkpoint(batches)  # before step 1: a run killed from here on can be resumed
 
     def _run_epochs(self, batches: EpochIterator, val, callbacks: CallbackList) -> None:
         cfg, backend, total = self.config, self.backend, self.total_steps
