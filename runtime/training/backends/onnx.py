@@ -168,7 +168,8 @@ class OnnxBackend:
             raise CheckpointError(f"checkpoint '{path}' could not be read: {str(exc).splitlines()[0]}") from None
         params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
         moments = {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
-        if set(params) != set(self._initial) or set(moments) != set(self._moments):
+        shapes = {k: v.shape for k, v in {**self._initial, **self._moments}.items()}
+        if {k: v.shape for k, v in {**params, **moments}.items()} != shapes or set(params) != set(self._initial):
             raise CheckpointError(f"checkpoint '{path}' holds other parameters or optimizer state than this run "
                                   "(another model, optimizer or backend)")
         self.load_state(BackendState(params, moments, step))
