@@ -69,8 +69,8 @@ class RunFolder:
             self._created = True
         elif not self.path.is_dir():
             raise CheckpointError(f"--out '{self.path}' is a file, not a run folder")
-        self._lock()
         try:
+            self._lock()
             yield self
         except BaseException:
             if self._created and not self.checkpoint.exists():

@@ -116,6 +116,10 @@ class Trainer:
     def artifacts_dir(self) -> Path:
         return self.rundir / "artifacts"
 
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run.checkpoint
+
     def training_graph(self) -> ModelProto:
         return self.backend.training_graph()
 
