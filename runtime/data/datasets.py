@@ -55,6 +55,8 @@ def load_npz(path: str | os.PathLike, input_names: list[str], *, need_targets: b
                         raise DataError(f"'{path}': array '{k}' holds Python objects (pickled data), which onnxforge "
                                         "never loads; save numeric arrays") from None
                     raise
+    except DataError:
+        raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, MemoryError) as exc:
         raise DataError(f"'{path}' is not a readable .npz file ({_first_line(exc)})") from None
     if prepare is not None:

@@ -162,13 +162,14 @@ class ArtifactsBackend:
         return {name: np.array(self._state.parameters[name].data) for name in self._names()}
 
     def state(self) -> BackendState:
+        parameters = self.parameters()
         props = self._state.properties  # ORT keeps AdamW's moments inside, unexposed
-        return BackendState(self.parameters(), {}, int(props["step"]) if "step" in props else 0)
+        return BackendState(parameters, {}, int(props["step"]) if "step" in props else 0)
 
     def load_state(self, state: BackendState) -> None:
         self._opened()
         for name, value in state.parameters.items():
-            self._state.parameters[name].copy_from_numpy(np.ascontiguousarray(value, np.float32))
+            self._state.parameters[name].data = np.ascontiguousarray(value, np.float32)
 
     def save_checkpoint(self, path: Path, properties: dict) -> None:
         _, _, api = training_api()
