@@ -3,11 +3,14 @@ in onnx.reference (both must agree), and comparing with a reference within the i
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
+from onnx.reference.op_run import OpRun
 
 from onnxforge.runtime.autodiff import gradient_model
 
@@ -104,18 +107,98 @@ def assert_close(actual, expected, tol=TOL, what=""):
     return err
 
 
-def central_difference(f, x: np.ndarray, dy: np.ndarray, eps=1e-6):
-    """d(sum(f(x) * dy))/dx in float64 by central differences."""
-    x = np.array(x, np.float64)
-    g = np.zeros_like(x)
-    flat = x.reshape(-1)
-    gf = g.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        fp = np.sum(f(x) * dy)
-        flat[i] = old - eps
-        fm = np.sum(f(x) * dy)
-        flat[i] = old
-        gf[i] = (fp - fm) / (2 * eps)
-    return g
+def to_double(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` in float64: every float32 tensor type, initialiser, Constant, Cast
+    target, Constant and ConstantOfShape value, in subgraphs too (for central differences)."""
+    from onnx import numpy_helper
+
+    from onnx import inliner
+
+    m = inliner.inline_local_functions(model) if model.functions else onnx.ModelProto()
+    if not model.functions:
+        m.CopyFrom(model)
+    F, D = TensorProto.FLOAT, TensorProto.DOUBLE
+
+    def tensor(t):
+        if t.data_type == F:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64), t.name))
+
+    def graph(g):
+        for vi in list(g.input) + list(g.output) + list(g.value_info):
+            if vi.type.tensor_type.elem_type == F:
+                vi.type.tensor_type.elem_type = D
+        for t in g.initializer:
+            tensor(t)
+        for n in g.node:
+            if n.op_type == "Constant" and n.attribute[0].name in ("value_float", "value_floats"):
+                a = n.attribute[0]
+                value = np.array(a.f if a.name == "value_float" else list(a.floats), np.float64)
+                del n.attribute[:]
+                n.attribute.append(helper.make_attribute("value", numpy_helper.from_array(value)))
+            for a in n.attribute:
+                if a.name == "to" and a.i == F:
+                    a.i = D
+                if a.type == onnx.AttributeProto.TENSOR:
+                    tensor(a.t)
+                if a.type == onnx.AttributeProto.GRAPH:
+                    graph(a.g)
+                for sub in a.graphs:
+                    graph(sub)
+    graph(m.graph)
+    return m
+
+
+def params_as_inputs(model: onnx.ModelProto, names) -> onnx.ModelProto:
+    """A copy of ``model`` whose initialisers ``names`` are graph inputs instead (to be fed)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    keep = [t for t in m.graph.initializer if t.name not in names]
+    moved = [t for t in m.graph.initializer if t.name in names]
+    del m.graph.initializer[:]
+    m.graph.initializer.extend(keep)
+    for t in moved:
+        m.graph.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+    return m
+
+
+def _erf64(self, x):
+    return (np.vectorize(math.erf, otypes=[x.dtype])(x),)
+
+
+# Erf in float64 for onnx.reference (its own computes in float32, too coarse for central
+# differences); new_ops keys by class name, so the class is called Erf.
+_Erf64 = type("Erf", (OpRun,), {"op_domain": "", "_run": _erf64})
+
+
+def fd_check(model, feeds, wrt, of, *, rng, coords=None, eps=1e-6, tol=TOL, what=""):
+    """In float64 (``model`` converted): the dY-weighted gradients of ``of`` w.r.t. ``wrt`` (graph
+    inputs or initialisers) run by onnx.reference equal central differences of the forward on
+    ``coords`` random coordinates per name (all of them when None). Returns the largest error."""
+    from onnx import numpy_helper
+
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    m = params_as_inputs(to_double(model), [w for w in wrt if w in inits])
+    feeds = {k: (v.astype(np.float64) if v.dtype.kind == "f" else v) for k, v in feeds.items()}
+    feeds.update({w: inits[w].astype(np.float64) for w in wrt if w in inits})
+    fwd = ReferenceEvaluator(m, new_ops=[_Erf64])
+    y = fwd.run([of], feeds)[0]
+    dy = rng.standard_normal(np.shape(y))
+    g = gradient_model(m, wrt, of, seed="dY")
+    onnx.checker.check_model(g, full_check=True)
+    ref = ReferenceEvaluator(g, new_ops=[_Erf64])
+    got = dict(zip(ref.output_names, ref.run(None, {**feeds, "dY": dy})))
+    worst = 0.0
+    for w in wrt:
+        x = feeds[w]
+        flat = range(x.size) if coords is None else rng.choice(x.size, min(coords, x.size), replace=False)
+        for i in flat:
+            idx = np.unravel_index(int(i), x.shape)
+            vals = []
+            for sign in (1, -1):
+                xv = x.copy()
+                xv[idx] += sign * eps
+                vals.append(float(np.sum(fwd.run([of], {**feeds, w: xv})[0] * dy)))
+            fd = (vals[0] - vals[1]) / (2 * eps)
+            worst = max(worst, assert_close(np.array(got[f"{w}_grad"][idx]), np.array(fd), tol,
+                                            what=f"{what or of} d{w}{list(idx)} (central differences)"))
+    return worst

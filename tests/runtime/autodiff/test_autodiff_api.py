@@ -8,7 +8,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from _autodiff_check import assert_close, central_difference, gradients, run_both, single_op_model
+from _autodiff_check import assert_close, fd_check, gradients, run_both, single_op_model
 from onnxforge.graphs import mlp
 from onnxforge.runtime import autodiff
 from onnxforge.runtime.autodiff import (AutodiffError, UnsupportedOpError, build_gradients, gradient_model,
@@ -199,16 +199,7 @@ def _fd_check(op, inputs, wrt, attrs=None, opset=17, n_out=1, consts=()):
     for init in model.graph.initializer:
         init.CopyFrom(numpy_helper.from_array(np.asarray(inputs[init.name]), init.name))
     feeds = {k: v.astype(np.float64) for k, v in inputs.items() if k not in consts}
-    from onnx.reference import ReferenceEvaluator
-
-    ref = ReferenceEvaluator(model)
-    y = ref.run(["y0"], feeds)[0]
-    dy = R.standard_normal(y.shape)
-    got, _, _ = gradients(model, wrt, "y0", {**feeds, "dY": dy}, seed="dY", both=False)
-    for w in wrt:
-        def f(v, w=w):
-            return ref.run(["y0"], {**feeds, w: v})[0]
-        assert_close(got[w], central_difference(f, feeds[w], dy), 1e-5, what=f"{op} d{w} (central differences)")
+    fd_check(model, feeds, wrt, "y0", rng=R, what=op)
 
 
 def test_batchnorm_inference_running_stats_by_central_differences():
