@@ -54,6 +54,25 @@ def _epoch_on_disk(rundir) -> int | None:
     return int(api.CheckpointState.load_checkpoint(str(rundir / "checkpoint")).properties["epoch"])
 
 
+def _epochs_done(rundir) -> int | None:
+    """Epochs recorded in metrics.json (written atomically after each checkpoint)."""
+    try:
+        return len(json.loads((rundir / "metrics.json").read_text())["history"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _wait(proc, reached, then: float, timeout: float = 300) -> None:
+    """Wait until ``reached()`` (or the process ends), then ``then`` seconds more (or its end)."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and not reached() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    try:
+        proc.wait(timeout=then)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 @pytest.mark.slow
 def test_kill_minus_nine_at_random_moments_then_resume_matches_uninterrupted(job):
     reference = job / "reference"
@@ -67,6 +86,7 @@ def test_kill_minus_nine_at_random_moments_then_resume_matches_uninterrupted(job
     expected = _weights(reference)
 
     rng = np.random.default_rng(2024)
+    epoch_s = max((total - first_checkpoint) / EPOCHS, 0.01)
     resumed_from = []  # the epoch each resume started from
     for run in range(8):
         out = job / f"run{run}"
@@ -74,18 +94,23 @@ def test_kill_minus_nine_at_random_moments_then_resume_matches_uninterrupted(job
         kills = 0
         for attempt in range(8):  # up to 3 kills; a restart after a kill in start-up is one more attempt
             proc = subprocess.Popen(_train_cmd(job, out, *args), stderr=subprocess.PIPE)
-            # mostly while training (steps, checkpoint saves, exports); the first kill of one run
-            # anywhere, start-up and artifact generation included
-            delay = rng.uniform(0.05, total) if (run == 0 and attempt == 0) else first_checkpoint + rng.uniform(0, total - first_checkpoint)
-            try:
-                rc = proc.wait(timeout=delay if kills < 3 else 300)
-            except subprocess.TimeoutExpired:
+            if kills < 3:
+                # kills are placed by progress, not by the clock, so that a loaded machine moves them
+                # with the run: the first of run 0 anywhere in start-up; the others once the run has
+                # reached a drawn epoch, plus a random part of an epoch (steps, saves, exports)
+                if run == 0 and attempt == 0:
+                    _wait(proc, lambda: True, rng.uniform(0.05, max(first_checkpoint, 0.1)))
+                else:
+                    target = int(rng.integers(0, EPOCHS - 1))
+                    _wait(proc, lambda: (_epochs_done(out) or 0) >= target, rng.uniform(0, epoch_s))
+            if kills < 3 and proc.poll() is None:
                 proc.kill()  # SIGKILL: no handler runs, files stay as the moment left them
                 proc.wait()
                 kills += 1
                 args = ["--resume"]
                 resumed_from.append(_epoch_on_disk(out))
                 continue
+            rc = proc.wait(timeout=300)
             err = proc.stderr.read().decode()
             if rc == 1 and ("stopped before its first checkpoint" in err or "holds no run to continue" in err):
                 args = ["--overwrite"]  # killed during start-up: nothing to resume, the run starts again
