@@ -31,6 +31,7 @@ def describe_model(path: str) -> dict:
     except Exception as exc:  # noqa: BLE001 - e.g. a plugin op that refuses training
         blockers, why = [str(exc)], str(exc)
     trainable = bool(float_params) and not blockers
+    rules_missing, rules_unknown = _gradient_rules_missing(model, float_params)
     outputs = []
     for o in model.graph.output:
         tt = o.type.tensor_type
@@ -53,7 +54,34 @@ def describe_model(path: str) -> dict:
         "other_metadata": {p.key: p.value for p in model.metadata_props if not p.key.startswith("onnxforge.")},
         "trainable": trainable,
         "not_trainable_because": None if trainable else (why or "the model has no float parameters"),
+        "gradient_rules_missing": rules_missing,
+        "gradient_rules_unknown_because": rules_unknown,
     }
+
+
+def _gradient_rules_missing(model, float_params) -> tuple[list[str] | None, str | None]:
+    """The ops (as "Op (node)") onnxforge's own differentiation (runtime.autodiff, the onnx
+    training backend) has no rule for: those on a path from the float parameters to an output
+    (forms a rule does not cover count too), or any in the graph when there are no parameters;
+    ``(None, why)`` when the model cannot be differentiated at all (e.g. its opset cannot be raised)."""
+    from onnxforge import plugins
+    from onnxforge.runtime.autodiff import AutodiffError, missing_rules
+    from onnxforge.runtime.errors import NotTrainableError
+
+    try:
+        base = plugins.prepare_training(model)  # plugin ops with function bodies get differentiated
+    except NotTrainableError:
+        base = model
+    found = []
+    try:
+        if float_params:
+            for out in model.graph.output:
+                found += missing_rules(base, float_params, out.name)
+        else:
+            found = missing_rules(base)
+    except AutodiffError as exc:
+        return None, str(exc)
+    return list(dict.fromkeys(f"{op} ({name})" if name else op for op, name in found)), None
 
 
 def _dims(shape) -> str:
@@ -87,5 +115,11 @@ def command(model, as_json):
         for k, v in info["metadata"].items():
             echo(f"  {k}: {v}")
     echo("trainable here: " + ("yes" if info["trainable"] else f"no ({info['not_trainable_because']})"))
+    missing = info["gradient_rules_missing"]
+    if missing is None:
+        rules = f"unknown ({info['gradient_rules_unknown_because']})"
+    else:
+        rules = ", ".join(missing) + " lack one" if missing else "every op has one"
+    echo(f"gradient rules (onnx backend): {rules}")
 
 

@@ -1,0 +1,64 @@
+"""``onnxforge inspect`` names the ops onnxforge's own differentiation (runtime.autodiff) has no
+gradient rule for, with the node, in its text and under ``gradient_rules_missing`` in --json."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxforge.graphs import lstm, mlp
+
+
+def _save(tmp_path, model, name="m.onnx"):
+    path = tmp_path / name
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def _model(nodes, opset=17):
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+                              [numpy_helper.from_array(np.eye(2, dtype=np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+def test_ops_without_a_rule_are_named_with_their_node(cli_run, tmp_path):
+    path = _save(tmp_path, _model([helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+                                   helper.make_node("Elu", ["h"], ["e"], name="the_elu"),
+                                   helper.make_node("Selu", ["e"], ["y"], name="the_selu")]))
+    res = cli_run("inspect", path, "--json")
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.output)
+    assert info["gradient_rules_missing"] == ["Elu (the_elu)", "Selu (the_selu)"]
+    assert info["gradient_rules_unknown_because"] is None
+    assert "trainable" in info and "ops" in info  # the existing keys stay
+    res = cli_run("inspect", path)
+    assert "gradient rules (onnx backend): Elu (the_elu), Selu (the_selu) lack one" in res.output
+    assert "trainable here: no" in res.output
+
+
+def test_builders_and_plugin_activations_have_every_rule(cli_run, tmp_path):
+    for i, model in enumerate([mlp(4, [3], 2, activation="gelu"), lstm(3, hidden=4, classes=2)]):
+        path = _save(tmp_path, model, f"m{i}.onnx")
+        assert json.loads(cli_run("inspect", path, "--json").output)["gradient_rules_missing"] == []
+        assert "gradient rules (onnx backend): every op has one" in cli_run("inspect", path).output
+
+
+def test_a_form_the_rule_does_not_cover_and_ops_off_the_path(cli_run, tmp_path):
+    """An LSTM with sequence_lens is named; an op without a rule that no parameter reaches is not."""
+    model = lstm(3, hidden=4, classes=2)
+    node = next(n for n in model.graph.node if n.op_type == "LSTM")
+    model.graph.initializer.append(numpy_helper.from_array(np.array([5], np.int32), "lens"))
+    while len(node.input) < 5:
+        node.input.append("")
+    node.input[4] = "lens"
+    info = json.loads(cli_run("inspect", _save(tmp_path, model), "--json").output)
+    assert info["gradient_rules_missing"] == [f"LSTM ({node.name})"]
+    side = _model([helper.make_node("Elu", ["x"], ["e"], name="on_input"),
+                   helper.make_node("MatMul", ["e", "w"], ["y"], name="mm")])
+    assert json.loads(cli_run("inspect", _save(tmp_path, side, "s.onnx"), "--json").output)[
+        "gradient_rules_missing"] == []
