@@ -7,7 +7,9 @@ import json
 import click
 import numpy as np
 
-DEVICE = click.Choice(["auto", "cpu", "cuda"], case_sensitive=False)
+from onnxforge.runtime.ort.device import DEVICES
+
+DEVICE = click.Choice(DEVICES, case_sensitive=False)
 
 
 class IntList(click.ParamType):

@@ -6,6 +6,8 @@ import click
 import numpy as np
 
 from onnxforge.cli._common import IntList, print_json
+from onnxforge.graphs.lstm import HEADS, IMPLS
+from onnxforge.graphs.seq2seq import ATTENTIONS
 from onnxforge.runtime.modelio.files import save_model
 
 
@@ -92,13 +94,13 @@ def convnet_command(input_shape, channels, kernel, pool, dense, classes, batchno
 @click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True, help="Number of stacked LSTM layers.")
 @click.option("--classes", type=click.IntRange(min=2), required=True,
               help="Number of classes (for a tagger, label 0 is padding and is ignored).")
-@click.option("--head", type=click.Choice(["sequence", "tagger"]), default="sequence", show_default=True,
+@click.option("--head", type=click.Choice(HEADS), default="sequence", show_default=True,
               help="sequence: one label per sequence from the last state; tagger: one label per step.")
 @click.option("--bidirectional", is_flag=True,
               help="Read the sequence both ways (built from two forward LSTMs, which ONNX Runtime can train).")
 @click.option("--dropout", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
               help="Dropout rate between stacked layers, active only in training.")
-@click.option("--impl", type=click.Choice(["node", "unrolled"]), default="node", show_default=True,
+@click.option("--impl", type=click.Choice(IMPLS), default="node", show_default=True,
               help="node: ONNX LSTM nodes; unrolled: the same function from plain MatMul, Sigmoid and Tanh ops "
                    "unrolled over --steps steps (trains faster in ONNX Runtime).")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
@@ -145,11 +147,11 @@ def _read_vocab(path: str) -> tuple[list[str], list[str]]:
 @click.option("--hidden", type=click.IntRange(min=1), default=64, show_default=True, help="Width of the LSTM states.")
 @click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Stacked LSTM layers in the encoder and in the decoder.")
-@click.option("--attention", type=click.Choice(["dot", "general", "none"]), default="dot", show_default=True,
+@click.option("--attention", type=click.Choice([a or "none" for a in ATTENTIONS]), default="dot", show_default=True,
               help="Luong attention score over the encoder outputs: dot, general (bilinear), or none.")
 @click.option("--max-len", type=click.IntRange(min=1), default=64, show_default=True,
               help="Longest output that decoding produces unless told otherwise.")
-@click.option("--impl", type=click.Choice(["node", "unrolled"]), default="node", show_default=True,
+@click.option("--impl", type=click.Choice(IMPLS), default="node", show_default=True,
               help="node: ONNX LSTM nodes; unrolled: the same function from plain MatMul, Sigmoid and Tanh ops "
                    "unrolled over --max-len steps (trains faster in ONNX Runtime; sequences at most --max-len tokens).")
 @output_options

@@ -5,8 +5,7 @@ from __future__ import annotations
 import click
 
 from onnxforge.cli._common import print_json
-
-_SUFFIXES = (".onnx", ".pt2", ".pt", ".ts", ".npz", ".safetensors")
+from onnxforge.runtime.convert import SUFFIXES
 
 
 class ModelFile(click.ParamType):
@@ -21,8 +20,8 @@ class ModelFile(click.ParamType):
         from pathlib import Path
 
         path = Path(value)
-        if path.suffix.lower() not in _SUFFIXES:
-            self.fail(f"'{value}' must end in one of {', '.join(_SUFFIXES)} (the suffix picks the format)", param, ctx)
+        if path.suffix.lower() not in SUFFIXES:
+            self.fail(f"'{value}' must end in one of {', '.join(SUFFIXES)} (the suffix picks the format)", param, ctx)
         if self.must_exist and not path.is_file():
             self.fail(f"'{value}' does not exist", param, ctx)
         return path
@@ -56,19 +55,25 @@ class DimSize(click.ParamType):
               help="Example size of a named dynamic dimension for a .pt2 result, e.g. T=20 (repeatable). "
                    "torch.export fixes an LSTM's sequence length at its example size (default 8).")
 @click.option("--dynamic-batch", is_flag=True,
-              help="For an ONNX model made for batch 1: make the first dimension of its inputs and outputs "
-                   "dynamic (Reshape targets starting with that 1 copy the batch); verified example by example.")
+              help="For an ONNX model made for a fixed batch (1, or the 4 of a torch.onnx.export example): make the "
+                   "first dimension of its inputs and outputs dynamic (Reshape targets starting with that size copy "
+                   "the batch); verified batch by batch.")
+@click.option("--trust-source", is_flag=True,
+              help="Read a TorchScript file or a .pt2 with pickled content, which runs code from the file; "
+                   "give it only for files from a source you trust (without it they are refused).")
 @click.option("--no-verify", is_flag=True, help="Skip running source and result on the same random inputs.")
 @click.option("--tolerance", type=click.FloatRange(min=0), default=1e-4, show_default=True,
               help="Largest difference between source and result that verification accepts "
                    "(relative to the largest output where outputs exceed 1 in magnitude).")
 @click.option("--quiet", is_flag=True, help="Show no progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
-def command(source, destination, opset, input_shapes, dims, dynamic_batch, no_verify, tolerance, quiet, as_json):
+def command(source, destination, opset, input_shapes, dims, dynamic_batch, trust_source, no_verify, tolerance, quiet,
+            as_json):
     """Convert SOURCE into the file given by -o; the direction follows the file types.
 
     PyTorch to ONNX: a torch.export program (.pt2) or a TorchScript file (.pt, .ts, with
-    --input-shape), with a dynamic batch dimension and the parameters kept as trainable
+    --input-shape; read only with --trust-source, as loading TorchScript runs code from the
+    file, and so are .pt2 files with pickled content), with a dynamic batch dimension and the parameters kept as trainable
     initialisers. ONNX to PyTorch (.pt2): a torch.export program of a module with the same
     weights, named after the initialisers. ONNX to ONNX: another opset, a form the installed ONNX
     Runtime can run and train (old opsets upgraded, constant weights folded into initialisers).
@@ -79,7 +84,8 @@ def command(source, destination, opset, input_shapes, dims, dynamic_batch, no_ve
     from onnxforge.runtime.convert import convert
 
     report = convert(source, destination, opset=opset, verify=not no_verify, input_shapes=input_shapes,
-                     sizes=dict(dims), dynamic_batch=dynamic_batch, tolerance=tolerance, progress=not quiet and not as_json)
+                     sizes=dict(dims), dynamic_batch=dynamic_batch, tolerance=tolerance, progress=not quiet and not as_json,
+                     trust_source=trust_source)
     if as_json:
         print_json(report)
         return

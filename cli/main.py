@@ -2,20 +2,50 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.util
 import sys
 
 import click
 
 from onnxforge.runtime.errors import OnnxforgeError
 
-# Each module defines one click command (or group) called ``command``.
-COMMAND_MODULES = ["build", "train", "evaluate", "infer", "inspect", "doctor", "demo", "bench", "serve", "plugins", "convert", "weights"]
+# command name -> the module (in onnxforge.cli) that defines it as ``command``. A module is
+# imported only when its command runs, so ``onnxforge --help`` and each command start fast; the
+# command list in --help takes each module's docstring ("``onnxforge NAME``: what it does").
+COMMANDS = {"build": "build", "train": "train", "eval": "evaluate", "infer": "infer", "inspect": "inspect",
+            "doctor": "doctor", "demo": "demo", "bench": "bench", "serve": "serve", "plugins": "plugins",
+            "convert": "convert", "weights": "weights"}
+
+
+def _summary(module: str) -> str:
+    """The one-line summary of a command: its module's docstring after ``onnxforge NAME``:,
+    read from the source without importing it."""
+    spec = importlib.util.find_spec(f"onnxforge.cli.{module}")
+    with open(spec.origin, encoding="utf-8") as f:
+        doc = ast.get_docstring(ast.parse(f.read())) or ""
+    text = doc.split(":", 1)[1].strip() if doc.startswith("``onnxforge") else doc
+    return text[:1].upper() + text[1:]
 
 
 class ForgeGroup(click.Group):
-    """Turns every :class:`OnnxforgeError` into one clear line on stderr and its exit code (2 for
-    bad data or inputs, 1 otherwise)."""
+    """The command group: commands imported on first use, and the one place that turns every
+    :class:`OnnxforgeError` into one clear line on stderr and the exit code its class carries
+    (2 for bad data or inputs, 1 otherwise)."""
+
+    def list_commands(self, ctx) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name: str):
+        if name not in COMMANDS:
+            return None
+        return importlib.import_module(f"onnxforge.cli.{COMMANDS[name]}").command
+
+    def format_commands(self, ctx, formatter) -> None:
+        rows = [(name, _summary(COMMANDS[name])) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx):
         try:
@@ -33,11 +63,6 @@ class ForgeGroup(click.Group):
 def cli() -> None:
     """onnxforge builds standard ONNX networks, trains them on this machine with ONNX Runtime,
     evaluates them, runs them and serves them. Run a command with --help to learn more."""
-
-
-for _name in COMMAND_MODULES:
-    _module = importlib.import_module(f"onnxforge.cli.{_name}")
-    cli.add_command(_module.command)
 
 
 def main() -> None:

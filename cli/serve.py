@@ -45,16 +45,26 @@ class Host(click.ParamType):
               help="Largest request body accepted; larger ones get HTTP 400.")
 @click.option("--body-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
               help="Seconds a request body may take to arrive whole; slower ones get HTTP 408.")
+@click.option("--max-header-kb", type=click.FloatRange(min=0, min_open=True), default=64.0, show_default=True,
+              help="Largest request line and headers accepted; larger ones get HTTP 431.")
+@click.option("--header-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Seconds a request's line and headers may take to arrive; slower ones get HTTP 408.")
+@click.option("--idle-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              help="Seconds a kept-alive connection may wait for its next request before it is closed.")
+@click.option("--max-connections", type=click.IntRange(min=2), default=None,
+              help="Connections held at once; a new one beyond it closes the oldest idle one, or gets HTTP 503 "
+                   "(default: below the process's open-file limit, at most 4096).")
 @click.option("--no-warmup", is_flag=True, help="Do not run each model once on zeros before listening.")
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True,
               help="Log detail on stderr; debug logs one line per request.")
 def command(models, host, port, device, threads, max_concurrency, max_queue, max_batch, max_delay_ms,
-            max_body_mb, body_timeout, no_warmup, log_level):
+            max_body_mb, body_timeout, max_header_kb, header_timeout, idle_timeout, max_connections, no_warmup,
+            log_level):
     """Serve MODELS (.onnx files, or folders whose every .onnx is served) over HTTP with the Open
     Inference Protocol v2, the REST API of KServe and Triton: GET /v2/health/live,
     /v2/health/ready, /v2, /v2/models/NAME, /v2/models/NAME/ready and POST
     /v2/models/NAME/infer, with JSON or binary tensors. A model's name is its file name without
-    .onnx. SIGTERM or Ctrl+C stops the server after the requests in flight are answered."""
+    .onnx; a training run folder serves its trained model.onnx under the folder's name. SIGTERM or Ctrl+C stops the server after the requests in flight are answered."""
     from onnxforge.runtime.server.app import Server, ServerConfig
 
     level = getattr(logging, log_level.upper())
@@ -64,9 +74,12 @@ def command(models, host, port, device, threads, max_concurrency, max_queue, max
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
     options = dict(host=host, port=port, device=device, threads=threads, max_queue=max_queue,
                    max_batch=max_batch, max_delay_ms=max_delay_ms, max_body_mb=max_body_mb, body_timeout_s=body_timeout,
+                   max_header_kb=max_header_kb, header_timeout_s=header_timeout, idle_timeout_s=idle_timeout,
                    warmup=not no_warmup)
     if max_concurrency:
         options["max_concurrency"] = max_concurrency
+    if max_connections:
+        options["max_connections"] = max_connections
     server = Server(list(models), ServerConfig(**options))
 
     def listening(srv):

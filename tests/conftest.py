@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
+import sys
 
 import numpy as np
 import pytest
@@ -11,16 +13,63 @@ import pytest
 from onnxforge.samples import load_digits
 
 
+_HAS_TORCH = importlib.util.find_spec("torch") is not None
+# The dev extra brings PyTorch where its CPU build is at hand (CPython < 3.12, see pyproject.toml).
+_TORCH_EXPECTED = sys.version_info < (3, 12)
+_TORCH_IMPORT = re.compile(r"^(import torch|from torch[ .]|torch = )", re.M)
+_not_collected: list[str] = []
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Without PyTorch (Pythons the dev extra brings none for), skip collecting the files that import it."""
+    if _HAS_TORCH or _TORCH_EXPECTED or collection_path.suffix != ".py" or not collection_path.name.startswith(("test_", "_")):
+        return None
+    if _TORCH_IMPORT.search(collection_path.read_text(encoding="utf-8")):
+        _not_collected.append(collection_path.name)
+        return True
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
-    # torch is part of the dev extra: in CI a missing torch is an install error, never a skip.
-    if importlib.util.find_spec("torch") is None and os.environ.get("CI"):
+    if _HAS_TORCH:
+        return
+    # torch is part of the dev extra where it installs: in CI a missing torch is an install error, never a skip.
+    if _TORCH_EXPECTED and os.environ.get("CI"):
         raise pytest.UsageError("torch is not installed; install the test environment with pip install -e '.[cpu,dev]'")
+    marked = [item for item in items if item.get_closest_marker("torch")]
+    if marked:
+        config.hook.pytest_deselected(items=marked)
+        items[:] = [item for item in items if not item.get_closest_marker("torch")]
+
+
+def pytest_report_header(config):
+    if not _HAS_TORCH:
+        return ("PyTorch is not installed (the dev extra brings it on CPython 3.10-3.11): the tests that compare "
+                "against it are not collected or deselected; the CPython 3.11 CI leg runs them")
+    return None
 
 
 @pytest.fixture(scope="session")
 def digits():
     """((x_train, y_train), (x_test, y_test)) of the bundled 8x8 digits."""
     return load_digits()
+
+
+@pytest.fixture(scope="session")
+def cli_run():
+    """Run ``onnxforge ARGS...`` in this process through click's CliRunner and return the result
+    (``exit_code``, ``output``; ``stderr`` apart). Arguments are turned into strings; an exception
+    that is not a clean exit propagates, since a traceback is a bug."""
+    from click.testing import CliRunner
+
+    from onnxforge.cli.main import cli
+
+    runner = CliRunner()
+
+    def run(*args, catch_exceptions: bool = False, **kwargs):
+        return runner.invoke(cli, [str(a) for a in args], catch_exceptions=catch_exceptions, **kwargs)
+
+    return run
 
 
 @pytest.fixture

@@ -6,6 +6,10 @@
 - ``.pt`` / ``.ts`` (TorchScript) -> ``.onnx``: the same, with input shapes given
 - ``.onnx`` -> ``.npz`` / ``.safetensors``: the model's weights
 
+PyTorch files are read only when reading them runs no code from them (see
+:mod:`onnxforge.runtime.convert.trust`): TorchScript, and ``.pt2`` archives with pickled content,
+need ``trust_source=True`` (``--trust-source``).
+
 Every conversion checks itself unless ``verify=False``: source and result run on the same random
 inputs, and the report carries the largest absolute difference (``max_abs_diff``).
 
@@ -18,13 +22,15 @@ import time
 from pathlib import Path
 
 from onnxforge.runtime.convert.to_torch import SUPPORTED_OPS
-from onnxforge.runtime.errors import ConfigError, ConversionError
+from onnxforge.runtime.convert.trust import check_source
+from onnxforge.runtime.errors import ConfigError, ConversionError, ModelError
 
-__all__ = ["convert", "kind_of", "SUPPORTED_OPS", "DEFAULT_TOLERANCE"]
+__all__ = ["convert", "kind_of", "SUPPORTED_OPS", "DEFAULT_TOLERANCE", "SUFFIXES"]
 
 DEFAULT_TOLERANCE = 1e-4
 _KINDS = {".onnx": "onnx", ".pt2": "pt2", ".pt": "torchscript", ".ts": "torchscript", ".npz": "weights",
           ".safetensors": "weights"}
+SUFFIXES = tuple(_KINDS)  # the file types convert reads or writes
 
 
 def kind_of(path) -> str:
@@ -57,7 +63,7 @@ class _Stages:
 
 def convert(source, destination, *, opset: int | None = None, verify: bool = True, input_shapes=(),
             sizes: dict | None = None, dynamic_batch: bool = False, tolerance: float = DEFAULT_TOLERANCE,
-            progress: bool = False, seed: int = 0) -> dict:
+            progress: bool = False, seed: int = 0, trust_source: bool = False) -> dict:
     """Convert ``source`` into ``destination`` and return a report.
 
     ``opset``: the ONNX opset of an ONNX result (default: 17 for PyTorch exports and old models,
@@ -65,15 +71,15 @@ def convert(source, destination, *, opset: int | None = None, verify: bool = Tru
     sources, one shape per input (``"1,3,32,32"`` or ``"int64:1,20"``; dim 0 becomes the dynamic
     batch). ``sizes``: example sizes of named dynamic dims for a .pt2 result (``{"T": 20}``; an
     LSTM's sequence length is fixed at it, see :func:`to_torch.export_program`). ``dynamic_batch``: an
-    ONNX model made for batch 1 gets a dynamic batch (verified example by example). ``tolerance``: the
+    ONNX model made for a fixed batch (1, 4, ...) gets a dynamic batch (verified example by example).
+    ``trust_source``: read TorchScript and pickled ``.pt2`` content, which runs code from the file
+    (refused with :class:`UnsafeModelError` otherwise, before PyTorch opens it). ``tolerance``: the
     largest difference verification accepts, times the largest output magnitude when that is above
     1, before it raises :class:`ConversionError` (the result stays written, for inspection).
     """
     source, destination = Path(source), Path(destination)
     src_kind, dst_kind = kind_of(source), kind_of(destination)
     if not source.is_file():
-        from onnxforge.runtime.errors import ModelError
-
         raise ModelError(f"source file '{source}' does not exist")
     if source.resolve() == destination.resolve():
         raise ConfigError("the destination must differ from the source")
@@ -95,6 +101,7 @@ def convert(source, destination, *, opset: int | None = None, verify: bool = Tru
 
         if importlib.util.find_spec("torch") is None:
             raise ConversionError("converting from or to PyTorch needs PyTorch: pip install 'onnxforge[torch]'")
+    check_source(source, src_kind, trust_source)
     destination.parent.mkdir(parents=True, exist_ok=True)
     stages = _Stages(["load", "convert", "save", "verify"], progress)
     t0 = time.perf_counter()
@@ -219,7 +226,6 @@ def _torch_to_onnx(source, destination, *, opset, input_shapes, sizes, stages, v
     from onnxforge.runtime.convert.onnx_upgrade import _ir_for, _limits
     from onnxforge.runtime.convert.verify import random_inputs
     from onnxforge.runtime.modelio.files import save_model, set_metadata
-    from onnxforge.runtime.errors import ModelError
 
     stages("load")
     kind = "pt2" if source.suffix.lower() == ".pt2" else "torchscript"

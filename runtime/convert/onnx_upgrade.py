@@ -123,22 +123,32 @@ def _trainable_forms(model: ModelProto) -> int:
     return count
 
 
-def _make_batch_dynamic(model: ModelProto) -> int:
-    """Batch 1 -> dynamic ``N`` (in place); returns how many ``Reshape`` targets were rewritten."""
+def _make_batch_dynamic(model: ModelProto) -> tuple[int, int]:
+    """A batch fixed at some size B -> dynamic ``N`` (in place); returns B and how many
+    ``Reshape`` targets starting with B were rewritten to copy the batch instead."""
     from onnx import numpy_helper
 
     from onnxforge.runtime.passes.fold import constant_value
 
     inits = {t.name for t in model.graph.initializer}
+    fixed: dict[str, int] = {}
+    batched = []
     for vi in list(model.graph.input) + list(model.graph.output):
         dims = vi.type.tensor_type.shape.dim
         if vi.name in inits or not dims:
             continue
-        if dims[0].HasField("dim_value") and dims[0].dim_value != 1:
-            raise ConversionError(f"--dynamic-batch: '{vi.name}' has a first dimension of {dims[0].dim_value}, not 1; "
-                                  "onnxforge makes only batch-1 models dynamic")
-        dims[0].Clear()
-        dims[0].dim_param = "N"
+        if dims[0].HasField("dim_value"):
+            fixed[vi.name] = dims[0].dim_value
+        batched.append(dims[0])
+    sizes = sorted(set(fixed.values()))
+    if len(sizes) > 1:
+        shown = ", ".join(f"'{k}' {v}" for k, v in fixed.items())
+        raise ConversionError(f"--dynamic-batch: the inputs and outputs disagree on their first dimension ({shown}); "
+                              "onnxforge makes a batch dynamic only where every input and output has the same one")
+    batch = sizes[0] if sizes else 1
+    for dim in batched:
+        dim.Clear()
+        dim.dim_param = "N"
     del model.graph.value_info[:]
     values = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     values.update({n.output[0]: constant_value(n) for n in model.graph.node if n.op_type == "Constant"})
@@ -149,7 +159,7 @@ def _make_batch_dynamic(model: ModelProto) -> int:
         if any(a.name == "allowzero" and a.i for a in node.attribute):
             continue
         shape = np.array(values[node.input[1]], np.int64).reshape(-1)
-        if shape.size and shape[0] == 1:
+        if shape.size and shape[0] == batch:
             shape = shape.copy()
             shape[0] = 0  # copy the input's first dimension, the batch
             name = f"{node.input[1]}.batch_{count}"
@@ -161,7 +171,7 @@ def _make_batch_dynamic(model: ModelProto) -> int:
         rest = list(model.graph.node)
         del model.graph.node[:]
         model.graph.node.extend(extra + rest)
-    return count
+    return batch, count
 
 
 def _fill_output_types(model: ModelProto) -> None:
@@ -189,8 +199,9 @@ def upgrade(model: ModelProto, opset: int | None = None, *, fold: bool = True, d
     """Return the converted model and a report of what changed (``from_opset``, ``to_opset``,
     ``from_ir``, ``to_ir``, ``folded`` nodes, ``rewritten`` nodes, ``parameters``).
 
-    ``dynamic_batch``: a model exported for batch 1 gets a dynamic first dimension ``N`` on its
-    inputs and outputs, and ``Reshape`` targets that start with that 1 copy the batch instead (0).
+    ``dynamic_batch``: a model exported for a fixed batch B (1, or the 4 of a plain
+    ``torch.onnx.export`` example) gets a dynamic first dimension ``N`` on its inputs and outputs,
+    and ``Reshape`` targets that start with that B copy the batch instead (0).
     """
     max_ir, max_opset = _limits()
     out = ModelProto()
@@ -233,7 +244,7 @@ def upgrade(model: ModelProto, opset: int | None = None, *, fold: bool = True, d
         if progress:
             progress("fold")
         out, folded = fold_constants(out, opset=target)
-    reshapes = _make_batch_dynamic(out) if dynamic_batch else None
+    fixed_batch, reshapes = _make_batch_dynamic(out) if dynamic_batch else (None, None)
     out.ir_version = _ir_for(target, max_ir)
     for imp in out.opset_import:
         if imp.domain in ("", "ai.onnx"):
@@ -249,5 +260,6 @@ def upgrade(model: ModelProto, opset: int | None = None, *, fold: bool = True, d
               "folded": folded, "rewritten": rewritten, "parameters": len(trainable_parameters(out))}
     if reshapes is not None:
         report["dynamic_batch"] = True
+        report["fixed_batch"] = fixed_batch
         report["reshapes_rewritten"] = reshapes
     return out, report

@@ -1,19 +1,19 @@
 """A model's parameters as files: ``.npz`` (numpy) and ``.safetensors``.
 
-The safetensors format is written and read here directly (it is small and documented): an
-8-byte little-endian header length, a JSON header mapping each tensor name to its ``dtype``,
-``shape`` and ``data_offsets`` (begin, end, relative to the byte buffer after the header, which is
-padded with spaces to a multiple of 8), then the tensors' bytes, little-endian, C order. String
-metadata go under ``__metadata__``.
+``.safetensors`` files are read and written with the format's own library (``safetensors``, its
+numpy API); onnxforge adds only the atomic write and one typed error line for a file the library
+refuses (a malformed header, offsets that do not fit, a dtype numpy lacks). String metadata go
+under ``__metadata__``.
 """
 
 from __future__ import annotations
 
-import json
-import struct
+import io
 from pathlib import Path
 
 import numpy as np
+import safetensors
+import safetensors.numpy
 from onnx import ModelProto, numpy_helper
 
 from onnxforge.runtime.errors import DataError, ModelError
@@ -23,63 +23,35 @@ __all__ = ["model_weights", "save_weights", "load_weights", "apply_weights", "wr
            "read_safetensors", "WEIGHT_SUFFIXES"]
 
 WEIGHT_SUFFIXES = (".npz", ".safetensors")
-_ST_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
-              "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?"}
-_NP_TO_ST = {np.dtype(v).str if np.dtype(v).itemsize > 1 else np.dtype(v).char: k for k, v in _ST_DTYPES.items()}
-
-
-def _st_name(dtype: np.dtype) -> str:
-    dtype = np.dtype(dtype).newbyteorder("<") if np.dtype(dtype).itemsize > 1 else np.dtype(dtype)
-    key = dtype.str if dtype.itemsize > 1 else dtype.char
-    if key not in _NP_TO_ST:
-        raise DataError(f"dtype {dtype} cannot be stored in safetensors by onnxforge")
-    return _NP_TO_ST[key]
 
 
 def write_safetensors(tensors: dict[str, np.ndarray], path, metadata: dict[str, str] | None = None) -> Path:
-    header: dict = {}
-    if metadata:
-        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
-    chunks, offset = [], 0
-    for name, value in tensors.items():
-        value = np.asarray(value)
-        kind = _st_name(value.dtype)
-        data = np.ascontiguousarray(value.astype(np.dtype(_ST_DTYPES[kind]), copy=False)).tobytes()
-        header[name] = {"dtype": kind, "shape": list(value.shape), "data_offsets": [offset, offset + len(data)]}
-        chunks.append(data)
-        offset += len(data)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    atomic_write_bytes(path, struct.pack("<Q", len(text)) + text + b"".join(chunks))
+    """Write ``tensors`` (and string ``metadata``) to ``path`` atomically."""
+    arrays = {name: np.asarray(value, order="C") for name, value in tensors.items()}  # 0-d stays 0-d
+    meta = {str(k): str(v) for k, v in metadata.items()} if metadata else None
+    try:
+        data = safetensors.numpy.save(arrays, metadata=meta)
+    except (ValueError, TypeError, safetensors.SafetensorError) as exc:
+        raise DataError(f"cannot store these tensors in safetensors ({_first_line(exc)})") from None
+    atomic_write_bytes(path, data)
     return Path(path)
 
 
 def read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    raw = Path(path).read_bytes()
-    if len(raw) < 8:
-        raise DataError(f"'{path}' is not a safetensors file (shorter than its 8-byte header length)")
-    (size,) = struct.unpack("<Q", raw[:8])
-    if size > len(raw) - 8:
-        raise DataError(f"'{path}' is not a safetensors file (header length {size} exceeds the file)")
+    """``(tensors, metadata)`` of a ``.safetensors`` file; :class:`DataError` when it is not one."""
     try:
-        header = json.loads(raw[8 : 8 + size])
-    except ValueError:
-        raise DataError(f"'{path}' is not a safetensors file (its header is not JSON)") from None
-    buffer = memoryview(raw)[8 + size :]
-    metadata = header.pop("__metadata__", {}) or {}
-    out = {}
-    for name, info in header.items():
-        try:
-            dtype = np.dtype(_ST_DTYPES[info["dtype"]])
-            begin, end = info["data_offsets"]
-            shape = tuple(info["shape"])
-        except (KeyError, TypeError, ValueError):
-            raise DataError(f"'{path}': tensor '{name}' has a malformed entry {info!r}") from None
-        if not 0 <= begin <= end <= len(buffer) or (end - begin) != dtype.itemsize * int(np.prod(shape, dtype=np.int64)):
-            raise DataError(f"'{path}': tensor '{name}' has data offsets {info['data_offsets']} that do not fit its "
-                            f"shape {list(shape)} and dtype {info['dtype']}")
-        out[name] = np.frombuffer(buffer[begin:end], dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
-    return out, metadata
+        with safetensors.safe_open(str(path), framework="np") as f:
+            metadata = f.metadata() or {}
+            return {name: f.get_tensor(name) for name in f.keys()}, dict(metadata)
+    except FileNotFoundError:
+        raise DataError(f"weights file '{path}' does not exist") from None
+    except Exception as exc:  # noqa: BLE001 - the library raises SafetensorError, OSError, TypeError, ...
+        raise DataError(f"'{path}' is not a readable safetensors file ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
 
 
 def model_weights(model: ModelProto) -> dict[str, np.ndarray]:
@@ -95,8 +67,6 @@ def save_weights(model: ModelProto, path) -> dict:
     if path.suffix == ".safetensors":
         write_safetensors(weights, path, {"format": "onnxforge", "producer": model.producer_name or ""})
     elif path.suffix == ".npz":
-        import io
-
         buffer = io.BytesIO()
         np.savez(buffer, **weights)
         atomic_write_bytes(path, buffer.getvalue())

@@ -7,36 +7,25 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from onnxforge.cli.main import cli
 from onnxforge.graphs import lstm
 from onnxforge.runtime.modelio.files import get_metadata, load_model, save_model
 from onnxforge.samples import path as sample_path
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
-
-
-def invoke(runner, *args):
-    return runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.mark.parametrize("kind,build_args,data", [
     ("convnet", ["--input-shape", "1,8,8", "--channels", "8,16", "--classes", 10, "--batchnorm"], "digits_images"),
     ("lstm", ["--inputs", 8, "--hidden", 32, "--classes", 10, "--layers", 2], "digits_rows"),
 ])
-def test_build_train_eval_infer(runner, tmp_path, kind, build_args, data):
+def test_build_train_eval_infer(cli_run, tmp_path, kind, build_args, data):
     model = tmp_path / f"{kind}.onnx"
-    res = invoke(runner, "build", kind, *build_args, "-o", model, "--json")
+    res = cli_run("build", kind, *build_args, "-o", model, "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["path"] == str(model)
     assert get_metadata(load_model(model))["builder"] == kind
 
     run = tmp_path / "run"
-    res = invoke(runner, "train", model, "--data", sample_path(f"{data}_train.npz"), "--val", sample_path(f"{data}_test.npz"),
+    res = cli_run("train", model, "--data", sample_path(f"{data}_train.npz"), "--val", sample_path(f"{data}_test.npz"),
                  "--epochs", 3, "--lr", 5e-3, "--device", "cpu", "--out", run, "--json", "--quiet")
     assert res.exit_code == 0, res.output
     result = json.loads(res.output)
@@ -44,11 +33,11 @@ def test_build_train_eval_infer(runner, tmp_path, kind, build_args, data):
     assert result["history"][-1]["loss"] < result["history"][0]["loss"]
     assert result["final"]["val_accuracy"] > 0.5
 
-    res = invoke(runner, "eval", run, "--data", sample_path(f"{data}_test.npz"), "--json")
+    res = cli_run("eval", run, "--data", sample_path(f"{data}_test.npz"), "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["accuracy"] == pytest.approx(result["final"]["val_accuracy"])
 
-    res = invoke(runner, "infer", run / "model.onnx", "--input", sample_path(f"{data}_test.npz"), "-o", tmp_path / "p.npz")
+    res = cli_run("infer", run / "model.onnx", "--input", sample_path(f"{data}_test.npz"), "-o", tmp_path / "p.npz")
     assert res.exit_code == 0, res.output
     assert res.output.startswith("0: class ")
     with np.load(tmp_path / "p.npz") as f, np.load(sample_path(f"{data}_test.npz")) as d:
@@ -56,19 +45,19 @@ def test_build_train_eval_infer(runner, tmp_path, kind, build_args, data):
         assert (f["predictions"] == d["y"]).mean() == pytest.approx(result["final"]["val_accuracy"])
 
 
-def test_token_tagger_from_the_command_line(runner, tmp_path):
+def test_token_tagger_from_the_command_line(cli_run, tmp_path):
     rng = np.random.default_rng(0)
     x = rng.integers(1, 6, (64, 9)).astype(np.int64)
     y = np.where(np.arange(9) < 7, x, 0)  # tag = the token itself; the last two steps are padding
     np.savez(tmp_path / "tags.npz", x=x, y=y)
     model = tmp_path / "tagger.onnx"
-    res = invoke(runner, "build", "lstm", "--vocab", 6, "--embed", 4, "--hidden", 8, "--classes", 6, "--head", "tagger",
+    res = cli_run("build", "lstm", "--vocab", 6, "--embed", 4, "--hidden", 8, "--classes", 6, "--head", "tagger",
                  "-o", model)
     assert res.exit_code == 0, res.output
-    res = invoke(runner, "train", model, "--data", tmp_path / "tags.npz", "--epochs", 2, "--device", "cpu",
+    res = cli_run("train", model, "--data", tmp_path / "tags.npz", "--epochs", 2, "--device", "cpu",
                  "--out", tmp_path / "run", "--quiet", "--json")
     assert res.exit_code == 0, res.output
-    res = invoke(runner, "infer", tmp_path / "run" / "model.onnx", "--input", tmp_path / "tags.npz")
+    res = cli_run("infer", tmp_path / "run" / "model.onnx", "--input", tmp_path / "tags.npz")
     assert res.exit_code == 0, res.output
     first = res.output.splitlines()[0]
     assert first.startswith("0: tags ") and len(first.split()) == 2 + 9
@@ -84,33 +73,33 @@ def test_token_tagger_from_the_command_line(runner, tmp_path):
     (["lstm", "--inputs", 8, "--embed", 4, "--classes", 3], 2, "--embed applies to token models only"),
     (["lstm", "--inputs", 8, "--classes", 3, "--head", "decoder"], 2, "'decoder' is not one of 'sequence', 'tagger'"),
 ])
-def test_bad_options(runner, tmp_path, args, code, message):
-    res = invoke(runner, "build", *args, "-o", tmp_path / "m.onnx")
+def test_bad_options(cli_run, tmp_path, args, code, message):
+    res = cli_run("build", *args, "-o", tmp_path / "m.onnx")
     assert res.exit_code == code, res.output
     assert message in res.output
     assert "Traceback" not in res.output
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_bidirectional_builds_and_trains(runner, tmp_path):
+def test_bidirectional_builds_and_trains(cli_run, tmp_path):
     model = tmp_path / "bi.onnx"
-    res = invoke(runner, "build", "lstm", "--inputs", 8, "--hidden", 8, "--classes", 10, "--bidirectional", "-o", model)
+    res = cli_run("build", "lstm", "--inputs", 8, "--hidden", 8, "--classes", 10, "--bidirectional", "-o", model)
     assert res.exit_code == 0, res.output
-    res = invoke(runner, "inspect", model, "--json")
+    res = cli_run("inspect", model, "--json")
     assert json.loads(res.output)["trainable"] is True
-    res = invoke(runner, "train", model, "--data", sample_path("digits_rows_test.npz"), "--epochs", 1, "--device", "cpu",
+    res = cli_run("train", model, "--data", sample_path("digits_rows_test.npz"), "--epochs", 1, "--device", "cpu",
                  "--out", tmp_path / "run", "--quiet", "--json")
     assert res.exit_code == 0, res.output
 
 
-def test_untrainable_lstm_is_refused_before_work(runner, tmp_path):
+def test_untrainable_lstm_is_refused_before_work(cli_run, tmp_path):
     model = lstm(8, hidden=4, classes=10)
     node = next(n for n in model.graph.node if n.op_type == "LSTM")
     next(a for a in node.attribute if a.name == "direction").s = b"reverse"
     path = save_model(model, tmp_path / "reverse.onnx")
-    res = invoke(runner, "inspect", path)
+    res = cli_run("inspect", path)
     assert "trainable here: no (LSTM (lstm1) with direction=reverse" in res.output
-    res = runner.invoke(cli, ["train", str(path), "--data", str(sample_path("digits_rows_test.npz")),
+    res = cli_run(*["train", str(path), "--data", str(sample_path("digits_rows_test.npz")),
                               "--out", str(tmp_path / "run")])
     assert res.exit_code == 1
     assert res.output.strip().splitlines()[-1].startswith(

@@ -5,26 +5,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from onnxforge.cli.main import cli
 from onnxforge.runtime import load
 from onnxforge.runtime.modelio.files import get_metadata, load_model
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def _ops(path) -> set:
     return {n.op_type for n in load_model(path).graph.node}
 
 
-def test_lstm_unrolled_matches_node(tmp_path):
+def test_lstm_unrolled_matches_node(cli_run, tmp_path):
     common = ["--inputs", 3, "--hidden", 5, "--classes", 4, "--seed", 7]
-    res = invoke("build", "lstm", *common, "--impl", "unrolled", "--steps", 6, "-o", tmp_path / "u.onnx")
+    res = cli_run("build", "lstm", *common, "--impl", "unrolled", "--steps", 6, "-o", tmp_path / "u.onnx")
     assert res.exit_code == 0, res.output
-    assert invoke("build", "lstm", *common, "-o", tmp_path / "n.onnx").exit_code == 0
+    assert cli_run("build", "lstm", *common, "-o", tmp_path / "n.onnx").exit_code == 0
     meta = get_metadata(load_model(tmp_path / "u.onnx"))["args"]
     assert (meta["impl"], meta["steps"]) == ("unrolled", 6)
     assert "LSTM" not in _ops(tmp_path / "u.onnx") and "LSTM" in _ops(tmp_path / "n.onnx")
@@ -36,10 +30,10 @@ def test_lstm_unrolled_matches_node(tmp_path):
         np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5)
 
 
-def test_seq2seq_unrolled_matches_node(tmp_path):
+def test_seq2seq_unrolled_matches_node(cli_run, tmp_path):
     common = ["--src-vocab", 9, "--tgt-vocab", 8, "--embed", 4, "--hidden", 6, "--max-len", 5]
-    assert invoke("build", "seq2seq", *common, "--impl", "unrolled", "-o", tmp_path / "u.onnx").exit_code == 0
-    assert invoke("build", "seq2seq", *common, "--impl", "node", "-o", tmp_path / "n.onnx").exit_code == 0
+    assert cli_run("build", "seq2seq", *common, "--impl", "unrolled", "-o", tmp_path / "u.onnx").exit_code == 0
+    assert cli_run("build", "seq2seq", *common, "--impl", "node", "-o", tmp_path / "n.onnx").exit_code == 0
     assert get_metadata(load_model(tmp_path / "u.onnx"))["args"]["impl"] == "unrolled"
     assert "LSTM" not in _ops(tmp_path / "u.onnx") and "LSTM" in _ops(tmp_path / "n.onnx")
     rng = np.random.default_rng(1)
@@ -57,8 +51,8 @@ def test_seq2seq_unrolled_matches_node(tmp_path):
     (["lstm", "--inputs", 3, "--classes", 4, "--steps", 0], "0 is not in the range x>=1"),
     (["seq2seq", "--src-vocab", 9, "--tgt-vocab", 8, "--impl", "loop"], "'loop' is not one of 'node', 'unrolled'"),
 ])
-def test_bad_impl_options(tmp_path, args, message):
-    res = invoke("build", *args, "-o", tmp_path / "m.onnx")
+def test_bad_impl_options(cli_run, tmp_path, args, message):
+    res = cli_run("build", *args, "-o", tmp_path / "m.onnx")
     assert res.exit_code == 2
     assert message in res.output
     assert not (tmp_path / "m.onnx").exists()

@@ -7,33 +7,22 @@ import json
 import numpy as np
 import onnxruntime
 import pytest
-from click.testing import CliRunner
 
-from onnxforge.cli.main import cli
 from onnxforge.samples import path as sample_path
 
 
 @pytest.fixture
-def runner():
-    return CliRunner()
-
-
-def invoke(runner, *args):
-    return runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-@pytest.fixture
-def built(runner, tmp_path):
+def built(cli_run, tmp_path):
     out = tmp_path / "mlp.onnx"
-    res = invoke(runner, "build", "mlp", "--inputs", 64, "--hidden", "32", "--classes", 10, "-o", out)
+    res = cli_run("build", "mlp", "--inputs", 64, "--hidden", "32", "--classes", 10, "-o", out)
     assert res.exit_code == 0, res.output
     assert res.output.startswith(f"wrote {out} (")
     return out
 
 
-def test_build_train_eval_infer_end_to_end(runner, tmp_path, built):
+def test_build_train_eval_infer_end_to_end(cli_run, tmp_path, built):
     run = tmp_path / "run"
-    res = invoke(runner, "train", built, "--data", sample_path("digits_train.npz"), "--val", sample_path("digits_test.npz"),
+    res = cli_run("train", built, "--data", sample_path("digits_train.npz"), "--val", sample_path("digits_test.npz"),
                  "--epochs", 8, "--batch-size", 32, "--lr", 0.003, "--optimizer", "adamw", "--loss", "auto",
                  "--seed", 0, "--device", "cpu", "--out", run, "--json", "--quiet")
     assert res.exit_code == 0, res.output
@@ -43,7 +32,7 @@ def test_build_train_eval_infer_end_to_end(runner, tmp_path, built):
     for name in ("model.onnx", "checkpoint", "metrics.json", "artifacts/training_model.onnx"):
         assert (run / name).is_file(), name
 
-    res = invoke(runner, "eval", run, "--data", sample_path("digits_test.npz"), "--json")
+    res = cli_run("eval", run, "--data", sample_path("digits_test.npz"), "--json")
     assert res.exit_code == 0, res.output
     metrics = json.loads(res.output)
     assert metrics["accuracy"] == pytest.approx(result["final"]["val_accuracy"])
@@ -57,42 +46,42 @@ def test_build_train_eval_infer_end_to_end(runner, tmp_path, built):
     assert acc == pytest.approx(metrics["accuracy"])
 
     np.save(tmp_path / "x.npy", x[:5])
-    res = invoke(runner, "infer", run / "model.onnx", "--input", tmp_path / "x.npy", "-o", tmp_path / "out.npz")
+    res = cli_run("infer", run / "model.onnx", "--input", tmp_path / "x.npy", "-o", tmp_path / "out.npz")
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
     assert lines[0].startswith("0: class ") and lines[-1] == f"wrote {tmp_path / 'out.npz'}"
     with np.load(tmp_path / "out.npz") as out:
         np.testing.assert_array_equal(out["predictions"], plain.run(None, {"x": x[:5]})[0].argmax(1))
 
-    res = invoke(runner, "infer", run / "model.onnx", "--input", tmp_path / "x.npy", "--json")
+    res = cli_run("infer", run / "model.onnx", "--input", tmp_path / "x.npy", "--json")
     assert len(json.loads(res.output)["predictions"]) == 5
 
 
-def test_resume_from_the_cli(runner, tmp_path, built):
+def test_resume_from_the_cli(cli_run, tmp_path, built):
     run = tmp_path / "run"
     common = ["--data", sample_path("digits_train.npz"), "--batch-size", 64, "--device", "cpu", "--out", run, "--quiet"]
-    assert invoke(runner, "train", built, "--epochs", 1, *common).exit_code == 0
-    res = invoke(runner, "train", built, "--epochs", 2, *common)
+    assert cli_run("train", built, "--epochs", 1, *common).exit_code == 0
+    res = cli_run("train", built, "--epochs", 2, *common)
     assert res.exit_code == 1
     assert "already holds a checkpoint; pass --resume to continue it" in res.output
-    res = invoke(runner, "train", built, "--epochs", 2, "--resume", "--json", *common)
+    res = cli_run("train", built, "--epochs", 2, "--resume", "--json", *common)
     assert res.exit_code == 0, res.output
     assert [h["epoch"] for h in json.loads(res.output)["history"]] == [1, 2]
 
 
-def test_inspect(runner, built):
-    res = invoke(runner, "inspect", built, "--json")
+def test_inspect(cli_run, built):
+    res = cli_run("inspect", built, "--json")
     assert res.exit_code == 0
     info = json.loads(res.output)
     assert info["inputs"] == [{"name": "x", "shape": ["N", 64], "dtype": "float32"}]
     assert info["parameter_count"] == 64 * 32 + 32 + 32 * 10 + 10
     assert info["trainable"] is True and info["metadata"]["builder"] == "mlp"
-    res = invoke(runner, "inspect", built)
+    res = cli_run("inspect", built)
     assert "trainable here: yes" in res.output and "fc1.weight: float32 [32, 64]" in res.output
     assert "  x: float32 [N, 64]" in res.output
 
 
-def test_inspect_names_ops_without_gradients(runner, tmp_path):
+def test_inspect_names_ops_without_gradients(cli_run, tmp_path):
     from onnx import TensorProto, helper, numpy_helper
 
     graph = helper.make_graph(
@@ -104,28 +93,28 @@ def test_inspect_names_ops_without_gradients(runner, tmp_path):
     model.ir_version = 8
     path = tmp_path / "softplus.onnx"
     path.write_bytes(model.SerializeToString())
-    res = invoke(runner, "inspect", path)
+    res = cli_run("inspect", path)
     assert "trainable here: no (Softplus (sp))" in res.output
     np.savez(tmp_path / "d.npz", x=np.ones((4, 2), np.float32), y=np.ones((4, 2), np.float32))
-    res = invoke(runner, "train", path, "--data", tmp_path / "d.npz", "--loss", "mse", "--out", tmp_path / "r")
+    res = cli_run("train", path, "--data", tmp_path / "d.npz", "--loss", "mse", "--out", tmp_path / "r")
     assert res.exit_code == 1
     assert res.output.strip() == ("Error: ONNX Runtime cannot compute gradients through: Softplus (sp); "
                                   "such a model can be run but not trained")
     assert not (tmp_path / "r").exists()  # refused before any work
 
 
-def test_doctor(runner):
-    res = invoke(runner, "doctor", "--json")
+def test_doctor(cli_run):
+    res = cli_run("doctor", "--json")
     assert res.exit_code == 0
     report = json.loads(res.output)
     assert report["onnxruntime"] == onnxruntime.__version__
     assert report["auto_device"] in ("cpu", "cuda") and "CPUExecutionProvider" in report["providers"]
 
 
-def test_every_command_has_full_sentence_help(runner):
+def test_every_command_has_full_sentence_help(cli_run):
     for args in (["--help"], ["build", "--help"], ["build", "mlp", "--help"], ["train", "--help"], ["eval", "--help"],
                  ["infer", "--help"], ["inspect", "--help"], ["doctor", "--help"], ["demo", "--help"]):
-        res = invoke(runner, *args)
+        res = cli_run(*args)
         assert res.exit_code == 0
         assert "Usage:" in res.output and "." in res.output.split("Options:")[0]
 
@@ -163,9 +152,9 @@ Y_OK = np.arange(10) % 10
     ({"features": X_OK, "y": Y_OK}, "has no array 'x' for model input 'x'; it holds: features, y"),
     ({"x": X_OK}, "has no targets array 'y'; it holds: x"),
 ])
-def test_bad_data_gives_one_clear_line(runner, tmp_path, built, data_case, arrays, message):
+def test_bad_data_gives_one_clear_line(cli_run, tmp_path, built, data_case, arrays, message):
     path = tmp_path / "missing.npz" if arrays is None else data_case(**arrays)
-    res = runner.invoke(cli, ["train", str(built), "--data", str(path), "--out", str(tmp_path / "r"), "--quiet"])
+    res = cli_run(*["train", str(built), "--data", str(path), "--out", str(tmp_path / "r"), "--quiet"])
     assert res.exit_code == 2  # bad data: the user's input is wrong
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: "), res.output
@@ -173,24 +162,24 @@ def test_bad_data_gives_one_clear_line(runner, tmp_path, built, data_case, array
     assert "Traceback" not in res.output
 
 
-def test_bad_options_are_rejected_by_parameter_types(runner, tmp_path):
-    res = runner.invoke(cli, ["build", "mlp", "--inputs", "64", "--hidden", "12,x", "--classes", "10", "-o", str(tmp_path / "m.onnx")])
+def test_bad_options_are_rejected_by_parameter_types(cli_run, tmp_path):
+    res = cli_run(*["build", "mlp", "--inputs", "64", "--hidden", "12,x", "--classes", "10", "-o", str(tmp_path / "m.onnx")])
     assert res.exit_code == 2
     assert "expected comma-separated positive integers like 128,64; got '12,x'" in res.output
-    res = runner.invoke(cli, ["build", "mlp", "--inputs", "64", "-o", str(tmp_path / "m.onnx")])
+    res = cli_run(*["build", "mlp", "--inputs", "64", "-o", str(tmp_path / "m.onnx")])
     assert res.exit_code == 2 and "give exactly one of --classes" in res.output
-    res = runner.invoke(cli, ["train", "nope.onnx", "--data", "d.npz", "--device", "tpu"])
+    res = cli_run(*["train", "nope.onnx", "--data", "d.npz", "--device", "tpu"])
     assert res.exit_code == 2 and "'tpu' is not one of 'auto', 'cpu', 'cuda'" in res.output
 
 
-def test_missing_model_file(runner, tmp_path):
-    res = runner.invoke(cli, ["eval", str(tmp_path / "nope.onnx"), "--data", str(sample_path("digits_test.npz"))])
+def test_missing_model_file(cli_run, tmp_path):
+    res = cli_run(*["eval", str(tmp_path / "nope.onnx"), "--data", str(sample_path("digits_test.npz"))])
     assert res.exit_code == 1
     assert res.output == f"Error: model file '{tmp_path / 'nope.onnx'}' does not exist\n"
 
 
-def test_demo_reaches_97_percent(runner, tmp_path):
-    res = invoke(runner, "demo", "--json", "--out", tmp_path / "demo")
+def test_demo_reaches_97_percent(cli_run, tmp_path):
+    res = cli_run("demo", "--json", "--out", tmp_path / "demo")
     assert res.exit_code == 0, res.output
     result = json.loads(res.output)
     assert result["test_accuracy"] >= 0.97

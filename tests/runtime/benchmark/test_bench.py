@@ -13,9 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
-from onnxforge.cli.main import cli
 from onnxforge.runtime import load
 from onnxforge.runtime.benchmark import suite as benchmark
 
@@ -47,10 +45,10 @@ def _check_row(row, keys):
             assert math.isfinite(value) and value > 0, (who, k, value)
 
 
-def test_tiny_run_through_the_cli_writes_table_and_json(tmp_path, monkeypatch):
+def test_tiny_run_through_the_cli_writes_table_and_json(cli_run, tmp_path, monkeypatch):
     monkeypatch.setattr(benchmark, "_sizes", lambda quick: dict(TINY))
     out = tmp_path / "bench.json"
-    res = CliRunner().invoke(cli, ["bench", "--quick", "--family", "mlp", "--threads", "1", "--quiet", "-o", str(out)],
+    res = cli_run(*["bench", "--quick", "--family", "mlp", "--threads", "1", "--quiet", "-o", str(out)],
                              catch_exceptions=False)
     assert res.exit_code == 0, res.output
     table = res.output
@@ -83,8 +81,8 @@ def test_tiny_run_through_the_cli_writes_table_and_json(tmp_path, monkeypatch):
     assert result["cuda"] is None
 
 
-def test_bench_rejects_an_unknown_family():
-    res = CliRunner().invoke(cli, ["bench", "--family", "transformer"])
+def test_bench_rejects_an_unknown_family(cli_run):
+    res = cli_run(*["bench", "--family", "transformer"])
     assert res.exit_code == 2
     assert "Invalid value for '--family'" in res.output
 

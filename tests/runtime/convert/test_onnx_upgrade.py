@@ -211,5 +211,45 @@ def test_a_batch_1_export_gets_a_dynamic_batch(tmp_path):
     x = torch.randn(5, 1, 8, 8)
     expected = torch.cat([net(x[i:i + 1]) for i in range(5)]).detach().numpy()
     np.testing.assert_allclose(ort_run(onnx.load(tmp_path / "many.onnx"), x.numpy()), expected, rtol=1e-5, atol=1e-5)
-    with pytest.raises(ConversionError, match="first dimension of 2, not 1"):
-        upgrade(make([helper.make_node("Relu", ["x"], ["y"])], [], 13, 7), dynamic_batch=True)
+    disagree = make([helper.make_node("Relu", ["x"], ["y"])], [], 13, 7, out_shape=[3, 3, 4, 4])
+    with pytest.raises(ConversionError, match=r"disagree on their first dimension \('x' 2, 'y' 3\)"):
+        upgrade(disagree, dynamic_batch=True)
+
+
+def test_a_plain_torch_onnx_export_at_batch_4_gets_a_dynamic_batch(tmp_path):
+    """torch.onnx.export without dynamic axes fixes the batch at the example's size (4 here), and
+    x.view(x.size(0), -1) becomes Reshape to [4, -1]; --dynamic-batch frees both. Checked against
+    PyTorch on batches of 5 and 1."""
+    import io
+    import warnings
+
+    import torch
+
+    torch.manual_seed(1)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+            self.fc = torch.nn.Linear(4 * 8 * 8, 3)
+
+        def forward(self, x):
+            h = torch.relu(self.conv(x))
+            return self.fc(h.view(h.size(0), -1))
+
+    net = Net().eval()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.randn(4, 1, 8, 8),), buffer, dynamo=False, opset_version=17,
+                          input_names=["x"], output_names=["y"])
+    exported = onnx.load_model_from_string(buffer.getvalue())
+    assert exported.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 4
+    (tmp_path / "four.onnx").write_bytes(buffer.getvalue())
+    report = convert(tmp_path / "four.onnx", tmp_path / "any.onnx", dynamic_batch=True)
+    assert report["fixed_batch"] == 4 and report["verified"]
+    assert report["verify_inputs"] == {"x": [12, 1, 8, 8]}  # three batches of 4, run as one
+    for n in (5, 1):
+        x = torch.randn(n, 1, 8, 8)
+        np.testing.assert_allclose(ort_run(onnx.load(tmp_path / "any.onnx"), x.numpy()), net(x).detach().numpy(),
+                                   rtol=1e-5, atol=1e-5)

@@ -61,7 +61,7 @@ def test_pytorch_convnet_to_onnx_and_back(fmt, tmp_path):
         first = convert(tmp_path / "net.pt2", tmp_path / "net.onnx")
     else:
         torch.jit.script(net).save(str(tmp_path / "net.pt"))
-        first = convert(tmp_path / "net.pt", tmp_path / "net.onnx", input_shapes=["1,1,8,8"])
+        first = convert(tmp_path / "net.pt", tmp_path / "net.onnx", input_shapes=["1,1,8,8"], trust_source=True)
     assert first["max_abs_diff"] < TOL and first["dynamic_batch"] == ["x"]
 
     onnx_model = onnx.load(tmp_path / "net.onnx")

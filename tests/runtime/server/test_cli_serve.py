@@ -12,44 +12,38 @@ import sys
 import threading
 import urllib.request
 
-from click.testing import CliRunner
-
-from onnxforge.cli.main import cli
 
 
-def run_cli(*args):
-    return CliRunner().invoke(cli, ["serve", *map(str, args)])
 
-
-def test_help_names_the_protocol_and_endpoints():
-    result = run_cli("--help")
+def test_help_names_the_protocol_and_endpoints(cli_run):
+    result = cli_run("serve", "--help")
     assert result.exit_code == 0
     assert "Open Inference Protocol v2" in result.output and "/v2/models/NAME/infer" in result.output
 
 
-def test_bad_arguments_end_with_one_line_and_nonzero_exit(tmp_path, model_dir):
-    result = run_cli(tmp_path / "missing.onnx")
+def test_bad_arguments_end_with_one_line_and_nonzero_exit(cli_run, tmp_path, model_dir):
+    result = cli_run("serve", tmp_path / "missing.onnx")
     assert result.exit_code == 2 and "does not exist" in result.output
-    result = run_cli(tmp_path)  # an empty folder
+    result = cli_run("serve", tmp_path)  # an empty folder
     assert result.exit_code == 1 and result.output.strip() == f"Error: folder '{tmp_path}' holds no .onnx files to serve"
     other = tmp_path / "other"
     other.mkdir()
     shutil.copy(model_dir / "digits.onnx", other / "digits.onnx")
-    result = run_cli(model_dir, other / "digits.onnx")
+    result = cli_run("serve", model_dir, other / "digits.onnx")
     assert result.exit_code == 1 and "Error: two models would be named 'digits'" in result.output
     assert "Traceback" not in result.output
-    result = run_cli(model_dir, "--host", "http://127.0.0.1")
+    result = cli_run("serve", model_dir, "--host", "http://127.0.0.1")
     assert result.exit_code == 2 and "expected a host name or IP address" in result.output
-    result = run_cli(model_dir, "--max-batch", "0")
+    result = cli_run("serve", model_dir, "--max-batch", "0")
     assert result.exit_code == 2 and "--max-batch" in result.output
 
 
-def test_a_taken_port_is_a_one_line_error(model_dir):
+def test_a_taken_port_is_a_one_line_error(cli_run, model_dir):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        result = run_cli(model_dir, "--port", port, "--no-warmup")
+        result = cli_run("serve", model_dir, "--port", port, "--no-warmup")
     assert result.exit_code == 1
     assert result.output.startswith(f"Error: cannot listen on 127.0.0.1 port {port}: ")
 
