@@ -28,7 +28,7 @@ def check_fixed_batch(fixed: int | None, batch_size: int, n: int) -> None:
         return
     if fixed != batch_size:
         raise DataError(f"the model's inputs have a fixed batch of {fixed} (exported without a dynamic batch axis); "
-                        f"train it with --batch-size {fixed}, or export it with a dynamic first axis")
+                        f"train it with --batch-size {fixed}, or free the batch first: onnxforge convert MODEL.onnx --dynamic-batch -o OUT.onnx")
     raise DataError(f"training data: {n} examples are fewer than the model's fixed batch of {fixed}")
 
 

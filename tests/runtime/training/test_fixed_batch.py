@@ -37,7 +37,8 @@ def test_another_batch_size_is_refused_before_any_work(job):
                                       "--out", str(job / "run"), "--quiet"])
     assert result.exit_code == 2
     assert result.output.strip() == ("Error: the model's inputs have a fixed batch of 4 (exported without a dynamic "
-                                     "batch axis); train it with --batch-size 4, or export it with a dynamic first axis")
+                                     "batch axis); train it with --batch-size 4, or free the batch first: onnxforge convert MODEL.onnx "
+                                     "--dynamic-batch -o OUT.onnx")
     assert not (job / "run").exists()
 
 
