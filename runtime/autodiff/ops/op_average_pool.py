@@ -1,8 +1,15 @@
-"""AveragePool (auto_pad, count_include_pad, dilations, kernel_shape, pads, strides; ceil_mode 0).
+"""AveragePool (auto_pad, ceil_mode, count_include_pad, dilations, kernel_shape, pads, strides).
 
 Each output is a window sum over a divisor, so dX = ConvTranspose(dY / divisor) with a kernel of
 ones over channels folded into the batch ([N*C, 1, ...]). The divisor is the window size, or with
-count_include_pad=0 and padding the count of real positions per window (an AveragePool of ones)."""
+count_include_pad=0 and padding the count of real positions per window (an AveragePool of ones).
+With ceil_mode=1 the last windows may reach past the padding and the divisor there is the op's
+own business: it is measured from the op itself, divisor = (real positions per window) /
+AveragePool(ones), the real positions counted by a Conv of ones over the end padding extended to
+the windows' reach (static spatial dims needed; folded to constants). ONNX Runtime before 1.20
+divides such windows differently with count_include_pad=1 (1.31, onnx.reference and PyTorch
+agree; the rule follows them). A last window that would start inside the end padding is refused:
+ONNX Runtime 1.19 keeps it, onnx.reference and PyTorch drop it."""
 import numpy as np
 
 from onnxforge.runtime.autodiff.ops import _conv_common as cc
@@ -12,34 +19,66 @@ OP_TYPE = "AveragePool"
 
 
 def check(node, info):
-    if attr(node, "ceil_mode", 0):
-        return "ceil_mode=1 is not covered"
     x_dims = info.get(node.input[0], (None, None))[1]
     kernel, strides, dilations, pads, spatial = cc.geometry(node, x_dims)
     if pads is None:
         return "auto_pad needs the spatial input dims, which shape inference could not find"
+    if attr(node, "ceil_mode", 0):
+        y_dims = info.get(node.output[0], (None, None))[1]
+        if spatial is None or y_dims is None or any(not isinstance(d, int) for d in list(spatial) + y_dims[2:]):
+            return "ceil_mode=1 needs the spatial input and output dims, which shape inference could not find"
+        n = len(kernel)
+        for i in range(n):
+            span = (kernel[i] - 1) * dilations[i] + 1
+            last = -(-(spatial[i] + pads[i] + pads[i + n] - span) // strides[i])
+            if last * strides[i] >= spatial[i] + pads[i]:
+                return (f"ceil_mode=1 where the last window would start in the end padding (axis {i + 2}): "
+                        "runtimes disagree on whether it exists (ONNX Runtime keeps it, onnx.reference and "
+                        "PyTorch drop it); give pads that avoid it")
+        return None
     if cc.leftover(spatial, kernel, strides, dilations, pads) is None:
         return "a strided pool's gradient needs the spatial input dims known"
     return None
 
 
+def _reach(kernel, strides, dilations, pads, spatial, out):
+    """Pads whose end side is extended so that floor-mode windows cover all ``out`` outputs
+    and the ConvTranspose back lands exactly on the input size."""
+    n = len(kernel)
+    ext = list(pads)
+    for i in range(n):
+        span = (kernel[i] - 1) * dilations[i] + 1
+        ext[i + n] = (out[i] - 1) * strides[i] + span - spatial[i] - pads[i]
+    return ext
+
+
 def vjp(ctx, node, dys, need):
     x, y, g = node.input[0], node.output[0], dys[0]
     kernel, strides, dilations, pads, spatial = cc.geometry(node, ctx.dims(x))
-    n = len(kernel)
-    if attr(node, "count_include_pad", 0) or not any(pads):
+    dil = dilations if any(d != 1 for d in dilations) else None
+    w = ctx.const(np.ones([1, 1] + list(kernel), ctx.np_dtype(g)))
+    flat = lambda t: ctx.op("Reshape", [t, ctx.op("Concat", [ctx.ints([-1, 1]), ctx.shape(t, 2)], axis=0)])  # noqa: E731
+    if attr(node, "ceil_mode", 0):
+        # per window (the same for every sample and channel: [1, 1, *out], folded to constants)
+        pads = _reach(kernel, strides, dilations, pads, spatial, ctx.dims(y)[2:])
+        ones = ctx.const(np.ones([1, 1] + list(spatial), ctx.np_dtype(g)))
+        frac = ctx.op("AveragePool", [ones], kernel_shape=kernel, strides=strides, pads=attr(node, "pads"),
+                      auto_pad=attr(node, "auto_pad"), dilations=dil, ceil_mode=1,
+                      count_include_pad=attr(node, "count_include_pad"))
+        real = ctx.op("Conv", [ones, w], strides=strides, pads=pads, dilations=dil)
+        scaled = ctx.op("Mul", [g, ctx.op("Div", [frac, real])])
+        extra = None
+    elif attr(node, "count_include_pad", 0) or not any(pads):
         scaled = ctx.op("Mul", [g, ctx.scalar(1.0 / float(np.prod(kernel)), g)])
+        extra = cc.leftover(spatial, kernel, strides, dilations, pads)
     else:
         ones = ctx.fill_like(x, 1.0)
-        frac = ctx.op("AveragePool", [ones], kernel_shape=kernel, strides=strides, pads=pads,
-                      dilations=dilations if any(d != 1 for d in dilations) else None, count_include_pad=1)
+        frac = ctx.op("AveragePool", [ones], kernel_shape=kernel, strides=strides, pads=pads, dilations=dil,
+                      count_include_pad=1)
         count = ctx.op("Mul", [frac, ctx.scalar(float(np.prod(kernel)), g)])
         scaled = ctx.op("Div", [g, count])
-    flat = ctx.op("Reshape", [scaled, ctx.op("Concat", [ctx.ints([-1, 1]), ctx.shape(y, 2)], axis=0)])
-    w = ctx.const(np.ones([1, 1] + list(kernel), ctx.np_dtype(g)))
-    extra = cc.leftover(spatial, kernel, strides, dilations, pads)
-    dx = ctx.op("ConvTranspose", [flat, w], strides=strides, pads=pads,
-                dilations=dilations if any(d != 1 for d in dilations) else None,
-                output_padding=extra if any(extra) else None)
-    _ = n
+        extra = cc.leftover(spatial, kernel, strides, dilations, pads)
+    ctx.info[scaled] = (ctx.elem(g), ctx.dims(y))
+    dx = ctx.op("ConvTranspose", [flat(scaled), w], strides=strides, pads=pads, dilations=dil,
+                output_padding=extra if extra and any(extra) else None)
     return [ctx.like(ctx.op("Reshape", [dx, ctx.target_shape(x)]), x)]

@@ -77,13 +77,15 @@ def run_both(model, feeds, tol=TOL):
     return a
 
 
-def gradients(model, wrt, of, feeds, *, seed=None, check=True, both=True, tol=TOL):
-    """Build the gradient model, check it (full), run it; ``{name: grad}`` and all outputs."""
+def gradients(model, wrt, of, feeds, *, seed=None, check=True, both=True, tol=TOL, reference_only=False):
+    """Build the gradient model, check it (full), run it (ORT and onnx.reference, checked equal;
+    ORT alone unless ``both``; onnx.reference alone with ``reference_only``); ``{name: grad}``
+    and all outputs."""
     g = gradient_model(model, wrt, of, seed=seed)
     if check:
         onnx.checker.check_model(g, full_check=True)
     assert all(n.domain in ("", "ai.onnx") for n in g.graph.node)
-    out = run_both(g, feeds, tol) if both else run_ort(g, feeds)
+    out = run_ref(g, feeds) if reference_only else run_both(g, feeds, tol) if both else run_ort(g, feeds)
     return {w: out[f"{w}_grad"] for w in wrt}, out, g
 
 

@@ -11,7 +11,8 @@ from _autodiff_check import assert_close, gradients, single_op_model
 R = np.random.default_rng(0)
 
 
-def check_op(op, inputs, fn, consts=(), opset=17, n_out=1, out_index=0, attrs=None, dynamic=False, tol=1e-5, both=True):
+def check_op(op, inputs, fn, consts=(), opset=17, n_out=1, out_index=0, attrs=None, dynamic=False, tol=1e-5, both=True,
+             reference_only=False):
     """One ``op`` node over ``inputs``; its vector-Jacobian products for a random dY (ORT and
     onnx.reference) equal PyTorch's for ``fn`` on the same values (computed in float64)."""
     consts = set(consts)
@@ -30,7 +31,8 @@ def check_op(op, inputs, fn, consts=(), opset=17, n_out=1, out_index=0, attrs=No
     y.backward(torch.tensor(dy, dtype=y.dtype))
     feeds = {n: v for n, v in present.items() if n not in consts}
     feeds["dY"] = dy
-    got, out, g = gradients(model, wrt, f"y{out_index}", feeds, seed="dY", tol=tol, both=both)
+    got, out, g = gradients(model, wrt, f"y{out_index}", feeds, seed="dY", tol=tol, both=both,
+                              reference_only=reference_only)
     assert_close(out[f"y{out_index}"], y.detach().numpy(), tol, what=f"{op} forward")
     for n in wrt:
         assert_close(got[n], tens[n].grad.numpy(), tol, what=f"{op} d{n}")

@@ -58,6 +58,8 @@ RULES = [
     ("max-pool", "MaxPool", {"X": f32(2, 3, 6, 5)}, dict(kernel_shape=[2, 3], strides=[2, 1]), (), 17),
     ("average-pool-pads", "AveragePool", {"X": f32(2, 2, 5, 5)},
      dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), (), 17),
+    ("average-pool-ceil", "AveragePool", {"X": f32(2, 2, 7, 8)},
+     dict(kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1), (), 17),
     ("layer-norm", "LayerNormalization", {"X": f32(3, 4, 5), "S": f32(5), "B": f32(5)}, dict(axis=-1), (), 17),
     ("gather-embedding", "Gather", {"D": f32(6, 3), "I": np.array([[0, 2, 2], [5, 0, 1]], np.int64)}, {}, ("I",), 17),
     ("slice-steps", "Slice", {"X": f32(5, 6), "s": np.array([4, 1]), "e": np.array([0, 6]), "a": np.array([0, 1]),

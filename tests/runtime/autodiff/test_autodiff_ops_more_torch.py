@@ -1,0 +1,48 @@
+"""The rules users asked for after the first set (AveragePool ceil_mode, ConvTranspose with
+output_shape/auto_pad, Resize, GRU) against PyTorch autograd on the same values."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+import torch.nn.functional as F
+
+from _autodiff_torch import check_op
+
+pytestmark = pytest.mark.torch
+R = np.random.default_rng(17)
+
+
+def f32(*shape):
+    return R.uniform(-1, 1, shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("xs,k,st,p,cip", [
+    ((1, 2, 7, 7), [2, 2], [2, 2], [0, 0], 0),
+    ((2, 2, 8, 7), [3, 3], [2, 2], [0, 0], 0),
+    ((2, 3, 8, 8), [3, 3], [2, 2], [1, 1], 0),
+    ((2, 3, 8, 7), [3, 2], [2, 1], [1, 1], 1),
+    ((1, 2, 8, 9), [3, 3], [2, 3], [1, 0], 1),
+])
+@pytest.mark.parametrize("dynamic", [False, "batch"], ids=["static", "dynbatch"])
+def test_average_pool_ceil_mode(xs, k, st, p, cip, dynamic):
+    # ONNX Runtime before 1.20 divides a window reaching past the padding by a different count
+    # with count_include_pad=1 (1.31, onnx.reference and PyTorch agree): the rule follows the spec
+    old_ort = tuple(int(v) for v in onnxruntime.__version__.split(".")[:2]) < (1, 20)
+    check_op("AveragePool", {"X": f32(*xs)},
+             lambda x: F.avg_pool2d(x, k, st, p, ceil_mode=True, count_include_pad=bool(cip)),
+             attrs=dict(kernel_shape=k, strides=st, pads=p + p, ceil_mode=1, count_include_pad=cip), dynamic=dynamic,
+             reference_only=bool(cip) and old_ort)
+
+
+def test_average_pool_ceil_mode_where_runtimes_disagree_is_refused():
+    """L=5, k=2, s=2, pads 1: ORT 1.19 gives 4 outputs, onnx.reference and PyTorch 3."""
+    from _autodiff_check import single_op_model
+    from onnxforge.runtime.autodiff import UnsupportedOpError, gradient_model
+
+    m = single_op_model("AveragePool", {"X": f32(1, 2, 5, 5)}, kernel_shape=[2, 2], strides=[2, 2],
+                        pads=[1, 1, 1, 1], ceil_mode=1)
+    with pytest.raises(UnsupportedOpError, match="last window would start in the end padding"):
+        gradient_model(m, ["X"], "y0")
