@@ -2,7 +2,8 @@
 
     python benchmarks/bench.py [--quick] [--threads N] [--family mlp ...] [--json] [-o result.json]
 
-The same as ``onnxforge bench``; the measurements live in ``onnxforge.runtime.benchmark.suite``.
+The same as ``onnxforge bench``; the measurements live in ``onnxforge.runtime.benchmark`` (workloads,
+peers, measure, report; ``suite.run_benchmarks`` runs them all).
 """
 
 from __future__ import annotations

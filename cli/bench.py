@@ -8,11 +8,12 @@ from pathlib import Path
 import click
 
 from onnxforge.cli._common import print_json, to_jsonable
+from onnxforge.runtime.benchmark.workloads import FAMILIES
 
 
 @click.command("bench")
 @click.option("--quick", is_flag=True, help="Small sizes and few rounds (about half a minute); the ratios are rougher.")
-@click.option("--family", "families", multiple=True, type=click.Choice(["mlp", "convnet", "lstm", "seq2seq"]),
+@click.option("--family", "families", multiple=True, type=click.Choice(FAMILIES),
               help="Benchmark only this model family (repeatable); default: every family whose builder exists.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Intra-op threads for ONNX Runtime, PyTorch and numpy alike in the equal-threads rows (default: "
@@ -28,7 +29,7 @@ def command(quick, families, threads, no_cuda, as_json, output, quiet):
     PyTorch eager with the same models, data, batches and optimizer, and print the ratios (ours /
     baseline; above 1.00x onnxforge is faster): first with each framework at its default threads
     (onnxforge's "auto", PyTorch's every core), then with --threads for all."""
-    from onnxforge.runtime.benchmark.suite import FAMILIES, format_table, run_benchmarks
+    from onnxforge.runtime.benchmark.suite import format_table, run_benchmarks
 
     result = run_benchmarks(quick=quick, families=tuple(families) or FAMILIES, threads=threads, cuda=not no_cuda,
                             progress=not quiet)

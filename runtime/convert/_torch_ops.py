@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from onnxforge.runtime.convert.gates import onnx_to_torch_gates
+
 __all__ = ["OPS"]
 
 _DTYPES = {1: torch.float32, 2: torch.uint8, 3: torch.int8, 5: torch.int16, 6: torch.int32, 7: torch.int64,
@@ -417,10 +419,8 @@ def _lstm(inputs, attrs):
             raise ValueError(f"LSTM {name} has shape {list(v.shape)}; expected [{dirs}, N, {hidden}]")
     if w.dim() != 3 or w.shape[1] != 4 * hidden or r.shape[-1] != hidden:
         raise ValueError(f"LSTM W/R have shapes {list(w.shape)}/{list(r.shape)} for hidden_size {hidden}")
-    order = torch.tensor([0, 2, 3, 1])
-
     def reorder(m):  # [4H, ...] in i, o, f, c  ->  i, f, c(g), o
-        return m.reshape(4, hidden, *m.shape[1:]).index_select(0, order).reshape(4 * hidden, *m.shape[1:])
+        return onnx_to_torch_gates(m, hidden)
 
     params = []
     for d in range(dirs):

@@ -141,10 +141,8 @@ def test_interpreter_lstm_matches_nn_lstm_outputs_and_gradients():
     w = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     H = 7
     ref = torch.nn.LSTM(5, H, batch_first=True)
-    order = [0, 2, 3, 1]  # torch's i, f, g, o taken from ONNX's i, o, f, c
-
-    def torch_layout(m):
-        return torch.tensor(np.concatenate([m[k * H:(k + 1) * H] for k in order]))
+    def torch_layout(m):  # torch's i, f, g, o taken from ONNX's i, o, f, c
+        return torch.tensor(np.concatenate([m[k * H:(k + 1) * H] for k in (0, 2, 3, 1)]))
 
     with torch.no_grad():
         ref.weight_ih_l0.copy_(torch_layout(w["lstm1.W"][0]))
