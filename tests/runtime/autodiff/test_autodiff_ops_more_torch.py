@@ -46,3 +46,34 @@ def test_average_pool_ceil_mode_where_runtimes_disagree_is_refused():
                         pads=[1, 1, 1, 1], ceil_mode=1)
     with pytest.raises(UnsupportedOpError, match="last window would start in the end padding"):
         gradient_model(m, ["X"], "y0")
+
+
+@pytest.mark.parametrize("attrs,pads", [
+    (dict(auto_pad="SAME_UPPER", strides=[2, 2]), ([0, 1], [1, 1])),      # total padding (1, 2); natural 7 x 10
+    (dict(auto_pad="SAME_LOWER", strides=[2, 2]), ([1, 1], [0, 1])),
+    (dict(output_shape=[6, 7], strides=[2, 2]), ([1, 2], [0, 1])),        # total (1, 3): the extra one first
+    (dict(output_shape=[5, 9], strides=[2, 2], output_padding=[0, 1]), ([1, 1], [1, 1])),
+    (dict(auto_pad="VALID", strides=[1, 2]), ([0, 0], [0, 0])),
+])
+@pytest.mark.parametrize("dynamic", [False, "batch"], ids=["static", "dynbatch"])
+def test_conv_transpose_output_shape_and_auto_pad(attrs, pads, dynamic):
+    """PyTorch's twin: the full transposed convolution cut by the pads the spec derives."""
+    (top, left), (bottom, right) = pads
+    out_pad = attrs.get("output_padding", [0, 0])
+
+    def twin(x, w, b):
+        y = F.conv_transpose2d(x, w, b, attrs["strides"], 0, out_pad)
+        return y[:, :, top:y.shape[2] - bottom, left:y.shape[3] - right]
+    # onnx.reference cannot run ConvTranspose with output_shape: ONNX Runtime alone runs those
+    check_op("ConvTranspose", {"X": f32(2, 3, 3, 4), "W": f32(3, 2, 3, 4), "B": f32(2)}, twin,
+             attrs=dict(attrs), dynamic=dynamic, both="output_shape" not in attrs)
+
+
+def test_conv_transpose_output_shape_too_large_is_refused():
+    from _autodiff_check import single_op_model
+    from onnxforge.runtime.autodiff import UnsupportedOpError, gradient_model
+
+    m = single_op_model("ConvTranspose", {"X": f32(1, 1, 3, 3), "W": f32(1, 1, 3, 3)}, strides=[2, 2],
+                        output_shape=[8, 8])
+    with pytest.raises(UnsupportedOpError, match="larger than the natural output"):
+        gradient_model(m, ["W"], "y0")

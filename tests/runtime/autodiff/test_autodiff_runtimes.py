@@ -55,6 +55,8 @@ RULES = [
      dict(strides=[2, 1], pads=[1, 0, 1, 1], dilations=[1, 2], group=2), (), 17),
     ("conv-transpose", "ConvTranspose", {"X": f32(2, 3, 4, 4), "W": f32(3, 2, 3, 3)},
      dict(strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 0]), (), 17),
+    ("conv-transpose-same-upper", "ConvTranspose", {"X": f32(1, 2, 3, 4), "W": f32(2, 3, 3, 3)},
+     dict(strides=[2, 2], auto_pad="SAME_UPPER"), (), 17),
     ("max-pool", "MaxPool", {"X": f32(2, 3, 6, 5)}, dict(kernel_shape=[2, 3], strides=[2, 1]), (), 17),
     ("average-pool-pads", "AveragePool", {"X": f32(2, 2, 5, 5)},
      dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), (), 17),
