@@ -177,7 +177,7 @@ def _make_module_class():
                 for name, value in zip(outs, results):
                     if name:
                         env[name] = value
-            from onnxforge.runtime.convert._torch_ops import T
+            from onnxforge.runtime.convert._torch_values import T
 
             out = tuple(T(env[n]) if n in env else T(self._value(n, env)) for n in self.output_names)
             return out[0] if len(out) == 1 else out
