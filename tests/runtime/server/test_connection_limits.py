@@ -113,6 +113,28 @@ def test_health_keeps_answering_when_idle_connections_pile_up(start_server, mode
             sock.close()
 
 
+def test_a_connection_beyond_the_limit_gets_503_when_every_held_one_is_inside_a_request(start_server, model_dir):
+    srv = start_server([model_dir / "digits.onnx"], max_connections=2, body_timeout_s=5)
+    busy = []
+    try:
+        for _ in range(2):  # inside requests: headers done, bodies still arriving
+            sock = connect(srv.url)
+            sock.sendall(b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            busy.append(sock)
+        time.sleep(0.3)
+        with connect(srv.url) as extra:
+            status, headers, body = answer(extra)
+        assert status == 503 and headers["retry-after"] == "1" and headers["content-type"] == "application/json"
+        assert json.loads(body)["error"].startswith("the server holds its limit of 2 connections, all inside requests")
+    finally:
+        for sock in busy:
+            sock.close()
+    deadline = time.monotonic() + 10
+    while not live(srv.url):  # the held ones closed: room again
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
 def bomb(count: int) -> bytes:
     """A request whose one input's data is ``count`` empty objects: three bytes each."""
     return b'{"inputs":[{"name":"x","datatype":"FP32","shape":[1,64],"data":[' + b"{}," * (count - 1) + b"{}]}]}"
