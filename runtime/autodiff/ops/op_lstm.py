@@ -7,8 +7,7 @@ states come from a small forward Scan (c = f * c_prev + i * g); then one reverse
 and dc back through time and emits each step's pre-activation gradient dA [N, 4H]. From dA:
 dX = dA W, dW = dA^T X, dR = dA^T h_prev, dB = sum dA (twice: Wb and Rb), and the final
 states of the reverse Scan are d initial_h and d initial_c."""
-import numpy as np
-
+from onnxforge.runtime.autodiff.ops import _rnn as rnn
 from onnxforge.runtime.autodiff.ops._common import attr
 
 OP_TYPE = "LSTM"
@@ -34,10 +33,6 @@ def check(node, info):
     return None
 
 
-def _reverse(ctx, x):
-    return ctx.op("Slice", [x, ctx.ints([-1]), ctx.ints([-(2 ** 62)]), ctx.ints([0]), ctx.ints([-1])])
-
-
 def _direction(ctx, node, d, reverse, dy, dyh, dyc, need):
     ins = list(node.input) + [""] * (8 - len(node.input))
     x, w, r, b, _, h0, c0 = ins[:7]
@@ -46,20 +41,13 @@ def _direction(ctx, node, d, reverse, dy, dyh, dyc, need):
     elem = ctx.elem(x)
     dt = ctx.np_dtype(x)
     di = ctx.ints([d])
-    sel = lambda t: ctx.op("Squeeze", [ctx.op("Gather", [t, di], axis=0), ctx.ints([0])])  # noqa: E731
+    sel = lambda t: rnn.select(ctx, t, d)  # noqa: E731
     wd, rd = sel(w), sel(r)                                    # [4H, I], [4H, H]
-    xs = _reverse(ctx, x) if reverse else x                    # processing order [T, N, I]
+    xs = rnn.reverse(ctx, x) if reverse else x                 # processing order [T, N, I]
     # h_prev for every step: h0, then Y (this direction, processing order) without its last step
     if not y:
-        ctx.refuse("the gradient needs the node's Y output")
-    yd = ctx.op("Squeeze", [ctx.op("Gather", [y, di], axis=1), ctx.ints([1])])  # [T, N, H]
-    yd = _reverse(ctx, yd) if reverse else yd
-    first = ctx.op("Unsqueeze", [sel(h0), ctx.ints([0])]) if h0 else None
-    if first is None:
-        nh = ctx.op("Concat", [ctx.ints([1]), ctx.shape(x, 1, 2), ctx.ints([H])], axis=0)
-        first = ctx.op("ConstantOfShape", [nh], value=_tensor(np.zeros(1, dt)))
-    steps_m1 = ctx.op("Sub", [ctx.shape(x, 0, 1), ctx.ints([1])])
-    h_prev = ctx.op("Concat", [first, ctx.op("Slice", [yd, ctx.ints([0]), steps_m1, ctx.ints([0])])], axis=0)
+        y = ctx.ensure_output(node, 0, "lstm_y")
+    _, h_prev, steps_m1 = rnn.previous_states(ctx, x, y, d, reverse, h0, H)
     gates = ctx.op("Add", [ctx.op("MatMul", [xs, ctx.op("Transpose", [wd], perm=[1, 0])]),
                            ctx.op("MatMul", [h_prev, ctx.op("Transpose", [rd], perm=[1, 0])])])
     if b:
@@ -71,14 +59,14 @@ def _direction(ctx, node, d, reverse, dy, dyh, dyc, need):
     ig = ctx.op("Mul", [i, g])
     # cell states: c_t = f_t * c_{t-1} + i_t g_t, a forward Scan
     c_init = sel(c0) if c0 else ctx.op("Squeeze", [ctx.op("ConstantOfShape", [ctx.op(
-        "Concat", [ctx.ints([1]), ctx.shape(x, 1, 2), ctx.ints([H])], axis=0)], value=_tensor(np.zeros(1, dt))),
+        "Concat", [ctx.ints([1]), ctx.shape(x, 1, 2), ctx.ints([H])], axis=0)], value=rnn.zeros_value(dt)),
         ctx.ints([0])])
     names = {k: ctx.fresh(f"lstm_c_{k}") for k in ("c_in", "f_t", "ig_t", "c_out", "c_scan")}
 
     def c_body():
-        ctx.nodes.append(_node("Add", [ctx.op("Mul", [names["f_t"], names["c_in"]]), names["ig_t"]],
-                               [names["c_out"]], ctx))
-        ctx.nodes.append(_node("Identity", [names["c_out"]], [names["c_scan"]], ctx))
+        ctx.nodes.append(rnn.node(ctx, "Add", [ctx.op("Mul", [names["f_t"], names["c_in"]]), names["ig_t"]],
+                                  [names["c_out"]]))
+        ctx.nodes.append(rnn.node(ctx, "Identity", [names["c_out"]], [names["c_scan"]]))
 
     body = ctx.subgraph("lstm_cells", [(names["c_in"], elem, 2), (names["f_t"], elem, 2), (names["ig_t"], elem, 2)],
                         [(names["c_out"], elem, 2), (names["c_scan"], elem, 3 - 1)], c_body)
@@ -90,9 +78,9 @@ def _direction(ctx, node, d, reverse, dy, dyh, dyc, need):
     zeros_seq = None
     if dy is not None:
         dyd = ctx.op("Squeeze", [ctx.op("Gather", [dy, di], axis=1), ctx.ints([1])])
-        dyd = _reverse(ctx, dyd) if reverse else dyd
+        dyd = rnn.reverse(ctx, dyd) if reverse else dyd
     else:
-        zeros_seq = dyd = ctx.op("ConstantOfShape", [ctx.shape(tc)], value=_tensor(np.zeros(1, dt)))
+        zeros_seq = dyd = ctx.op("ConstantOfShape", [ctx.shape(tc)], value=rnn.zeros_value(dt))
     zeros_nh = None
 
     def state(t):
@@ -100,14 +88,14 @@ def _direction(ctx, node, d, reverse, dy, dyh, dyc, need):
         if t is not None:
             return sel(t)
         if zeros_nh is None:
-            zeros_nh = ctx.op("ConstantOfShape", [ctx.shape(c_init)], value=_tensor(np.zeros(1, dt)))
+            zeros_nh = ctx.op("ConstantOfShape", [ctx.shape(c_init)], value=rnn.zeros_value(dt))
         return zeros_nh
     _ = zeros_seq
     dh_T, dc_T = state(dyh), state(dyc)
     # the backward Scan: states (dh_next, dc_next); per step one packed input [N, 7H] holding
     # dy, i, o, f, g, tanh c, c_prev, fed last step first (onnx.reference's Scan has no
     # reverse direction, so the pack is reversed once with a Slice and dA once afterwards)
-    pack = _reverse(ctx, ctx.op("Concat", [dyd, sig3, g, tc, c_prev], axis=2))
+    pack = rnn.reverse(ctx, ctx.op("Concat", [dyd, sig3, g, tc, c_prev], axis=2))
     n = {k: ctx.fresh(f"lstm_b_{k}") for k in ("dh", "dc", "pack", "dh_out", "dc_out", "da")}
     one = ctx.scalar(1.0, x)
 
@@ -120,20 +108,20 @@ def _direction(ctx, node, d, reverse, dy, dyh, dyc, need):
         d_i = ctx.op("Mul", [dc, g_])
         d_g = ctx.op("Mul", [dc, i_])
         d_f = ctx.op("Mul", [dc, cp_])
-        ctx.nodes.append(_node("Mul", [dc, f_], [n["dc_out"]], ctx))
+        ctx.nodes.append(rnn.node(ctx, "Mul", [dc, f_], [n["dc_out"]]))
         sig = lambda dv, s: ctx.op("Mul", [dv, ctx.op("Mul", [s, ctx.op("Sub", [one, s])])])  # noqa: E731
         da_g = ctx.op("Mul", [d_g, ctx.op("Sub", [one, ctx.op("Mul", [g_, g_])])])
-        ctx.nodes.append(_node("Concat", [sig(d_i, i_), sig(do, o_), sig(d_f, f_), da_g], [n["da"]], ctx, axis=-1))
-        ctx.nodes.append(_node("MatMul", [n["da"], rd], [n["dh_out"]], ctx))
+        ctx.nodes.append(rnn.node(ctx, "Concat", [sig(d_i, i_), sig(do, o_), sig(d_f, f_), da_g], [n["da"]], axis=-1))
+        ctx.nodes.append(rnn.node(ctx, "MatMul", [n["da"], rd], [n["dh_out"]]))
 
     body = ctx.subgraph("lstm_backward", [(n[k], elem, 2) for k in ("dh", "dc", "pack")],
                         [(n[k], elem, 2) for k in ("dh_out", "dc_out", "da")], b_body)
     dh0, dc0, da = ctx.op("Scan", [dh_T, dc_T, pack], 3, body=body, num_scan_inputs=1)
-    da = _reverse(ctx, da)                                     # processing order [T, N, 4H]
+    da = rnn.reverse(ctx, da)                                     # processing order [T, N, 4H]
     res = {}
     if need[0]:
         dx = ctx.op("MatMul", [da, wd])
-        res["x"] = _reverse(ctx, dx) if reverse else dx
+        res["x"] = rnn.reverse(ctx, dx) if reverse else dx
     four = ctx.ints([-1, 4 * H])
     daf = ctx.op("Reshape", [da, four]) if (need[1] or need[2]) else None
     if need[1]:
@@ -148,38 +136,18 @@ def _direction(ctx, node, d, reverse, dy, dyh, dyc, need):
     return res
 
 
-def _tensor(arr):
-    from onnx import numpy_helper
-
-    return numpy_helper.from_array(arr)
-
-
-def _node(op, inputs, outputs, ctx, **attrs):
-    from onnx import helper
-
-    return helper.make_node(op, inputs, outputs, name=ctx.fresh(f"node_{op.lower()}"), **attrs)
-
-
 def vjp(ctx, node, dys, need):
-    direction = attr(node, "direction", "forward")
-    dirs = [False] if direction == "forward" else [True] if direction == "reverse" else [False, True]
+    dirs = rnn.directions(node, attr)
     dys = list(dys) + [None] * (3 - len(dys))
     need = list(need) + [False] * (8 - len(need))
     per = [_direction(ctx, node, d, rev, dys[0], dys[1], dys[2], need) for d, rev in enumerate(dirs)]
     out = [None] * len(node.input)
-    stack = lambda key: per[0][key] if len(per) == 1 else ctx.op(  # noqa: E731
-        "Concat", [ctx.op("Unsqueeze", [p[key], ctx.ints([0])]) for p in per], axis=0)
     if need[0]:
         out[0] = ctx.like(ctx.sum([p["x"] for p in per]), node.input[0])
     for idx, key in ((1, "w"), (2, "r"), (3, "b")):
         if need[idx]:
-            if len(per) == 1:
-                out[idx] = ctx.op("Unsqueeze", [per[0][key], ctx.ints([0])])
-            else:
-                out[idx] = stack(key)
-            ctx.like(out[idx], node.input[idx])
+            out[idx] = ctx.like(rnn.stack_directions(ctx, per, key), node.input[idx])
     for idx, key in ((5, "h0"), (6, "c0")):
         if idx < len(node.input) and need[idx]:
-            out[idx] = ctx.like(ctx.op("Unsqueeze", [per[0][key], ctx.ints([0])]) if len(per) == 1 else stack(key),
-                                node.input[idx])
+            out[idx] = ctx.like(rnn.stack_directions(ctx, per, key), node.input[idx])
     return out

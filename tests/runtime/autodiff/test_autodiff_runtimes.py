@@ -75,6 +75,10 @@ RULES = [
     ("lstm-bidirectional", "LSTM", {"X": f32(4, 2, 3), "W": f32(2, 12, 3), "R": f32(2, 12, 3), "B": f32(2, 24),
                                     " ": None, "h": f32(2, 2, 3), "c": f32(2, 2, 3)},
      dict(hidden_size=3, direction="bidirectional"), (), 17),
+    ("gru-bidirectional", "GRU", {"X": f32(4, 2, 3), "W": f32(2, 9, 3), "R": f32(2, 9, 3), "B": f32(2, 18),
+                                  " ": None, "h": f32(2, 2, 3)}, dict(hidden_size=3, direction="bidirectional"), (), 17),
+    ("gru-linear-before-reset", "GRU", {"X": f32(3, 2, 3), "W": f32(1, 6, 3), "R": f32(1, 6, 2), "B": f32(1, 12)},
+     dict(hidden_size=2, linear_before_reset=1), (), 17),
 ]
 
 
