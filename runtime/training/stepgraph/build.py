@@ -18,7 +18,8 @@ from onnxforge.runtime.autodiff import MAX_IR_VERSION, build_gradients
 from onnxforge.runtime.training.stepgraph._rewrite import Nodes, opset_of
 from onnxforge.runtime.training.stepgraph.forward import LR, NEW, SEED, STEP, training_forward
 from onnxforge.runtime.training.stepgraph.loss import LOSS, add_loss
-from onnxforge.runtime.training.stepgraph.optim import OPTIMIZERS, add_updates, moment_names
+from onnxforge.runtime.training.stepgraph.optim import MOMENT_SCALES, OPTIMIZERS, add_updates, moment_names
+from onnxforge.runtime.training.stepgraph.pack import PARAMS, Packing, pack_parameters
 
 __all__ = ["StepGraph", "build_step", "build_eval"]
 
@@ -34,6 +35,19 @@ class StepGraph:
     updates: list[str] = field(default_factory=list)  # the outputs that replace them (same order)
     seeded: bool = False              # reads SEED (has dropout)
     output: str | None = None         # the model's output, when it is an output here
+    packing: Packing = field(default_factory=Packing)  # flat state inputs and the named values in them
+
+    def names(self) -> list[str]:
+        """The carried values by name (parameters, moments, statistics), packed or not."""
+        return self.packing.names(self.state)
+
+    def pack(self, values: dict) -> dict:
+        """Named carried values -> this graph's state inputs."""
+        return self.packing.pack(values)
+
+    def unpack(self, values: dict) -> dict:
+        """This graph's state inputs -> the named carried values."""
+        return self.packing.unpack(values)
 
 
 def _feeds(model: onnx.ModelProto) -> list[str]:
@@ -85,9 +99,11 @@ def _finish(model: onnx.ModelProto, outputs: list[onnx.ValueInfoProto]) -> onnx.
 
 def build_step(model: onnx.ModelProto, *, output: str, loss: str, optimizer: str, trainable: list[str],
                buffers: list[str] = (), feed_shapes: dict | None = None, ignore_index: int | None = None,
-               weight_decay: float = 0.0, with_output: bool = False) -> StepGraph:
+               weight_decay: float = 0.0, with_output: bool = False, pack: bool = True) -> StepGraph:
     """The training step of ``model`` (plugin functions inlined; frozen parameters left as
-    initialisers). ``feed_shapes`` maps data inputs to a batch's shape (fixes an LSTM's length)."""
+    initialisers). ``feed_shapes`` maps data inputs to a batch's shape (fixes an LSTM's length).
+    ``pack``: the trainable parameters and their optimizer state in flat buffers (see
+    :mod:`.pack`; ``graph.pack``/``graph.unpack`` convert), else one input per value."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {optimizer!r}")
     buffers = list(buffers)
@@ -100,6 +116,14 @@ def build_step(model: onnx.ModelProto, *, output: str, loss: str, optimizer: str
     params_info = {i.name: i for i in fwd.graph.input}
     graph, grads = build_gradients(fwd, list(trainable), output, seed, prefix="grad")
     n = Nodes("update", opset_of(graph))
+    packing = Packing()
+    if pack and trainable:
+        flat, layout = pack_parameters(graph, list(trainable), grads)
+        packing.packs[PARAMS] = layout
+        for k, m in enumerate(moment_names(optimizer, PARAMS)):
+            packing.packs[m] = [(moment_names(optimizer, p)[k], shape) for p, shape in layout]
+        grads, trainable = {PARAMS: flat}, [PARAMS]
+        params_info[PARAMS] = next(i for i in graph.graph.input if i.name == PARAMS)
     add_updates(n, optimizer, {p: grads[p] for p in trainable}, weight_decay)
     graph.graph.node.extend(n.nodes)
     graph.graph.initializer.extend(n.initializers)
@@ -108,6 +132,7 @@ def build_step(model: onnx.ModelProto, *, output: str, loss: str, optimizer: str
         for name in [p, *moment_names(optimizer, p)]:
             if name != p:
                 graph.graph.input.append(_value(name, params_info[p]))
+                packing.scales[name] = MOMENT_SCALES[moment_names(optimizer, p).index(name)]
             state.append(name)
             outputs.append(_value(NEW + name, params_info[p]))
     for b in buffers:
@@ -117,7 +142,7 @@ def build_step(model: onnx.ModelProto, *, output: str, loss: str, optimizer: str
     if with_output:
         outputs.append(out_info)
     return StepGraph(_finish(graph, outputs), feeds, target, state, [NEW + s for s in state], seeded,
-                     output if with_output else None)
+                     output if with_output else None, packing)
 
 
 def build_eval(model: onnx.ModelProto, *, output: str, loss: str, params: list[str], buffers: list[str] = (),

@@ -61,27 +61,32 @@ def add_loss(model: onnx.ModelProto, output: str, loss: str, ignore_index: int |
     out_shape = n.op("Shape", [output])
     if labels:
         c = _classes(info)
-        scores = n.op("Reshape", [output, n.const([-1, c], np.int64)])
-        flat = n.op("Reshape", [target.name, n.const([-1], np.int64)])
-        lsm = n.op("LogSoftmax", [scores], axis=-1)
+        flat2d = len(info.type.tensor_type.shape.dim) == 2  # [N, C] scores, [N] labels: no reshapes
+        scores = output if flat2d else n.op("Reshape", [output, n.const([-1, c], np.int64)])
+        flat = target.name if flat2d else n.op("Reshape", [target.name, n.const([-1], np.int64)])
         if ignore_index is not None:
+            lsm = n.op("LogSoftmax", [scores], axis=-1)
             valid = n.op("Not", [n.op("Equal", [flat, n.const(int(ignore_index), np.int64)])])
             flat = n.op("Where", [valid, flat, n.const(0, np.int64)])
             weight = n.op("Unsqueeze", [n.op("Cast", [valid], to=TensorProto.FLOAT), n.const([1], np.int64)])
             count = n.op("Max", [n.op("ReduceSum", [weight], keepdims=0), n.const(1.0, np.float32)])
-        else:
+        else:  # the standard op computes the mean of -log softmax at the labels and the log softmax
+            lsm = n.name("logsoftmax")
+            n.nodes.append(helper.make_node("SoftmaxCrossEntropyLoss", [scores, flat], [LOSS, lsm], name="loss.node",
+                                            reduction="mean"))
             weight = None
             count = n.op("Cast", [n.op("Size", [flat])], to=TensorProto.FLOAT)
         onehot = n.op("OneHot", [flat, n.const(c, np.int64), n.const([0.0, 1.0], np.float32)], axis=-1)
         if weight is not None:
             onehot = n.op("Mul", [onehot, weight])  # padding rows: all zero
-        picked = n.op("ReduceSum", [n.op("Mul", [onehot, lsm])], keepdims=0)
-        n.op("Div", [n.op("Neg", [picked]), count], out=LOSS)
+            picked = n.op("ReduceSum", [n.op("Mul", [onehot, lsm])], keepdims=0)
+            n.op("Div", [n.op("Neg", [picked]), count], out=LOSS)
         soft = n.op("Exp", [lsm])
         if weight is not None:
             soft = n.op("Mul", [soft, weight])
-        grad = n.op("Div", [n.op("Sub", [soft, onehot]), count])
-        grad = n.op("Reshape", [grad, out_shape], out="loss.grad")
+        grad = n.op("Div", [n.op("Sub", [soft, onehot]), count], out="loss.grad" if flat2d else None)
+        if not flat2d:
+            grad = n.op("Reshape", [grad, out_shape], out="loss.grad")
     else:
         diff = n.op("Sub", [output, target.name])
         batch = n.op("Cast", [n.op("Gather", [out_shape, n.const(0, np.int64)], axis=0)], to=TensorProto.FLOAT)

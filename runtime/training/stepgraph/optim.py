@@ -11,9 +11,12 @@ update; read from its kernel, and the tests compare both backends)::
 
 with ``t`` the 1-based step (the ``STEP`` input) and ``lr`` the ``LR`` input. It differs from
 PyTorch's ``AdamW`` (eps scaled by the correction, decay before the update) by about 1e-3 of a
-weight after ten steps. The step's scalars are computed once; per element the update is
-``(p - m / (sqrt(v) k + eps k)) * (1 - lr wd)`` with ``k = (1 - b1^t) / (lr sqrt(1 - b2^t))``:
-13 elementwise passes per parameter.
+weight after ten steps. The moments are carried scaled, ``M = m / (1 - b1)`` and
+``V = v / (1 - b2)`` (:data:`MOMENT_SCALES`; ``state()`` and checkpoints hold ``m`` and ``v``), so
+``M <- b1 M + g`` and ``V <- b2 V + g^2`` take no scaling pass; the step's scalars are computed
+once, and per element the update is ``(p - M / (sqrt(V) k1 + k2)) * (1 - lr wd)`` with
+``k1 = (1 - b1^t) sqrt(1 - b2) / (lr sqrt(1 - b2^t) (1 - b1))`` and ``k2 = eps k1 / sqrt(1 - b2)``:
+11 elementwise passes (over one flat vector when the parameters are packed, see :mod:`.pack`).
 SGD: ``p <- p - lr * g``.
 """
 
@@ -24,11 +27,12 @@ import numpy as np
 from onnxforge.runtime.training.stepgraph._rewrite import Nodes
 from onnxforge.runtime.training.stepgraph.forward import LR, NEW, STEP
 
-__all__ = ["OPTIMIZERS", "BETAS", "EPS", "moment_names", "add_updates"]
+__all__ = ["OPTIMIZERS", "BETAS", "EPS", "MOMENT_SCALES", "moment_names", "add_updates"]
 
 OPTIMIZERS = ("adamw", "sgd")
 BETAS = (0.9, 0.999)
 EPS = 1e-8
+MOMENT_SCALES = (1.0 - BETAS[0], 1.0 - BETAS[1])  # named moment = scale * carried input (m, v)
 
 
 def moment_names(optimizer: str, param: str) -> list[str]:
@@ -37,34 +41,32 @@ def moment_names(optimizer: str, param: str) -> list[str]:
 
 
 def _adamw_scalars(n: Nodes, weight_decay: float) -> tuple[str, str, str | None]:
-    """``k1 = (1 - b1^t) / (lr sqrt(1 - b2^t))``, ``k2 = eps k1``, ``1 - lr wd``: then
-    ``lr sqrt(bc2) / bc1 * m / (sqrt(v) + eps) = m / (sqrt(v) k1 + k2)``."""
+    """``k1``, ``k2`` (see the module docstring) and ``1 - lr wd``."""
     b1, b2 = BETAS
     one = n.const(1.0, np.float32)
     bc1 = n.op("Sub", [one, n.op("Pow", [n.const(b1, np.float32), STEP])])
     bc2 = n.op("Sub", [one, n.op("Pow", [n.const(b2, np.float32), STEP])])
-    k1 = n.op("Div", [n.op("Div", [bc1, LR]), n.op("Sqrt", [bc2])])
-    k2 = n.op("Mul", [k1, n.const(EPS, np.float32)])
+    k1 = n.op("Mul", [n.op("Div", [n.op("Div", [bc1, LR]), n.op("Sqrt", [bc2])]),
+                      n.const(np.sqrt(1.0 - b2) / (1.0 - b1), np.float32)])
+    k2 = n.op("Mul", [k1, n.const(EPS / np.sqrt(1.0 - b2), np.float32)])
     decay = n.op("Sub", [one, n.op("Mul", [LR, n.const(weight_decay, np.float32)])]) if weight_decay else None
     return k1, k2, decay
 
 
 def add_updates(n: Nodes, optimizer: str, grads: dict, weight_decay: float = 0.0) -> list[str]:
     """Nodes (into ``n``) computing ``NEW + name`` for every parameter in ``grads`` (param -> gradient
-    name) and for its optimizer state. Returns the output names in order."""
+    name) and for its optimizer state (the scaled moments). Returns the output names in order."""
     outs = []
     if optimizer == "sgd":
         for p, g in grads.items():
             outs.append(n.op("Sub", [p, n.op("Mul", [g, LR])], out=NEW + p))
         return outs
-    b1, b2 = BETAS
     k1, k2, decay = _adamw_scalars(n, weight_decay)
-    c_b1, c_1b1 = n.const(b1, np.float32), n.const(1.0 - b1, np.float32)
-    c_b2, c_1b2 = n.const(b2, np.float32), n.const(1.0 - b2, np.float32)
+    c_b1, c_b2 = n.const(BETAS[0], np.float32), n.const(BETAS[1], np.float32)
     for p, g in grads.items():
         m, v = moment_names(optimizer, p)
-        m2 = n.op("Add", [n.op("Mul", [m, c_b1]), n.op("Mul", [g, c_1b1])], out=NEW + m)
-        v2 = n.op("Add", [n.op("Mul", [v, c_b2]), n.op("Mul", [n.op("Mul", [g, g]), c_1b2])], out=NEW + v)
+        m2 = n.op("Add", [n.op("Mul", [m, c_b1]), g], out=NEW + m)
+        v2 = n.op("Add", [n.op("Mul", [v, c_b2]), n.op("Mul", [g, g])], out=NEW + v)
         denom = n.op("Add", [n.op("Mul", [n.op("Sqrt", [v2]), k1]), k2])
         stepped = n.op("Sub", [p, n.op("Div", [m2, denom])], out=None if decay else NEW + p)
         outs += [n.op("Mul", [stepped, decay], out=NEW + p) if decay else stepped, m2, v2]

@@ -35,8 +35,8 @@ class StepRunner:
     """Training steps of ``graph`` from ``state`` (name -> array for every name in ``graph.state``).
 
     ``step(feeds, targets, lr)`` runs one step and returns the loss; ``state()`` copies the carried
-    state to numpy (for checkpoints), ``load(state)`` writes it back; ``steps`` counts the steps
-    taken (AdamW's bias correction uses ``steps + 1``)."""
+    state to numpy by name (for checkpoints; packed buffers unpacked), ``load(state)`` writes it
+    back; ``steps`` counts the steps taken (AdamW's bias correction uses ``steps + 1``)."""
 
     def __init__(self, graph: StepGraph, state: dict, *, options=None, device: str = "cpu", steps: int = 0):
         rt = ort()
@@ -45,7 +45,8 @@ class StepRunner:
         self.session = _session(graph.model, options, device)
         self._new = rt.OrtValue.ortvalue_from_numpy
         # copies: on the CPU an OrtValue made from an array shares that array's memory
-        self._sets = [{name: self._new(np.array(state[name], np.float32, order="C"), device, 0)
+        packed = graph.pack({name: state[name] for name in graph.names()})
+        self._sets = [{name: self._new(np.array(packed[name], np.float32, order="C"), device, 0)
                        for name in graph.state}, {}]
         self._sets[1] = {name: rt.OrtValue.ortvalue_from_shape_and_type(v.shape(), np.float32, device, 0)
                          for name, v in self._sets[0].items()}
@@ -96,12 +97,15 @@ class StepRunner:
         return self._bindings[self._current ^ 1].get_outputs()[-1]
 
     def state(self) -> dict:
-        return {name: np.array(v.numpy()) for name, v in self._sets[self._current].items()}
+        values = self.graph.unpack({name: v.numpy() for name, v in self._sets[self._current].items()})
+        return {name: np.array(v) for name, v in values.items()}
 
     def load(self, state: dict, steps: int | None = None) -> None:
-        for name, value in state.items():
-            if name in self._sets[self._current]:
-                self._sets[self._current][name].update_inplace(np.ascontiguousarray(value, np.float32))
+        """Write the named values in ``state`` (any subset of ``graph.names()``) into the buffers."""
+        known = set(self.graph.names())
+        values = {**self.state(), **{k: v for k, v in state.items() if k in known}}
+        for name, value in self.graph.pack(values).items():
+            self._sets[self._current][name].update_inplace(np.ascontiguousarray(value, np.float32))
         if steps is not None:
             self.steps = int(steps)
 

@@ -45,9 +45,14 @@ def workload(name: str, seed: int = 0):
 
 
 def time_backends(name: str, backends=("artifacts", "onnx"), *, optimizer: str = "adamw", seconds: float = 1.0,
-                  rounds: int = 3, threads: int | None = None) -> dict:
+                  rounds: int = 3, threads: int | None = None, weight_decay: float = 0.01,
+                  others: dict | None = None) -> dict:
     """Median steps/s of each backend in ``backends`` on workload ``name`` (alternating rounds of
-    about ``seconds`` each, after a warm-up). Backends that cannot run here are left out."""
+    about ``seconds`` each, after a warm-up). Backends that cannot run here are left out.
+
+    ``others`` adds contestants that are not backends (PyTorch eager, say: the benchmark owns the
+    twins): name -> ``factory(model, optimizer, threads, weight_decay)`` returning ``step(x, y, lr)``;
+    they get the same model, batches and rounds."""
     from onnxforge.runtime.training.backends import BACKENDS
     from onnxforge.runtime.training.trainer import Trainer
 
@@ -59,19 +64,22 @@ def time_backends(name: str, backends=("artifacts", "onnx"), *, optimizer: str =
         for b in backends:
             if BACKENDS[b].available() is not None:
                 continue
-            backend = Trainer(model, Path(tmp) / b, backend=b, optimizer=optimizer, device="cpu", threads=threads,
-                              progress=False).backend
+            backend = Trainer(model, Path(tmp) / b, backend=b, optimizer=optimizer, weight_decay=weight_decay,
+                              device="cpu", threads=threads, progress=False).backend
             backend.prepare(Path(tmp) / b / "artifacts", threads)
+            runs[b] = lambda x, y, lr, backend=backend: backend.train_step([x], y, lr)
+        for o, factory in (others or {}).items():
+            runs[o] = factory(model, optimizer, threads, weight_decay)
+        for step in runs.values():
             for bx, by in batches[:3]:  # warm-up: builds, sessions, first allocations
-                backend.train_step([bx], by, 1e-3)
-            runs[b] = backend
+                step(bx, by, 1e-3)
         rates = {b: [] for b in runs}
         for _ in range(rounds):
-            for b, backend in runs.items():
+            for b, step in runs.items():
                 n, t0 = 0, time.perf_counter()
                 while time.perf_counter() - t0 < seconds:
                     bx, by = batches[n % len(batches)]
-                    backend.train_step([bx], by, 1e-3)
+                    step(bx, by, 1e-3)
                     n += 1
                 rates[b].append(n / (time.perf_counter() - t0))
     return {b: statistics.median(r) for b, r in rates.items()}

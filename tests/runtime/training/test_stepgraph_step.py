@@ -26,13 +26,24 @@ def _split(model):
     return [p for p in params if p not in buffers], buffers
 
 
-def _initial(model, graph):
+def _named(model, graph):
+    """Every carried value by name: the model's initialisers, zero moments."""
     init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     out = {}
-    for name in graph.state:
+    for name in graph.names():
         base = name.split("/", 1)[1] if name.startswith("adamw.") else name
         out[name] = init[name] if name in init else np.zeros_like(init[base])
     return out
+
+
+def _initial(model, graph):
+    """The step's state inputs (packed buffers where the graph packs)."""
+    return graph.pack(_named(model, graph))
+
+
+def _new(graph, names, outs):
+    """The updated carried values by name, from a step's outputs."""
+    return graph.unpack({n[len("new/"):]: v for n, v in zip(names, outs) if n.startswith("new/")})
 
 
 def _cases():
@@ -81,8 +92,9 @@ def test_one_step_on_the_reference_evaluator_equals_one_on_onnx_runtime(case, op
         out = sess.run([output], feeds)[0]
         assert got[0] == pytest.approx(numpy_loss(loss, out, targets), rel=1e-5)
     # every trainable parameter moved
+    before, after = _named(model, graph), _new(graph, names, got)
     for p in trainable:
-        assert not np.array_equal(got[names.index("new/" + p)], run[p]), p
+        assert not np.array_equal(after[p], before[p]), p
 
 
 def test_cross_entropy_ignores_padding_and_an_all_padding_batch_is_zero():
@@ -105,6 +117,7 @@ def test_cross_entropy_ignores_padding_and_an_all_padding_batch_is_zero():
     assert outs[0] == 0.0
     for name, new in zip(graph.state, outs[1:]):  # no targets: no gradient, nothing moves
         np.testing.assert_array_equal(new, base[name])
+    assert set(graph.names()) == set(trainable)
 
 
 def test_dropout_masks_depend_on_seed_and_step_only():
@@ -116,7 +129,7 @@ def test_dropout_masks_depend_on_seed_and_step_only():
     y = np.zeros(64, np.int64)
 
     def logits(seed, step):
-        r = StepRunner(graph, _initial(model, graph), steps=step)
+        r = StepRunner(graph, _named(model, graph), steps=step)
         r.seed(seed)
         r.step([x], y, 0.0)
         return r.outputs().numpy()
@@ -153,21 +166,22 @@ def test_adamw_steps_equal_onnx_runtime_trainings_formula():
     sess = ort().InferenceSession(graph.model.SerializeToString(), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(3)
     x, y = rng.standard_normal((4, 6)).astype(np.float32), rng.standard_normal((4, 3)).astype(np.float32)
-    ref = {k: v.astype(np.float64) for k, v in state.items()}
+    ref = {k: v.astype(np.float64) for k, v in _named(model, graph).items()}
     for t in (1, 2, 3):
         # the gradient the step uses, from the autodiff gradient model of the same loss
         outs = sess.run(None, {"x": x, "target": y, LR: np.array(0.01, np.float32), STEP: np.array(t, np.float32),
                                **state})
-        new = dict(zip([o.name for o in graph.model.graph.output], outs))
+        names = [o.name for o in graph.model.graph.output]
+        new = _new(graph, names, outs)
         for p in trainable:
             m_name, v_name = moment_names("adamw", p)
-            m_new = new["new/" + m_name].astype(np.float64)
+            m_new = new[m_name].astype(np.float64)
             g = (m_new - 0.9 * ref[m_name]) / 0.1  # the gradient, recovered from the first moment
             ref[p], ref[m_name], ref[v_name] = _ort_adamw(ref[p], g, ref[m_name], ref[v_name], t, 0.01, 0.1)
-            np.testing.assert_allclose(new["new/" + v_name], ref[v_name], rtol=1e-5, atol=1e-12)
-            np.testing.assert_allclose(new["new/" + p], ref[p], rtol=0, atol=1e-6, err_msg=f"{p} step {t}")
-        state = {k: new["new/" + k] for k in graph.state}
-        ref.update({k: v.astype(np.float64) for k, v in state.items()})
+            np.testing.assert_allclose(new[v_name], ref[v_name], rtol=1e-5, atol=1e-12)
+            np.testing.assert_allclose(new[p], ref[p], rtol=0, atol=1e-6, err_msg=f"{p} step {t}")
+        state = {n[len("new/"):]: v for n, v in zip(names, outs) if n.startswith("new/")}
+        ref.update({k: v.astype(np.float64) for k, v in new.items()})
 
 
 torch = pytest.importorskip("torch")
@@ -179,7 +193,7 @@ def test_ten_steps_equal_pytorch(optimizer):
     trainable, _ = _split(model)
     graph = build_step(model, output="logits", loss="cross-entropy", optimizer=optimizer, trainable=trainable,
                        weight_decay=0.01)
-    init = _initial(model, graph)
+    init = _named(model, graph)
     runner = StepRunner(graph, init, options=session_options(1))
     net = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
     with torch.no_grad():
