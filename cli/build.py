@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 import numpy as np
 
 from onnxforge.cli._common import IntList, print_json
+from onnxforge.cli._data import classes_from, columns, data_path, image_shape, table_options, text_vocab
 from onnxforge.graphs.lstm import HEADS, IMPLS
 from onnxforge.graphs.seq2seq import ATTENTIONS
+from onnxforge.runtime.data.images import RESIZE_RULES
+from onnxforge.runtime.data.tokenizers import KINDS
 from onnxforge.runtime.modelio.files import save_model
 
 
@@ -16,7 +21,11 @@ def command() -> None:
     """Build a network with freshly initialised weights and save it as an ONNX file."""
 
 
-def _save(model, output: str, as_json: bool) -> None:
+def _save(model, output: str, as_json: bool, card: dict | None = None) -> None:
+    if card:
+        from onnxforge.runtime.modelio.card import set_metadata
+
+        set_metadata(model, card)
     path = save_model(model, output)
     params = sum(int(np.prod(t.dims)) for t in model.graph.initializer if t.data_type == 1)
     if as_json:
@@ -33,8 +42,29 @@ def output_options(f):
     return click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weight initialisation.")(f)
 
 
+def classes_option(f):
+    """--classes-from, which every classifier builder takes beside --classes."""
+    return click.option("--classes-from", "classes_data", type=data_path, default=None, metavar="DATA",
+                        help="Take the classes and their names from data: a table (with --target), a folder of "
+                             "class subfolders of images, or a label<TAB>text file.")(f)
+
+
+def _classes(classes, classes_data, target=None, features=None) -> tuple[int | None, dict]:
+    """``(number of classes, card values)`` from --classes or --classes-from (not both)."""
+    if classes_data is None:
+        return classes, {}
+    names = classes_from(classes_data, target, features)
+    if classes is not None and classes != len(names):
+        raise click.UsageError(f"--classes {classes} disagrees with the {len(names)} classes in {classes_data}")
+    return len(names), {"labels": names}
+
+
 @command.command("mlp")
-@click.option("--inputs", "inputs", type=click.IntRange(min=1), required=True, help="Number of input features.")
+@click.option("--inputs", "inputs", type=click.IntRange(min=1), default=None, help="Number of input features.")
+@click.option("--inputs-from", "table", type=data_path, default=None, metavar="TABLE",
+              help="Size the inputs (and, for a classifier, the classes and their names) from a .csv/.tsv/.parquet "
+                   "training table with --target; its feature scaling (mean, std) becomes nodes at the model's input.")
+@table_options
 @click.option("--hidden", type=IntList(), default="128", show_default=True,
               help="Widths of the hidden layers, comma-separated, for example 128,64.")
 @click.option("--classes", type=click.IntRange(min=2), default=None,
@@ -45,22 +75,48 @@ def output_options(f):
               help="Activation between layers: relu, leaky_relu, tanh, sigmoid, or a plugin op's name.")
 @click.option("--dropout", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
               help="Dropout rate after each hidden layer, active only in training.")
+@classes_option
 @output_options
-def mlp_command(inputs, hidden, classes, outputs, activation, dropout, seed, output, as_json):
+def mlp_command(inputs, table, target, features, hidden, classes, classes_data, outputs, activation, dropout, seed,
+                output, as_json):
     """Build a multi-layer perceptron: fully connected layers with an activation between them."""
     from onnxforge.graphs import mlp
 
+    card, summary = {}, None
+    if table is not None:
+        from onnxforge.runtime.data.tables import summarize_table
+
+        if inputs is not None:
+            raise click.UsageError("give --inputs or --inputs-from, not both")
+        summary = summarize_table(table, target, columns(features), classify=outputs is None, progress=True)
+        inputs = len(summary.features)
+        card = {"features": summary.features, "target": summary.target}
+        if outputs is None:
+            if classes is not None and classes != len(summary.classes):
+                raise click.UsageError(f"--classes {classes} disagrees with the {len(summary.classes)} classes in {table}")
+            classes, card["labels"] = len(summary.classes), summary.classes
+    elif inputs is None:
+        raise click.UsageError("give --inputs (the number of features) or --inputs-from a training table")
+    classes, labels = _classes(classes, classes_data, target, features)
+    card.update(labels)
     if (classes is None) == (outputs is None):
         raise click.UsageError("give exactly one of --classes (a classifier) or --outputs (a regression model)")
     model = mlp(inputs, list(hidden), classes or outputs, activation=activation, dropout=dropout, seed=seed,
                 task="classification" if classes else "regression")
-    _save(model, output, as_json)
+    if summary is not None:
+        from onnxforge.runtime.data.scaling import with_feature_scaling
+
+        model = with_feature_scaling(model, summary.mean, summary.std)
+        card["preprocessing"] = {"feature_scaling": {"mean": summary.mean.tolist(), "std": summary.std.tolist(),
+                                                     "in_graph": True}}
+    _save(model, output, as_json, card)
 
 
 
 @command.command("convnet")
-@click.option("--input-shape", type=IntList(min_len=3, max_len=3), required=True,
-              help="Shape of one example as channels,height,width, for example 1,8,8.")
+@click.option("--input-shape", type=IntList(min_len=3, max_len=3), default=None,
+              help="Shape of one example as channels,height,width, for example 1,8,8 [default with --classes-from "
+                   "an image folder: its first image's].")
 @click.option("--channels", type=IntList(), default="16,32", show_default=True,
               help="Output channels of the convolution stages, comma-separated: one stage per number.")
 @click.option("--kernel", type=click.IntRange(min=1), default=3, show_default=True,
@@ -69,19 +125,34 @@ def mlp_command(inputs, hidden, classes, outputs, activation, dropout, seed, out
               help="Window and stride of the max pooling after each stage; 1 means no pooling.")
 @click.option("--dense", type=IntList(), default=None,
               help="Widths of fully connected hidden layers before the output layer, for example 128.")
-@click.option("--classes", type=click.IntRange(min=2), required=True, help="Number of classes.")
+@click.option("--classes", type=click.IntRange(min=2), default=None, help="Number of classes.")
+@classes_option
+@click.option("--resize", type=click.Choice(RESIZE_RULES), default="refuse", show_default=True,
+              help="Images of another size than the input's: refuse them (naming the file) or stretch them to it.")
 @click.option("--batchnorm", is_flag=True,
               help="Batch normalisation after every convolution (batch statistics in training, running ones after).")
 @click.option("--dropout", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
               help="Dropout rate before every fully connected layer, active only in training.")
 @output_options
-def convnet_command(input_shape, channels, kernel, pool, dense, classes, batchnorm, dropout, seed, output, as_json):
+def convnet_command(input_shape, channels, kernel, pool, dense, classes, classes_data, resize, batchnorm, dropout, seed,
+                    output, as_json):
     """Build a ConvNet classifier: convolution, ReLU and max-pooling stages, then fully connected layers."""
     from onnxforge.graphs import convnet
+    from onnxforge.runtime.data.images import ImageSpec
 
+    classes, card = _classes(classes, classes_data)
+    if classes is None:
+        raise click.UsageError("give --classes or --classes-from")
+    if input_shape is None:
+        if classes_data is None or not Path(classes_data).is_dir():
+            raise click.UsageError("give --input-shape (or --classes-from an image folder to take it from)")
+        input_shape = image_shape(classes_data)
+    spec = ImageSpec(*input_shape, resize=resize)
+    values = spec.card_values()
+    card.update(image=values["image"], preprocessing={"pixel_scale": values["pixel_scale"]})
     model = convnet(tuple(input_shape), tuple(channels), kernel, pool, tuple(dense or ()), classes,
                     dropout=dropout, batchnorm=batchnorm, seed=seed)
-    _save(model, output, as_json)
+    _save(model, output, as_json, card)
 
 
 @command.command("lstm")
@@ -92,8 +163,16 @@ def convnet_command(input_shape, channels, kernel, pool, dense, classes, batchno
 @click.option("--embed", type=click.IntRange(min=1), default=None, help="Width of the learned token embedding (with --vocab).")
 @click.option("--hidden", type=click.IntRange(min=1), default=64, show_default=True, help="Hidden size of every LSTM layer.")
 @click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True, help="Number of stacked LSTM layers.")
-@click.option("--classes", type=click.IntRange(min=2), required=True,
+@click.option("--classes", type=click.IntRange(min=2), default=None,
               help="Number of classes (for a tagger, label 0 is padding and is ignored).")
+@classes_option
+@click.option("--vocab-from", "vocab_data", type=data_path, default=None, metavar="TEXT",
+              help="Build a tokenizer from a label<TAB>text file (or a plain .txt for a tagger language model) and "
+                   "size --vocab from it; the model card keeps it, so infer --text reads raw text.")
+@click.option("--tokenizer", "tokenizer_kind", type=click.Choice(KINDS), default="char", show_default=True,
+              help="With --vocab-from: character or whitespace-word tokens.")
+@click.option("--max-vocab", type=click.IntRange(min=5), default=None,
+              help="With --vocab-from: at most this many ids (rarer tokens read as <unk>).")
 @click.option("--head", type=click.Choice(HEADS), default="sequence", show_default=True,
               help="sequence: one label per sequence from the last state; tagger: one label per step.")
 @click.option("--bidirectional", is_flag=True,
@@ -106,10 +185,22 @@ def convnet_command(input_shape, channels, kernel, pool, dense, classes, batchno
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Fixed sequence length T of every example (needed by --impl unrolled; default: any length).")
 @output_options
-def lstm_command(inputs, vocab, embed, hidden, layers, classes, head, bidirectional, dropout, impl, steps, seed, output,
-                 as_json):
+def lstm_command(inputs, vocab, embed, hidden, layers, classes, classes_data, vocab_data, tokenizer_kind, max_vocab, head,
+                 bidirectional, dropout, impl, steps, seed, output, as_json):
     """Build an LSTM network over feature sequences or token ids that labels sequences or every step."""
     from onnxforge.graphs import lstm
+
+    classes, card = _classes(classes, classes_data)
+    if vocab_data is not None:
+        tok = text_vocab(vocab_data, tokenizer_kind, max_vocab, "text")
+        if vocab is not None and vocab != len(tok.tokens):
+            raise click.UsageError(f"--vocab {vocab} disagrees with the {len(tok.tokens)} tokens in {vocab_data}")
+        vocab = len(tok.tokens)
+        card.update(tokens=list(tok.tokens), tokenizer=tok.card_values())
+        if head == "tagger" and classes is None:
+            classes = vocab  # a language model: the next token over the same vocabulary
+    if classes is None:
+        raise click.UsageError("give --classes or --classes-from")
 
     if (inputs is None) == (vocab is None):
         raise click.UsageError("give exactly one of --inputs (float features per step) or --vocab (token ids)")
@@ -121,7 +212,9 @@ def lstm_command(inputs, vocab, embed, hidden, layers, classes, head, bidirectio
         raise click.UsageError("--impl unrolled needs --steps, the fixed sequence length to unroll over")
     model = lstm(inputs, vocab=vocab, embed=embed, hidden=hidden, layers=layers, classes=classes, head=head,
                  bidirectional=bidirectional, dropout=dropout, seed=seed, impl=impl, steps=steps)
-    _save(model, output, as_json)
+    if head == "tagger" and vocab_data is not None:
+        card["task"] = "tagging"
+    _save(model, output, as_json, card)
 
 
 def _read_vocab(path: str) -> tuple[list[str], list[str]]:
@@ -142,7 +235,12 @@ def _read_vocab(path: str) -> tuple[list[str], list[str]]:
 @click.option("--tgt-vocab", type=click.IntRange(min=4), default=None,
               help="Target vocabulary size, counting the reserved ids 0=PAD, 1=BOS, 2=EOS.")
 @click.option("--vocab-from", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Take both vocabularies (sizes and token strings) from an .npz with src_vocab and tgt_vocab arrays.")
+              help="Take both vocabularies from a source<TAB>target text file (built by --tokenizer; the model card "
+                   "keeps them, so infer --text reads raw text), or from an .npz with src_vocab and tgt_vocab arrays.")
+@click.option("--tokenizer", "tokenizer_kind", type=click.Choice(KINDS), default="char", show_default=True,
+              help="With --vocab-from a text file: character or whitespace-word tokens.")
+@click.option("--max-vocab", type=click.IntRange(min=5), default=None,
+              help="With --vocab-from a text file: at most this many ids per vocabulary (rarer tokens read as <unk>).")
 @click.option("--embed", type=click.IntRange(min=1), default=32, show_default=True, help="Width of the token embeddings.")
 @click.option("--hidden", type=click.IntRange(min=1), default=64, show_default=True, help="Width of the LSTM states.")
 @click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True,
@@ -155,14 +253,22 @@ def _read_vocab(path: str) -> tuple[list[str], list[str]]:
               help="node: ONNX LSTM nodes; unrolled: the same function from plain MatMul, Sigmoid and Tanh ops "
                    "unrolled over --max-len steps (trains faster in ONNX Runtime; sequences at most --max-len tokens).")
 @output_options
-def seq2seq_command(src_vocab, tgt_vocab, vocab_from, embed, hidden, layers, attention, max_len, impl, seed, output,
-                    as_json):
+def seq2seq_command(src_vocab, tgt_vocab, vocab_from, tokenizer_kind, max_vocab, embed, hidden, layers, attention, max_len,
+                    impl, seed, output, as_json):
     """Build an LSTM encoder-decoder with attention that translates token sequences."""
     from onnxforge.graphs.seq2seq import seq2seq
 
     src_tokens = tgt_tokens = None
-    if vocab_from:
+    card = {}
+    if vocab_from and not vocab_from.endswith(".npz"):
+        src_tok = text_vocab(vocab_from, tokenizer_kind, max_vocab, "source")
+        tgt_tok = text_vocab(vocab_from, tokenizer_kind, max_vocab, "target")
+        src_tokens, tgt_tokens = list(src_tok.tokens), list(tgt_tok.tokens)
+        unknown = "unk" if "unk" in (src_tok.unknown, tgt_tok.unknown) else "refuse"
+        card["tokenizer"] = {"kind": tokenizer_kind, "unknown": unknown}
+    elif vocab_from:
         src_tokens, tgt_tokens = _read_vocab(vocab_from)
+    if vocab_from:
         for flag, given, tokens in (("--src-vocab", src_vocab, src_tokens), ("--tgt-vocab", tgt_vocab, tgt_tokens)):
             if given is not None and given != len(tokens):
                 raise click.UsageError(f"{flag} {given} disagrees with the {len(tokens)} tokens in {vocab_from}")
@@ -171,4 +277,4 @@ def seq2seq_command(src_vocab, tgt_vocab, vocab_from, embed, hidden, layers, att
         raise click.UsageError("give --src-vocab and --tgt-vocab, or --vocab-from an .npz that holds both vocabularies")
     model = seq2seq(src_vocab, tgt_vocab, embed, hidden, layers, None if attention == "none" else attention,
                     seed=seed, max_len=max_len, src_tokens=src_tokens, tgt_tokens=tgt_tokens, impl=impl)
-    _save(model, output, as_json)
+    _save(model, output, as_json, card)

@@ -33,6 +33,24 @@ def read_inputs(path: str, input_names: list[str]) -> dict:
     return load_npz(p, input_names, need_targets=False).inputs
 
 
+def _infer_raw(session, input_path, texts: list[str], *, batch_size: int, beam: int, max_len, as_json: bool) -> None:
+    """Raw inputs (a table, an image, a folder of images, text): one line per example with the class
+    name or the decoded text (a folder's lines start with each image's path); ``--json``:
+    ``{"predictions": [...]}`` in input order."""
+    from onnxforge.runtime.tasks.raw import answers, feeds_from_path, feeds_from_raw
+
+    if texts:
+        feeds, names = feeds_from_raw(session, texts), None
+    else:
+        feeds, names = feeds_from_path(session, input_path, progress=not as_json)
+    found = answers(session, feeds, beam=beam, max_len=max_len, batch_size=batch_size)
+    if as_json:
+        print_json({"predictions": found, **({"inputs": names} if names else {})})
+        return
+    for i, answer in enumerate(found):
+        click.echo(f"{names[i]}\t{answer}" if names and len(names) > 1 else answer)
+
+
 def softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
@@ -40,8 +58,11 @@ def softmax(z: np.ndarray) -> np.ndarray:
 
 @click.command("infer")
 @click.argument("model", type=click.Path())
-@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
-              help="Inputs: an .npy for a one-input model, or an .npz with x or arrays named after the inputs.")
+@click.option("--input", "input_path", default=None, type=click.Path(dir_okay=True),
+              help="Inputs: an .npy for a one-input model, an .npz with x or arrays named after the inputs, a "
+                   ".csv/.tsv/.parquet table (the model's feature columns), an image, or a folder of images.")
+@click.option("--text", "texts", multiple=True, metavar="STRING",
+              help="Raw text for a model with a tokenizer (repeatable): prints the class name or decoded text.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write every output (and predictions for a classifier) to this .npz.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True,
@@ -52,7 +73,7 @@ def softmax(z: np.ndarray) -> np.ndarray:
 @click.option("--max-len", type=click.IntRange(min=1), default=None,
               help="Encoder-decoders only: longest output sequence [default: the model's max_len].")
 @click.option("--json", "as_json", is_flag=True, help="Print the outputs as one JSON object.")
-def command(model, input_path, output, batch_size, device, beam, max_len, as_json):
+def command(model, input_path, texts, output, batch_size, device, beam, max_len, as_json):
     """Run MODEL on the inputs in --input and print (or save) what it predicts.
 
     An encoder-decoder reads token ids 'src' (or 'x') and prints the sequences it decodes."""
@@ -60,7 +81,12 @@ def command(model, input_path, output, batch_size, device, beam, max_len, as_jso
     from onnxforge.runtime.data.datasets import Dataset
     from onnxforge.runtime.tasks.evaluation import checked_dataset
 
+    if (input_path is None) == (not texts):
+        raise click.UsageError("give --input PATH or --text STRING (repeatable), not both")
     session = load(model, device=device)
+    if texts or Path(input_path).suffix.lower() not in (".npz", ".npy"):
+        return _infer_raw(session, input_path, list(texts), batch_size=batch_size, beam=beam, max_len=max_len,
+                          as_json=as_json)
     if session.metadata.get("task") == "seq2seq":
         from onnxforge.cli._seq2seq import infer_seq2seq
 

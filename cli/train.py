@@ -9,6 +9,7 @@ import click
 from click.core import ParameterSource
 
 from onnxforge.cli._common import DEVICE, print_json
+from onnxforge.cli._data import columns, data_path, table_options
 from onnxforge.runtime.training.backends import BACKEND_CHOICES
 from onnxforge.runtime.training.callbacks import format_record
 from onnxforge.runtime.training.config import LOSS_CHOICES, OPTIMIZERS
@@ -37,10 +38,12 @@ def _resume_command(rundir: Path, data: str, val: str | None) -> str:
 
 @click.command("train")
 @click.argument("model", required=False, type=click.Path(dir_okay=True))
-@click.option("--data", required=True, type=click.Path(dir_okay=False),
-              help="Training data: an .npz with x (or arrays named after the model's inputs) and y.")
-@click.option("--val", type=click.Path(dir_okay=False), default=None,
+@click.option("--data", required=True, type=data_path,
+              help="Training data: an .npz with x (or arrays named after the model's inputs) and y; a .csv/.tsv/"
+                   ".parquet table (--target); a folder of class subfolders of images; a .tsv/.txt text file.")
+@click.option("--val", type=data_path, default=None,
               help="Validation data in the same form, evaluated after every epoch.")
+@table_options
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Number of epochs in total.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Examples per step.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True, help="Learning rate.")
@@ -76,7 +79,7 @@ def _resume_command(rundir: Path, data: str, val: str | None) -> str:
 @click.option("--quiet", is_flag=True, help="Show no progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.pass_context
-def command(ctx, model, data, val, epochs, batch_size, lr, optimizer, weight_decay, schedule, warmup_steps, loss,
+def command(ctx, model, data, val, target, features, epochs, batch_size, lr, optimizer, weight_decay, schedule, warmup_steps, loss,
             freeze, seed, no_shuffle, backend, device, threads, rundir, resume, overwrite, trust_checkpoint, quiet,
             as_json):
     """Train MODEL on --data with ONNX Runtime and write the run folder.
@@ -105,8 +108,16 @@ def command(ctx, model, data, val, epochs, batch_size, lr, optimizer, weight_dec
     if not quiet and not as_json:
         click.echo(f"training on {trainer.device.name} ({trainer.device.reason}) with the {trainer.backend_name} backend; "
                    f"{len(trainer.trainable)} trainable, {len(trainer.frozen)} frozen parameters", err=True)
+    from onnxforge.runtime.tasks.sources import open_data
+
+    def read(path, name):
+        return None if path is None else open_data(path, trainer.inputs, trainer.metadata, target=target,
+                                                   features=columns(features), progress=not (quiet or as_json),
+                                                   name=name, prepare=trainer.task.preparer(trainer.metadata))
+
+    train_data, val_data = read(data, "training data"), read(val, "validation data")
     try:
-        history = trainer.fit(data, val, resume=resume, overwrite=overwrite, **fit_kw)
+        history = trainer.fit(train_data, val_data, resume=resume, overwrite=overwrite, **fit_kw)
     except KeyboardInterrupt:
         if (rundir / "checkpoint").is_file():
             click.echo(f"Interrupted; the last completed epoch's checkpoint is kept. Continue the run with:\n"

@@ -43,6 +43,9 @@ _CHECKS = {
     "max_len": lambda v: _whole(v) and v > 0, "special_tokens": lambda v: isinstance(v, dict),
     "src_tokens": _text_list, "tgt_tokens": _text_list, "trained": lambda v: isinstance(v, dict),
     "trained_impl": lambda v: isinstance(v, str), "source": lambda v: isinstance(v, dict),
+    "tokenizer": lambda v: isinstance(v, dict), "tokens": _text_list, "features": _text_list,
+    "target": lambda v: isinstance(v, str), "image": lambda v: isinstance(v, dict),
+    "preprocessing": lambda v: isinstance(v, dict),
 }
 
 
@@ -82,6 +85,13 @@ class ModelCard:
     trained: dict | None = None          # epochs, steps, loss, optimizer of the run that trained it
     trained_impl: str | None = None      # the build it was trained as, when exported as another
     source: dict | None = None           # the file a conversion read
+    # how raw data becomes the model's inputs (onnxforge.runtime.data: tables, images, tokenizers)
+    tokenizer: dict | None = None        # {"kind": "char"|"word", "unknown": "unk"|"refuse"}
+    tokens: list[str] | None = None      # one string per token id of a one-vocabulary text model
+    features: list[str] | None = None    # the table columns that are the input, in order
+    target: str | None = None            # the table column that holds the label
+    image: dict | None = None            # {"height", "width", "channels", "resize": "refuse"|"stretch"}
+    preprocessing: dict | None = None    # {"feature_scaling": {"mean", "std", "in_graph"}, "pixel_scale": 1/255}
     extra: dict = field(default_factory=dict)  # other onnxforge.* keys (and mistyped values), kept as read
 
     @classmethod

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnxforge.runtime.data.datasets import Dataset, as_dataset, check_dataset, vocab_sizes
+from onnxforge.runtime.data.datasets import Dataset, check_dataset, vocab_sizes
 from onnxforge.runtime.inference.session import Session
+from onnxforge.runtime.tasks.sources import open_data
 from onnxforge.runtime.tasks.task import task_for
 
 __all__ = ["evaluate", "predict_output", "checked_dataset", "check_for_model", "fixed_batch"]
@@ -25,7 +26,7 @@ def check_for_model(data, inputs, output_shape, metadata: dict, *, loss: str | N
     task = task_for(metadata, loss or "auto")
     loss = task.default_loss if loss in (None, "auto") else loss
     if not isinstance(data, Dataset):
-        data = as_dataset(data, [i.name for i in inputs], name, task.preparer(metadata))
+        data = open_data(data, inputs, metadata, name=name, prepare=task.preparer(metadata), need_targets=need_targets)
     as_classes = task.labels_are_classes and loss == "cross-entropy"
     classes = metadata.get("classes") or (output_shape[-1] if as_classes and output_shape else None)
     return check_dataset(data, inputs, task=task.name if as_classes else "regression",

@@ -1,0 +1,127 @@
+"""Data for a model, chosen by the path: the one place that turns a file or folder into a checked
+:class:`~onnxforge.runtime.data.datasets.Dataset` (``train``, ``eval``, ``infer`` and the Python API).
+
+- ``.npz``: arrays ``x`` (or named after the inputs) and ``y``, as always;
+- ``.csv`` / ``.tsv`` / ``.parquet`` tables: the card's feature columns (or ``features``) and
+  target (or ``target``); string labels mapped to the card's class names;
+- a folder: ``DIR/<class>/*.png|jpg|...`` decoded by the card's image rule;
+- ``.tsv`` / ``.txt`` text for a model with a tokenizer: ``source<TAB>target`` for an
+  encoder-decoder, ``label<TAB>text`` for a classifier, plain lines for a per-step language model.
+
+A ``.tsv`` is text for a model whose card has a tokenizer, a table otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from onnxforge.runtime.data import images, tables, text
+from onnxforge.runtime.data.datasets import Dataset, as_dataset
+from onnxforge.runtime.data.tokenizers import Tokenizer
+from onnxforge.runtime.errors import DataError
+from onnxforge.runtime.modelio.card import ModelCard
+from onnxforge.runtime.tasks.task import task_for
+
+__all__ = ["open_data", "data_kind", "text_tokenizers"]
+
+
+def _card(metadata) -> ModelCard:
+    return metadata if isinstance(metadata, ModelCard) else ModelCard.from_dict(dict(metadata or {}))
+
+
+def data_kind(path, card: ModelCard) -> str:
+    """``npz``, ``table``, ``images``, ``text`` or ``image`` (one image file) for ``path``."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if p.is_dir():
+        return "images"
+    if suffix == ".npz":
+        return "npz"
+    if images.is_image(p):
+        return "image"
+    if text.is_text(p) and (card.tokenizer or suffix == ".txt"):
+        return "text"
+    if tables.is_table(p):
+        return "table"
+    if not p.exists():
+        raise DataError(f"data '{p}' does not exist")
+    raise DataError(f"'{p}' is no data onnxforge reads: give an .npz, a .csv/.tsv/.parquet table, a folder of "
+                    "images (one subfolder per class) or a .tsv/.txt text file")
+
+
+def text_tokenizers(card: ModelCard) -> tuple[Tokenizer, Tokenizer | None]:
+    """``(source or only tokenizer, target tokenizer or None)`` from the card, or DataError."""
+    if card.task == "seq2seq":
+        src, tgt = Tokenizer.from_card(card, "src_tokens"), Tokenizer.from_card(card, "tgt_tokens")
+        if src is None or tgt is None:
+            raise DataError("the model card has no tokenizer (build the model with --vocab-from a text file) to read text")
+        return src, tgt
+    tok = Tokenizer.from_card(card, "tokens")
+    if tok is None:
+        raise DataError("the model card has no tokenizer (build the model with --vocab-from a text file) to read text")
+    return tok, None
+
+
+def _trim(ids: np.ndarray) -> np.ndarray:
+    """Drop the all-PAD columns at the end (keeping at least one)."""
+    used = np.flatnonzero(ids.any(axis=0))
+    return ids[:, : (int(used[-1]) + 1 if used.size else 1)]
+
+
+def _text_dataset(path, card: ModelCard, metadata: dict, input_names, need_targets: bool, progress: bool) -> Dataset:
+    src, tgt = text_tokenizers(card)
+    unrolled = (card.args or {}).get("impl") == "unrolled"
+    width = card.max_len if unrolled else None
+    if card.task == "seq2seq":
+        arrays = text.pairs_arrays(path, src, tgt, src_width=width, tgt_width=card.max_len, progress=progress)
+        if not unrolled:
+            arrays["src"] = _trim(arrays["src"])
+        arrays["tgt"] = _trim(arrays["tgt"]) if not unrolled else arrays["tgt"]
+        arrays = task_for(metadata).preparer(metadata)(arrays)
+        return Dataset({k: arrays[k] for k in input_names}, arrays["y"], str(path))
+    if card.task == "tagging":
+        x, y = text.corpus_arrays(path, src, width=card.args.get("steps"), progress=progress)
+        return Dataset({input_names[0]: x}, y, str(path))
+    x, y = text.labelled_arrays(path, src, card.labels, width=card.args.get("steps"), progress=progress)
+    return Dataset({input_names[0]: x}, y, str(path))
+
+
+def open_data(data, inputs, metadata, *, target: str | None = None, features=None, need_targets: bool = True,
+              progress: bool = False, name: str = "data", prepare=None) -> Dataset:
+    """``data`` (a path, pair or Dataset) as a Dataset for a model with ``inputs`` (IOInfo) and
+    ``metadata`` (its card as a dict). ``target``/``features`` override the card's table columns."""
+    names = [i.name for i in inputs]
+    if isinstance(data, Dataset) or not isinstance(data, (str, os.PathLike)):
+        return as_dataset(data, names, name, prepare)
+    card = _card(metadata)
+    meta = card.to_dict()
+    kind = data_kind(data, card)
+    if kind == "npz":
+        return as_dataset(data, names, name, prepare)
+    if kind == "text":
+        return _text_dataset(data, card, meta, names, need_targets, progress)
+    if len(names) != 1:
+        raise DataError(f"'{data}': tables and images feed a one-input model; this one has {len(names)} inputs")
+    classify = task_for(meta).labels_are_classes
+    if kind == "table":
+        x, y = tables.read_table(data, features or card.features, target or card.target, labels=card.labels,
+                                 classify=classify, need_targets=need_targets, progress=progress)
+    elif kind == "images":
+        spec = images.ImageSpec.for_model(card, inputs[0].shape)
+        if need_targets or _has_class_folders(data):
+            x, y = images.read_folder(data, spec, card.labels, progress=progress)
+        else:
+            x, y = images.read_images(images.list_images(data), spec, progress=progress), None
+    else:
+        spec = images.ImageSpec.for_model(card, inputs[0].shape)
+        x, y = images.decode_image(data, spec)[None], None
+    if need_targets and y is None:
+        raise DataError(f"'{data}' holds no labels")
+    return Dataset({names[0]: x}, y, str(data))
+
+
+def _has_class_folders(path) -> bool:
+    return any(p.is_dir() for p in Path(path).iterdir())
