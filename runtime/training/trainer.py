@@ -51,7 +51,26 @@ from onnxforge.runtime.training.resume import resume_state, start_run
 from onnxforge.runtime.training.run_folder import RunFolder
 from onnxforge.runtime.training.schedules import learning_rate
 
-__all__ = ["Trainer", "OPTIMIZERS", "format_record"]
+__all__ = ["Trainer", "OPTIMIZERS", "format_record", "parallel_backend"]
+
+
+def parallel_backend(workers, strategy, backend: str) -> str:
+    """The backend of a run on ``workers`` processes, checked before anything is written. Workers
+    average gradients, which the ``onnx`` backend's graphs can output; the ``artifacts`` backend
+    applies its optimizer inside ONNX Runtime training, so it trains on one process only. The
+    training room starts no processes: ``strategy`` does (``onnxforge.runtime.distributed.RayTrain``)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers must be a positive integer; got {workers!r}")
+    if workers == 1:
+        return backend
+    if backend == "artifacts":
+        raise ConfigError(f"workers={workers} needs the onnx backend: the artifacts backend applies its optimizer step "
+                          "inside ONNX Runtime training, where no gradient can be averaged between workers; "
+                          "use backend='onnx' (--backend onnx) or one worker")
+    if strategy is None:
+        raise ConfigError(f"workers={workers} needs a strategy that starts the workers: pass "
+                          "strategy=onnxforge.runtime.distributed.RayTrain() (or run onnxforge train --workers N --engine ray)")
+    return "onnx"
 
 
 class Trainer:
@@ -61,7 +80,9 @@ class Trainer:
     def __init__(self, model, rundir, *, loss: str = "auto", optimizer: str = "adamw", lr: float = 1e-3,
                  weight_decay: float = 0.01, schedule: str = "constant", warmup_steps: int = 0,
                  freeze=(), device: str | Device = "auto", seed: int = 0, threads: int | str | None = "auto",
-                 progress: bool | str = True, backend: str = "auto", trust_checkpoint: bool = False):
+                 progress: bool | str = True, backend: str = "auto", trust_checkpoint: bool = False,
+                 workers: int = 1, strategy=None):
+        backend = parallel_backend(workers, strategy, backend)
         self.config = RunConfig(loss=loss, optimizer=optimizer, lr=lr, weight_decay=weight_decay, schedule=schedule,
                                 warmup_steps=warmup_steps, freeze=freeze, seed=seed, backend=backend)
         self.source = load_model(model)
@@ -73,7 +94,7 @@ class Trainer:
         if self.loss == "cross-entropy" and self.task.name == "regression":
             raise ConfigError("loss 'cross-entropy' needs a classifier, but the model's task is regression")
         check_threads(threads)
-        self.threads, self.progress, self.trust_checkpoint = threads, progress, trust_checkpoint
+        self.threads, self.progress, self.trust_checkpoint, self.workers = threads, progress, trust_checkpoint, workers
         self.intra_op_threads = None if threads == "auto" else threads  # "auto" is resolved in fit()
         self.output_name = self.metadata.get("output") or self.source.graph.output[0].name
         if self.output_name not in [o.name for o in self.source.graph.output]:
@@ -81,11 +102,10 @@ class Trainer:
         self.inputs = _io_info_from_model(self.source)
         self.plan = ParameterPlan.of(self.source, self.config.freeze)
         self.trainable, self.frozen, self.buffers = list(self.plan.trainable), list(self.plan.frozen), list(self.plan.buffers)
-        self.device = resolve_device(device)
-        self.fixed_batch = fixed_batch(self.inputs)
+        self.device, self.fixed_batch = resolve_device(device), fixed_batch(self.inputs)
         self.backend_name = backend_class(backend).name
         self.backend = backend_class(backend)(self._spec())
-        self.history: list[dict] = []
+        self.history, self.strategy = [], strategy  # history: one record per epoch
         self.epoch = self.step = self.total_steps = 0
         self.finished_before = self._prepared = False  # finished_before: a resume found nothing left to do
         self._record = self._infer_session = None
@@ -141,6 +161,9 @@ class Trainer:
         ``val``, ``val_loss`` and the task's metrics prefixed ``val_``. ``callback(record)`` runs
         after each epoch; ``callbacks`` are :class:`~.callbacks.Callback` objects.
         """
+        if self.workers > 1:  # the strategy runs the workers (each a Trainer of one) and adopts their run
+            return self.strategy.fit(self, train, val, dict(epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                                                            resume=resume, overwrite=overwrite, callback=callback, callbacks=callbacks))
         given = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("shuffle", shuffle)) if v is not None}
         self.config = replace(self.config, **given)
         cfg = self.config
