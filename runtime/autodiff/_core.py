@@ -82,14 +82,16 @@ def _infer(model: onnx.ModelProto) -> dict:
 
 
 def _constants(graph: onnx.GraphProto, wrt: set, opset: int) -> dict:
-    """Values known at build time: Constant nodes and integer initialisers (shape-like data).
-    Float and bool initialisers are parameters or switches a trainer may change: never folded."""
+    """Values known at build time: Constant nodes, integer initialisers (shape-like data) and
+    initialisers read only as settings. Other float and bool initialisers are parameters or
+    switches a trainer may change: never folded."""
     inputs = {i.name for i in graph.input}
     consts = {}
+    settings = _settings_only(graph)
     for init in graph.initializer:
         if init.name in wrt or init.name in inputs:
             continue
-        if init.data_type in (TensorProto.INT64, TensorProto.INT32):
+        if init.data_type in (TensorProto.INT64, TensorProto.INT32) or init.name in settings:
             consts[init.name] = numpy_helper.to_array(init)
     for node in graph.node:
         if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and len(node.output) == 1:
@@ -102,6 +104,21 @@ def _constants(graph: onnx.GraphProto, wrt: set, opset: int) -> dict:
             except Exception:  # noqa: BLE001
                 pass
     return consts
+
+
+def _settings_only(graph) -> set:
+    """Names read only at inputs a rule declares settings (SETTINGS_INPUTS: Resize's roi and
+    scales): their initialisers are build-time constants, whatever their element type."""
+    uses: dict[str, bool] = {}
+    for node in graph.node:
+        rule = _rule(node)
+        blocked = getattr(rule, "SETTINGS_INPUTS", ()) if rule is not None else ()
+        for idx, name in enumerate(node.input):
+            if name:
+                uses[name] = uses.get(name, True) and idx in blocked
+        for name in _subgraph_inputs(node):
+            uses[name] = False
+    return {n for n, only in uses.items() if only}
 
 
 def _subgraph_inputs(node) -> set:

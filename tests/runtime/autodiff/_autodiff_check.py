@@ -111,7 +111,8 @@ def assert_close(actual, expected, tol=TOL, what=""):
 
 def to_double(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of ``model`` in float64: every float32 tensor type, initialiser, Constant, Cast
-    target, Constant and ConstantOfShape value, in subgraphs too (for central differences)."""
+    target, Constant and ConstantOfShape value, in subgraphs too (for central differences); Resize's
+    scales stay float32, as the spec requires."""
     from onnx import numpy_helper
 
     from onnx import inliner
@@ -126,11 +127,13 @@ def to_double(model: onnx.ModelProto) -> onnx.ModelProto:
             t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64), t.name))
 
     def graph(g):
+        scales = {n.input[2] for n in g.node if n.op_type == "Resize" and len(n.input) > 2}  # float32 only
         for vi in list(g.input) + list(g.output) + list(g.value_info):
-            if vi.type.tensor_type.elem_type == F:
+            if vi.type.tensor_type.elem_type == F and vi.name not in scales:
                 vi.type.tensor_type.elem_type = D
         for t in g.initializer:
-            tensor(t)
+            if t.name not in scales:
+                tensor(t)
         for n in g.node:
             if n.op_type == "Constant" and n.attribute[0].name in ("value_float", "value_floats"):
                 a = n.attribute[0]

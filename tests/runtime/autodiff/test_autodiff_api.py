@@ -217,3 +217,10 @@ def test_reduce_mean_runtime_axes_by_central_differences():
 def test_clip_with_tensor_bounds_by_central_differences():
     inputs = {"X": R.standard_normal((3, 4)), "lo": np.array(-0.3), "hi": np.array(0.4)}
     _fd_check("Clip", inputs, ["X", "lo", "hi"])
+
+
+def test_resize_with_scales_known_only_at_run_time_is_refused():
+    m = _model([helper.make_node("Resize", ["x", "", "s"], ["y"], name="up", mode="linear")],
+               [vi("x", [1, 1, 2, 2]), vi("s", [4])], [vi("y", None)])
+    with pytest.raises(UnsupportedOpError, match=r"'Resize' \(node 'up'\).*'s'.*only known at run time"):
+        gradient_model(m, ["x"], "y")

@@ -77,3 +77,47 @@ def test_conv_transpose_output_shape_too_large_is_refused():
                         output_shape=[8, 8])
     with pytest.raises(UnsupportedOpError, match="larger than the natural output"):
         gradient_model(m, ["W"], "y0")
+
+
+def _resize_case(x, mode, ctm, scales=None, sizes=None, **attrs):
+    ins = {"X": x, "roi": np.zeros(0, np.float32)}
+    if scales is not None:
+        ins["scales"] = np.array(scales, np.float32)
+    else:
+        ins[" "] = None
+        ins["sizes"] = np.array(sizes, np.int64)
+    consts = [k for k in ("roi", "scales", "sizes") if k in ins]
+    return ins, consts, dict(mode=mode, coordinate_transformation_mode=ctm, **attrs)
+
+
+_MODES = [
+    ("nearest", "asymmetric", "nearest", None, dict(nearest_mode="floor")),
+    ("linear", "half_pixel", "bilinear", False, {}),
+    ("linear", "pytorch_half_pixel", "bilinear", False, {}),
+    ("linear", "align_corners", "bilinear", True, {}),
+    ("cubic", "half_pixel", "bicubic", False, dict(cubic_coeff_a=-0.75)),
+]
+# PyTorch's nearest with sizes maps by in/out, ONNX's asymmetric by the scale: no twin there (the
+# central-difference tests cover nearest with sizes); sizes of every axis fix the batch
+RESIZE = [pytest.param(*m, how, dyn, id=f"{m[0]}-{m[1]}-{how}-{'dyn' if dyn else 'static'}")
+          for m in _MODES for how in ("up-scales", "down-sizes", "mixed-sizes") for dyn in (False, "batch")
+          if not (m[0] == "nearest" and how != "up-scales") and not (dyn and how == "down-sizes")]
+
+
+@pytest.mark.parametrize("mode,ctm,torch_mode,align,extra,how,dynamic", RESIZE)
+def test_resize_matches_torch(mode, ctm, torch_mode, align, extra, how, dynamic):
+    x = f32(2, 3, 5, 4)
+    if how == "up-scales":
+        ins, consts, attrs = _resize_case(x, mode, ctm, scales=[1, 1, 2, 3], **extra)
+        out = (10, 12)
+    elif how == "down-sizes":  # all axes given (the batch must then be static)
+        ins, consts, attrs = _resize_case(x, mode, ctm, sizes=[2, 3, 3, 2], **extra)
+        out = (3, 2)
+    else:  # opset 18's axes: only the spatial ones
+        ins, consts, attrs = _resize_case(x, mode, ctm, sizes=[7, 3], axes=[2, 3], **extra)
+        out = (7, 3)
+
+    def twin(x, *_):
+        kw = {} if align is None else dict(align_corners=align)
+        return F.interpolate(x, size=out, mode=torch_mode, **kw)
+    check_op("Resize", ins, twin, consts=consts, attrs=attrs, dynamic=dynamic, opset=18 if "axes" in attrs else 17)
