@@ -8,7 +8,8 @@ ONNX Runtime 1.19 checks only part of this, so onnxforge reads external data its
 
 * every tensor is visited: initialisers, sparse initialisers (values and indices), tensors in node
   attributes (``t``, ``tensors``, ``sparse_tensor(s)``), in subgraphs (``g``, ``graphs``), in model
-  functions and in training-info graphs;
+  functions (their nodes and the default values of their attributes, ``attribute_proto``) and in
+  training-info graphs;
 * a location must be a relative path inside the model's folder: no absolute path, no drive, no
   ``..`` segment, no symbolic link on the way, a regular file with one hard link only, and its
   real path inside the folder;
@@ -73,21 +74,24 @@ def _tensors_of_graph(graph: GraphProto, where: str, out: list) -> None:
 def _tensors_of_node(node, where: str, out: list) -> None:
     label = f"node '{node.name}' ({node.op_type})" if node.name else f"a {node.op_type} node"
     for attr in node.attribute:
-        at = f"{where}attribute '{attr.name}' of {label}"
-        if attr.type == AttributeProto.TENSOR or attr.HasField("t"):
-            out.append((at, attr.t))
-        for i, t in enumerate(attr.tensors):
-            out.append((f"{at}[{i}]", t))
-        if attr.HasField("sparse_tensor"):
-            out.append((f"{at} (values)", attr.sparse_tensor.values))
-            out.append((f"{at} (indices)", attr.sparse_tensor.indices))
-        for i, s in enumerate(attr.sparse_tensors):
-            out.append((f"{at}[{i}] (values)", s.values))
-            out.append((f"{at}[{i}] (indices)", s.indices))
-        if attr.HasField("g"):
-            _tensors_of_graph(attr.g, f"{at} > ", out)
-        for i, g in enumerate(attr.graphs):
-            _tensors_of_graph(g, f"{at}[{i}] > ", out)
+        _tensors_of_attribute(attr, f"{where}attribute '{attr.name}' of {label}", out)
+
+
+def _tensors_of_attribute(attr: AttributeProto, at: str, out: list) -> None:
+    if attr.type == AttributeProto.TENSOR or attr.HasField("t"):
+        out.append((at, attr.t))
+    for i, t in enumerate(attr.tensors):
+        out.append((f"{at}[{i}]", t))
+    if attr.HasField("sparse_tensor"):
+        out.append((f"{at} (values)", attr.sparse_tensor.values))
+        out.append((f"{at} (indices)", attr.sparse_tensor.indices))
+    for i, s in enumerate(attr.sparse_tensors):
+        out.append((f"{at}[{i}] (values)", s.values))
+        out.append((f"{at}[{i}] (indices)", s.indices))
+    if attr.HasField("g"):
+        _tensors_of_graph(attr.g, f"{at} > ", out)
+    for i, g in enumerate(attr.graphs):
+        _tensors_of_graph(g, f"{at}[{i}] > ", out)
 
 
 def all_tensors(model: ModelProto) -> list[tuple[str, TensorProto]]:
@@ -95,6 +99,8 @@ def all_tensors(model: ModelProto) -> list[tuple[str, TensorProto]]:
     out: list = []
     _tensors_of_graph(model.graph, "", out)
     for f in model.functions:
+        for attr in f.attribute_proto:  # default values of the function's attributes
+            _tensors_of_attribute(attr, f"default attribute '{attr.name}' of function '{f.domain}.{f.name}'", out)
         for node in f.node:
             _tensors_of_node(node, f"function '{f.domain}.{f.name}' > ", out)
     for i, info in enumerate(model.training_info):

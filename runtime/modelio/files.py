@@ -22,6 +22,7 @@ from onnxforge.runtime.modelio.external_data import (
     load_external_data,
 )
 from onnxforge.runtime.errors import ModelError, UnsafeModelError
+from onnxforge.runtime.modelio.limits import LoadLimits, check_limits
 from onnxforge.runtime.modelio.card import METADATA_PREFIX, get_metadata, set_metadata  # noqa: F401 - the card's home
 
 __all__ = [
@@ -69,7 +70,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     fsync_folder(path.parent)
 
 
-def _parse(data: bytes, what: str) -> ModelProto:
+def _parse(data: bytes, what: str, limits: LoadLimits | None) -> ModelProto:
     model = ModelProto()
     try:
         model.ParseFromString(data)
@@ -77,6 +78,7 @@ def _parse(data: bytes, what: str) -> ModelProto:
         raise ModelError(f"{what} is not a readable ONNX model (corrupt or truncated: {type(exc).__name__}: {exc})") from None
     if not model.HasField("graph") or (not model.graph.node and not model.graph.output):
         raise ModelError(f"{what} is not a readable ONNX model (it has no graph; corrupt, truncated or another format)")
+    check_limits(model, what, limits)  # first: the text check below walks every node
     _check_text(model, what)  # before any field is used: external data locations included
     return model
 
@@ -123,22 +125,26 @@ def _check_text(message, what: str) -> None:
 
 
 def load_model(source: str | os.PathLike | ModelProto | bytes, *, max_bytes: int = MAX_MODEL_BYTES,
-               max_external_bytes: int = MAX_EXTERNAL_BYTES, check: bool = True) -> ModelProto:
+               max_external_bytes: int = MAX_EXTERNAL_BYTES, check: bool = True,
+               limits: LoadLimits | None = None) -> ModelProto:
     """Load a model from a path (a file, or a folder holding ``model.onnx``), bytes or a ``ModelProto``.
 
     The file is read only when it is a regular file of at most ``max_bytes``; it is parsed without
     its external data; every external-data declaration is checked (see
-    :mod:`onnxforge.runtime.modelio.external_data`) before any of it is read; then ONNX's checker runs.
-    Raises :class:`ModelError` (or :class:`UnsafeModelError` for escapes) naming the file.
+    :mod:`onnxforge.runtime.modelio.external_data`) before any of it is read, after the model's
+    structure is checked against ``limits`` (recursion, node counts, nesting, declared tensor sizes:
+    :mod:`onnxforge.runtime.modelio.limits`; default :meth:`LoadLimits.from_env`). Raises
+    :class:`ModelError` (or :class:`UnsafeModelError` for escapes) naming the file.
     """
     if isinstance(source, ModelProto):
+        check_limits(source, "the model given", limits)
         load_external_data(source, None, max_bytes=max_external_bytes, source="the model given")
         return source
     if isinstance(source, (bytes, bytearray, memoryview)):
         what = "the bytes given"
         if len(source) > max_bytes:
             raise ModelError(f"{what} are {len(source)} bytes, over the model size limit of {max_bytes}")
-        model = _parse(bytes(source), what)
+        model = _parse(bytes(source), what, limits)
         load_external_data(model, None, max_bytes=max_external_bytes, source=what)
     else:
         path = Path(source)
@@ -162,7 +168,7 @@ def load_model(source: str | os.PathLike | ModelProto | bytes, *, max_bytes: int
             data = path.read_bytes()
         except OSError as exc:
             raise ModelError(f"model file '{path}' cannot be read ({exc.strerror})") from None
-        model = _parse(data, what)
+        model = _parse(data, what, limits)
         load_external_data(model, path.parent, max_bytes=max_external_bytes, source=what)
     if check:
         _validate(model, what)
