@@ -134,7 +134,7 @@ def read_images(paths, spec: ImageSpec, *, progress: bool = False, budget: int |
     if progress:
         from tqdm import tqdm
 
-        paths = tqdm(paths, desc="decoding images", unit=" images", leave=False)
+        paths = tqdm(paths, desc="decoding images", unit=" images", leave=False, disable=None)
     block = []
     for path in paths:
         block.append(decode_image(path, spec))

@@ -80,7 +80,7 @@ def _batches(path: Path, columns: list[str], progress: bool, desc: str):
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(desc=desc, unit=" rows", unit_scale=True, leave=False)
+        bar = tqdm(desc=desc, unit=" rows", unit_scale=True, leave=False, disable=None)
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             source = pa.parquet.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=columns)

@@ -39,7 +39,7 @@ def read_lines(path, *, progress: bool = False) -> list[tuple[int, str]]:
         if progress:
             from tqdm import tqdm
 
-            lines = tqdm(fh, desc=f"reading {path.name}", unit=" lines", leave=False)
+            lines = tqdm(fh, desc=f"reading {path.name}", unit=" lines", leave=False, disable=None)
         for number, raw in enumerate(lines, 1):
             try:
                 text = raw.decode("utf-8").rstrip("\r\n")
