@@ -1,8 +1,10 @@
 """One training step as one standard ONNX model, and the evaluation model beside it.
 
 Training step inputs: the data feeds, the targets (``labels`` or ``target``), ``LR`` and ``STEP``
-(float scalars), ``SEED`` (int64, only with dropout), the trainable parameters, the optimizer state
-(``adamw.m/P``, ``adamw.v/P``) and the running statistics. Outputs: ``loss``, then ``NEW + name``
+(float scalars), AdamW's per-step scalars (``ADAMW_SCALARS``, from ``graph.scalar_values``),
+``SEED`` (int64, only with dropout), the trainable parameters (small ones packed in one flat
+buffer), the optimizer state (``adamw.m/P``, ``adamw.v/P``, scaled, packed alike) and the running
+statistics; ``graph.pack``/``graph.unpack`` convert named values to and from the state inputs. Outputs: ``loss``, then ``NEW + name``
 for every parameter, optimizer state and running statistic (the runner feeds them back as the next
 step's inputs), and optionally the model's output. Only ``ai.onnx`` ops, opset >= 17, IR <= 10.
 """
@@ -17,9 +19,11 @@ from onnx import TensorProto, helper
 from onnxforge.runtime.autodiff import MAX_IR_VERSION, build_gradients
 from onnxforge.runtime.training.stepgraph._rewrite import Nodes, opset_of
 from onnxforge.runtime.training.stepgraph.forward import LR, NEW, SEED, STEP, training_forward
+from onnxforge.runtime.training.stepgraph.kernels import faster_kernels
 from onnxforge.runtime.training.stepgraph.loss import LOSS, add_loss
-from onnxforge.runtime.training.stepgraph.optim import MOMENT_SCALES, OPTIMIZERS, add_updates, moment_names
-from onnxforge.runtime.training.stepgraph.pack import PARAMS, Packing, pack_parameters
+from onnxforge.runtime.training.stepgraph.optim import (ADAMW_SCALARS, MOMENT_SCALES, OPTIMIZERS, adamw_scalars,
+                                                        add_updates, moment_names)
+from onnxforge.runtime.training.stepgraph.pack import PARAMS, Packing, pack_parameters, packable
 
 __all__ = ["StepGraph", "build_step", "build_eval"]
 
@@ -36,6 +40,12 @@ class StepGraph:
     seeded: bool = False              # reads SEED (has dropout)
     output: str | None = None         # the model's output, when it is an output here
     packing: Packing = field(default_factory=Packing)  # flat state inputs and the named values in them
+    scalars: tuple = ()               # per-step scalar inputs computed outside (AdamW's, see optim)
+    weight_decay: float = 0.0
+
+    def scalar_values(self, lr: float, step: int) -> dict:
+        """The values of :attr:`scalars` for step ``step`` (1-based) at rate ``lr``."""
+        return adamw_scalars(lr, step, self.weight_decay) if self.scalars else {}
 
     def names(self) -> list[str]:
         """The carried values by name (parameters, moments, statistics), packed or not."""
@@ -102,7 +112,7 @@ def build_step(model: onnx.ModelProto, *, output: str, loss: str, optimizer: str
                weight_decay: float = 0.0, with_output: bool = False, pack: bool = True) -> StepGraph:
     """The training step of ``model`` (plugin functions inlined; frozen parameters left as
     initialisers). ``feed_shapes`` maps data inputs to a batch's shape (fixes an LSTM's length).
-    ``pack``: the trainable parameters and their optimizer state in flat buffers (see
+    ``pack``: the small trainable parameters and their optimizer state in flat buffers (see
     :mod:`.pack`; ``graph.pack``/``graph.unpack`` convert), else one input per value."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {optimizer!r}")
@@ -115,16 +125,21 @@ def build_step(model: onnx.ModelProto, *, output: str, loss: str, optimizer: str
     out_info = next(o for o in fwd.graph.output if o.name == output)
     params_info = {i.name: i for i in fwd.graph.input}
     graph, grads = build_gradients(fwd, list(trainable), output, seed, prefix="grad")
+    faster_kernels(graph)
     n = Nodes("update", opset_of(graph))
     packing = Packing()
-    if pack and trainable:
-        flat, layout = pack_parameters(graph, list(trainable), grads)
+    small = packable(graph, list(trainable)) if pack else []
+    if small:
+        flat, layout = pack_parameters(graph, small, grads)
         packing.packs[PARAMS] = layout
         for k, m in enumerate(moment_names(optimizer, PARAMS)):
             packing.packs[m] = [(moment_names(optimizer, p)[k], shape) for p, shape in layout]
-        grads, trainable = {PARAMS: flat}, [PARAMS]
+        grads = {PARAMS: flat, **grads}
+        trainable = [PARAMS, *[p for p in trainable if p not in small]]
         params_info[PARAMS] = next(i for i in graph.graph.input if i.name == PARAMS)
     add_updates(n, optimizer, {p: grads[p] for p in trainable}, weight_decay)
+    scalars = ADAMW_SCALARS if optimizer == "adamw" else ()
+    graph.graph.input.extend(helper.make_tensor_value_info(k, TensorProto.FLOAT, []) for k in scalars)
     graph.graph.node.extend(n.nodes)
     graph.graph.initializer.extend(n.initializers)
     state, outputs = [], [helper.make_tensor_value_info(loss_name, TensorProto.FLOAT, [])]
@@ -142,7 +157,7 @@ def build_step(model: onnx.ModelProto, *, output: str, loss: str, optimizer: str
     if with_output:
         outputs.append(out_info)
     return StepGraph(_finish(graph, outputs), feeds, target, state, [NEW + s for s in state], seeded,
-                     output if with_output else None, packing)
+                     output if with_output else None, packing, scalars, float(weight_decay))
 
 
 def build_eval(model: onnx.ModelProto, *, output: str, loss: str, params: list[str], buffers: list[str] = (),

@@ -14,7 +14,8 @@ PyTorch's ``AdamW`` (eps scaled by the correction, decay before the update) by a
 weight after ten steps. The moments are carried scaled, ``M = m / (1 - b1)`` and
 ``V = v / (1 - b2)`` (:data:`MOMENT_SCALES`; ``state()`` and checkpoints hold ``m`` and ``v``), so
 ``M <- b1 M + g`` and ``V <- b2 V + g^2`` take no scaling pass; the step's scalars are computed
-once, and per element the update is ``(p - M / (sqrt(V) k1 + k2)) * (1 - lr wd)`` with
+once per step by the runner (:func:`adamw_scalars`, inputs :data:`ADAMW_SCALARS`), and per
+element the update is ``(p - M / (sqrt(V) k1 + k2)) * (1 - lr wd)`` with
 ``k1 = (1 - b1^t) sqrt(1 - b2) / (lr sqrt(1 - b2^t) (1 - b1))`` and ``k2 = eps k1 / sqrt(1 - b2)``:
 11 elementwise passes (over one flat vector when the parameters are packed, see :mod:`.pack`).
 SGD: ``p <- p - lr * g``.
@@ -25,14 +26,18 @@ from __future__ import annotations
 import numpy as np
 
 from onnxforge.runtime.training.stepgraph._rewrite import Nodes
-from onnxforge.runtime.training.stepgraph.forward import LR, NEW, STEP
+from onnxforge.runtime.training.stepgraph.forward import LR, NEW
 
-__all__ = ["OPTIMIZERS", "BETAS", "EPS", "MOMENT_SCALES", "moment_names", "add_updates"]
+__all__ = ["OPTIMIZERS", "BETAS", "EPS", "MOMENT_SCALES", "ADAMW_SCALARS", "adamw_scalars", "moment_names",
+           "add_updates"]
 
 OPTIMIZERS = ("adamw", "sgd")
 BETAS = (0.9, 0.999)
 EPS = 1e-8
 MOMENT_SCALES = (1.0 - BETAS[0], 1.0 - BETAS[1])  # named moment = scale * carried input (m, v)
+# float scalar inputs of an AdamW step (k1, k2, 1 - lr wd), see adamw_scalars: computed by the
+# runner once per step instead of by eleven scalar nodes per step in the graph
+ADAMW_SCALARS = ("stepgraph.adamw.k1", "stepgraph.adamw.k2", "stepgraph.adamw.decay")
 
 
 def moment_names(optimizer: str, param: str) -> list[str]:
@@ -40,17 +45,15 @@ def moment_names(optimizer: str, param: str) -> list[str]:
     return [f"adamw.m/{param}", f"adamw.v/{param}"] if optimizer == "adamw" else []
 
 
-def _adamw_scalars(n: Nodes, weight_decay: float) -> tuple[str, str, str | None]:
-    """``k1``, ``k2`` (see the module docstring) and ``1 - lr wd``."""
+def adamw_scalars(lr: float, step: int, weight_decay: float) -> dict:
+    """The :data:`ADAMW_SCALARS` inputs of step ``step`` (1-based) at rate ``lr``, computed once per
+    step in float64 (``k1``, ``k2`` of the module docstring and ``1 - lr wd``); a rate of 0 gives an
+    infinite ``k1``, so nothing moves."""
     b1, b2 = BETAS
-    one = n.const(1.0, np.float32)
-    bc1 = n.op("Sub", [one, n.op("Pow", [n.const(b1, np.float32), STEP])])
-    bc2 = n.op("Sub", [one, n.op("Pow", [n.const(b2, np.float32), STEP])])
-    k1 = n.op("Mul", [n.op("Div", [n.op("Div", [bc1, LR]), n.op("Sqrt", [bc2])]),
-                      n.const(np.sqrt(1.0 - b2) / (1.0 - b1), np.float32)])
-    k2 = n.op("Mul", [k1, n.const(EPS / np.sqrt(1.0 - b2), np.float32)])
-    decay = n.op("Sub", [one, n.op("Mul", [LR, n.const(weight_decay, np.float32)])]) if weight_decay else None
-    return k1, k2, decay
+    with np.errstate(divide="ignore"):
+        k1 = (1.0 - b1 ** step) * np.sqrt(1.0 - b2) / (np.float64(lr) * np.sqrt(1.0 - b2 ** step) * (1.0 - b1))
+    values = (k1, k1 * EPS / np.sqrt(1.0 - b2), 1.0 - lr * weight_decay)
+    return {name: np.array(v, np.float32) for name, v in zip(ADAMW_SCALARS, values)}
 
 
 def add_updates(n: Nodes, optimizer: str, grads: dict, weight_decay: float = 0.0) -> list[str]:
@@ -61,7 +64,8 @@ def add_updates(n: Nodes, optimizer: str, grads: dict, weight_decay: float = 0.0
         for p, g in grads.items():
             outs.append(n.op("Sub", [p, n.op("Mul", [g, LR])], out=NEW + p))
         return outs
-    k1, k2, decay = _adamw_scalars(n, weight_decay)
+    k1, k2, decay = ADAMW_SCALARS
+    decay = decay if weight_decay else None
     c_b1, c_b2 = n.const(BETAS[0], np.float32), n.const(BETAS[1], np.float32)
     for p, g in grads.items():
         m, v = moment_names(optimizer, p)

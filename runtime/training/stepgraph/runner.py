@@ -5,7 +5,8 @@ kept in ONNX Runtime's buffers.
 Two sets of ``OrtValue`` buffers, A and B, and two ``IOBinding``s: the first reads A and writes the
 updated state into B, the second reads B and writes A; steps use them in turn, so no step copies a
 parameter to numpy and nothing is allocated per step. The learning rate, step and seed are
-``OrtValue`` scalars rewritten in place (``update_inplace``). On CUDA the buffers are device memory;
+``OrtValue`` scalars rewritten in place (``update_inplace``), and so are AdamW's per-step scalars,
+computed here from them. On CUDA the buffers are device memory;
 only a batch goes in and the loss (one float) comes out. Works on the plain session of
 onnxruntime-training 1.19 (IR <= 10, opset <= 21) and of the maintained onnxruntime.
 """
@@ -53,6 +54,7 @@ class StepRunner:
         self._lr = rt.OrtValue.ortvalue_from_numpy(np.array(0.0, np.float32))
         self._step = rt.OrtValue.ortvalue_from_numpy(np.array(steps + 1, np.float32))
         self._seed = rt.OrtValue.ortvalue_from_numpy(np.array(0, np.int64))
+        self._scalars = {k: rt.OrtValue.ortvalue_from_numpy(np.array(0.0, np.float32)) for k in graph.scalars}
         self._loss = [rt.OrtValue.ortvalue_from_numpy(np.array(0.0, np.float32)) for _ in range(2)]
         self._bindings = [self._binding(0, 1), self._binding(1, 0)]
         self._current = 0  # the set holding the state now
@@ -66,7 +68,8 @@ class StepRunner:
             b.bind_ortvalue_input(name, self._sets[src][name])
         for name, new in zip(g.state, g.updates):
             b.bind_ortvalue_output(new, self._sets[dst][name])
-        scalars = [(LR, self._lr), (STEP, self._step)] + ([(SEED, self._seed)] if g.seeded else [])
+        scalars = [(LR, self._lr), (STEP, self._step), *self._scalars.items()] + \
+            ([(SEED, self._seed)] if g.seeded else [])
         for name, value in scalars:
             b.bind_ortvalue_input(name, value)
         b.bind_ortvalue_output(LOSS, self._loss[dst])
@@ -87,6 +90,8 @@ class StepRunner:
             self._lr.update_inplace(np.array(lr, np.float32))
             self._lr_value = lr
         self._step.update_inplace(np.array(self.steps + 1, np.float32))
+        for name, value in self.graph.scalar_values(lr, self.steps + 1).items():
+            self._scalars[name].update_inplace(value)
         self.session.run_with_iobinding(b)
         self._current ^= 1
         self.steps += 1

@@ -78,7 +78,7 @@ def test_one_step_on_the_reference_evaluator_equals_one_on_onnx_runtime(case, op
     assert next(o.version for o in m.opset_import if o.domain == "") >= 17 and m.ir_version <= 10
     assert "LSTM" not in {n.op_type for n in m.graph.node}  # unrolled for training
     run = {**feeds, graph.target: targets, LR: np.array(0.05, np.float32), STEP: np.array(3, np.float32),
-           **_initial(model, graph)}
+           **graph.scalar_values(0.05, 3), **_initial(model, graph)}
     if graph.seeded:
         run[SEED] = np.array(12345, np.int64)
     names = [o.name for o in m.graph.output]
@@ -170,7 +170,7 @@ def test_adamw_steps_equal_onnx_runtime_trainings_formula():
     for t in (1, 2, 3):
         # the gradient the step uses, from the autodiff gradient model of the same loss
         outs = sess.run(None, {"x": x, "target": y, LR: np.array(0.01, np.float32), STEP: np.array(t, np.float32),
-                               **state})
+                               **graph.scalar_values(0.01, t), **state})
         names = [o.name for o in graph.model.graph.output]
         new = _new(graph, names, outs)
         for p in trainable:
