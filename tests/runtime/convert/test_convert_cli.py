@@ -48,10 +48,13 @@ def test_pytorch_network_fine_tuned_with_freeze_keeps_frozen_weights_bit_for_bit
                  "--freeze", "features.*", "--out", tmp_path / "run", "--quiet", "--json")
     assert res.exit_code == 0, res.output
     result = json.loads(res.output)
-    assert result["final"]["val_accuracy"] > 0.5   # the head alone learns the digits from random features
+    # the head alone learns the digits from random features, normalised by the batch norm's frozen
+    # (initial) running statistics: well above the 0.1 of chance
+    assert result["final"]["val_accuracy"] > 0.3
     before, after = initialisers(tmp_path / "net.onnx"), initialisers(tmp_path / "run" / "model.onnx")
-    frozen = [k for k in before if k.startswith("features.") and "running" not in k]
-    assert sorted(frozen) == ["features.0.bias", "features.0.weight", "features.1.bias", "features.1.weight"]
+    frozen = [k for k in before if k.startswith("features.") and "num_batches" not in k]
+    assert sorted(frozen) == ["features.0.bias", "features.0.weight", "features.1.bias", "features.1.running_mean",
+                              "features.1.running_var", "features.1.weight"]  # a frozen batch norm keeps its statistics
     for name in frozen:
         assert before[name].tobytes() == after[name].tobytes(), name
     assert not np.array_equal(before["head.weight"], after["head.weight"])
