@@ -35,15 +35,16 @@ class ForgeGroup(click.Group):
     (2 for bad data or inputs, 1 otherwise)."""
 
     def list_commands(self, ctx) -> list[str]:
-        return sorted(COMMANDS)
+        return sorted({*COMMANDS, *self.commands})
 
     def get_command(self, ctx, name: str):
-        if name not in COMMANDS:
-            return None
+        if name in self.commands or name not in COMMANDS:  # one added in code, or none
+            return super().get_command(ctx, name)
         return importlib.import_module(f"onnxforge.cli.{COMMANDS[name]}").command
 
     def format_commands(self, ctx, formatter) -> None:
-        rows = [(name, _summary(COMMANDS[name])) for name in self.list_commands(ctx)]
+        rows = [(name, _summary(COMMANDS[name]) if name in COMMANDS else self.commands[name].get_short_help_str())
+                for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 

@@ -147,7 +147,13 @@ def test_malformed_safetensors_headers_give_one_data_error_line(tmp_path, header
         assert all(isinstance(v, np.ndarray) and v.nbytes <= len(data) for v in tensors.values())
 
 
-@pytest.mark.parametrize("raw", [nested(10_000), b"[" * 100_000, b'"a string"', b"[1, 2]", b"1e999"])
+@pytest.mark.parametrize("raw", [
+    nested(10_000), b"[" * 100_000, b'"a string"', b"[1, 2]", b"1e999",
+    b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": ["0", "4"]}}',  # string offsets
+    b'{"a": {"dtype": "F32", "shape": [1099511627776], "data_offsets": [0, 4]}}',  # 2**40 elements
+    b'{"a": {"dtype": "F32", "shape": [4294967296, 4294967296, 4294967296], "data_offsets": [0, 4]}}',  # overflows
+    b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 18446744073709551615]}}',
+])
 def test_deep_or_odd_headers_give_one_data_error_line(tmp_path, raw):
     path = tmp_path / "odd.safetensors"
     path.write_bytes(struct.pack("<Q", len(raw)) + raw)

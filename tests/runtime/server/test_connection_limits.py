@@ -88,6 +88,16 @@ def test_headers_that_trickle_in_get_408_and_silent_connections_are_closed(start
     assert live(srv.url)
 
 
+def test_a_kept_alive_connection_is_closed_after_the_idle_timeout(start_server, model_dir):
+    srv = start_server([model_dir / "digits.onnx"], idle_timeout_s=0.5)
+    with connect(srv.url) as sock:
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        start = time.monotonic()
+        assert sock.recv(100) == b""  # closed by the server, not by this client
+        assert 0.3 < time.monotonic() - start < 5
+
+
 def test_health_keeps_answering_when_idle_connections_pile_up(start_server, model_dir):
     srv = start_server([model_dir / "digits.onnx"], max_connections=8)
     pile = []
