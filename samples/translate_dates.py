@@ -4,8 +4,11 @@ of one attention map (rows: output characters, columns: input characters; darker
 
     python -m onnxforge.samples.translate_dates --out runs/dates
 
-Writes RUNDIR (the Trainer's run folder, with model.onnx), RUNDIR/dates_train.npz,
-RUNDIR/dates_test.npz and RUNDIR/attention.png, and prints the results (``--json`` as JSON).
+Writes RUNDIR (the Trainer's run folder, with model.onnx), RUNDIR/dates_train.tsv and
+RUNDIR/dates_test.tsv (``source<TAB>target`` lines, what the model trains on: its card keeps the
+character tokenizer, so ``onnxforge infer RUNDIR --text "Wed, Nov 25 2026"`` answers), the same
+splits as RUNDIR/dates_train.npz and RUNDIR/dates_test.npz (``--data-format npz`` trains on those
+token arrays instead) and RUNDIR/attention.png, and prints the results (``--json`` as JSON).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import numpy as np
 from onnxforge.graphs.seq2seq import seq2seq
 from onnxforge.runtime import Trainer, load
 from onnxforge.runtime.inference.decoding import decode, sequence_metrics
+from onnxforge.runtime.modelio.card import set_metadata
+from onnxforge.runtime.modelio.files import atomic_write_bytes
 from onnxforge.samples import dates
 from onnxforge.samples._png import labelled_heatmap, write_png
 
@@ -36,17 +41,21 @@ def attention_png(path, attention: np.ndarray, source: str, output: str, cell: i
 
 def train_translator(rundir, *, n_train: int = 10000, n_test: int = 2000, epochs: int = 6, batch_size: int = 64,
                      embed: int = 32, hidden: int = 64, attention: str = "general", lr: float = 5e-3,
-                     seed: int = 0, threads: int | None = None, progress: bool = True) -> dict:
+                     seed: int = 0, threads: int | None = None, progress: bool = True, data_format: str = "tsv") -> dict:
     """Generate the data, train, and return the held-out results (and the session, for decoding)."""
     rundir = Path(rundir)
     train, test = dates.make_dataset(n_train, n_test, seed)
     dates.save_dataset(rundir / "dates_train.npz", train)
     dates.save_dataset(rundir / "dates_test.npz", test)
+    for name, split in (("dates_train.tsv", train), ("dates_test.tsv", test)):
+        atomic_write_bytes(rundir / name, "".join(f"{t}\t{i}\n" for t, i in zip(split["text"], split["iso"])).encode())
     model = seq2seq(len(dates.src_vocab()), len(dates.tgt_vocab()), embed, hidden, attention=attention, seed=seed,
                     max_len=dates.TGT_WIDTH, src_tokens=dates.src_vocab(), tgt_tokens=dates.tgt_vocab())
+    set_metadata(model, {"tokenizer": {"kind": "char", "unknown": "refuse"}})  # the card's vocabularies, by character
     trainer = Trainer(model, rundir, lr=lr, schedule="cosine", seed=seed, threads=threads, progress=progress)
+    data = str(rundir / "dates_train.tsv") if data_format == "tsv" else ({"src": train["src"]}, train["tgt"])
     t0 = time.perf_counter()
-    trainer.fit(({"src": train["src"]}, train["tgt"]), epochs=epochs, batch_size=batch_size, overwrite=True)
+    trainer.fit(data, epochs=epochs, batch_size=batch_size, overwrite=True)
     seconds = time.perf_counter() - t0
     session = load(rundir / "model.onnx", device="cpu", threads=threads)
     t1 = time.perf_counter()
@@ -68,10 +77,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--attention", choices=["dot", "general"], default="general", help="Attention score (default: general).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of data, weights and order (default: 0).")
     parser.add_argument("--threads", type=int, default=None, help="Intra-op threads (default: all cores).")
+    parser.add_argument("--data-format", choices=["tsv", "npz"], default="tsv",
+                        help="Train on the source<TAB>target file (default) or on the .npz token arrays.")
     parser.add_argument("--json", action="store_true", help="Print the results as one JSON object.")
     args = parser.parse_args(argv)
     r = train_translator(args.out, n_train=args.train, n_test=args.test, epochs=args.epochs, hidden=args.hidden,
-                         attention=args.attention, seed=args.seed, threads=args.threads, progress=not args.json)
+                         attention=args.attention, seed=args.seed, threads=args.threads, progress=not args.json,
+                         data_format=args.data_format)
     test, tokens, vocab_out = r["test"], r["tokens"], dates.tgt_vocab()
     # the attention map of the first held-out example written with letters and a weekday
     pick = next((i for i, t in enumerate(test["text"]) if "," in t and any(c.isalpha() for c in t)), 0)

@@ -52,7 +52,8 @@ def _csv_options(pa, path: Path, columns=None):
     if columns is not None:
         convert = pa.csv.ConvertOptions(include_columns=list(columns), column_types={c: pa.string() for c in columns},
                                         strings_can_be_null=False)
-    return pa.csv.ReadOptions(block_size=1 << 22), pa.csv.ParseOptions(delimiter=delimiter), convert
+    # one thread: a threaded reader parses ahead of a slower consumer without bound (RSS near the file size)
+    return pa.csv.ReadOptions(block_size=1 << 22, use_threads=False), pa.csv.ParseOptions(delimiter=delimiter), convert
 
 
 def _arrow_error(path: Path, exc: Exception) -> DataError:
@@ -83,7 +84,8 @@ def _batches(path: Path, columns: list[str], progress: bool, desc: str):
         bar = tqdm(desc=desc, unit=" rows", unit_scale=True, leave=False, disable=None)
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
-            source = pa.parquet.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=columns)
+            source = pa.parquet.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20).iter_batches(
+                batch_size=BATCH_ROWS, columns=columns)
             if bar is not None:
                 bar.total = pa.parquet.ParquetFile(path).metadata.num_rows
         else:

@@ -133,7 +133,10 @@ def answers(session, feeds: dict, *, beam: int = 1, max_len: int | None = None, 
     if card.task in ("classification", "tagging"):
         ids = out.argmax(axis=-1)
         labels = card.labels
-        if ids.ndim > 1:
+        if ids.ndim > 1:  # a tag per step: the next token of a language model, decoded by its tokenizer
+            if card.tokenizer and card.tokens:
+                tok, _ = text_tokenizers(card)
+                return [tok.decode(row) for row in ids]
             return [" ".join(map(str, row)) for row in ids]
         return [labels[i] if labels and i < len(labels) else str(int(i)) for i in ids]
     return [" ".join(f"{v:.6g}" for v in np.asarray(row, np.float64).reshape(-1)) for row in out]
