@@ -156,10 +156,13 @@ def _make_batch_dynamic(model: ModelProto) -> tuple[int, int]:
     for node in model.graph.node:
         if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in values:
             continue
-        if any(a.name == "allowzero" and a.i for a in node.attribute):
-            continue
         shape = np.array(values[node.input[1]], np.int64).reshape(-1)
+        allowzero = [a for a in node.attribute if a.name == "allowzero" and a.i]
+        if allowzero and 0 in shape:  # a literal 0 dimension: 0 cannot mean "copy" here
+            continue
         if shape.size and shape[0] == batch:
+            for attr in allowzero:  # no 0 in the target: allowzero changed nothing, and now 0 copies
+                node.attribute.remove(attr)
             shape = shape.copy()
             shape[0] = 0  # copy the input's first dimension, the batch
             name = f"{node.input[1]}.batch_{count}"

@@ -253,3 +253,35 @@ def test_a_plain_torch_onnx_export_at_batch_4_gets_a_dynamic_batch(tmp_path):
         x = torch.randn(n, 1, 8, 8)
         np.testing.assert_allclose(ort_run(onnx.load(tmp_path / "any.onnx"), x.numpy()), net(x).detach().numpy(),
                                    rtol=1e-5, atol=1e-5)
+
+
+def test_the_default_torch_onnx_export_converts_with_a_dynamic_batch(tmp_path):
+    """torch.onnx.export's default exporter (dynamo, through onnxscript from the torch extra) writes
+    opset 18+ with Reshape(allowzero=1) to [4, -1]; --dynamic-batch frees it. Checked against
+    PyTorch on a batch of 5."""
+    pytest.importorskip("onnxscript")
+    import warnings
+
+    import torch
+
+    torch.manual_seed(2)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+            self.fc = torch.nn.Linear(4 * 8 * 8, 3)
+
+        def forward(self, x):
+            h = torch.relu(self.conv(x))
+            return self.fc(h.view(h.size(0), -1))
+
+    net = Net().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.randn(4, 1, 8, 8),), str(tmp_path / "plain.onnx"))
+    report = convert(tmp_path / "plain.onnx", tmp_path / "free.onnx", dynamic_batch=True)
+    assert report["fixed_batch"] == 4 and report["reshapes_rewritten"] == 1 and report["verified"]
+    x = torch.randn(5, 1, 8, 8)
+    np.testing.assert_allclose(ort_run(onnx.load(tmp_path / "free.onnx"), x.numpy()), net(x).detach().numpy(),
+                               rtol=1e-5, atol=1e-5)
