@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 from onnxforge.runtime.autodiff.ops._common import attr
@@ -50,11 +51,26 @@ def leftover(spatial, kernel, strides, dilations, pads):
     return out
 
 
+# Below this many input channels the Conv over swapped axes is as fast as the patches (measured
+# on ONNX Runtime 1.19 and 1.31, one thread: 1->16 on 8x8 at batch 64, 95-167 us vs 115-241 us).
+IM2COL_MIN_CHANNELS = 8
+IM2COL_MAX_TAPS = 49
+
+
 def weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads):
-    """dW [M, C/group, *kernel] of ``Y = Conv(x, W)`` given ``gy = dY``: one Conv of the input
-    with the batch as channels ([C/g, g*N, *S]) by dY with the batch as channels ([M, N, *O]),
-    strides and dilations swapped, then cut to the kernel size and transposed back."""
+    """dW [M, C/group, *kernel] of ``Y = Conv(x, W)`` given ``gy = dY``.
+
+    Ungrouped, with at least 8 input channels, a kernel of at most 49 taps and static spatial
+    dims: one MatMul of dY [M, N*O] by the input's patches [N*O, taps*C], built channels-last by
+    one Slice per tap (:func:`_patch_weight_grad`; 16->32 on 4x4 at batch 64, one thread: 215-281
+    us against 448-602 us for the Conv below, on ONNX Runtime 1.19 and 1.31). Otherwise one
+    Conv of the input with the batch as channels ([C/g, g*N, *S]) by dY with the batch as channels
+    ([M, N, *O]), strides and dilations swapped, cut to the kernel size and transposed back."""
     n = len(kernel)
+    xs, gs = ctx.dims(x), ctx.dims(gy)
+    static = xs is not None and gs is not None and all(isinstance(v, int) for v in xs[1:] + gs[1:])
+    if static and group == 1 and xs[1] >= IM2COL_MIN_CHANNELS and math.prod(kernel) <= IM2COL_MAX_TAPS:
+        return _patch_weight_grad(ctx, x, gy, kernel, strides, dilations, pads)
     r = n + 2
     if group == 1:
         xt = ctx.op("Transpose", [x], perm=[1, 0] + list(range(2, r)))
@@ -71,13 +87,36 @@ def weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads):
     gt = ctx.op("Transpose", [gy], perm=[1, 0] + list(range(2, r)))  # [M, N, *O]
     w = ctx.op("Conv", [xt, gt], strides=dilations, dilations=strides, pads=pads,
                group=group if group != 1 else None)               # [C/g, M, *K']
-    xs, gs = ctx.dims(x), ctx.dims(gy)
     exact = xs is not None and gs is not None and all(isinstance(v, int) for v in xs[2:] + gs[2:]) and all(
         (xs[2 + i] + pads[i] + pads[i + n] - (gs[2 + i] - 1) * strides[i] - 1) // dilations[i] + 1 == kernel[i]
         for i in range(n))
     if not exact:  # positions no window reached make the result larger than the kernel
         w = ctx.op("Slice", [w, ctx.ints([0] * n), ctx.ints(kernel), ctx.ints(range(2, r))])
     return ctx.op("Transpose", [w], perm=[1, 0] + list(range(2, r)))
+
+
+def _patch_weight_grad(ctx, x, gy, kernel, strides, dilations, pads):
+    """dW = dY^T patches: the input channels-last and padded ([N, *S', C]); per kernel tap one
+    strided Slice [N, *O, C]; concatenated on channels ([N, *O, taps*C]) and flattened; one
+    MatMul by dY as [M, N*O]; reshaped to [M, *kernel, C] and transposed to [M, C, *kernel]."""
+    n = len(kernel)
+    r = n + 2
+    c, out = ctx.dims(x)[1], ctx.dims(gy)[2:]
+    xl = ctx.op("Transpose", [x], perm=[0] + list(range(2, r)) + [1])
+    if any(pads):
+        xl = ctx.op("Pad", [xl, ctx.ints([0] + list(pads[:n]) + [0, 0] + list(pads[n:]) + [0])])
+    taps = []
+    for offset in itertools.product(*[range(k) for k in kernel]):
+        starts = [o * d for o, d in zip(offset, dilations)]
+        ends = [s0 + (o - 1) * st + 1 for s0, o, st in zip(starts, out, strides)]
+        taps.append(ctx.op("Slice", [xl, ctx.ints(starts), ctx.ints(ends), ctx.ints(range(1, n + 1)),
+                                     ctx.ints(strides)]))
+    patches = ctx.op("Reshape", [ctx.op("Concat", taps, axis=-1) if len(taps) > 1 else taps[0],
+                                 ctx.ints([-1, len(taps) * c])])
+    m = ctx.dims(gy)[1]
+    g2 = ctx.op("Reshape", [ctx.op("Transpose", [gy], perm=[1, 0] + list(range(2, r))), ctx.ints([m, -1])])
+    w = ctx.op("Reshape", [ctx.op("MatMul", [g2, patches]), ctx.ints([m] + list(kernel) + [c])])
+    return ctx.op("Transpose", [w], perm=[0, n + 1] + list(range(1, n + 1)))
 
 
 def bias_grad(ctx, gy, rank):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from onnxforge.runtime.autodiff.ops import (
     op_abs, op_add, op_average_pool, op_batch_normalization, op_cast, op_clip, op_concat, op_conv,
-    op_conv_transpose, op_div, op_dropout, op_erf, op_exp, op_expand, op_flatten, op_gather, op_gemm,
+    op_conv_transpose, op_div, op_dropout, op_erf, op_exp, op_expand, op_flatten, op_gather, op_gather_elements, op_gemm,
     op_global_average_pool, op_gru, op_identity, op_layer_normalization, op_leaky_relu, op_log, op_log_softmax,
-    op_lstm, op_matmul, op_max, op_max_pool, op_min, op_mul, op_neg, op_pow, op_reciprocal,
+    op_lstm, op_matmul, op_max, op_max_pool, op_min, op_mul, op_neg, op_pad, op_pow, op_reciprocal,
     op_reduce_mean, op_reduce_sum, op_relu, op_reshape, op_resize, op_sigmoid, op_slice, op_softmax, op_softplus,
     op_split, op_sqrt, op_squeeze, op_sub, op_sum, op_tanh, op_transpose, op_unsqueeze, op_where,
 )
@@ -15,9 +15,9 @@ __all__ = ["RULES", "NON_DIFFERENTIABLE", "supported_ops"]
 
 _MODULES = [
     op_abs, op_add, op_average_pool, op_batch_normalization, op_cast, op_clip, op_concat, op_conv,
-    op_conv_transpose, op_div, op_dropout, op_erf, op_exp, op_expand, op_flatten, op_gather, op_gemm,
+    op_conv_transpose, op_div, op_dropout, op_erf, op_exp, op_expand, op_flatten, op_gather, op_gather_elements, op_gemm,
     op_global_average_pool, op_gru, op_identity, op_layer_normalization, op_leaky_relu, op_log, op_log_softmax,
-    op_lstm, op_matmul, op_max, op_max_pool, op_min, op_mul, op_neg, op_pow, op_reciprocal,
+    op_lstm, op_matmul, op_max, op_max_pool, op_min, op_mul, op_neg, op_pad, op_pow, op_reciprocal,
     op_reduce_mean, op_reduce_sum, op_relu, op_reshape, op_resize, op_sigmoid, op_slice, op_softmax, op_softplus,
     op_split, op_sqrt, op_squeeze, op_sub, op_sum, op_tanh, op_transpose, op_unsqueeze, op_where,
 ]

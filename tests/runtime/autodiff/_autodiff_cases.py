@@ -30,7 +30,8 @@ def builder_case(name: str, rng: np.random.Generator):
         m = mlp(6, [7, 5], 4, activation=act)
         feeds = {"x": rng.standard_normal((5, 6)).astype(np.float32)}
     elif name.startswith("convnet"):
-        m = convnet((2, 8, 8), (4, 6), kernel=3, pool=2, classes=5, batchnorm=name.endswith("batchnorm"))
+        # conv2 has 8 input channels: its weight gradient takes the patches path, conv1's the Conv one
+        m = convnet((2, 8, 8), (8, 6), kernel=3, pool=2, classes=5, batchnorm=name.endswith("batchnorm"))
         feeds = {"x": rng.standard_normal((3, 2, 8, 8)).astype(np.float32)}
     elif name.startswith("lstm"):
         kind = name.split("-", 1)[1]

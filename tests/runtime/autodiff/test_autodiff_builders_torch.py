@@ -218,7 +218,7 @@ def test_seq2seq(attention):
     H, E, S, T, N = 5, 4, 6, 4, 3
     m = seq2seq(9, 8, E, H, attention=attention)
     src = R.integers(3, 9, (N, S)).astype(np.int64)
-    src[0, -2:] = 0  # padding, masked out of the attention
+    src[0, :2] = 0  # padding (leading: read as steps by every encoder form), masked out of the attention
     dec = R.integers(1, 8, (N, T)).astype(np.int64)
 
     def twin(p, f):

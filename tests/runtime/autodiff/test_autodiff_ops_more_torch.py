@@ -121,3 +121,63 @@ def test_resize_matches_torch(mode, ctm, torch_mode, align, extra, how, dynamic)
         kw = {} if align is None else dict(align_corners=align)
         return F.interpolate(x, size=out, mode=torch_mode, **kw)
     check_op("Resize", ins, twin, consts=consts, attrs=attrs, dynamic=dynamic, opset=18 if "axes" in attrs else 17)
+
+
+def _conv_twin(strides, pads, dilations):
+    def f(x, w, b=None):
+        n = x.dim() - 2
+        pad = [v for i in reversed(range(n)) for v in (pads[i], pads[i + n])]
+        conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[n]
+        return conv(F.pad(x, pad), w, b, strides, 0, dilations)
+    return f
+
+
+@pytest.mark.parametrize("xs,ws,st,pd,dl", [
+    ((3, 8, 5, 5), (6, 8, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1]),
+    ((2, 9, 7, 8), (4, 9, 3, 2), [2, 3], [1, 0, 2, 1], [1, 1]),      # strides, asymmetric pads, leftover
+    ((2, 8, 9, 9), (5, 8, 2, 3), [2, 1], [0, 1, 1, 0], [3, 2]),      # dilations
+    ((2, 12, 11), (5, 12, 4), [2], [1, 2], [2]),                     # 1-D
+    ((1, 8, 4, 5, 4), (3, 8, 2, 3, 2), [1, 2, 1], [0, 1, 1, 1, 0, 0], [1, 1, 2]),  # 3-D
+])
+@pytest.mark.parametrize("dynamic", [False, "batch"], ids=["static", "dynbatch"])
+def test_conv_weight_gradient_by_patches_matches_torch(xs, ws, st, pd, dl, dynamic):
+    """At 8 or more input channels the weight gradient is one MatMul of dY by the input's patches."""
+    ins = {"X": f32(*xs), "W": f32(*ws), "B": f32(ws[0])}
+    g = check_op("Conv", ins, _conv_twin(st, pd, dl), attrs=dict(strides=st, pads=pd, dilations=dl), dynamic=dynamic)
+    grad_ops = [n.op_type for n in g.graph.node if n.name.startswith("grad/")]
+    assert "MatMul" in grad_ops and grad_ops.count("Conv") == 0  # dX is a ConvTranspose, dW patches
+
+
+def test_conv_transpose_weight_gradient_by_patches_matches_torch():
+    ins = {"X": f32(2, 3, 4, 4), "W": f32(3, 8, 3, 3), "B": f32(8)}
+    g = check_op("ConvTranspose", ins, lambda x, w, b: F.conv_transpose2d(x, w, b, 2, 1, 1),
+                 attrs=dict(strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1]))
+    assert "MatMul" in [n.op_type for n in g.graph.node if n.name.startswith("grad/")]
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])  # onnx.reference's GatherElements mis-slices a negative axis
+def test_gather_elements_matches_torch(axis):
+    data = f32(3, 4, 2)
+    shape = (5, 4, 2) if axis == 0 else (3, 6, 2) if axis == 1 else (3, 4, 3)
+    size = data.shape[axis]
+    idx = R.integers(-size, size, shape).astype(np.int64)
+    check_op("GatherElements", {"D": data, "I": idx}, lambda d, i: torch.gather(d, axis, i % size), consts=["I"],
+             attrs=dict(axis=axis))
+
+
+@pytest.mark.parametrize("pads,runtime", [([0, 1, 2, 0, 0, 1], False), ([1, -1, 0, 2, 1, -2], False),
+                                          ([0, 0, 1, 0, 0, 2], True), ([1, -1, 0, 2, 1, -2], True)])
+def test_pad_matches_torch(pads, runtime):
+    """Constant mode, cropping (negative pads) too; pads as a constant or known only at run time."""
+    r = 3
+    torch_pads = [v for i in reversed(range(r)) for v in (pads[i], pads[i + r])]
+    ins = {"X": f32(3, 4, 5), "p": np.array(pads, np.int64), "v": np.array(0.5, np.float32)}
+    both = min(pads) >= 0  # onnx.reference's Pad (numpy.pad) refuses negative pads: ORT alone there
+    check_op("Pad", ins, lambda x, p, v: _pad_twin(x, torch_pads, v), consts=() if runtime else ["p"], both=both)
+
+
+def _pad_twin(x, torch_pads, v):
+    """F.pad with a differentiable constant: pad with zeros, add v times the padded positions."""
+    ones = torch.ones_like(x)
+    inside = F.pad(ones, torch_pads)
+    return F.pad(x, torch_pads) + v * (1 - inside)

@@ -1,0 +1,72 @@
+"""Pad (mode constant; pads, constant_value, axes as inputs).
+
+The adjoint crops what was added and pads back (with zeros) what was cropped: per axis, with
+forward pads b (begin) and e (end), dX = Pad(Slice(dY, max(b, 0), max(b, 0) + n_kept), max(-b, 0),
+max(-e, 0)). With pads known at build time that is one Slice (and a Pad only where the forward
+cropped); otherwise the same is computed at run time. d constant_value = sum(dY) - sum(dX), the
+sum over the padded positions. Modes reflect, edge and wrap are not covered."""
+import numpy as np
+
+from onnxforge.runtime.autodiff.ops._common import attr
+
+OP_TYPE = "Pad"
+NON_DIFFERENTIABLE_INPUTS = (1, 3)
+
+
+def check(node, info):
+    mode = attr(node, "mode", "constant")
+    if mode != "constant":
+        return f"mode {mode!r} is not covered (only constant)"
+    if info.get(node.input[0], (None, None))[1] is None:
+        return "needs the rank of the input, which shape inference could not find"
+    return None
+
+
+def _full_pads(ctx, node, r):
+    """The pads as [begin..., end...] over all ``r`` axes: a numpy array when known, else a name."""
+    pads = node.input[1] if len(node.input) > 1 else ""
+    if not pads:
+        pads_attr = attr(node, "pads")
+        return np.array(pads_attr if pads_attr is not None else [0] * (2 * r), np.int64)
+    axes_name = node.input[3] if len(node.input) > 3 else ""
+    value = ctx.value(pads)
+    if not axes_name:
+        return value.astype(np.int64) if value is not None else pads
+    axes = ctx.value(axes_name)
+    if axes is None or value is None:
+        ctx.refuse("pads over chosen axes need the pads and axes known at build time")
+    full = np.zeros(2 * r, np.int64)
+    k = len(axes)
+    for i, a in enumerate(int(a) % r for a in axes):
+        full[a], full[a + r] = value[i], value[i + k]
+    return full
+
+
+def vjp(ctx, node, dys, need):
+    x, g = node.input[0], dys[0]
+    r = ctx.need_rank(x)
+    pads = _full_pads(ctx, node, r)
+    axes = ctx.ints(range(r))
+    if isinstance(pads, np.ndarray):
+        begin, end = pads[:r], pads[r:]
+        start = np.maximum(begin, 0)
+        crop_b, crop_e = np.maximum(-begin, 0), np.maximum(-end, 0)
+        kept = ctx.op("Sub", [ctx.shape(x), ctx.ints(crop_b + crop_e)])
+        dx = ctx.op("Slice", [g, ctx.ints(start), ctx.op("Add", [kept, ctx.ints(start)]), axes])
+        if crop_b.any() or crop_e.any():
+            dx = ctx.op("Pad", [dx, ctx.ints(np.concatenate([crop_b, crop_e]))])
+    else:
+        zero = ctx.ints([0])
+        p64 = pads if ctx.elem(pads) == 7 else ctx.op("Cast", [pads], to=7)
+        begin = ctx.op("Slice", [p64, ctx.ints([0]), ctx.ints([r])])
+        end = ctx.op("Slice", [p64, ctx.ints([r]), ctx.ints([2 * r])])
+        start = ctx.op("Max", [begin, zero])
+        crop_b, crop_e = ctx.op("Max", [ctx.op("Neg", [begin]), zero]), ctx.op("Max", [ctx.op("Neg", [end]), zero])
+        kept = ctx.op("Sub", [ctx.shape(x), ctx.op("Add", [crop_b, crop_e])])
+        dx = ctx.op("Slice", [g, start, ctx.op("Add", [kept, start]), axes])
+        dx = ctx.op("Pad", [dx, ctx.op("Concat", [crop_b, crop_e], axis=0)])
+    out = [ctx.like(dx, x)] + [None] * (len(node.input) - 1)
+    if len(node.input) > 2 and node.input[2] and need[2]:
+        total = ctx.op("Sub", [ctx.op("ReduceSum", [g], keepdims=0), ctx.op("ReduceSum", [dx], keepdims=0)])
+        out[2] = ctx.like(ctx.op("Reshape", [total, ctx.shape(node.input[2])]), node.input[2])
+    return out
