@@ -18,13 +18,18 @@ __all__ = ["unrolled_lstm", "unrolled_lstm_up_to"]
 
 
 def unrolled_lstm(b: GraphBuilder, prefix: str, x: str, w: str, r: str, bias: str, hidden: int, steps: int,
-                  initial: tuple[str, str] | None = None, *, all_states: bool = False) -> tuple[str, str, str]:
+                  initial: tuple[str, str] | None = None, *, all_states: bool = False,
+                  mask: str | None = None) -> tuple[str, str, str]:
     """``x [steps, N, in]`` (time-major) through the LSTM with parameters ``w``, ``r``, ``bias``.
 
     ``initial`` is ``(h0, c0)``, each ``[1, N, H]`` (as an ``LSTM`` node's ``initial_h`` and
     ``initial_c``), or ``None`` for zeros. Returns ``(Y [steps, N, H], Y_h [1, N, H], Y_c [1, N, H])``,
     the outputs of an ``LSTM`` node with its ``num_directions`` axis squeezed from ``Y``. With
     ``all_states`` the last two are every step's ``h`` and ``c``, each ``[steps, N, H]``.
+
+    ``mask`` (float ``[steps, N, 1]``, 1 or 0) makes the recurrence skip the steps where it is 0:
+    ``h_t = m_t h_new + (1 - m_t) h_prev`` and the same for ``c``, so the state is kept through
+    padding (exactly: one of the two terms is a product with 0).
     """
     H = hidden
     p = f"{prefix}.unrolled"
@@ -60,6 +65,15 @@ def unrolled_lstm(b: GraphBuilder, prefix: str, x: str, w: str, r: str, bias: st
                   [f"{p}.proj"], name=f"{p}.proj")  # [N, T*4H]
     xs = [proj] if steps == 1 else b.node("Split", [proj], [f"{p}.x{t}" for t in range(steps)],
                                           name=f"{p}.split_steps", axis=1)  # each [N, 4H]
+    keeps = None
+    if mask is not None:  # [steps, N, 1] -> per step [N, 1]: m_t and 1 - m_t
+        m_nt = b.node("Transpose", [b.node("Squeeze", [mask, b.constant(f"{p}.axis2", np.array([2], np.int64))],
+                                           [f"{p}.mask_tn"], name=f"{p}.mask_tn")], [f"{p}.mask_nt"],
+                      name=f"{p}.mask_nt", perm=[1, 0])
+        inv = b.node("Sub", [one, m_nt], [f"{p}.keep_nt"], name=f"{p}.keep_nt")
+        ms, keeps = ([m_nt], [inv]) if steps == 1 else (
+            b.node("Split", [m_nt], [f"{p}.m{t}" for t in range(steps)], name=f"{p}.split_mask", axis=1),
+            b.node("Split", [inv], [f"{p}.k{t}" for t in range(steps)], name=f"{p}.split_keep", axis=1))
     h, c = (None, None)
     if initial:
         h = b.node("Squeeze", [initial[0], axis0], [f"{p}.h0"], name=f"{p}.h0")  # [N, H]
@@ -68,6 +82,7 @@ def unrolled_lstm(b: GraphBuilder, prefix: str, x: str, w: str, r: str, bias: st
     for t in range(steps):
         s = f"{p}.t{t}"
         gates = xs[t]
+        c_prev = c
         if h is not None:
             rec = b.node("MatMul", [h, rt], [f"{s}.rec"], name=f"{s}.rec")
             gates = b.node("Add", [gates, rec], [f"{s}.gates"], name=f"{s}.gates")
@@ -85,7 +100,11 @@ def unrolled_lstm(b: GraphBuilder, prefix: str, x: str, w: str, r: str, bias: st
         else:
             keep = b.node("Mul", [f, c], [f"{s}.keep"], name=f"{s}.keep")
             c = b.node("Add", [keep, write], [f"{s}.c"], name=f"{s}.c")
-        h = b.node("Mul", [o, b.node("Tanh", [c], [f"{s}.tanh_c"], name=f"{s}.tanh_c")], [f"{s}.h"], name=f"{s}.h")
+        h_new = b.node("Mul", [o, b.node("Tanh", [c], [f"{s}.tanh_c"], name=f"{s}.tanh_c")], [f"{s}.h"], name=f"{s}.h")
+        if keeps is not None:
+            c = _masked(b, f"{s}.c", ms[t], keeps[t], c, c_prev)
+            h_new = _masked(b, f"{s}.h", ms[t], keeps[t], h_new, h)
+        h = h_new
         ys.append(h)
         cs.append(c)
     tnh = b.constant(f"{p}.tnh", np.array([steps, -1, H], np.int64))
@@ -102,12 +121,14 @@ def unrolled_lstm(b: GraphBuilder, prefix: str, x: str, w: str, r: str, bias: st
     return y, y_h, y_c
 
 def unrolled_lstm_up_to(b: GraphBuilder, prefix: str, x: str, w: str, r: str, bias: str, hidden: int,
-                        max_steps: int, initial: tuple[str, str] | None = None) -> tuple[str, str, str]:
+                        max_steps: int, initial: tuple[str, str] | None = None,
+                        mask: str | None = None) -> tuple[str, str, str]:
     """Like :func:`unrolled_lstm` for ``x [T, N, in]`` of any length ``T <= max_steps``.
 
     ``x`` is padded with zeros to ``max_steps`` (the LSTM is causal: padding after the last step
     changes no earlier output); ``Y`` is cut back to ``T`` steps and ``Y_h``/``Y_c`` are the states
-    after step ``T`` (``Gather``), as the ``LSTM`` node gives them."""
+    after step ``T`` (``Gather``), as the ``LSTM`` node gives them. ``mask`` ([T, N, 1]) is padded
+    with zeros alike and passed on (see :func:`unrolled_lstm`)."""
     p = f"{prefix}.unrolled"
     shape = b.node("Shape", [x], [f"{p}.in_shape"], name=f"{p}.in_shape")
     t = b.node("Slice", [shape, b.constant(f"{p}.len_start", np.array([0], np.int64)),
@@ -118,12 +139,24 @@ def unrolled_lstm_up_to(b: GraphBuilder, prefix: str, x: str, w: str, r: str, bi
     zeros3 = b.constant(f"{p}.zeros3", np.zeros(3, np.int64))
     pads = b.node("Concat", [zeros3, extra, zeros2], [f"{p}.pads"], name=f"{p}.pads", axis=0)
     padded = b.node("Pad", [x, pads], [f"{p}.x_padded"], name=f"{p}.pad", mode="constant")
-    y_all, h_all, c_all = unrolled_lstm(b, prefix, padded, w, r, bias, hidden, max_steps, initial, all_states=True)
+    if mask is not None:
+        mask = b.node("Pad", [mask, pads], [f"{p}.mask_padded"], name=f"{p}.pad_mask", mode="constant")
+    y_all, h_all, c_all = unrolled_lstm(b, prefix, padded, w, r, bias, hidden, max_steps, initial, all_states=True,
+                                        mask=mask)
     y = b.node("Slice", [y_all, b.constant(f"{p}.y0", np.array([0], np.int64)), t], [f"{p}.Y_cut"], name=f"{p}.cut")
     last = b.node("Sub", [t, b.constant(f"{p}.one", np.array([1], np.int64))], [f"{p}.last_step"], name=f"{p}.last_step")
     y_h = b.node("Gather", [h_all, last], [f"{p}.last_h"], name=f"{p}.last_h", axis=0)  # [1, N, H]
     y_c = b.node("Gather", [c_all, last], [f"{p}.last_c"], name=f"{p}.last_c", axis=0)
     return y, y_h, y_c
+
+
+def _masked(b: GraphBuilder, name: str, m: str, keep: str, new: str, prev: str | None) -> str:
+    """``m * new + keep * prev`` (``keep = 1 - m``); ``m * new`` from a zero state (``prev`` None)."""
+    written = b.node("Mul", [m, new], [f"{name}.masked_new"], name=f"{name}.masked_new")
+    if prev is None:
+        return written
+    kept = b.node("Mul", [keep, prev], [f"{name}.kept"], name=f"{name}.kept")
+    return b.node("Add", [written, kept], [f"{name}.masked"], name=f"{name}.masked")
 
 
 def _slice(b: GraphBuilder, x: str, start: int, end: int, out: str) -> str:

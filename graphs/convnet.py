@@ -13,7 +13,7 @@ from onnxforge.graphs._common import (BATCH, GraphBuilder, check_dropout, check_
 from onnxforge.runtime.errors import ConfigError
 from onnxforge.runtime.modelio.card import ModelCard
 
-__all__ = ["convnet", "BN_EPSILON", "BN_MOMENTUM"]
+__all__ = ["convnet", "conv_stages", "pooled_size", "BN_EPSILON", "BN_MOMENTUM"]
 
 BN_EPSILON = 1e-5
 # ONNX's momentum weighs the old running value: running = running * 0.9 + batch * 0.1, which is
@@ -29,6 +29,48 @@ def _ints(name: str, value, *, allow_empty: bool = False) -> list[int]:
     if not values and not allow_empty:
         raise ConfigError(f"{name} needs at least one entry; got {value!r}")
     return values
+
+
+def pooled_size(height: int, width: int, stages: int, pool: int) -> tuple[int, int]:
+    """The feature map's height and width after ``stages`` poolings by ``pool``, or ConfigError."""
+    h, w = height, width
+    for i in range(stages):
+        if pool > 1 and (h // pool < 1 or w // pool < 1):
+            raise ConfigError(
+                f"stage {i + 1} would pool a {h}x{w} map with a {pool}x{pool} window; the input "
+                f"{height}x{width} is too small for {stages} pooling stages (use fewer channels entries or pool=1)"
+            )
+        if pool > 1:
+            h, w = h // pool, w // pool
+    return h, w
+
+
+def conv_stages(b: GraphBuilder, x: str, c_in: int, widths: Sequence[int], kernel: int, pool: int,
+                batchnorm: bool = False) -> tuple[str, int]:
+    """The ConvNet's stages over ``x`` [N, c_in, H, W] (see :func:`convnet`): returns the last
+    feature map [N, widths[-1], H', W'] and its channel count."""
+    fan_in = c_in
+    before, after = (kernel - 1) // 2, kernel // 2  # "same" padding, the odd one at the end
+    for i, out_ch in enumerate(widths, start=1):
+        weight = b.param(f"conv{i}.weight", he_normal(b.rng, (out_ch, fan_in, kernel, kernel), fan_in * kernel * kernel))
+        inputs = [x, weight]
+        if not batchnorm:
+            inputs.append(b.param(f"conv{i}.bias", np.zeros(out_ch, np.float32)))
+        x = b.node("Conv", inputs, [f"conv{i}.out"], name=f"conv{i}", kernel_shape=[kernel, kernel],
+                   pads=[before, before, after, after], strides=[1, 1])
+        if batchnorm:
+            stats = [b.param(f"bn{i}.scale", np.ones(out_ch, np.float32)),
+                     b.param(f"bn{i}.bias", np.zeros(out_ch, np.float32)),
+                     b.param(f"bn{i}.running_mean", np.zeros(out_ch, np.float32)),
+                     b.param(f"bn{i}.running_var", np.ones(out_ch, np.float32))]
+            x = b.node("BatchNormalization", [x, *stats], [f"bn{i}.out"], name=f"bn{i}",
+                       epsilon=BN_EPSILON, momentum=BN_MOMENTUM)
+        x = b.node("Relu", [x], [f"relu{i}.out"], name=f"relu{i}")
+        if pool > 1:
+            x = b.node("MaxPool", [x], [f"pool{i}.out"], name=f"pool{i}", kernel_shape=[pool, pool],
+                       strides=[pool, pool])
+        fan_in = out_ch
+    return x, fan_in
 
 
 def convnet(
@@ -79,38 +121,10 @@ def convnet(
         raise ConfigError(f"batchnorm must be True or False; got {batchnorm!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ConfigError(f"seed must be an integer; got {seed!r}")
-    h, w = height, width
-    for i in range(len(widths)):
-        if pool > 1 and (h // pool < 1 or w // pool < 1):
-            raise ConfigError(
-                f"stage {i + 1} would pool a {h}x{w} map with a {pool}x{pool} window; the input "
-                f"{height}x{width} is too small for {len(widths)} pooling stages (use fewer channels entries or pool=1)"
-            )
-        if pool > 1:
-            h, w = h // pool, w // pool
+    h, w = pooled_size(height, width, len(widths), pool)
 
     b = GraphBuilder(int(seed))
-    x, fan_in = "x", c_in
-    before, after = (kernel - 1) // 2, kernel // 2  # "same" padding, the odd one at the end
-    for i, out_ch in enumerate(widths, start=1):
-        weight = b.param(f"conv{i}.weight", he_normal(b.rng, (out_ch, fan_in, kernel, kernel), fan_in * kernel * kernel))
-        inputs = [x, weight]
-        if not batchnorm:
-            inputs.append(b.param(f"conv{i}.bias", np.zeros(out_ch, np.float32)))
-        x = b.node("Conv", inputs, [f"conv{i}.out"], name=f"conv{i}", kernel_shape=[kernel, kernel],
-                   pads=[before, before, after, after], strides=[1, 1])
-        if batchnorm:
-            stats = [b.param(f"bn{i}.scale", np.ones(out_ch, np.float32)),
-                     b.param(f"bn{i}.bias", np.zeros(out_ch, np.float32)),
-                     b.param(f"bn{i}.running_mean", np.zeros(out_ch, np.float32)),
-                     b.param(f"bn{i}.running_var", np.ones(out_ch, np.float32))]
-            x = b.node("BatchNormalization", [x, *stats], [f"bn{i}.out"], name=f"bn{i}",
-                       epsilon=BN_EPSILON, momentum=BN_MOMENTUM)
-        x = b.node("Relu", [x], [f"relu{i}.out"], name=f"relu{i}")
-        if pool > 1:
-            x = b.node("MaxPool", [x], [f"pool{i}.out"], name=f"pool{i}", kernel_shape=[pool, pool],
-                       strides=[pool, pool])
-        fan_in = out_ch
+    x, fan_in = conv_stages(b, "x", c_in, widths, kernel, pool, batchnorm)
     x = b.node("Flatten", [x], ["flatten.out"], name="flatten", axis=1)
     fan_in = fan_in * h * w
     for i, width_i in enumerate(hidden, start=1):

@@ -1,5 +1,6 @@
 """The encoder-decoder against a PyTorch encoder-decoder with the same attention on the same
-weights: forward pass, one training step through the real Trainer, greedy and beam decoding."""
+weights (its encoder over packed sequences): forward pass, one training step through the real
+Trainer, greedy and beam decoding; one answer for one source at every pad width and batch mix."""
 
 from __future__ import annotations
 
@@ -58,7 +59,13 @@ class TorchSeq2Seq(torch.nn.Module):
         self.out.weight.data, self.out.bias.data = torch.tensor(p["output.weight"]), torch.tensor(p["output.bias"])
 
     def encode(self, src):
-        memory, state = self.enc(self.src_emb(src))
+        """The encoder over packed sequences: each row up to its last non-PAD token (at least one)."""
+        steps = torch.arange(1, src.shape[1] + 1)
+        lengths = ((src != 0) * steps).amax(dim=1).clamp(min=1)
+        packed = torch.nn.utils.rnn.pack_padded_sequence(self.src_emb(src), lengths, batch_first=True,
+                                                         enforce_sorted=False)
+        memory, state = self.enc(packed)
+        memory, _ = torch.nn.utils.rnn.pad_packed_sequence(memory, batch_first=True, total_length=src.shape[1])
         return memory, state
 
     def step(self, src, memory, dec_in, state):
