@@ -4,7 +4,8 @@ Loading PyTorch files can run Python their author chose: a TorchScript archive (
 ``.ts``) runs its methods and ``__setstate__`` when ``torch.jit.load`` reads it (one can write a
 file anywhere with ``torch.from_file``), and ``torch.export.load`` unpickles, with
 ``weights_only=False``, any weight or constant a ``.pt2`` marks as pickled, custom and opaque
-objects, legacy ``.pt`` weight files, and sample inputs that PyTorch's safe unpickler refuses.
+objects, legacy ``.pt`` weight files, the pickled state of the old (2.7) archive format, and
+sample inputs that PyTorch's safe unpickler refuses.
 
 :func:`check_source` refuses those, before PyTorch opens the file, unless the caller says it
 trusts the file (``trust_source=True``, ``--trust-source``). A ``.pt2`` whose weights and
@@ -28,6 +29,7 @@ FLAG = "--trust-source"
 _CONFIGS = ("data/weights/", "data/constants/")
 _NATIVE = ("data/aotinductor/", "data/executorch/", "data/mtia")  # compiled code, loaded as is
 _OBJECT_PREFIXES = ("custom_obj_", "opaque_obj_")  # constants that are pickled objects
+_PICKLES = (".pt", ".pkl", ".pickle", ".pth", ".bin")  # legacy weights, old-format state
 MAX_CONFIG_BYTES = 64 << 20
 
 
@@ -63,19 +65,25 @@ def pt2_risks(path: Path) -> list[str]:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise ModelError(f"'{path}' is not a torch.export program (not a readable zip archive: {exc})") from None
-    risks = []
+    risks, current_format = [], False
     with archive:
         for info in archive.infolist():
             name = info.filename.split("/", 1)[1] if "/" in info.filename else info.filename
-            if name.startswith(_NATIVE) and not info.is_dir():
+            if info.is_dir():
+                continue
+            if name == "archive_format":
+                current_format = _read(archive, info, path).strip() == b"pt2"
+            elif name.startswith(_NATIVE):
                 risks.append(f"compiled code '{info.filename}'")
-            elif name.startswith(_CONFIGS) and name.endswith(".pt"):
-                risks.append(f"legacy pickled weights '{info.filename}'")
             elif name.startswith(_CONFIGS) and name.endswith("_config.json"):
                 risks += _config_risks(_read(archive, info, path), info.filename, path)
             elif name.startswith("data/sample_inputs/") and name.endswith(".pt"):
                 if not _tensors_only(_read(archive, info, path)):
                     risks.append(f"sample inputs '{info.filename}' that are not plain tensors")
+            elif name.endswith(_PICKLES):
+                risks.append(f"pickled entry '{info.filename}'")
+    if not current_format:  # torch.export.load falls back to the old format, whose state is pickled
+        risks.insert(0, "an old-format torch.export archive, whose state is pickled")
     return risks
 
 

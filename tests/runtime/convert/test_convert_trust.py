@@ -100,6 +100,24 @@ def test_a_pt2_with_a_pickled_weight_is_refused_and_nothing_runs(tmp_path):
     assert marker.read_text() == "ran"
 
 
+def test_an_old_format_pt2_with_pickled_state_is_refused(tmp_path):
+    """The archive format torch.export.load falls back to keeps its state dict pickled."""
+    marker = tmp_path / "marker.txt"
+    buffer = io.BytesIO()
+    torch.save(Payload(f"open({str(marker)!r}, 'w').write('ran')"), buffer)
+    with zipfile.ZipFile(tmp_path / "old.pt2", "w") as z:
+        z.writestr("version", "8.0")
+        z.writestr("serialized_exported_program.json", "{}")
+        z.writestr("serialized_state_dict.pt", buffer.getvalue())
+        z.writestr("serialized_constants.pt", buffer.getvalue())
+    risks = pt2_risks(tmp_path / "old.pt2")
+    assert risks[0] == "an old-format torch.export archive, whose state is pickled"
+    assert "pickled entry 'serialized_state_dict.pt'" in risks
+    with pytest.raises(UnsafeModelError, match="--trust-source"):
+        convert(tmp_path / "old.pt2", tmp_path / "out.onnx")
+    assert not marker.exists()
+
+
 def test_a_torchscript_file_with_setstate_side_effects_is_refused_and_writes_nothing(tmp_path):
     target = tmp_path / "written_by_setstate"
     torch.jit.script(SetStateWrites(str(target))).save(str(tmp_path / "evil.pt"))
