@@ -224,3 +224,17 @@ def test_resize_with_scales_known_only_at_run_time_is_refused():
                [vi("x", [1, 1, 2, 2]), vi("s", [4])], [vi("y", None)])
     with pytest.raises(UnsupportedOpError, match=r"'Resize' \(node 'up'\).*'s'.*only known at run time"):
         gradient_model(m, ["x"], "y")
+
+
+@pytest.mark.parametrize("op,gates", [("LSTM", 4), ("GRU", 3)])
+def test_recurrent_node_declaring_only_y_h(op, gates):
+    """The rule declares Y on the (copied) forward node for itself; central differences agree."""
+    T, N, I, H = 3, 2, 3, 2
+    ins = {"X": R.standard_normal((T, N, I)), "W": R.standard_normal((1, gates * H, I)),
+           "R": R.standard_normal((1, gates * H, H))}
+    m = single_op_model(op, ins, 2, hidden_size=H)
+    m.graph.node[0].output[0] = ""
+    del m.graph.output[0]
+    g = gradient_model(m, ["X", "W", "R"], "y1")
+    assert g.graph.node[0].output[0] and [o.name for o in g.graph.output][0] == "y1"
+    fd_check(m, ins, ["X", "W", "R"], "y1", rng=R, what=f"{op} Y_h only")
