@@ -10,6 +10,7 @@ import onnx
 
 from onnxforge.graphs._common import BATCH, GraphBuilder, check_dropout, check_positive, float_input, int_input
 from onnxforge.graphs._lstm_unrolled import unrolled_lstm
+from onnxforge.graphs.lstm_gates import ONNX_GATES
 from onnxforge.runtime.errors import ConfigError
 from onnxforge.runtime.modelio.card import ModelCard
 
@@ -18,8 +19,7 @@ __all__ = ["lstm", "HEADS", "GATES"]
 HEADS = ("sequence", "tagger")
 IMPLS = ("node", "unrolled")
 STEPS = "T"
-# Gate order of the ONNX LSTM's W, R and B blocks; PyTorch's nn.LSTM stacks them as i, f, g(c), o.
-GATES = "iofc"
+GATES = ONNX_GATES  # the gate order of W, R and B (see onnxforge.graphs.lstm_gates)
 
 
 def _uniform(b: GraphBuilder, shape: tuple, hidden: int) -> np.ndarray:

@@ -13,15 +13,10 @@ from onnx import helper, numpy_helper
 from onnxforge.graphs import lstm
 from onnxforge.runtime import Trainer, load
 from onnxforge.runtime.errors import ConfigError, NotTrainableError
+from onnxforge.graphs.lstm_gates import onnx_to_torch
 from onnxforge.runtime.modelio.files import get_metadata
 
-ONNX_TO_TORCH_GATES = [0, 2, 3, 1]  # ONNX blocks (i, o, f, c) picked in PyTorch's order (i, f, g, o)
-
-
-def gates_to_torch(a: np.ndarray) -> np.ndarray:
-    """``[4H, ...]`` in ONNX gate order to PyTorch's."""
-    blocks = np.split(a, 4)
-    return np.concatenate([blocks[i] for i in ONNX_TO_TORCH_GATES])
+gates_to_torch = onnx_to_torch  # [4H, ...] in ONNX gate order (i, o, f, c) as PyTorch's (i, f, g, o)
 
 
 def onnx_weights(model) -> dict:

@@ -12,6 +12,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
+from onnxforge.graphs.lstm_gates import onnx_to_torch, torch_to_onnx
 from onnxforge.graphs.seq2seq import seq2seq
 from onnxforge.runtime import Trainer, load
 from onnxforge.runtime.inference.decoding import decode, sequence_metrics
@@ -23,9 +24,7 @@ torch.set_default_dtype(torch.float32)
 
 def _onnx_to_torch_lstm(w, r, b, hidden):
     """ONNX gate order (i, o, f, c) -> PyTorch's (i, f, g=c, o); B = [Wb; Rb]."""
-    order = np.concatenate([np.arange(0, hidden), np.arange(2 * hidden, 3 * hidden),
-                            np.arange(3 * hidden, 4 * hidden), np.arange(hidden, 2 * hidden)])
-    return w[0][order], r[0][order], b[0, : 4 * hidden][order], b[0, 4 * hidden :][order]
+    return onnx_to_torch(w[0]), onnx_to_torch(r[0]), onnx_to_torch(b[0, : 4 * hidden]), onnx_to_torch(b[0, 4 * hidden :])
 
 
 class TorchSeq2Seq(torch.nn.Module):
@@ -85,8 +84,6 @@ class TorchSeq2Seq(torch.nn.Module):
 
     def named_onnx_grads(self):
         """Gradients keyed by the ONNX parameter names (LSTM gates back in ONNX order)."""
-        h = self.hidden
-        inv = np.argsort(np.concatenate([np.arange(0, h), np.arange(2 * h, 3 * h), np.arange(3 * h, 4 * h), np.arange(h, 2 * h)]))
         g = {"encoder.embedding.weight": self.src_emb.weight.grad, "decoder.embedding.weight": self.tgt_emb.weight.grad,
              "output.weight": self.out.weight.grad, "output.bias": self.out.bias.grad}
         if self.attention is not None:
@@ -97,10 +94,10 @@ class TorchSeq2Seq(torch.nn.Module):
         for side, lstm in (("encoder", self.enc), ("decoder", self.dec)):
             for layer in range(self.layers):
                 name = f"{side}.lstm" if self.layers == 1 else f"{side}.lstm{layer + 1}"
-                gw = getattr(lstm, f"weight_ih_l{layer}").grad.numpy()[inv]
-                gr = getattr(lstm, f"weight_hh_l{layer}").grad.numpy()[inv]
-                gb = np.concatenate([getattr(lstm, f"bias_ih_l{layer}").grad.numpy()[inv],
-                                     getattr(lstm, f"bias_hh_l{layer}").grad.numpy()[inv]])
+                gw = torch_to_onnx(getattr(lstm, f"weight_ih_l{layer}").grad.numpy())
+                gr = torch_to_onnx(getattr(lstm, f"weight_hh_l{layer}").grad.numpy())
+                gb = np.concatenate([torch_to_onnx(getattr(lstm, f"bias_ih_l{layer}").grad.numpy()),
+                                     torch_to_onnx(getattr(lstm, f"bias_hh_l{layer}").grad.numpy())])
                 g[f"{name}.W"], g[f"{name}.R"], g[f"{name}.B"] = gw[None], gr[None], gb[None]
         return g
 
