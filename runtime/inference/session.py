@@ -13,6 +13,7 @@ from onnxforge.runtime.ort.distribution import ort
 from onnxforge.runtime.ort.device import Device, resolve_device
 from onnxforge.runtime.errors import InputError, ModelError
 from onnxforge.runtime.ort.iobinding import DeviceArray, run_bound
+from onnxforge.runtime.inference.batches import common_rows, in_batches, stitch
 from onnxforge.runtime.modelio.card import ModelCard
 from onnxforge.runtime.modelio.dtypes import ORT_TYPES
 from onnxforge.runtime.modelio.files import load_model
@@ -232,26 +233,8 @@ class Session:
         name = output or self.main_output
         if name not in self._output_names:
             raise InputError(f"unknown output '{name}'; the model's outputs are: {', '.join(self._output_names)}")
-        rows = _common_rows(feeds)
-        if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
-            raise InputError(f"batch_size must be a positive integer; got {batch_size!r}")
-        if not batch_size or rows is None or rows <= batch_size:
-            return self.run(feeds, [name])[name]
-        result = None
-        starts = range(0, rows, int(batch_size))
-        if progress:
-            from tqdm import tqdm
-
-            starts = tqdm(starts, desc="predict", unit="batch", leave=False)
-        for start in starts:
-            part = self.run({k: v[start : start + batch_size] for k, v in feeds.items()}, [name])[name]
-            if result is None:
-                if part.ndim == 0 or part.shape[0] != min(batch_size, rows):
-                    raise InputError(f"output '{name}' does not have one row per input row "
-                                     f"(shape {list(part.shape)} for {min(batch_size, rows)} rows); use run()")
-                result = np.empty((rows,) + part.shape[1:], part.dtype)
-            result[start : start + len(part)] = part
-        return result
+        parts = in_batches(lambda chunk: self.run(chunk, [name])[name], feeds, batch_size, progress=progress)
+        return stitch(parts, common_rows(feeds), name)
 
     def _single_input_feeds(self, x) -> dict:
         if len(self.inputs) != 1:
@@ -377,16 +360,6 @@ def _first_line(exc: Exception) -> str:
             text = text.split(marker, 1)[1]
             break
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _common_rows(feeds: dict) -> int | None:
-    """The number of rows every feed has (``None`` for scalars); unequal counts are an error."""
-    rows = {k: (v.shape[0] if len(v.shape) else None) for k, v in feeds.items()}
-    counts = set(rows.values())
-    if len(counts) > 1:
-        raise InputError("inputs must have equally many rows to be chunked; got "
-                         + ", ".join(f"{k}: {n}" for k, n in rows.items()))
-    return counts.pop() if counts else None
 
 
 def load(
