@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 from onnx import numpy_helper
 
-from onnxforge.runtime.convert.gates import onnx_to_torch_gates
+from onnxforge.graphs.lstm_gates import onnx_to_torch
 from onnxforge.runtime.errors import ConfigError, RuntimeUnavailableError
 from onnxforge.runtime.inference.decoding import prepare_seq2seq_arrays
 from onnxforge.runtime.modelio.files import get_metadata
@@ -106,10 +106,10 @@ def _convnet_torch(model):
 def _copy_lstm(lstm, w: dict, prefixes: list[str], hidden: int) -> None:
     for layer, p in enumerate(prefixes):
         bias = w[f"{p}.B"][0]
-        _param(getattr(lstm, f"weight_ih_l{layer}"), onnx_to_torch_gates(w[f"{p}.W"][0], hidden))
-        _param(getattr(lstm, f"weight_hh_l{layer}"), onnx_to_torch_gates(w[f"{p}.R"][0], hidden))
-        _param(getattr(lstm, f"bias_ih_l{layer}"), onnx_to_torch_gates(bias[: 4 * hidden], hidden))
-        _param(getattr(lstm, f"bias_hh_l{layer}"), onnx_to_torch_gates(bias[4 * hidden:], hidden))
+        _param(getattr(lstm, f"weight_ih_l{layer}"), onnx_to_torch(w[f"{p}.W"][0]))
+        _param(getattr(lstm, f"weight_hh_l{layer}"), onnx_to_torch(w[f"{p}.R"][0]))
+        _param(getattr(lstm, f"bias_ih_l{layer}"), onnx_to_torch(bias[: 4 * hidden]))
+        _param(getattr(lstm, f"bias_hh_l{layer}"), onnx_to_torch(bias[4 * hidden:]))
 
 
 def _lstm_torch(model):

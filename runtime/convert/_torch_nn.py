@@ -9,8 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from onnxforge.graphs.lstm_gates import onnx_to_torch
 from onnxforge.runtime.convert._torch_values import T, ints
-from onnxforge.runtime.convert.gates import onnx_to_torch_gates
 
 
 def _gemm(inputs, attrs):
@@ -147,8 +147,7 @@ def _lstm(inputs, attrs):
             raise ValueError(f"LSTM {name} has shape {list(v.shape)}; expected [{dirs}, N, {hidden}]")
     if w.dim() != 3 or w.shape[1] != 4 * hidden or r.shape[-1] != hidden:
         raise ValueError(f"LSTM W/R have shapes {list(w.shape)}/{list(r.shape)} for hidden_size {hidden}")
-    def reorder(m):  # [4H, ...] in i, o, f, c  ->  i, f, c(g), o
-        return onnx_to_torch_gates(m, hidden)
+    reorder = onnx_to_torch  # [4H, ...] in i, o, f, c  ->  i, f, c(g), o
 
     params = []
     for d in range(dirs):

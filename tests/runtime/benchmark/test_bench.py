@@ -16,7 +16,7 @@ import torch
 
 from onnxforge.runtime import load
 from onnxforge.runtime.benchmark import suite as benchmark
-from onnxforge.runtime.convert.gates import onnx_to_torch_gates
+from onnxforge.graphs.lstm_gates import onnx_to_torch
 
 TINY = {"scale": 0.01, "rounds": 1, "calls": 5, "inf_rounds": 1, "mem_steps": 1}
 
@@ -36,7 +36,7 @@ def test_torch_twin_matches_onnx_model(name):
 
 def test_twin_gates_reorder_onnx_iofc_to_torch_ifgo():
     m = np.arange(8).reshape(8, 1)  # hidden 2: rows 0-1 i, 2-3 o, 4-5 f, 6-7 c
-    assert onnx_to_torch_gates(m, 2).ravel().tolist() == [0, 1, 4, 5, 6, 7, 2, 3]
+    assert onnx_to_torch(m).ravel().tolist() == [0, 1, 4, 5, 6, 7, 2, 3]
 
 
 def _check_row(row, keys):
