@@ -55,21 +55,28 @@ def leftover(spatial, kernel, strides, dilations, pads):
 # on ONNX Runtime 1.19 and 1.31, one thread: 1->16 on 8x8 at batch 64, 95-167 us vs 115-241 us).
 IM2COL_MIN_CHANNELS = 8
 IM2COL_MAX_TAPS = 49
+# The patches take taps * C * prod(O) values per sample (9x the input for a 3x3 "same" Conv);
+# above this many per sample (2 MiB of float32) the Conv, which works one channel at a time, is
+# kept. Measured up to 147,456 per sample (16->32 on 32x32), where the patches still win.
+IM2COL_MAX_PER_SAMPLE = 2 ** 19
 
 
 def weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads):
     """dW [M, C/group, *kernel] of ``Y = Conv(x, W)`` given ``gy = dY``.
 
-    Ungrouped, with at least 8 input channels, a kernel of at most 49 taps and static spatial
-    dims: one MatMul of dY [M, N*O] by the input's patches [N*O, taps*C], built channels-last by
-    one Slice per tap (:func:`_patch_weight_grad`; 16->32 on 4x4 at batch 64, one thread: 215-281
-    us against 448-602 us for the Conv below, on ONNX Runtime 1.19 and 1.31). Otherwise one
-    Conv of the input with the batch as channels ([C/g, g*N, *S]) by dY with the batch as channels
+    Ungrouped, with at least 8 input channels, a kernel of at most 49 taps, static spatial dims
+    and patches of at most 2^19 values per sample: one MatMul of dY [M, N*O] by the input's
+    patches [N*O, taps*C], built channels-last by one Slice per tap (:func:`_patch_weight_grad`).
+    Measured on ONNX Runtime 1.19 and 1.31, one thread (tests/runtime/autodiff/
+    bench_conv_weight_grad.py): 16->32 on 4x4 at batch 64, 200-281 us against 448-602 us for the
+    Conv below; 32->64 on 16x16 at batch 32, 15-20 ms against 22-30 ms. Otherwise one Conv of the
+    input with the batch as channels ([C/g, g*N, *S]) by dY with the batch as channels
     ([M, N, *O]), strides and dilations swapped, cut to the kernel size and transposed back."""
     n = len(kernel)
     xs, gs = ctx.dims(x), ctx.dims(gy)
     static = xs is not None and gs is not None and all(isinstance(v, int) for v in xs[1:] + gs[1:])
-    if static and group == 1 and xs[1] >= IM2COL_MIN_CHANNELS and math.prod(kernel) <= IM2COL_MAX_TAPS:
+    if (static and group == 1 and xs[1] >= IM2COL_MIN_CHANNELS and math.prod(kernel) <= IM2COL_MAX_TAPS
+            and math.prod(kernel) * xs[1] * math.prod(gs[2:]) <= IM2COL_MAX_PER_SAMPLE):
         return _patch_weight_grad(ctx, x, gy, kernel, strides, dilations, pads)
     r = n + 2
     if group == 1:

@@ -238,3 +238,11 @@ def test_recurrent_node_declaring_only_y_h(op, gates):
     g = gradient_model(m, ["X", "W", "R"], "y1")
     assert g.graph.node[0].output[0] and [o.name for o in g.graph.output][0] == "y1"
     fd_check(m, ins, ["X", "W", "R"], "y1", rng=R, what=f"{op} Y_h only")
+
+
+def test_conv_weight_gradient_keeps_the_conv_where_patches_would_be_large():
+    """Patches of more than 2^19 values per sample (here 9 * 8 * 96 * 96) are not built."""
+    m = single_op_model("Conv", {"X": np.zeros((1, 8, 96, 96), np.float32), "W": np.zeros((2, 8, 3, 3), np.float32)},
+                        pads=[1, 1, 1, 1], dynamic="batch")
+    grad_ops = [n.op_type for n in gradient_model(m, ["W"], "y0").graph.node if n.name.startswith("grad/")]
+    assert "Conv" in grad_ops and "MatMul" not in grad_ops
