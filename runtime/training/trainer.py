@@ -103,8 +103,8 @@ class Trainer:
         self.plan = ParameterPlan.of(self.source, self.config.freeze)
         self.trainable, self.frozen, self.buffers = list(self.plan.trainable), list(self.plan.frozen), list(self.plan.buffers)
         self.device, self.fixed_batch = resolve_device(device), fixed_batch(self.inputs)
-        self.backend_name = backend_class(backend).name
-        self.backend = backend_class(backend)(self._spec())
+        self.backend_name = backend_class(backend, self.source).name
+        self.backend = backend_class(backend, self.source)(self._spec())
         self.history, self.strategy = [], strategy  # history: one record per epoch
         self.epoch = self.step = self.total_steps = 0
         self.finished_before = self._prepared = False  # finished_before: a resume found nothing left to do

@@ -49,7 +49,8 @@ Contract, what the loop relies on:
   backend exports the same way.
 - ``eval_step(inputs, targets)`` is the loss without updating anything (training_mode off).
 - ``available()`` (a class method) returns ``None`` or a one-line reason the backend cannot run
-  here; ``backend="auto"`` takes the first available one in ``BACKENDS``.
+  here; ``backend="auto"`` takes the first available one in ``auto_order(model)`` (the faster
+  first for the model, see ``backends/__init__.py``).
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@
 * parameters (trainable) and running statistics become graph inputs (an ONNX Runtime session
   cannot replace initialisers; as inputs they live in the runner's buffers between steps);
 * ``BatchNormalization`` normalises with the batch's statistics, computed from primitives (ONNX
-  Runtime's ``training_mode=1`` kernel is unreliable, see the shared notes), and outputs the running
-  statistics ``momentum * running + (1 - momentum) * batch`` (biased variance, as ONNX Runtime
-  training updates them) as ``NEW/<name>``;
+  Runtime's ``training_mode=1`` kernel is unreliable, see the shared notes): the differentiation
+  package's ``batchnorm_training_form``; the running statistics
+  ``momentum * running + (1 - momentum) * batch`` (biased variance, as ONNX Runtime training
+  updates them) are output as ``NEW/<name>``;
 * ``Dropout`` (active when its ``training_mode`` input is a switch, the onnxforge builders'
   ``training_mode`` initialiser) draws its mask from a counter-based hash of the element index, the
   step and the ``SEED`` input in int64 arithmetic: masks are the same on every runtime, a function
@@ -24,6 +25,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from onnxforge.runtime.autodiff import batchnorm_training_form
 from onnxforge.runtime.errors import NotTrainableError
 from onnxforge.runtime.training.stepgraph._rewrite import Nodes, opset_of
 
@@ -77,30 +79,15 @@ def _fix_feed_shapes(model: onnx.ModelProto, feed_shapes: dict) -> None:
             d.dim_value = int(n)
 
 
-def _batchnorm(node, nodes: Nodes, buffers: set) -> None:
-    x, scale, bias, mean, var = node.input[:5]
-    a = _attrs(node)
-    eps, mom = float(a.get("epsilon", 1e-5)), float(a.get("momentum", 0.9))
-    rank = nodes.rank
-    axes = [0] + list(range(2, rank))
-    mu = nodes.reduce_mean(x, axes)
-    d = nodes.op("Sub", [x, mu])
-    v = nodes.reduce_mean(nodes.op("Mul", [d, d]), axes)
-    inv = nodes.op("Reciprocal", [nodes.op("Sqrt", [nodes.op("Add", [v, nodes.const(eps, np.float32)])])])
-    col = nodes.const(list(range(1, rank - 1)), np.int64)
-
-    def bcast(p):
-        return nodes.op("Unsqueeze", [p, col]) if rank > 2 else p
-
-    y = nodes.op("Add", [nodes.op("Mul", [nodes.op("Mul", [d, inv]), bcast(scale)]), bcast(bias)], out=node.output[0])
-    flat = nodes.const([-1], np.int64)
-    for stat, batch in ((mean, mu), (var, v)):
-        if stat not in buffers:
-            continue
-        kept = nodes.op("Mul", [stat, nodes.const(mom, np.float32)])
-        fresh = nodes.op("Mul", [nodes.op("Reshape", [batch, flat]), nodes.const(1.0 - mom, np.float32)])
-        nodes.op("Add", [kept, fresh], out=NEW + stat)
-    return y
+def _batchnorm_training(model: onnx.ModelProto, buffers: set) -> onnx.ModelProto:
+    """The differentiation package's batch-statistics form of every BatchNormalization, the updated
+    running statistics of ``buffers`` named ``NEW/<name>``."""
+    if not any(n.op_type == "BatchNormalization" and n.domain in ("", "ai.onnx") for n in model.graph.node):
+        return model
+    model, updates = batchnorm_training_form(model, outputs=False)
+    model.graph.node.extend(helper.make_node("Identity", [new], [NEW + stat], name=f"{NEW}{stat}.node")
+                            for stat, new in updates.items() if stat in buffers)
+    return model
 
 
 def _dropout(node, nodes: Nodes, index: int) -> None:
@@ -229,11 +216,12 @@ def training_forward(model: onnx.ModelProto, params: list[str], buffers: list[st
     out.CopyFrom(model)
     _params_to_inputs(out, list(params) + list(buffers))
     _fix_feed_shapes(out, feed_shapes)
+    if training:
+        out = _batchnorm_training(out, set(buffers))
     opset = opset_of(out)
     info = _shape_info(out) if training else {}
     if training:
         _lstm_lengths(model, info, feed_shapes)  # the model still has its initialisers
-    bufs = set(buffers)
     rewritten, extra, dropouts = [], [], 0
     for k, node in enumerate(out.graph.node):
         std = node.domain in ("", "ai.onnx")
@@ -244,9 +232,6 @@ def training_forward(model: onnx.ModelProto, params: list[str], buffers: list[st
                 dropouts += 1
             else:
                 nodes.op("Identity", [node.input[0]], out=node.output[0])
-        elif std and node.op_type == "BatchNormalization" and training:
-            nodes.rank = len(info.get(node.input[0]) or []) or 4
-            _batchnorm(node, nodes, bufs)
         elif not (std and node.op_type == "LSTM" and training and _lstm(node, nodes, info)):
             rewritten.append(node)
             continue

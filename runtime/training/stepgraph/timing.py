@@ -3,7 +3,11 @@
 :func:`time_backends` builds each workload, makes one backend of each name through the
 ``Trainer`` (so the same spec, data checks and thread choice), and times ``train_step`` on the
 same batches, the backends alternating in one process, ``rounds`` rounds; it returns the median
-steps/s of each. Compare only within one call: the machine is shared.
+steps/s of each. Compare only within one call: the machine is shared. ``others`` adds contestants
+that are not backends (PyTorch eager on a twin with the same weights, which the benchmark builds),
+timed in the same rounds. Both ONNX Runtime backends ran 2-4x slower on the small MLP in runs
+with a PyTorch contestant than in runs without (PyTorch's OpenMP workers spin after a parallel
+region; the benchmark pauses between contestants for that): compare ratios within one call only.
 """
 
 from __future__ import annotations

@@ -118,3 +118,18 @@ def test_the_date_translator_reaches_97_percent_exact_match(tmp_path):
     t.fit(({"src": train["src"]}, train["tgt"]), epochs=5, batch_size=64, overwrite=True)
     tokens, _ = decode(load(tmp_path / "dates" / "model.onnx", device="cpu"), test["src"], max_len=dates.TGT_WIDTH)
     assert sequence_metrics(tokens, test["tgt"])["exact_match"] >= 0.97
+
+
+def test_auto_prefers_the_backend_measured_faster_for_the_model(tmp_path):
+    from onnxforge.runtime.training.backends import auto_order, backend_class
+
+    node = lstm(3, hidden=4, classes=2, seed=0)
+    assert any(n.op_type == "LSTM" for n in node.graph.node)
+    assert auto_order(node)[0] is BACKENDS["onnx"]  # the LSTM node: onnx about 2x
+    assert backend_class("auto", node) is BACKENDS["onnx"]
+    assert Trainer(node, tmp_path / "lstm", progress=False, device="cpu").backend_name == "onnx"
+    plain = mlp(4, [3], 2, seed=0)
+    assert auto_order(plain)[0] is BACKENDS["artifacts"]
+    expected = "artifacts" if artifacts_available else "onnx"
+    assert backend_class("auto", plain) is BACKENDS[expected]
+    assert Trainer(plain, tmp_path / "mlp", progress=False, device="cpu").backend_name == expected
