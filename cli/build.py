@@ -278,3 +278,70 @@ def seq2seq_command(src_vocab, tgt_vocab, vocab_from, tokenizer_kind, max_vocab,
     model = seq2seq(src_vocab, tgt_vocab, embed, hidden, layers, None if attention == "none" else attention,
                     seed=seed, max_len=max_len, src_tokens=src_tokens, tgt_tokens=tgt_tokens, impl=impl)
     _save(model, output, as_json, card)
+
+
+@command.command("nplm")
+@click.option("--vocab-from", "vocab_data", type=data_path, required=True, metavar="TEXT",
+              help="Plain text, one sentence a line: its words become the vocabulary (the card keeps the word "
+                   "tokenizer), and eval --ngram counts its N-grams.")
+@click.option("--context", type=click.IntRange(min=1), default=4, show_default=True,
+              help="How many previous words the model reads.")
+@click.option("--embed", type=click.IntRange(min=1), default=32, show_default=True, help="Width of each word vector.")
+@click.option("--hidden", type=click.IntRange(min=1), default=128, show_default=True, help="Width of the tanh hidden layer.")
+@click.option("--max-vocab", type=click.IntRange(min=5), default=None,
+              help="At most this many ids (rarer words read as <unk>).")
+@output_options
+def nplm_command(vocab_data, context, embed, hidden, max_vocab, seed, output, as_json):
+    """Build a neural language model: word vectors of the previous words, a hidden layer, the next word."""
+    from onnxforge.graphs.nplm import nplm
+
+    tok = text_vocab(vocab_data, "word", max_vocab, "text")
+    model = nplm(len(tok.tokens), context=context, embed=embed, hidden=hidden, seed=seed, tokens=list(tok.tokens),
+                 tokenizer=tok.card_values())
+    from onnxforge.runtime.modelio.card import ModelCard
+
+    args = dict(ModelCard.from_model(model).args, vocab_from=str(Path(vocab_data).resolve()))
+    _save(model, output, as_json, {"args": args})
+
+
+@command.command("captioner")
+@click.option("--image-shape", type=IntList(min_len=3, max_len=3), required=True,
+              help="Shape of one image as channels,height,width, for example 1,8,24.")
+@click.option("--channels", type=IntList(), default="16,32", show_default=True,
+              help="Output channels of the ConvNet stages, comma-separated: one stage per number.")
+@click.option("--vocab-from", "vocab_data", type=data_path, required=True, metavar="CAPTIONS",
+              help="An image_path<TAB>caption file: the captions' words become the vocabulary (the card keeps the "
+                   "word tokenizer); train, eval and infer read the same form.")
+@click.option("--hidden", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Width of the decoder's LSTM state and of each image location's vector.")
+@click.option("--embed", type=click.IntRange(min=1), default=32, show_default=True, help="Width of the word embeddings.")
+@click.option("--attention", type=click.Choice(["dot", "general"]), default="dot", show_default=True,
+              help="Luong attention score over the image locations: dot or general (bilinear).")
+@click.option("--kernel", type=click.IntRange(min=1), default=3, show_default=True, help="Convolution kernel size.")
+@click.option("--pool", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Max pooling window and stride after each stage; 1 means no pooling.")
+@click.option("--max-len", type=click.IntRange(min=1), default=None,
+              help="Longest caption decoding writes, EOS counted [default: the longest in --vocab-from, plus one].")
+@click.option("--impl", type=click.Choice(IMPLS), default="node", show_default=True,
+              help="node: an ONNX LSTM node; unrolled: plain ops over --max-len steps (trains faster in ONNX Runtime).")
+@click.option("--resize", type=click.Choice(RESIZE_RULES), default="refuse", show_default=True,
+              help="Images of another size than --image-shape: refuse them (naming the file) or stretch them to it.")
+@click.option("--max-vocab", type=click.IntRange(min=5), default=None,
+              help="At most this many ids (rarer words read as <unk>).")
+@output_options
+def captioner_command(image_shape, channels, vocab_data, hidden, embed, attention, kernel, pool, max_len, impl, resize,
+                      max_vocab, seed, output, as_json):
+    """Build an image captioner: a ConvNet's feature map that an LSTM decoder attends over while writing."""
+    from onnxforge.graphs.captioner import captioner
+    from onnxforge.runtime.data import text
+    from onnxforge.runtime.data.images import ImageSpec
+
+    tok = text_vocab(vocab_data, "word", max_vocab, "target")
+    if max_len is None:
+        _, captions, _ = text.read_columns(vocab_data, "image_path<TAB>caption")
+        max_len = max(len(tok.split(c)) for c in captions) + 1
+    spec = ImageSpec(*image_shape, resize=resize).card_values()
+    model = captioner(tuple(image_shape), tuple(channels), len(tok.tokens), embed=embed, hidden=hidden,
+                      attention=attention, kernel=kernel, pool=pool, max_len=max_len, seed=seed, impl=impl,
+                      tokens=list(tok.tokens), tokenizer=tok.card_values())
+    _save(model, output, as_json, {"image": spec["image"], "preprocessing": {"pixel_scale": spec["pixel_scale"]}})

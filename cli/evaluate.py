@@ -20,11 +20,16 @@ from onnxforge.cli._data import columns, data_path, table_options
               help="Classifiers: print per-class precision, recall and F1 and write a confusion matrix PNG.")
 @click.option("--png", type=click.Path(dir_okay=False), default=None,
               help="Where --report writes the confusion matrix [default: confusion_matrix.png beside the model].")
+@click.option("--ngram", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Language models: also the perplexity of an interpolated Kneser-Ney N-gram model (3: trigrams) "
+                   "counted on the training text, on the same words.")
+@click.option("--ngram-train", type=data_path, default=None, metavar="TEXT",
+              help="With --ngram: the text to count [default: the one the model's vocabulary was built from].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True,
               help="Examples per inference call.")
 @click.option("--device", type=DEVICE, default="auto", show_default=True, help="Where to run the model.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-def command(model, data, target, features, report, png, batch_size, device, as_json):
+def command(model, data, target, features, report, png, ngram, ngram_train, batch_size, device, as_json):
     """Evaluate MODEL (an .onnx file or a run folder) on --data: loss, and accuracy for a classifier."""
     from onnxforge.runtime import load
     from onnxforge.runtime.tasks.evaluation import evaluate
@@ -39,6 +44,10 @@ def command(model, data, target, features, report, png, batch_size, device, as_j
                     prepare=task_for(session.metadata, "auto").preparer(session.metadata))
     ds = checked_dataset(session, raw, name=data)
     result = evaluate(session, ds, batch_size=batch_size)
+    if ngram is not None:
+        from onnxforge.runtime.tasks.ngram import ngram_for_model
+
+        result.update(ngram_for_model(session.card, data, ngram, ngram_train))
     if report:
         result["report"] = _report(session, ds, batch_size, png or _png_beside(model))
     if as_json:

@@ -16,7 +16,8 @@ from onnxforge.runtime.errors import OnnxforgeError
 # command list in --help takes each module's docstring ("``onnxforge NAME``: what it does").
 COMMANDS = {"build": "build", "train": "train", "eval": "evaluate", "infer": "infer", "inspect": "inspect",
             "doctor": "doctor", "demo": "demo", "bench": "bench", "serve": "serve", "plugins": "plugins",
-            "convert": "convert", "weights": "weights", "plot": "plot"}
+            "convert": "convert", "weights": "weights", "plot": "plot", "embeddings": "embeddings",
+            "generate": "generate"}
 
 
 def _summary(module: str) -> str:

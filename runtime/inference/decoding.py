@@ -6,6 +6,9 @@ The model maps ``(src [N, S], decoder_input [N, T]) -> logits [N, T, V]`` (and `
 (``BOS y_1 .. y_t``) and reads the last position's logits. Each step recomputes the prefix, which
 costs O(L^2) in the output length L but needs no second graph, and the last run's ``attention``
 rows are the attention of every emitted token. Token ids: 0 = PAD, 1 = BOS, 2 = EOS.
+
+A captioner (task "captioning") decodes the same way from an image memory: its first input is
+``image`` [N, C, H, W] instead of ``src``, and its ``attention`` [N, T, L] is over image locations.
 """
 
 from __future__ import annotations
@@ -61,14 +64,20 @@ def prepare_seq2seq_arrays(arrays: dict, metadata: dict | None = None) -> dict:
     return out
 
 
-def _names(session) -> tuple[str, str | None]:
+DECODED_TASKS = ("seq2seq", "captioning")
+
+
+def _names(session) -> tuple[str, str | None, str]:
+    """``(logits, attention or None, the memory input: src or image)``."""
     meta = session.metadata
-    if meta.get("task") != "seq2seq":
-        raise ModelError(f"decoding needs an encoder-decoder (task 'seq2seq'); this model's task is {meta.get('task')!r}")
+    if meta.get("task") not in DECODED_TASKS:
+        raise ModelError(f"decoding needs an encoder-decoder (task 'seq2seq') or a captioner (task 'captioning'); "
+                         f"this model's task is {meta.get('task')!r}")
     outs = [o.name for o in session.outputs]
     logits = meta.get("output") or "logits"
     att = meta.get("attention_output")
-    return logits, (att if att in outs else None)
+    memory = "src" if meta.get("task") == "seq2seq" else (meta.get("inputs") or ["image"])[0]
+    return logits, (att if att in outs else None), memory
 
 
 def _check_src(src) -> np.ndarray:
@@ -86,14 +95,24 @@ def _log_softmax(z: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-def _greedy(session, src, max_len, logits_name, att_name):
+def _check_image(image, session) -> np.ndarray:
+    image = np.asarray(image)
+    shape = session.inputs[0].shape
+    if image.ndim == len(shape) - 1:
+        image = image[None]
+    if image.ndim != len(shape) or image.dtype.kind != "f":
+        raise InputError(f"image must be [N, C, H, W] floats; got {image.dtype.name} {list(image.shape)}")
+    return image.astype(np.float32)
+
+
+def _greedy(session, src, max_len, logits_name, att_name, memory="src"):
     n = len(src)
     dec = np.full((n, 1), BOS, np.int64)
     done = np.zeros(n, bool)
     out = None
     names = [logits_name] + ([att_name] if att_name else [])
     for _ in range(max_len):
-        out = session.run({"src": src, "decoder_input": dec}, names)
+        out = session.run({memory: src, "decoder_input": dec}, names)
         last = out[logits_name][:, -1].copy()
         last[:, [PAD, BOS]] = -np.inf  # never emitted: PAD only after EOS, BOS only as the first input
         nxt = last.argmax(axis=-1).astype(np.int64)
@@ -106,7 +125,7 @@ def _greedy(session, src, max_len, logits_name, att_name):
     return dec[:, 1:], (out[att_name] if att_name else None)
 
 
-def _beam(session, src, max_len, beam, logits_name, att_name):
+def _beam(session, src, max_len, beam, logits_name, att_name, memory="src"):
     n, k = len(src), beam
     src_k = np.repeat(src, k, axis=0)                      # [N*k, S], beams of one example adjacent
     seqs = np.full((n, k, 1), BOS, np.int64)
@@ -114,7 +133,7 @@ def _beam(session, src, max_len, beam, logits_name, att_name):
     scores[:, 0] = 0.0                                     # one live beam at the start
     done = np.zeros((n, k), bool)
     for _ in range(max_len):
-        logits = session.run({"src": src_k, "decoder_input": seqs.reshape(n * k, -1)}, [logits_name])[logits_name]
+        logits = session.run({memory: src_k, "decoder_input": seqs.reshape(n * k, -1)}, [logits_name])[logits_name]
         lp = _log_softmax(logits[:, -1]).reshape(n, k, -1)  # [N, k, V]
         lp[:, :, [PAD, BOS]] = -np.inf
         v = lp.shape[-1]
@@ -134,7 +153,7 @@ def _beam(session, src, max_len, beam, logits_name, att_name):
     tokens = dec[:, 1:].copy()
     attention = None
     if att_name:
-        attention = session.run({"src": src, "decoder_input": dec[:, :-1]}, [att_name])[att_name]
+        attention = session.run({memory: src, "decoder_input": dec[:, :-1]}, [att_name])[att_name]
     return tokens, attention
 
 
@@ -143,31 +162,35 @@ def decode(session, src, *, max_len: int | None = None, beam: int = 1, batch_siz
 
     Returns ``(tokens, attention)``: ``tokens`` [N, L] int64, each row the output tokens up to and
     including EOS, then PAD (a row without EOS ran out of ``max_len``); ``attention`` [N, L, S]
+    (a captioner: ``src`` is the images [N, C, H, W] and S the image locations)
     (row ``t`` is what token ``t`` attended to; zero after EOS) or ``None`` for a model without
     attention. ``beam=1`` decodes greedily; ``beam=B`` keeps the B most probable prefixes (sum of
     log-probabilities, PAD and BOS never chosen) and returns the most probable one. ``max_len`` defaults to the model's.
     """
-    logits_name, att_name = _names(session)
+    logits_name, att_name, memory = _names(session)
     if max_len is None:
         max_len = int(session.metadata.get("max_len") or 64)
     if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or max_len < 1:
         raise ConfigError(f"max_len must be a positive integer; got {max_len!r}")
     if isinstance(beam, bool) or not isinstance(beam, (int, np.integer)) or beam < 1:
         raise ConfigError(f"beam must be a positive integer; got {beam!r}")
-    src = _check_src(src)
-    check_token_ids("src", src, (session.metadata.get("args") or {}).get("src_vocab"), "source")
+    if memory == "src":
+        src = _check_src(src)
+        check_token_ids("src", src, (session.metadata.get("args") or {}).get("src_vocab"), "source")
+    else:
+        src = _check_image(src, session)
     if len(src) == 0:
         raise InputError("src holds no sequences")
     parts = []
     for start in range(0, len(src), batch_size):
         chunk = src[start : start + batch_size]
         if beam == 1:
-            parts.append(_greedy(session, chunk, int(max_len), logits_name, att_name))
+            parts.append(_greedy(session, chunk, int(max_len), logits_name, att_name, memory))
         else:
-            parts.append(_beam(session, chunk, int(max_len), int(beam), logits_name, att_name))
+            parts.append(_beam(session, chunk, int(max_len), int(beam), logits_name, att_name, memory))
     width = max(t.shape[1] for t, _ in parts)
     tokens = np.zeros((len(src), width), np.int64)
-    attention = np.zeros((len(src), width, src.shape[1]), np.float32) if att_name else None
+    attention = np.zeros((len(src), width, parts[0][1].shape[-1]), np.float32) if att_name else None
     row = 0
     for t, a in parts:
         tokens[row : row + len(t), : t.shape[1]] = t

@@ -23,6 +23,7 @@ from onnxforge.runtime.data.datasets import Dataset, as_dataset
 from onnxforge.runtime.data.tokenizers import Tokenizer
 from onnxforge.runtime.errors import DataError
 from onnxforge.runtime.modelio.card import ModelCard
+from onnxforge.runtime.tasks import captioning, language_model
 from onnxforge.runtime.tasks.task import task_for
 
 __all__ = ["open_data", "data_kind", "text_tokenizers"]
@@ -68,8 +69,16 @@ def _trim(ids: np.ndarray) -> np.ndarray:
     return ids[:, : (int(used[-1]) + 1 if used.size else 1)]
 
 
-def _text_dataset(path, card: ModelCard, metadata: dict, input_names, need_targets: bool, progress: bool) -> Dataset:
+def _text_dataset(path, card: ModelCard, metadata: dict, input_names, need_targets: bool, progress: bool,
+                  inputs=None) -> Dataset:
     src, tgt = text_tokenizers(card)
+    if card.task == language_model.TASK:  # next-word windows of the context width
+        x, y = language_model.corpus_windows(path, src, int(card.args["context"]), progress=progress)
+        return Dataset({input_names[0]: x}, y, str(path))
+    if card.task == captioning.TASK:  # image_path<TAB>caption lines
+        arrays = captioning.captions_arrays(path, card, inputs[0].shape, progress=progress)
+        arrays = task_for(metadata).preparer(metadata)(arrays)
+        return Dataset({k: arrays[k] for k in input_names}, arrays["y"], str(path))
     unrolled = (card.args or {}).get("impl") == "unrolled"
     width = card.max_len if unrolled else None
     if card.task == "seq2seq":
@@ -99,7 +108,7 @@ def open_data(data, inputs, metadata, *, target: str | None = None, features=Non
     if kind == "npz":
         return as_dataset(data, names, name, prepare)
     if kind == "text":
-        return _text_dataset(data, card, meta, names, need_targets, progress)
+        return _text_dataset(data, card, meta, names, need_targets, progress, inputs)
     if len(names) != 1:
         raise DataError(f"'{data}': tables and images feed a one-input model; this one has {len(names)} inputs")
     classify = task_for(meta).labels_are_classes

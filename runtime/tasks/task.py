@@ -10,6 +10,7 @@ from typing import Callable
 
 import numpy as np
 
+from onnxforge.runtime.tasks.language_model import language_metrics
 from onnxforge.runtime.tasks.losses import numpy_loss
 
 __all__ = ["Task", "TASKS", "task_for"]
@@ -38,6 +39,18 @@ def _seq2seq_run_metrics(session, dataset, batch_size: int = 512) -> dict:
 
     tokens, _ = decode(session, dataset.inputs["src"], max_len=int(dataset.y.shape[1]), batch_size=batch_size)
     return sequence_metrics(tokens, dataset.y)
+
+
+def _captioning_prepare(arrays: dict, metadata: dict | None = None) -> dict:
+    from onnxforge.runtime.tasks.captioning import prepare_caption_arrays
+
+    return prepare_caption_arrays(arrays, metadata)
+
+
+def _captioning_run_metrics(session, dataset, batch_size: int = 512) -> dict:
+    from onnxforge.runtime.tasks.captioning import caption_metrics
+
+    return caption_metrics(session, dataset, batch_size)
 
 
 @dataclass(frozen=True)
@@ -72,6 +85,12 @@ TASKS: dict[str, Task] = {
     # loss is teacher-forced, exact_match/token_accuracy come from greedy decoding
     "seq2seq": Task("seq2seq", "cross-entropy", lambda output, y, ignore_index=None: {}, ignore_index=0,
                     prepare=_seq2seq_prepare, run_metrics=_seq2seq_run_metrics),
+    # the next word from the previous ones (graphs/nplm.py): accuracy and perplexity
+    "language_model": Task("language_model", "cross-entropy", language_metrics),
+    # an image in, a caption out (graphs/captioner.py): teacher-forced like seq2seq, exact_match and
+    # token_accuracy from greedy decoding
+    "captioning": Task("captioning", "cross-entropy", lambda output, y, ignore_index=None: {}, ignore_index=0,
+                       prepare=_captioning_prepare, run_metrics=_captioning_run_metrics),
 }
 
 
