@@ -15,13 +15,13 @@ from onnxforge.runtime.errors import InputError, ModelError
 from onnxforge.runtime.ort.iobinding import DeviceArray, run_bound
 from onnxforge.runtime.inference.batches import common_rows, in_batches, stitch
 from onnxforge.runtime.modelio.card import ModelCard
-from onnxforge.runtime.modelio.dtypes import ORT_TYPES
+from onnxforge.runtime.modelio.dtypes import ORT_TYPES, TYPES
 from onnxforge.runtime.modelio.files import load_model
 from onnxforge.runtime.passes.pipelines import for_inference
 
 __all__ = ["DeviceArray", "IOInfo", "Session", "load"]
 
-_ORT_TYPES = ORT_TYPES
+_ONNX_TO_ORT = {t.onnx: t.ort for t in TYPES}
 
 
 @dataclass(frozen=True)
@@ -38,22 +38,20 @@ class IOInfo:
 
 
 def _io_info(arg) -> IOInfo:
-    dtype = _ORT_TYPES.get(arg.type)
+    dtype = ORT_TYPES.get(arg.type)
     shape = tuple(d if isinstance(d, int) and d > 0 else (d if isinstance(d, str) else None) for d in (arg.shape or []))
     return IOInfo(arg.name, shape, np.dtype(dtype) if dtype is not None else np.dtype(object))
 
 
 def _io_info_from_model(model: ModelProto) -> list[IOInfo]:
     """The graph inputs that are not initialisers, as :class:`IOInfo` (no session needed)."""
-    from onnx import helper
-
     inits = {t.name for t in model.graph.initializer}
     out = []
     for vi in model.graph.input:
         if vi.name in inits:
             continue
         tt = vi.type.tensor_type
-        dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else np.dtype(object)
+        dtype = ORT_TYPES.get(_ONNX_TO_ORT.get(tt.elem_type), object)
         dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim)
         out.append(IOInfo(vi.name, dims, np.dtype(dtype)))
     return out

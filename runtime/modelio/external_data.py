@@ -24,7 +24,6 @@ model's declarations are checked.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import stat
@@ -35,6 +34,7 @@ import onnx
 from onnx import AttributeProto, GraphProto, ModelProto, TensorProto, numpy_helper
 
 from onnxforge.runtime.errors import ModelError, UnsafeModelError
+from onnxforge.runtime.modelio.dtypes import storage_bytes
 
 __all__ = ["ExternalRef", "external_tensors", "check_location", "load_external_data", "externalize",
            "MAX_EXTERNAL_BYTES"]
@@ -42,11 +42,6 @@ __all__ = ["ExternalRef", "external_tensors", "check_location", "load_external_d
 MAX_EXTERNAL_BYTES = 2**31 - 1  # a model larger than this cannot be handed to ONNX Runtime as one message
 KEYS = ("location", "offset", "length", "checksum")
 _DRIVE = re.compile(r"^[A-Za-z]:")
-# element sizes in bits of the types that can be stored as raw bytes
-_BITS = {TensorProto.INT4: 4, TensorProto.UINT4: 4}
-for _name in ("FLOAT4E2M1",):
-    if hasattr(TensorProto, _name):
-        _BITS[getattr(TensorProto, _name)] = 4
 
 
 @dataclass
@@ -140,14 +135,7 @@ def expected_bytes(where: str, tensor: TensorProto) -> int:
         raise ModelError(f"{where}: a tensor of {kind} cannot keep its data in an external file")
     if any(d < 0 for d in tensor.dims):
         raise ModelError(f"{where}: negative dimension in shape {list(tensor.dims)}")
-    count = math.prod(tensor.dims)
-    if tensor.data_type in _BITS:
-        return (count * _BITS[tensor.data_type] + 7) // 8
-    try:
-        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
-    except Exception:  # noqa: BLE001 - unknown enum value
-        raise ModelError(f"{where}: unknown data type {tensor.data_type}") from None
-    return count * itemsize
+    return storage_bytes(tensor.data_type, tensor.dims, where)
 
 
 def check_location(location: str, base: Path, where: str = "external data", *, must_exist: bool = True) -> Path:

@@ -127,7 +127,8 @@ def _check_text(message, what: str) -> None:
 def load_model(source: str | os.PathLike | ModelProto | bytes, *, max_bytes: int = MAX_MODEL_BYTES,
                max_external_bytes: int = MAX_EXTERNAL_BYTES, check: bool = True,
                limits: LoadLimits | None = None) -> ModelProto:
-    """Load a model from a path (a file, or a folder holding ``model.onnx``), bytes or a ``ModelProto``.
+    """Load a model from a path (a file, or a folder holding ``model.onnx``), bytes or a
+    ``ModelProto`` (checked and returned as a copy).
 
     The file is read only when it is a regular file of at most ``max_bytes``; it is parsed without
     its external data; every external-data declaration is checked (see
@@ -136,10 +137,11 @@ def load_model(source: str | os.PathLike | ModelProto | bytes, *, max_bytes: int
     :mod:`onnxforge.runtime.modelio.limits`; default :meth:`LoadLimits.from_env`). Raises
     :class:`ModelError` (or :class:`UnsafeModelError` for escapes) naming the file.
     """
-    if isinstance(source, ModelProto):
+    if isinstance(source, ModelProto):  # a copy: the caller's model is never edited (nor aliased)
         check_limits(source, "the model given", limits)
-        load_external_data(source, None, max_bytes=max_external_bytes, source="the model given")
-        return source
+        model = ModelProto()
+        model.CopyFrom(source)
+        return load_external_data(model, None, max_bytes=max_external_bytes, source="the model given")
     if isinstance(source, (bytes, bytearray, memoryview)):
         what = "the bytes given"
         if len(source) > max_bytes:

@@ -32,10 +32,10 @@ import math
 import os
 from dataclasses import dataclass, fields
 
-import numpy as np
-from onnx import AttributeProto, GraphProto, ModelProto, TensorProto, helper, numpy_helper
+from onnx import AttributeProto, GraphProto, ModelProto, TensorProto, numpy_helper
 
 from onnxforge.runtime.errors import ConfigError, ModelError
+from onnxforge.runtime.modelio.dtypes import storage_bytes
 
 __all__ = ["LoadLimits", "check_limits"]
 
@@ -211,10 +211,9 @@ def _all_nodes(nodes):
 
 def _tensor_bytes(data_type: int, dims) -> int:
     try:
-        itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(data_type)).itemsize
-    except Exception:  # noqa: BLE001 - unknown or string types: count a byte an element
-        itemsize = 1
-    return math.prod(max(int(d), 0) for d in dims) * itemsize
+        return storage_bytes(data_type, [max(int(d), 0) for d in dims])
+    except ModelError:  # an unknown type: count a byte an element (the loader's other checks report it)
+        return math.prod(max(int(d), 0) for d in dims)
 
 
 def _const_ints(source) -> list[int] | None:

@@ -43,3 +43,12 @@ def test_ir_and_opset_are_lowered_to_what_the_runtime_accepts():
     newer = onnx.version_converter.convert_version(mlp(4, [3], 2), 22)
     down = make_runtime_compatible(newer, max_ir=10, max_opset=21)
     assert [o.version for o in down.opset_import if o.domain == ""] == [21]
+
+
+def test_a_model_given_as_a_proto_is_returned_as_a_copy():
+    model = mlp(4, [3], 2)
+    before = model.SerializeToString()
+    loaded = load_model(model)
+    assert loaded is not model and loaded.SerializeToString() == before
+    loaded.graph.initializer[0].float_data.append(1.0)  # what a caller may then do to its result
+    assert model.SerializeToString() == before
