@@ -256,16 +256,7 @@ class Session:
 
     def label_names(self, indices) -> np.ndarray:
         """Class indices turned into their names from the metadata (same shape, dtype str)."""
-        labels = self.labels
-        if labels is None:
-            raise ModelError("the model's metadata holds no class labels (set onnxforge.labels to a JSON list)")
-        idx = np.asarray(indices)
-        if idx.dtype.kind not in "iu":
-            raise InputError(f"class indices must be integers; got {idx.dtype.name}")
-        if idx.size and (idx.min() < 0 or idx.max() >= len(labels)):
-            raise InputError(f"class index {int(idx.max() if idx.max() >= len(labels) else idx.min())} is outside "
-                             f"the model's {len(labels)} labels")
-        return np.asarray(labels, dtype=str)[idx]
+        return _label_names(self.labels, indices)
 
     def predict_labels(self, x, batch_size: int | None = None) -> np.ndarray:
         """The name of the highest-scoring class of the main output for each row of ``x``."""
@@ -277,18 +268,7 @@ class Session:
         and kernel selection. Returns the seconds it took."""
         import time
 
-        sizes: dict = {}
-        feeds = {}
-        for info in self.inputs:
-            shape = []
-            for axis, dim in enumerate(info.shape):
-                if isinstance(dim, int):
-                    shape.append(dim)
-                else:
-                    key = dim if isinstance(dim, str) else (info.name, axis)
-                    shape.append(sizes.setdefault(key, batch_size if axis == 0 else 1))
-            dtype = np.dtype(info.dtype)
-            feeds[info.name] = np.full(shape, "", dtype=object) if dtype.kind in "OU" else np.zeros(shape, dtype)
+        feeds = _zero_feeds(self.inputs, batch_size)
         start = time.perf_counter()
         for _ in range(max(1, int(runs))):
             try:
@@ -349,6 +329,36 @@ class Session:
         ins = ", ".join(f"{i.name}: {i.describe()}" for i in self.inputs)
         outs = ", ".join(f"{o.name}: {o.describe()}" for o in self.outputs)
         return f"Session({ins} -> {outs} on {self.device.name})"
+
+
+def _label_names(labels: list[str] | None, indices) -> np.ndarray:
+    if labels is None:
+        raise ModelError("the model's metadata holds no class labels (set onnxforge.labels to a JSON list)")
+    idx = np.asarray(indices)
+    if idx.dtype.kind not in "iu":
+        raise InputError(f"class indices must be integers; got {idx.dtype.name}")
+    if idx.size and (idx.min() < 0 or idx.max() >= len(labels)):
+        raise InputError(f"class index {int(idx.max() if idx.max() >= len(labels) else idx.min())} is outside "
+                         f"the model's {len(labels)} labels")
+    return np.asarray(labels, dtype=str)[idx]
+
+
+def _zero_feeds(inputs: list[IOInfo], batch_size: int) -> dict:
+    """Zeros (empty strings) shaped like ``inputs``: a dynamic first dimension ``batch_size``,
+    other dynamic ones 1, one size per named dimension."""
+    sizes: dict = {}
+    feeds = {}
+    for info in inputs:
+        shape = []
+        for axis, dim in enumerate(info.shape):
+            if isinstance(dim, int):
+                shape.append(dim)
+            else:
+                key = dim if isinstance(dim, str) else (info.name, axis)
+                shape.append(sizes.setdefault(key, batch_size if axis == 0 else 1))
+        dtype = np.dtype(info.dtype)
+        feeds[info.name] = np.full(shape, "", dtype=object) if dtype.kind in "OU" else np.zeros(shape, dtype)
+    return feeds
 
 
 def _first_line(exc: Exception) -> str:
