@@ -98,8 +98,9 @@ class GuardedProtocol(HttpToolsProtocol):
         self._in_head = True  # what comes next is the next request's head
 
     def on_response_complete(self) -> None:
+        had_next = bool(self.pipeline)  # a pipelined request starts now: still inside one
         super().on_response_complete()  # arms uvicorn's keep-alive (idle) timeout
-        if not self.transport.is_closing():
+        if not had_next and not self.transport.is_closing():
             self.limits.between_requests[self] = None
 
     def _arm_head_timer(self) -> None:
