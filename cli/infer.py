@@ -73,7 +73,12 @@ def softmax(z: np.ndarray) -> np.ndarray:
 @click.option("--max-len", type=click.IntRange(min=1), default=None,
               help="Encoder-decoders only: longest output sequence [default: the model's max_len].")
 @click.option("--json", "as_json", is_flag=True, help="Print the outputs as one JSON object.")
-def command(model, input_path, texts, output, batch_size, device, beam, max_len, as_json):
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: score --input (a folder or glob of Parquet, CSV or image files) on Ray Data and write "
+                   "-o OUT as Parquet: the input's columns plus prediction.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help="With --engine ray: predictor actors, each loading the model once [default: 1].")
+def command(model, input_path, texts, output, batch_size, device, beam, max_len, as_json, engine, concurrency):
     """Run MODEL on the inputs in --input and print (or save) what it predicts.
 
     An encoder-decoder reads token ids 'src' (or 'x') and prints the sequences it decodes."""
@@ -83,6 +88,16 @@ def command(model, input_path, texts, output, batch_size, device, beam, max_len,
 
     if (input_path is None) == (not texts):
         raise click.UsageError("give --input PATH or --text STRING (repeatable), not both")
+    if engine == "ray":
+        from onnxforge.runtime.distributed.ray_data import infer_files
+
+        if not output:
+            raise click.UsageError("--engine ray writes its predictions to -o OUT (a Parquet folder); give -o")
+        done = infer_files(model, input_path, output, batch_size=batch_size, concurrency=concurrency,
+                           num_gpus=1 if device == "cuda" else None)
+        if as_json:
+            return print_json(done)
+        return click.echo(f"wrote {done['rows']} predictions to {output} ({done['rows_per_s'] or 0:,.0f} rows/s)")
     session = load(model, device=device)
     if texts or Path(input_path).suffix.lower() not in (".npz", ".npy"):
         return _infer_raw(session, input_path, list(texts), batch_size=batch_size, beam=beam, max_len=max_len,

@@ -66,6 +66,10 @@ def _resume_command(rundir: Path, data: str, val: str | None) -> str:
               help="What computes the training steps; auto takes the first available.")
 @click.option("--device", type=DEVICE, default="auto", show_default=True,
               help="Where to train; auto takes CUDA only when it really works.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Data-parallel workers (with --engine ray; the onnx backend); --batch-size is per worker.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="What runs the workers: this process, or Ray Train (pip install 'onnxforge[ray]').")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="ONNX Runtime intra-op threads (default: 1 when a training step is small, every core when it is large).")
 @click.option("--out", "rundir", type=click.Path(file_okay=False), default=None,
@@ -80,8 +84,8 @@ def _resume_command(rundir: Path, data: str, val: str | None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.pass_context
 def command(ctx, model, data, val, target, features, epochs, batch_size, lr, optimizer, weight_decay, schedule, warmup_steps, loss,
-            freeze, seed, no_shuffle, backend, device, threads, rundir, resume, overwrite, trust_checkpoint, quiet,
-            as_json):
+            freeze, seed, no_shuffle, backend, device, workers, engine, threads, rundir, resume, overwrite,
+            trust_checkpoint, quiet, as_json):
     """Train MODEL on --data with ONNX Runtime and write the run folder.
 
     A checkpoint is written before the first step and after every epoch (synced, renamed into
@@ -95,8 +99,16 @@ def command(ctx, model, data, val, target, features, epochs, batch_size, lr, opt
         raise click.UsageError("Missing argument 'MODEL' (it may be left out only with --resume and --out).")
     rundir = Path(rundir) if rundir else Path("runs") / Path(model).stem
     common = dict(device=device, threads=threads or "auto", progress=not quiet)
+    if workers > 1 or engine == "ray":
+        from onnxforge.runtime.distributed.ray_train import RayTrain
+
+        if engine != "ray":
+            raise click.UsageError("--workers above 1 needs --engine ray (the workers run on Ray Train)")
+        common.update(workers=workers, strategy=RayTrain(use_gpu=device == "cuda"))
     if resume:
         given = _given(ctx, locals())
+        if "batch_size" in given:  # the run folder records the global batch
+            given["batch_size"] *= workers
         fit_given = {k: given.pop(k) for k in ("epochs", "batch_size", "shuffle") if k in given}
         trainer = Trainer.from_run(rundir, model, **common, trust_checkpoint=trust_checkpoint, **given, **fit_given)
         fit_kw = {}

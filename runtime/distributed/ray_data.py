@@ -1,12 +1,15 @@
 """Batch inference on Ray Data: :class:`OnnxPredictor` is the callable class ``Dataset.map_batches``
 runs (the onnxforge session made once per actor, in ``__init__``), and :func:`infer_files` is what
 ``onnxforge infer --engine ray --input DIR_OR_GLOB -o OUT`` does: Parquet, CSV or an image folder
-in, a Parquet folder out with the input's columns plus ``prediction`` (see :mod:`.scoring`).
+in, a Parquet folder out with the input's columns plus ``prediction`` (see :mod:`.scoring`); for
+images the columns are ``path`` and ``prediction`` (the encoded files are read as bytes and
+decoded by the model card's image rule in the predictor, not written out).
 
 Ray Data streams: blocks are read, scored in batches of ``batch_size`` rows and written while
 later ones are still read, so memory is bounded by the batch size and the blocks in flight, not
-by the dataset. ``concurrency`` is the number of predictor actors, ``num_gpus`` each actor's GPUs
-(the session then runs on CUDA).
+by the dataset. ``concurrency`` is the number of predictor actors (each takes one CPU: leave at
+least one CPU of the cluster for the read and write tasks, or the pipeline waits for it forever),
+``num_gpus`` each actor's GPUs (the session then runs on CUDA).
 """
 
 from __future__ import annotations
@@ -18,16 +21,14 @@ import time
 from pathlib import Path
 
 from onnxforge.runtime.distributed._extras import require, worker_error
-from onnxforge.runtime.distributed.scoring import PREDICTION, BatchScorer, as_rows
+from onnxforge.runtime.data.images import IMAGE_SUFFIXES
+from onnxforge.runtime.distributed.scoring import IMAGE_BYTES, PREDICTION, BatchScorer, as_rows
 from onnxforge.runtime.errors import DataError
-from onnxforge.runtime.inference.session import _io_info_from_model
 from onnxforge.runtime.modelio.files import load_model
 
-__all__ = ["OnnxPredictor", "map_predictions", "read_files", "infer_files", "IMAGE_SUFFIXES"]
+__all__ = ["OnnxPredictor", "map_predictions", "read_files", "infer_files"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 TABLE_SUFFIXES = {".parquet": "parquet", ".csv": "csv"}
-IMAGE = "image"  # the pixel column ray.data.read_images makes
 
 
 class OnnxPredictor:
@@ -65,7 +66,7 @@ def _paths(source: str) -> list[str]:
     return found
 
 
-def read_files(source: str, *, image_size: tuple | None = None, image_mode: str | None = None):
+def read_files(source: str):
     """A Ray dataset from a folder or glob of Parquet, CSV or image files (one kind), and the kind."""
     rd = require("ray.data", "Ray Data inference")
     paths = _paths(source)
@@ -79,19 +80,7 @@ def read_files(source: str, *, image_size: tuple | None = None, image_mode: str 
         return rd.read_parquet(paths), kind
     if kind == "csv":
         return rd.read_csv(paths), kind
-    return rd.read_images(paths, include_paths=True, size=image_size, mode=image_mode), kind
-
-
-def _image_form(scorer_model) -> tuple:
-    """(size, mode) read_images should produce for a model whose input is ``[N, C, H, W]``."""
-    inputs = _io_info_from_model(scorer_model)
-    shape = inputs[0].shape if len(inputs) == 1 else ()
-    if len(shape) != 4:
-        return None, None
-    h, w = shape[2], shape[3]
-    size = (h, w) if isinstance(h, int) and isinstance(w, int) else None
-    mode = {1: "L", 3: "RGB"}.get(shape[1]) if isinstance(shape[1], int) else None
-    return size, mode
+    return rd.read_binary_files(paths, include_paths=True), kind
 
 
 def infer_files(model, source: str, out, *, batch_size: int = 1024, concurrency: int | None = None,
@@ -105,11 +94,10 @@ def infer_files(model, source: str, out, *, batch_size: int = 1024, concurrency:
     proto = load_model(model)
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
-    size, mode = _image_form(proto)
-    ds, kind = read_files(source, image_size=size, image_mode=mode)
+    ds, kind = read_files(source)
     scored = map_predictions(ds, proto, batch_size=batch_size, concurrency=concurrency, num_gpus=num_gpus,
-                             columns=columns, drop=(IMAGE,) if kind == "image" else ())
-    OnnxPredictor(proto, columns=columns, drop=(IMAGE,))(ds.take_batch(4, batch_format="numpy"))  # one-line errors first
+                             columns=columns, drop=(IMAGE_BYTES,) if kind == "image" else ())
+    OnnxPredictor(proto, columns=columns, drop=(IMAGE_BYTES,))(ds.take_batch(4, batch_format="numpy"))  # one-line errors first
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     start = time.perf_counter()
     try:

@@ -5,13 +5,14 @@ Features from a batch (``{column: array}``), in this order of rules:
 
 - the model's inputs named as columns: each column feeds the input of its name;
 - one input and one column of arrays (a Parquet list column, an image): the column stacked;
+- an image model (see :func:`onnxforge.runtime.tasks.raw.raw_kind`) and a ``bytes`` column of
+  encoded image files (``ray.data.read_binary_files``): decoded by the card's image rule through
+  :func:`~onnxforge.runtime.tasks.raw.feeds_from_raw`, exactly as ``infer`` and the server do;
 - one input of shape ``[N, F]``: ``F`` numeric columns, the ``columns`` given, else the model card's
-  ``inputs_from`` columns when it records them, else every numeric column in the table's order (a
-  count other than ``F`` is refused in one line).
+  ``features`` (the table columns it was trained on), else every numeric column in the table's
+  order (a count other than ``F`` is refused in one line). Feature scaling is in the graph.
 
-Images (a column of ``H x W x C`` or ``H x W`` uint8 arrays, as ``ray.data.read_images`` makes
-them) go to an input shaped ``[N, C, H, W]``: channels first, ``float32`` in ``[0, 1]`` (the
-pixel scaling of onnxforge's image builders). The prediction is the class name (the card's
+The prediction is the class name (the card's
 ``labels``) or the class index of a classifier, the value of a one-output regressor, else the row's
 output as a list.
 """
@@ -22,10 +23,12 @@ import numpy as np
 
 from onnxforge.runtime.errors import DataError
 from onnxforge.runtime.inference.session import Session, load
+from onnxforge.runtime.tasks.raw import feeds_from_raw, raw_kind
 
-__all__ = ["BatchScorer", "PREDICTION", "CLASSIFIER_TASKS", "as_rows"]
+__all__ = ["BatchScorer", "PREDICTION", "IMAGE_BYTES", "CLASSIFIER_TASKS", "as_rows"]
 
 PREDICTION = "prediction"
+IMAGE_BYTES = "bytes"  # the column of encoded files ray.data.read_binary_files makes
 CLASSIFIER_TASKS = ("classification", "tagging")
 
 
@@ -48,13 +51,16 @@ class BatchScorer:
         self.session: Session = load(model, device=device, threads=threads)
         self.columns = list(columns) if columns else None
         card = self.session.card
-        self.card_columns = card.extra.get("inputs_from") if isinstance(card.extra.get("inputs_from"), list) else None
+        self.card_columns = card.features
+        self.images = raw_kind(self.session) == "image"
         self.classifier = card.task in CLASSIFIER_TASKS
         self.labels = card.labels
 
     def features(self, batch: dict) -> dict:
         """``{input name: array}`` for the model from a batch of columns."""
         inputs = self.session.inputs
+        if self.images and IMAGE_BYTES in batch:
+            return feeds_from_raw(self.session, [bytes(b) for b in batch[IMAGE_BYTES]])
         if all(i.name in batch for i in inputs) and not self.columns:
             return {i.name: self._cast(i, _stack(i.name, batch[i.name])) for i in inputs}
         if len(inputs) != 1:
@@ -79,12 +85,6 @@ class BatchScorer:
     @staticmethod
     def _cast(info, arr: np.ndarray) -> np.ndarray:
         want = np.dtype(info.dtype)
-        if len(info.shape) == 4 and arr.ndim in (3, 4) and arr.dtype == np.uint8:  # images: NHWC -> NCHW
-            arr = arr[..., None] if arr.ndim == 3 else arr
-            channels = info.shape[1]
-            if isinstance(channels, int) and arr.shape[-1] != channels:
-                arr = arr.mean(axis=-1, keepdims=True) if channels == 1 else np.repeat(arr[..., :1], channels, axis=-1)
-            return np.ascontiguousarray(np.moveaxis(arr, -1, 1), dtype=np.float32) / np.float32(255.0)
         if arr.dtype.kind == "f" and want.kind in "iu":
             raise DataError(f"input '{info.name}' takes {want.name} values; the table's columns hold {arr.dtype.name}")
         return arr.astype(want, copy=False)
