@@ -23,6 +23,8 @@ SGD: ``p <- p - lr * g``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from onnxforge.runtime.training.stepgraph._rewrite import Nodes
@@ -47,12 +49,12 @@ def moment_names(optimizer: str, param: str) -> list[str]:
 
 def adamw_scalars(lr: float, step: int, weight_decay: float) -> dict:
     """The :data:`ADAMW_SCALARS` inputs of step ``step`` (1-based) at rate ``lr``, computed once per
-    step in float64 (``k1``, ``k2`` of the module docstring and ``1 - lr wd``); a rate of 0 gives an
-    infinite ``k1``, so nothing moves."""
+    step in double precision (``k1``, ``k2`` of the module docstring and ``1 - lr wd``); a rate of 0
+    gives an infinite ``k1``, so nothing moves."""
     b1, b2 = BETAS
-    with np.errstate(divide="ignore"):
-        k1 = (1.0 - b1 ** step) * np.sqrt(1.0 - b2) / (np.float64(lr) * np.sqrt(1.0 - b2 ** step) * (1.0 - b1))
-    values = (k1, k1 * EPS / np.sqrt(1.0 - b2), 1.0 - lr * weight_decay)
+    den = lr * math.sqrt(1.0 - b2 ** step) * (1.0 - b1)
+    k1 = (1.0 - b1 ** step) * math.sqrt(1.0 - b2) / den if den else math.inf
+    values = (k1, k1 * EPS / math.sqrt(1.0 - b2), 1.0 - lr * weight_decay)
     return {name: np.array(v, np.float32) for name, v in zip(ADAMW_SCALARS, values)}
 
 

@@ -29,6 +29,14 @@ def _weights(rundir) -> dict:
     return {t.name: numpy_helper.to_array(t) for t in onnx.load(str(rundir / "model.onnx")).graph.initializer}
 
 
+def _epochs_done(rundir) -> int:
+    """Epochs recorded in metrics.json (written atomically after each checkpoint)."""
+    try:
+        return len(json.loads((rundir / "metrics.json").read_text())["history"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
 def _epoch_on_disk(rundir) -> int | None:
     try:
         with np.load(str(rundir / "checkpoint"), allow_pickle=False) as data:
@@ -52,21 +60,31 @@ def test_kill_minus_nine_then_resume_matches_uninterrupted(tmp_path, digits):
     total = time.perf_counter() - t0
     expected = _weights(reference)
     rng = np.random.default_rng(7)
+    epoch_s = max((total - first) / EPOCHS, 0.01)
     resumed_from = []
     for run in range(4):
         out, args, kills = tmp_path / f"run{run}", [], 0
         for _attempt in range(8):
             proc = subprocess.Popen(_cmd(tmp_path, out, *args), stderr=subprocess.PIPE)
-            delay = first + rng.uniform(0, max(total - first, 0.05))
-            try:
-                rc = proc.wait(timeout=delay if kills < 2 else 300)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            if kills < 2:
+                # placed by the run's progress, not by the clock, so a loaded machine moves the kill
+                # with the run: once a drawn epoch is on disk, plus a random part of an epoch
+                done, deadline = _epochs_done(out), time.monotonic() + 300
+                target = int(rng.integers(done + 1, EPOCHS)) if done + 1 < EPOCHS else EPOCHS
+                while proc.poll() is None and _epochs_done(out) < target and time.monotonic() < deadline:
+                    time.sleep(0.002)
+                try:
+                    proc.wait(timeout=rng.uniform(0, epoch_s))
+                except subprocess.TimeoutExpired:
+                    pass
+            if kills < 2 and proc.poll() is None:
+                proc.kill()  # SIGKILL: no handler runs
                 proc.wait()
                 kills += 1
                 args = ["--resume"]
                 resumed_from.append(_epoch_on_disk(out))
                 continue
+            rc = proc.wait(timeout=300)
             err = proc.stderr.read().decode()
             if rc == 1 and ("stopped before its first checkpoint" in err or "holds no run to continue" in err):
                 args = ["--overwrite"]
