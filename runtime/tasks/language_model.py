@@ -17,7 +17,7 @@ from onnxforge.runtime.errors import ConfigError, DataError, ModelError
 from onnxforge.runtime.tasks.losses import numpy_loss
 
 __all__ = ["TASK", "sentences", "windows", "corpus_windows", "language_metrics", "is_language_model",
-           "next_word_logits", "generate"]
+           "next_word_logits", "generate", "prompt_windows", "continue_windows"]
 
 TASK = "language_model"
 
@@ -116,4 +116,33 @@ def generate(session, prompt: str = "", *, max_len: int = 20, temperature: float
             break
         words.append(nxt)
         history.append(nxt)
+    return words
+
+
+def prompt_windows(tokenizer: Tokenizer, texts: list[str], context: int, where=None) -> np.ndarray:
+    """``[N, context]`` ids: the last ``context`` words of each text (BOS before a short one),
+    what an NPLM reads to continue it."""
+    rows = [tokenizer.encode(t, where(i) if where else f"text {i + 1}") for i, t in enumerate(texts)]
+    return np.array([([BOS] * context + r)[-context:] for r in rows], np.int64).reshape(len(rows), context)
+
+
+def continue_windows(session, x: np.ndarray, max_len: int = 20) -> list[list[int]]:
+    """The most probable continuation of each window ``x [N, context]`` (an NPLM), word by word until
+    EOS or ``max_len`` words, all rows at once."""
+    card = session.card
+    name, out = session.inputs[0].name, card.output or session.outputs[0].name
+    window = np.asarray(x, np.int64).copy()
+    words = [[] for _ in range(len(window))]
+    done = np.zeros(len(window), bool)
+    never = [PAD, BOS] + ([UNK] if (card.tokenizer or {}).get("unknown") != "unk" else [])
+    for _ in range(int(max_len)):
+        logits = np.asarray(session.run({name: window}, [out])[out], np.float64)
+        logits[:, never] = -np.inf
+        nxt = logits.argmax(axis=1)
+        done |= nxt == EOS
+        for i in np.flatnonzero(~done):
+            words[i].append(int(nxt[i]))
+        if done.all():
+            break
+        window = np.concatenate([window[:, 1:], nxt[:, None]], axis=1)
     return words

@@ -22,6 +22,7 @@ import numpy as np
 from onnxforge.runtime.data import images, tables
 from onnxforge.runtime.errors import InputError
 from onnxforge.runtime.inference.decoding import decode
+from onnxforge.runtime.tasks import captioning, language_model
 from onnxforge.runtime.tasks.sources import data_kind, open_data, text_tokenizers
 
 __all__ = ["raw_kind", "feeds_from_raw", "feeds_from_bytes", "feeds_from_path", "answers", "predict_raw"]
@@ -30,6 +31,8 @@ __all__ = ["raw_kind", "feeds_from_raw", "feeds_from_bytes", "feeds_from_path", 
 def raw_kind(session) -> str:
     """What raw input the model takes: ``text``, ``image``, ``table`` or ``array``."""
     card = session.card
+    if card.task == captioning.TASK:  # a tokenizer for its captions, an image in
+        return "image"
     if card.tokenizer:
         return "text"
     shape = session.inputs[0].shape if session.inputs else None
@@ -45,6 +48,9 @@ def _text_feeds(session, texts: list[str]) -> dict:
     where = lambda i: f"text {i + 1} ({texts[i][:30]!r})"  # noqa: E731
     card = session.card
     width = card.max_len if (card.args or {}).get("impl") == "unrolled" else (card.args or {}).get("steps")
+    if card.task == language_model.TASK:  # an NPLM reads the last words of each text
+        return {session.inputs[0].name: language_model.prompt_windows(src, [str(t) for t in texts],
+                                                                     int(card.args["context"]), where)}
     ids = src.encode_batch([str(t) for t in texts], width=width, where=where)
     return {session.inputs[0].name if card.task != "seq2seq" else "src": ids}
 
@@ -108,6 +114,8 @@ def feeds_from_path(session, path, *, progress: bool = False) -> tuple[dict, lis
     """``(feeds, names)`` for ``infer --input``: a table, an image, or a folder of images (with
     their paths as ``names``, in sorted order); ``.npz`` and others go through the data loader."""
     kind = data_kind(path, session.card)
+    if kind == "image" and raw_kind(session) == "image":  # one image file (a captioner has two inputs)
+        return _image_feeds(session, [path]), [str(path)]
     if kind == "images":
         found = images.list_images(path)
         spec = images.ImageSpec.for_model(session.card, session.inputs[0].shape)
@@ -129,6 +137,14 @@ def answers(session, feeds: dict, *, beam: int = 1, max_len: int | None = None, 
         _, tgt = text_tokenizers(card)
         tokens, _ = decode(session, feeds["src"], max_len=max_len, beam=beam, batch_size=batch_size)
         return [tgt.decode(row) for row in tokens]
+    if card.task == captioning.TASK:
+        tok = captioning.caption_tokenizer(card)
+        tokens, _ = decode(session, feeds[session.inputs[0].name], max_len=max_len, beam=beam, batch_size=batch_size)
+        return [tok.decode(row) for row in tokens]
+    if card.task == language_model.TASK:  # the most probable continuation of each text
+        tok, _ = text_tokenizers(card)
+        found = language_model.continue_windows(session, feeds[session.inputs[0].name], max_len or 20)
+        return [tok.decode(ids) for ids in found]
     out = session.predict(feeds if len(feeds) > 1 else next(iter(feeds.values())), batch_size)
     if card.task in ("classification", "tagging"):
         ids = out.argmax(axis=-1)
