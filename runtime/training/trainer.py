@@ -20,6 +20,8 @@ applies) or "sgd" (plain SGD). ``schedule`` is "constant", "linear" or "cosine",
 otherwise (chosen in ``fit`` from the batch shape), ``None`` ONNX Runtime's default, a number
 exactly that many. ``backend``: "auto" or a name in ``onnxforge.runtime.training.backends.BACKENDS``.
 ``trust_checkpoint``: resume from a checkpoint that has no digest record.
+``workers``: data-parallel processes, started by ``strategy`` (see :func:`parallel_backend`);
+``fit``'s ``batch_size`` is then per worker.
 """
 
 from __future__ import annotations

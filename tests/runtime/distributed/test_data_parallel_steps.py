@@ -69,7 +69,7 @@ def _spawned(rank, world, store, job, errors):
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+@pytest.mark.parametrize("optimizer", ["sgd", pytest.param("adamw", marks=pytest.mark.slow)])
 def test_two_gloo_workers_equal_one_worker_with_the_combined_batch(tmp_path, optimizer):
     from onnxforge.runtime.distributed.worker import WorkerJob
 
