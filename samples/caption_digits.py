@@ -122,8 +122,8 @@ def train_captioner(rundir, *, n_train: int = 4000, n_test: int = 300, epochs: i
     history = trainer.fit(data, epochs=epochs, batch_size=batch_size, overwrite=True)
     session = trainer.session()
     tokens, att = decode(session, test_x, max_len=DIGITS + 1)
-    locations = model_locations = session.card.args["locations"]
-    hits = attention_hits(att[:, :DIGITS], model_locations) == np.arange(DIGITS)
+    locations = session.card.args["locations"]
+    hits = attention_hits(att[:, :DIGITS], locations) == np.arange(DIGITS)
     result = {"rundir": str(rundir), "model": str(rundir / "model.onnx"), "backend": trainer.backend_name,
               "epochs": epochs, "loss": history[-1]["loss"], **sequence_metrics(tokens, test_y),
               "attention_on_named_digit": float(hits.mean()), "test_strips": n_test}
