@@ -2,7 +2,7 @@
 
 The step model (forward, loss, backward, optimizer update; only ``ai.onnx`` ops, see
 :mod:`onnxforge.runtime.training.stepgraph`) is built from the forward model when the first batch
-arrives (its shape fixes an LSTM's unrolled length); parameters, AdamW moments and running
+arrives (its shape fixes the data's non-batch dims); parameters, AdamW moments and running
 statistics stay in ONNX Runtime's buffers between steps (on CUDA, GPU memory), so any ONNX Runtime
 trains: onnxruntime-training 1.19's plain session, the maintained onnxruntime and onnxruntime-gpu.
 
@@ -49,8 +49,7 @@ class OnnxBackend:
 
     def __init__(self, spec: TrainingSpec):
         self.spec = spec
-        blockers = [(op, node) for op, node in missing_rules(spec.model, list(spec.trainable), spec.output)
-                    if op != "LSTM"]  # LSTM nodes are unrolled for training (stepgraph.forward)
+        blockers = missing_rules(spec.model, list(spec.trainable), spec.output)
         if blockers:
             listed = ", ".join(f"{op} ({node})" if node else op for op, node in blockers)
             raise NotTrainableError(f"no gradient in standard ONNX through: {listed}; such a model can be run "

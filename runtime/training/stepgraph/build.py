@@ -111,7 +111,7 @@ def build_step(model: onnx.ModelProto, *, output: str, loss: str, optimizer: str
                buffers: list[str] = (), feed_shapes: dict | None = None, ignore_index: int | None = None,
                weight_decay: float = 0.0, with_output: bool = False, pack: bool = True) -> StepGraph:
     """The training step of ``model`` (plugin functions inlined; frozen parameters left as
-    initialisers). ``feed_shapes`` maps data inputs to a batch's shape (fixes an LSTM's length).
+    initialisers). ``feed_shapes`` maps data inputs to a batch's shape (fixes their non-batch dims).
     ``pack``: the small trainable parameters and their optimizer state in flat buffers (see
     :mod:`.pack`; ``graph.pack``/``graph.unpack`` convert), else one input per value."""
     if optimizer not in OPTIMIZERS:
