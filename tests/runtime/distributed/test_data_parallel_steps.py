@@ -98,3 +98,17 @@ def test_workers_refuse_the_artifacts_backend_and_a_missing_strategy(tmp_path):
     with pytest.raises(ConfigError, match="positive integer"):
         Trainer(_model(), tmp_path / "c", workers=0)
     assert not any(tmp_path.iterdir())
+
+
+def test_train_cli_refuses_workers_without_ray_and_the_artifacts_backend(tmp_path, cli_run):
+    from onnxforge.runtime.modelio.files import save_model
+
+    save_model(_model(), tmp_path / "m.onnx")
+    x, y = _data(32)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    result = cli_run("train", tmp_path / "m.onnx", "--data", tmp_path / "d.npz", "--workers", "2", "--out", tmp_path / "r")
+    assert result.exit_code == 2 and "--engine ray" in result.output
+    result = cli_run("train", tmp_path / "m.onnx", "--data", tmp_path / "d.npz", "--workers", "2", "--engine", "ray",
+                     "--backend", "artifacts", "--out", tmp_path / "r")
+    assert result.exit_code == 1 and "needs the onnx backend" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "r").exists()
