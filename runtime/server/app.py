@@ -1,27 +1,34 @@
 """An HTTP inference server speaking the Open Inference Protocol v2 (KServe / Triton REST API),
 built on Starlette and served by uvicorn.
 
-``Server(["models/"]).run()`` serves every ``.onnx`` in a folder under its file name (a training
-run folder: its trained model, under the folder's name); ``Server({"name": session})`` serves
-sessions an application already holds. ``start()`` runs it on a background thread (for embedding
-and tests), ``run()`` in the foreground until SIGTERM or Ctrl+C, after which requests in flight are
-finished before the process exits.
+``Server(["models/"]).run()`` serves a model repository (:mod:`.repository`: Triton's layout,
+``.onnx`` files, run folders); ``Server({"name": session})`` serves sessions an application
+already holds. ``start()`` runs it on a background thread (for embedding and tests), ``run()`` in
+the foreground until SIGTERM or Ctrl+C, after which requests in flight are finished before the
+process exits. ``ServerConfig(watch=True)`` swaps changed model files in (:mod:`.watch`),
+``grpc_port`` adds the protocol's gRPC service (:mod:`.grpc`), ``/metrics`` counts it all.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import socket
 import threading
 import time
 
-from onnxforge.runtime.errors import ConfigError, OnnxforgeError
+from onnxforge.runtime.errors import ConfigError
 from onnxforge.runtime.server.config import ServerConfig, check_config
-from onnxforge.runtime.server.models import ServedModel, find_models, load_models
+from onnxforge.runtime.server.grpc.service import GrpcServer, Servicer
+from onnxforge.runtime.server.infer import Engine
+from onnxforge.runtime.server.metrics import Metrics
+from onnxforge.runtime.server.models import ServedModel, find_models
 from onnxforge.runtime.server.protocol import protocol_for
-from onnxforge.runtime.server.routes import create_app
+from onnxforge.runtime.server.repository import Repository
+from onnxforge.runtime.server.routes import create_app, server_info
 from onnxforge.runtime.server.scheduler import Scheduler
+from onnxforge.runtime.server.watch import Watcher
 
 __all__ = ["ServedModel", "Server", "ServerConfig", "find_models"]
 
@@ -34,23 +41,62 @@ class Server:
     def __init__(self, models, config: ServerConfig | None = None):
         self.config = config or ServerConfig()
         check_config(self.config)
+        cfg = self.config
         if isinstance(models, dict):
-            self.models = {name: m if isinstance(m, ServedModel) else ServedModel(name, m)
-                           for name, m in models.items()}
+            given = {name: m if isinstance(m, ServedModel) else ServedModel(name, m) for name, m in models.items()}
+            self.repository = Repository(models=given)
+            for model in given.values():
+                if cfg.warmup:
+                    self.repository.warm(model)
         else:
-            self.models = load_models(models, device=self.config.device, threads=self.config.threads)
-        if self.config.warmup:
-            for model in self.models.values():
-                try:
-                    model.session.warmup()
-                except OnnxforgeError as exc:
-                    log.warning("model '%s': warm-up skipped (%s)", model.name, exc)
-        self.scheduler = Scheduler(self.config.max_concurrency, self.config.max_queue,
-                                   self.config.max_batch, self.config.max_delay_ms)
-        self.app = create_app(self.models, self.config, self.scheduler)
+            self.repository = Repository(models, device=cfg.device, threads=cfg.threads, warmup=cfg.warmup)
+        self.metrics = Metrics()
+        self.scheduler = Scheduler(cfg.max_concurrency, cfg.max_queue, cfg.max_batch, cfg.max_delay_ms)
+        self.scheduler.on_wait = self.metrics.queue_wait.observe
+        self.scheduler.on_batch = self.metrics.batch_rows.observe
+        self.engine = Engine(self.scheduler, cfg)
+        self.repository.listeners.append(self.metrics.on_repository)
+        self.repository.listeners.append(self._retire)
+        self.watcher = Watcher(self.repository, cfg.watch_interval_s, self.metrics.on_watch) if cfg.watch else None
+        self.grpc = GrpcServer(Servicer(self.repository, self.engine, self.metrics, server_info), cfg) \
+            if cfg.grpc_port is not None else None
+        self._loop = None
+        self._tasks: list = []
+        self.app = create_app(self.repository, cfg, self.engine, self.metrics, [self._on_start], [self._on_stop])
         self._uvicorn = None
         self._thread: threading.Thread | None = None
         self.address: tuple | None = None
+
+    @property
+    def models(self) -> dict[str, ServedModel]:
+        """``{name: newest version}`` of the models served now."""
+        return self.repository.latest()
+
+    @property
+    def grpc_address(self) -> str:
+        """``host:port`` of the gRPC service (once started)."""
+        if self.grpc is None or self.grpc.port is None:
+            raise ConfigError("the server has no gRPC service listening (start it with grpc_port)")
+        host = self.address[0] if self.address else self.config.host
+        return f"[{host}]:{self.grpc.port}" if ":" in host else f"{host}:{self.grpc.port}"
+
+    async def _on_start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self.grpc is not None:
+            await self.grpc.start()
+        if self.watcher is not None:
+            self._tasks.append(self._loop.create_task(self.watcher.run()))
+
+    async def _on_stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self.grpc is not None:
+            await self.grpc.stop()
+
+    def _retire(self, event: str, old, new) -> None:
+        """A replaced or unloaded session's batcher is let go, on the event loop."""
+        if old is not None and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.scheduler.retire, old.session)
 
     @property
     def url(self) -> str:

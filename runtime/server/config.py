@@ -44,6 +44,9 @@ class ServerConfig:
     idle_timeout_s: float = 30.0  # a kept-alive connection with no new request is closed after this
     max_connections: int = field(default_factory=default_max_connections)
     warmup: bool = True
+    watch: bool = False  # load changed and new model files while serving (--watch)
+    watch_interval_s: float = 1.0  # how often --watch looks at the model folders
+    grpc_port: int | None = None  # also serve the protocol's gRPC service on this port (0: a free one)
 
     @property
     def max_body_bytes(self) -> int:
@@ -67,7 +70,11 @@ def check_config(config: ServerConfig) -> None:
             raise ConfigError(f"{name} must be an integer of at least {low}; got {value!r}")
     if not config.max_delay_ms >= 0:
         raise ConfigError(f"max_delay_ms must be zero or more; got {config.max_delay_ms!r}")
-    for name in ("max_body_mb", "body_timeout_s", "max_header_kb", "header_timeout_s", "idle_timeout_s"):
+    port = config.grpc_port
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535):
+        raise ConfigError(f"grpc_port must be a port number from 0 to 65535; got {port!r}")
+    for name in ("max_body_mb", "body_timeout_s", "max_header_kb", "header_timeout_s", "idle_timeout_s",
+                 "watch_interval_s"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ConfigError(f"{name} must be more than zero; got {value!r}")

@@ -9,7 +9,7 @@ is not served).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from onnxforge.runtime.errors import ConfigError, ModelError
@@ -25,21 +25,30 @@ RUN_MARKERS = ("source.onnx", "checkpoint", "metrics.json")  # what only a run f
 
 @dataclass
 class ServedModel:
-    """One model the server offers: its name and session."""
+    """One version of a model the server offers: its name, session and version; ``parameters``
+    say more where there is more to say (the epoch a run folder's model comes from, its metric)."""
 
     name: str
     session: object
     path: str | None = None
     version: str = VERSION
+    parameters: dict = field(default_factory=dict)
 
-    def metadata(self) -> dict:
-        return {
+    def metadata(self, versions: list[str] | None = None) -> dict:
+        doc = {
             "name": self.name,
-            "versions": [self.version],
+            "versions": list(versions or [self.version]),
             "platform": "onnxruntime_onnx",
             "inputs": [tensor_metadata(i) for i in self.session.inputs],
             "outputs": [tensor_metadata(o) for o in self.session.outputs],
         }
+        if self.parameters:
+            doc["parameters"] = dict(self.parameters)
+        return doc
+
+    def signature(self) -> tuple:
+        """Names, datatypes and shapes of the inputs and outputs: what a replacement must match."""
+        return tuple((io.name, str(io.dtype), tuple(io.shape)) for io in [*self.session.inputs, *self.session.outputs])
 
 
 def is_run_folder(path: Path) -> bool:

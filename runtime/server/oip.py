@@ -60,13 +60,15 @@ def _is_int(value) -> bool:
 
 
 def parse_infer_request(body: bytes, header_length, inputs: list, outputs: list, *, model: str,
-                        max_elements: int) -> InferRequest:
+                        max_elements: int, keep_bytes: bool = False) -> InferRequest:
     """Decode one inference request for a model with ``inputs``/``outputs`` (:class:`IOInfo`).
 
     ``header_length`` is the ``Inference-Header-Content-Length`` header (``None`` when the whole
     body is JSON); ``max_elements`` bounds the elements any one tensor may claim, and four times
     it the bytes of a BYTES tensor padded to its longest string (numpy's fixed-width strings).
-    Nothing larger than the body is allocated before the request is checked.
+    Nothing larger than the body is allocated before the request is checked. With
+    ``keep_bytes``, binary ``BYTES`` elements stay ``bytes`` (an object array: encoded images
+    need not be UTF-8).
     """
     if header_length is None:
         header, binary = bytes(body), memoryview(b"")
@@ -123,7 +125,7 @@ def parse_infer_request(body: bytes, header_length, inputs: list, outputs: list,
                       f"binary data are left in the body")
             chunk = binary[offset : offset + size]
             offset += size
-            array = _from_binary(name, datatype, chunk, count, 4 * max_elements)
+            array = _from_binary(name, datatype, chunk, count, 4 * max_elements, keep_bytes)
         elif "data" in entry:
             array = _from_json(name, datatype, entry["data"], count, 4 * max_elements, bool(literals))
         else:
@@ -176,7 +178,8 @@ def _strings(name: str, items, count: int, max_bytes: int) -> np.ndarray:
     return np.array(items, dtype=np.str_)
 
 
-def _from_binary(name: str, datatype: str, chunk: memoryview, count: int, max_bytes: int) -> np.ndarray:
+def _from_binary(name: str, datatype: str, chunk: memoryview, count: int, max_bytes: int,
+                 keep_bytes: bool = False) -> np.ndarray:
     if datatype == "BYTES":
         items, pos = [], 0
         while pos < len(chunk):
@@ -187,10 +190,15 @@ def _from_binary(name: str, datatype: str, chunk: memoryview, count: int, max_by
             (n,) = struct.unpack_from("<I", chunk, pos)
             if pos + 4 + n > len(chunk):
                 _fail(f"binary BYTES data of input '{name}' has an element of {n} bytes that runs past its end")
-            items.append(_utf8(name, bytes(chunk[pos + 4 : pos + 4 + n])))
+            raw = bytes(chunk[pos + 4 : pos + 4 + n])
+            items.append(raw if keep_bytes else _utf8(name, raw))
             pos += 4 + n
         if len(items) != count:
             _fail(f"input '{name}' has {count} elements by its shape but its binary data holds {len(items)} strings")
+        if keep_bytes:
+            array = np.empty(len(items), dtype=object)
+            array[:] = items
+            return array
         return _strings(name, items, count, max_bytes)
     dtype = DATATYPES[datatype]
     if len(chunk) != count * dtype.itemsize:

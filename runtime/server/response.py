@@ -11,7 +11,7 @@ import numpy as np
 from onnxforge.runtime.errors import InputError
 from onnxforge.runtime.server.datatypes import datatype_of
 
-__all__ = ["classify", "encode_infer_response"]
+__all__ = ["classify", "encode_infer_response", "output_arrays", "tensor_bytes"]
 
 
 def classify(array: np.ndarray, k: int, labels: list | None) -> np.ndarray:
@@ -34,6 +34,7 @@ def classify(array: np.ndarray, k: int, labels: list | None) -> np.ndarray:
 
 
 def _bytes_payload(array: np.ndarray) -> bytes:
+    """A BYTES tensor's elements, each after its 4-byte little-endian length."""
     parts = []
     for item in array.ravel():
         raw = item if isinstance(item, bytes) else str(item).encode("utf-8")
@@ -42,19 +43,29 @@ def _bytes_payload(array: np.ndarray) -> bytes:
     return b"".join(parts)
 
 
+def tensor_bytes(array: np.ndarray, datatype: str) -> bytes:
+    """The binary form of an output (the binary tensor data extension, gRPC's raw contents)."""
+    return _bytes_payload(array) if datatype == "BYTES" else np.ascontiguousarray(array).tobytes()
+
+
+def output_arrays(results: dict, requested: list, labels: list | None = None):
+    """``(requested output, array, datatype)`` for each output asked for, classified where asked."""
+    for want in requested:
+        array = np.asarray(results[want.name])
+        if want.classification:
+            array = classify(array, want.classification, labels)
+        yield want, array, datatype_of(array.dtype)
+
+
 def encode_infer_response(model: str, version: str, request_id, results: dict, requested: list,
                           labels: list | None = None) -> tuple[bytes, int | None]:
     """The response body and, when some outputs travel as binary, the JSON header's length
     (for the ``Inference-Header-Content-Length`` header)."""
     entries, chunks = [], []
-    for want in requested:
-        array = np.asarray(results[want.name])
-        if want.classification:
-            array = classify(array, want.classification, labels)
-        datatype = datatype_of(array.dtype)
+    for want, array, datatype in output_arrays(results, requested, labels):
         entry = {"name": want.name, "datatype": datatype, "shape": list(array.shape)}
         if want.binary:
-            payload = _bytes_payload(array) if datatype == "BYTES" else np.ascontiguousarray(array).tobytes()
+            payload = tensor_bytes(array, datatype)
             entry["parameters"] = {"binary_data_size": len(payload)}
             chunks.append(payload)
         else:

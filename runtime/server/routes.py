@@ -1,4 +1,5 @@
-"""The Starlette application: the Open Inference Protocol v2 routes over the served models.
+"""The Starlette application: the Open Inference Protocol v2 routes over the served models, the
+model repository extension and ``GET /metrics``.
 
 Endpoints raise (:class:`InputError`, :class:`NotFoundError`, ...) and never catch: the handlers
 in :mod:`onnxforge.runtime.server.handlers` answer each error with its class's HTTP status.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import time
 
@@ -17,84 +19,97 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from onnxforge.runtime.errors import NotFoundError, RequestTimeoutError
-from onnxforge.runtime.inference.session import validate_feeds
+from onnxforge.runtime.errors import InputError, RequestTimeoutError
 from onnxforge.runtime.server.body import check_content_type, compress, decompress, read_body
 from onnxforge.runtime.server.config import ServerConfig
 from onnxforge.runtime.server.handlers import EXCEPTION_HANDLERS
-from onnxforge.runtime.server.models import ServedModel
-from onnxforge.runtime.server.oip import parse_infer_request
+from onnxforge.runtime.server.infer import PARSE_OFF_LOOP_BYTES, Engine
+from onnxforge.runtime.server.metrics import CONTENT_TYPE, Metrics
+from onnxforge.runtime.server.repository import Repository
 from onnxforge.runtime.server.response import encode_infer_response
-from onnxforge.runtime.server.scheduler import Scheduler
 
-__all__ = ["create_app", "PARSE_OFF_LOOP_BYTES"]
+__all__ = ["create_app", "PARSE_OFF_LOOP_BYTES", "EXTENSIONS"]
 
 log = logging.getLogger("onnxforge.serve")
-PARSE_OFF_LOOP_BYTES = 1 << 20  # bodies this large are decoded on a worker thread
-# Large bodies are parsed one at a time: json.loads holds the GIL, so parsing two at once is no
-# faster, and one at a time bounds the memory that parsing takes to one request's worth.
-LARGE_PARSES_AT_ONCE = 1
+EXTENSIONS = ["binary_tensor_data", "classification", "model_repository"]
+REPOSITORY_BODY_BYTES = 64 << 10  # a load/unload/index request carries a few parameters at most
 
 
-def create_app(models: dict[str, ServedModel], config: ServerConfig, scheduler: Scheduler):
-    """The ASGI application: the OIP v2 routes over ``models``."""
+def create_app(repository: Repository, config: ServerConfig, engine: Engine, metrics: Metrics,
+               on_startup=(), on_shutdown=()):
+    """The ASGI application: the OIP v2 routes over ``repository``'s models. ``on_startup`` and
+    ``on_shutdown`` are coroutine functions run on the server's event loop (the watcher, gRPC)."""
     limit = config.max_body_bytes
-    large_parses = asyncio.Semaphore(LARGE_PARSES_AT_ONCE)
 
-    def model_for(request) -> ServedModel:
-        name = request.path_params["name"]
-        model = models.get(name)
-        if model is None:
-            raise NotFoundError(f"unknown model '{name}'; this server has: {', '.join(sorted(models))}")
-        version = request.path_params.get("version")
-        if version is not None and version != model.version:
-            raise NotFoundError(f"model '{name}' has no version '{version}'; it has: {model.version}")
-        return model
+    def model_for(request):
+        return repository.get(request.path_params["name"], request.path_params.get("version"))
 
     async def healthy(request):
         # live and ready alike: every model is loaded (and warmed up) before the server listens
         return Response(status_code=200)
 
     async def server_metadata(request):
-        return JSONResponse({"name": "onnxforge", "version": _package_version(),
-                             "extensions": ["binary_tensor_data", "classification"]})
+        return JSONResponse(server_info())
 
     async def model_metadata(request):
-        return JSONResponse(model_for(request).metadata())
+        return JSONResponse(repository.metadata(model_for(request)))
 
     async def model_ready(request):
         model_for(request)
         return Response(status_code=200)
 
     async def infer(request):
-        model = model_for(request)
-        session = model.session
+        with metrics.track("http") as note:
+            model = model_for(request)
+            note.of(model)
+            try:
+                body = await asyncio.wait_for(read_body(request, limit, config.max_body_mb), config.body_timeout_s)
+            except asyncio.TimeoutError:
+                # a client trickling its body holds a connection and a buffer: it gets a deadline
+                raise RequestTimeoutError(f"the request body did not arrive within {config.body_timeout_s:g} s "
+                                          "(--body-timeout)") from None
+            check_content_type(request.headers.get("content-type"))  # once read: the client sees the 400
+            body = decompress(body, request.headers.get("content-encoding"), limit, config.max_body_mb)
+            answer = await engine.infer(model, body, request.headers.get("inference-header-content-length"))
+            payload, header_length = encode_infer_response(model.name, model.version, answer.request.id,
+                                                           answer.results, answer.request.outputs, answer.labels)
+            headers = {}
+            if header_length is not None:
+                headers["Inference-Header-Content-Length"] = str(header_length)
+            payload = compress(payload, request.headers.get("accept-encoding"), headers)
+            media = "application/json" if header_length is None else "application/octet-stream"
+            return Response(payload, headers=headers, media_type=media)
+
+    async def repository_body(request) -> dict:
+        body = await read_body(request, REPOSITORY_BODY_BYTES, REPOSITORY_BODY_BYTES / (1 << 20))
+        if not body.strip():
+            return {}
         try:
-            body = await asyncio.wait_for(read_body(request, limit, config.max_body_mb), config.body_timeout_s)
-        except asyncio.TimeoutError:
-            # a client trickling its body holds a connection and a buffer: it gets a deadline
-            raise RequestTimeoutError(f"the request body did not arrive within {config.body_timeout_s:g} s "
-                                      "(--body-timeout)") from None
-        check_content_type(request.headers.get("content-type"))  # once read: the client sees the 400
-        body = decompress(body, request.headers.get("content-encoding"), limit, config.max_body_mb)
-        args = (body, request.headers.get("inference-header-content-length"), session.inputs, session.outputs)
-        kwargs = {"model": model.name, "max_elements": limit}
-        if len(body) < PARSE_OFF_LOOP_BYTES:
-            parsed = parse_infer_request(*args, **kwargs)
-        else:
-            async with large_parses:
-                parsed = await run_in_threadpool(parse_infer_request, *args, **kwargs)
-        feeds = validate_feeds(parsed.feeds, session.inputs)
-        results = await scheduler.run(session, feeds, [o.name for o in parsed.outputs])
-        labels = session.labels if any(o.classification for o in parsed.outputs) else None
-        payload, header_length = encode_infer_response(model.name, model.version, parsed.id, results,
-                                                       parsed.outputs, labels)
-        headers = {}
-        if header_length is not None:
-            headers["Inference-Header-Content-Length"] = str(header_length)
-        payload = compress(payload, request.headers.get("accept-encoding"), headers)
-        media = "application/json" if header_length is None else "application/octet-stream"
-        return Response(payload, headers=headers, media_type=media)
+            doc = json.loads(body)
+        except ValueError as exc:
+            raise InputError(f"malformed JSON in the repository request: {exc}") from None
+        if not isinstance(doc, dict):
+            raise InputError(f"the repository request must be a JSON object; got {type(doc).__name__}")
+        return doc
+
+    async def repository_index(request):
+        ready = (await repository_body(request)).get("ready", False)
+        if not isinstance(ready, bool):
+            raise InputError(f"'ready' must be true or false; got {ready!r}")
+        return JSONResponse(repository.index(ready_only=ready))
+
+    async def repository_load(request):
+        await repository_body(request)
+        await run_in_threadpool(repository.load, request.path_params["name"])
+        return Response(status_code=200)
+
+    async def repository_unload(request):
+        await repository_body(request)
+        repository.unload(request.path_params["name"])
+        return Response(status_code=200)
+
+    async def prometheus(request):
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     routes = [
         Route("/v2/health/live", healthy),
@@ -106,15 +121,30 @@ def create_app(models: dict[str, ServedModel], config: ServerConfig, scheduler: 
         Route("/v2/models/{name}/versions/{version}/ready", model_ready),
         Route("/v2/models/{name}/infer", infer, methods=["POST"]),
         Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
+        Route("/v2/repository/index", repository_index, methods=["POST"]),
+        Route("/v2/repository/models/{name}/load", repository_load, methods=["POST"]),
+        Route("/v2/repository/models/{name}/unload", repository_unload, methods=["POST"]),
+        Route("/metrics", prometheus),
     ]
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        yield
-        await scheduler.close()
+        for start in on_startup:
+            await start()
+        try:
+            yield
+        finally:
+            for stop in on_shutdown:
+                await stop()
+            await engine.scheduler.close()
 
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     return _RequestLog(app)
+
+
+def server_info() -> dict:
+    """The server metadata, for REST and gRPC alike."""
+    return {"name": "onnxforge", "version": _package_version(), "extensions": list(EXTENSIONS)}
 
 
 @functools.lru_cache(maxsize=1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ class _Item:
     rows: int
     key: tuple
     future: asyncio.Future
+    queued: float = 0.0  # time.perf_counter() when it was submitted
 
 
 @dataclass
@@ -61,6 +63,8 @@ class Scheduler:
         self._waiting = 0
         self._batchers: dict = {}
         self._batchable: dict = {}
+        self.on_wait = None  # on_wait(seconds): how long a request waited for its model run
+        self.on_batch = None  # on_batch(rows): the rows of each run that dynamic batching merged
 
     @property
     def waiting(self) -> int:
@@ -84,20 +88,38 @@ class Scheduler:
         rows = _rows(feeds)
         if self.max_batch > 1 and rows is not None and rows < self.max_batch and self._can_batch(session):
             return await self._batched(session, feeds, tuple(outputs), rows)
+        return await self.call(session.run, feeds, outputs)
+
+    async def call(self, fn, *args):
+        """``fn(*args)`` on the thread pool, within the concurrency and queue limits."""
         slots = self._semaphore()
         self._admit(slots.locked())
         self._waiting += 1
+        start = time.perf_counter()
         try:
             await slots.acquire()
         finally:
             self._waiting -= 1
+        self._waited(time.perf_counter() - start)
         try:
-            result = await asyncio.get_running_loop().run_in_executor(self.executor, session.run, feeds, outputs)
+            result = await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
             self.stats.runs += 1
             return result
         finally:
             slots.release()
             self.stats.requests += 1
+
+    def _waited(self, seconds: float) -> None:
+        if self.on_wait is not None:
+            self.on_wait(seconds)
+
+    def retire(self, session) -> None:
+        """Forget ``session`` (replaced or unloaded; call on the event loop): its batcher answers
+        what it holds, then stops."""
+        self._batchable.pop(id(session), None)
+        batcher = self._batchers.pop(id(session), None)
+        if batcher is not None:
+            batcher.retire()
 
     def _can_batch(self, session) -> bool:
         known = self._batchable.get(id(session))
@@ -111,7 +133,7 @@ class Scheduler:
         if batcher is None:
             batcher = self._batchers[id(session)] = _Batcher(self, session)
         key = (outputs,) + tuple((k, v.dtype.str, v.shape[1:]) for k, v in sorted(feeds.items()))
-        item = _Item(feeds, outputs, rows, key, asyncio.get_running_loop().create_future())
+        item = _Item(feeds, outputs, rows, key, asyncio.get_running_loop().create_future(), time.perf_counter())
         self._waiting += 1
         batcher.submit(item)
         try:
@@ -142,6 +164,7 @@ class _Batcher:
         self.running: set = set()
         self._arrived: asyncio.Future | None = None  # resolved by the first request of a batch
         self._full: asyncio.Future | None = None  # resolved once max_batch rows are pending
+        self.retired = False
         self.task = asyncio.get_running_loop().create_task(self._collect())
 
     def submit(self, item: _Item) -> None:
@@ -157,8 +180,12 @@ class _Batcher:
         loop = asyncio.get_running_loop()
         while True:
             if not self.pending:
+                if self.retired:
+                    return
                 self._arrived = loop.create_future()
                 await self._arrived
+                if not self.pending:
+                    continue
             if self.pending_rows < sched.max_batch and sched.max_delay > 0:
                 # one timer per batch: wait for more requests until the delay ends or the batch is full
                 self._full = loop.create_future()
@@ -182,10 +209,20 @@ class _Batcher:
                 self.running.add(task)
                 task.add_done_callback(self.running.discard)
 
+    def retire(self) -> None:
+        self.retired = True
+        if self._arrived is not None and not self._arrived.done():
+            self._arrived.set_result(None)
+
     async def _run(self, group: list) -> None:
         sched = self.scheduler
         loop = asyncio.get_running_loop()
         run = self.session.run
+        now = time.perf_counter()
+        for item in group:
+            sched._waited(now - item.queued)
+        if sched.on_batch is not None:
+            sched.on_batch(sum(it.rows for it in group))
         try:
             if len(group) == 1:
                 await self._settle(group[0], loop.run_in_executor(sched.executor, run, group[0].feeds,

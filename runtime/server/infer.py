@@ -1,0 +1,109 @@
+"""One inference request, whichever protocol brought it: parsed and checked (:mod:`.oip`), run
+through the scheduler, answered with the outputs asked for. REST and gRPC both call
+:meth:`Engine.infer`, so both apply the same checks and limits and give the same answers.
+
+Raw ``BYTES`` in, text out: a model whose card reads text (a tokenizer) or images also takes one
+``BYTES`` input named ``text`` or ``image`` (UTF-8 strings; encoded image files, sent as binary
+data) and answers one ``BYTES`` output ``answer``: the class name or decoded text per element,
+by :func:`onnxforge.runtime.tasks.raw.answers`, as ``onnxforge infer`` gives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+
+from onnxforge.runtime.errors import InputError
+from onnxforge.runtime.inference.session import IOInfo, validate_feeds
+from onnxforge.runtime.server.config import ServerConfig
+from onnxforge.runtime.server.models import ServedModel
+from onnxforge.runtime.server.oip import InferRequest, parse_infer_request
+from onnxforge.runtime.server.scheduler import Scheduler
+from onnxforge.runtime.tasks.raw import answers, feeds_from_bytes, raw_kind
+
+__all__ = ["Answer", "Engine", "ANSWER", "PARSE_OFF_LOOP_BYTES", "raw_view"]
+
+ANSWER = "answer"
+PARSE_OFF_LOOP_BYTES = 1 << 20  # bodies this large are decoded on a worker thread
+# Large bodies are parsed one at a time: json.loads holds the GIL, so parsing two at once is no
+# faster, and one at a time bounds the memory that parsing takes to one request's worth.
+LARGE_PARSES_AT_ONCE = 1
+
+
+@dataclass(frozen=True)
+class RawView:
+    """The raw-input face of a text or image model: one BYTES input, one BYTES output."""
+
+    inputs: list
+    outputs: list
+
+
+def raw_view(session) -> RawView | None:
+    """The BYTES face of ``session`` (``None`` for a model whose card reads no text or image)."""
+    if getattr(session, "card", None) is None:
+        return None
+    kind = raw_kind(session)
+    if kind not in ("text", "image"):
+        return None
+    return RawView([IOInfo(kind, ("N",), np.dtype(object))], [IOInfo(ANSWER, ("N",), np.dtype(object))])
+
+
+@dataclass
+class Answer:
+    model: ServedModel
+    request: InferRequest
+    results: dict
+    labels: list | None
+
+
+class Engine:
+    """What both protocols share: the scheduler and the limits."""
+
+    def __init__(self, scheduler: Scheduler, config: ServerConfig):
+        self.scheduler = scheduler
+        self.limit = config.max_body_bytes
+        self._large_parses: asyncio.Semaphore | None = None
+
+    async def _parse(self, body: bytes, header_length, inputs, outputs, model: str, keep_bytes: bool):
+        args = (body, header_length, inputs, outputs)
+        kwargs = {"model": model, "max_elements": self.limit, "keep_bytes": keep_bytes}
+        if len(body) < PARSE_OFF_LOOP_BYTES:
+            return parse_infer_request(*args, **kwargs)
+        if self._large_parses is None:
+            self._large_parses = asyncio.Semaphore(LARGE_PARSES_AT_ONCE)
+        async with self._large_parses:
+            return await run_in_threadpool(parse_infer_request, *args, **kwargs)
+
+    async def infer(self, model: ServedModel, body: bytes, header_length) -> Answer:
+        """Answer one request body (the protocol's JSON, with binary data after it when
+        ``header_length`` is given) with ``model``; raises :class:`InputError` naming what is wrong."""
+        session = model.session
+        try:
+            parsed = await self._parse(body, header_length, session.inputs, session.outputs, model.name, False)
+        except InputError as first:
+            view = raw_view(session)
+            if view is None:
+                raise
+            try:
+                parsed = await self._parse(body, header_length, view.inputs, view.outputs, model.name, True)
+            except InputError as second:
+                raise (second if str(first).startswith(f"unknown input '{view.inputs[0].name}'") else first) from None
+            return await self._raw(model, parsed, view)
+        feeds = validate_feeds(parsed.feeds, session.inputs)
+        results = await self.scheduler.run(session, feeds, [o.name for o in parsed.outputs])
+        labels = session.labels if any(o.classification for o in parsed.outputs) else None
+        return Answer(model, parsed, results, labels)
+
+    async def _raw(self, model: ServedModel, parsed: InferRequest, view: RawView) -> Answer:
+        items = list(parsed.feeds[view.inputs[0].name].ravel())
+        if not items:
+            raise InputError(f"input '{view.inputs[0].name}' holds no elements")
+        session = model.session
+        feeds = feeds_from_bytes(session, items)
+        texts = await self.scheduler.call(answers, session, feeds)
+        out = np.empty(len(texts), dtype=object)
+        out[:] = texts
+        return Answer(model, parsed, {ANSWER: out}, None)
