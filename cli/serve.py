@@ -55,16 +55,27 @@ class Host(click.ParamType):
               help="Connections held at once; a new one beyond it closes the oldest idle one, or gets HTTP 503 "
                    "(default: below the process's open-file limit, at most 4096).")
 @click.option("--no-warmup", is_flag=True, help="Do not run each model once on zeros before listening.")
+@click.option("--watch", is_flag=True,
+              help="Load changed and new model files while serving: each is checked (loads, warms up, same inputs "
+                   "and outputs or a new version; a run folder's epoch only if its validation metric is no worse) "
+                   "and swapped in without failing a request; a broken file leaves the served model.")
+@click.option("--watch-interval", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Seconds between --watch's looks at the model folders.")
+@click.option("--grpc-port", type=click.IntRange(0, 65535), default=None,
+              help="Also serve the protocol's gRPC service (inference.GRPCInferenceService) on this port.")
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True,
               help="Log detail on stderr; debug logs one line per request.")
 def command(models, host, port, device, threads, max_concurrency, max_queue, max_batch, max_delay_ms,
             max_body_mb, body_timeout, max_header_kb, header_timeout, idle_timeout, max_connections, no_warmup,
-            log_level):
+            watch, watch_interval, grpc_port, log_level):
     """Serve MODELS (.onnx files, or folders whose every .onnx is served) over HTTP with the Open
     Inference Protocol v2, the REST API of KServe and Triton: GET /v2/health/live,
     /v2/health/ready, /v2, /v2/models/NAME, /v2/models/NAME/ready and POST
-    /v2/models/NAME/infer, with JSON or binary tensors. A model's name is its file name without
-    .onnx; a training run folder serves its trained model.onnx under the folder's name. SIGTERM or Ctrl+C stops the server after the requests in flight are answered."""
+    /v2/models/NAME/infer, with JSON or binary tensors, the model repository extension (POST
+    /v2/repository/index, /v2/repository/models/NAME/load and /unload) and GET /metrics. A
+    folder may be a Triton model repository (NAME/VERSION/model.onnx); a model's name is its file
+    name without .onnx; a training run folder serves its trained model.onnx under the folder's
+    name. SIGTERM or Ctrl+C stops the server after the requests in flight are answered."""
     from onnxforge.runtime.server.app import Server, ServerConfig
 
     level = getattr(logging, log_level.upper())
@@ -75,7 +86,7 @@ def command(models, host, port, device, threads, max_concurrency, max_queue, max
     options = dict(host=host, port=port, device=device, threads=threads, max_queue=max_queue,
                    max_batch=max_batch, max_delay_ms=max_delay_ms, max_body_mb=max_body_mb, body_timeout_s=body_timeout,
                    max_header_kb=max_header_kb, header_timeout_s=header_timeout, idle_timeout_s=idle_timeout,
-                   warmup=not no_warmup)
+                   warmup=not no_warmup, watch=watch, watch_interval_s=watch_interval, grpc_port=grpc_port)
     if max_concurrency:
         options["max_concurrency"] = max_concurrency
     if max_connections:
@@ -85,8 +96,10 @@ def command(models, host, port, device, threads, max_concurrency, max_queue, max
     def listening(srv):
         names = ", ".join(sorted(srv.models))
         batching = f", batching up to {max_batch} rows within {max_delay_ms:g} ms" if max_batch > 1 else ""
+        extra = f", gRPC on port {grpc_port}" if grpc_port is not None else ""
+        extra += ", watching the model files" if watch else ""
         click.echo(f"Serving {len(srv.models)} model(s) ({names}) on {srv.url} with the Open Inference "
-                   f"Protocol v2{batching}; SIGTERM or Ctrl+C stops it.", err=True)
+                   f"Protocol v2{batching}{extra}; SIGTERM or Ctrl+C stops it.", err=True)
 
     server.run(on_listening=listening)
     click.echo("Server stopped.", err=True)

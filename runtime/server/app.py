@@ -55,6 +55,8 @@ class Server:
         self.scheduler.on_wait = self.metrics.queue_wait.observe
         self.scheduler.on_batch = self.metrics.batch_rows.observe
         self.engine = Engine(self.scheduler, cfg)
+        for model in self.repository.all_models():  # loaded before anyone listened
+            self.metrics.on_repository("load", None, model)
         self.repository.listeners.append(self.metrics.on_repository)
         self.repository.listeners.append(self._retire)
         self.watcher = Watcher(self.repository, cfg.watch_interval_s, self.metrics.on_watch) if cfg.watch else None
