@@ -4,11 +4,13 @@
 ``"auto"`` takes the first available one in the order :func:`auto_order` gives for the model.
 
 ``auto_order`` follows what was measured (``stepgraph.timing.time_backends``, the backends
-alternating in one process on the 2-core machine, AdamW and SGD, onnx / artifacts in steps/s):
-the LSTM node (T20, h64, batch 64) 1.9-2.2x, so models with an ``LSTM`` node prefer ``onnx``; the
-16-32 ConvNet 0.94-1.03x, the 784-1024-1024-10 MLP 0.92x (AdamW) and 1.30x (SGD), the 64-128-10
-MLP 0.69-0.94x (AdamW) and 0.92-0.97x (SGD): other models prefer ``artifacts`` where it is
-installed and fall back to ``onnx`` (the only one on Python 3.13's onnxruntime)."""
+alternating in one process on the shared 2-core machine, median of 3 rounds, three runs; onnx /
+artifacts in steps/s, AdamW and SGD): the LSTM node (T20, h64, batch 64, 2 threads) 3.2-6.0x, so
+models with an ``LSTM`` node prefer ``onnx``; the 64-128-10 MLP 0.83-0.88x (AdamW) and 0.88-1.09x
+(SGD), the 16-32 ConvNet 0.85-0.94x and 1.22-1.61x, the 784-1024-1024-10 MLP 1.19-1.66x and
+0.94-1.14x: within the machine's noise of each other, the artifacts backend ahead on the small
+MLP with AdamW, so other models prefer ``artifacts`` where it is installed and fall back to
+``onnx`` (the only one on Python 3.13's onnxruntime)."""
 
 from __future__ import annotations
 
