@@ -5,8 +5,8 @@ kept in ONNX Runtime's buffers.
 Two sets of ``OrtValue`` buffers, A and B, and two ``IOBinding``s: the first reads A and writes the
 updated state into B, the second reads B and writes A; steps use them in turn, so no step copies a
 parameter to numpy and nothing is allocated per step. The learning rate, step and seed are
-``OrtValue`` scalars rewritten in place (``update_inplace``), and so are AdamW's per-step scalars,
-computed here from them. On CUDA the buffers are device memory;
+``OrtValue`` scalars sharing host arrays that each step rewrites, and so are AdamW's per-step
+scalars, computed here from them. On CUDA the buffers are device memory;
 only a batch goes in and the loss (one float) comes out. Works on the plain session of
 onnxruntime-training 1.19 (IR <= 10, opset <= 21) and of the maintained onnxruntime.
 """
@@ -51,15 +51,17 @@ class StepRunner:
                        for name in graph.state}, {}]
         self._sets[1] = {name: rt.OrtValue.ortvalue_from_shape_and_type(v.shape(), np.float32, device, 0)
                          for name, v in self._sets[0].items()}
-        self._lr = rt.OrtValue.ortvalue_from_numpy(np.array(0.0, np.float32))
-        self._step = rt.OrtValue.ortvalue_from_numpy(np.array(steps + 1, np.float32))
-        self._seed = rt.OrtValue.ortvalue_from_numpy(np.array(0, np.int64))
-        self._scalars = {k: rt.OrtValue.ortvalue_from_numpy(np.array(0.0, np.float32)) for k in graph.scalars}
-        self._loss = [rt.OrtValue.ortvalue_from_numpy(np.array(0.0, np.float32)) for _ in range(2)]
+        # the per-step scalars and the loss live in host arrays that their OrtValues share (an OrtValue
+        # made from an array on the CPU wraps its memory): a step writes and reads them in numpy
+        names = [LR, STEP, SEED, *graph.scalars]
+        self._host = {k: np.zeros((), np.int64 if k == SEED else np.float32) for k in names}
+        self._host[STEP][()] = steps + 1
+        self._inputs = {k: rt.OrtValue.ortvalue_from_numpy(v) for k, v in self._host.items()}
+        self._losses = [np.zeros((), np.float32) for _ in range(2)]
+        self._loss = [rt.OrtValue.ortvalue_from_numpy(v) for v in self._losses]
         self._bindings = [self._binding(0, 1), self._binding(1, 0)]
         self._current = 0  # the set holding the state now
         self.steps = int(steps)
-        self._lr_value = None
 
     def _binding(self, src: int, dst: int):
         b = self.session.io_binding()
@@ -68,17 +70,16 @@ class StepRunner:
             b.bind_ortvalue_input(name, self._sets[src][name])
         for name, new in zip(g.state, g.updates):
             b.bind_ortvalue_output(new, self._sets[dst][name])
-        scalars = [(LR, self._lr), (STEP, self._step), *self._scalars.items()] + \
-            ([(SEED, self._seed)] if g.seeded else [])
-        for name, value in scalars:
-            b.bind_ortvalue_input(name, value)
+        for name, value in self._inputs.items():
+            if name != SEED or g.seeded:
+                b.bind_ortvalue_input(name, value)
         b.bind_ortvalue_output(LOSS, self._loss[dst])
         if g.output:
             b.bind_output(g.output, self.device, 0)
         return b
 
     def seed(self, value: int) -> None:
-        self._seed.update_inplace(np.array(int(value) % 2147483647, np.int64))
+        self._host[SEED][()] = int(value) % 2147483647
 
     def step(self, feeds: list, targets, lr: float) -> float:
         """One step on ``feeds`` (arrays in ``graph.feeds`` order) and ``targets``; returns the loss."""
@@ -86,16 +87,15 @@ class StepRunner:
         for name, value in zip(self.graph.feeds, feeds):
             b.bind_cpu_input(name, value)
         b.bind_cpu_input(self.graph.target, targets)
-        if lr != self._lr_value:
-            self._lr.update_inplace(np.array(lr, np.float32))
-            self._lr_value = lr
-        self._step.update_inplace(np.array(self.steps + 1, np.float32))
+        host = self._host
+        host[LR][()] = lr
+        host[STEP][()] = self.steps + 1
         for name, value in self.graph.scalar_values(lr, self.steps + 1).items():
-            self._scalars[name].update_inplace(value)
+            host[name][()] = value
         self.session.run_with_iobinding(b)
         self._current ^= 1
         self.steps += 1
-        return float(self._loss[self._current].numpy())
+        return float(self._losses[self._current])
 
     def outputs(self):
         """The model output of the last step (when the graph has it), as an OrtValue."""
