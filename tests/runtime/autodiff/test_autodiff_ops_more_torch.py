@@ -165,6 +165,24 @@ def test_gather_elements_matches_torch(axis):
              attrs=dict(axis=axis))
 
 
+GATHER_INDICES = {"scalar": 2, "scalar-negative": -1, "vector-negative-duplicates": [-1, 0, 2, -1],
+                  "matrix": [[1, -2], [0, 0]]}
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+@pytest.mark.parametrize("runtime", [False, True], ids=["const-index", "fed-index"])
+@pytest.mark.parametrize("form", list(GATHER_INDICES))
+@pytest.mark.parametrize("axis", [-3, -2, -1, 0, 1, 2])
+def test_gather_matches_torch(axis, form, runtime, dynamic):
+    """Every axis (negative ones too) with scalar (0-d: the gathered axis dropped, as in
+    ``h[-1]``), negative and duplicated indices, constant or known only at run time."""
+    data = f32(3, 4, 3)
+    idx = np.array(GATHER_INDICES[form], np.int64)
+    check_op("Gather", {"D": data, "I": idx}, lambda d, i: torch.index_select(
+        d, axis, (i % d.shape[axis]).reshape(-1)).reshape(d.shape[:axis % 3] + i.shape + d.shape[axis % 3 + 1:]),
+        consts=() if runtime else ["I"], attrs=dict(axis=axis), dynamic=dynamic)
+
+
 @pytest.mark.parametrize("pads,runtime", [([0, 1, 2, 0, 0, 1], False), ([1, -1, 0, 2, 1, -2], False),
                                           ([0, 0, 1, 0, 0, 2], True), ([1, -1, 0, 2, 1, -2], True)])
 def test_pad_matches_torch(pads, runtime):
