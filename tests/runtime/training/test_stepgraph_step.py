@@ -185,6 +185,32 @@ def test_adamw_steps_equal_onnx_runtime_trainings_formula():
         ref.update({k: v.astype(np.float64) for k, v in new.items()})
 
 
+def test_packed_step_equals_the_unpacked_one_and_large_parameters_keep_their_own_buffer():
+    from onnxforge.runtime.training.stepgraph.pack import PACK_MAX_ELEMENTS, PARAMS
+
+    model = mlp(300, [256], 3, seed=6)  # fc1.weight: 76800 elements, above the packing limit
+    trainable, _ = _split(model)
+    assert 300 * 256 > PACK_MAX_ELEMENTS
+    graphs = {pack: build_step(model, output="logits", loss="cross-entropy", optimizer="adamw", trainable=trainable,
+                               weight_decay=0.01, pack=pack) for pack in (True, False)}
+    assert "fc1.weight" in graphs[True].state and PARAMS in graphs[True].state
+    assert graphs[False].state == graphs[False].names() and PARAMS not in graphs[False].state
+    assert set(graphs[True].names()) == set(graphs[False].names())
+    rng = np.random.default_rng(5)
+    runners = {pack: StepRunner(g, _named(model, g)) for pack, g in graphs.items()}
+    for _ in range(3):
+        x, y = rng.standard_normal((8, 300)).astype(np.float32), rng.integers(0, 3, 8)
+        losses = {pack: r.step([x], y, 1e-2) for pack, r in runners.items()}
+        assert losses[True] == pytest.approx(losses[False], rel=1e-6)
+    packed, plain = runners[True].state(), runners[False].state()
+    for name, value in plain.items():
+        np.testing.assert_allclose(packed[name], value, rtol=1e-6, atol=1e-7, err_msg=name)
+    # the named state round-trips through the packed (and scaled) buffers
+    again = graphs[True].unpack(graphs[True].pack(packed))
+    for name, value in packed.items():
+        np.testing.assert_allclose(again[name], value, rtol=1e-7, err_msg=name)
+
+
 torch = pytest.importorskip("torch")
 
 
@@ -219,3 +245,4 @@ def test_ten_steps_equal_pytorch(optimizer):
     for layer, name in ((net[0], "fc1"), (net[2], "fc2")):
         np.testing.assert_allclose(state[f"{name}.weight"], layer.weight.detach().numpy(), rtol=0, atol=1e-5)
         np.testing.assert_allclose(state[f"{name}.bias"], layer.bias.detach().numpy(), rtol=0, atol=1e-5)
+
