@@ -20,7 +20,7 @@ from onnxforge.runtime.errors import RuntimeUnavailableError
 from onnxforge.runtime.inference.session import Session, session_options
 from onnxforge.runtime.ort.device import resolve_device
 from onnxforge.runtime.ort.distribution import ort, training_api
-from onnxforge.runtime.passes.compat import make_runtime_compatible
+from onnxforge.runtime.passes.compat import RuntimeCompatible
 from onnxforge.runtime.training.trainer import Trainer
 
 __all__ = ["bench_training", "bench_inference", "bench_memory"]
@@ -135,7 +135,7 @@ def bench_inference(w: Workload, *, rounds: int, calls: int, threads: int, devic
     model = w.build()
     dev = resolve_device(device)
     ours = Session(model, dev, options=session_options(threads))
-    raw = rt.InferenceSession(make_runtime_compatible(model).SerializeToString(), session_options(threads),
+    raw = rt.InferenceSession(RuntimeCompatible()(model).model.SerializeToString(), session_options(threads),
                               providers=list(dev.providers))
     net = w.torch_model(model).to(device).eval()
     rng = np.random.default_rng(3)

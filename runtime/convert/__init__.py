@@ -130,11 +130,11 @@ def convert(source, destination, *, opset: int | None = None, verify: bool = Tru
 def _standard_ops(model):
     """Plugin ops with ONNX function bodies written out as standard ops (so the result needs no
     plugin); a model with kernel-only plugin ops is returned as it is."""
-    from onnxforge import plugins
     from onnxforge.runtime.errors import NotTrainableError
+    from onnxforge.runtime.passes.plugin_forms import InlinePlugins
 
     try:
-        return plugins.prepare_training(model)
+        return InlinePlugins()(model).model
     except NotTrainableError:
         return model
 
@@ -190,11 +190,11 @@ def _verify_batched(stages, model, result, seed: int, batch: int = 3) -> dict:
 
 
 def _onnx_to_pt2(source, destination, *, opset, input_shapes, sizes, stages, verify, seed) -> dict:
-    from onnxforge.runtime.passes.fold import fold_constants
     from onnxforge.runtime.convert.onnx_upgrade import upgrade
     from onnxforge.runtime.convert.to_torch import DEFAULT_EXAMPLE_SIZE, check_supported, export_program
     from onnxforge.runtime.convert.verify import random_feeds
     from onnxforge.runtime.modelio.files import load_model
+    from onnxforge.runtime.passes.fold import FoldConstants
 
     if opset is not None:
         raise ConfigError("--opset applies to ONNX results; a .pt2 has no opset")
@@ -205,7 +205,7 @@ def _onnx_to_pt2(source, destination, *, opset, input_shapes, sizes, stages, ver
     prepared, _ = upgrade(_standard_ops(model), fold=False)
     check_supported(prepared)
     params = {t.name for t in prepared.graph.initializer if t.data_type in (1, 10, 11, 16) and len(t.dims) > 0}
-    prepared, _ = fold_constants(prepared, keep=params)
+    prepared = FoldConstants(keep=params)(prepared).model
     info = export_program(prepared, destination, sizes=sizes)
     stages("save")
     report = {"inputs": info["inputs"], "outputs": info["outputs"], "dynamic_dims": info["dynamic"],

@@ -111,9 +111,9 @@ def _run_onnx(model: ModelProto, feeds: dict) -> tuple[list, str]:
     def reference_inlined():
         from onnx.reference import ReferenceEvaluator
 
-        from onnxforge import plugins
+        from onnxforge.runtime.passes.plugin_forms import InlinePlugins
 
-        return ReferenceEvaluator(plugins.prepare_training(model)).run(None, ordered)
+        return ReferenceEvaluator(InlinePlugins()(model).model).run(None, ordered)
 
     first = None
     for engine, runner in (("onnxruntime", raw_ort), ("onnxforge session", onnxforge_session),

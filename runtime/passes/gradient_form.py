@@ -4,15 +4,16 @@ need. The op lists were measured against onnxruntime-training 1.19.2 (see the sh
 
 from __future__ import annotations
 
-from onnx import ModelProto, TensorProto
+import numpy as np
+from onnx import ModelProto, TensorProto, numpy_helper
 
-from onnxforge.runtime.passes.base import Rewrite, copy_model
+from onnxforge.runtime.passes.base import FunctionalPass, PassResult, Rewrite, copy_model
 from onnxforge.runtime.passes.relu_mask import relu_as_mask
 
 TRAINING_MODE = "training_mode"  # the bool initialiser the trainer flips on for the training graph
 
-__all__ = ["GRADIENT_OPS", "STOP_GRADIENT_OPS", "GradientForms", "gradient_forms", "prepare_for_gradients",
-           "state_buffers", "untrainable_ops"]
+__all__ = ["GRADIENT_OPS", "STOP_GRADIENT_OPS", "TRAINING_MODE", "GradientForms", "TrainingMode", "gradient_forms",
+           "prepare_for_gradients", "state_buffers", "untrainable_ops", "with_training_mode"]
 
 # Default-domain ops with a gradient builder in ORT training 1.19.
 GRADIENT_OPS = frozenset({
@@ -141,6 +142,33 @@ class GradientForms(Rewrite):
 
     name = "gradient-forms"
     function = staticmethod(gradient_forms)
+
+
+def with_training_mode(model: ModelProto, on: bool) -> ModelProto:
+    """``model`` with its ``training_mode`` initialiser (the builders' Dropout switch) set to ``on``:
+    a new model, ``model`` itself when it has no such switch or it already is ``on``."""
+    index = next((i for i, t in enumerate(model.graph.initializer) if t.name == TRAINING_MODE), None)
+    if index is None:
+        return model
+    switch = model.graph.initializer[index]
+    if switch.data_type == TensorProto.BOOL and numpy_helper.to_array(switch).tolist() == bool(on):
+        return model
+    out = copy_model(model)
+    out.graph.initializer[index].CopyFrom(numpy_helper.from_array(np.array(bool(on)), TRAINING_MODE))
+    return out
+
+
+class TrainingMode(FunctionalPass):
+    """The pass of :func:`with_training_mode`: ``TrainingMode(True)`` for what a trainer steps,
+    ``TrainingMode(False)`` for what a run exports."""
+
+    def __init__(self, on: bool):
+        self.on = bool(on)
+        self.name = "training-mode-on" if self.on else "training-mode-off"
+
+    def call(self, model: ModelProto) -> PassResult:
+        out = with_training_mode(model, self.on)
+        return PassResult(out, out is not model)
 
 
 def trainable_parameters(model: ModelProto) -> list[str]:

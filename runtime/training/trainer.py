@@ -34,20 +34,20 @@ from pathlib import Path
 import numpy as np
 from onnx import ModelProto, numpy_helper
 
-from onnxforge import plugins
 from onnxforge.runtime.data.datasets import Dataset
 from onnxforge.runtime.errors import ConfigError
 from onnxforge.runtime.inference.session import Session, _io_info_from_model, session_options
 from onnxforge.runtime.modelio.files import get_metadata, load_model
 from onnxforge.runtime.ort.device import Device, resolve_device
 from onnxforge.runtime.ort.threads import check_threads, resolve_threads
+from onnxforge.runtime.passes import pipelines
 from onnxforge.runtime.tasks.evaluation import check_for_model, evaluate, fixed_batch
 from onnxforge.runtime.tasks.task import task_for
 from onnxforge.runtime.training.backends import TrainingSpec, backend_class
 from onnxforge.runtime.training.callbacks import CallbackList, format_record, standard_callbacks
 from onnxforge.runtime.training.config import OPTIMIZERS, RunConfig
 from onnxforge.runtime.training.epochs import EpochIterator, check_fixed_batch
-from onnxforge.runtime.training.export import inference_model, set_training_mode
+from onnxforge.runtime.training.export import inference_model
 from onnxforge.runtime.training.parameters import ParameterPlan
 from onnxforge.runtime.training.resume import resume_state, start_run
 from onnxforge.runtime.training.run_folder import RunFolder
@@ -113,7 +113,7 @@ class Trainer:
         self._record = self._infer_session = None
 
     def _spec(self) -> TrainingSpec:
-        model = set_training_mode(plugins.prepare_training(load_model(self.source)), True)
+        model = pipelines.for_training_source(self.source)
         return TrainingSpec(model, self.output_name, tuple(i.name for i in self.inputs), self.loss, self.task.ignore_index,
                             self.config.optimizer, self.config.weight_decay, self.plan.trainable, self.plan.frozen,
                             self.plan.buffers, self.device, self.fixed_batch)

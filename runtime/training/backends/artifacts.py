@@ -21,8 +21,9 @@ from onnxforge.runtime.errors import CheckpointError, NotTrainableError, Onnxfor
 from onnxforge.runtime.inference.session import session_options
 from onnxforge.runtime.modelio.files import save_model
 from onnxforge.runtime.ort.distribution import ort, quiet_native_stderr, runtime_info, training_api
-from onnxforge.runtime.passes.compat import make_runtime_compatible
-from onnxforge.runtime.passes.gradient_form import prepare_for_gradients, untrainable_ops
+from onnxforge.runtime.passes import pipelines
+from onnxforge.runtime.passes.base import copy_model
+from onnxforge.runtime.passes.gradient_form import untrainable_ops
 from onnxforge.runtime.tasks.losses import loss_block
 from onnxforge.runtime.training.backends.base import BackendState, TrainingSpec
 
@@ -58,10 +59,9 @@ class ArtifactsBackend:
         self._lr = None
 
     def training_graph(self) -> ModelProto:
-        """The forward graph as the training artifacts are generated from it."""
-        model = ModelProto()
-        model.CopyFrom(self.spec.model)
-        return make_runtime_compatible(prepare_for_gradients(model))
+        """The forward graph as the training artifacts are generated from it (the training pipeline;
+        a copy even where the pipeline changes nothing, since ``generate_artifacts`` is handed it)."""
+        return copy_model(pipelines.for_training(self.spec.model))
 
     # -- folder ----------------------------------------------------------------------------------
     def prepare(self, folder: Path, threads: int | None) -> None:

@@ -14,7 +14,7 @@ from onnxforge.runtime.passes import pipelines
 from onnxforge.runtime.passes.base import FunctionalPass, PassResult, Rewrite, Sequential
 from onnxforge.runtime.passes.compat import RuntimeCompatible
 from onnxforge.runtime.passes.fold import FoldConstants
-from onnxforge.runtime.passes.gradient_form import GradientForms
+from onnxforge.runtime.passes.gradient_form import TRAINING_MODE, GradientForms, TrainingMode
 from onnxforge.runtime.passes.inference_form import InferenceForm
 from onnxforge.runtime.passes.plugin_forms import InlinePlugins, PluginKernels
 from onnxforge.runtime.passes.relu_mask import ReluMask
@@ -55,6 +55,8 @@ CASES = {  # pass -> a model it changes
     "relu-mask": (ReluMask(), lambda: mlp(4, [5], 3)),
     "runtime-compatible": (RuntimeCompatible(max_ir=7, max_opset=17), lambda: mlp(4, [5], 3)),
     "fold-constants": (FoldConstants(), _folding_model),
+    "training-mode-on": (TrainingMode(True), lambda: mlp(4, [5], 3, dropout=0.5)),
+    "training-mode-off": (TrainingMode(False), lambda: TrainingMode(True)(mlp(4, [5], 3, dropout=0.5)).model),
     "inference-form": (InferenceForm(), lambda: lstm(3, hidden=4, classes=2, impl="unrolled", steps=5)),
 }
 
@@ -71,7 +73,8 @@ def test_each_pass_returns_a_new_model_and_leaves_its_argument_as_it_was(name):
     assert model.SerializeToString(deterministic=True) == before
 
 
-@pytest.mark.parametrize("name", ["gradient-forms", "relu-mask", "runtime-compatible", "inference-form"])
+@pytest.mark.parametrize("name", ["gradient-forms", "relu-mask", "runtime-compatible", "inference-form",
+                                  "training-mode-on"])
 def test_a_pass_with_nothing_to_do_says_so_and_returns_its_argument(name):
     p, _ = CASES[name]
     plain = _folding_model() if name != "runtime-compatible" else mlp(4, [5], 3)
@@ -89,15 +92,29 @@ def test_the_gradient_forms_are_the_ones_the_training_builders_index_into():
 
 
 def test_pipelines_are_named_once_and_keep_the_function():
-    assert pipelines.TRAINING.names == ["inline-plugins", "gradient-forms", "relu-mask", "runtime-compatible"]
+    assert pipelines.TRAINING_SOURCE.names == ["inline-plugins", "training-mode-on"]
+    assert pipelines.TRAINING.names == ["inline-plugins", "training-mode-on", "gradient-forms", "relu-mask",
+                                        "runtime-compatible"]
     assert pipelines.INFERENCE.names == ["plugin-kernels", "runtime-compatible"]
-    assert pipelines.EXPORT.names == ["inference-form"]
+    assert pipelines.EXPORT.names == ["inference-form", "training-mode-off"]
     model = mlp(4, [5], 3, activation="swish", seed=3)
     x = np.random.default_rng(1).standard_normal((6, 4)).astype(np.float32)
     reference = ReferenceEvaluator(InlinePlugins()(model).model).run(None, {"x": x})[0]
     trained_form = pipelines.for_training(model)
     assert {n.op_type for n in trained_form.graph.node}.isdisjoint({"Relu", "Swish"})
     np.testing.assert_allclose(ReferenceEvaluator(trained_form).run(None, {"x": x})[0], reference, rtol=1e-6)
+
+
+def test_the_training_mode_switch_is_set_by_value_and_dropout_follows_it():
+    model = mlp(4, [5], 3, dropout=0.5)
+    on = TrainingMode(True)(model).model
+    switch = {t.name: onnx.numpy_helper.to_array(t) for t in on.graph.initializer}[TRAINING_MODE]
+    assert switch.dtype == np.bool_ and bool(switch) is True
+    assert TrainingMode(False)(on).model.SerializeToString(deterministic=True) == model.SerializeToString(deterministic=True)
+    x = np.ones((64, 4), np.float32)
+    run = lambda m: ReferenceEvaluator(m).run(None, {"x": x})[0]  # noqa: E731
+    np.testing.assert_array_equal(run(model), run(pipelines.for_export(on)))  # inference: Dropout off again
+    assert not np.array_equal(run(model), run(on))  # training: Dropout drops
 
 
 def test_a_functional_pass_that_edits_its_argument_is_caught():
