@@ -17,10 +17,11 @@ import numpy as np
 import onnx
 from onnx import ModelProto
 
-from onnxforge.runtime.errors import CheckpointError, NotTrainableError, OnnxforgeError
+from onnxforge.runtime.errors import CheckpointError, ModelError, NotTrainableError, OnnxforgeError, TrainingError
 from onnxforge.runtime.inference.session import session_options
 from onnxforge.runtime.modelio.files import save_model
 from onnxforge.runtime.ort.distribution import ort, quiet_native_stderr, runtime_info, training_api
+from onnxforge.runtime.ort.failures import failure_line, run_errors
 from onnxforge.runtime.passes import pipelines
 from onnxforge.runtime.passes.base import copy_model
 from onnxforge.runtime.passes.gradient_form import untrainable_ops
@@ -117,13 +118,21 @@ class ArtifactsBackend:
             raise CheckpointError(f"checkpoint '{checkpoint}' could not be read: {str(exc).splitlines()[0]}") from None
         a = self.folder
         self._state = state
-        self._module = api.Module(str(a / "training_model.onnx"), state, str(a / "eval_model.onnx"),
-                                  device=self.spec.device.name, session_options=session_options(self._threads))
-        self._optimizer = api.Optimizer(str(a / "optimizer_model.onnx"), self._module)
+        try:
+            self._module = api.Module(str(a / "training_model.onnx"), state, str(a / "eval_model.onnx"),
+                                      device=self.spec.device.name, session_options=self._options())
+            self._optimizer = api.Optimizer(str(a / "optimizer_model.onnx"), self._module)
+        except run_errors() as exc:
+            raise ModelError(f"ONNX Runtime cannot load the training artifacts in '{a}': {failure_line(exc)}") from None
         names = list(self._module.input_names())
         self._order = [list(self.spec.inputs).index(n) for n in names if n in self.spec.inputs]
         self._lr = None
         self._module.train()
+
+    def _options(self):
+        options = session_options(self._threads)
+        options.log_severity_level = 4  # a failed node reaches the user as one TrainingError line, not a log too
+        return options
 
     def _opened(self):
         if self._module is None:
@@ -140,8 +149,11 @@ class ArtifactsBackend:
             self._optimizer.set_learning_rate(lr)
             self._lr = lr
         order = self._order
-        loss = float(module(*[inputs[i] for i in order], targets) if len(order) > 1 else module(inputs[0], targets))
-        self._optimizer.step()
+        try:  # ORT's C++ failure (running a node) as one line
+            loss = float(module(*[inputs[i] for i in order], targets) if len(order) > 1 else module(inputs[0], targets))
+            self._optimizer.step()
+        except run_errors() as exc:
+            raise TrainingError(f"a training step failed in ONNX Runtime: {failure_line(exc)}") from None
         module.lazy_reset_grad()
         return loss
 
@@ -150,6 +162,8 @@ class ArtifactsBackend:
         module.eval()
         try:
             return float(module(*[inputs[i] for i in self._order], targets))
+        except run_errors() as exc:
+            raise TrainingError(f"an evaluation step failed in ONNX Runtime: {failure_line(exc)}") from None
         finally:
             module.train()
 

@@ -22,10 +22,11 @@ import numpy as np
 from onnx import ModelProto, numpy_helper
 
 from onnxforge.runtime.autodiff import AutodiffError, missing_rules
-from onnxforge.runtime.errors import CheckpointError, NotTrainableError, OnnxforgeError
+from onnxforge.runtime.errors import CheckpointError, NotTrainableError, OnnxforgeError, TrainingError
 from onnxforge.runtime.inference.session import session_options
 from onnxforge.runtime.modelio.files import save_model
 from onnxforge.runtime.ort.distribution import ort
+from onnxforge.runtime.ort.failures import failure_line, run_errors
 from onnxforge.runtime.training.backends.base import BackendState, TrainingSpec
 from onnxforge.runtime.training.stepgraph import build_eval, build_step, moment_names
 from onnxforge.runtime.training.stepgraph.runner import EvalRunner, StepRunner
@@ -97,6 +98,7 @@ class OnnxBackend:
         in one process: the T20 h64 LSTM on 2 threads 2.0x as fast, the 784-1024-1024-10 MLP 1.2x)."""
         options = session_options(self._threads)
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = 4  # a failed node reaches the user as one TrainingError line, not a log too
         return options
 
     def _start(self, inputs) -> StepRunner:
@@ -118,14 +120,21 @@ class OnnxBackend:
             self._runner.seed(self._seed)
 
     def train_step(self, inputs, targets, lr) -> float:
-        runner = self._runner or self._start(inputs)
-        return runner.step(inputs, targets, lr)
+        try:  # ORT's C++ failure (loading the step model or running a node) as one line
+            runner = self._runner or self._start(inputs)
+            return runner.step(inputs, targets, lr)
+        except run_errors() as exc:
+            step = (self._runner.steps if self._runner is not None else self._steps) + 1
+            raise TrainingError(f"training step {step} failed in ONNX Runtime: {failure_line(exc)}") from None
 
     def eval_step(self, inputs, targets) -> float:
-        if self._eval is None:
-            self._eval = EvalRunner(self._eval_graph(), options=self._options(),
-                                    device=self.spec.device.name)
-        return self._eval.loss(inputs, targets, self._current())
+        try:
+            if self._eval is None:
+                self._eval = EvalRunner(self._eval_graph(), options=self._options(),
+                                        device=self.spec.device.name)
+            return self._eval.loss(inputs, targets, self._current())
+        except run_errors() as exc:
+            raise TrainingError(f"evaluation step failed in ONNX Runtime: {failure_line(exc)}") from None
 
     # -- state -----------------------------------------------------------------------------------
     def _current(self) -> dict:
