@@ -12,8 +12,6 @@ from onnxforge.cli._common import print_json
 
 
 def describe_model(path: str) -> dict:
-    from onnxforge import plugins
-    from onnxforge.runtime.passes.gradient_form import untrainable_ops
     from onnxforge.runtime.modelio.files import get_metadata, load_model
     from onnxforge.runtime.inference.session import _io_info_from_model
     from onnxforge.runtime.passes.gradient_form import trainable_parameters
@@ -25,12 +23,8 @@ def describe_model(path: str) -> dict:
         for t in model.graph.initializer
     ]
     float_params = trainable_parameters(model)
-    try:
-        blockers = untrainable_ops(plugins.prepare_training(model), float_params)
-        why = "; ".join(blockers)
-    except Exception as exc:  # noqa: BLE001 - e.g. a plugin op that refuses training
-        blockers, why = [str(exc)], str(exc)
-    trainable = bool(float_params) and not blockers
+    backends, auto = _backends(model, float_params)
+    chosen = backends.get(auto, {"trainable": False, "not_trainable_because": "no training backend can run here"})
     rules_missing, rules_unknown = _gradient_rules_missing(model, float_params)
     outputs = []
     for o in model.graph.output:
@@ -52,11 +46,61 @@ def describe_model(path: str) -> dict:
         "functions": [f"{f.domain}.{f.name}" for f in model.functions],
         "metadata": get_metadata(model),
         "other_metadata": {p.key: p.value for p in model.metadata_props if not p.key.startswith("onnxforge.")},
-        "trainable": trainable,
-        "not_trainable_because": None if trainable else (why or "the model has no float parameters"),
+        "trainable": chosen["trainable"],  # by the backend `train --backend auto` picks here
+        "not_trainable_because": chosen["not_trainable_because"],
+        "backend_auto": auto,
+        "backends": backends,
         "gradient_rules_missing": rules_missing,
         "gradient_rules_unknown_because": rules_unknown,
     }
+
+
+def _backends(model, float_params) -> tuple[dict, str | None]:
+    """Per training backend, the checks it makes before any work: ``{name: {"available": bool,
+    "unavailable_because", "trainable": bool, "not_trainable_because"}}``, and the name
+    ``--backend auto`` picks here (None when none can run)."""
+    from onnxforge import plugins
+    from onnxforge.runtime.autodiff import AutodiffError, describe_missing, missing_rules
+    from onnxforge.runtime.errors import OnnxforgeError
+    from onnxforge.runtime.passes.gradient_form import untrainable_ops
+    from onnxforge.runtime.training.backends import BACKENDS, auto_order
+
+    try:
+        base, refused = plugins.prepare_training(model), None
+    except OnnxforgeError as exc:  # e.g. a plugin op with only a Python kernel
+        base, refused = model, str(exc)
+    output = _trained_output(model)
+
+    def artifacts():
+        return "; ".join(untrainable_ops(base, float_params))
+
+    def onnx():
+        try:
+            return describe_missing(missing_rules(base, float_params, output, reasons=True))
+        except AutodiffError as exc:
+            return str(exc)
+
+    checks = {"artifacts": artifacts, "onnx": onnx}
+    out = {}
+    for name, cls in BACKENDS.items():
+        why = refused or ("the model has no float parameters" if not float_params else checks[name]() or None)
+        reason = cls.available()
+        out[name] = {"available": reason is None, "unavailable_because": reason,
+                     "trainable": why is None, "not_trainable_because": why}
+    auto = next((cls.name for cls in auto_order(model) if out[cls.name]["available"]), None)
+    return out, auto
+
+
+def _trained_output(model) -> str:
+    """The output a run trains: the model card's, else the first (as the Trainer picks it)."""
+    from onnxforge.runtime.errors import OnnxforgeError
+    from onnxforge.runtime.modelio.card import ModelCard
+
+    try:
+        named = ModelCard.from_model(model).output
+    except OnnxforgeError:
+        named = None
+    return named or model.graph.output[0].name
 
 
 def _gradient_rules_missing(model, float_params) -> tuple[list[str] | None, str | None]:
@@ -88,6 +132,15 @@ def _dims(shape) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
+def _trainable_line(info) -> str:
+    auto = info["backend_auto"]
+    if info["trainable"]:
+        return f"trainable here: yes (backend auto picks {auto})"
+    others = [n for n, b in info["backends"].items() if b["available"] and b["trainable"]]
+    hint = f"; --backend {others[0]} trains it" if others else ""
+    return f"trainable here: no ({info['not_trainable_because']}){hint}"
+
+
 @click.command("inspect")
 @click.argument("model", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the description as one JSON object.")
@@ -114,7 +167,11 @@ def command(model, as_json):
         echo("metadata:")
         for k, v in info["metadata"].items():
             echo(f"  {k}: {v}")
-    echo("trainable here: " + ("yes" if info["trainable"] else f"no ({info['not_trainable_because']})"))
+    echo(_trainable_line(info))
+    for name, b in info["backends"].items():
+        verdict = "yes" if b["trainable"] else f"no ({b['not_trainable_because']})"
+        absent = "" if b["available"] else f"; not available here ({b['unavailable_because']})"
+        echo(f"  {name} backend: {verdict}{absent}")
     missing = info["gradient_rules_missing"]
     if missing is None:
         rules = f"unknown ({info['gradient_rules_unknown_because']})"

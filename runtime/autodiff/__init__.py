@@ -6,8 +6,8 @@ level the training backend builds on (it returns the gradients' names, leaving o
 Only onnx and numpy are needed; the result runs on any ONNX runtime.
 """
 
-from onnxforge.runtime.autodiff._core import (MAX_IR_VERSION, MIN_OPSET, build_gradients, gradient_model,
-                                              missing_rules, prepare)
+from onnxforge.runtime.autodiff._core import (MAX_IR_VERSION, MIN_OPSET, build_gradients, describe_missing,
+                                              gradient_model, missing_rules, prepare)
 from onnxforge.runtime.autodiff._errors import AutodiffError, UnsupportedOpError
 from onnxforge.runtime.autodiff.ops import NON_DIFFERENTIABLE, supported_ops
 from onnxforge.runtime.autodiff.passes import batchnorm_training_form
@@ -20,6 +20,7 @@ __all__ = [
     "UnsupportedOpError",
     "batchnorm_training_form",
     "build_gradients",
+    "describe_missing",
     "gradient_model",
     "missing_rules",
     "prepare",

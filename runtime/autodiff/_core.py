@@ -13,7 +13,8 @@ from onnxforge.runtime.autodiff._emitter import FLOAT_TYPES, Emitter
 from onnxforge.runtime.autodiff._errors import AutodiffError, UnsupportedOpError
 from onnxforge.runtime.autodiff.ops import NON_DIFFERENTIABLE, RULES
 
-__all__ = ["build_gradients", "gradient_model", "missing_rules", "prepare", "MIN_OPSET", "MAX_IR_VERSION"]
+__all__ = ["build_gradients", "describe_missing", "gradient_model", "missing_rules", "prepare", "MIN_OPSET",
+           "MAX_IR_VERSION"]
 
 MIN_OPSET = 17
 MAX_IR_VERSION = 10  # ONNX Runtime 1.19 loads IR <= 10; emitted models keep the input's IR when lower
@@ -203,23 +204,32 @@ def _refusal(problems, of) -> UnsupportedOpError:
                               [(op, name, out) for op, name, out, _ in problems])
 
 
-def missing_rules(model, wrt=None, of=None) -> list[tuple[str, str]]:
+def missing_rules(model, wrt=None, of=None, *, reasons: bool = False) -> list[tuple]:
     """``(op_type, node_name)`` of the nodes that have no gradient rule. With ``wrt`` and ``of``,
-    only the nodes on a path from ``wrt`` to ``of`` (those that would stop :func:`build_gradients`);
-    without, every node that is neither covered nor known to carry no gradient."""
+    only the nodes on a path from ``wrt`` to ``of`` (those that would stop :func:`build_gradients`,
+    forms a rule does not cover included); without, every node that is neither covered nor known
+    to carry no gradient. ``reasons``: ``(op_type, node_name, why)`` triples instead, ``why`` one
+    phrase ("no gradient rule for this op", "clip is not covered"; the first one of a node)."""
     model = prepare(model)
     graph = model.graph
     if wrt is None or of is None:
-        return [(n.op_type, n.name) for n in graph.node
-                if _rule(n) is None and not (n.domain in ("", "ai.onnx") and n.op_type in NON_DIFFERENTIABLE)]
-    info = _infer(model)
-    active = _activity(graph, info, set(wrt), of)
+        found = [(n.op_type, n.name, "no gradient rule for this op") for n in graph.node
+                 if _rule(n) is None and not (n.domain in ("", "ai.onnx") and n.op_type in NON_DIFFERENTIABLE)]
+    else:
+        info = _infer(model)
+        active = _activity(graph, info, set(wrt), of)
+        found = [(op, name, why) for op, name, _, why in _check_rules(graph, info, active, of)]
     seen, out = set(), []
-    for op, name, _, _ in _check_rules(graph, info, active, of):
+    for op, name, why in found:
         if (op, name) not in seen:
             seen.add((op, name))
-            out.append((op, name))
+            out.append((op, name, why) if reasons else (op, name))
     return out
+
+
+def describe_missing(found) -> str:
+    """``missing_rules(..., reasons=True)`` as one phrase: ``LSTM (lstm1): clip is not covered; Elu (e): ...``."""
+    return "; ".join(f"{op} ({name}): {why}" if name else f"{op}: {why}" for op, name, why in found)
 
 
 def _all_names(graph) -> set:

@@ -98,9 +98,11 @@ def test_untrainable_lstm_is_refused_before_work(cli_run, tmp_path):
     next(a for a in node.attribute if a.name == "direction").s = b"reverse"
     path = save_model(model, tmp_path / "reverse.onnx")
     res = cli_run("inspect", path)
-    assert "trainable here: no (LSTM (lstm1) with direction=reverse" in res.output
-    # the artifacts backend (ONNX Runtime's gradients) cannot; "auto" now picks the onnx backend for
-    # LSTM models, whose own differentiation can
+    # the artifacts backend (ONNX Runtime's gradients) cannot; "auto" picks the onnx backend for
+    # LSTM models, whose own differentiation can: inspect says so per backend
+    assert "trainable here: yes (backend auto picks onnx)" in res.output
+    assert "  artifacts backend: no (LSTM (lstm1) with direction=reverse" in res.output
+    assert "  onnx backend: yes" in res.output
     res = cli_run("train", path, "--data", sample_path("digits_rows_test.npz"), "--out", tmp_path / "run",
                   "--backend", "artifacts")
     assert res.exit_code == 1

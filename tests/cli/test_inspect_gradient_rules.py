@@ -1,5 +1,6 @@
 """``onnxforge inspect`` names the ops onnxforge's own differentiation (runtime.autodiff) has no
-gradient rule for, with the node, in its text and under ``gradient_rules_missing`` in --json."""
+gradient rule for, with the node, in its text and under ``gradient_rules_missing`` in --json; and
+whether each training backend (artifacts, onnx) trains the model, under ``backends``."""
 
 from __future__ import annotations
 
@@ -62,3 +63,36 @@ def test_a_form_the_rule_does_not_cover_and_ops_off_the_path(cli_run, tmp_path):
                    helper.make_node("MatMul", ["e", "w"], ["y"], name="mm")])
     assert json.loads(cli_run("inspect", _save(tmp_path, side, "s.onnx"), "--json").output)[
         "gradient_rules_missing"] == []
+
+
+def test_trainability_per_backend(cli_run, tmp_path):
+    """Softplus: ONNX Runtime's gradients lack it, autodiff has it; auto picks artifacts for a
+    model without an LSTM node, so "trainable" (what `train` does by default) is no, with a hint."""
+    from onnxforge.runtime.training.backends import BACKENDS
+
+    path = _save(tmp_path, _model([helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+                                   helper.make_node("Softplus", ["h"], ["y"], name="sp")]))
+    info = json.loads(cli_run("inspect", path, "--json").output)
+    b = info["backends"]
+    assert set(b) == set(BACKENDS)
+    assert b["artifacts"]["trainable"] is False and b["artifacts"]["not_trainable_because"] == "Softplus (sp)"
+    assert b["onnx"] == {"available": True, "unavailable_because": None, "trainable": True,
+                         "not_trainable_because": None}
+    auto = info["backend_auto"]
+    assert info["trainable"] is b[auto]["trainable"] and info["not_trainable_because"] == b[auto]["not_trainable_because"]
+    out = cli_run("inspect", path).output
+    assert "  artifacts backend: no (Softplus (sp))" in out and "  onnx backend: yes" in out
+    if auto == "artifacts":
+        assert "trainable here: no (Softplus (sp)); --backend onnx trains it" in out
+
+    elu = _save(tmp_path, _model([helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+                                  helper.make_node("Selu", ["h"], ["y"], name="the_selu")]), "selu.onnx")
+    onnx_backend = json.loads(cli_run("inspect", elu, "--json").output)["backends"]["onnx"]
+    assert onnx_backend["not_trainable_because"] == "Selu (the_selu): no gradient rule for this op"
+
+    bare = _model([helper.make_node("Relu", ["x"], ["y"], name="r")])
+    del bare.graph.initializer[:]
+    frozen = _save(tmp_path, bare, "none.onnx")
+    info = json.loads(cli_run("inspect", frozen, "--json").output)
+    assert info["trainable"] is False and all(
+        v["not_trainable_because"] == "the model has no float parameters" for v in info["backends"].values())

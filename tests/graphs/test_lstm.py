@@ -190,22 +190,110 @@ def _with_lstm_form(model, form: str):
     return model
 
 
+def _describe(model, tmp_path) -> dict:
+    from onnxforge.cli.inspect import describe_model
+    from onnxforge.runtime.modelio.files import save_model
+
+    return describe_model(str(save_model(model, tmp_path / "m.onnx")))
+
+
 @pytest.mark.parametrize("form,reason", [
     ("reverse", "direction=reverse"), ("clip", "with clip"), ("layout", "layout=1"),
     ("input_forget", "input_forget=1"), ("sequence_lens", "sequence_lens"),
 ])
-def test_untrainable_lstm_forms_are_refused_before_work(tmp_path, form, reason):
-    from onnxforge.cli.inspect import describe_model
-    from onnxforge.runtime.modelio.files import save_model
-
+def test_lstm_forms_ort_training_cannot_train_are_refused_by_artifacts_before_work(tmp_path, form, reason):
     model = _with_lstm_form(lstm(4, hidden=5, classes=3), form)
     rundir = tmp_path / "run"
     with pytest.raises(NotTrainableError, match=rf"LSTM \(lstm1\) {'with ' if 'with' not in reason else ''}{reason}"):
         Trainer(model, rundir, device="cpu", progress=False, backend="artifacts")  # ORT training's limits
     assert not rundir.exists()
-    path = save_model(model, tmp_path / "m.onnx")
-    info = describe_model(str(path))
-    assert info["trainable"] is False and reason in info["not_trainable_because"]
+    artifacts = _describe(model, tmp_path)["backends"]["artifacts"]
+    assert artifacts["trainable"] is False and reason in artifacts["not_trainable_because"]
+
+
+@pytest.mark.parametrize("form", ["clip", "layout", "input_forget", "sequence_lens"])
+def test_lstm_forms_the_onnx_backend_cannot_train_are_refused_in_one_line_before_work(tmp_path, form):
+    """What autodiff's LSTM rule does not cover: one line naming the node and the form, no folder."""
+    model = _with_lstm_form(lstm(4, hidden=5, classes=3), form)
+    what = {"clip": "clip", "layout": "layout=1", "input_forget": "input_forget=1", "sequence_lens": "sequence_lens"}[form]
+    rundir = tmp_path / "run"
+    with pytest.raises(NotTrainableError) as info:
+        Trainer(model, rundir, device="cpu", progress=False, backend="onnx")
+    assert f"LSTM (lstm1): {what} is not covered" in str(info.value) and "\n" not in str(info.value)
+    assert not rundir.exists()
+    described = _describe(model, tmp_path)
+    onnx_backend = described["backends"]["onnx"]
+    assert onnx_backend["trainable"] is False and f"{what} is not covered" in onnx_backend["not_trainable_because"]
+    assert described["backend_auto"] == "onnx" and described["trainable"] is False
+
+
+def _bidirectional_node_model(rng, inputs=4, hidden=5, classes=3):
+    """x [N, T, I] -> one LSTM node with direction=bidirectional -> [h_forward, h_backward] -> fc."""
+    H = hidden
+    w = {"W": rng.uniform(-0.5, 0.5, (2, 4 * H, inputs)), "R": rng.uniform(-0.5, 0.5, (2, 4 * H, H)),
+         "B": rng.uniform(-0.5, 0.5, (2, 8 * H)), "fc.weight": rng.uniform(-0.5, 0.5, (classes, 2 * H)),
+         "fc.bias": rng.uniform(-0.5, 0.5, classes)}
+    inits = [numpy_helper.from_array(v.astype(np.float32), k) for k, v in w.items()]
+    inits.append(numpy_helper.from_array(np.array([0, 2 * H], np.int64), "flat"))
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
+             helper.make_node("LSTM", ["xt", "W", "R", "B"], ["", "h"], name="bi", hidden_size=H,
+                              direction="bidirectional"),
+             helper.make_node("Transpose", ["h"], ["hn"], perm=[1, 0, 2]),
+             helper.make_node("Reshape", ["hn", "flat"], ["last"]),
+             helper.make_node("Gemm", ["last", "fc.weight", "fc.bias"], ["logits"], transB=1)]
+    graph = helper.make_graph(nodes, "bi", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 7, inputs])],
+                              [helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["N", classes])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    return model
+
+
+def _node_twin(w: dict, bidirectional: bool) -> TorchLSTMNet:
+    """PyTorch's nn.LSTM on the weights of one LSTM node (W, R, B of 1 or 2 directions) and fc."""
+    H = w["R"].shape[-1]
+    args = dict(vocab=None, inputs=w["W"].shape[-1], hidden=H, layers=1, classes=w["fc.bias"].shape[0],
+                head="sequence", bidirectional=bidirectional)
+    state = {"fc.weight": w["fc.weight"], "fc.bias": w["fc.bias"]}
+    for d, suffix in enumerate(["", "_reverse"][: 2 if bidirectional else 1]):
+        state[f"lstm.weight_ih_l0{suffix}"] = gates_to_torch(w["W"][d])
+        state[f"lstm.weight_hh_l0{suffix}"] = gates_to_torch(w["R"][d])
+        state[f"lstm.bias_ih_l0{suffix}"] = gates_to_torch(w["B"][d][: 4 * H])
+        state[f"lstm.bias_hh_l0{suffix}"] = gates_to_torch(w["B"][d][4 * H:])
+    net = TorchLSTMNet(args)
+    net.load_state_dict({k: torch.tensor(np.array(v)) for k, v in state.items()})
+    return net
+
+
+@pytest.mark.parametrize("form", ["reverse", "bidirectional-node"])
+def test_the_onnx_backend_trains_reverse_and_bidirectional_lstm_nodes_like_pytorch(tmp_path, form, rng):
+    """One SGD step on the onnx backend equals PyTorch's: a reverse LSTM reads the sequence from
+    its end (nn.LSTM on the flipped sequence), a bidirectional node is nn.LSTM(bidirectional=True)."""
+    if form == "reverse":
+        model = _with_lstm_form(lstm(4, hidden=5, classes=3, seed=3), form)
+        names = {"W": "lstm1.W", "R": "lstm1.R", "B": "lstm1.B", "fc.weight": "fc.weight", "fc.bias": "fc.bias"}
+    else:
+        model = _bidirectional_node_model(rng)
+        names = {k: k for k in ("W", "R", "B", "fc.weight", "fc.bias")}
+    x = rng.standard_normal((8, 7, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 8).astype(np.int64)
+    w = onnx_weights(model)
+    net = _node_twin({k: w[v] for k, v in names.items()}, form != "reverse")
+    lr = 0.5
+    trainer = Trainer(model, tmp_path / "run", optimizer="sgd", lr=lr, device="cpu", progress=False, backend="onnx")
+    trainer.fit((x, y), epochs=1, batch_size=8, shuffle=False)
+    xt = torch.tensor(x)
+    loss = torch.nn.functional.cross_entropy(net(xt.flip(1) if form == "reverse" else xt), torch.tensor(y))
+    loss.backward()
+    with torch.no_grad():
+        for p in net.parameters():
+            p -= lr * p.grad
+    after = trainer.parameters()
+    mine = _node_twin({k: after[v] for k, v in names.items()}, form != "reverse").state_dict()
+    before = _node_twin({k: w[v] for k, v in names.items()}, form != "reverse").state_dict()
+    for name, value in net.state_dict().items():
+        assert not torch.allclose(mine[name], before[name]), f"{name} did not move"
+        np.testing.assert_allclose(mine[name].numpy(), value.numpy(), atol=1e-5, rtol=0, err_msg=name)
+    assert _describe(model, tmp_path)["backends"]["onnx"]["trainable"] is True
 
 
 @pytest.mark.slow

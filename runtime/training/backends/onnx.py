@@ -21,7 +21,7 @@ from typing import ClassVar
 import numpy as np
 from onnx import ModelProto, numpy_helper
 
-from onnxforge.runtime.autodiff import AutodiffError, missing_rules
+from onnxforge.runtime.autodiff import AutodiffError, describe_missing, missing_rules
 from onnxforge.runtime.errors import CheckpointError, NotTrainableError, OnnxforgeError, TrainingError
 from onnxforge.runtime.inference.session import session_options
 from onnxforge.runtime.modelio.files import save_model
@@ -50,11 +50,10 @@ class OnnxBackend:
 
     def __init__(self, spec: TrainingSpec):
         self.spec = spec
-        blockers = missing_rules(spec.model, list(spec.trainable), spec.output)
+        blockers = missing_rules(spec.model, list(spec.trainable), spec.output, reasons=True)
         if blockers:
-            listed = ", ".join(f"{op} ({node})" if node else op for op, node in blockers)
-            raise NotTrainableError(f"no gradient in standard ONNX through: {listed}; such a model can be run "
-                                    "but not trained")
+            raise NotTrainableError(f"no gradient in standard ONNX through: {describe_missing(blockers)}; such a model "
+                                    "can be run but not trained")
         inits = {t.name: t for t in spec.model.graph.initializer}
         names = spec.trainable + spec.frozen + spec.state_buffers
         self._initial = {n: numpy_helper.to_array(inits[n]).astype(np.float32) for n in names}
