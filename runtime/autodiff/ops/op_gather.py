@@ -2,8 +2,9 @@
 
 Axis 0 (embeddings): ScatterND with reduction "add" into zeros of the data's shape, the indices
 made non-negative first (Mod by a 0-d dim, so a scalar index stays 0-d and its update, one row
-of dY without the gathered axis, matches ScatterND's indices.shape[:-1] + data.shape[1:]). Other axes: the same Gather applied to the flat index grid of the data,
-then ScatterElements "add" into a flat zero tensor."""
+of dY without the gathered axis, matches ScatterND's indices.shape[:-1] + data.shape[1:]).
+Other axes: the same Gather applied to the flat index grid of the data, then ScatterElements
+"add" into a flat zero tensor."""
 import numpy as np
 from onnx import numpy_helper
 
