@@ -31,7 +31,7 @@ def infer_seq2seq(session, inputs: dict, *, output, as_json: bool, beam: int, ma
         raise DataError(f"an encoder-decoder needs an array 'src' (or 'x') of token ids; the input holds: "
                         f"{', '.join(inputs) or 'nothing'}")
     tokens, attention = decode(session, src, max_len=max_len, beam=beam, batch_size=batch_size)
-    src_tokens, tgt_tokens = session.metadata.get("src_tokens"), session.metadata.get("tgt_tokens")
+    src_tokens, tgt_tokens = session.card.src_tokens, session.card.tgt_tokens
     result = {"tokens": tokens}
     if attention is not None:
         result["attention"] = attention

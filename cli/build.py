@@ -23,9 +23,9 @@ def command() -> None:
 
 def _save(model, output: str, as_json: bool, card: dict | None = None) -> None:
     if card:
-        from onnxforge.runtime.modelio.card import set_metadata
+        from onnxforge.runtime.modelio.card import ModelCard
 
-        set_metadata(model, card)
+        model = ModelCard.from_model(model).updated(card).apply(model)
     path = save_model(model, output)
     params = sum(int(np.prod(t.dims)) for t in model.graph.initializer if t.data_type == 1)
     if as_json:

@@ -39,9 +39,8 @@ def command(model, data, target, features, report, png, ngram, ngram_train, batc
     from onnxforge.runtime.tasks.sources import open_data
 
     session = load(model, device=device)
-    raw = open_data(data, session.inputs, session.metadata, target=target, features=columns(features),
-                    progress=not as_json, name=data,
-                    prepare=task_for(session.metadata, "auto").preparer(session.metadata))
+    raw = open_data(data, session.inputs, session.card, target=target, features=columns(features),
+                    progress=not as_json, name=data, prepare=task_for(session.card, "auto").preparer(session.card))
     ds = checked_dataset(session, raw, name=data)
     result = evaluate(session, ds, batch_size=batch_size)
     if ngram is not None:

@@ -84,6 +84,7 @@ def command(model, input_path, texts, output, batch_size, device, beam, max_len,
     An encoder-decoder reads token ids 'src' (or 'x') and prints the sequences it decodes."""
     from onnxforge.runtime import load
     from onnxforge.runtime.data.datasets import Dataset
+    from onnxforge.runtime.inference.batches import in_batches, stitch
     from onnxforge.runtime.tasks.evaluation import checked_dataset
 
     if (input_path is None) == (not texts):
@@ -102,7 +103,7 @@ def command(model, input_path, texts, output, batch_size, device, beam, max_len,
     if texts or Path(input_path).suffix.lower() not in (".npz", ".npy"):
         return _infer_raw(session, input_path, list(texts), batch_size=batch_size, beam=beam, max_len=max_len,
                           as_json=as_json)
-    if session.metadata.get("task") == "seq2seq":
+    if session.card.task == "seq2seq":
         from onnxforge.cli._seq2seq import infer_seq2seq
 
         return infer_seq2seq(session, read_inputs(input_path, ["src"]), output=output, as_json=as_json, beam=beam,
@@ -110,15 +111,11 @@ def command(model, input_path, texts, output, batch_size, device, beam, max_len,
     ds = checked_dataset(session, Dataset(read_inputs(input_path, [i.name for i in session.inputs]), None, input_path),
                          need_targets=False, name=input_path)
     names = [o.name for o in session.outputs]
-    parts = {n: [] for n in names}
-    for start in range(0, len(ds), batch_size):
-        out = session.run({k: v[start : start + batch_size] for k, v in ds.inputs.items()})
-        for n in names:
-            parts[n].append(out[n])
-    outputs = {n: np.concatenate(v, axis=0) for n, v in parts.items()}
+    parts = list(in_batches(session.run, ds.inputs, batch_size))
+    outputs = {n: stitch(((rows, out[n]) for rows, out in parts), len(ds), n) for n in names}
     result = dict(outputs)
-    main = session.metadata.get("output") or names[0]
-    classifier = session.metadata.get("task") in ("classification", "tagging")  # tagging: a label per step
+    main = session.main_output
+    classifier = session.card.task in ("classification", "tagging")  # tagging: a label per step
     if classifier:
         probs = softmax(outputs[main].astype(np.float64))
         result["predictions"] = probs.argmax(axis=-1)
@@ -137,7 +134,7 @@ def command(model, input_path, texts, output, batch_size, device, beam, max_len,
         for i, row in enumerate(result["predictions"][:MAX_SHOWN]):
             click.echo(f"{i}: tags {' '.join(map(str, row))}")
     elif classifier:
-        labels = session.metadata.get("labels")
+        labels = session.labels
         for i, (p, c) in enumerate(zip(result["predictions"][:MAX_SHOWN], result["confidence"])):
             name = f" ({labels[p]})" if isinstance(labels, list) and p < len(labels) else ""
             click.echo(f"{i}: class {p}{name}  p={c:.3f}")

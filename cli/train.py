@@ -123,9 +123,9 @@ def command(ctx, model, data, val, target, features, epochs, batch_size, lr, opt
     from onnxforge.runtime.tasks.sources import open_data
 
     def read(path, name):
-        return None if path is None else open_data(path, trainer.inputs, trainer.metadata, target=target,
+        return None if path is None else open_data(path, trainer.inputs, trainer.card, target=target,
                                                    features=columns(features), progress=not (quiet or as_json),
-                                                   name=name, prepare=trainer.task.preparer(trainer.metadata))
+                                                   name=name, prepare=trainer.task.preparer(trainer.card))
 
     train_data, val_data = read(data, "training data"), read(val, "validation data")
     try:

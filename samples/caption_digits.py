@@ -28,7 +28,7 @@ from onnxforge.runtime.data.datasets import Dataset
 from onnxforge.runtime.data.images import ImageSpec
 from onnxforge.runtime.data.tokenizers import build_tokenizer
 from onnxforge.runtime.inference.decoding import decode, sequence_metrics, teacher_forcing
-from onnxforge.runtime.modelio.card import set_metadata
+from onnxforge.runtime.modelio.card import ModelCard
 from onnxforge.samples import load_digits
 from onnxforge.samples._png import _glyph, write_png
 
@@ -116,7 +116,8 @@ def train_captioner(rundir, *, n_train: int = 4000, n_test: int = 300, epochs: i
     model = captioner((1, 8, 8 * DIGITS), (16, 32), len(tok.tokens), embed=embed, hidden=hidden, attention=attention,
                       max_len=DIGITS + 1, seed=seed, impl=impl, tokens=list(tok.tokens), tokenizer=tok.card_values())
     spec = ImageSpec(1, 8, 8 * DIGITS).card_values()
-    set_metadata(model, {"image": spec["image"], "preprocessing": {"pixel_scale": spec["pixel_scale"]}})
+    model = ModelCard.from_model(model).updated({"image": spec["image"],
+                                                 "preprocessing": {"pixel_scale": spec["pixel_scale"]}}).apply(model)
     trainer = Trainer(model, rundir, lr=lr, seed=seed, backend=backend, threads=threads, progress=progress)
     data = Dataset({"image": train_x, "decoder_input": teacher_forcing(train_y)}, train_y, "caption strips")
     history = trainer.fit(data, epochs=epochs, batch_size=batch_size, overwrite=True)

@@ -24,7 +24,7 @@ import numpy as np
 from onnxforge.graphs.seq2seq import seq2seq
 from onnxforge.runtime import Trainer, load
 from onnxforge.runtime.inference.decoding import decode, sequence_metrics
-from onnxforge.runtime.modelio.card import set_metadata
+from onnxforge.runtime.modelio.card import ModelCard
 from onnxforge.runtime.modelio.files import atomic_write_bytes
 from onnxforge.samples import dates
 from onnxforge.samples._png import labelled_heatmap, write_png
@@ -51,7 +51,8 @@ def train_translator(rundir, *, n_train: int = 10000, n_test: int = 2000, epochs
         atomic_write_bytes(rundir / name, "".join(f"{t}\t{i}\n" for t, i in zip(split["text"], split["iso"])).encode())
     model = seq2seq(len(dates.src_vocab()), len(dates.tgt_vocab()), embed, hidden, attention=attention, seed=seed,
                     max_len=dates.TGT_WIDTH, src_tokens=dates.src_vocab(), tgt_tokens=dates.tgt_vocab())
-    set_metadata(model, {"tokenizer": {"kind": "char", "unknown": "refuse"}})  # the card's vocabularies, by character
+    # the card's vocabularies, read by character
+    model = ModelCard.from_model(model).updated({"tokenizer": {"kind": "char", "unknown": "refuse"}}).apply(model)
     trainer = Trainer(model, rundir, lr=lr, schedule="cosine", seed=seed, threads=threads, progress=progress)
     data = str(rundir / "dates_train.tsv") if data_format == "tsv" else ({"src": train["src"]}, train["tgt"])
     t0 = time.perf_counter()

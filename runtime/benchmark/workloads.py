@@ -13,9 +13,9 @@ from onnx import numpy_helper
 from onnxforge.graphs.lstm_gates import onnx_to_torch
 from onnxforge.runtime.errors import ConfigError, RuntimeUnavailableError
 from onnxforge.runtime.inference.decoding import prepare_seq2seq_arrays
-from onnxforge.runtime.modelio.files import get_metadata
+from onnxforge.runtime.modelio.card import ModelCard
 
-__all__ = ["FAMILIES", "Workload", "workloads", "torch_module"]
+__all__ = ["FAMILIES", "TWINS", "Workload", "workloads", "torch_module"]
 
 FAMILIES = ("mlp", "convnet", "lstm", "seq2seq")
 
@@ -52,7 +52,7 @@ def _initialisers(model) -> dict:
 
 def _mlp_torch(model):
     torch = torch_module()
-    args = get_metadata(model)["args"]
+    args = ModelCard.from_model(model).args
     if args.get("activation", "relu").lower() != "relu" or args.get("dropout", 0.0):
         raise ConfigError("the benchmark's PyTorch MLP twin supports ReLU without dropout only")
     w = _initialisers(model)
@@ -77,7 +77,7 @@ def _param(t, value: np.ndarray):
 
 def _convnet_torch(model):
     torch = torch_module()
-    a = get_metadata(model)["args"]
+    a = ModelCard.from_model(model).args
     if a.get("dropout") or a.get("batchnorm") or a["kernel"] % 2 == 0:
         raise ConfigError("the benchmark's PyTorch ConvNet twin supports odd kernels without dropout or batch norm")
     w = _initialisers(model)
@@ -114,7 +114,7 @@ def _copy_lstm(lstm, w: dict, prefixes: list[str], hidden: int) -> None:
 
 def _lstm_torch(model):
     torch = torch_module()
-    a = get_metadata(model)["args"]
+    a = ModelCard.from_model(model).args
     if a.get("vocab") or a.get("bidirectional") or a.get("dropout") or a["head"] != "sequence":
         raise ConfigError("the benchmark's PyTorch LSTM twin supports float features, one direction and the sequence head")
     w = _initialisers(model)
@@ -138,7 +138,7 @@ def _lstm_torch(model):
 
 def _seq2seq_torch(model):
     torch = torch_module()
-    a = get_metadata(model)["args"]
+    a = ModelCard.from_model(model).args
     if a["attention"] not in ("dot", "general"):
         raise ConfigError("the benchmark's PyTorch encoder-decoder twin needs attention 'dot' or 'general'")
     w = _initialisers(model)
@@ -176,6 +176,10 @@ def _seq2seq_torch(model):
         _param(mod.weight, w[f"{p}.weight"])
         _param(mod.bias, w[f"{p}.bias"])
     return net
+
+
+# family -> the PyTorch twin of a model of it (the model's metadata gives the architecture)
+TWINS = {"mlp": _mlp_torch, "convnet": _convnet_torch, "lstm": _lstm_torch, "seq2seq": _seq2seq_torch}
 
 
 def _sequence_data(steps: int, features: int, classes: int):

@@ -225,7 +225,8 @@ def _torch_to_onnx(source, destination, *, opset, input_shapes, sizes, stages, v
                                                       torchscript_specs)
     from onnxforge.runtime.convert.onnx_upgrade import _ir_for, _limits
     from onnxforge.runtime.convert.verify import random_inputs
-    from onnxforge.runtime.modelio.files import save_model, set_metadata
+    from onnxforge.runtime.modelio.card import ModelCard
+    from onnxforge.runtime.modelio.files import save_model
 
     stages("load")
     kind = "pt2" if source.suffix.lower() == ".pt2" else "torchscript"
@@ -251,12 +252,12 @@ def _torch_to_onnx(source, destination, *, opset, input_shapes, sizes, stages, v
     model.ir_version = min(model.ir_version, _ir_for(target, max_ir))
     _rename_initializers(model, sidecar.get("names") or {})
     model.producer_name = "onnxforge"
-    props = sidecar.get("metadata_props") or {}
+    props = sidecar.get("metadata_props") or {}  # every property of the ONNX file it came from, as it was
     for key, value in props.items():
         prop = model.metadata_props.add()
         prop.key, prop.value = key, value
     if not props:
-        set_metadata(model, {"source": {"format": kind, "file": source.name}})
+        model = ModelCard.from_model(model).updated({"source": {"format": kind, "file": source.name}}).write_into(model)
     stages("save")
     save_model(model, destination)
     from onnxforge.runtime.passes.gradient_form import trainable_parameters

@@ -12,7 +12,7 @@ import numpy as np
 
 from onnxforge.runtime.errors import DataError
 
-__all__ = ["Dataset", "load_npz", "as_dataset", "check_dataset", "vocab_sizes"]
+__all__ = ["Dataset", "load_npz", "as_dataset", "check_dataset"]
 
 
 @dataclass
@@ -192,21 +192,6 @@ def _check_ids(src: str, name: str, arr: np.ndarray, n: int) -> None:
                     f"has ids 0 to {n - 1} ({_plural(int(np.count_nonzero(bad)), 'id')} out of range in all)")
 
 
-def vocab_sizes(metadata: dict | None) -> dict:
-    """``{input name: vocabulary size}`` for a model's token-id inputs, from its onnxforge metadata
-    (an LSTM built with ``vocab``; an encoder-decoder's ``src`` and ``decoder_input``)."""
-    meta = metadata or {}
-    args = meta.get("args") or {}
-    if not isinstance(args, dict):
-        return {}
-    if meta.get("builder") == "seq2seq" or meta.get("task") == "seq2seq":
-        sizes = {"src": args.get("src_vocab"), "decoder_input": args.get("tgt_vocab")}
-    else:
-        names = meta.get("inputs") or []
-        sizes = {names[0]: args.get("vocab")} if len(names) == 1 else {}
-    return {k: v for k, v in sizes.items() if isinstance(v, int) and not isinstance(v, bool) and v > 0}
-
-
 def check_dataset(data: Dataset, inputs, *, task: str | None, classes: int | None,
                   target_shape: tuple | None = None, need_targets: bool = True,
                   ignore_index: int | None = None, vocab: dict | None = None) -> Dataset:
@@ -218,7 +203,7 @@ def check_dataset(data: Dataset, inputs, *, task: str | None, classes: int | Non
     integers or lie outside ``[0, classes)`` (naming the first row). Float64 is cast to float32 and
     narrower or unsigned integers to int64 ids when their values fit. The checks are vectorised
     numpy; structural ones (shapes, dtypes, lengths) come before the ones that read every value.
-    ``vocab`` (``{input name: number of ids}``, see :func:`vocab_sizes`) bounds token-id inputs to
+    ``vocab`` (``{input name: number of ids}``, a model card's ``vocabularies``) bounds token-id inputs to
     ``[0, n)``: an embedding lookup outside it would fail (or wrap around) inside ONNX Runtime.
     """
     src = data.source

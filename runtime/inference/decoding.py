@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from onnxforge.runtime.errors import ConfigError, DataError, InputError, ModelError
+from onnxforge.runtime.inference.batches import in_batches
+from onnxforge.runtime.modelio.card import ModelCard
 
 __all__ = ["decode", "teacher_forcing", "prepare_seq2seq_arrays", "check_token_ids", "sequence_metrics", "strip_sequence",
            "PAD", "BOS", "EOS"]
@@ -45,14 +47,14 @@ def check_token_ids(name: str, ids: np.ndarray, vocab, what: str) -> None:
         raise DataError(f"'{name}' holds token id {bad:g}; the model's {what} vocabulary has ids 0 to {vocab - 1}")
 
 
-def prepare_seq2seq_arrays(arrays: dict, metadata: dict | None = None) -> dict:
+def prepare_seq2seq_arrays(arrays: dict, card: ModelCard | None = None) -> dict:
     """Turn a dataset's ``src`` and ``tgt`` (or ``x`` and ``y``) into the model's inputs and targets:
     ``{"src", "decoder_input", "y"}``. Arrays that already hold ``decoder_input`` pass unchanged.
-    With the model's ``metadata``, token ids outside its vocabularies raise :class:`DataError`."""
+    With the model's ``card``, token ids outside its vocabularies raise :class:`DataError`."""
     out = dict(arrays)
     if "src" not in out and "x" in out:
         out["src"] = out["x"]
-    args = (metadata or {}).get("args") or {}
+    args = card.args if card is not None else {}
     if "src" in out:
         check_token_ids("src", out["src"], args.get("src_vocab"), "source")
     tgt = out.get("tgt", out.get("y"))
@@ -69,14 +71,14 @@ DECODED_TASKS = ("seq2seq", "captioning")
 
 def _names(session) -> tuple[str, str | None, str]:
     """``(logits, attention or None, the memory input: src or image)``."""
-    meta = session.metadata
-    if meta.get("task") not in DECODED_TASKS:
+    card = session.card
+    if card.task not in DECODED_TASKS:
         raise ModelError(f"decoding needs an encoder-decoder (task 'seq2seq') or a captioner (task 'captioning'); "
-                         f"this model's task is {meta.get('task')!r}")
+                         f"this model's task is {card.task!r}")
     outs = [o.name for o in session.outputs]
-    logits = meta.get("output") or "logits"
-    att = meta.get("attention_output")
-    memory = "src" if meta.get("task") == "seq2seq" else (meta.get("inputs") or ["image"])[0]
+    logits = card.output or "logits"
+    att = card.attention_output
+    memory = "src" if card.task == "seq2seq" else (card.inputs or ["image"])[0]
     return logits, (att if att in outs else None), memory
 
 
@@ -169,25 +171,25 @@ def decode(session, src, *, max_len: int | None = None, beam: int = 1, batch_siz
     """
     logits_name, att_name, memory = _names(session)
     if max_len is None:
-        max_len = int(session.metadata.get("max_len") or 64)
+        max_len = session.card.max_len or 64
     if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or max_len < 1:
         raise ConfigError(f"max_len must be a positive integer; got {max_len!r}")
     if isinstance(beam, bool) or not isinstance(beam, (int, np.integer)) or beam < 1:
         raise ConfigError(f"beam must be a positive integer; got {beam!r}")
     if memory == "src":
         src = _check_src(src)
-        check_token_ids("src", src, (session.metadata.get("args") or {}).get("src_vocab"), "source")
+        check_token_ids("src", src, session.card.args.get("src_vocab"), "source")
     else:
         src = _check_image(src, session)
     if len(src) == 0:
         raise InputError("src holds no sequences")
-    parts = []
-    for start in range(0, len(src), batch_size):
-        chunk = src[start : start + batch_size]
+
+    def run(feeds: dict):
         if beam == 1:
-            parts.append(_greedy(session, chunk, int(max_len), logits_name, att_name, memory))
-        else:
-            parts.append(_beam(session, chunk, int(max_len), int(beam), logits_name, att_name, memory))
+            return _greedy(session, feeds[memory], int(max_len), logits_name, att_name, memory)
+        return _beam(session, feeds[memory], int(max_len), int(beam), logits_name, att_name, memory)
+
+    parts = [p for _, p in in_batches(run, {memory: src}, batch_size, desc="decode")]
     width = max(t.shape[1] for t, _ in parts)
     tokens = np.zeros((len(src), width), np.int64)
     attention = np.zeros((len(src), width, parts[0][1].shape[-1]), np.float32) if att_name else None

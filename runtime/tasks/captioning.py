@@ -16,6 +16,7 @@ from onnxforge.runtime.data import images, text
 from onnxforge.runtime.data.tokenizers import Tokenizer
 from onnxforge.runtime.errors import DataError
 from onnxforge.runtime.inference.decoding import check_token_ids, decode, sequence_metrics, teacher_forcing
+from onnxforge.runtime.modelio.card import ModelCard
 
 __all__ = ["TASK", "IMAGE_INPUT", "read_captions", "captions_arrays", "prepare_caption_arrays", "caption_metrics",
            "caption_tokenizer"]
@@ -56,7 +57,7 @@ def captions_arrays(path, card, input_shape, *, progress: bool = False) -> dict:
     return {IMAGE_INPUT: x, "tgt": tgt}
 
 
-def prepare_caption_arrays(arrays: dict, metadata: dict | None = None) -> dict:
+def prepare_caption_arrays(arrays: dict, card: ModelCard | None = None) -> dict:
     """A dataset's ``image`` (or ``x``) and ``tgt`` (or ``y``) as the model's inputs and targets:
     ``{"image", "decoder_input" = BOS + tgt[:-1], "y" = tgt}``; target ids outside the model's
     vocabulary raise :class:`DataError`."""
@@ -65,7 +66,7 @@ def prepare_caption_arrays(arrays: dict, metadata: dict | None = None) -> dict:
         out[IMAGE_INPUT] = out.pop("x")
     tgt = out.get("tgt", out.get("y"))
     if tgt is not None:
-        check_token_ids("tgt", tgt, ((metadata or {}).get("args") or {}).get("vocab"), "caption")
+        check_token_ids("tgt", tgt, card.args.get("vocab") if card is not None else None, "caption")
         out["y"] = tgt
         if "decoder_input" not in out:
             out["decoder_input"] = teacher_forcing(tgt)

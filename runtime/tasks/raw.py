@@ -126,7 +126,7 @@ def feeds_from_path(session, path, *, progress: bool = False) -> tuple[dict, lis
         x, _ = tables.read_table(path, card.features, card.target, labels=card.labels, need_targets=False,
                                  progress=progress)
         return {session.inputs[0].name: x}, None
-    ds = open_data(path, session.inputs, session.metadata, need_targets=False, progress=progress, name=str(path))
+    ds = open_data(path, session.inputs, session.card, need_targets=False, progress=progress, name=str(path))
     return ds.inputs, ([str(path)] if kind == "image" else None)
 
 

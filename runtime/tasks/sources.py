@@ -29,8 +29,8 @@ from onnxforge.runtime.tasks.task import task_for
 __all__ = ["open_data", "data_kind", "text_tokenizers"]
 
 
-def _card(metadata) -> ModelCard:
-    return metadata if isinstance(metadata, ModelCard) else ModelCard.from_dict(dict(metadata or {}))
+def _card(card) -> ModelCard:
+    return card if isinstance(card, ModelCard) else ModelCard.from_dict(dict(card or {}))
 
 
 def data_kind(path, card: ModelCard) -> str:
@@ -69,15 +69,14 @@ def _trim(ids: np.ndarray) -> np.ndarray:
     return ids[:, : (int(used[-1]) + 1 if used.size else 1)]
 
 
-def _text_dataset(path, card: ModelCard, metadata: dict, input_names, need_targets: bool, progress: bool,
-                  inputs=None) -> Dataset:
+def _text_dataset(path, card: ModelCard, input_names, need_targets: bool, progress: bool, inputs=None) -> Dataset:
     src, tgt = text_tokenizers(card)
     if card.task == language_model.TASK:  # next-word windows of the context width
         x, y = language_model.corpus_windows(path, src, int(card.args["context"]), progress=progress)
         return Dataset({input_names[0]: x}, y, str(path))
     if card.task == captioning.TASK:  # image_path<TAB>caption lines
         arrays = captioning.captions_arrays(path, card, inputs[0].shape, progress=progress)
-        arrays = task_for(metadata).preparer(metadata)(arrays)
+        arrays = task_for(card).preparer(card)(arrays)
         return Dataset({k: arrays[k] for k in input_names}, arrays["y"], str(path))
     unrolled = (card.args or {}).get("impl") == "unrolled"
     width = card.max_len if unrolled else None
@@ -86,7 +85,7 @@ def _text_dataset(path, card: ModelCard, metadata: dict, input_names, need_targe
         if not unrolled:
             arrays["src"] = _trim(arrays["src"])
         arrays["tgt"] = _trim(arrays["tgt"]) if not unrolled else arrays["tgt"]
-        arrays = task_for(metadata).preparer(metadata)(arrays)
+        arrays = task_for(card).preparer(card)(arrays)
         return Dataset({k: arrays[k] for k in input_names}, arrays["y"], str(path))
     if card.task == "tagging":
         x, y = text.corpus_arrays(path, src, width=card.args.get("steps"), progress=progress)
@@ -95,23 +94,23 @@ def _text_dataset(path, card: ModelCard, metadata: dict, input_names, need_targe
     return Dataset({input_names[0]: x}, y, str(path))
 
 
-def open_data(data, inputs, metadata, *, target: str | None = None, features=None, need_targets: bool = True,
+def open_data(data, inputs, card, *, target: str | None = None, features=None, need_targets: bool = True,
               progress: bool = False, name: str = "data", prepare=None) -> Dataset:
     """``data`` (a path, pair or Dataset) as a Dataset for a model with ``inputs`` (IOInfo) and
-    ``metadata`` (its card as a dict). ``target``/``features`` override the card's table columns."""
+    model ``card`` (a :class:`ModelCard`, or its dict). ``target``/``features`` override the card's
+    table columns."""
     names = [i.name for i in inputs]
     if isinstance(data, Dataset) or not isinstance(data, (str, os.PathLike)):
         return as_dataset(data, names, name, prepare)
-    card = _card(metadata)
-    meta = card.to_dict()
+    card = _card(card)
     kind = data_kind(data, card)
     if kind == "npz":
         return as_dataset(data, names, name, prepare)
     if kind == "text":
-        return _text_dataset(data, card, meta, names, need_targets, progress, inputs)
+        return _text_dataset(data, card, names, need_targets, progress, inputs)
     if len(names) != 1:
         raise DataError(f"'{data}': tables and images feed a one-input model; this one has {len(names)} inputs")
-    classify = task_for(meta).labels_are_classes
+    classify = task_for(card).labels_are_classes
     if kind == "table":
         x, y = tables.read_table(data, features or card.features, target or card.target, labels=card.labels,
                                  classify=classify, need_targets=need_targets, progress=progress)

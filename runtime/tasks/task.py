@@ -1,4 +1,4 @@
-"""What a model is for, read from its metadata: which loss fits, which output the loss reads,
+"""What a model is for, read from its model card: which loss fits, which output the loss reads,
 and which metrics evaluation reports. Builders write ``task``; imported models get one from the
 loss the user picks."""
 
@@ -10,6 +10,7 @@ from typing import Callable
 
 import numpy as np
 
+from onnxforge.runtime.modelio.card import ModelCard
 from onnxforge.runtime.tasks.language_model import language_metrics
 from onnxforge.runtime.tasks.losses import numpy_loss
 
@@ -28,10 +29,10 @@ def _regression_metrics(output: np.ndarray, y: np.ndarray, ignore_index=None) ->
     return {"mae": float(np.abs(diff).mean()), "rmse": float(np.sqrt((diff * diff).mean()))}
 
 
-def _seq2seq_prepare(arrays: dict, metadata: dict | None = None) -> dict:
+def _seq2seq_prepare(arrays: dict, card: ModelCard | None = None) -> dict:
     from onnxforge.runtime.inference.decoding import prepare_seq2seq_arrays
 
-    return prepare_seq2seq_arrays(arrays, metadata)
+    return prepare_seq2seq_arrays(arrays, card)
 
 
 def _seq2seq_run_metrics(session, dataset, batch_size: int = 512) -> dict:
@@ -41,10 +42,10 @@ def _seq2seq_run_metrics(session, dataset, batch_size: int = 512) -> dict:
     return sequence_metrics(tokens, dataset.y)
 
 
-def _captioning_prepare(arrays: dict, metadata: dict | None = None) -> dict:
+def _captioning_prepare(arrays: dict, card: ModelCard | None = None) -> dict:
     from onnxforge.runtime.tasks.captioning import prepare_caption_arrays
 
-    return prepare_caption_arrays(arrays, metadata)
+    return prepare_caption_arrays(arrays, card)
 
 
 def _captioning_run_metrics(session, dataset, batch_size: int = 512) -> dict:
@@ -60,15 +61,15 @@ class Task:
     metrics: Callable = field(repr=False)
     ignore_index: int | None = None
     labels_are_classes: bool = True
-    # optional hooks: ``prepare(arrays, metadata) -> arrays`` derives model inputs and ``y`` from a dataset's
+    # optional hooks: ``prepare(arrays, card) -> arrays`` derives model inputs and ``y`` from a dataset's
     # named arrays; ``run_metrics(session, dataset, batch_size) -> dict`` adds metrics that need the
     # model run another way than one forward pass (decoding)
     prepare: Callable | None = field(default=None, repr=False)
     run_metrics: Callable | None = field(default=None, repr=False)
 
-    def preparer(self, metadata: dict) -> Callable | None:
-        """The ``prepare`` hook bound to a model's metadata (``None`` for tasks without one)."""
-        return None if self.prepare is None else functools.partial(self.prepare, metadata=metadata)
+    def preparer(self, card: ModelCard) -> Callable | None:
+        """The ``prepare`` hook bound to a model's card (``None`` for tasks without one)."""
+        return None if self.prepare is None else functools.partial(self.prepare, card=card)
 
     def evaluate(self, loss: str, output: np.ndarray, y: np.ndarray) -> dict:
         result = {"loss": numpy_loss(loss, output, y, self.ignore_index)}
@@ -94,9 +95,9 @@ TASKS: dict[str, Task] = {
 }
 
 
-def task_for(metadata: dict, loss: str = "auto") -> Task:
-    """The task named in ``metadata``; for a model without one, the task that ``loss`` implies."""
-    name = metadata.get("task")
+def task_for(card: ModelCard, loss: str = "auto") -> Task:
+    """The task named in the model's ``card``; for a model without one, the task that ``loss`` implies."""
+    name = card.task
     if name in TASKS:
         return TASKS[name]
     return TASKS["regression"] if loss == "mse" else TASKS["classification"]

@@ -37,7 +37,8 @@ from onnx import ModelProto, numpy_helper
 from onnxforge.runtime.data.datasets import Dataset
 from onnxforge.runtime.errors import ConfigError
 from onnxforge.runtime.inference.session import Session, _io_info_from_model, session_options
-from onnxforge.runtime.modelio.files import get_metadata, load_model
+from onnxforge.runtime.modelio.card import ModelCard
+from onnxforge.runtime.modelio.files import load_model
 from onnxforge.runtime.ort.device import Device, resolve_device
 from onnxforge.runtime.ort.threads import check_threads, resolve_threads
 from onnxforge.runtime.passes import pipelines
@@ -90,15 +91,15 @@ class Trainer:
         self.source = load_model(model)
         self.run = RunFolder(rundir)
         self.rundir = self.run.path
-        self.metadata = get_metadata(self.source)
-        self.task = task_for(self.metadata, loss)
+        self.card = ModelCard.from_model(self.source)
+        self.task = task_for(self.card, loss)
         self.loss = self.task.default_loss if loss == "auto" else loss
         if self.loss == "cross-entropy" and self.task.name == "regression":
             raise ConfigError("loss 'cross-entropy' needs a classifier, but the model's task is regression")
         check_threads(threads)
         self.threads, self.progress, self.trust_checkpoint, self.workers = threads, progress, trust_checkpoint, workers
         self.intra_op_threads = None if threads == "auto" else threads  # "auto" is resolved in fit()
-        self.output_name = self.metadata.get("output") or self.source.graph.output[0].name
+        self.output_name = self.card.output or self.source.graph.output[0].name
         if self.output_name not in [o.name for o in self.source.graph.output]:
             raise ConfigError(f"the model has no output {self.output_name!r} to train")
         self.inputs = _io_info_from_model(self.source)
@@ -149,7 +150,7 @@ class Trainer:
     def _check(self, data, name: str) -> Dataset:
         out = next(o for o in self.source.graph.output if o.name == self.output_name)
         shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in out.type.tensor_type.shape.dim)
-        return check_for_model(data, self.inputs, shape, self.metadata, loss=self.loss, name=name)
+        return check_for_model(data, self.inputs, shape, self.card, loss=self.loss, name=name)
 
     # -- the run ---------------------------------------------------------------------------------
     def fit(self, train, val=None, *, epochs: int | None = None, batch_size: int | None = None,

@@ -14,10 +14,10 @@ from click.testing import CliRunner
 from onnxforge.cli.main import cli
 from onnxforge.graphs import convnet, lstm, mlp
 from onnxforge.runtime import Trainer, load
-from onnxforge.runtime.data.datasets import Dataset, check_dataset, vocab_sizes
+from onnxforge.runtime.data.datasets import Dataset, check_dataset
 from onnxforge.runtime.errors import DataError
 from onnxforge.runtime.tasks.evaluation import evaluate
-from onnxforge.runtime.modelio.files import get_metadata, save_model
+from onnxforge.runtime.modelio import ModelCard, save_model
 from onnxforge.runtime.inference.session import _io_info_from_model
 
 N, FEATURES, CLASSES = 10, 8, 3
@@ -268,7 +268,7 @@ def test_ignored_labels_are_not_out_of_range():
 
 def test_token_ids_outside_the_vocabulary():
     model = lstm(vocab=6, embed=4, hidden=8, classes=CLASSES)
-    vocab = vocab_sizes(get_metadata(model))
+    vocab = ModelCard.from_model(model).vocabularies
     assert vocab == {"x": 6}
     inputs = _io_info_from_model(model)
     ids = put(np.ones((N, 5), np.int64), ((2, 3), 9), ((5, 0), -1))
@@ -276,7 +276,7 @@ def test_token_ids_outside_the_vocabulary():
         check_dataset(Dataset({"x": ids}, y_ok(), "ids.npz"), inputs, task="classification", classes=CLASSES, vocab=vocab)
     assert str(info.value) == ("ids.npz: input 'x' holds token id 9 at row 2, column 3; the model's vocabulary has ids "
                                "0 to 5 (2 ids out of range in all)")
-    assert vocab_sizes(get_metadata(mlp(FEATURES, 16, CLASSES))) == {}
+    assert ModelCard.from_model(mlp(FEATURES, 16, CLASSES)).vocabularies == {}
 
 
 def test_every_message_is_one_line_and_starts_with_its_source():
