@@ -10,10 +10,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from onnxforge.runtime.modelio.dtypes import TYPES
+
 __all__ = ["T", "ints"]
 
-_DTYPES = {1: torch.float32, 2: torch.uint8, 3: torch.int8, 5: torch.int16, 6: torch.int32, 7: torch.int64,
-           9: torch.bool, 10: torch.float16, 11: torch.float64, 16: torch.bfloat16}
+# ONNX element type -> torch dtype, from the one element-type table: ONNX Runtime's type names
+# ("float", "double", "int64", "bfloat16", ...) are torch's names too; types torch lacks are left out
+_DTYPES = {t.onnx: getattr(torch, t.ort[len("tensor("):-1]) for t in TYPES
+           if isinstance(getattr(torch, t.ort[len("tensor("):-1], None), torch.dtype)}
 
 
 def _is_shape(v) -> bool:
