@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 
 from onnxforge.graphs.captioner import captioner
-from onnxforge.graphs.lstm_gates import onnx_to_torch
+from onnxforge.graphs.lstm_gates import onnx_to_torch, torch_to_onnx
 from onnxforge.runtime import Trainer
 from onnxforge.runtime.autodiff import gradient_model
 from onnxforge.runtime.data.datasets import Dataset
@@ -54,12 +54,10 @@ class TorchCaptioner(torch.nn.Module):
     def grads(self) -> dict:
         """Gradients by ONNX parameter name (the LSTM's put back into ONNX layout)."""
         out = {k.replace("__", "."): v.grad for k, v in self.p.items() if v.grad is not None}
-        h = self.args["hidden"]
-        back = lambda t: t[torch.tensor(np.argsort(np.concatenate(  # noqa: E731
-            [np.arange(k * h, (k + 1) * h) for k in (0, 2, 3, 1)])))]
-        out["decoder.lstm.W"] = back(self.lstm.weight_ih_l0.grad)[None]
-        out["decoder.lstm.R"] = back(self.lstm.weight_hh_l0.grad)[None]
-        out["decoder.lstm.B"] = torch.cat([back(self.lstm.bias_ih_l0.grad), back(self.lstm.bias_hh_l0.grad)])[None]
+        lstm = self.lstm
+        out["decoder.lstm.W"] = torch_to_onnx(lstm.weight_ih_l0.grad)[None]
+        out["decoder.lstm.R"] = torch_to_onnx(lstm.weight_hh_l0.grad)[None]
+        out["decoder.lstm.B"] = torch.cat([torch_to_onnx(lstm.bias_ih_l0.grad), torch_to_onnx(lstm.bias_hh_l0.grad)])[None]
         return out
 
 

@@ -12,6 +12,7 @@ from onnx import helper, numpy_helper
 
 from _autodiff_check import assert_close, gradients
 from onnxforge.graphs import convnet, lstm, mlp, seq2seq
+from onnxforge.graphs.lstm_gates import onnx_to_torch
 from onnxforge.runtime.autodiff import batchnorm_training_form
 
 pytestmark = pytest.mark.torch
@@ -162,20 +163,12 @@ def test_convnet_odd_kernel_no_pool_dense():
     check(m, {"x": x}, twin)
 
 
-PERM = [0, 2, 3, 1]  # torch blocks (i, f, g, o) are ONNX blocks (i, o, f, c)[PERM]
-
-
-def onnx_to_torch_gates(t, H):
-    blocks = [t[k * H:(k + 1) * H] for k in range(4)]
-    return torch.cat([blocks[k] for k in PERM])
-
-
 def torch_lstm(p, prefix, x, H, h0=None, c0=None, reverse=False):
     """ONNX-layout parameters run through torch.nn.functional's LSTM cell via torch.lstm."""
-    w = onnx_to_torch_gates(p[f"{prefix}.W"][0], H)
-    r = onnx_to_torch_gates(p[f"{prefix}.R"][0], H)
+    w = onnx_to_torch(p[f"{prefix}.W"][0])
+    r = onnx_to_torch(p[f"{prefix}.R"][0])
     b = p[f"{prefix}.B"][0]
-    bw, br = onnx_to_torch_gates(b[:4 * H], H), onnx_to_torch_gates(b[4 * H:], H)
+    bw, br = onnx_to_torch(b[:4 * H]), onnx_to_torch(b[4 * H:])
     N = x.shape[1]
     h = h0 if h0 is not None else torch.zeros(1, N, H, dtype=x.dtype)
     c = c0 if c0 is not None else torch.zeros(1, N, H, dtype=x.dtype)

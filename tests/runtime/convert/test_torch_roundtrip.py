@@ -12,6 +12,7 @@ import torch
 from onnx import numpy_helper
 
 from onnxforge.graphs import convnet, lstm, mlp
+from onnxforge.graphs.lstm_gates import onnx_to_torch, torch_to_onnx
 from onnxforge.runtime import load
 from onnxforge.runtime.convert import convert
 from onnxforge.runtime.convert.to_torch import to_torch_module
@@ -142,7 +143,7 @@ def test_interpreter_lstm_matches_nn_lstm_outputs_and_gradients():
     H = 7
     ref = torch.nn.LSTM(5, H, batch_first=True)
     def torch_layout(m):  # torch's i, f, g, o taken from ONNX's i, o, f, c
-        return torch.tensor(np.concatenate([m[k * H:(k + 1) * H] for k in (0, 2, 3, 1)]))
+        return torch.tensor(onnx_to_torch(m))
 
     with torch.no_grad():
         ref.weight_ih_l0.copy_(torch_layout(w["lstm1.W"][0]))
@@ -162,8 +163,7 @@ def test_interpreter_lstm_matches_nn_lstm_outputs_and_gradients():
     theirs.square().sum().backward()
     params = dict(module.named_parameters())
     torch.testing.assert_close(params["fc.weight"].grad, fc.weight.grad, atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(params["lstm1.W"].grad[0], torch.cat(
-        [ref.weight_ih_l0.grad[k * H:(k + 1) * H] for k in [0, 3, 1, 2]]), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(params["lstm1.W"].grad[0], torch_to_onnx(ref.weight_ih_l0.grad), atol=1e-5, rtol=1e-4)
 
 
 def test_interpreter_mlp_gradients_match_nn_linear():
