@@ -39,17 +39,12 @@ def wine(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def wine_run(wine):
-    from click.testing import CliRunner
-
-    from onnxforge.cli.main import cli
-
+def wine_run(wine, cli_run):
     train, test, _, root = wine
-    run = CliRunner().invoke
-    assert run(cli, ["build", "mlp", "--inputs-from", str(train), "--target", "cultivar", "--hidden", "32",
-                     "-o", str(root / "wine.onnx")]).exit_code == 0
-    result = run(cli, ["train", str(root / "wine.onnx"), "--data", str(train), "--val", str(test), "--epochs", "60",
-                       "--batch-size", "16", "--out", str(root / "run"), "--quiet"])
+    assert cli_run("build", "mlp", "--inputs-from", train, "--target", "cultivar", "--hidden", 32,
+                   "-o", root / "wine.onnx").exit_code == 0
+    result = cli_run("train", root / "wine.onnx", "--data", train, "--val", test, "--epochs", 60,
+                     "--batch-size", 16, "--out", root / "run", "--quiet")
     assert result.exit_code == 0, result.output
     return root / "run"
 

@@ -5,17 +5,10 @@ from __future__ import annotations
 import json
 
 import onnx
-from click.testing import CliRunner
-
-from onnxforge.cli.main import cli
 
 
-def run(*args):
-    return CliRunner().invoke(cli, list(args))
-
-
-def test_plugins_list_json_has_every_builtin_op_with_kinds_and_trainability():
-    result = run("plugins", "list", "--json")
+def test_plugins_list_json_has_every_builtin_op_with_kinds_and_trainability(cli_run):
+    result = cli_run("plugins", "list", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     ops = {(o["domain"], o["name"]): o for o in data["ops"]}
@@ -27,25 +20,25 @@ def test_plugins_list_json_has_every_builtin_op_with_kinds_and_trainability():
     assert ops[("onnxforge", "LogGamma")]["trainable"] is False
 
 
-def test_plugins_list_text_is_a_table():
-    result = run("plugins", "list")
+def test_plugins_list_text_is_a_table(cli_run):
+    result = cli_run("plugins", "list")
     assert result.exit_code == 0
     lines = result.output.splitlines()
     assert lines[0].split() == ["op", "domain", "plugin", "implementations", "trainable"]
     assert any(line.split() == ["LogGamma", "onnxforge", "builtin", "python", "no"] for line in lines)
 
 
-def test_plugins_show_describes_an_op_and_its_body():
-    result = run("plugins", "show", "swish")
+def test_plugins_show_describes_an_op_and_its_body(cli_run):
+    result = cli_run("plugins", "show", "swish")
     assert result.exit_code == 0
     assert "onnxforge.Swish (version 1, plugin builtin)" in result.output
     assert "sig = Sigmoid(X)" in result.output and "Y = Mul(X, sig)" in result.output
-    data = json.loads(run("plugins", "show", "onnxforge.Elu", "--json").output)
+    data = json.loads(cli_run("plugins", "show", "onnxforge.Elu", "--json").output)
     assert data["attributes"] == {"alpha": 1.0} and data["trainable"] is True
 
 
-def test_plugins_show_unknown_op_is_one_error_line():
-    result = run("plugins", "show", "NoSuchOp")
+def test_plugins_show_unknown_op_is_one_error_line(cli_run):
+    result = cli_run("plugins", "show", "NoSuchOp")
     assert result.exit_code == 1
     assert len(result.output.strip().splitlines()) == 1
     assert result.output.startswith("Error: no installed plugin provides an op called 'NoSuchOp'; "
@@ -53,9 +46,9 @@ def test_plugins_show_unknown_op_is_one_error_line():
     assert "Traceback" not in result.output
 
 
-def test_build_mlp_with_plugin_activation_puts_a_plugin_node_in_the_model(tmp_path):
+def test_build_mlp_with_plugin_activation_puts_a_plugin_node_in_the_model(cli_run, tmp_path):
     out = tmp_path / "swish.onnx"
-    result = run("build", "mlp", "--inputs", "64", "--hidden", "32", "--classes", "10", "--activation", "swish",
+    result = cli_run("build", "mlp", "--inputs", "64", "--hidden", "32", "--classes", "10", "--activation", "swish",
                  "-o", str(out))
     assert result.exit_code == 0, result.output
     model = onnx.load(str(out))
@@ -65,13 +58,13 @@ def test_build_mlp_with_plugin_activation_puts_a_plugin_node_in_the_model(tmp_pa
     onnx.checker.check_model(model, full_check=True)
 
 
-def test_build_mlp_with_unknown_activation_lists_plugin_ones(tmp_path):
-    result = run("build", "mlp", "--inputs", "4", "--classes", "2", "--activation", "sparkle", "-o",
+def test_build_mlp_with_unknown_activation_lists_plugin_ones(cli_run, tmp_path):
+    result = cli_run("build", "mlp", "--inputs", "4", "--classes", "2", "--activation", "sparkle", "-o",
                  str(tmp_path / "m.onnx"))
     assert result.exit_code == 1
     assert "unknown activation 'sparkle'" in result.output and "swish" in result.output and "mish" in result.output
 
 
-def test_doctor_lists_installed_plugins():
-    result = run("doctor", "--json")
+def test_doctor_lists_installed_plugins(cli_run):
+    result = cli_run("doctor", "--json")
     assert "builtin" in json.loads(result.output)["plugins"]

@@ -14,10 +14,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from click.testing import CliRunner
 from onnx import numpy_helper
 
-from onnxforge.cli.main import cli
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -29,7 +27,7 @@ def section() -> str:
 
 
 @pytest.mark.slow
-def test_converting_models_section_runs_as_written(tmp_path, monkeypatch):
+def test_converting_models_section_runs_as_written(cli_run, tmp_path, monkeypatch):
     text = section()
     code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -38,11 +36,10 @@ def test_converting_models_section_runs_as_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     commands = re.search(r"```bash\n(.*?)```", text, re.S).group(1).strip().splitlines()
     assert len(commands) == 8
-    runner = CliRunner()
     for line in commands:
         args = shlex.split(line)
         assert args[0] == "onnxforge"
-        result = runner.invoke(cli, args[1:] + ["--quiet"] if args[1] in ("convert", "train") else args[1:])
+        result = cli_run(*args[1:], *(["--quiet"] if args[1] in ("convert", "train") else []))
         assert result.exit_code == 0, f"{line}\n{result.output}"
 
     def weights(path):

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from onnxforge.cli.main import cli
 from onnxforge.graphs import convnet, lstm, mlp
 from onnxforge.runtime import Trainer, load
 from onnxforge.runtime.data.datasets import Dataset, check_dataset
@@ -50,7 +48,7 @@ def put(arr, *items):
     return arr
 
 
-def refused(tmp_path, model, expected, *, val=None, **arrays):
+def refused(cli_run, tmp_path, model, expected, *, val=None, **arrays):
     """Train ``model`` on ``arrays`` (saved as an .npz) through the CLI; check the one-line refusal
     ``Error: <npz path>: <expected>`` and that no training happened."""
     data = tmp_path / "data.npz"
@@ -62,7 +60,7 @@ def refused(tmp_path, model, expected, *, val=None, **arrays):
         source = tmp_path / "val.npz"
         np.savez(source, **val)
         args += ["--val", str(source)]
-    res = CliRunner().invoke(cli, args)
+    res = cli_run(*args)
     assert res.exit_code == 2, res.output
     assert isinstance(res.exception, SystemExit)  # a handled error, not a crash
     assert "Traceback" not in res.output
@@ -75,135 +73,135 @@ def refused(tmp_path, model, expected, *, val=None, **arrays):
 
 # -- NaN and Inf -----------------------------------------------------------------------------------
 
-def test_nan_in_an_input_names_row_column_and_count(tmp_path, models):
+def test_nan_in_an_input_names_row_column_and_count(cli_run, tmp_path, models):
     x = put(x_ok(), ((3, 5), np.nan), ((7, 0), np.nan))
-    refused(tmp_path, models["mlp"], "input 'x' holds NaN at row 3, column 5; 2 NaN or Inf values in all", x=x, y=y_ok())
+    refused(cli_run, tmp_path, models["mlp"], "input 'x' holds NaN at row 3, column 5; 2 NaN or Inf values in all", x=x, y=y_ok())
 
 
-def test_minus_inf_before_a_nan_is_the_first_one_named(tmp_path, models):
+def test_minus_inf_before_a_nan_is_the_first_one_named(cli_run, tmp_path, models):
     x = put(x_ok(), ((2, 7), -np.inf), ((2, 1), np.nan), ((9, 0), np.inf))
     # row-major order: (2, 1) comes before (2, 7)
-    refused(tmp_path, models["mlp"], "input 'x' holds NaN at row 2, column 1; 3 NaN or Inf values in all", x=x, y=y_ok())
+    refused(cli_run, tmp_path, models["mlp"], "input 'x' holds NaN at row 2, column 1; 3 NaN or Inf values in all", x=x, y=y_ok())
     x = put(x_ok(), ((6, 4), -np.inf))
-    refused(tmp_path, models["mlp"], "input 'x' holds -Inf at row 6, column 4; 1 NaN or Inf value in all", x=x, y=y_ok())
+    refused(cli_run, tmp_path, models["mlp"], "input 'x' holds -Inf at row 6, column 4; 1 NaN or Inf value in all", x=x, y=y_ok())
 
 
-def test_float64_that_overflows_float32_is_named_as_overflow(tmp_path, models):
+def test_float64_that_overflows_float32_is_named_as_overflow(cli_run, tmp_path, models):
     x = put(x_ok(np.float64), ((4, 2), 1e300))
-    refused(tmp_path, models["mlp"],
+    refused(cli_run, tmp_path, models["mlp"],
             "input 'x' holds +Inf (its value 1e+300 overflows float32) at row 4, column 2; 1 NaN or Inf value in all",
             x=x, y=y_ok())
 
 
-def test_nan_in_an_image_names_the_position_within_the_row(tmp_path, models):
+def test_nan_in_an_image_names_the_position_within_the_row(cli_run, tmp_path, models):
     x = put(np.zeros((N, 1, 8, 8), np.float32), ((5, 0, 3, 6), np.inf))
-    refused(tmp_path, models["convnet"], "input 'x' holds +Inf at row 5, position [0, 3, 6]; 1 NaN or Inf value in all",
+    refused(cli_run, tmp_path, models["convnet"], "input 'x' holds +Inf at row 5, position [0, 3, 6]; 1 NaN or Inf value in all",
             x=x, y=y_ok())
 
 
-def test_nan_in_regression_targets_names_row_and_column(tmp_path, models):
+def test_nan_in_regression_targets_names_row_and_column(cli_run, tmp_path, models):
     y = put(np.zeros((N, 2), np.float32), ((4, 1), np.nan))
-    refused(tmp_path, models["regression"], "targets 'y' hold NaN at row 4, column 1; 1 NaN or Inf value in all",
+    refused(cli_run, tmp_path, models["regression"], "targets 'y' hold NaN at row 4, column 1; 1 NaN or Inf value in all",
             x=x_ok(), y=y)
     y = put(np.zeros((N, 2)), ((7, 0), -1e40))
-    refused(tmp_path, models["regression"],
+    refused(cli_run, tmp_path, models["regression"],
             "targets 'y' hold -Inf (its value -1e+40 overflows float32) at row 7, column 0; 1 NaN or Inf value in all",
             x=x_ok(), y=y)
 
 
-def test_nan_in_validation_data_names_the_validation_file(tmp_path, models):
-    refused(tmp_path, models["mlp"], "input 'x' holds NaN at row 8, column 0; 1 NaN or Inf value in all",
+def test_nan_in_validation_data_names_the_validation_file(cli_run, tmp_path, models):
+    refused(cli_run, tmp_path, models["mlp"], "input 'x' holds NaN at row 8, column 0; 1 NaN or Inf value in all",
             x=x_ok(), y=y_ok(), val={"x": put(x_ok(), ((8, 0), np.nan)), "y": y_ok()})
 
 
 # -- labels ----------------------------------------------------------------------------------------
 
-def test_label_out_of_range_names_first_row_and_value(tmp_path, models):
+def test_label_out_of_range_names_first_row_and_value(cli_run, tmp_path, models):
     y = put(y_ok(), (4, 5), (6, 7))
-    refused(tmp_path, models["mlp"], "label 5 is outside [0, 3) for a model with 3 classes: "
+    refused(cli_run, tmp_path, models["mlp"], "label 5 is outside [0, 3) for a model with 3 classes: "
             "'y' holds it at row 4 (2 labels out of range in all)", x=x_ok(), y=y)
 
 
-def test_negative_label(tmp_path, models):
+def test_negative_label(cli_run, tmp_path, models):
     y = put(y_ok(), (9, -1))
-    refused(tmp_path, models["mlp"], "label -1 is outside [0, 3) for a model with 3 classes: "
+    refused(cli_run, tmp_path, models["mlp"], "label -1 is outside [0, 3) for a model with 3 classes: "
             "'y' holds it at row 9 (1 label out of range in all)", x=x_ok(), y=y)
 
 
-def test_fractional_label_names_row_and_value(tmp_path, models):
+def test_fractional_label_names_row_and_value(cli_run, tmp_path, models):
     y = put(y_ok().astype(np.float64), (2, 1.5))
-    refused(tmp_path, models["mlp"], "labels 'y' must be integer class ids; got 1.5 at row 2 (1 non-integer value in all)",
+    refused(cli_run, tmp_path, models["mlp"], "labels 'y' must be integer class ids; got 1.5 at row 2 (1 non-integer value in all)",
             x=x_ok(), y=y)
 
 
-def test_nan_label(tmp_path, models):
+def test_nan_label(cli_run, tmp_path, models):
     y = put(y_ok().astype(np.float32), (6, np.nan))
-    refused(tmp_path, models["mlp"], "labels 'y' hold NaN at row 6; 1 NaN or Inf value in all", x=x_ok(), y=y)
+    refused(cli_run, tmp_path, models["mlp"], "labels 'y' hold NaN at row 6; 1 NaN or Inf value in all", x=x_ok(), y=y)
 
 
-def test_string_labels(tmp_path, models):
-    refused(tmp_path, models["mlp"], "labels must be integer class ids; got dtype <U3", x=x_ok(), y=np.array(["cat"] * N))
+def test_string_labels(cli_run, tmp_path, models):
+    refused(cli_run, tmp_path, models["mlp"], "labels must be integer class ids; got dtype <U3", x=x_ok(), y=np.array(["cat"] * N))
 
 
 # -- dtypes and shapes -----------------------------------------------------------------------------
 
-def test_uint8_pixels_for_a_float_input_are_refused_with_a_hint(tmp_path, models):
-    refused(tmp_path, models["mlp"], "input 'x' expects float32 [N, 8]; got uint8 [10, 8]: convert it first, "
+def test_uint8_pixels_for_a_float_input_are_refused_with_a_hint(cli_run, tmp_path, models):
+    refused(cli_run, tmp_path, models["mlp"], "input 'x' expects float32 [N, 8]; got uint8 [10, 8]: convert it first, "
             "e.g. x.astype('float32') / 255 for 8-bit pixels", x=np.full((N, FEATURES), 200, np.uint8), y=y_ok())
 
 
 @pytest.mark.parametrize("dtype", [np.int64, np.int32, np.bool_])
-def test_integer_or_bool_data_for_a_float_input_is_refused(tmp_path, models, dtype):
+def test_integer_or_bool_data_for_a_float_input_is_refused(cli_run, tmp_path, models, dtype):
     x = np.ones((N, FEATURES), dtype)
-    refused(tmp_path, models["mlp"], f"input 'x' expects float32 [N, 8]; got {np.dtype(dtype).name} [10, 8]: "
+    refused(cli_run, tmp_path, models["mlp"], f"input 'x' expects float32 [N, 8]; got {np.dtype(dtype).name} [10, 8]: "
             "convert it first, e.g. x.astype('float32')", x=x, y=y_ok())
 
 
-def test_floats_for_token_ids_are_refused(tmp_path, models):
-    refused(tmp_path, models["tokens"], "input 'x' expects integer ids int64 [N, T]; got float32 [10, 5]: "
+def test_floats_for_token_ids_are_refused(cli_run, tmp_path, models):
+    refused(cli_run, tmp_path, models["tokens"], "input 'x' expects integer ids int64 [N, T]; got float32 [10, 5]: "
             "convert it first, e.g. x.astype('int64')", x=np.ones((N, 5), np.float32), y=y_ok())
 
 
-def test_uint64_ids_beyond_int64_are_refused(tmp_path, models):
+def test_uint64_ids_beyond_int64_are_refused(cli_run, tmp_path, models):
     x = put(np.ones((N, 5), np.uint64), ((1, 2), 2**64 - 1))
-    refused(tmp_path, models["tokens"], "input 'x' holds 18446744073709551615 at row 1, column 2, which does not fit "
+    refused(cli_run, tmp_path, models["tokens"], "input 'x' holds 18446744073709551615 at row 1, column 2, which does not fit "
             "the model's int64; 1 value out of range in all", x=x, y=y_ok())
 
 
-def test_feature_count_mismatch_names_both_shapes(tmp_path, models):
-    refused(tmp_path, models["mlp"], "input 'x' expects size 8 on axis 1 float32 [N, 8], got shape [10, 7]",
+def test_feature_count_mismatch_names_both_shapes(cli_run, tmp_path, models):
+    refused(cli_run, tmp_path, models["mlp"], "input 'x' expects size 8 on axis 1 float32 [N, 8], got shape [10, 7]",
             x=np.zeros((N, 7), np.float32), y=y_ok())
 
 
-def test_wrong_rank(tmp_path, models):
-    refused(tmp_path, models["convnet"], "input 'x' expects rank 4 float32 [N, 1, 8, 8], got shape [10, 64]",
+def test_wrong_rank(cli_run, tmp_path, models):
+    refused(cli_run, tmp_path, models["convnet"], "input 'x' expects rank 4 float32 [N, 1, 8, 8], got shape [10, 64]",
             x=np.zeros((N, 64), np.float32), y=y_ok())
 
 
-def test_regression_targets_of_the_wrong_width(tmp_path, models):
-    refused(tmp_path, models["regression"], "targets have shape [10, 3]; the model's output is [?, 2]",
+def test_regression_targets_of_the_wrong_width(cli_run, tmp_path, models):
+    refused(cli_run, tmp_path, models["regression"], "targets have shape [10, 3]; the model's output is [?, 2]",
             x=x_ok(), y=np.zeros((N, 3), np.float32))
 
 
 # -- sizes -----------------------------------------------------------------------------------------
 
-def test_empty_dataset(tmp_path, models):
-    refused(tmp_path, models["mlp"], "the dataset is empty (input 'x' has shape [0, 8])",
+def test_empty_dataset(cli_run, tmp_path, models):
+    refused(cli_run, tmp_path, models["mlp"], "the dataset is empty (input 'x' has shape [0, 8])",
             x=np.zeros((0, FEATURES), np.float32), y=np.zeros(0, np.int64))
 
 
-def test_lengths_of_x_and_y_differ(tmp_path, models):
-    refused(tmp_path, models["mlp"], "arrays have different numbers of examples: 'x' has 10, 'y' has 12",
+def test_lengths_of_x_and_y_differ(cli_run, tmp_path, models):
+    refused(cli_run, tmp_path, models["mlp"], "arrays have different numbers of examples: 'x' has 10, 'y' has 12",
             x=x_ok(), y=np.zeros(12, np.int64))
 
 
-def test_scalar_input(tmp_path, models):
-    refused(tmp_path, models["mlp"], "input 'x' must have one row per example; got a scalar", x=np.float32(1), y=y_ok())
+def test_scalar_input(cli_run, tmp_path, models):
+    refused(cli_run, tmp_path, models["mlp"], "input 'x' must have one row per example; got a scalar", x=np.float32(1), y=y_ok())
 
 
-def test_structural_errors_come_before_value_scans(tmp_path, models):
+def test_structural_errors_come_before_value_scans(cli_run, tmp_path, models):
     """A NaN and a length mismatch: the cheap check (lengths) speaks first."""
-    refused(tmp_path, models["mlp"], "arrays have different numbers of examples: 'x' has 10, 'y' has 9",
+    refused(cli_run, tmp_path, models["mlp"], "arrays have different numbers of examples: 'x' has 10, 'y' has 9",
             x=put(x_ok(), ((0, 0), np.nan)), y=np.zeros(9, np.int64))
 
 

@@ -9,9 +9,7 @@ import json
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 
-from onnxforge.cli.main import cli
 from onnxforge.graphs import mlp
 from onnxforge.runtime import DataError, Trainer, load
 from onnxforge.runtime.tasks.evaluation import evaluate
@@ -35,11 +33,11 @@ def _weights(run):
     return {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(str(run / "model.onnx")).graph.initializer}
 
 
-def test_column_and_one_hot_labels_train_exactly_like_class_ids(job):
+def test_column_and_one_hot_labels_train_exactly_like_class_ids(cli_run, job):
     runs = {}
     for name in ("ids", "column", "onehot"):
-        result = CliRunner().invoke(cli, ["train", str(job / "m.onnx"), "--data", str(job / f"{name}.npz"), "--epochs", "2",
-                                          "--out", str(job / name), "--quiet", "--threads", "1"])
+        result = cli_run("train", str(job / "m.onnx"), "--data", str(job / f"{name}.npz"), "--epochs", "2",
+                         "--out", str(job / name), "--quiet", "--threads", "1")
         assert result.exit_code == 0, result.output
         runs[name] = _weights(job / name)
     for name in ("column", "onehot"):
@@ -47,12 +45,12 @@ def test_column_and_one_hot_labels_train_exactly_like_class_ids(job):
             np.testing.assert_array_equal(runs[name][key], value, err_msg=f"{name}: {key}")
 
 
-def test_eval_and_the_api_read_the_same_shapes(job):
-    CliRunner().invoke(cli, ["train", str(job / "m.onnx"), "--data", str(job / "ids.npz"), "--epochs", "1",
-                             "--out", str(job / "run"), "--quiet"])
+def test_eval_and_the_api_read_the_same_shapes(cli_run, job):
+    cli_run("train", str(job / "m.onnx"), "--data", str(job / "ids.npz"), "--epochs", "1",
+            "--out", str(job / "run"), "--quiet")
     results = []
     for name in ("ids", "column", "onehot"):
-        out = CliRunner().invoke(cli, ["eval", str(job / "run"), "--data", str(job / f"{name}.npz"), "--json"])
+        out = cli_run("eval", str(job / "run"), "--data", str(job / f"{name}.npz"), "--json")
         assert out.exit_code == 0, out.output
         results.append(json.loads(out.output))
         results.append(evaluate(load(job / "run" / "model.onnx"), job / f"{name}.npz"))
@@ -61,9 +59,9 @@ def test_eval_and_the_api_read_the_same_shapes(job):
     assert results[0]["accuracy"] == pytest.approx((logits.argmax(1) == np.load(job / "ids.npz")["y"]).mean())
 
 
-def test_labels_that_are_not_one_hot_are_refused_in_one_line(job):
+def test_labels_that_are_not_one_hot_are_refused_in_one_line(cli_run, job):
     for argv in (["train", str(job / "m.onnx"), "--out", str(job / "r"), "--quiet"], ["eval", str(job / "m.onnx")]):
-        result = CliRunner().invoke(cli, [*argv, "--data", str(job / "badhot.npz")])
+        result = cli_run(*argv, "--data", str(job / "badhot.npz"))
         assert result.exit_code == 2
         assert result.output.strip() == (
             f"Error: {job / 'badhot.npz'}: labels 'y' have shape [96, 10], like one-hot rows of 10 classes, but row 5 "
@@ -96,11 +94,11 @@ def test_integer_targets_for_mse_are_cast(job, digits):
     (b"", "it is empty"),
     (b"\x93NUMPY\x01\x00", "it is an .npy array; put it in an .npz with numpy.savez"),
 ])
-def test_a_file_of_another_kind_is_named_in_one_line(job, content, kind):
+def test_a_file_of_another_kind_is_named_in_one_line(cli_run, job, content, kind):
     path = job / "data.bin"
     path.write_bytes(content)
     for argv in (["train", str(job / "m.onnx"), "--out", str(job / "r"), "--quiet"], ["eval", str(job / "m.onnx")]):
-        result = CliRunner().invoke(cli, [*argv, "--data", str(path)])
+        result = cli_run(*argv, "--data", str(path))
         assert result.exit_code == 2
         assert result.output.strip() == (f"Error: '{path}' is not a .npz archive ({kind}); data files are .npz archives "
                                          "(numpy.savez) holding x (or one array per model input) and y")
@@ -108,10 +106,10 @@ def test_a_file_of_another_kind_is_named_in_one_line(job, content, kind):
     assert not (job / "r").exists()
 
 
-def test_pickled_arrays_are_refused_without_pickle_advice(job):
+def test_pickled_arrays_are_refused_without_pickle_advice(cli_run, job):
     path = job / "objects.npz"
     np.savez(path, x=np.array([{"a": 1}], dtype=object), y=np.zeros(1))
-    result = CliRunner().invoke(cli, ["eval", str(job / "m.onnx"), "--data", str(path)])
+    result = cli_run("eval", str(job / "m.onnx"), "--data", str(path))
     assert result.exit_code == 2
     assert result.output.strip() == (f"Error: '{path}': array 'x' holds Python objects (pickled data), which onnxforge "
                                      "never loads; save numeric arrays")

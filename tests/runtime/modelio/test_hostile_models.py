@@ -8,12 +8,10 @@ import os
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
 from _external_models import add_model, external, weight
 
-from onnxforge.cli.main import cli
 from onnxforge.graphs import mlp
 from onnxforge.runtime import ModelError, UnsafeModelError, load
 from onnxforge.runtime.modelio.files import load_model, save_model
@@ -261,9 +259,9 @@ def test_garbage_and_flipped_bytes_give_model_errors(tmp_path):
         load_model(path)
 
 
-def test_cli_reports_an_escape_in_one_line(folder):
+def test_cli_reports_an_escape_in_one_line(cli_run, folder):
     path = _write(folder, add_model(weight(location="../secret.bin", offset=0, length=16)))
-    result = CliRunner().invoke(cli, ["inspect", str(path)])
+    result = cli_run("inspect", str(path))
     assert result.exit_code == 1
     assert result.output.count("\n") == 1 and result.output.startswith("Error: initializer 'w': ")
     assert "Traceback" not in result.output and SECRET.decode() not in result.output
@@ -316,13 +314,13 @@ def test_save_refuses_a_model_still_pointing_to_unloaded_data(folder):
     ["convert", "{m}", "-o", "{out}"],
     ["weights", "export", "{m}", "-o", "{w}"],
 ], ids=lambda c: c[0] if c[0] != "weights" else "weights-export")
-def test_every_command_opens_models_through_the_safe_loader(folder, command):
+def test_every_command_opens_models_through_the_safe_loader(cli_run, folder, command):
     model = _write(folder, add_model(weight(location="../secret.bin", offset=0, length=16)))
     np.save(folder / "x.npy", np.ones((2, 4), np.float32))
     np.savez(folder / "d.npz", x=np.ones((2, 4), np.float32), y=np.ones((2, 4), np.float32))
     paths = {"m": model, "x": folder / "x.npy", "d": folder / "d.npz", "run": folder / "run",
              "out": folder / "out.onnx", "w": folder / "w.npz"}
-    result = CliRunner().invoke(cli, [part.format(**paths) for part in command])
+    result = cli_run(*(part.format(**paths) for part in command))
     assert result.exit_code == 1, result.output
     assert "'..' segment, which leaves the model's folder" in result.output
     assert not (folder / "run").exists() and not (folder / "out.onnx").exists() and not (folder / "w.npz").exists()

@@ -11,13 +11,11 @@ import time
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
 import _bomb_models as bombs
 from _external_models import add_model, external
 
-from onnxforge.cli.main import cli
 from onnxforge.runtime import ConfigError, ModelError, UnsafeModelError, load
 from onnxforge.runtime.modelio.files import load_model
 from onnxforge.runtime.modelio.limits import LoadLimits
@@ -154,11 +152,11 @@ def test_an_external_tensor_in_a_function_default_attribute_is_checked(tmp_path,
 
 
 @pytest.mark.parametrize("command", [["inspect", "{m}"], ["infer", "{m}", "--input", "{x}"]])
-def test_commands_refuse_a_bomb_in_one_line(tmp_path, command):
+def test_commands_refuse_a_bomb_in_one_line(cli_run, tmp_path, command):
     path = tmp_path / "bomb.onnx"
     path.write_bytes(bombs.call_graph({0: [1], 1: [0]}).SerializeToString())
     np.save(tmp_path / "x.npy", np.ones((1, 4), np.float32))
-    result = CliRunner().invoke(cli, [p.format(m=path, x=tmp_path / "x.npy") for p in command])
+    result = cli_run(*(p.format(m=path, x=tmp_path / "x.npy") for p in command))
     assert result.exit_code == 1, result.output
     assert "calls itself" in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1

@@ -9,9 +9,7 @@ import json
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 
-from onnxforge.cli.main import cli
 from onnxforge.graphs import mlp
 from onnxforge.runtime import load
 
@@ -32,9 +30,9 @@ def job(tmp_path, digits):
     return tmp_path
 
 
-def test_another_batch_size_is_refused_before_any_work(job):
-    result = CliRunner().invoke(cli, ["train", str(job / "fixed.onnx"), "--data", str(job / "d.npz"),
-                                      "--out", str(job / "run"), "--quiet"])
+def test_another_batch_size_is_refused_before_any_work(cli_run, job):
+    result = cli_run("train", str(job / "fixed.onnx"), "--data", str(job / "d.npz"),
+                     "--out", str(job / "run"), "--quiet")
     assert result.exit_code == 2
     assert result.output.strip() == ("Error: the model's inputs have a fixed batch of 4 (exported without a dynamic "
                                      "batch axis); train it with --batch-size 4, or free the batch first: onnxforge convert MODEL.onnx "
@@ -42,13 +40,13 @@ def test_another_batch_size_is_refused_before_any_work(job):
     assert not (job / "run").exists()
 
 
-def test_its_own_batch_size_trains_on_full_batches_and_evaluates_every_example(job):
-    result = CliRunner().invoke(cli, ["train", str(job / "fixed.onnx"), "--data", str(job / "d.npz"), "--val",
-                                      str(job / "t.npz"), "--batch-size", "4", "--epochs", "2", "--out",
-                                      str(job / "run"), "--quiet", "--json"])
+def test_its_own_batch_size_trains_on_full_batches_and_evaluates_every_example(cli_run, job):
+    result = cli_run("train", str(job / "fixed.onnx"), "--data", str(job / "d.npz"), "--val",
+                     str(job / "t.npz"), "--batch-size", "4", "--epochs", "2", "--out",
+                     str(job / "run"), "--quiet", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["steps"] == 2 * (99 // 4)  # the 3 examples left over never reach ORT
-    out = CliRunner().invoke(cli, ["eval", str(job / "run"), "--data", str(job / "t.npz"), "--json"])
+    out = cli_run("eval", str(job / "run"), "--data", str(job / "t.npz"), "--json")
     assert out.exit_code == 0, out.output
     got = json.loads(out.output)
     assert got["examples"] == 37

@@ -12,12 +12,10 @@ import time
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 from onnx import numpy_helper
 
 import onnxforge.runtime.training.checkpoint_file as checkpoint_file
 import onnxforge.runtime.training.trainer as trainer_module
-from onnxforge.cli.main import cli
 from onnxforge.graphs import mlp
 from onnxforge.runtime import CheckpointError, Trainer, TrainingError
 
@@ -36,7 +34,8 @@ def job(tmp_path_factory, digits):
 def _train_cmd(job, out, *extra):
     return [sys.executable, "-m", "onnxforge.cli.main", "train", str(job / "m.onnx"), "--data", str(job / "train.npz"),
             "--epochs", str(EPOCHS), "--batch-size", "16", "--lr", "3e-3", "--schedule", "cosine", "--warmup-steps", "10",
-            "--seed", "5", "--threads", "1", "--quiet", "--out", str(out), *extra]
+            "--seed", "5", "--threads", "1", "--quiet", "--out", str(out),
+            "--checkpoint-every", "1", *extra]  # kills land between epochs, each one saved
 
 
 def _weights(rundir) -> dict:
@@ -129,7 +128,8 @@ def test_kill_minus_nine_at_random_moments_then_resume_matches_uninterrupted(job
 
 
 def _trainer(path, **kw):
-    return Trainer(mlp(64, [32], 10, seed=1), path, lr=2e-3, device="cpu", seed=7, progress=False, **kw)
+    return Trainer(mlp(64, [32], 10, seed=1), path, lr=2e-3, device="cpu", seed=7, progress=False,
+                   checkpoint_every=kw.pop("checkpoint_every", 1), **kw)
 
 
 def test_a_kill_between_writing_and_renaming_a_checkpoint_loses_nothing(tmp_path, digits, monkeypatch):
@@ -165,7 +165,7 @@ def test_a_kill_between_writing_and_renaming_a_checkpoint_loses_nothing(tmp_path
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "empty", "garbage"])
-def test_a_damaged_checkpoint_is_an_error_never_a_fresh_start(tmp_path, digits, damage):
+def test_a_damaged_checkpoint_is_an_error_never_a_fresh_start(cli_run, tmp_path, digits, damage):
     (x, y), _ = digits
     run = tmp_path / "run"
     _trainer(run).fit((x[:64], y[:64]), epochs=2, batch_size=32)
@@ -180,7 +180,7 @@ def test_a_damaged_checkpoint_is_an_error_never_a_fresh_start(tmp_path, digits, 
     else:
         raw = bytearray(np.random.default_rng(0).integers(0, 256, len(raw), dtype=np.uint8).tobytes())
     path.write_bytes(bytes(raw))
-    result = CliRunner().invoke(cli, ["train", str(tmp_path / "m.onnx"), "--data", "unused.npz"])  # usage sanity
+    result = cli_run("train", str(tmp_path / "m.onnx"), "--data", "unused.npz")  # usage sanity
     assert result.exit_code != 0
     with pytest.raises(CheckpointError, match="checkpoint '.*checkpoint' is corrupt: its SHA-256 matches none recorded"):
         _trainer(run).fit((x[:64], y[:64]), epochs=3, batch_size=32, resume=True)
@@ -226,7 +226,7 @@ def test_a_checkpoint_exists_before_the_first_step(tmp_path, digits, monkeypatch
     assert resumed.step == 2
 
 
-def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, digits, monkeypatch):
+def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(cli_run, tmp_path, digits, monkeypatch):
     (x, y), _ = digits
     np.savez(tmp_path / "d.npz", x=x[:64], y=y[:64])
     onnx.save(mlp(64, [32], 10, seed=1), str(tmp_path / "m.onnx"))
@@ -237,9 +237,9 @@ def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_p
 
     monkeypatch.setattr(trainer_module, "learning_rate", explode_in_epoch_3)
     run = tmp_path / "run"
-    result = CliRunner().invoke(cli, ["train", str(tmp_path / "m.onnx"), "--data", str(tmp_path / "d.npz"),
-                                      "--epochs", "5", "--optimizer", "sgd", "--schedule", "linear", "--quiet",
-                                      "--out", str(run)])
+    result = cli_run("train", str(tmp_path / "m.onnx"), "--data", str(tmp_path / "d.npz"),
+                     "--epochs", "5", "--optimizer", "sgd", "--schedule", "linear", "--quiet",
+                     "--checkpoint-every", "1", "--out", str(run))
     assert result.exit_code == 1, result.output
     line = result.output.strip().splitlines()[-1]
     assert line.startswith("Error: training diverged: the loss became ") and "at epoch 3, step 6" in line

@@ -10,10 +10,8 @@ import json
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 
 import onnxforge.runtime.training.trainer as trainer_module
-from onnxforge.cli.main import cli
 from onnxforge.graphs import mlp
 
 
@@ -25,20 +23,20 @@ def job(tmp_path, digits):
     return tmp_path
 
 
-def _train(job, *args):
-    return CliRunner().invoke(cli, ["train", *args, "--data", str(job / "d.npz"), "--quiet", "--threads", "1"])
+def _train(cli_run, job, *args):
+    return cli_run("train", *args, "--data", str(job / "d.npz"), "--quiet", "--threads", "1")
 
 
-def _started(job, *extra):
-    result = _train(job, str(job / "m.onnx"), "--out", str(job / "run"), "--epochs", "2", "--lr", "0.003",
+def _started(cli_run, job, *extra):
+    result = _train(cli_run, job, str(job / "m.onnx"), "--out", str(job / "run"), "--epochs", "2", "--lr", "0.003",
                     "--batch-size", "16", "--seed", "4", *extra)
     assert result.exit_code == 0, result.output
     return json.loads((job / "run" / "metrics.json").read_text())
 
 
-def test_resume_needs_neither_model_nor_options_and_continues_with_the_runs_settings(job):
-    _started(job, "--epochs", "1")
-    result = _train(job, "--resume", "--out", str(job / "run"), "--epochs", "3")
+def test_resume_needs_neither_model_nor_options_and_continues_with_the_runs_settings(cli_run, job):
+    _started(cli_run, job, "--epochs", "1")
+    result = _train(cli_run, job, "--resume", "--out", str(job / "run"), "--epochs", "3")
     assert result.exit_code == 0, result.output
     doc = json.loads((job / "run" / "metrics.json").read_text())
     assert [h["epoch"] for h in doc["history"]] == [1, 2, 3]
@@ -46,10 +44,10 @@ def test_resume_needs_neither_model_nor_options_and_continues_with_the_runs_sett
     assert "trained 3 epochs (12 steps)" in result.output  # 4 steps of 16 an epoch: the run's batch size
 
 
-def test_options_given_again_must_agree_and_are_named(job):
-    _started(job)
+def test_options_given_again_must_agree_and_are_named(cli_run, job):
+    _started(cli_run, job)
     before = (job / "run" / "checkpoint").read_bytes()
-    result = _train(job, "--resume", "--out", str(job / "run"), "--lr", "0.01", "--batch-size", "8", "--seed", "4")
+    result = _train(cli_run, job, "--resume", "--out", str(job / "run"), "--lr", "0.01", "--batch-size", "8", "--seed", "4")
     assert result.exit_code == 1
     assert result.output.strip() == (
         f"Error: --resume: the run in '{job / 'run'}' was started with lr=0.003, batch_size=16, now lr=0.01, "
@@ -57,48 +55,48 @@ def test_options_given_again_must_agree_and_are_named(job):
     assert (job / "run" / "checkpoint").read_bytes() == before
 
 
-def test_a_finished_run_says_nothing_was_done(job):
-    _started(job)
+def test_a_finished_run_says_nothing_was_done(cli_run, job):
+    _started(cli_run, job)
     before = (job / "run" / "checkpoint").read_bytes()
-    result = _train(job, "--resume", "--out", str(job / "run"))
+    result = _train(cli_run, job, "--resume", "--out", str(job / "run"))
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0] == f"nothing was done: the run in '{job / 'run'}' already finished its 2 epochs"
     assert (job / "run" / "checkpoint").read_bytes() == before
 
 
-def test_a_decaying_schedule_is_not_stretched_but_a_constant_one_continues(job):
-    _started(job, "--schedule", "cosine")
-    result = _train(job, "--resume", "--out", str(job / "run"), "--epochs", "4")
+def test_a_decaying_schedule_is_not_stretched_but_a_constant_one_continues(cli_run, job):
+    _started(cli_run, job, "--schedule", "cosine")
+    result = _train(cli_run, job, "--resume", "--out", str(job / "run"), "--epochs", "4")
     assert result.exit_code == 1
     assert result.output.strip() == (
         "Error: --resume: the run's cosine learning-rate schedule is laid out over its 2 epochs; --epochs 4 would "
         "change it for the steps already taken; resume with --epochs 2 or fewer, or start a new run")
     constant = job / "constant"
-    assert _train(job, str(job / "m.onnx"), "--out", str(constant), "--epochs", "2").exit_code == 0
-    assert _train(job, "--resume", "--out", str(constant), "--epochs", "4").exit_code == 0
+    assert _train(cli_run, job, str(job / "m.onnx"), "--out", str(constant), "--epochs", "2").exit_code == 0
+    assert _train(cli_run, job, "--resume", "--out", str(constant), "--epochs", "4").exit_code == 0
     assert len(json.loads((constant / "metrics.json").read_text())["history"]) == 4
 
 
-def test_errors_leave_no_folder_behind(job):
-    result = _train(job, "--resume", "--out", str(job / "missing"))
+def test_errors_leave_no_folder_behind(cli_run, job):
+    result = _train(cli_run, job, "--resume", "--out", str(job / "missing"))
     assert result.exit_code == 1
     assert result.output.strip() == (f"Error: --resume: run folder '{job / 'missing'}' does not exist, so it holds no "
                                      "run to continue; start the run without --resume")
     assert not (job / "missing").exists()
     bad = job / "bad.npz"
     np.savez(bad, x=np.zeros((4, 63), np.float32), y=np.zeros(4, np.int64))
-    result = CliRunner().invoke(cli, ["train", str(job / "m.onnx"), "--data", str(bad), "--out", str(job / "new"), "--quiet"])
+    result = cli_run("train", str(job / "m.onnx"), "--data", str(bad), "--out", str(job / "new"), "--quiet")
     assert result.exit_code == 2
     assert not (job / "new").exists()
 
 
-def test_model_may_be_left_out_only_with_resume_and_out(job):
-    result = _train(job, "--out", str(job / "run"))
+def test_model_may_be_left_out_only_with_resume_and_out(cli_run, job):
+    result = _train(cli_run, job, "--out", str(job / "run"))
     assert result.exit_code == 2
     assert "Missing argument 'MODEL' (it may be left out only with --resume and --out)." in result.output
 
 
-def test_ctrl_c_prints_the_command_that_resumes(job, monkeypatch):
+def test_ctrl_c_prints_the_command_that_resumes(cli_run, job, monkeypatch):
     real = trainer_module.learning_rate
 
     def interrupted_in_epoch_2(schedule, lr, step, total, warmup):
@@ -107,12 +105,12 @@ def test_ctrl_c_prints_the_command_that_resumes(job, monkeypatch):
         return real(schedule, lr, step, total, warmup)
 
     monkeypatch.setattr(trainer_module, "learning_rate", interrupted_in_epoch_2)
-    result = _train(job, str(job / "m.onnx"), "--out", str(job / "run"), "--epochs", "3", "--batch-size", "16",
+    result = _train(cli_run, job, str(job / "m.onnx"), "--out", str(job / "run"), "--epochs", "3", "--batch-size", "16",
                     "--schedule", "linear")
     assert result.exit_code == 130
     assert result.output.strip().splitlines() == [
-        "Interrupted; the last completed epoch's checkpoint is kept. Continue the run with:",
+        "Interrupted; the last checkpoint is kept (saved every 30 s, at an epoch's end). Continue the run with:",
         f"  onnxforge train --resume --out {job / 'run'} --data {job / 'd.npz'}"]
     monkeypatch.undo()
-    assert _train(job, "--resume", "--out", str(job / "run")).exit_code == 0
+    assert _train(cli_run, job, "--resume", "--out", str(job / "run")).exit_code == 0
     assert len(json.loads((job / "run" / "metrics.json").read_text())["history"]) == 3

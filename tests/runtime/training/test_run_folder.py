@@ -11,10 +11,8 @@ import os
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 
 import onnxforge.runtime.training.run_folder as run_folder_module
-from onnxforge.cli.main import cli
 from onnxforge.graphs import mlp
 from onnxforge.runtime import CheckpointError, Trainer
 from onnxforge.runtime.training.checkpoint_file import verify_checkpoint
@@ -22,7 +20,8 @@ from onnxforge.runtime.training.run_folder import RunFolder
 
 
 def _trainer(path, **kw):
-    return Trainer(mlp(64, [16], 10, seed=1), path, lr=2e-3, device="cpu", seed=7, progress=False, threads=1, **kw)
+    return Trainer(mlp(64, [16], 10, seed=1), path, lr=2e-3, device="cpu", seed=7, progress=False, threads=1,
+                   checkpoint_every=kw.pop("checkpoint_every", 1), **kw)  # every epoch saved: the tests reach into them
 
 
 @pytest.fixture()
@@ -116,12 +115,12 @@ def test_a_read_only_file_system_is_named(tmp_path, data, monkeypatch):
     assert not run.exists()  # the folder this run created went with the error
 
 
-def test_a_dangling_out_link_is_one_line(tmp_path, data):
+def test_a_dangling_out_link_is_one_line(cli_run, tmp_path, data):
     np.savez(tmp_path / "d.npz", x=data[0], y=data[1])
     onnx.save(mlp(64, [16], 10), str(tmp_path / "m.onnx"))
     os.symlink(tmp_path / "nowhere", tmp_path / "out")
-    result = CliRunner().invoke(cli, ["train", str(tmp_path / "m.onnx"), "--data", str(tmp_path / "d.npz"),
-                                      "--out", str(tmp_path / "out"), "--quiet"])
+    result = cli_run("train", str(tmp_path / "m.onnx"), "--data", str(tmp_path / "d.npz"),
+                     "--out", str(tmp_path / "out"), "--quiet")
     assert result.exit_code == 1
     assert result.output.strip() == f"Error: --out '{tmp_path / 'out'}' is a link to '{tmp_path / 'nowhere'}', which does not exist"
     assert not (tmp_path / "nowhere").exists()
