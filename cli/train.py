@@ -12,7 +12,7 @@ from onnxforge.cli._common import DEVICE, print_json
 from onnxforge.cli._data import columns, data_path, table_options
 from onnxforge.runtime.training.backends import BACKEND_CHOICES
 from onnxforge.runtime.training.callbacks import format_record
-from onnxforge.runtime.training.config import LOSS_CHOICES, OPTIMIZERS
+from onnxforge.runtime.training.config import CHECKPOINT_EVERY, LOSS_CHOICES, OPTIMIZERS, CheckpointPolicy
 from onnxforge.runtime.training.schedules import SCHEDULES
 
 # option name -> Trainer/fit keyword, for the settings a resume takes from the run folder
@@ -29,6 +29,15 @@ def _given(ctx: click.Context, values: dict) -> dict:
             value = values[name]
             out[key] = (not value) if name == "no_shuffle" else (list(value) if name == "freeze" else value)
     return out
+
+
+def _policy(ctx, param, value) -> CheckpointPolicy:
+    from onnxforge.runtime.errors import ConfigError
+
+    try:
+        return CheckpointPolicy.parse(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc).replace("checkpoint_every must be", "expected")) from None
 
 
 def _resume_command(rundir: Path, data: str, val: str | None) -> str:
@@ -78,6 +87,11 @@ def _resume_command(rundir: Path, data: str, val: str | None) -> str:
               help="Continue the run in --out from its last checkpoint, with the settings it was started with "
                    "(MODEL may be left out; options given again must agree).")
 @click.option("--overwrite", is_flag=True, help="Start again in a run folder that already holds a checkpoint.")
+@click.option("--checkpoint-every", "checkpoint_every", default=CHECKPOINT_EVERY, show_default=True, callback=_policy,
+              metavar="TIME|N",
+              help="How often the checkpoint, model.onnx and metrics.json are written: after the first epoch that "
+                   "ends TIME (30s, 5m, 1h) after the last save, or every N epochs (1: every epoch); always before "
+                   "the first step and after the last epoch. A kill loses only the work since the last save.")
 @click.option("--trust-checkpoint", is_flag=True,
               help="With --resume: accept a checkpoint that has no digest record (checkpoint.sha256).")
 @click.option("--quiet", is_flag=True, help="Show no progress bar.")
@@ -85,20 +99,23 @@ def _resume_command(rundir: Path, data: str, val: str | None) -> str:
 @click.pass_context
 def command(ctx, model, data, val, target, features, epochs, batch_size, lr, optimizer, weight_decay, schedule, warmup_steps, loss,
             freeze, seed, no_shuffle, backend, device, workers, engine, threads, rundir, resume, overwrite,
-            trust_checkpoint, quiet, as_json):
+            checkpoint_every, trust_checkpoint, quiet, as_json):
     """Train MODEL on --data with ONNX Runtime and write the run folder.
 
-    A checkpoint is written before the first step and after every epoch (synced, renamed into
-    place, its SHA-256 recorded), with RUNDIR/model.onnx and RUNDIR/metrics.json, so a run killed
-    at any moment loses at most one epoch and continues with --resume; a damaged checkpoint is
-    refused, never replaced by a fresh start. One run at a time writes a run folder (it is locked).
+    A checkpoint is written before the first step, then (by default) after the first epoch that
+    ends 30 s or more after the last one, and after the last epoch (synced, renamed into place,
+    its SHA-256 recorded), with RUNDIR/model.onnx and RUNDIR/metrics.json of the same epoch
+    (--checkpoint-every 1 writes them every epoch). A run killed at any moment loses only the work
+    since the last checkpoint (about 30 s plus one epoch) and continues with --resume to the same
+    weights; a damaged checkpoint is refused, never replaced by a fresh start. One run at a time
+    writes a run folder (it is locked).
     """
     from onnxforge.runtime import Trainer
 
     if model is None and not (resume and rundir):
         raise click.UsageError("Missing argument 'MODEL' (it may be left out only with --resume and --out).")
     rundir = Path(rundir) if rundir else Path("runs") / Path(model).stem
-    common = dict(device=device, threads=threads or "auto", progress=not quiet)
+    common = dict(device=device, threads=threads or "auto", progress=not quiet, checkpoint_every=checkpoint_every)
     if workers > 1 or engine == "ray":
         from onnxforge.runtime.distributed.ray_train import RayTrain
 
@@ -132,7 +149,8 @@ def command(ctx, model, data, val, target, features, epochs, batch_size, lr, opt
         history = trainer.fit(train_data, val_data, resume=resume, overwrite=overwrite, **fit_kw)
     except KeyboardInterrupt:
         if (rundir / "checkpoint").is_file():
-            click.echo(f"Interrupted; the last completed epoch's checkpoint is kept. Continue the run with:\n"
+            click.echo(f"Interrupted; the last checkpoint is kept (saved {trainer.checkpoint_policy.describe()}). "
+                       f"Continue the run with:\n"
                        f"  {_resume_command(rundir, data, val)}", err=True)
         else:
             click.echo(f"Interrupted before the first checkpoint; nothing was kept in '{rundir}'.", err=True)

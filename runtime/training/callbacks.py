@@ -2,17 +2,20 @@
 
 The loop calls, in order: ``on_train_begin(trainer)``, then per epoch ``on_epoch_begin(epoch,
 epochs)``, ``on_step(step, loss)`` after every step (only for callbacks that override it: it is
-the hot path), ``on_epoch_end(record)`` after the epoch's checkpoint, model.onnx and metrics.json
-are written, and ``on_train_end()`` however the run ends."""
+the hot path), ``on_epoch_end(record)``, and ``on_train_end()`` however the run ends.
+:class:`Checkpointing` comes first, so the others' ``on_epoch_end`` runs after the epoch's
+checkpoint, model.onnx and metrics.json are written, on the epochs its policy saves."""
 
 from __future__ import annotations
 
 import math
 import sys
+import time
 
 from onnxforge.runtime.errors import TrainingError
 
-__all__ = ["Callback", "CallbackList", "standard_callbacks", "TerminateOnNaN", "ProgressBar", "EpochLines", "EpochHook", "format_record"]
+__all__ = ["Callback", "CallbackList", "standard_callbacks", "TerminateOnNaN", "Checkpointing", "ProgressBar", "EpochLines",
+           "EpochHook", "format_record"]
 
 
 def format_record(record: dict) -> str:
@@ -78,6 +81,29 @@ class TerminateOnNaN(Callback):
                                 f"lower the learning rate (now {self.lr}). The last good checkpoint is kept.")
 
 
+class Checkpointing(Callback):
+    """Keras's BackupAndRestore with its ``save_freq``: after the epochs ``policy`` (a
+    :class:`~.config.CheckpointPolicy`) chooses, and always after the run's last, the trainer
+    writes the checkpoint (weights, optimizer state, data order of ``batches``), model.onnx and
+    metrics.json of that epoch; between them nothing is written. A kill loses the work since the
+    last save; ``--resume`` continues from it to the weights an uninterrupted run reaches."""
+
+    def __init__(self, policy, batches):
+        self.policy, self.batches = policy, batches
+
+    def on_train_begin(self, trainer):
+        self.trainer, self.epochs = trainer, trainer.config.epochs
+        self.saved_at = time.monotonic()  # the run's first checkpoint was just written (or resumed from)
+
+    def on_epoch_end(self, record):
+        if self.policy.due(record["epoch"], self.epochs, time.monotonic() - self.saved_at):
+            trainer = self.trainer
+            trainer._save_checkpoint(self.batches)
+            trainer.export()
+            trainer._write_metrics()
+            self.saved_at = time.monotonic()
+
+
 class ProgressBar(Callback):
     """One bar on stderr for the whole run (steps of all epochs), redrawn every 16 steps."""
 
@@ -129,10 +155,11 @@ class EpochHook(Callback):
         self.fn(record)
 
 
-def standard_callbacks(progress, callback=None, extra=()) -> CallbackList:
-    """NaN stop; with ``progress`` the bar (and, unless it is "bar", the epoch lines); ``extra``
-    callbacks; the user's ``callback(record)`` last."""
-    hooks = [TerminateOnNaN()]
+def standard_callbacks(progress, callback=None, extra=(), checkpointing: Checkpointing | None = None) -> CallbackList:
+    """``checkpointing`` first (the files are written before anyone hears of the epoch); NaN stop;
+    with ``progress`` the bar (and, unless it is "bar", the epoch lines); ``extra`` callbacks; the
+    user's ``callback(record)`` last."""
+    hooks = [*([checkpointing] if checkpointing is not None else []), TerminateOnNaN()]
     if progress:
         hooks.append(ProgressBar())
     if progress and progress != "bar":

@@ -20,6 +20,9 @@ applies) or "sgd" (plain SGD). ``schedule`` is "constant", "linear" or "cosine",
 otherwise (chosen in ``fit`` from the batch shape), ``None`` ONNX Runtime's default, a number
 exactly that many. ``backend``: "auto" or a name in ``onnxforge.runtime.training.backends.BACKENDS``.
 ``trust_checkpoint``: resume from a checkpoint that has no digest record.
+``checkpoint_every``: when the checkpoint, model.onnx and metrics.json are written (see
+:class:`~.config.CheckpointPolicy`): ``"30s"`` (the default, ``CHECKPOINT_EVERY``), ``"5m"``, a
+number of epochs (``1``: every epoch); always after the run's last epoch and before its first step.
 ``workers``: data-parallel processes, started by ``strategy`` (see :func:`parallel_backend`);
 ``fit``'s ``batch_size`` is then per worker.
 """
@@ -45,14 +48,15 @@ from onnxforge.runtime.passes import pipelines
 from onnxforge.runtime.tasks.evaluation import check_for_model, evaluate, fixed_batch
 from onnxforge.runtime.tasks.task import task_for
 from onnxforge.runtime.training.backends import TrainingSpec, backend_class
-from onnxforge.runtime.training.callbacks import CallbackList, format_record, standard_callbacks
-from onnxforge.runtime.training.config import OPTIMIZERS, RunConfig
+from onnxforge.runtime.training.callbacks import CallbackList, Checkpointing, format_record, standard_callbacks
+from onnxforge.runtime.training.config import CHECKPOINT_EVERY, OPTIMIZERS, CheckpointPolicy, RunConfig
 from onnxforge.runtime.training.epochs import EpochIterator, check_fixed_batch
 from onnxforge.runtime.training.export import inference_model
 from onnxforge.runtime.training.parameters import ParameterPlan
 from onnxforge.runtime.training.resume import resume_state, start_run
 from onnxforge.runtime.training.run_folder import RunFolder
 from onnxforge.runtime.training.schedules import learning_rate
+from onnxforge.runtime.training.validation import Validation
 
 __all__ = ["Trainer", "OPTIMIZERS", "format_record", "parallel_backend"]
 
@@ -84,8 +88,9 @@ class Trainer:
                  weight_decay: float = 0.01, schedule: str = "constant", warmup_steps: int = 0,
                  freeze=(), device: str | Device = "auto", seed: int = 0, threads: int | str | None = "auto",
                  progress: bool | str = True, backend: str = "auto", trust_checkpoint: bool = False,
-                 workers: int = 1, strategy=None):
+                 workers: int = 1, strategy=None, checkpoint_every=CHECKPOINT_EVERY):
         backend = parallel_backend(workers, strategy, backend)
+        self.checkpoint_policy = CheckpointPolicy.parse(checkpoint_every)
         self.config = RunConfig(loss=loss, optimizer=optimizer, lr=lr, weight_decay=weight_decay, schedule=schedule,
                                 warmup_steps=warmup_steps, freeze=freeze, seed=seed, backend=backend)
         self.source = load_model(model)
@@ -112,6 +117,7 @@ class Trainer:
         self.epoch = self.step = self.total_steps = 0
         self.finished_before = self._prepared = False  # finished_before: a resume found nothing left to do
         self._record = self._infer_session = None
+        self._validation = Validation()  # the session each epoch's validation runs on
 
     def _spec(self) -> TrainingSpec:
         model = pipelines.for_training_source(self.source)
@@ -188,7 +194,8 @@ class Trainer:
                 self.finished_before = True
                 return self.history
             self.total_steps = batches.steps * self._schedule_epochs
-            self._run_epochs(batches, val, standard_callbacks(self.progress, callback, callbacks))
+            self._run_epochs(batches, val, standard_callbacks(self.progress, callback, callbacks,
+                                                              Checkpointing(self.checkpoint_policy, batches)))
         return self.history
 
     def _run_epochs(self, batches: EpochIterator, val, callbacks: CallbackList) -> None:
@@ -225,10 +232,7 @@ class Trainer:
                 if val is not None:
                     record.update({f"val_{k}": v for k, v in self.evaluate(val).items()})
                 self.history.append(record)
-                self._save_checkpoint(batches)
-                self.export()
-                self._write_metrics()
-                callbacks.on_epoch_end(record)
+                callbacks.on_epoch_end(record)  # Checkpointing first: the files, on the epochs its policy saves
         finally:
             callbacks.on_train_end()
 
@@ -269,7 +273,7 @@ class Trainer:
     def evaluate(self, data, batch_size: int = 1024) -> dict:
         """Loss and the task's metrics (accuracy for a classifier) with the current weights."""
         ds = data if isinstance(data, Dataset) and data.checked else self._check(data, "evaluation data")
-        result = evaluate(self.session(), ds, loss=self.loss, batch_size=batch_size)
+        result = evaluate(self._validation.session(self), ds, loss=self.loss, batch_size=batch_size)
         result.pop("examples", None)
         return result
 

@@ -22,7 +22,8 @@ EPOCHS = 20
 def _cmd(root, out, *extra):
     return [sys.executable, "-m", "onnxforge.cli.main", "train", str(root / "m.onnx"), "--data", str(root / "train.npz"),
             "--epochs", str(EPOCHS), "--batch-size", "16", "--lr", "3e-3", "--schedule", "cosine", "--warmup-steps", "10",
-            "--seed", "5", "--threads", "1", "--quiet", "--backend", "onnx", "--out", str(out), *extra]
+            "--seed", "5", "--threads", "1", "--quiet", "--backend", "onnx", "--out", str(out),
+            "--checkpoint-every", "1", *extra]  # kills land between epochs, each one saved
 
 
 def _weights(rundir) -> dict:
