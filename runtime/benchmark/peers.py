@@ -1,6 +1,7 @@
 """What onnxforge is measured against: the same training artifacts driven by hand with
-``onnxruntime.training.api`` (raw ONNX Runtime), PyTorch eager with the same optimizer, and the
-machine's numpy GEMM peak."""
+``onnxruntime.training.api`` (raw ONNX Runtime), PyTorch eager (or its model through
+``torch.compile``) with the same optimizer, and the machine's numpy GEMM peak. JAX's twin is in
+:mod:`.jax_twin`."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from onnxforge.runtime.benchmark.workloads import torch_module
 from onnxforge.runtime.inference.session import session_options
 from onnxforge.runtime.ort.distribution import training_api
 
-__all__ = ["LR", "WEIGHT_DECAY", "RawTrainer", "TorchTrainer", "gemm_peak", "median"]
+__all__ = ["LR", "WEIGHT_DECAY", "RawTrainer", "TorchTrainer", "gemm_peak", "median", "torch_compile_missing"]
 
 LR = 1e-3
 WEIGHT_DECAY = 0.01
@@ -78,14 +79,35 @@ class RawTrainer:
             module.lazy_reset_grad()
         return time.perf_counter() - t0, time.process_time() - c0
 
+    def step(self, xs: list[np.ndarray], y: np.ndarray) -> None:
+        self.module(*xs, y)
+        self.optimizer.step()
+        self.module.lazy_reset_grad()
+
+
+def torch_compile_missing() -> str | None:
+    """Why ``torch.compile`` (inductor, which builds C++ for the CPU) cannot run here, or None."""
+    import shutil
+
+    torch = torch_module()
+    if not hasattr(torch, "compile"):
+        return f"PyTorch {torch.__version__} has no torch.compile"
+    if not any(shutil.which(c) for c in ("cc", "gcc", "clang", "g++")):
+        return "torch.compile's inductor needs a C/C++ compiler, and none is on PATH"
+    return None
+
 
 class TorchTrainer:
+    """PyTorch eager on a twin, or with ``compile`` its model through ``torch.compile`` (the
+    loss, backward and optimizer step stay eager, as a user who compiles the model gets them)."""
+
     def __init__(self, net, device: str, x_names: list[str], ignore_index: int | None = None,
-                 optimizer: str = "adamw"):
+                 optimizer: str = "adamw", compile: bool = False):
         torch = torch_module()
         self.torch = torch
         self.device = device
         self.net = net.to(device).train()
+        self.forward = torch.compile(self.net) if compile else self.net
         if optimizer == "sgd":
             self.optimizer = torch.optim.SGD(self.net.parameters(), lr=LR)
         else:
@@ -109,3 +131,13 @@ class TorchTrainer:
         if dev == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - t0, time.process_time() - c0
+
+    def step(self, xs: list[np.ndarray], y: np.ndarray) -> float:
+        """One step on numpy batches (through ``torch.compile`` when built with ``compile``)."""
+        torch = self.torch
+        out = self.forward(*[torch.from_numpy(x).to(self.device) for x in xs])
+        loss = self.loss(out.reshape(-1, out.shape[-1]), torch.from_numpy(y).to(self.device).reshape(-1))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()

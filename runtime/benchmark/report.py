@@ -36,6 +36,31 @@ def _section(lines, title, training, inference):
                          f"{_x(r[f'{ratio}_vs_ort']):>8} {_x(r[f'{ratio}_vs_torch']):>9}")
 
 
+_NAMES = {"onnx": "onnx", "artifacts": "artifacts", "ort": "raw ORT", "torch": "PyTorch", "torch.compile": "t.compile",
+          "jax": "JAX jit"}
+_SHOWN = {"torch.compile": "torch.compile", "jax": "JAX jit", "torch": "PyTorch eager", "ort": "raw ORT",
+          "artifacts": "the artifacts backend"}
+
+
+def _backends(lines, rows):
+    """The training backends' rows: steps/s, then the onnx backend's ratio to each; then who is ahead."""
+    if not rows:
+        return
+    lines.append("")
+    lines.append(f"training backends and peers (steps/s; one process, alternating rounds of "
+                 f"{rows[0]['seconds_per_round']:g} s, median of {rows[0]['rounds']}; second line: onnx backend / each)")
+    lines.append(f"  {'workload':30} {'opt':5} {'thr':>3} " + " ".join(f"{_NAMES[k]:>10}" for k in _NAMES))
+    ahead = []
+    for r in rows:
+        rates, ratio = r["steps_per_s"], r["onnx_ratio"]
+        label = f"{r['workload']} b{r['batch']}"
+        lines.append(f"  {label:30} {r['optimizer']:5} {r['threads']:>3} "
+                     + " ".join(f"{_n(rates.get(k)):>10}" for k in _NAMES))
+        lines.append(f"  {'':30} {'':5} {'':>3} " + " ".join(f"{_x(ratio.get(k)) if k != 'onnx' else '':>10}" for k in _NAMES))
+        ahead += [f"{_SHOWN[k]} on {label} {r['optimizer']} by {1 / v:.2f}x" for k, v in ratio.items() if v < 1]
+    lines.append("  ahead of the onnx backend: " + ("; ".join(ahead) if ahead else "nobody, on every row"))
+
+
 def format_table(result: dict) -> str:
     """The human-readable table of a :func:`run_benchmarks` result."""
     v = result["versions"]
@@ -69,6 +94,7 @@ def format_table(result: dict) -> str:
                      f"{lm['ort_cpu_fraction_of_peak']:.0%}, PyTorch {lm['torch_cpu_fraction_of_peak']:.0%} of peak; "
                      f"ORT forward+backward alone {lm['ort_forward_backward_cpu_fraction_of_peak']:.0%}, "
                      f"its {lm['optimizer']} step {lm['ort_optimizer_share_of_step_cpu']:.0%} of the step")
+    _backends(lines, result.get("backends"))
     mem = result.get("memory")
     if mem:
         o, t = mem["onnxforge"], mem["torch"]

@@ -1,4 +1,5 @@
-"""Benchmarks: onnxforge against raw ONNX Runtime and PyTorch eager, in one process run.
+"""Benchmarks: onnxforge against raw ONNX Runtime and PyTorch eager (and, for the training
+backends' rows, ``torch.compile`` and JAX ``jit`` where installed), in one process run.
 
 Every comparison uses the same model (the PyTorch twin gets the ONNX initialisers copied in), the
 same data and batches, the same optimizer (AdamW, betas 0.9/0.999, eps 1e-8, weight decay 0.01,
@@ -18,6 +19,7 @@ import sys
 import numpy as np
 from tqdm.auto import tqdm
 
+from onnxforge.runtime.benchmark.backend_rows import BACKEND_ROWS, bench_backends, missing_contestants
 from onnxforge.runtime.benchmark.measure import bench_inference, bench_memory, bench_training
 from onnxforge.runtime.benchmark.peers import gemm_peak
 from onnxforge.runtime.benchmark.report import format_table
@@ -31,8 +33,8 @@ __all__ = ["FAMILIES", "Workload", "workloads", "run_benchmarks", "format_table"
 
 def _sizes(quick: bool) -> dict:
     if quick:
-        return {"scale": 0.125, "rounds": 3, "calls": 300, "inf_rounds": 3, "mem_steps": 10}
-    return {"scale": 1.0, "rounds": 7, "calls": 2000, "inf_rounds": 7, "mem_steps": 30}
+        return {"scale": 0.125, "rounds": 3, "calls": 300, "inf_rounds": 3, "mem_steps": 10, "backend_seconds": 0.3}
+    return {"scale": 1.0, "rounds": 7, "calls": 2000, "inf_rounds": 7, "mem_steps": 30, "backend_seconds": 1.0}
 
 
 def run_benchmarks(*, quick: bool = False, families=FAMILIES, threads: int | None = None, cuda: bool = True,
@@ -53,13 +55,14 @@ def run_benchmarks(*, quick: bool = False, families=FAMILIES, threads: int | Non
         "quick": quick, "threads": threads, "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "versions": {"onnxruntime": info.version, "distribution": info.distribution, "torch": torch.__version__,
                      "numpy": np.__version__},
-        "defaults": [], "training": [], "inference": [], "notes": [],
+        "defaults": [], "training": [], "inference": [], "backends": [], "notes": [],
     }
     missing = [f for f in families if not any(w.family == f for w in available.values())]
     for f in missing:
         result["notes"].append(f"{f}: no builder in this checkout (onnxforge.graphs), skipped")
     chosen = [k for k, w in available.items() if w.family in families]
-    total = len(chosen) * 3 + 2
+    rows = [r for r in BACKEND_ROWS if r[1] in families]
+    total = len(chosen) * 3 + 2 + len(rows)
     bar = tqdm(total=total, desc="benchmarks", unit="part", disable=not progress, file=sys.stderr)
 
     def run_on(device: str) -> tuple[list, list]:
@@ -112,6 +115,13 @@ def run_benchmarks(*, quick: bool = False, families=FAMILIES, threads: int | Non
         bar.set_postfix_str("memory")
         result["memory"] = bench_memory("mlp-large", steps=size["mem_steps"], threads=threads)
     bar.update(1)
+    skip = missing_contestants()
+    result["notes"].extend(f"training backends' rows: {who} skipped ({why})" for who, why in skip.items())
+    for name, _, optimizer in rows if "onnx" not in skip else ():
+        bar.set_postfix_str(f"backends {name} {optimizer}")
+        result["backends"].append(bench_backends(name, optimizer, seconds=size["backend_seconds"],
+                                                 rounds=size["rounds"], skip=skip))
+        bar.update(1)
     ok, why = cuda_works()
     if cuda and ok and torch.cuda.is_available():
         result["cuda"] = {}

@@ -15,10 +15,13 @@ import pytest
 import torch
 
 from onnxforge.runtime import load
+from onnxforge.runtime.benchmark import backend_rows, jax_twin
 from onnxforge.runtime.benchmark import suite as benchmark
+from onnxforge.runtime.benchmark.workloads import TWINS
+from onnxforge.runtime.training.stepgraph import timing
 from onnxforge.graphs.lstm_gates import onnx_to_torch
 
-TINY = {"scale": 0.01, "rounds": 1, "calls": 5, "inf_rounds": 1, "mem_steps": 1}
+TINY = {"scale": 0.01, "rounds": 1, "calls": 5, "inf_rounds": 1, "mem_steps": 1, "backend_seconds": 0.02}
 
 
 @pytest.mark.parametrize("name", sorted(benchmark.workloads()))
@@ -48,6 +51,7 @@ def _check_row(row, keys):
 
 def test_tiny_run_through_the_cli_writes_table_and_json(cli_run, tmp_path, monkeypatch):
     monkeypatch.setattr(benchmark, "_sizes", lambda quick: dict(TINY))
+    monkeypatch.setattr(benchmark, "BACKEND_ROWS", (("mlp_small", "mlp", "sgd"),))  # one row: the peers compile
     out = tmp_path / "bench.json"
     res = cli_run(*["bench", "--quick", "--family", "mlp", "--threads", "1", "--quiet", "-o", str(out)],
                              catch_exceptions=False)
@@ -80,6 +84,43 @@ def test_tiny_run_through_the_cli_writes_table_and_json(cli_run, tmp_path, monke
     for who in ("onnxforge", "torch"):
         assert result["memory"][who]["peak_rss_mb"] > result["memory"][who]["before_training_rss_mb"] > 0
     assert result["cuda"] is None
+    (row,) = result["backends"]
+    assert (row["workload"], row["optimizer"], row["threads"], row["batch"]) == ("mlp 64-128-10", "sgd", 1, 64)
+    _check_backend_row(row, table)
+
+
+def _check_backend_row(row, table):
+    """Every contestant that can run here has a row entry; each one that cannot, a note."""
+    missing = backend_rows.missing_contestants()
+    assert set(row["steps_per_s"]) == set(backend_rows.CONTESTANTS) - set(missing)
+    for who, rate in row["steps_per_s"].items():
+        assert math.isfinite(rate) and rate > 0, who
+        if who != "onnx":
+            assert row["onnx_ratio"][who] == pytest.approx(row["steps_per_s"]["onnx"] / rate)
+    assert "training backends and peers" in table and "ahead of the onnx backend: " in table
+    for who, why in missing.items():
+        assert f"training backends' rows: {who} skipped ({why})" in table
+
+
+@pytest.mark.skipif(jax_twin.jax_missing() is not None, reason="JAX is not installed (an optional peer)")
+@pytest.mark.parametrize("name", ["mlp_small", "convnet", "lstm"])
+def test_jax_twin_computes_what_the_torch_twin_computes_and_steps_like_adamw(name):
+    model, x, y, batch, _ = timing.workload(name)
+    family = timing.WORKLOADS[name][0]
+    net = TWINS[family](model)
+    twin = jax_twin.JaxTwin(TWINS[family](model), "adamw", 0.01)
+    with torch.no_grad():
+        np.testing.assert_allclose(twin.forward(x[:8]), net(torch.from_numpy(x[:8])).numpy(), rtol=1e-4, atol=1e-5)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+    for s in range(3):
+        xb, yb = x[s * batch:(s + 1) * batch], y[s * batch:(s + 1) * batch]
+        loss = torch.nn.functional.cross_entropy(net(torch.from_numpy(xb)), torch.from_numpy(yb))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        assert twin.step([xb], yb, 1e-3) == pytest.approx(loss.item(), abs=1e-5)
+    with torch.no_grad():
+        np.testing.assert_allclose(twin.forward(x[:8]), net(torch.from_numpy(x[:8])).numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_bench_rejects_an_unknown_family(cli_run):
