@@ -10,6 +10,7 @@ import onnx
 
 from onnxforge.graphs._common import BATCH, GraphBuilder, check_dropout, check_positive, float_input, int_input
 from onnxforge.graphs._lstm_unrolled import unrolled_lstm
+from onnxforge.graphs._padding import TokenSteps, skip_padding
 from onnxforge.graphs.lstm_gates import ONNX_GATES
 from onnxforge.runtime.errors import ConfigError
 from onnxforge.runtime.modelio.card import ModelCard
@@ -51,25 +52,48 @@ class _Reverser:
         return self.b.node("Gather", [x, self.index], [f"{name}.out"], name=name, axis=0)
 
 
+class _Padding:
+    """The trailing padding of token rows, in the processing order of one direction: ``padding``
+    (bool [T, N, 1]) and ``valid`` (float) from :class:`~onnxforge.graphs._padding.TokenSteps`,
+    reversed for a direction that reads the sequence backwards; ``last`` [1, N, H], each row's
+    last real step, for the forward direction (a reversed one ends on step 0, always read)."""
+
+    def __init__(self, steps: TokenSteps, reverse=None):
+        self.padding = steps.padding if reverse is None else reverse(steps.padding, "padding.reverse_pad")
+        self.valid = steps.valid if reverse is None else reverse(steps.valid, "padding.reverse_valid")
+        self.last = steps.last if reverse is None else None
+
+
 def _lstm_node(b: GraphBuilder, prefix: str, x: str, in_size: int, hidden: int, impl: str = "node",
-               steps: int | None = None) -> tuple[str, str]:
+               steps: int | None = None, padding: _Padding | None = None) -> tuple[str, str]:
     """One forward ``LSTM`` over ``x [T, N, in]``: returns ``Y [T, N, H]`` and ``Y_h [N, H]``.
 
     The node lists its optional inputs up to ``initial_c`` (7 inputs, empty names) and declares all
     three outputs: the form ONNX Runtime training's LSTM gradient needs. ``impl="unrolled"`` builds
-    the same function from plain ops over ``steps`` steps (see ``graphs/_lstm_unrolled.py``)."""
+    the same function from plain ops over ``steps`` steps (see ``graphs/_lstm_unrolled.py``).
+    With ``padding`` the state is kept through the padded steps (the unrolled recurrence masked,
+    the node's cell state held by :func:`~onnxforge.graphs._padding.skip_padding`): ``Y_h`` is
+    the state after each row's last real step, and ``Y`` repeats it at the padded steps."""
     w = b.param(f"{prefix}.W", _uniform(b, (1, 4 * hidden, in_size), hidden))
     r = b.param(f"{prefix}.R", _uniform(b, (1, 4 * hidden, hidden), hidden))
     bias = b.param(f"{prefix}.B", _uniform(b, (1, 8 * hidden), hidden))
-    if impl == "unrolled":
-        seq, y_h, _ = unrolled_lstm(b, prefix, x, w, r, bias, hidden, steps)
+    if impl == "unrolled":  # masked: h and c kept at padding, so the final state is the last real one
+        seq, y_h, _ = unrolled_lstm(b, prefix, x, w, r, bias, hidden, steps, mask=padding.valid if padding else None)
         axis0 = b.constant(f"{prefix}.axis0", np.array([0], np.int64))
         return seq, b.node("Squeeze", [y_h, axis0], [f"{prefix}.last"], name=f"{prefix}.squeeze_h")
-    y, y_h, _ = b.node("LSTM", [x, w, r, bias, "", "", ""], [f"{prefix}.Y", f"{prefix}.Y_h", f"{prefix}.Y_c"],
+    x_in, w_in = skip_padding(b, prefix, x, in_size, w, hidden, padding.padding) if padding else (x, w)
+    y, y_h, _ = b.node("LSTM", [x_in, w_in, r, bias, "", "", ""], [f"{prefix}.Y", f"{prefix}.Y_h", f"{prefix}.Y_c"],
                        name=prefix, hidden_size=hidden, direction="forward")
     axis1 = b.constant(f"{prefix}.axis1", np.array([1], np.int64))
     axis0 = b.constant(f"{prefix}.axis0", np.array([0], np.int64))
     seq = b.node("Squeeze", [y, axis1], [f"{prefix}.seq"], name=f"{prefix}.squeeze_y")
+    if padding is not None and padding.last is not None:  # at padding the node's h moves on, its c does not:
+        y_h = b.node("GatherElements", [seq, padding.last], [f"{prefix}.Y_h_read"], name=f"{prefix}.Y_h_read", axis=0)
+        # every padded step shows the kept state, as the unrolled build's does (same function); the
+        # state expanded first: ONNX Runtime 1.19's Where gradient fails to reduce a broadcast input
+        kept = b.node("Expand", [y_h, b.node("Shape", [seq], [f"{prefix}.seq_shape"], name=f"{prefix}.seq_shape")],
+                      [f"{prefix}.Y_h_steps"], name=f"{prefix}.Y_h_steps")
+        seq = b.node("Where", [padding.padding, kept, seq], [f"{prefix}.seq_kept"], name=f"{prefix}.seq_kept")
     last = b.node("Squeeze", [y_h, axis0], [f"{prefix}.last"], name=f"{prefix}.squeeze_h")
     return seq, last
 
@@ -100,8 +124,9 @@ def lstm(
     ``logits [N, classes]`` (task "classification"). ``head="tagger"``: ``fc`` on every step gives
     ``logits [N, T, classes]`` (task "tagging": label 0 is padding and counts for nothing, so
     real tags are 1 .. classes-1; a language model is a tagger whose labels are the next tokens).
-    ONNX Runtime cannot train ``sequence_lens``, so every step is read: for the sequence head,
-    pad variable-length token sequences at the start so the last state follows the last token.
+    Token rows may end in padding (id 0 after a row's last other token): it is not read (the
+    state is kept through it, as PyTorch's packed sequences), so a row gives one answer at every
+    pad width and batch mix; float features are read at every step.
 
     ``bidirectional=True``: ONNX Runtime training differentiates forward LSTMs only, so each layer
     is built from two forward ``LSTM`` nodes, ``lstmI.forward`` on the sequence and
@@ -156,17 +181,21 @@ def lstm(
         x = "x"
     x = b.node("Transpose", [x], ["time_major.out"], name="time_major", perm=[1, 0, 2])  # [T, N, in]
     reverse = _Reverser(b, x) if bidirectional else None
+    steps_read = TokenSteps(b, hidden, "x", "padding") if vocab is not None else None
+    pad_fwd = _Padding(steps_read) if steps_read else None
+    pad_bwd = _Padding(steps_read, reverse) if steps_read and bidirectional else None
     size = in_size
     last = None
     for i in range(1, layers + 1):
         if i > 1:
             x = b.dropout(f"dropout{i - 1}", x, dropout)
         if not bidirectional:
-            x, last = _lstm_node(b, f"lstm{i}", x, size, hidden, impl, t_len)
+            x, last = _lstm_node(b, f"lstm{i}", x, size, hidden, impl, t_len, pad_fwd)
             size = hidden
             continue
-        fwd, fwd_last = _lstm_node(b, f"lstm{i}.forward", x, size, hidden, impl, t_len)
-        bwd, bwd_last = _lstm_node(b, f"lstm{i}.backward", reverse(x, f"lstm{i}.reverse_in"), size, hidden, impl, t_len)
+        fwd, fwd_last = _lstm_node(b, f"lstm{i}.forward", x, size, hidden, impl, t_len, pad_fwd)
+        bwd, bwd_last = _lstm_node(b, f"lstm{i}.backward", reverse(x, f"lstm{i}.reverse_in"), size, hidden, impl, t_len,
+                                   pad_bwd)
         bwd = reverse(bwd, f"lstm{i}.reverse_out")
         x = b.node("Concat", [fwd, bwd], [f"lstm{i}.out"], name=f"lstm{i}.concat", axis=-1)
         last = b.node("Concat", [fwd_last, bwd_last], [f"lstm{i}.last"], name=f"lstm{i}.concat_last", axis=-1)

@@ -79,7 +79,7 @@ CONFIGS = [
 
 def batch(cfg, rng, n=6, steps=7):
     if cfg.get("vocab"):
-        x = rng.integers(0, cfg["vocab"], (n, steps)).astype(np.int64)
+        x = rng.integers(1, cfg["vocab"], (n, steps)).astype(np.int64)  # 0 is PAD (see test_lstm_padding.py)
     else:
         x = rng.standard_normal((n, steps, cfg["inputs"])).astype(np.float32)
     if cfg["head"] == "tagger":
