@@ -19,7 +19,7 @@ from onnxforge.runtime.modelio.dtypes import ORT_TYPES, TYPES
 from onnxforge.runtime.modelio.files import load_model
 from onnxforge.runtime.passes.pipelines import for_inference
 
-__all__ = ["DeviceArray", "IOInfo", "Session", "load"]
+__all__ = ["DeviceArray", "IOInfo", "Session", "load", "model_inputs", "session_options", "validate_feeds"]
 
 _ONNX_TO_ORT = {t.onnx: t.ort for t in TYPES}
 
@@ -43,7 +43,7 @@ def _io_info(arg) -> IOInfo:
     return IOInfo(arg.name, shape, np.dtype(dtype) if dtype is not None else np.dtype(object))
 
 
-def _io_info_from_model(model: ModelProto) -> list[IOInfo]:
+def model_inputs(model: ModelProto) -> list[IOInfo]:
     """The graph inputs that are not initialisers, as :class:`IOInfo` (no session needed)."""
     inits = {t.name for t in model.graph.initializer}
     out = []
@@ -55,6 +55,9 @@ def _io_info_from_model(model: ModelProto) -> list[IOInfo]:
         dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim)
         out.append(IOInfo(vi.name, dims, np.dtype(dtype)))
     return out
+
+
+_io_info_from_model = model_inputs  # the old private name, until cli/inspect.py imports model_inputs
 
 
 def session_options(threads: int | None = None, optimization: str = "all", inter_op_threads: int | None = None):

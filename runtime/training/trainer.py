@@ -39,7 +39,7 @@ from onnx import ModelProto, numpy_helper
 
 from onnxforge.runtime.data.datasets import Dataset
 from onnxforge.runtime.errors import ConfigError
-from onnxforge.runtime.inference.session import Session, _io_info_from_model, session_options
+from onnxforge.runtime.inference.session import Session, model_inputs, session_options
 from onnxforge.runtime.modelio.card import ModelCard
 from onnxforge.runtime.modelio.files import load_model
 from onnxforge.runtime.ort.device import Device, resolve_device
@@ -107,7 +107,7 @@ class Trainer:
         self.output_name = self.card.output or self.source.graph.output[0].name
         if self.output_name not in [o.name for o in self.source.graph.output]:
             raise ConfigError(f"the model has no output {self.output_name!r} to train")
-        self.inputs = _io_info_from_model(self.source)
+        self.inputs = model_inputs(self.source)
         self.plan = ParameterPlan.of(self.source, self.config.freeze)
         self.trainable, self.frozen, self.buffers = list(self.plan.trainable), list(self.plan.frozen), list(self.plan.buffers)
         self.device, self.fixed_batch = resolve_device(device), fixed_batch(self.inputs)

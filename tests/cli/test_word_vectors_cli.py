@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from onnxforge.runtime import load
 from onnxforge.runtime.data.tokenizers import Tokenizer
@@ -18,7 +19,6 @@ from onnxforge.runtime.tasks.ngram import ngram_perplexity
 from onnxforge.runtime.tasks.raw import feeds_from_bytes, answers
 from onnxforge.runtime.tasks.losses import numpy_loss
 from onnxforge.samples import caption_digits, load_digits
-from onnxforge.samples._png import write_png
 
 NAMES = {"bird": "robin wren finch lark".split(), "tool": "saw drill spade rake".split(),
          "does": "sings builds digs hums".split()}
@@ -113,8 +113,9 @@ def test_captioner_from_a_captions_file(tmp_path, cli_run):
     (x, y), _ = load_digits("images")
     strips, digits = caption_digits.make_strips(x, y, 64, 0)
     lines = []
+    (tmp_path / "img").mkdir()
     for i, (strip, d) in enumerate(zip(strips, digits)):
-        write_png(tmp_path / "img" / f"{i}.png", (strip[0] * 255).round().astype(np.uint8))
+        Image.fromarray((strip[0] * 255).round().astype(np.uint8)).save(tmp_path / "img" / f"{i}.png")
         lines.append(f"img/{i}.png\t{caption_digits.caption_of(d)}")
     (tmp_path / "captions.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     res = cli_run("build", "captioner", "--image-shape", "1,8,24", "--channels", "16,32", "--vocab-from",

@@ -12,9 +12,8 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 
 from onnxforge import plugins
-from onnxforge.graphs import mlp
+from onnxforge.graphs import GraphBuilder, float_input, mlp
 from onnxforge.runtime.modelio.card import ModelCard
-from onnxforge.graphs._common import GraphBuilder, float_input
 from onnxforge.runtime import Trainer, load
 
 _erf = np.vectorize(math.erf)

@@ -8,7 +8,7 @@ from onnx import helper
 
 from onnxforge import plugins
 from onnxforge.runtime.modelio.card import ModelCard
-from onnxforge.graphs._common import GraphBuilder, float_input
+from onnxforge.graphs import GraphBuilder, float_input
 from onnxforge.plugins import Op, Plugin
 from onnxforge.runtime import Trainer, load
 from onnxforge.runtime.errors import ModelError, NotTrainableError, PluginError

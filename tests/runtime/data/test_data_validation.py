@@ -16,7 +16,7 @@ from onnxforge.runtime.data.datasets import Dataset, check_dataset
 from onnxforge.runtime.errors import DataError
 from onnxforge.runtime.tasks.evaluation import evaluate
 from onnxforge.runtime.modelio import ModelCard, save_model
-from onnxforge.runtime.inference.session import _io_info_from_model
+from onnxforge.runtime.inference.session import model_inputs
 
 N, FEATURES, CLASSES = 10, 8, 3
 
@@ -240,7 +240,7 @@ def test_float64_data_and_narrow_labels_are_still_accepted(tmp_path):
                           epochs=1, batch_size=5)
     assert len(history) == 1 and np.isfinite(history[0]["loss"]) and trainer.step == 2
     assert (tmp_path / "run" / "checkpoint").is_file()
-    inputs = _io_info_from_model(mlp(FEATURES, 16, 2))
+    inputs = model_inputs(mlp(FEATURES, 16, 2))
     ds = check_dataset(Dataset({"x": x_ok(np.float64)}, (y_ok() % 2).astype(bool)), inputs, task="classification",
                        classes=2)
     assert ds.inputs["x"].dtype == np.float32 and ds.inputs["x"].flags.c_contiguous and ds.y.dtype == np.int64
@@ -256,7 +256,7 @@ def test_integer_ids_of_any_width_are_accepted_within_range(tmp_path):
 
 def test_ignored_labels_are_not_out_of_range():
     """A tagger's padding label (ignore_index) may lie outside [0, classes)."""
-    inputs = _io_info_from_model(mlp(FEATURES, 16, CLASSES))
+    inputs = model_inputs(mlp(FEATURES, 16, CLASSES))
     y = put(y_ok(), (0, -100))
     ds = check_dataset(Dataset({"x": x_ok()}, y), inputs, task="classification", classes=CLASSES, ignore_index=-100)
     assert ds.y[0] == -100
@@ -268,7 +268,7 @@ def test_token_ids_outside_the_vocabulary():
     model = lstm(vocab=6, embed=4, hidden=8, classes=CLASSES)
     vocab = ModelCard.from_model(model).vocabularies
     assert vocab == {"x": 6}
-    inputs = _io_info_from_model(model)
+    inputs = model_inputs(model)
     ids = put(np.ones((N, 5), np.int64), ((2, 3), 9), ((5, 0), -1))
     with pytest.raises(DataError) as info:
         check_dataset(Dataset({"x": ids}, y_ok(), "ids.npz"), inputs, task="classification", classes=CLASSES, vocab=vocab)
@@ -278,7 +278,7 @@ def test_token_ids_outside_the_vocabulary():
 
 
 def test_every_message_is_one_line_and_starts_with_its_source():
-    inputs = _io_info_from_model(mlp(FEATURES, 16, CLASSES))
+    inputs = model_inputs(mlp(FEATURES, 16, CLASSES))
     cases = [
         Dataset({"x": put(x_ok(), ((1, 1), np.nan))}, y_ok(), "a.npz"),
         Dataset({"x": x_ok()}, put(y_ok(), (2, 9)), "a.npz"),
