@@ -10,9 +10,7 @@ import json
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 
-from onnxforge.cli.main import cli
 from onnxforge.graphs import mlp
 from onnxforge.runtime import load
 from onnxforge.runtime.errors import ConfigError
@@ -116,13 +114,13 @@ def test_epoch_validation_gives_what_the_exported_model_gives(tmp_path, data):
     assert again["loss"] == history[-1]["val_loss"]
 
 
-def test_cli_says_how_often_and_refuses_a_bad_policy(tmp_path, data):
-    help_text = CliRunner().invoke(cli, ["train", "--help"]).output
+def test_cli_says_how_often_and_refuses_a_bad_policy(tmp_path, data, cli_run):
+    help_text = cli_run("train", "--help").output
     assert "--checkpoint-every" in help_text and "[default: 30s]" in help_text
     np.savez(tmp_path / "d.npz", x=data[0][0], y=data[0][1])
     onnx.save(mlp(64, [8], 10), str(tmp_path / "m.onnx"))
-    result = CliRunner().invoke(cli, ["train", str(tmp_path / "m.onnx"), "--data", str(tmp_path / "d.npz"),
-                                      "--checkpoint-every", "soon", "--out", str(tmp_path / "run")])
+    result = cli_run("train", tmp_path / "m.onnx", "--data", tmp_path / "d.npz", "--checkpoint-every", "soon",
+                     "--out", tmp_path / "run")
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1] == (
         "Error: Invalid value for '--checkpoint-every': expected a time like '30s', '5m', '1h' or a number of "
