@@ -28,7 +28,9 @@ def command(quick, families, threads, no_cuda, as_json, output, quiet):
     machine's numpy GEMM peak, and peak training memory, for onnxforge, raw ONNX Runtime and
     PyTorch eager with the same models, data, batches and optimizer, and print the ratios (ours /
     baseline; above 1.00x onnxforge is faster): first with each framework at its default threads
-    (onnxforge's "auto", PyTorch's every core), then with --threads for all."""
+    (onnxforge's "auto", PyTorch's every core), then with --threads for all; then the training
+    backends' rows: the onnx and artifacts backends beside raw ONNX Runtime, PyTorch eager,
+    torch.compile and JAX jit (each skipped with a note when it cannot run here)."""
     from onnxforge.runtime.benchmark.suite import format_table, run_benchmarks
 
     result = run_benchmarks(quick=quick, families=tuple(families) or FAMILIES, threads=threads, cuda=not no_cuda,
