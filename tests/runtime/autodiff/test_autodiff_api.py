@@ -40,7 +40,7 @@ def test_public_names():
 
 
 def test_mlp_node_count_and_outputs(tmp_path):
-    """The 64-128-10 MLP: forward 3 nodes, gradient 9 (hand-written: 10, with the Relu gradient as
+    """The 64-128-10 MLP: forward 3 nodes, gradient 10, as hand-written (the Relu gradient as
     Greater, Cast, Mul); outputs keep the original ones, then NAME_grad; the batch stays dynamic."""
     m = mlp(64, [128], 10)
     path = tmp_path / "mlp.onnx"
@@ -49,8 +49,8 @@ def test_mlp_node_count_and_outputs(tmp_path):
     g = gradient_model(str(path), wrt, "logits")
     onnx.checker.check_model(g, full_check=True)
     assert [o.name for o in g.graph.output] == ["logits"] + [f"{w}_grad" for w in wrt]
-    assert len(g.graph.node) == 12
-    assert sum(1 for n in g.graph.node if n.name.startswith("grad/")) == 9
+    assert len(g.graph.node) == 13
+    assert sum(1 for n in g.graph.node if n.name.startswith("grad/")) == 10
     assert [i.name for i in g.graph.input] == [i.name for i in m.graph.input]
     assert g.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "N"
     assert g.ir_version <= 10

@@ -95,6 +95,30 @@ for sid, (xs, k, st, p, dl, cm) in {
          lambda x, k=k, st=st, p=p, dl=dl, cm=cm: F.max_pool2d(x, k, st, p, dl, bool(cm)),
          dict(kernel_shape=k, strides=st, pads=p + p, dilations=dl, ceil_mode=cm))
 
+def ties(*shape, values=(0.0, 0.25, 0.5)):
+    """Values drawn from a few levels (equal maxima in most windows), and windows all zero (as
+    after a ReLU)."""
+    x = R.choice(np.array(values, np.float32), shape)
+    x[..., :2] = 0.0
+    return x
+
+
+# tiling pools (window == stride): the gradient without Indices; ties go to the first maximum
+for sid, (x, k) in {
+    "tile-relu-zeros": (np.maximum(f32(2, 3, 8, 8), 0), [2, 2]),
+    "tile-ties": (ties(2, 3, 8, 8), [2, 2]),
+    "tile-ties-4x4": (ties(3, 4, 4, 4), [2, 2]),
+    "tile-3x2": (ties(2, 2, 6, 8), [3, 2]),
+    "tile-2x1": (ties(2, 2, 4, 3), [2, 1]),
+    "tile-over-cap": (ties(1, 2, 16, 16), [2, 2]),  # 64 windows: the Indices form
+}.items():
+    case(f"maxpool-{sid}", "MaxPool", {"X": x}, lambda x, k=k: F.max_pool2d(x, k, k), dict(kernel_shape=k, strides=k))
+case("maxpool-tile-1d", "MaxPool", {"X": ties(2, 3, 12)}, lambda x: F.max_pool1d(x, 4, 4),
+     dict(kernel_shape=[4], strides=[4]))
+case("maxpool-tile-3d", "MaxPool", {"X": ties(1, 2, 4, 2, 4)}, lambda x: F.max_pool3d(x, 2, 2),
+     dict(kernel_shape=[2, 2, 2], strides=[2, 2, 2]))
+
+
 for sid, (xs, k, st, p, cip) in {
     "2x2": ((2, 3, 6, 6), [2, 2], [2, 2], [0, 0], 0),
     "3x3-pad-excl": ((2, 2, 7, 7), [3, 3], [2, 2], [1, 1], 0),
@@ -132,3 +156,16 @@ def test_rule_matches_torch(op, inputs, fn, attrs, kw, dynamic):
         from _autodiff_check import single_op_model  # noqa: F401
         kw = dict(kw, dynamic="batch")
     check_op(op, inputs, fn, attrs=attrs, **kw)
+
+
+@pytest.mark.parametrize("shape,k,tiled", [((2, 3, 8, 8), [2, 2], True), ((2, 3, 12), [4], True),
+                                           ((1, 2, 16, 16), [2, 2], False), ((1, 2, 7, 7), [2, 2], False)])
+def test_tiling_maxpool_needs_no_indices(shape, k, tiled):
+    """Tiling pools of at most 16 windows: the forward MaxPool keeps one output and no
+    ScatterElements is built; others (64 windows, a leftover row) take the Indices form."""
+    x = ties(*shape)
+    g = check_op("MaxPool", {"X": x}, lambda t: (F.max_pool1d if len(shape) == 3 else F.max_pool2d)(t, k, k),
+                 attrs=dict(kernel_shape=k, strides=k))
+    pool = next(n for n in g.graph.node if n.op_type == "MaxPool" and "X" in n.input)
+    ops = {n.op_type for n in g.graph.node}
+    assert (len(pool.output) == 1 and "ScatterElements" not in ops) == tiled

@@ -83,6 +83,9 @@ UNARY = {
 }
 for op, (fn, gen) in UNARY.items():
     case(op.lower(), op, {"X": gen(3, 5)}, fn)
+# exact zeros (and negative zeros) take no gradient, as in PyTorch's threshold_backward
+case("relu-zeros", "Relu", {"X": np.array([[0.0, -0.0, 1.5, -2.0, 0.0], [3.0, 0.0, -0.0, -1e-30, 1e-30]], np.float32)},
+     torch.relu)
 case("leaky_relu", "LeakyRelu", {"X": f32(3, 5)}, lambda x: F.leaky_relu(x, 0.1), alpha=0.1)
 case("leaky_relu-default", "LeakyRelu", {"X": f32(3, 5)}, lambda x: F.leaky_relu(x, 0.01))
 for axis in (-1, 0, 1):
