@@ -10,7 +10,8 @@ models with an ``LSTM`` node prefer ``onnx``; the 64-128-10 MLP 0.83-0.88x (Adam
 (SGD), the 16-32 ConvNet 0.85-0.94x and 1.22-1.61x, the 784-1024-1024-10 MLP 1.19-1.66x and
 0.94-1.14x: within the machine's noise of each other, the artifacts backend ahead on the small
 MLP with AdamW, so other models prefer ``artifacts`` where it is installed and fall back to
-``onnx`` (the only one on Python 3.13's onnxruntime)."""
+``onnx`` (the only one on Python 3.13's onnxruntime). A model whose ops ONNX Runtime training cannot
+differentiate (a Softplus, a reverse LSTM) goes to ``onnx`` first as well."""
 
 from __future__ import annotations
 
@@ -32,9 +33,23 @@ BACKEND_CHOICES = ("auto", *BACKENDS)
 def auto_order(model=None) -> list[type]:
     """The backends ``"auto"`` tries for ``model``, faster first (see the module docstring)."""
     order = list(BACKENDS.values())
-    if model is not None and any(n.op_type == "LSTM" for n in model.graph.node):
+    if model is not None and (any(n.op_type == "LSTM" for n in model.graph.node) or _artifacts_cannot_train(model)):
         order.sort(key=lambda cls: cls is not OnnxBackend)
     return order
+
+
+def _artifacts_cannot_train(model) -> bool:
+    """Whether ONNX Runtime training's gradient builder refuses ``model`` (e.g. a Softplus), which the
+    ``onnx`` backend may still train: ``auto`` then goes to ``onnx`` instead of refusing."""
+    from onnxforge import plugins  # the plugin registry loads entry points: only when asked
+    from onnxforge.runtime.errors import OnnxforgeError
+    from onnxforge.runtime.passes.gradient_form import trainable_parameters, untrainable_ops
+
+    try:
+        prepared = plugins.prepare_training(model)
+    except OnnxforgeError:
+        return False
+    return bool(untrainable_ops(prepared, trainable_parameters(prepared)))
 
 
 def backend_class(name: str, model=None) -> type:
