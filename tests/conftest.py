@@ -30,7 +30,25 @@ def pytest_ignore_collect(collection_path, config):
     return None
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "artifacts: runs the artifacts training backend (needs onnxruntime-training's "
+                                       "training API; skipped, with the reason, where the installed runtime has none)")
+
+
+def _artifacts_missing() -> str | None:
+    """Why the artifacts training backend cannot run here (None: it can)."""
+    from onnxforge.runtime.training.backends import BACKENDS
+
+    return BACKENDS["artifacts"].available()
+
+
 def pytest_collection_modifyitems(config, items):
+    needs_artifacts = [item for item in items if item.get_closest_marker("artifacts")]
+    reason = _artifacts_missing() if needs_artifacts else None
+    if reason is not None:  # CPython 3.13's maintained onnxruntime: the onnx backend only
+        skip = pytest.mark.skip(reason=f"the artifacts backend cannot run here: {reason}")
+        for item in needs_artifacts:
+            item.add_marker(skip)
     if _HAS_TORCH:
         return
     # torch is part of the dev extra where it installs: in CI a missing torch is an install error, never a skip.
@@ -87,6 +105,13 @@ def cli_run():
         return runner.invoke(cli, [str(a) for a in args], catch_exceptions=catch_exceptions, **kwargs)
 
     return run
+
+
+@pytest.fixture(params=["onnx", pytest.param("artifacts", marks=pytest.mark.artifacts)])
+def training_backend(request) -> str:
+    """Each training backend by name: ``onnx`` everywhere, ``artifacts`` where onnxruntime-training is
+    installed (skipped with the reason elsewhere; on the full CI leg a skip fails the run)."""
+    return request.param
 
 
 @pytest.fixture
