@@ -17,6 +17,8 @@ import types
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from onnx import TensorProto, helper
+
 from onnxforge.runtime.errors import RuntimeUnavailableError
 
 # Distributions that install the `onnxruntime` module, and what each can do.
@@ -29,7 +31,8 @@ KNOWN_DISTRIBUTIONS = {
     "onnxruntime-openvino": {"training": False, "cuda": False},
 }
 
-# Highest versions ONNX Runtime training 1.19 loads (see shared notes); newer runtimes accept more.
+# Highest versions ONNX Runtime training 1.19 loads (see shared notes); newer runtimes accept more:
+# for those the installed runtime is asked (ONNX Runtime 1.31 loads IR 13 and opset 26).
 _MAX_IR = {(1, 19): 10, (1, 20): 10, (1, 21): 10, (1, 22): 11}
 _MAX_OPSET = {(1, 19): 21, (1, 20): 21, (1, 21): 22, (1, 22): 22}
 
@@ -68,11 +71,44 @@ class RuntimeInfo:
 
     @property
     def max_ir_version(self) -> int:
-        return _MAX_IR.get(_major_minor(self.version), 10 if _major_minor(self.version) < (1, 22) else 11)
+        return self._limits()[0]
 
     @property
     def max_opset(self) -> int:
-        return _MAX_OPSET.get(_major_minor(self.version), 21 if _major_minor(self.version) < (1, 21) else 22)
+        return self._limits()[1]
+
+    def _limits(self) -> tuple[int, int]:
+        version = _major_minor(self.version)
+        if version in _MAX_IR:
+            return _MAX_IR[version], _MAX_OPSET[version]
+        if version < max(_MAX_IR):
+            return 10, 21
+        return _probed_limits(self.version)
+
+
+def _loads(ir_version: int, opset: int) -> bool:
+    """Whether the installed ONNX Runtime opens a one-Identity model of that IR version and opset."""
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in ("x", "y")]
+    model = helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", io[:1], io[1:]),
+                              opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = ir_version
+    try:
+        ort().InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    except Exception:  # noqa: BLE001  ORT's refusals are pybind classes deriving from Exception only
+        return False
+    return True
+
+
+@lru_cache(maxsize=None)
+def _probed_limits(version: str) -> tuple[int, int]:
+    """The highest IR version and opset a runtime newer than the tables loads, found by asking it
+    (a few milliseconds, once a process), up from the tables' highest."""
+    ir_version, opset = _MAX_IR[max(_MAX_IR)], _MAX_OPSET[max(_MAX_OPSET)]
+    while ir_version < 64 and _loads(ir_version + 1, 17):
+        ir_version += 1
+    while opset < 256 and _loads(ir_version, opset + 1):
+        opset += 1
+    return ir_version, opset
 
 
 def _major_minor(version: str) -> tuple[int, int]:
@@ -192,7 +228,8 @@ def training_api():
     except ImportError as exc:
         raise RuntimeUnavailableError(
             f"the installed ONNX Runtime ({runtime_info().distribution} {rt.__version__}) has no training "
-            f"API ({exc}); install onnxforge with the `cpu` or `cuda` extra to train"
+            f"API ({exc}); the artifacts backend needs onnxruntime-training (CPython 3.10-3.12: the `cpu` or "
+            "`cuda-artifacts` extra), the onnx backend (`--backend onnx`) trains on this runtime"
         ) from None
     rt.set_default_logger_severity(3)
     return artifacts, onnxblock, api

@@ -1,4 +1,4 @@
-"""ONNX to ONNX: old-opset files that ONNX Runtime 1.19 refuses as they are run after conversion
+"""ONNX to ONNX: old-opset files that the installed ONNX Runtime refuses as they are run after conversion
 with the outputs of onnx.reference.ReferenceEvaluator (or numpy) on the original file; weights kept
 as Constant nodes become trainable initialisers; --opset moves a model between opsets exactly."""
 
@@ -15,10 +15,13 @@ from onnxforge.runtime.convert import convert
 from onnxforge.runtime.convert.onnx_upgrade import upgrade
 from onnxforge.runtime.errors import ConversionError
 from onnxforge.runtime.modelio.files import save_model
+from onnxforge.runtime.ort.distribution import runtime_info
 from onnxforge.runtime.passes.gradient_form import trainable_parameters
 
 RNG = np.random.default_rng(7)
 X = RNG.standard_normal((2, 3, 4, 4)).astype(np.float32)
+# what the installed runtime loads: 10 and 21 for ONNX Runtime training 1.19, 13 and 26 for 1.31
+MAX_IR, MAX_OPSET = runtime_info().max_ir_version, runtime_info().max_opset
 
 
 def f32(name, value):
@@ -47,13 +50,13 @@ def old_models():
         # opset 6 Gemm with broadcast=1
         "gemm-6": make([helper.make_node("Gemm", ["x", "w", "c"], ["y"], transB=1, broadcast=1)],
                        [f32("w", RNG.standard_normal((5, 3))), f32("c", RNG.standard_normal(5))], 6, 3, x_shape=(2, 3)),
-        # an IR version newer than the runtime loads (IR 11)
-        "ir-11": make([helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])],
-                      [f32("w", RNG.standard_normal((4, 3, 3, 3)))], 17, 11),
-        # an opset newer than the runtime's 21
-        "opset-22": make([helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3]),
-                          helper.make_node("Relu", ["c"], ["y"])],
-                         [f32("w", RNG.standard_normal((4, 3, 3, 3)))], 22, 10),
+        # an IR version newer than the runtime loads
+        "ir-above-runtime": make([helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])],
+                                 [f32("w", RNG.standard_normal((4, 3, 3, 3)))], 17, MAX_IR + 1),
+        # an opset newer than the runtime's
+        "opset-above-runtime": make([helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3]),
+                                     helper.make_node("Relu", ["c"], ["y"])],
+                                    [f32("w", RNG.standard_normal((4, 3, 3, 3)))], MAX_OPSET + 1, 10),
     }
 
 
@@ -83,7 +86,7 @@ def test_refused_old_models_run_after_conversion_like_the_reference(name, tmp_pa
     new = onnx.load(tmp_path / "new.onnx")
     assert not ort_refuses(new)
     np.testing.assert_allclose(ort_run(new, x), expected, rtol=1e-5, atol=1e-5)
-    assert report["to_opset"] <= 21 and new.ir_version <= 10
+    assert report["to_opset"] <= MAX_OPSET and new.ir_version <= MAX_IR
     assert report["max_abs_diff"] < 1e-5 and report["verified"]
     assert {t.name for t in new.graph.initializer} >= {t.name for t in model.graph.initializer}
     assert not [i for i in new.graph.input if i.name in {t.name for t in new.graph.initializer}]
@@ -130,8 +133,8 @@ def test_opset_down_and_up_keeps_the_outputs(tmp_path):
 
 
 def test_opset_out_of_range_is_refused(tmp_path):
-    with pytest.raises(ConversionError, match="between 7 and 21"):
-        upgrade(old_models()["relu-1"], 22)
+    with pytest.raises(ConversionError, match=f"between 7 and {MAX_OPSET} "):
+        upgrade(old_models()["relu-1"], MAX_OPSET + 1)
 
 
 def test_verification_catches_a_wrong_result(tmp_path, monkeypatch):
@@ -162,6 +165,13 @@ def test_plugin_ops_with_function_bodies_become_standard_ops(tmp_path):
     assert {n.domain for n in out.graph.node} == {""} and not out.functions
     assert [n.op_type for n in out.graph.node] == ["Gemm", "Sigmoid", "Mul", "Gemm"]
     assert report["max_abs_diff"] < 1e-6
+
+
+@pytest.mark.torch
+def test_plugin_ops_with_function_bodies_convert_to_pytorch(tmp_path):
+    from onnxforge.graphs import mlp
+
+    save_model(mlp(6, [5], 3, activation="swish"), tmp_path / "m.onnx")
     assert convert(tmp_path / "m.onnx", tmp_path / "m.pt2")["max_abs_diff"] < 1e-5
 
 
@@ -179,6 +189,7 @@ def test_dropout_6_and_upsample_7_become_their_modern_forms():
     np.testing.assert_array_equal(ort_run(new, X), X.repeat(2, axis=2).repeat(3, axis=3))
 
 
+@pytest.mark.torch
 def test_a_batch_1_export_gets_a_dynamic_batch(tmp_path):
     """A network exported for one example (Reshape to [1, -1] baked in) trains and runs on batches
     after --dynamic-batch; checked against PyTorch on a batch of 5."""
@@ -216,6 +227,7 @@ def test_a_batch_1_export_gets_a_dynamic_batch(tmp_path):
         upgrade(disagree, dynamic_batch=True)
 
 
+@pytest.mark.torch
 def test_a_plain_torch_onnx_export_at_batch_4_gets_a_dynamic_batch(tmp_path):
     """torch.onnx.export without dynamic axes fixes the batch at the example's size (4 here), and
     x.view(x.size(0), -1) becomes Reshape to [4, -1]; --dynamic-batch frees both. Checked against
@@ -255,6 +267,7 @@ def test_a_plain_torch_onnx_export_at_batch_4_gets_a_dynamic_batch(tmp_path):
                                    rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.torch
 def test_the_default_torch_onnx_export_converts_with_a_dynamic_batch(tmp_path):
     """torch.onnx.export's default exporter (dynamo, through onnxscript from the torch extra) writes
     opset 18+ with Reshape(allowzero=1) to [4, -1]; --dynamic-batch frees it. Checked against
