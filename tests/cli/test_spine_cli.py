@@ -8,7 +8,11 @@ import numpy as np
 import onnxruntime
 import pytest
 
+from onnxforge.runtime.training.backends import BACKENDS
 from onnxforge.samples import path as sample_path
+
+# `--backend auto` for an MLP: the artifacts backend where onnxruntime-training is installed, else onnx
+AUTO_MLP = "artifacts" if BACKENDS["artifacts"].available() is None else "onnx"
 
 
 @pytest.fixture
@@ -29,7 +33,8 @@ def test_build_train_eval_infer_end_to_end(cli_run, tmp_path, built):
     result = json.loads(res.output)
     assert result["epochs"] == 8 and len(result["history"]) == 8
     assert result["final"]["val_accuracy"] > 0.9
-    for name in ("model.onnx", "checkpoint", "metrics.json", "artifacts/training_model.onnx"):
+    assert result["backend"] == AUTO_MLP  # what the backend builds lies in a folder named after it
+    for name in ("model.onnx", "checkpoint", "metrics.json", f"{AUTO_MLP}/training_model.onnx"):
         assert (run / name).is_file(), name
 
     res = cli_run("eval", run, "--data", sample_path("digits_test.npz"), "--json")
@@ -81,7 +86,8 @@ def test_inspect(cli_run, built):
     assert "  x: float32 [N, 64]" in res.output
 
 
-def test_inspect_names_ops_without_gradients(cli_run, tmp_path):
+def _softplus_model(tmp_path):
+    """x @ w -> Softplus: ONNX Runtime's gradient builder has no Softplus gradient, onnxforge's own has."""
     from onnx import TensorProto, helper, numpy_helper
 
     graph = helper.make_graph(
@@ -93,10 +99,29 @@ def test_inspect_names_ops_without_gradients(cli_run, tmp_path):
     model.ir_version = 8
     path = tmp_path / "softplus.onnx"
     path.write_bytes(model.SerializeToString())
-    res = cli_run("inspect", path)
-    assert "trainable here: no (Softplus (sp))" in res.output
     np.savez(tmp_path / "d.npz", x=np.ones((4, 2), np.float32), y=np.ones((4, 2), np.float32))
-    res = cli_run("train", path, "--data", tmp_path / "d.npz", "--loss", "mse", "--out", tmp_path / "r")
+    return path
+
+
+def test_inspect_says_per_backend_which_trains_a_model(cli_run, tmp_path):
+    path = _softplus_model(tmp_path)
+    res = cli_run("inspect", path)
+    # each backend's own up-front check, whether or not the backend is installed here; auto goes to
+    # the one that can
+    assert "trainable here: yes (backend auto picks onnx)" in res.output
+    assert "  artifacts backend: no (Softplus (sp))" in res.output
+    assert "  onnx backend: yes" in res.output
+    res = cli_run("train", path, "--data", tmp_path / "d.npz", "--loss", "mse", "--epochs", 1,
+                  "--out", tmp_path / "r", "--json", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["backend"] == "onnx"
+
+
+@pytest.mark.artifacts
+def test_the_artifacts_backend_refuses_ops_without_gradients_before_work(cli_run, tmp_path):
+    path = _softplus_model(tmp_path)
+    res = cli_run("train", path, "--data", tmp_path / "d.npz", "--loss", "mse", "--backend", "artifacts",
+                  "--out", tmp_path / "r")
     assert res.exit_code == 1
     assert res.output.strip() == ("Error: ONNX Runtime cannot compute gradients through: Softplus (sp); "
                                   "such a model can be run but not trained")
