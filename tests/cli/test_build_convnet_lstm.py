@@ -92,17 +92,25 @@ def test_bidirectional_builds_and_trains(cli_run, tmp_path):
     assert res.exit_code == 0, res.output
 
 
-def test_untrainable_lstm_is_refused_before_work(cli_run, tmp_path):
+def _reverse_lstm(tmp_path):
     model = lstm(8, hidden=4, classes=10)
     node = next(n for n in model.graph.node if n.op_type == "LSTM")
     next(a for a in node.attribute if a.name == "direction").s = b"reverse"
-    path = save_model(model, tmp_path / "reverse.onnx")
-    res = cli_run("inspect", path)
+    return save_model(model, tmp_path / "reverse.onnx")
+
+
+def test_inspect_says_which_backend_trains_a_reverse_lstm(cli_run, tmp_path):
+    res = cli_run("inspect", _reverse_lstm(tmp_path))
     # the artifacts backend (ONNX Runtime's gradients) cannot; "auto" picks the onnx backend for
     # LSTM models, whose own differentiation can: inspect says so per backend
     assert "trainable here: yes (backend auto picks onnx)" in res.output
     assert "  artifacts backend: no (LSTM (lstm1) with direction=reverse" in res.output
     assert "  onnx backend: yes" in res.output
+
+
+@pytest.mark.artifacts
+def test_untrainable_lstm_is_refused_before_work(cli_run, tmp_path):
+    path = _reverse_lstm(tmp_path)
     res = cli_run("train", path, "--data", sample_path("digits_rows_test.npz"), "--out", tmp_path / "run",
                   "--backend", "artifacts")
     assert res.exit_code == 1
