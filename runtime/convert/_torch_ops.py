@@ -6,6 +6,8 @@ returns a list of outputs.
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -197,11 +199,23 @@ def _where(inputs, attrs):
     return [torch.where(T(c).bool(), T(a), T(b))]
 
 
-def _equal(inputs, attrs):
-    a, b = inputs
-    if _is_shape(a) or _is_shape(b):
-        return [np.array(_elementwise(lambda x, y: bool(x == y), a, b))]
-    return [torch.eq(T(a), T(b))]
+def _compare(torch_fn, py_fn):
+    """Equal, Less, Greater: bool results (a numpy array where a shape value is compared)."""
+    def op(inputs, attrs):
+        a, b = inputs
+        if _is_shape(a) or _is_shape(b):
+            return [np.array(_elementwise(lambda x, y: bool(py_fn(x, y)), a, b))]
+        return [torch_fn(T(a), T(b))]
+    return op
+
+
+def _gather_elements(inputs, attrs):
+    """GatherElements: ``out[i][j][k] = data[index[i][j][k]][j][k]`` on ``axis`` (here 0);
+    negative indices count from the end of ``axis``."""
+    data, index = T(inputs[0]), T(inputs[1]).long()
+    axis = attrs.get("axis", 0) % data.dim()
+    index = torch.where(index < 0, index + data.shape[axis], index)
+    return [torch.gather(data, axis, index)]
 
 
 def _reduce(fn):
@@ -321,9 +335,15 @@ OPS = {
     "ConstantOfShape": _constant_of_shape,
     "Expand": _expand,
     "Where": _where,
-    "Equal": _equal,
+    "Equal": _compare(torch.eq, operator.eq),
+    "Less": _compare(torch.lt, operator.lt),
+    "Greater": _compare(torch.gt, operator.gt),
+    "Not": _unary(torch.logical_not),
+    "GatherElements": _gather_elements,
     "ReduceMean": _reduce(torch.mean),
     "ReduceSum": _reduce(torch.sum),
+    "ReduceMax": _reduce(torch.amax),
+    "ReduceMin": _reduce(torch.amin),
     "Dropout": _dropout,
     "Identity": _identity,
     "Clip": _clip,

@@ -123,6 +123,22 @@ CASES = {
          helper.make_node("Min", ["sp", "h"], ["mn"]), helper.make_node("Sum", ["mx", "mn", "x"], ["t"]),
          helper.make_node("Tile", ["t", "reps"], ["y"])],
         [N, 3, 2], [w(3, 1, name="slope"), i64([1, 2, 3], "reps")]),
+    # the token LSTMs' padding ops (graphs/_padding.py): comparisons against a row's max/min (ties
+    # included: x equals its own max), Not, and GatherElements with negative indices
+    "ReduceMax-ReduceMin-Less-Greater-Not-Equal": graph(
+        [helper.make_node("ReduceMax", ["x"], ["mx"], axes=[1]), helper.make_node("ReduceMin", ["x"], ["mn"], axes=[1]),
+         helper.make_node("Less", ["x", "mx"], ["lt"]), helper.make_node("Not", ["lt"], ["at_max"]),
+         helper.make_node("Greater", ["x", "mn"], ["gt"]), helper.make_node("Equal", ["x", "mn"], ["at_min"]),
+         helper.make_node("Cast", ["at_max"], ["a"], to=TensorProto.FLOAT),
+         helper.make_node("Cast", ["gt"], ["g"], to=TensorProto.FLOAT),
+         helper.make_node("Cast", ["at_min"], ["e"], to=TensorProto.FLOAT),
+         helper.make_node("Sum", ["a", "g", "e", "mx"], ["s"]),
+         helper.make_node("ReduceMax", ["x"], ["all"], keepdims=0), helper.make_node("Add", ["s", "all"], ["y"])],
+        [N, 5]),
+    "ReduceMax-axes-input-opset18": graph([helper.make_node("ReduceMax", ["x", "ax"], ["y"], keepdims=0)], [N, 3, 4],
+                                          [i64([-1], "ax")], opset=18),
+    "GatherElements-axis1-negative": graph([helper.make_node("GatherElements", ["x", "idx"], ["y"], axis=1)], [N, 4, 3],
+                                           [i64([[[0, -1, 2], [3, -4, 1]]], "idx")]),
     "InstanceNormalization": graph([helper.make_node("InstanceNormalization", ["x", "s", "b"], ["y"], epsilon=1e-3)],
                                    [N, 3, 4, 5], [w(3, name="s"), w(3, name="b")]),
 }
