@@ -1,5 +1,7 @@
-"""The emitter the rules write through: fresh names, constants, static shape facts, and the
-helpers most rules share (un-broadcasting, zeros, shapes computed at run time)."""
+"""The emitter the rules write through, in three layers, one job each: :class:`ValueFacts` (what
+is known at build time of each value: element type, dims, constant value), :class:`GraphWriter`
+(fresh names, nodes, constants, subgraphs) and :class:`Emitter` (the shape algebra most rules
+share: un-broadcasting, zeros, shapes computed at run time)."""
 
 from __future__ import annotations
 
@@ -28,23 +30,76 @@ def _same(a, b) -> bool:
     return a is not None and a == b
 
 
-class Emitter:
-    """Collects the gradient nodes and constants of one :func:`build_gradients` call."""
+class ValueFacts:
+    """What is known at build time about each value: its element type and dims (from shape
+    inference, or recorded as nodes are written) and, for constants, its value."""
+
+    def __init__(self, info: dict, consts: dict):
+        self.info = info            # name -> (elem_type or None, dims list or None)
+        self.consts = consts        # name -> np.ndarray, values known at build time
+        self.node = None            # the forward node whose rule is running (for messages)
+
+    def like(self, out: str, src: str) -> str:
+        """Record that ``out`` has the type and shape of ``src``; returns ``out``."""
+        if src in self.info:
+            self.info[out] = self.info[src]
+        return out
+
+    def elem(self, name: str):
+        return self.info.get(name, (None, None))[0]
+
+    def np_dtype(self, name: str):
+        e = self.elem(name)
+        if e is None:
+            raise AutodiffError(f"the element type of {name!r} is unknown (shape inference found none)")
+        return helper.tensor_dtype_to_np_dtype(e)
+
+    def dims(self, name: str):
+        d = self.info.get(name, (None, None))[1]
+        return None if d is None else list(d)
+
+    def rank(self, name: str):
+        d = self.dims(name)
+        return None if d is None else len(d)
+
+    def need_rank(self, name: str) -> int:
+        r = self.rank(name)
+        if r is None:
+            self.refuse(f"needs the rank of {name!r}, which shape inference could not find")
+        return r
+
+    def static_dims(self, name: str):
+        """The shape as ints when every dim is known, else None."""
+        d = self.dims(name)
+        if d is None or any(not isinstance(v, int) for v in d):
+            return None
+        return d
+
+    def value(self, name: str):
+        """The value of ``name`` when it is known at build time (constants), else None."""
+        return self.consts.get(name) if name else None
+
+    def refuse(self, why: str):
+        n = self.node
+        where = f"op {n.op_type!r} (node {n.name!r})" if n is not None else "this model"
+        raise UnsupportedOpError(f"cannot differentiate {where}: {why}",
+                                 [(n.op_type, n.name, n.output[0] if n.output else "")] if n is not None else [])
+
+
+class GraphWriter(ValueFacts):
+    """Writes the gradient nodes and constants of one :func:`build_gradients` call under fresh
+    names, recording what it knows of each output."""
 
     def __init__(self, info: dict, opset: int, consts: dict, prefix: str = "grad", taken: set | None = None):
-        self.info = info            # name -> (elem_type or None, dims list or None)
+        super().__init__(info, consts)
         self.opset = opset
-        self.consts = consts        # name -> np.ndarray, values known at build time
         self.prefix = prefix
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self.taken = set(taken or ())
         self._counter = 0
         self._const_cache: dict = {}
-        self._shape_cache: dict = {}
-        self.node = None            # the forward node whose rule is running (for messages)
 
-    # -- names and nodes ---------------------------------------------------------------------------
     def fresh(self, base: str = "t") -> str:
         while True:
             self._counter += 1
@@ -87,12 +142,6 @@ class Emitter:
                 return self.elem(i)
         return None
 
-    def like(self, out: str, src: str) -> str:
-        """Record that ``out`` has the type and shape of ``src``; returns ``out``."""
-        if src in self.info:
-            self.info[out] = self.info[src]
-        return out
-
     def const(self, value, dtype=None) -> str:
         arr = np.asarray(value, dtype=dtype)
         key = (arr.dtype.str, arr.shape, arr.tobytes())
@@ -111,48 +160,36 @@ class Emitter:
     def ints(self, values) -> str:
         return self.const(np.array(list(values), np.int64))
 
-    # -- static facts ------------------------------------------------------------------------------
-    def elem(self, name: str):
-        return self.info.get(name, (None, None))[0]
+    def subgraph(self, name: str, inputs: list, outputs: list, build) -> onnx.GraphProto:
+        """A subgraph (a Scan or Loop body) whose nodes ``build()`` emits through this emitter;
+        ``inputs``/``outputs`` are ``(name, elem_type, rank)`` triples. It may read outer values."""
+        saved = self.nodes
+        self.nodes = []
+        try:
+            build()
+            body = self.nodes
+        finally:
+            self.nodes = saved
+        vi = [helper.make_tensor_value_info(n, e, [None] * r) for n, e, r in inputs]
+        vo = [helper.make_tensor_value_info(n, e, [None] * r) for n, e, r in outputs]
+        return helper.make_graph(body, self.fresh(name), vi, vo)
 
-    def np_dtype(self, name: str):
-        e = self.elem(name)
-        if e is None:
-            raise AutodiffError(f"the element type of {name!r} is unknown (shape inference found none)")
-        return helper.tensor_dtype_to_np_dtype(e)
+    def ensure_output(self, node: onnx.NodeProto, index: int, base: str) -> str:
+        """Make the forward ``node`` declare its optional output ``index``; returns its name."""
+        while len(node.output) <= index:
+            node.output.append("")
+        if not node.output[index]:
+            node.output[index] = self.fresh(base)
+        return node.output[index]
 
-    def dims(self, name: str):
-        d = self.info.get(name, (None, None))[1]
-        return None if d is None else list(d)
 
-    def rank(self, name: str):
-        d = self.dims(name)
-        return None if d is None else len(d)
+class Emitter(GraphWriter):
+    """The emitter the rules write through: :class:`GraphWriter` plus the shape algebra they share."""
 
-    def need_rank(self, name: str) -> int:
-        r = self.rank(name)
-        if r is None:
-            self.refuse(f"needs the rank of {name!r}, which shape inference could not find")
-        return r
+    def __init__(self, info: dict, opset: int, consts: dict, prefix: str = "grad", taken: set | None = None):
+        super().__init__(info, opset, consts, prefix, taken)
+        self._shape_cache: dict = {}
 
-    def static_dims(self, name: str):
-        """The shape as ints when every dim is known, else None."""
-        d = self.dims(name)
-        if d is None or any(not isinstance(v, int) for v in d):
-            return None
-        return d
-
-    def value(self, name: str):
-        """The value of ``name`` when it is known at build time (constants), else None."""
-        return self.consts.get(name) if name else None
-
-    def refuse(self, why: str):
-        n = self.node
-        where = f"op {n.op_type!r} (node {n.name!r})" if n is not None else "this model"
-        raise UnsupportedOpError(f"cannot differentiate {where}: {why}",
-                                 [(n.op_type, n.name, n.output[0] if n.output else "")] if n is not None else [])
-
-    # -- shared helpers ----------------------------------------------------------------------------
     def shape(self, name: str, start: int | None = None, end: int | None = None) -> str:
         """``Shape(name)[start:end]`` (int64, 1-D): a constant when the dims are known."""
         dims = self.dims(name)
@@ -261,25 +298,3 @@ class Emitter:
                 ints = [v for v in non1 if isinstance(v, int)]
                 out.append(ints[0] if ints else None)
         return out
-
-    def subgraph(self, name: str, inputs: list, outputs: list, build) -> onnx.GraphProto:
-        """A subgraph (a Scan or Loop body) whose nodes ``build()`` emits through this emitter;
-        ``inputs``/``outputs`` are ``(name, elem_type, rank)`` triples. It may read outer values."""
-        saved = self.nodes
-        self.nodes = []
-        try:
-            build()
-            body = self.nodes
-        finally:
-            self.nodes = saved
-        vi = [helper.make_tensor_value_info(n, e, [None] * r) for n, e, r in inputs]
-        vo = [helper.make_tensor_value_info(n, e, [None] * r) for n, e, r in outputs]
-        return helper.make_graph(body, self.fresh(name), vi, vo)
-
-    def ensure_output(self, node: onnx.NodeProto, index: int, base: str) -> str:
-        """Make the forward ``node`` declare its optional output ``index``; returns its name."""
-        while len(node.output) <= index:
-            node.output.append("")
-        if not node.output[index]:
-            node.output[index] = self.fresh(base)
-        return node.output[index]
