@@ -1,6 +1,7 @@
 """Training that loses nothing: ``kill -9`` at random moments, then ``--resume``, ends with the
-weights of an uninterrupted run; damaged checkpoints are refused; a diverging loss stops the run
-and keeps the last good checkpoint."""
+weights of an uninterrupted run (on each backend: ONNX Runtime training's checkpoints and the onnx
+backend's npz files); damaged checkpoints are refused; a diverging loss stops the run and keeps the
+last good checkpoint."""
 
 from __future__ import annotations
 
@@ -31,10 +32,10 @@ def job(tmp_path_factory, digits):
     return root
 
 
-def _train_cmd(job, out, *extra):
+def _train_cmd(job, out, backend, *extra):
     return [sys.executable, "-m", "onnxforge.cli.main", "train", str(job / "m.onnx"), "--data", str(job / "train.npz"),
             "--epochs", str(EPOCHS), "--batch-size", "16", "--lr", "3e-3", "--schedule", "cosine", "--warmup-steps", "10",
-            "--seed", "5", "--threads", "1", "--quiet", "--out", str(out),
+            "--seed", "5", "--threads", "1", "--quiet", "--backend", backend, "--out", str(out),
             "--checkpoint-every", "1", *extra]  # kills land between epochs, each one saved
 
 
@@ -43,10 +44,14 @@ def _weights(rundir) -> dict:
     return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
 
 
-def _epoch_on_disk(rundir) -> int | None:
-    """The epoch of the checkpoint a resume would start from (None: no checkpoint yet)."""
+def _epoch_on_disk(rundir, backend) -> int | None:
+    """The epoch of the checkpoint a resume would start from (None: no checkpoint yet), read as each
+    backend's format is read by its own library: ONNX Runtime training's, or numpy's npz."""
     if not (rundir / "checkpoint").is_file():
         return None
+    if backend == "onnx":
+        with np.load(str(rundir / "checkpoint"), allow_pickle=False) as data:
+            return int(json.loads(bytes(data["properties"]).decode())["epoch"])
     from onnxforge.runtime.ort.distribution import training_api
 
     _, _, api = training_api()
@@ -73,10 +78,11 @@ def _wait(proc, reached, then: float, timeout: float = 300) -> None:
 
 
 @pytest.mark.slow
-def test_kill_minus_nine_at_random_moments_then_resume_matches_uninterrupted(job):
-    reference = job / "reference"
+def test_kill_minus_nine_at_random_moments_then_resume_matches_uninterrupted(job, training_backend):
+    runs = job / training_backend
+    reference = runs / "reference"
     t0 = time.perf_counter()
-    proc = subprocess.Popen(_train_cmd(job, reference), stderr=subprocess.PIPE)
+    proc = subprocess.Popen(_train_cmd(job, reference, training_backend), stderr=subprocess.PIPE)
     while not (reference / "checkpoint").exists() and proc.poll() is None:
         time.sleep(0.005)
     first_checkpoint = time.perf_counter() - t0
@@ -88,11 +94,11 @@ def test_kill_minus_nine_at_random_moments_then_resume_matches_uninterrupted(job
     epoch_s = max((total - first_checkpoint) / EPOCHS, 0.01)
     resumed_from = []  # the epoch each resume started from
     for run in range(8):
-        out = job / f"run{run}"
+        out = runs / f"run{run}"
         args: list[str] = []
         kills = 0
         for attempt in range(8):  # up to 3 kills; a restart after a kill in start-up is one more attempt
-            proc = subprocess.Popen(_train_cmd(job, out, *args), stderr=subprocess.PIPE)
+            proc = subprocess.Popen(_train_cmd(job, out, training_backend, *args), stderr=subprocess.PIPE)
             if kills < 3:
                 # kills are placed by progress, not by the clock, so that a loaded machine moves them
                 # with the run: the first of run 0 anywhere in start-up; the others once the run has
@@ -107,7 +113,7 @@ def test_kill_minus_nine_at_random_moments_then_resume_matches_uninterrupted(job
                 proc.wait()
                 kills += 1
                 args = ["--resume"]
-                resumed_from.append(_epoch_on_disk(out))
+                resumed_from.append(_epoch_on_disk(out, training_backend))
                 continue
             rc = proc.wait(timeout=300)
             err = proc.stderr.read().decode()
@@ -226,7 +232,8 @@ def test_a_checkpoint_exists_before_the_first_step(tmp_path, digits, monkeypatch
     assert resumed.step == 2
 
 
-def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(cli_run, tmp_path, digits, monkeypatch):
+def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(cli_run, tmp_path, digits, monkeypatch,
+                                                                          training_backend):
     (x, y), _ = digits
     np.savez(tmp_path / "d.npz", x=x[:64], y=y[:64])
     onnx.save(mlp(64, [32], 10, seed=1), str(tmp_path / "m.onnx"))
@@ -239,16 +246,16 @@ def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(cli_r
     run = tmp_path / "run"
     result = cli_run("train", str(tmp_path / "m.onnx"), "--data", str(tmp_path / "d.npz"),
                      "--epochs", "5", "--optimizer", "sgd", "--schedule", "linear", "--quiet",
-                     "--checkpoint-every", "1", "--out", str(run))
+                     "--checkpoint-every", "1", "--backend", training_backend, "--out", str(run))
     assert result.exit_code == 1, result.output
     line = result.output.strip().splitlines()[-1]
     assert line.startswith("Error: training diverged: the loss became ") and "at epoch 3, step 6" in line
     assert line.endswith("The last good checkpoint is kept.")
-    assert _epoch_on_disk(run) == 2
+    assert _epoch_on_disk(run, training_backend) == 2
     checkpoint_file.verify_checkpoint(run / "checkpoint")
     assert [h["epoch"] for h in json.loads((run / "metrics.json").read_text())["history"]] == [1, 2]
     assert np.all(np.isfinite(np.concatenate([v.ravel() for v in _weights(run).values()])))
     with pytest.raises(TrainingError):
         tr = Trainer(str(tmp_path / "m.onnx"), tmp_path / "run2", optimizer="sgd", schedule="linear", device="cpu",
-                     progress=False)
+                     backend=training_backend, progress=False)
         tr.fit(str(tmp_path / "d.npz"), epochs=5)
