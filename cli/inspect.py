@@ -12,8 +12,9 @@ from onnxforge.cli._common import print_json
 
 
 def describe_model(path: str) -> dict:
-    from onnxforge.runtime.modelio.files import get_metadata, load_model
-    from onnxforge.runtime.inference.session import _io_info_from_model
+    from onnxforge.runtime.inference.session import model_inputs
+    from onnxforge.runtime.modelio.card import METADATA_PREFIX, ModelCard
+    from onnxforge.runtime.modelio.files import load_model
     from onnxforge.runtime.passes.gradient_form import trainable_parameters
 
     model = load_model(path)
@@ -38,14 +39,14 @@ def describe_model(path: str) -> dict:
         "opsets": {imp.domain or "ai.onnx": imp.version for imp in model.opset_import},
         "producer": f"{model.producer_name} {model.producer_version}".strip(),
         "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": np.dtype(i.dtype).name}
-                   for i in _io_info_from_model(model)],
+                   for i in model_inputs(model)],
         "outputs": outputs,
         "parameters": params,
         "parameter_count": int(sum(p["size"] for p in params if p["dtype"].startswith("float"))),
         "ops": dict(Counter((n.domain + "." if n.domain else "") + n.op_type for n in model.graph.node)),
         "functions": [f"{f.domain}.{f.name}" for f in model.functions],
-        "metadata": get_metadata(model),
-        "other_metadata": {p.key: p.value for p in model.metadata_props if not p.key.startswith("onnxforge.")},
+        "metadata": ModelCard.from_model(model).to_dict(),
+        "other_metadata": {p.key: p.value for p in model.metadata_props if not p.key.startswith(METADATA_PREFIX)},
         "trainable": chosen["trainable"],  # by the backend `train --backend auto` picks here
         "not_trainable_because": chosen["not_trainable_because"],
         "backend_auto": auto,

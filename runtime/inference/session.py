@@ -57,9 +57,6 @@ def model_inputs(model: ModelProto) -> list[IOInfo]:
     return out
 
 
-_io_info_from_model = model_inputs  # the old private name, until cli/inspect.py imports model_inputs
-
-
 def session_options(threads: int | None = None, optimization: str = "all", inter_op_threads: int | None = None):
     """ORT SessionOptions: intra-op threads and graph optimisation level (disable|basic|extended|all)."""
     rt = ort()

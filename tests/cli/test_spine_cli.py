@@ -86,6 +86,18 @@ def test_inspect(cli_run, built):
     assert "  x: float32 [N, 64]" in res.output
 
 
+def test_inspect_splits_the_model_card_from_other_metadata(cli_run, built, tmp_path):
+    import onnx
+
+    model = onnx.load(built)
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, "author": "someone"})
+    onnx.save(model, tmp_path / "tagged.onnx")
+    info = json.loads(cli_run("inspect", tmp_path / "tagged.onnx", "--json").output)
+    assert info["other_metadata"] == {"author": "someone"}
+    assert info["metadata"]["builder"] == "mlp" and info["metadata"]["task"] == "classification"
+    assert not any(k.startswith("onnxforge.") for k in info["metadata"])
+
+
 def _softplus_model(tmp_path):
     """x @ w -> Softplus: ONNX Runtime's gradient builder has no Softplus gradient, onnxforge's own has."""
     from onnx import TensorProto, helper, numpy_helper
