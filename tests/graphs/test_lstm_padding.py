@@ -76,14 +76,8 @@ def test_one_row_one_answer_at_every_pad_width_and_batch_mix_equal_to_packed_pyt
     np.testing.assert_allclose(first, ref[: len(ROW)].numpy() if tagger else ref.numpy(), atol=1e-5, rtol=0)
 
 
-BACKENDS = ["onnx", pytest.param("artifacts", marks=pytest.mark.skipif(
-    __import__("onnxforge.runtime.training.backends.artifacts", fromlist=["ArtifactsBackend"])
-    .ArtifactsBackend.available() is not None, reason="no ONNX Runtime training API"))]
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", ["sequence-bidirectional-2", "tagger-bidirectional"])
-def test_one_sgd_step_on_a_padded_batch_equals_pytorch_on_packed_sequences(tmp_path, name, backend):
+def test_one_sgd_step_on_a_padded_batch_equals_pytorch_on_packed_sequences(tmp_path, name, training_backend):
     cfg = CONFIGS[name]
     rng = np.random.default_rng(5)
     rows = [rng.integers(1, 9, n) for n in (4, 1, 7, 3, 7, 2)]
@@ -95,7 +89,7 @@ def test_one_sgd_step_on_a_padded_batch_equals_pytorch_on_packed_sequences(tmp_p
     model = _model(name)
     net = torch_net(model)
     lr = 0.5
-    trainer = Trainer(model, tmp_path / "run", optimizer="sgd", lr=lr, device="cpu", progress=False, backend=backend)
+    trainer = Trainer(model, tmp_path / "run", optimizer="sgd", lr=lr, device="cpu", progress=False, backend=training_backend)
     trainer.fit((x, y), epochs=1, batch_size=len(rows), shuffle=False)
     logits = _packed_logits(net, rows, cfg["head"], cfg["bidirectional"])
     target = torch.tensor(y[:, : logits.shape[1]] if cfg["head"] == "tagger" else y)

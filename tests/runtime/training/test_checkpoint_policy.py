@@ -83,16 +83,15 @@ def test_every_n_epochs_and_by_time(tmp_path, data, monkeypatch):
     assert saved == [0, 2, 4, 5]  # 20 s after a save: not yet; 40 s: saved
 
 
-@pytest.mark.parametrize("backend", ["artifacts", "onnx"])
-def test_a_run_stopped_between_saves_resumes_to_the_uninterrupted_weights(tmp_path, data, backend):
-    full = _trainer(tmp_path / "full", backend=backend, checkpoint_every=3)
+def test_a_run_stopped_between_saves_resumes_to_the_uninterrupted_weights(tmp_path, data, training_backend):
+    full = _trainer(tmp_path / "full", backend=training_backend, checkpoint_every=3)
     full.fit(*data, epochs=5, batch_size=16)
 
     def stop_after_epoch_4(record):
         if record["epoch"] == 4:
             raise KeyboardInterrupt
 
-    split = _trainer(tmp_path / "split", backend=backend, checkpoint_every=3)
+    split = _trainer(tmp_path / "split", backend=training_backend, checkpoint_every=3)
     with pytest.raises(KeyboardInterrupt):
         split.fit(*data, epochs=5, batch_size=16, callback=stop_after_epoch_4)
     assert [h["epoch"] for h in json.loads((tmp_path / "split" / "metrics.json").read_text())["history"]] == [1, 2, 3]

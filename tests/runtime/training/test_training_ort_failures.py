@@ -12,11 +12,8 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxforge.runtime import Trainer
 from onnxforge.runtime.errors import TrainingError
 from onnxforge.runtime.ort.failures import failure_line, run_errors
-from onnxforge.runtime.training.backends.artifacts import ArtifactsBackend
 
 NODE = "Reshape node 'fixed_reshape': The input tensor cannot be reshaped to the requested shape."
-BACKENDS = ["onnx", pytest.param("artifacts", marks=pytest.mark.skipif(
-    ArtifactsBackend.available() is not None, reason="no ONNX Runtime training API"))]
 
 
 @pytest.fixture
@@ -43,20 +40,19 @@ def _one_line(err: TrainingError, start: str):
     assert err.__cause__ is None and err.__suppress_context__  # raised `from None`: no ORT traceback chained
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_a_node_failing_at_run_time_is_one_training_error_line(backend, fixed_reshape, tmp_path, capfd):
+def test_a_node_failing_at_run_time_is_one_training_error_line(training_backend, fixed_reshape, tmp_path, capfd):
     path, x, y = fixed_reshape
-    trainer = Trainer(path, tmp_path / "run", backend=backend, optimizer="sgd", lr=0.1, progress=False)
+    trainer = Trainer(path, tmp_path / "run", backend=training_backend, optimizer="sgd", lr=0.1, progress=False)
     with pytest.raises(TrainingError) as info:  # batches of 3, 3, then 1: the third step fails
         trainer.fit((x, y), epochs=1, batch_size=3, shuffle=False)
-    _one_line(info.value, "training step 3 failed in ONNX Runtime: " if backend == "onnx"
+    _one_line(info.value, "training step 3 failed in ONNX Runtime: " if training_backend == "onnx"
               else "a training step failed in ONNX Runtime: ")
     assert "Input shape:{1,8}, requested shape:{3,8}" in str(info.value)
     assert "fixed_reshape" not in capfd.readouterr().err  # ORT's own error log is silenced
 
     with pytest.raises(TrainingError) as info:  # the evaluation step of the same backend
         trainer.backend.eval_step([x[:5]], y[:5])
-    _one_line(info.value, "evaluation step failed in ONNX Runtime: " if backend == "onnx"
+    _one_line(info.value, "evaluation step failed in ONNX Runtime: " if training_backend == "onnx"
               else "an evaluation step failed in ONNX Runtime: ")
     assert trainer.backend.eval_step([x[:3]], y[:3]) > 0  # and a fitting batch still runs
 
