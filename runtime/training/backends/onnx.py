@@ -6,7 +6,7 @@ arrives (its shape fixes the data's non-batch dims); parameters, AdamW moments a
 statistics stay in ONNX Runtime's buffers between steps (on CUDA, GPU memory), so any ONNX Runtime
 trains: onnxruntime-training 1.19's plain session, the maintained onnxruntime and onnxruntime-gpu.
 
-Its folder (``RUNDIR/artifacts/``) gets ``training_model.onnx``, the step model, written for
+Its folder (``RUNDIR/onnx/``) gets ``training_model.onnx``, the step model, written for
 inspection (atomically); nothing is read back from it. Checkpoints are ``.npz`` files (no pickle):
 ``param/NAME``, ``opt/NAME`` (moments), ``step`` and the loop's properties as JSON.
 """
