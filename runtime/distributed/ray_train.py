@@ -77,7 +77,8 @@ class RayTrain:
                                   "it, --overwrite to start again, or choose another --out")
         options = {k: getattr(cfg, k) for k in _OPTIONS}
         options.update(backend="onnx", device="cuda" if self.use_gpu else "cpu", threads=trainer.threads,
-                       progress=trainer.progress, trust_checkpoint=trainer.trust_checkpoint)
+                       progress=trainer.progress, trust_checkpoint=trainer.trust_checkpoint,
+                       checkpoint_every=trainer.checkpoint_policy)  # rank 0 saves on the user's policy
         job = WorkerJob(trainer.source.SerializeToString(), str(trainer.rundir), options,
                         train if isinstance(train, (str, os.PathLike)) else checked, val, epochs, batch,
                         cfg.shuffle if given.get("shuffle") is None else given["shuffle"], resume, overwrite,

@@ -112,3 +112,30 @@ def test_train_cli_refuses_workers_without_ray_and_the_artifacts_backend(tmp_pat
                      "--backend", "artifacts", "--out", tmp_path / "r")
     assert result.exit_code == 1 and "needs the onnx backend" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "r").exists()
+
+
+def test_ray_train_workers_save_on_the_users_checkpoint_policy(tmp_path, monkeypatch):
+    """The workers' Trainers get the driver's ``checkpoint_every``, not the default "30s" (the
+    driver-to-worker path of RayTrain, with the Ray launch replaced by one in-process worker)."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.train.torch")
+    from onnxforge.runtime.distributed import worker
+    from onnxforge.runtime.distributed.ray_train import RayTrain
+    from onnxforge.runtime.training.config import CHECKPOINT_EVERY, CheckpointPolicy
+
+    policies = []
+
+    class Recording(Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            policies.append(self.checkpoint_policy)
+
+    monkeypatch.setattr(worker, "Trainer", Recording)
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(RayTrain, "_launch", lambda self, job, workers: worker.run_worker(job, LocalCollective()))
+    x, y = _data()
+    run = Trainer(_model(), tmp_path / "run", backend="onnx", workers=2, strategy=RayTrain(), progress=False,
+                  checkpoint_every="2 epochs")
+    run.fit((x, y), epochs=3, batch_size=16)
+    assert CheckpointPolicy.parse(CHECKPOINT_EVERY) != CheckpointPolicy(epochs=2)
+    assert policies == [CheckpointPolicy(epochs=2)] and run.epoch == 3
