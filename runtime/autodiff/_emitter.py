@@ -10,10 +10,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxforge.runtime.autodiff._errors import AutodiffError, UnsupportedOpError
+from onnxforge.runtime.modelio.dtypes import FLOAT_TYPES
 
 __all__ = ["Emitter", "FLOAT_TYPES", "attr"]
-
-FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
 
 
 def attr(node: onnx.NodeProto, name: str, default=None):

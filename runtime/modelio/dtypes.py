@@ -2,7 +2,8 @@
 ONNX Runtime type string, its Open Inference Protocol datatype and its size in bits.
 
 Readers derive what they need from :data:`TYPES` (``ORT_TYPES`` for sessions, :func:`numpy_dtype`
-and :func:`storage_bytes` for tensors in files, ``PROTOCOL_TYPES`` for the server)."""
+and :func:`storage_bytes` for tensors in files, ``PROTOCOL_TYPES`` for the server, ``FLOAT_TYPES``
+for differentiation)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from onnx import TensorProto
 
 from onnxforge.runtime.errors import ModelError
 
-__all__ = ["ORT_TYPES", "PROTOCOL_TYPES", "TYPES", "ElementType", "numpy_dtype", "storage_bytes"]
+__all__ = ["FLOAT_TYPES", "ORT_TYPES", "PROTOCOL_TYPES", "TYPES", "ElementType", "numpy_dtype", "storage_bytes"]
 
 
 class ElementType(NamedTuple):
@@ -54,6 +55,10 @@ _BY_ONNX = {t.onnx: t for t in TYPES}
 ORT_TYPES = {t.ort: t.numpy for t in TYPES if t.numpy is not None}
 PROTOCOL_TYPES = {t.protocol: np.dtype(object if t.onnx == _T.STRING else t.numpy)
                   for t in TYPES if t.protocol and t.numpy is not None}
+# the floating-point types arithmetic runs in (float, double, float16, bfloat16): 16 bits or more;
+# the 8- and 4-bit float formats are for storage, ONNX's arithmetic ops take none of them
+FLOAT_TYPES = frozenset(t.onnx for t in TYPES if t.ort[len("tensor("):].startswith(("float", "double", "bfloat"))
+                        and t.bits >= 16)
 
 
 def numpy_dtype(onnx_type: int, where: str = "a tensor") -> np.dtype:

@@ -5,25 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from onnxforge.runtime.errors import InputError
+from onnxforge.runtime.modelio.dtypes import PROTOCOL_TYPES
 
 __all__ = ["DATATYPES", "datatype_of", "tensor_metadata"]
 
-# Protocol datatype -> numpy dtype (BF16 has no numpy dtype and is not offered).
-DATATYPES = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-    "BYTES": np.dtype(object),
-}
+# Protocol datatype -> numpy dtype, from the one element-type table (BF16 has no numpy dtype and is
+# not offered), in name order (the order error messages list them in)
+DATATYPES = dict(sorted(PROTOCOL_TYPES.items()))
 _BY_DTYPE = {v: k for k, v in DATATYPES.items()}
 
 

@@ -7,7 +7,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from onnxforge.runtime import ModelError
-from onnxforge.runtime.modelio.dtypes import ORT_TYPES, PROTOCOL_TYPES, TYPES, numpy_dtype, storage_bytes
+from onnxforge.runtime.modelio.dtypes import FLOAT_TYPES, ORT_TYPES, PROTOCOL_TYPES, TYPES, numpy_dtype, storage_bytes
 
 
 def test_numpy_types_and_sizes_agree_with_onnx():
@@ -27,3 +27,7 @@ def test_runtime_and_protocol_names():
     assert ORT_TYPES["tensor(float)"] is np.float32 and ORT_TYPES["tensor(string)"] is np.str_
     assert PROTOCOL_TYPES["FP32"] == np.float32 and PROTOCOL_TYPES["BYTES"] == object
     assert "BF16" not in PROTOCOL_TYPES  # no numpy dtype to carry it
+
+
+def test_float_types_are_the_arithmetic_floats():
+    assert FLOAT_TYPES == {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
