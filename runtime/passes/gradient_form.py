@@ -7,10 +7,9 @@ from __future__ import annotations
 import numpy as np
 from onnx import ModelProto, TensorProto, numpy_helper
 
+from onnxforge.graphs import TRAINING_MODE  # the bool initialiser the trainer flips on for the training graph
 from onnxforge.runtime.passes.base import FunctionalPass, PassResult, Rewrite, copy_model
 from onnxforge.runtime.passes.relu_mask import relu_as_mask
-
-TRAINING_MODE = "training_mode"  # the bool initialiser the trainer flips on for the training graph
 
 __all__ = ["GRADIENT_OPS", "STOP_GRADIENT_OPS", "TRAINING_MODE", "GradientForms", "TrainingMode", "gradient_forms",
            "prepare_for_gradients", "state_buffers", "untrainable_ops", "with_training_mode"]
