@@ -8,13 +8,14 @@ and LSTMs reading 8 rows of 8 pixels (``digits_rows_{train,test}.npz``, x ``[N, 
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
 
-__all__ = ["path", "load_digits"]
+__all__ = ["path", "load_digits", "save_png"]
 
 
 def path(name: str) -> Path:
@@ -40,3 +41,18 @@ def load_digits(view: str = "flat") -> tuple[tuple[np.ndarray, np.ndarray], tupl
         with np.load(path(f"digits_{split}.npz")) as f:
             out.append((f["x"].reshape(-1, *DIGITS_VIEWS[view]), f["y"]))
     return out[0], out[1]
+
+
+def save_png(path, pixels) -> Path:
+    """Write ``pixels`` (uint8 [H, W] grey or [H, W, 3] RGB) as a PNG with Pillow, atomically."""
+    from PIL import Image  # imported on use (start-up time): only the samples that draw need these
+
+    from onnxforge.runtime.modelio.files import atomic_write_bytes
+
+    pixels = np.asarray(pixels)
+    if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] != 3):
+        raise ValueError(f"pixels must be uint8 [H, W] or [H, W, 3]; got {pixels.dtype} {list(pixels.shape)}")
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from onnxforge.graphs.captioner import captioner
 from onnxforge.runtime import Trainer
@@ -29,8 +30,7 @@ from onnxforge.runtime.data.images import ImageSpec
 from onnxforge.runtime.data.tokenizers import build_tokenizer
 from onnxforge.runtime.inference.decoding import decode, sequence_metrics, teacher_forcing
 from onnxforge.runtime.modelio.card import ModelCard
-from onnxforge.samples import load_digits
-from onnxforge.samples._png import _glyph, write_png
+from onnxforge.samples import load_digits, save_png
 
 __all__ = ["WORDS", "make_strips", "caption_of", "attention_hits", "attention_picture", "train_captioner", "main"]
 
@@ -78,24 +78,22 @@ def attention_picture(strips: np.ndarray, words: list[list[str]], attention: np.
         block.append(np.ones((2, block[0].shape[1], 3)))
         rows.append(np.concatenate(block, axis=0))
     img = (np.concatenate(rows, axis=0) * 255).astype(np.uint8)
-    img = np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
+    image = Image.fromarray(np.repeat(np.repeat(img, scale, axis=0), scale, axis=1))
+    draw, font = ImageDraw.Draw(image), ImageFont.load_default(size=12)
     y = 0
-    for ws in words:  # the words, 2x-scaled 3x5 glyphs, left of their rows
+    for ws in words:  # the words, in black in Pillow's default font, left of their rows
         y += height * scale
         for t, word in enumerate(ws):
-            for k, ch in enumerate(word[:6]):
-                g = _glyph(ch, 2)
-                top, left = y + t * height * scale + (height * scale - 10) // 2, 2 + k * 8
-                img[top : top + g.shape[0], left : left + g.shape[1]][g] = 0
+            draw.text((2, y + t * height * scale + height * scale / 2), word[:6], fill="black", font=font, anchor="lm")
         y += (len(ws)) * height * scale + 2 * scale
-    return img
+    return np.asarray(image)
 
 
 def _write_split(folder: Path, tsv: Path, strips: np.ndarray, digits: np.ndarray) -> None:
     lines = []
     for i, (strip, d) in enumerate(zip(strips, digits)):
         name = f"strip{i:04d}.png"
-        write_png(folder / name, (np.clip(strip[0], 0, 1) * 255).round().astype(np.uint8))
+        save_png(folder / name, (np.clip(strip[0], 0, 1) * 255).round().astype(np.uint8))
         lines.append(f"{folder.name}/{name}\t{caption_of(d)}\n")
     tsv.write_text("".join(lines), encoding="utf-8")
 
@@ -132,7 +130,7 @@ def train_captioner(rundir, *, n_train: int = 4000, n_test: int = 300, epochs: i
         _write_split(rundir / "test", rundir / "captions_test.tsv", test_x, test_d)
         shown = min(4, n_test)
         words = [tok.decode(row).split() for row in tokens[:shown]]
-        write_png(rundir / "attention.png", attention_picture(test_x[:shown], words, att[:shown], locations))
+        save_png(rundir / "attention.png", attention_picture(test_x[:shown], words, att[:shown], locations))
         result["attention_png"] = str(rundir / "attention.png")
     result["session"] = session
     return result

@@ -20,23 +20,54 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from onnxforge.graphs.seq2seq import seq2seq
 from onnxforge.runtime import Trainer, load
 from onnxforge.runtime.inference.decoding import decode, sequence_metrics
 from onnxforge.runtime.modelio.card import ModelCard
 from onnxforge.runtime.modelio.files import atomic_write_bytes
-from onnxforge.samples import dates
-from onnxforge.samples._png import labelled_heatmap, write_png
+from onnxforge.samples import dates, save_png
 
-__all__ = ["main", "train_translator", "attention_png"]
+__all__ = ["main", "train_translator", "attention_png", "heatmap", "labelled_heatmap"]
+
+
+def heatmap(values: np.ndarray, cell: int = 12) -> np.ndarray:
+    """A [R, C] array in [0, 1] as an RGB image, ``cell`` pixels per entry, white (0) to dark blue (1),
+    with a 1-pixel grey grid."""
+    v = np.clip(np.asarray(values, np.float64), 0.0, 1.0)
+    low, high = np.array([255, 255, 255.0]), np.array([8, 48, 107.0])
+    rgb = (low + (high - low) * v[..., None]).astype(np.uint8)
+    img = np.repeat(np.repeat(rgb, cell, axis=0), cell, axis=1)
+    img[::cell, :] = 200
+    img[:, ::cell] = 200
+    return img
+
+
+def labelled_heatmap(values: np.ndarray, columns: str, rows: list[str], cell: int = 14) -> np.ndarray:
+    """:func:`heatmap` with one character above each column and a label left of each row, in
+    black in Pillow's default font."""
+    v = np.asarray(values)
+    font = ImageFont.load_default(size=max(8, cell - 4))
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    left = int(max((measure.textlength(r, font=font) for r in rows[: v.shape[0]]), default=0)) + cell // 2
+    top = cell + cell // 2
+    body = heatmap(v, cell)
+    image = Image.new("RGB", (left + body.shape[1], top + body.shape[0]), "white")
+    image.paste(Image.fromarray(body), (left, top))
+    draw = ImageDraw.Draw(image)
+    for j, ch in enumerate(columns[: v.shape[1]]):
+        draw.text((left + j * cell + cell / 2, top / 2), ch, fill="black", font=font, anchor="mm")
+    for i, label in enumerate(rows[: v.shape[0]]):
+        draw.text((cell // 4, top + i * cell + cell / 2), label, fill="black", font=font, anchor="lm")
+    return np.asarray(image)
 
 
 def attention_png(path, attention: np.ndarray, source: str, output: str, cell: int = 14) -> Path:
     """One attention map as a labelled heatmap PNG: a row per output character and one for EOS
     (labelled "EOS"), a column per input character."""
     rows = list(output) + ["EOS"]
-    return write_png(path, labelled_heatmap(attention[: len(rows), : len(source)], source, rows, cell))
+    return save_png(path, labelled_heatmap(attention[: len(rows), : len(source)], source, rows, cell))
 
 
 def train_translator(rundir, *, n_train: int = 10000, n_test: int = 2000, epochs: int = 6, batch_size: int = 64,
