@@ -22,6 +22,10 @@ RNG = np.random.default_rng(7)
 X = RNG.standard_normal((2, 3, 4, 4)).astype(np.float32)
 # what the installed runtime loads: 10 and 21 for ONNX Runtime training 1.19, 13 and 26 for 1.31
 MAX_IR, MAX_OPSET = runtime_info().max_ir_version, runtime_info().max_opset
+# a newer runtime (1.32: opset 28) may load every opset this onnx knows: then none is "too new" for it
+# that onnx could convert down
+_NO_NEWER_OPSET = pytest.mark.skipif(MAX_OPSET >= onnx.defs.onnx_opset_version(), reason=(
+    f"the installed ONNX Runtime loads opset {MAX_OPSET}, the newest onnx {onnx.__version__} knows"))
 
 
 def f32(name, value):
@@ -75,7 +79,8 @@ def ort_run(model, x):
     return ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
 
 
-@pytest.mark.parametrize("name", list(old_models()))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[_NO_NEWER_OPSET] if n == "opset-above-runtime" else [])
+                                  for n in old_models()])
 def test_refused_old_models_run_after_conversion_like_the_reference(name, tmp_path):
     model = old_models()[name]
     assert ort_refuses(model), f"{name} was meant to be a file ONNX Runtime refuses"
