@@ -32,7 +32,16 @@ __all__ = [
     "NotFoundError",
     "RequestTimeoutError",
     "ServerBusyError",
+    "first_line",
 ]
+
+
+def first_line(exc: BaseException, text: str | None = None, limit: int | None = 200) -> str:
+    """The first line of ``text`` (default: ``exc``'s message), stripped and cut at ``limit``
+    characters, or ``exc``'s class name when there is none: what an error message quotes of a
+    library's exception."""
+    lines = (str(exc) if text is None else text).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__
 
 
 class OnnxforgeError(Exception):

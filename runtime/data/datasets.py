@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onnxforge.runtime.errors import DataError
+from onnxforge.runtime.errors import DataError, first_line
 
 __all__ = ["Dataset", "load_npz", "as_dataset", "check_dataset"]
 
@@ -58,7 +58,7 @@ def load_npz(path: str | os.PathLike, input_names: list[str], *, need_targets: b
     except DataError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, MemoryError) as exc:
-        raise DataError(f"'{path}' is not a readable .npz file ({_first_line(exc)})") from None
+        raise DataError(f"'{path}' is not a readable .npz file ({first_line(exc)})") from None
     if prepare is not None:
         arrays = prepare(arrays)
     inputs = {}
@@ -93,11 +93,6 @@ def _kind_of(head: bytes) -> str:
     except UnicodeDecodeError:
         return "its first bytes are no format onnxforge reads"
     return "it is text, e.g. CSV"
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:200]
 
 
 def as_dataset(data, input_names: list[str], source: str = "data", prepare=None) -> Dataset:

@@ -12,6 +12,7 @@ from onnx import ModelProto
 from onnxforge.runtime.ort.distribution import ort
 from onnxforge.runtime.ort.device import Device, resolve_device
 from onnxforge.runtime.errors import InputError, ModelError
+from onnxforge.runtime.ort.failures import failure_line
 from onnxforge.runtime.ort.iobinding import DeviceArray, run_bound
 from onnxforge.runtime.inference.batches import common_rows, in_batches, stitch
 from onnxforge.runtime.modelio.card import ModelCard
@@ -57,8 +58,11 @@ def model_inputs(model: ModelProto) -> list[IOInfo]:
     return out
 
 
-def session_options(threads: int | None = None, optimization: str = "all", inter_op_threads: int | None = None):
-    """ORT SessionOptions: intra-op threads and graph optimisation level (disable|basic|extended|all)."""
+def session_options(threads: int | None = None, optimization: str = "all", inter_op_threads: int | None = None,
+                    *, verbose: bool = False):
+    """ORT SessionOptions: intra-op threads and graph optimisation level (disable|basic|extended|all).
+    ONNX Runtime's own log lines (its warnings, and the error it logs before raising) go to stderr
+    only when ``verbose``: a failure reaches the user as one onnxforge error line."""
     rt = ort()
     options = rt.SessionOptions()
     levels = {
@@ -76,7 +80,7 @@ def session_options(threads: int | None = None, optimization: str = "all", inter
         options.intra_op_num_threads = int(threads)
     if inter_op_threads:
         options.inter_op_num_threads = int(inter_op_threads)
-    options.log_severity_level = 3
+    options.log_severity_level = 2 if verbose else 4  # 2: ORT's default (warnings and up); 4: fatal only
     return options
 
 
@@ -153,7 +157,7 @@ class Session:
             self._sess = rt.InferenceSession(prepared.SerializeToString(), options, providers=list(device.providers))
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
             name = source or model.graph.name or "model"
-            raise ModelError(f"ONNX Runtime cannot load {name}: {_first_line(exc)}") from None
+            raise ModelError(f"ONNX Runtime cannot load {name}: {failure_line(exc)}") from None
         self.inputs = [_io_info(a) for a in self._sess.get_inputs()]
         self.outputs = [_io_info(a) for a in self._sess.get_outputs()]
         self._output_names = [o.name for o in self.outputs]
@@ -173,7 +177,7 @@ class Session:
         try:
             return self._sess.run(names, ready)
         except Exception as exc:  # noqa: BLE001
-            raise InputError(f"ONNX Runtime rejected the feeds: {_first_line(exc)}") from None
+            raise InputError(f"ONNX Runtime rejected the feeds: {failure_line(exc)}") from None
 
     def _fast_feeds(self, feeds):
         """``feeds`` itself when every array already is what ONNX Runtime takes, else ``None``."""
@@ -275,7 +279,7 @@ class Session:
                 self._sess.run(self._output_names, feeds)
             except Exception as exc:  # noqa: BLE001
                 raise ModelError(f"warm-up on zeros shaped {({k: list(v.shape) for k, v in feeds.items()})} "
-                                 f"failed: {_first_line(exc)}") from None
+                                 f"failed: {failure_line(exc)}") from None
         return time.perf_counter() - start
 
     def to_device(self, array, dtype=None) -> DeviceArray:
@@ -303,7 +307,7 @@ class Session:
             try:
                 values = run_bound(self._sess, self._device_type, ready, names, strings)
             except Exception as exc:  # noqa: BLE001
-                raise InputError(f"ONNX Runtime rejected the feeds: {_first_line(exc)}") from None
+                raise InputError(f"ONNX Runtime rejected the feeds: {failure_line(exc)}") from None
         return dict(zip(names, values))
 
     @property
@@ -361,15 +365,6 @@ def _zero_feeds(inputs: list[IOInfo], batch_size: int) -> dict:
     return feeds
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    for marker in ("] : ", "] "):
-        if text.startswith("[ONNXRuntimeError]") and marker in text:
-            text = text.split(marker, 1)[1]
-            break
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def load(
     path_or_model: str | os.PathLike | ModelProto | bytes,
     device: str | Device = "auto",
@@ -378,6 +373,7 @@ def load(
     optimization: str = "all",
     inter_op_threads: int | None = None,
     warmup: bool | int = False,
+    verbose: bool = False,
 ) -> Session:
     """Open a model for inference on ``device`` (``"auto"``, ``"cpu"`` or ``"cuda"``).
 
@@ -386,7 +382,8 @@ def load(
     (``threads="auto"``: 1 intra-op thread when one call at the model's batch size, 1 unless the
     model fixes it, is small, every core otherwise; ``None``: ONNX Runtime's default),
     ``optimization`` is the graph optimisation level (``disable``, ``basic``, ``extended``,
-    ``all``), ``warmup`` runs the model once (or that many times) on zeros before returning.
+    ``all``), ``warmup`` runs the model once (or that many times) on zeros before returning;
+    ``verbose`` lets ONNX Runtime print its own warnings and errors to stderr.
     Returns a :class:`Session` with ``.inputs``, ``.outputs``, ``.run`` and ``.predict``.
     """
     source = None if isinstance(path_or_model, (ModelProto, bytes, bytearray)) else str(path_or_model)
@@ -396,7 +393,7 @@ def load(
         from onnxforge.runtime.ort.threads import auto_batch_shapes, resolve_threads
 
         threads = resolve_threads(threads, model, auto_batch_shapes(model), training=False)
-    options = session_options(threads, optimization, inter_op_threads)
+    options = session_options(threads, optimization, inter_op_threads, verbose=verbose)
     session = Session(model, resolved, options=options, source=source)
     if warmup:
         session.warmup(runs=int(warmup))

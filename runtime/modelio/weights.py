@@ -16,7 +16,7 @@ import safetensors
 import safetensors.numpy
 from onnx import ModelProto, numpy_helper
 
-from onnxforge.runtime.errors import DataError, ModelError
+from onnxforge.runtime.errors import DataError, ModelError, first_line
 from onnxforge.runtime.modelio.files import atomic_write_bytes
 
 __all__ = ["model_weights", "save_weights", "load_weights", "apply_weights", "write_safetensors",
@@ -32,7 +32,7 @@ def write_safetensors(tensors: dict[str, np.ndarray], path, metadata: dict[str, 
     try:
         data = safetensors.numpy.save(arrays, metadata=meta)
     except (ValueError, TypeError, safetensors.SafetensorError) as exc:
-        raise DataError(f"cannot store these tensors in safetensors ({_first_line(exc)})") from None
+        raise DataError(f"cannot store these tensors in safetensors ({first_line(exc)})") from None
     atomic_write_bytes(path, data)
     return Path(path)
 
@@ -46,12 +46,7 @@ def read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     except FileNotFoundError:
         raise DataError(f"weights file '{path}' does not exist") from None
     except Exception as exc:  # noqa: BLE001 - the library raises SafetensorError, OSError, TypeError, ...
-        raise DataError(f"'{path}' is not a readable safetensors file ({_first_line(exc)})") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+        raise DataError(f"'{path}' is not a readable safetensors file ({first_line(exc)})") from None
 
 
 def model_weights(model: ModelProto) -> dict[str, np.ndarray]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from onnxforge.runtime.errors import first_line
 from onnxforge.runtime.ort.distribution import ort
 
 __all__ = ["failure_line", "run_errors"]
@@ -38,5 +39,4 @@ def failure_line(exc: BaseException) -> str:
     if found:
         op, node, message = found.groups()
         return f"{op} node '{node}': {_WHERE.sub('', message.strip())}"
-    text = _WHERE.sub("", text.removeprefix("Error in execution: ").strip())
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_line(exc, _WHERE.sub("", text.removeprefix("Error in execution: ").strip()), limit=None)

@@ -13,7 +13,7 @@ from onnxforge.cli.main import ForgeGroup
 from onnxforge.runtime import errors
 from onnxforge.runtime.server.handlers import EXCEPTION_HANDLERS
 
-CLASSES = [getattr(errors, name) for name in errors.__all__]
+CLASSES = [getattr(errors, name) for name in errors.__all__ if isinstance(getattr(errors, name), type)]
 EXPECTED = {  # class: (exit code, HTTP status)
     "OnnxforgeError": (1, 500), "RuntimeUnavailableError": (1, 503), "DeviceError": (1, 500),
     "ModelError": (1, 500), "UnsafeModelError": (1, 500), "NotTrainableError": (1, 500), "InputError": (2, 400),
@@ -56,3 +56,10 @@ def test_the_server_answers_with_the_class_http_status_as_json(cls):
     assert json.loads(response.body) == {"error": "no such thing"}
     if cls is errors.ServerBusyError:
         assert response.headers["retry-after"] == "1"
+
+
+def test_first_line_quotes_one_line_of_a_library_error():
+    assert errors.first_line(ValueError("\n  bad zip\nsecond line")) == "bad zip"
+    assert errors.first_line(KeyError()) == "KeyError" and errors.first_line(OSError(" ")) == "OSError"
+    assert errors.first_line(ValueError("x" * 300)) == "x" * 200
+    assert errors.first_line(ValueError("ignored"), "from text\nmore", limit=None) == "from text"

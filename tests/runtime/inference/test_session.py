@@ -69,3 +69,28 @@ def test_threads_share_one_session(session, rng):
         t.join()
     for got, want in zip(results, expected):
         np.testing.assert_array_equal(got, want)
+
+
+def _reshape_to_three():
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph([helper.make_node("Reshape", ["x", "shape"], ["y"], name="to_three")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])],
+                              [numpy_helper.from_array(np.array([3], np.int64), "shape")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_a_failing_run_is_one_error_line_and_ort_logs_only_when_verbose(capfd):
+    """ONNX Runtime logs a failing node to stderr before raising; the error line says it all, so
+    its log appears only with verbose=True."""
+    for verbose in (False, True):
+        session = load(_reshape_to_three(), device="cpu", verbose=verbose)
+        capfd.readouterr()
+        with pytest.raises(InputError, match=r"^ONNX Runtime rejected the feeds: Reshape node 'to_three': ") as caught:
+            session.run({"x": np.zeros(4, np.float32)})
+        assert "\n" not in str(caught.value) and "[ONNXRuntimeError]" not in str(caught.value)
+        err = capfd.readouterr().err
+        assert ("to_three" in err) == verbose, err
