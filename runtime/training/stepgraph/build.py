@@ -121,7 +121,8 @@ def build_step(model: onnx.ModelProto, *, output: str, loss: str, optimizer: str
     feeds = _feeds(model)
     fwd.graph.input.extend([helper.make_tensor_value_info(LR, TensorProto.FLOAT, []),
                             helper.make_tensor_value_info(STEP, TensorProto.FLOAT, [])])
-    target, loss_name, seed = add_loss(fwd, output, loss, ignore_index)
+    sgd = optimizer == "sgd"  # the rate folded into the loss's gradient: the update is p - g
+    target, loss_name, seed = add_loss(fwd, output, loss, ignore_index, scale=LR if sgd else None)
     out_info = next(o for o in fwd.graph.output if o.name == output)
     params_info = {i.name: i for i in fwd.graph.input}
     graph, grads = build_gradients(fwd, list(trainable), output, seed, prefix="grad")
@@ -137,7 +138,7 @@ def build_step(model: onnx.ModelProto, *, output: str, loss: str, optimizer: str
         grads = {PARAMS: flat, **grads}
         trainable = [PARAMS, *[p for p in trainable if p not in small]]
         params_info[PARAMS] = next(i for i in graph.graph.input if i.name == PARAMS)
-    add_updates(n, optimizer, {p: grads[p] for p in trainable}, weight_decay)
+    add_updates(n, optimizer, {p: grads[p] for p in trainable}, weight_decay, scaled=sgd)
     scalars = ADAMW_SCALARS if optimizer == "adamw" else ()
     graph.graph.input.extend(helper.make_tensor_value_info(k, TensorProto.FLOAT, []) for k in scalars)
     graph.graph.node.extend(n.nodes)

@@ -7,6 +7,9 @@ the cotangent of the output: the loss itself is never differentiated op by op.
 ``cross-entropy``: mean over the targets that are not ``ignore_index`` of ``-log softmax``; a
 batch whose targets are all padding has loss 0 and gradient 0 (numpy's twin returns 0 too).
 ``mse``: ``1/(2N) * sum (y - t)^2``, gradient ``(y - t) / N``.
+
+``scale`` (a float scalar input's name) multiplies the gradient, folded into the division by the
+count (one scalar node): the SGD step hands its learning rate here, so its update is ``p - g``.
 """
 
 from __future__ import annotations
@@ -48,9 +51,18 @@ def _target_input(info: onnx.ValueInfoProto, name: str, labels: bool) -> onnx.Va
     return t
 
 
-def add_loss(model: onnx.ModelProto, output: str, loss: str, ignore_index: int | None = None) -> tuple[str, str, str]:
+def _per(n: Nodes, x: str, count: str, scale: str | None, out: str | None = None) -> str:
+    """``x / count``, or ``x * (scale / count)`` with a ``scale``."""
+    if scale is None:
+        return n.op("Div", [x, count], out=out)
+    return n.op("Mul", [x, n.op("Div", [scale, count])], out=out)
+
+
+def add_loss(model: onnx.ModelProto, output: str, loss: str, ignore_index: int | None = None,
+             scale: str | None = None) -> tuple[str, str, str]:
     """Add (in place) the targets input, the loss and the loss's gradient with respect to
-    ``output``. Returns ``(target input name, loss name, gradient name)``."""
+    ``output`` (times the scalar input ``scale`` when given). Returns ``(target input name, loss
+    name, gradient name)``."""
     if loss not in LOSSES:
         raise ConfigError(f"loss must be one of {', '.join(LOSSES)}; got {loss!r}")
     info = _output_info(model, output)
@@ -84,7 +96,7 @@ def add_loss(model: onnx.ModelProto, output: str, loss: str, ignore_index: int |
         soft = n.op("Exp", [lsm])
         if weight is not None:
             soft = n.op("Mul", [soft, weight])
-        grad = n.op("Div", [n.op("Sub", [soft, onehot]), count], out="loss.grad" if flat2d else None)
+        grad = _per(n, n.op("Sub", [soft, onehot]), count, scale, out="loss.grad" if flat2d else None)
         if not flat2d:
             grad = n.op("Reshape", [grad, out_shape], out="loss.grad")
     else:
@@ -92,7 +104,7 @@ def add_loss(model: onnx.ModelProto, output: str, loss: str, ignore_index: int |
         batch = n.op("Cast", [n.op("Gather", [out_shape, n.const(0, np.int64)], axis=0)], to=TensorProto.FLOAT)
         total = n.op("ReduceSum", [n.op("Mul", [diff, diff])], keepdims=0)
         n.op("Div", [n.op("Mul", [total, n.const(0.5, np.float32)]), batch], out=LOSS)
-        grad = n.op("Div", [diff, batch], out="loss.grad")
+        grad = _per(n, diff, batch, scale, out="loss.grad")
     model.graph.node.extend(n.nodes)
     model.graph.initializer.extend(n.initializers)
     return target.name, LOSS, grad

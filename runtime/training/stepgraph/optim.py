@@ -18,7 +18,8 @@ once per step by the runner (:func:`adamw_scalars`, inputs :data:`ADAMW_SCALARS`
 element the update is ``(p - M / (sqrt(V) k1 + k2)) * (1 - lr wd)`` with
 ``k1 = (1 - b1^t) sqrt(1 - b2) / (lr sqrt(1 - b2^t) (1 - b1))`` and ``k2 = eps k1 / sqrt(1 - b2)``:
 11 elementwise passes (over one flat vector when the parameters are packed, see :mod:`.pack`).
-SGD: ``p <- p - lr * g``.
+SGD: ``p <- p - lr * g``; with ``scaled`` gradients (the training step folds ``lr`` into the
+loss's gradient, see :mod:`.loss`) ``p <- p - g``, one elementwise pass per parameter instead of two.
 """
 
 from __future__ import annotations
@@ -58,13 +59,16 @@ def adamw_scalars(lr: float, step: int, weight_decay: float) -> dict:
     return {name: np.array(v, np.float32) for name, v in zip(ADAMW_SCALARS, values)}
 
 
-def add_updates(n: Nodes, optimizer: str, grads: dict, weight_decay: float = 0.0) -> list[str]:
+def add_updates(n: Nodes, optimizer: str, grads: dict, weight_decay: float = 0.0, scaled: bool = False) -> list[str]:
     """Nodes (into ``n``) computing ``NEW + name`` for every parameter in ``grads`` (param -> gradient
-    name) and for its optimizer state (the scaled moments). Returns the output names in order."""
+    name) and for its optimizer state (the scaled moments). ``scaled``: the gradients already carry
+    the learning rate (SGD only). Returns the output names in order."""
     outs = []
+    if scaled and optimizer != "sgd":
+        raise ValueError(f"only SGD takes gradients scaled by the learning rate; got {optimizer!r}")
     if optimizer == "sgd":
         for p, g in grads.items():
-            outs.append(n.op("Sub", [p, n.op("Mul", [g, LR])], out=NEW + p))
+            outs.append(n.op("Sub", [p, g if scaled else n.op("Mul", [g, LR])], out=NEW + p))
         return outs
     k1, k2, decay = ADAMW_SCALARS
     decay = decay if weight_decay else None

@@ -230,11 +230,16 @@ def test_ten_steps_equal_pytorch(optimizer):
     lr = 0.1 if optimizer == "sgd" else 3e-3
     opt = torch.optim.SGD(net.parameters(), lr=lr) if optimizer == "sgd" else \
         torch.optim.AdamW(net.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+    if optimizer == "sgd":  # the rate is folded into the loss's gradient: the update is one Sub
+        assert [n.op_type for n in graph.model.graph.node if n.output[0].startswith("new/")] == ["Sub"] * len(graph.state)
     rng = np.random.default_rng(4)
     for step in range(10):
         x = rng.standard_normal((32, 64)).astype(np.float32)
         y = rng.integers(0, 10, 32)
-        loss = runner.step([x], y, lr)
+        rate = lr * (1 - step / 20)  # a schedule: the rate is an input of every step
+        for group in opt.param_groups:
+            group["lr"] = rate
+        loss = runner.step([x], y, rate)
         opt.zero_grad()
         ref = torch.nn.functional.cross_entropy(net(torch.from_numpy(x)), torch.from_numpy(y))
         ref.backward()
