@@ -36,8 +36,11 @@ def _axis0(model: onnx.ModelProto) -> set:
 
 def _float_matrices(model: onnx.ModelProto) -> dict:
     """2-D float tensors (as shape inference finds them) -> their first dim (a number, a symbol or
-    None when unknown)."""
-    inferred = onnx.shape_inference.infer_shapes(model)
+    None when unknown); none when shape inference fails (the sums are then left as they are)."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except onnx.shape_inference.InferenceError:
+        return {}
     values = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
     out = {}
     for v in values:

@@ -18,6 +18,11 @@ once per step by the runner (:func:`adamw_scalars`, inputs :data:`ADAMW_SCALARS`
 element the update is ``(p - M / (sqrt(V) k1 + k2)) * (1 - lr wd)`` with
 ``k1 = (1 - b1^t) sqrt(1 - b2) / (lr sqrt(1 - b2^t) (1 - b1))`` and ``k2 = eps k1 / sqrt(1 - b2)``:
 11 elementwise passes (over one flat vector when the parameters are packed, see :mod:`.pack`).
+That is the floor with standard ops: any scale folded into the loss's gradient cancels in
+``M / sqrt(V)``, so ``1/k1`` and the decay stay two multiplies. On the 64-128-10 MLP (9,610
+values, one thread) the passes are bound by L2 traffic: about 23 us a step (Div and Sqrt 3.5 us
+each, a binary Mul/Add 2.2, a scalar one 1.4) against about 4 us for onnxruntime-training's fused
+AdamW kernel, so that row's step runs 0.88-0.90x the artifacts backend's (SGD: 1.04-1.07x).
 SGD: ``p <- p - lr * g``; with ``scaled`` gradients (the training step folds ``lr`` into the
 loss's gradient, see :mod:`.loss`) ``p <- p - g``, one elementwise pass per parameter instead of two.
 """
