@@ -15,6 +15,7 @@ MAX_SHOWN = 20
 
 def read_inputs(path: str, input_names: list[str]) -> dict:
     """An .npy (the one input) or an .npz (``x`` or arrays named after the inputs)."""
+    from onnxforge.runtime.data.arrays import read_npy
     from onnxforge.runtime.data.datasets import load_npz
 
     p = Path(path)
@@ -24,10 +25,7 @@ def read_inputs(path: str, input_names: list[str]) -> dict:
         if len(input_names) != 1:
             raise DataError(f"an .npy holds one array but the model has {len(input_names)} inputs "
                             f"({', '.join(input_names)}); use an .npz with one array per input")
-        try:
-            return {input_names[0]: np.load(p, allow_pickle=False)}
-        except (OSError, ValueError) as exc:
-            raise DataError(f"'{p}' is not a readable .npy file ({exc})") from None
+        return {input_names[0]: read_npy(p)}
     if p.suffix != ".npz":
         raise DataError(f"input file '{p}' must be .npy or .npz; got '{p.suffix or 'no extension'}'")
     return load_npz(p, input_names, need_targets=False).inputs

@@ -4,13 +4,13 @@ checked against the model before any work starts."""
 from __future__ import annotations
 
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from onnxforge.runtime.errors import DataError, first_line
+from onnxforge.runtime.data.arrays import read_npz
+from onnxforge.runtime.errors import DataError
 
 __all__ = ["Dataset", "load_npz", "as_dataset", "check_dataset"]
 
@@ -44,21 +44,7 @@ def load_npz(path: str | os.PathLike, input_names: list[str], *, need_targets: b
     if head != b"PK\x03\x04" and head[:4] != b"PK\x05\x06":
         raise DataError(f"'{path}' is not a .npz archive ({_kind_of(head)}); data files are .npz archives "
                         "(numpy.savez) holding x (or one array per model input) and y")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {}
-            for k in archive.files:
-                try:
-                    arrays[k] = archive[k]
-                except ValueError as exc:
-                    if "allow_pickle" in str(exc) or "pickled" in str(exc):
-                        raise DataError(f"'{path}': array '{k}' holds Python objects (pickled data), which onnxforge "
-                                        "never loads; save numeric arrays") from None
-                    raise
-    except DataError:
-        raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, MemoryError) as exc:
-        raise DataError(f"'{path}' is not a readable .npz file ({first_line(exc)})") from None
+    arrays = read_npz(path)
     if prepare is not None:
         arrays = prepare(arrays)
     inputs = {}
