@@ -2,8 +2,11 @@
 
 :func:`time_backends` builds each workload, makes one backend of each name through the
 ``Trainer`` (so the same spec, data checks and thread choice), and times ``train_step`` on the
-same batches, the backends alternating in one process, ``rounds`` rounds; it returns the median
-steps/s of each. Compare only within one call: the machine is shared. ``others`` adds contestants
+same batches, the backends alternating in one process, ``rounds`` rounds, each starting one
+contestant later, so that none always runs right after the same one (a session whose intra-op
+workers spin after a run, as the artifacts backend's do, slows whoever runs next on 2 cores: the
+large MLP's steps right after it ran 1.4x slower); it returns the median steps/s of each.
+Compare only within one call: the machine is shared. ``others`` adds contestants
 that are not backends (PyTorch eager on a twin with the same weights, which the benchmark builds),
 timed in the same rounds. Both ONNX Runtime backends ran 2-4x slower on the small MLP in runs
 with a PyTorch contestant than in runs without (PyTorch's OpenMP workers spin after a parallel
@@ -78,8 +81,9 @@ def time_backends(name: str, backends=("artifacts", "onnx"), *, optimizer: str =
             for bx, by in batches[:3]:  # warm-up: builds, sessions, first allocations
                 step(bx, by, 1e-3)
         rates = {b: [] for b in runs}
-        for _ in range(rounds):
-            for b, step in runs.items():
+        order = list(runs.items())
+        for r in range(rounds):
+            for b, step in order[r % len(order):] + order[:r % len(order)]:
                 n, t0 = 0, time.perf_counter()
                 while time.perf_counter() - t0 < seconds:
                     bx, by = batches[n % len(batches)]
