@@ -20,7 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnxforge.runtime.errors import ConfigError
 
-__all__ = ["LOSSES", "loss_block", "numpy_loss", "target_name"]
+__all__ = ["LOSSES", "class_count", "loss_block", "numpy_loss", "output_info", "target_info", "target_name"]
 
 LOSSES = ("cross-entropy", "mse")
 
@@ -37,7 +37,8 @@ def _base_block():
     return onnxblock.Block
 
 
-def _output_info(model: onnx.ModelProto, name: str) -> onnx.ValueInfoProto:
+def output_info(model: onnx.ModelProto, name: str) -> onnx.ValueInfoProto:
+    """The graph output ``name`` of ``model``, or a one-line error."""
     for out in model.graph.output:
         if out.name == name:
             return out
@@ -53,12 +54,12 @@ def loss_block(loss: str, ignore_index: int | None = None):
     class CrossEntropy(Block):
         def build(self, scores: str) -> str:
             graph = self.base.graph
-            out = _output_info(self.base, scores)
+            out = output_info(self.base, scores)
             labels = _add_target_input(graph, out, target_name("cross-entropy"), labels=True)
             flat_scores_shape = "loss.scores_shape"
             flat_labels_shape = "loss.labels_shape"
             graph.node.extend([
-                _constant(flat_scores_shape, np.array([-1, _last_dim(out)], np.int64)),
+                _constant(flat_scores_shape, np.array([-1, class_count(out)], np.int64)),
                 _constant(flat_labels_shape, np.array([-1], np.int64)),
                 helper.make_node("Reshape", [scores, flat_scores_shape], ["loss.scores2d"], name="loss.reshape_scores"),
                 helper.make_node("Reshape", [labels.name, flat_labels_shape], ["loss.labels1d"], name="loss.reshape_labels"),
@@ -73,7 +74,7 @@ def loss_block(loss: str, ignore_index: int | None = None):
     class HalfSquaredError(Block):
         def build(self, output: str) -> str:
             graph = self.base.graph
-            target = _add_target_input(graph, _output_info(self.base, output), target_name("mse"), labels=False)
+            target = _add_target_input(graph, output_info(self.base, output), target_name("mse"), labels=False)
             graph.node.extend([
                 _constant("loss.half", np.array(0.5, np.float32)),
                 _constant("loss.batch_axis", np.array([0], np.int64)),
@@ -92,14 +93,20 @@ def loss_block(loss: str, ignore_index: int | None = None):
     return CrossEntropy() if loss == "cross-entropy" else HalfSquaredError()
 
 
-def _add_target_input(graph, out: onnx.ValueInfoProto, name: str, *, labels: bool) -> onnx.ValueInfoProto:
-    """A graph input for the targets, shaped like ``out`` (class labels: int64, last axis dropped)."""
+def target_info(out: onnx.ValueInfoProto, name: str, *, labels: bool) -> onnx.ValueInfoProto:
+    """The targets' value info, shaped like ``out`` (class labels: int64, last axis dropped)."""
     target = onnx.ValueInfoProto()
     target.CopyFrom(out)
     target.name = name
     if labels:
         target.type.tensor_type.elem_type = TensorProto.INT64
         del target.type.tensor_type.shape.dim[-1]
+    return target
+
+
+def _add_target_input(graph, out: onnx.ValueInfoProto, name: str, *, labels: bool) -> onnx.ValueInfoProto:
+    """A graph input for the targets (see :func:`target_info`)."""
+    target = target_info(out, name, labels=labels)
     graph.input.append(target)
     return target
 
@@ -108,7 +115,8 @@ def _constant(name: str, value: np.ndarray) -> onnx.NodeProto:
     return helper.make_node("Constant", [], [name], name=f"{name}.const", value=numpy_helper.from_array(value, name))
 
 
-def _last_dim(info: onnx.ValueInfoProto) -> int:
+def class_count(info: onnx.ValueInfoProto) -> int:
+    """The fixed class count on the last axis of a scores output, or a one-line error."""
     dims = info.type.tensor_type.shape.dim
     if not dims or not dims[-1].HasField("dim_value"):
         raise ConfigError(f"cross-entropy needs a fixed class count on the last axis of output {info.name!r}")

@@ -19,36 +19,12 @@ import onnx
 from onnx import TensorProto, helper
 
 from onnxforge.runtime.errors import ConfigError
-from onnxforge.runtime.tasks.losses import LOSSES, target_name
+from onnxforge.runtime.tasks.losses import LOSSES, class_count, output_info, target_info, target_name
 from onnxforge.runtime.training.stepgraph._rewrite import Nodes, opset_of
 
 __all__ = ["add_loss", "LOSS"]
 
 LOSS = "loss"
-
-
-def _output_info(model, name) -> onnx.ValueInfoProto:
-    for out in model.graph.output:
-        if out.name == name:
-            return out
-    raise ConfigError(f"the model has no output {name!r}")
-
-
-def _classes(info: onnx.ValueInfoProto) -> int:
-    dims = info.type.tensor_type.shape.dim
-    if not dims or not dims[-1].HasField("dim_value"):
-        raise ConfigError(f"cross-entropy needs a fixed class count on the last axis of output {info.name!r}")
-    return int(dims[-1].dim_value)
-
-
-def _target_input(info: onnx.ValueInfoProto, name: str, labels: bool) -> onnx.ValueInfoProto:
-    t = onnx.ValueInfoProto()
-    t.CopyFrom(info)
-    t.name = name
-    if labels:
-        t.type.tensor_type.elem_type = TensorProto.INT64
-        del t.type.tensor_type.shape.dim[-1]
-    return t
 
 
 def _per(n: Nodes, x: str, count: str, scale: str | None, out: str | None = None) -> str:
@@ -65,14 +41,14 @@ def add_loss(model: onnx.ModelProto, output: str, loss: str, ignore_index: int |
     name, gradient name)``."""
     if loss not in LOSSES:
         raise ConfigError(f"loss must be one of {', '.join(LOSSES)}; got {loss!r}")
-    info = _output_info(model, output)
+    info = output_info(model, output)
     labels = loss == "cross-entropy"
-    target = _target_input(info, target_name(loss), labels)
+    target = target_info(info, target_name(loss), labels=labels)
     model.graph.input.append(target)
     n = Nodes("loss", opset_of(model))
     out_shape = n.op("Shape", [output])
     if labels:
-        c = _classes(info)
+        c = class_count(info)
         flat2d = len(info.type.tensor_type.shape.dim) == 2  # [N, C] scores, [N] labels: no reshapes
         scores = output if flat2d else n.op("Reshape", [output, n.const([-1, c], np.int64)])
         flat = target.name if flat2d else n.op("Reshape", [target.name, n.const([-1], np.int64)])
