@@ -194,6 +194,23 @@ def test_dropout_6_and_upsample_7_become_their_modern_forms():
     np.testing.assert_array_equal(ort_run(new, X), X.repeat(2, axis=2).repeat(3, axis=3))
 
 
+def _small_convnet(torch):
+    """Conv(1->4, 3x3) -> ReLU -> Linear(256->3) on 1x8x8, flattened by its batch size (what
+    torch.onnx.export bakes in as a fixed batch), in eval mode."""
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+            self.fc = torch.nn.Linear(4 * 8 * 8, 3)
+
+        def forward(self, x):
+            h = torch.relu(self.conv(x))
+            return self.fc(h.view(h.size(0), -1))
+
+    return Net().eval()
+
+
 @pytest.mark.torch
 def test_a_batch_1_export_gets_a_dynamic_batch(tmp_path):
     """A network exported for one example (Reshape to [1, -1] baked in) trains and runs on batches
@@ -244,17 +261,7 @@ def test_a_plain_torch_onnx_export_at_batch_4_gets_a_dynamic_batch(tmp_path):
 
     torch.manual_seed(1)
 
-    class Net(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
-            self.fc = torch.nn.Linear(4 * 8 * 8, 3)
-
-        def forward(self, x):
-            h = torch.relu(self.conv(x))
-            return self.fc(h.view(h.size(0), -1))
-
-    net = Net().eval()
+    net = _small_convnet(torch)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -284,17 +291,7 @@ def test_the_default_torch_onnx_export_converts_with_a_dynamic_batch(tmp_path):
 
     torch.manual_seed(2)
 
-    class Net(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
-            self.fc = torch.nn.Linear(4 * 8 * 8, 3)
-
-        def forward(self, x):
-            h = torch.relu(self.conv(x))
-            return self.fc(h.view(h.size(0), -1))
-
-    net = Net().eval()
+    net = _small_convnet(torch)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(net, (torch.randn(4, 1, 8, 8),), str(tmp_path / "plain.onnx"))
