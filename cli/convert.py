@@ -61,14 +61,18 @@ class DimSize(click.ParamType):
 @click.option("--trust-source", is_flag=True,
               help="Read a TorchScript file or a .pt2 with pickled content, which runs code from the file; "
                    "give it only for files from a source you trust (without it they are refused).")
+@click.option("--for-training", is_flag=True,
+              help="Make an ONNX model that keeps every parameter for training: from a .pt2/.pt/.ts, every parameter "
+                   "and buffer of the program becomes an initialiser under its name (checked); an .onnx whose export "
+                   "folded batch norm into convolutions is refused, naming the nodes (re-export from PyTorch).")
 @click.option("--no-verify", is_flag=True, help="Skip running source and result on the same random inputs.")
 @click.option("--tolerance", type=click.FloatRange(min=0), default=1e-4, show_default=True,
               help="Largest difference between source and result that verification accepts "
                    "(relative to the largest output where outputs exceed 1 in magnitude).")
 @click.option("--quiet", is_flag=True, help="Show no progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
-def command(source, destination, opset, input_shapes, dims, dynamic_batch, trust_source, no_verify, tolerance, quiet,
-            as_json):
+def command(source, destination, opset, input_shapes, dims, dynamic_batch, trust_source, for_training, no_verify,
+            tolerance, quiet, as_json):
     """Convert SOURCE into the file given by -o; the direction follows the file types.
 
     PyTorch to ONNX: a torch.export program (.pt2) or a TorchScript file (.pt, .ts, with
@@ -85,7 +89,7 @@ def command(source, destination, opset, input_shapes, dims, dynamic_batch, trust
 
     report = convert(source, destination, opset=opset, verify=not no_verify, input_shapes=input_shapes,
                      sizes=dict(dims), dynamic_batch=dynamic_batch, tolerance=tolerance, progress=not quiet and not as_json,
-                     trust_source=trust_source)
+                     trust_source=trust_source, for_training=for_training)
     if as_json:
         print_json(report)
         return
@@ -101,6 +105,9 @@ def command(source, destination, opset, input_shapes, dims, dynamic_batch, trust
         else:
             click.echo(f"note: input '{name}' has {fixed} in the source program, so also in the ONNX model; "
                        "export with dynamic_shapes=({0: torch.export.Dim('batch')},) for a dynamic batch", err=True)
+    if report.get("for_training"):
+        click.echo(f"for training: every parameter kept ({report.get('parameters', 0)} trainable initialisers, "
+                   "nothing folded)")
     if report["verified"] is None:
         click.echo("not verified (--no-verify)")
     else:

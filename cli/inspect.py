@@ -12,6 +12,7 @@ from onnxforge.cli._common import print_json
 
 
 def describe_model(path: str) -> dict:
+    from onnxforge.runtime.convert.folded import folded_line, folded_parameters
     from onnxforge.runtime.inference.session import model_inputs
     from onnxforge.runtime.modelio.card import METADATA_PREFIX, ModelCard
     from onnxforge.runtime.modelio.files import load_model
@@ -53,6 +54,8 @@ def describe_model(path: str) -> dict:
         "backends": backends,
         "gradient_rules_missing": rules_missing,
         "gradient_rules_unknown_because": rules_unknown,
+        "folded": [str(f) for f in folded_parameters(model)],
+        "folded_line": folded_line(model),
     }
 
 
@@ -77,9 +80,10 @@ def _backends(model, float_params) -> tuple[dict, str | None]:
 
     def onnx():
         try:
-            return describe_missing(missing_rules(base, float_params, output, reasons=True))
+            missing = describe_missing(missing_rules(base, float_params, output, reasons=True))
         except AutodiffError as exc:
             return str(exc)
+        return missing or _step_problem(model, output)
 
     checks = {"artifacts": artifacts, "onnx": onnx}
     out = {}
@@ -90,6 +94,31 @@ def _backends(model, float_params) -> tuple[dict, str | None]:
                      "trainable": why is None, "not_trainable_because": why}
     auto = next((cls.name for cls in auto_order(model) if out[cls.name]["available"]), None)
     return out, auto
+
+
+def _step_problem(model, output: str) -> str | None:
+    """Why the onnx backend's training step would not build (None: it builds). The same build the
+    backend runs on the first batch: the model's default loss and the trainable parameters as
+    ``train`` picks them, a batch of 2 with the declared non-batch sizes (symbolic ones stay symbolic)."""
+    from onnxforge.runtime.inference.session import model_inputs
+    from onnxforge.runtime.modelio.card import ModelCard
+    from onnxforge.runtime.passes.pipelines import for_training_source
+    from onnxforge.runtime.tasks.task import task_for
+    from onnxforge.runtime.training.parameters import ParameterPlan
+    from onnxforge.runtime.training.stepgraph import build_step
+
+    try:
+        task = task_for(ModelCard.from_model(model), "auto")
+        plan = ParameterPlan.of(model, [])
+        shapes = {i.name: (2, *i.shape[1:]) for i in model_inputs(model)
+                  if i.shape and all(isinstance(d, int) for d in i.shape[1:])}
+        build_step(for_training_source(model), output=output, loss=task.default_loss, optimizer="adamw",
+                   trainable=list(plan.trainable), buffers=list(plan.buffers), feed_shapes=shapes,
+                   ignore_index=task.ignore_index)
+    except Exception as exc:  # noqa: BLE001 - any failure means "not trainable", said in one line
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"the training step does not build: {text}"
+    return None
 
 
 def _trained_output(model) -> str:
@@ -179,5 +208,7 @@ def command(model, as_json):
     else:
         rules = ", ".join(missing) + " lack one" if missing else "every op has one"
     echo(f"gradient rules (onnx backend): {rules}")
+    if info["folded_line"]:
+        echo(info["folded_line"])
 
 

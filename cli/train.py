@@ -137,6 +137,11 @@ def command(ctx, model, data, val, target, features, epochs, batch_size, lr, opt
     if not quiet and not as_json:
         click.echo(f"training on {trainer.device.name} ({trainer.device.reason}) with the {trainer.backend_name} backend; "
                    f"{len(trainer.trainable)} trainable, {len(trainer.frozen)} frozen parameters", err=True)
+    from onnxforge.runtime.convert.folded import folded_line
+
+    folded = folded_line(trainer.source)
+    if folded and not as_json:  # the export folded parameters away: say so once, with the fix
+        click.echo(f"note: {folded}", err=True)
     from onnxforge.runtime.tasks.sources import open_data
 
     def read(path, name):

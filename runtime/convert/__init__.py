@@ -63,7 +63,7 @@ class _Stages:
 
 def convert(source, destination, *, opset: int | None = None, verify: bool = True, input_shapes=(),
             sizes: dict | None = None, dynamic_batch: bool = False, tolerance: float = DEFAULT_TOLERANCE,
-            progress: bool = False, seed: int = 0, trust_source: bool = False) -> dict:
+            progress: bool = False, seed: int = 0, trust_source: bool = False, for_training: bool = False) -> dict:
     """Convert ``source`` into ``destination`` and return a report.
 
     ``opset``: the ONNX opset of an ONNX result (default: 17 for PyTorch exports and old models,
@@ -76,6 +76,9 @@ def convert(source, destination, *, opset: int | None = None, verify: bool = Tru
     (refused with :class:`UnsafeModelError` otherwise, before PyTorch opens it). ``tolerance``: the
     largest difference verification accepts, times the largest output magnitude when that is above
     1, before it raises :class:`ConversionError` (the result stays written, for inspection).
+    ``for_training``: the result must keep every parameter (see :func:`_check_for_training`): a
+    PyTorch source's every parameter and buffer becomes a named initialiser, and an ONNX source
+    whose export folded parameters away (:mod:`.folded`) is refused, naming the nodes and the fix.
     """
     source, destination = Path(source), Path(destination)
     src_kind, dst_kind = kind_of(source), kind_of(destination)
@@ -94,6 +97,12 @@ def convert(source, destination, *, opset: int | None = None, verify: bool = Tru
     if dynamic_batch and direction != ("onnx", "onnx"):
         raise ConfigError("--dynamic-batch applies to ONNX to ONNX conversions")
     extra = {"dynamic_batch": True} if dynamic_batch else {}
+    if for_training and dst_kind != "onnx":
+        raise ConfigError("--for-training makes an ONNX model to train: the destination must be an .onnx file")
+    if for_training and src_kind in ("pt2", "torchscript"):
+        extra["for_training"] = True
+    if for_training and src_kind == "onnx":
+        _refuse_folded(source)
     if input_shapes and src_kind != "torchscript":
         raise ConfigError("--input-shape is only for TorchScript sources (.pt, .ts); a .pt2 program carries its own")
     if "pt2" in direction or "torchscript" in direction:
@@ -112,6 +121,8 @@ def convert(source, destination, *, opset: int | None = None, verify: bool = Tru
         stages.close()
     report.update({"source": str(source), "destination": str(destination), "from": src_kind, "to": dst_kind,
                    "seconds": round(time.perf_counter() - t0, 3)})
+    if for_training:
+        _check_for_training(destination, report)
     if verify and report.get("max_abs_diff") is not None:
         report["tolerance"] = tolerance
         # absolute for outputs up to 1 in magnitude, relative to the largest output above that
@@ -125,6 +136,37 @@ def convert(source, destination, *, opset: int | None = None, verify: bool = Tru
     else:
         report["verified"] = None
     return report
+
+
+def _refuse_folded(source) -> None:
+    """An ONNX file whose export folded batch norm into convolutions cannot be unfolded: the batch
+    norm's parameters are not in it."""
+    from onnxforge.runtime.convert.folded import FIX, folded_parameters
+    from onnxforge.runtime.modelio.files import load_model
+
+    found = [f for f in folded_parameters(load_model(source)) if f.kind != "constant"]
+    if found:
+        places = "; ".join(str(f) for f in found[:3]) + (f"; and {len(found) - 3} more" if len(found) > 3 else "")
+        raise ConversionError(f"'{source}' cannot be made trainable with every parameter: its export folded batch "
+                              f"norm away ({places}), and the folded parameters are not in the file. Re-export: {FIX}")
+
+
+def _check_for_training(destination, report: dict) -> None:
+    """The result holds every parameter as an initialiser: nothing folded, no constant weights,
+    and (from PyTorch) every parameter and buffer of the source under its name."""
+    from onnxforge.runtime.convert.folded import folded_parameters
+    from onnxforge.runtime.modelio.files import load_model
+
+    model = load_model(destination)
+    found = folded_parameters(model)
+    if found:
+        raise ConversionError(f"the result '{destination}' still has folded parameters: "
+                              + "; ".join(str(f) for f in found[:3]))
+    missing = report.get("parameters_missing") or []
+    if missing:
+        raise ConversionError(f"the export dropped {len(missing)} of the source's parameters "
+                              f"({', '.join(missing[:5])}); '{destination}' was written for inspection")
+    report["for_training"] = True
 
 
 def _standard_ops(model):
@@ -218,7 +260,7 @@ def _onnx_to_pt2(source, destination, *, opset, input_shapes, sizes, stages, ver
     return report
 
 
-def _torch_to_onnx(source, destination, *, opset, input_shapes, sizes, stages, verify, seed) -> dict:
+def _torch_to_onnx(source, destination, *, opset, input_shapes, sizes, stages, verify, seed, for_training=False) -> dict:
     import torch
 
     from onnxforge.runtime.convert.from_torch import (DEFAULT_OPSET, export_onnx, load_program, parse_input_shape,
@@ -267,6 +309,12 @@ def _torch_to_onnx(source, destination, *, opset, input_shapes, sizes, stages, v
     report = {"inputs": [s.name for s in specs], "outputs": [o.name for o in model.graph.output],
               "to_opset": target, "to_ir": model.ir_version, "parameters": len(trainable_parameters(model)),
               "dynamic_batch": dynamic, "fixed_dims": fixed}
+    if for_training:  # every parameter and buffer of the source, by its name (or the name it had in ONNX)
+        inits = {t.name for t in model.graph.initializer}
+        renames = sidecar.get("names") or {}
+        wanted = [n for n, _ in list(module.named_parameters()) + list(module.named_buffers())
+                  if not n.endswith("num_batches_tracked")]
+        report["parameters_missing"] = [n for n in wanted if n not in inits and renames.get(n) not in inits]
     if verify:
         feeds = random_inputs(specs, batch=3, seed=seed + 1)
         report.update(_verify(stages, kind, source, "onnx", model, feeds))

@@ -1,0 +1,255 @@
+"""Gradient check: the onnx backend's parameter gradients against central finite differences.
+
+The objective is ``sum(dY * output)`` for a seeded random ``dY`` on the trained output (a random
+linear functional, so every op on the path from a parameter to the output is exercised, whatever
+the loss). The analytic gradient is the one the onnx training backend builds
+(:func:`onnxforge.runtime.autodiff.gradient_model`, run in float32 by ONNX Runtime); the reference
+is a central difference of the objective in float64 (the model converted to double, run by ONNX
+Runtime where it has double kernels for every op, else by ``onnx.reference``) on ``samples``
+random elements of each parameter. Per parameter, the worst error relative to the larger of the
+tensor's largest gradient and 1e-3 of the model's largest (a tensor whose exact gradient is zero is
+judged against that floor).
+
+May import: errors, modelio, ort, passes, autodiff, inference.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxforge.runtime.errors import ConfigError, InputError, NotTrainableError
+
+__all__ = ["GradcheckReport", "ParameterCheck", "gradcheck", "to_float64", "DEFAULT_TOLERANCE"]
+
+DEFAULT_TOLERANCE = 1e-4
+_F, _D = TensorProto.FLOAT, TensorProto.DOUBLE
+
+
+@dataclass
+class ParameterCheck:
+    name: str
+    shape: list
+    samples: int
+    max_rel_error: float
+    max_abs_error: float
+    worst_index: list
+    analytic: float  # the analytic gradient at the worst element
+    numeric: float   # the central difference there
+    ok: bool
+
+
+@dataclass
+class GradcheckReport:
+    output: str
+    tolerance: float
+    epsilon: float
+    engine: str  # what ran the float64 forward
+    parameters: list = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(p.ok for p in self.parameters)
+
+    @property
+    def failed(self) -> list:
+        return [p.name for p in self.parameters if not p.ok]
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "failed": self.failed, "output": self.output, "tolerance": self.tolerance,
+                "epsilon": self.epsilon, "engine": self.engine, "parameters": [asdict(p) for p in self.parameters]}
+
+
+def to_float64(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` computing in float64: float32 types, initialisers, constants and casts
+    (subgraphs too); Resize's scales stay float32 as the spec requires."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+
+    def tensor(t):
+        if t.data_type == _F:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64), t.name))
+
+    def graph(g):
+        scales = {n.input[2] for n in g.node if n.op_type == "Resize" and len(n.input) > 2}
+        for vi in list(g.input) + list(g.output) + list(g.value_info):
+            if vi.type.tensor_type.elem_type == _F and vi.name not in scales:
+                vi.type.tensor_type.elem_type = _D
+        for t in g.initializer:
+            if t.name not in scales:
+                tensor(t)
+        for n in g.node:
+            if n.op_type == "Constant" and n.attribute and n.attribute[0].name in ("value_float", "value_floats"):
+                a = n.attribute[0]
+                value = np.array(a.f if a.name == "value_float" else list(a.floats), np.float64)
+                del n.attribute[:]
+                n.attribute.append(helper.make_attribute("value", numpy_helper.from_array(value)))
+            if n.op_type == "Constant" and any(o in scales for o in n.output):
+                continue
+            for a in n.attribute:
+                if a.name in ("to", "dtype") and a.type == onnx.AttributeProto.INT and a.i == _F:
+                    a.i = _D
+                if a.type == onnx.AttributeProto.TENSOR:
+                    tensor(a.t)
+                if a.type == onnx.AttributeProto.GRAPH:
+                    graph(a.g)
+                for sub in a.graphs:
+                    graph(sub)
+    graph(m.graph)
+    return m
+
+
+def _params_as_inputs(model: onnx.ModelProto, names) -> onnx.ModelProto:
+    names = set(names)
+    keep = [t for t in model.graph.initializer if t.name not in names]
+    moved = [t for t in model.graph.initializer if t.name in names]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+    model.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in moved)
+    return model
+
+
+class _Forward:
+    """The float64 objective, on ONNX Runtime when it can run the double model, else onnx.reference."""
+
+    def __init__(self, model: onnx.ModelProto, output: str):
+        self.output = output
+        try:
+            from onnxforge.runtime.ort.distribution import ort, quiet_native_stderr
+
+            rt = ort()
+            options = rt.SessionOptions()
+            options.log_severity_level = 4
+            with quiet_native_stderr():
+                self._session = rt.InferenceSession(model.SerializeToString(), options,
+                                                    providers=["CPUExecutionProvider"])
+            self.engine = "onnxruntime (float64)"
+        except Exception:  # noqa: BLE001 - no double kernel for some op: the reference evaluator
+            from onnx.reference import ReferenceEvaluator
+
+            self._session, self._ref = None, ReferenceEvaluator(model)
+            self.engine = "onnx.reference (float64)"
+
+    def __call__(self, feeds: dict, dy: np.ndarray) -> float:
+        if self._session is not None:
+            y = self._session.run([self.output], feeds)[0]
+        else:
+            y = self._ref.run([self.output], feeds)[0]
+        return float(np.sum(np.asarray(y, np.float64) * dy))
+
+
+def _select(names: list[str], patterns) -> list[str]:
+    if not patterns:
+        return names
+    chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+    if not chosen:
+        shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
+        raise ConfigError(f"--params {' '.join(patterns)} matches none of the model's float parameters ({shown})")
+    return chosen
+
+
+def _check_feeds(model: onnx.ModelProto, feeds: dict) -> dict:
+    from onnxforge.runtime.inference.session import model_inputs
+
+    out = {}
+    for info in model_inputs(model):
+        if info.name not in feeds:
+            raise InputError(f"the data has no array for the model's input '{info.name}' (it has {', '.join(feeds)})")
+        x = np.asarray(feeds[info.name])
+        if x.ndim != len(info.shape) or any(isinstance(d, int) and d != s for d, s in zip(info.shape, x.shape)):
+            raise InputError(f"input '{info.name}' expects shape {list(info.shape)}; the data has {list(x.shape)}")
+        out[info.name] = x.astype(info.dtype) if info.dtype != object else x
+    return out
+
+
+def gradcheck(model: onnx.ModelProto, feeds: dict, *, output: str | None = None, params=(), samples: int = 8,
+              tolerance: float = DEFAULT_TOLERANCE, epsilon: float = 1e-6, seed: int = 0,
+              progress=None) -> GradcheckReport:
+    """Check ``model``'s parameter gradients (see the module docstring). ``feeds``: one batch of
+    the model's inputs. ``params``: glob patterns of the parameters to check (all float ones when
+    empty). ``progress``: a callable given the number of finished evaluations and the total."""
+    from onnxforge.runtime.autodiff import AutodiffError, describe_missing, gradient_model, missing_rules
+    from onnxforge.runtime.passes.gradient_form import trainable_parameters
+    from onnxforge.runtime.passes.plugin_forms import InlinePlugins
+
+    if samples < 1:
+        raise ConfigError(f"samples must be at least 1; got {samples}")
+    try:
+        base = InlinePlugins()(model).model
+    except NotTrainableError:
+        base = model
+    output = output or base.graph.output[0].name
+    names = _select(trainable_parameters(base), list(params))
+    feeds = _check_feeds(base, feeds)
+    try:
+        blockers = missing_rules(base, names, output, reasons=True)
+        if blockers:
+            raise NotTrainableError(f"no gradient in standard ONNX through: {describe_missing(blockers)}")
+        grad_model = gradient_model(base, names, output, seed="dY")
+    except AutodiffError as exc:
+        raise NotTrainableError(f"the gradient could not be built: {exc}") from None
+    rng = np.random.default_rng(seed)
+    forward = _Forward(_params_as_inputs(to_float64(base), names), output)
+    inits = {t.name: numpy_helper.to_array(t) for t in base.graph.initializer}
+    values = {n: inits[n].astype(np.float64) for n in names}
+    feeds64 = {k: (v.astype(np.float64) if v.dtype == np.float32 else v) for k, v in feeds.items()}
+    shape = _output_shape(forward, {**feeds64, **values})
+    dy = rng.standard_normal(shape)
+    analytic = _analytic(grad_model, feeds, dy.astype(np.float32), names)
+    floor = 1e-3 * max([float(np.max(np.abs(g))) for g in analytic.values() if g.size] + [0.0])
+    report = GradcheckReport(output, tolerance, epsilon, forward.engine)
+    picks = {n: rng.choice(values[n].size, min(samples, values[n].size), replace=False) for n in names}
+    total, done = 2 * sum(len(p) for p in picks.values()), 0
+    for n in names:
+        g = analytic[n].astype(np.float64)
+        scale = max(float(np.max(np.abs(g))) if g.size else 0.0, floor, 1e-30)
+        worst = (-1.0, 0.0, 0, 0.0, 0.0)
+        for flat in picks[n]:
+            w = values[n].reshape(-1)
+            keep = w[flat]
+            step = epsilon * max(1.0, abs(keep))
+            w[flat] = keep + step
+            plus = forward({**feeds64, **values}, dy)
+            w[flat] = keep - step
+            minus = forward({**feeds64, **values}, dy)
+            w[flat] = keep
+            numeric = (plus - minus) / (2 * step)
+            err = abs(float(g.reshape(-1)[flat]) - numeric)
+            if err / scale > worst[0]:
+                worst = (err / scale, err, int(flat), float(g.reshape(-1)[flat]), numeric)
+            done += 2
+            if progress is not None:
+                progress(done, total)
+        rel, err, flat, a, num = worst
+        report.parameters.append(ParameterCheck(n, list(values[n].shape), len(picks[n]), rel, err,
+                                                [int(i) for i in np.unravel_index(flat, values[n].shape)], a, num,
+                                                rel <= tolerance))
+    return report
+
+
+def _output_shape(forward: _Forward, feeds: dict) -> tuple:
+    if forward._session is not None:
+        return forward._session.run([forward.output], feeds)[0].shape
+    return np.shape(forward._ref.run([forward.output], feeds)[0])
+
+
+def _analytic(grad_model: onnx.ModelProto, feeds: dict, dy: np.ndarray, names) -> dict:
+    from onnxforge.runtime.errors import TrainingError
+    from onnxforge.runtime.ort.distribution import ort, quiet_native_stderr
+    from onnxforge.runtime.ort.failures import failure_line, run_errors
+
+    rt = ort()
+    options = rt.SessionOptions()
+    options.log_severity_level = 4
+    try:
+        with quiet_native_stderr():
+            session = rt.InferenceSession(grad_model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+            wanted = [f"{n}_grad" for n in names]
+            got = session.run(wanted, {**feeds, "dY": dy})
+    except run_errors() as exc:
+        raise TrainingError(f"the gradient model failed in ONNX Runtime: {failure_line(exc)}") from None
+    return dict(zip(names, got))
