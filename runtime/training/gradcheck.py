@@ -170,11 +170,11 @@ def gradcheck(model: onnx.ModelProto, feeds: dict, *, output: str | None = None,
               tolerance: float = DEFAULT_TOLERANCE, epsilon: float = 1e-6, seed: int = 0,
               progress=None) -> GradcheckReport:
     """Check ``model``'s parameter gradients (see the module docstring). ``feeds``: one batch of
-    the model's inputs. ``params``: glob patterns of the parameters to check (all float ones when
-    empty). ``progress``: a callable given the number of finished evaluations and the total."""
+    the model's inputs. ``params``: glob patterns of the parameters to check (when empty, every
+    parameter ``train`` would train: float initialisers, batch-norm statistics excluded). ``progress``: a callable given the number of finished evaluations and the total."""
     from onnxforge.runtime.autodiff import AutodiffError, describe_missing, gradient_model, missing_rules
-    from onnxforge.runtime.passes.gradient_form import trainable_parameters
     from onnxforge.runtime.passes.plugin_forms import InlinePlugins
+    from onnxforge.runtime.training.parameters import ParameterPlan
 
     if samples < 1:
         raise ConfigError(f"samples must be at least 1; got {samples}")
@@ -183,7 +183,7 @@ def gradcheck(model: onnx.ModelProto, feeds: dict, *, output: str | None = None,
     except NotTrainableError:
         base = model
     output = output or base.graph.output[0].name
-    names = _select(trainable_parameters(base), list(params))
+    names = _select(list(ParameterPlan.of(base, []).trainable), list(params))  # as train picks them: no statistics
     feeds = _check_feeds(base, feeds)
     try:
         blockers = missing_rules(base, names, output, reasons=True)
