@@ -100,7 +100,7 @@ def _interrupted(trainer, rundir: Path, data: str, val: str | None) -> str:
 @click.option("--resume", is_flag=True,
               help="Continue the run in --out from its last checkpoint, with the settings it was started with "
                    "(MODEL may be left out; options given again must agree).")
-@click.option("--overwrite", is_flag=True, help="Start again in a run folder that already holds a checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Start again in a run folder that already holds a checkpoint (only files onnxforge wrote are replaced).")
 @click.option("--checkpoint-every", "checkpoint_every", default=CHECKPOINT_EVERY, show_default=True, callback=_policy,
               metavar="TIME|N",
               help="How often the checkpoint, model.onnx and metrics.json are written: after the first epoch that "

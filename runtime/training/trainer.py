@@ -191,7 +191,7 @@ class Trainer:
                                 shuffle=cfg.shuffle, rng=np.random.default_rng(cfg.seed),
                                 drop_last=self.fixed_batch is not None)
         state = resume_state(self.run, None, record) if resume else None  # refused before the folder is touched
-        with self.run.held(create=not resume):
+        with self.run.held(create=not resume, overwrite=overwrite):
             start_run(self, record, batches, state, overwrite)
             if self.epoch >= cfg.epochs:
                 self.finished_before = True
