@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxforge.runtime.autodiff import _tidy
 from onnxforge.runtime.autodiff._emitter import FLOAT_TYPES, Emitter
 from onnxforge.runtime.autodiff._errors import AutodiffError, UnsupportedOpError
-from onnxforge.runtime.autodiff.ops import NON_DIFFERENTIABLE, RULES, ZERO
+from onnxforge.runtime.autodiff.ops import NON_DIFFERENTIABLE, RULES, ZERO, _sequence
 
 __all__ = ["build_gradients", "describe_missing", "grad_outputs", "gradient_model", "missing_rules", "prepare",
            "MIN_OPSET", "MAX_IR_VERSION"]
@@ -62,14 +62,27 @@ def prepare(model) -> onnx.ModelProto:
     return model
 
 
+class ValueInfo(dict):
+    """name -> (elem_type or None, dims or None); ``sequences``: the names that are sequences of
+    tensors (their entry gives the element type of the tensors they hold, dims None)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sequences: set = set()
+
+
 def _infer(model: onnx.ModelProto) -> dict:
     try:
         inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
     except Exception:  # noqa: BLE001 - fall back to what the model declares
         inferred = model
-    info = {}
+    info = ValueInfo()
     g = inferred.graph
     for vi in list(g.input) + list(g.value_info) + list(g.output):
+        if vi.type.HasField("sequence_type") and vi.type.sequence_type.elem_type.HasField("tensor_type"):
+            info[vi.name] = (vi.type.sequence_type.elem_type.tensor_type.elem_type or None, None)
+            info.sequences.add(vi.name)
+            continue
         t = vi.type.tensor_type
         if not vi.type.HasField("tensor_type"):
             kind = vi.type.WhichOneof("value")
@@ -226,7 +239,7 @@ def _check_rules(graph, info, active, of) -> list:
             if inp and inp in active and idx in blocked:
                 problems.append((node.op_type, node.name, out,
                                  f"input {idx} ({inp!r}) needs a gradient but the op is not differentiable in it"))
-        if not getattr(rule, "NON_TENSOR", False):
+        if not getattr(rule, "NON_TENSOR", False):  # sequences of tensors are the sequence rules' (ops/_sequence)
             for v in [i for i in node.input if i in active] + [o for o in node.output if o in active]:
                 if not _is_float(info, v) and info.get(v, (None, None))[0] is not None:
                     problems.append((node.op_type, node.name, out,
@@ -322,9 +335,9 @@ def build_gradients(model, wrt, of: str, seed: str | None = None, *, grad_names:
         raise AutodiffError(f"{of!r} is not a value of the model (no input, initialiser or node output)")
     info = _infer(model)
     for w in wrt:
-        if not _is_float(info, w):
+        if not _is_float(info, w) or w in info.sequences:
             raise AutodiffError(f"{w!r} is not a floating-point tensor: it carries no gradient")
-    if not _is_float(info, of):
+    if not _is_float(info, of) or of in info.sequences:
         raise AutodiffError(f"{of!r} is not a floating-point tensor: it has no gradient")
     names = dict(grad_names or {})
     for w in wrt:
@@ -356,6 +369,9 @@ def build_gradients(model, wrt, of: str, seed: str | None = None, *, grad_names:
         terms = contributions.get(name)
         if not terms:
             return None
+        if ctx.is_sequence(name):  # sequence cotangents: see ops/_sequence.py
+            contributions[name] = [_sequence.total(ctx, name, terms)]
+            return contributions[name][0]
         if len(terms) > 1:
             contributions[name] = [ctx.sum(terms)]
         g = contributions[name][0]
@@ -367,18 +383,22 @@ def build_gradients(model, wrt, of: str, seed: str | None = None, *, grad_names:
         dys = [total(o) if o else None for o in node.output]
         if all(d is None for d in dys):
             continue
-        need = [bool(i) and i in active for i in node.input]
+        rule = _rule(node)
+        # rules of ops with subgraphs (SUBGRAPHS) also return the gradients of the outer values
+        # their subgraphs read, in the order of sorted(_subgraph_inputs(node)), after the inputs'
+        reads = list(node.input) + (sorted(_subgraph_inputs(node)) if getattr(rule, "SUBGRAPHS", False) else [])
+        need = [bool(i) and i in active for i in reads]
         if not any(need):
             continue
         ctx.node = node
-        grads = list(_rule(node).vjp(ctx, node, dys, need))
+        grads = list(rule.vjp(ctx, node, dys, need))
         ctx.node = None
-        for idx, (inp, g, n) in enumerate(zip(node.input, grads + [None] * len(node.input), need)):
+        for idx, (inp, g, n) in enumerate(zip(reads, grads + [None] * len(reads), need)):
             if not n or g is ZERO:
                 continue
             if g is None:  # a rule that forgets an input would give a silent zero: never
                 raise AutodiffError(f"internal: the rule of op {node.op_type!r} (node {node.name!r}) gave no "
-                                    f"gradient for input {idx} ({inp!r}), which is on the path to {of!r}")
+                                    f"gradient for {inp!r} (read {idx}), which is on the path to {of!r}")
             contributions.setdefault(inp, []).append(g)
 
     result = {}

@@ -18,6 +18,11 @@ _MODULES = (
     "reshape", "resize", "sigmoid", "slice", "softmax", "softplus", "split", "sqrt",
     "squeeze", "sub", "sum", "tanh", "transpose", "unsqueeze", "where",
 )
+# control flow and sequences (one list of their own, so that both kept lists merge cleanly)
+_CONTROL_AND_SEQUENCE_MODULES = (
+    "split_to_sequence", "sequence_at", "sequence_construct", "sequence_erase", "sequence_insert",
+    "concat_from_sequence",
+)
 
 
 def _load(name: str) -> Rule:
@@ -26,7 +31,7 @@ def _load(name: str) -> Rule:
 
 
 RULES: dict[str, Rule] = {}
-for _name in _MODULES:
+for _name in _MODULES + _CONTROL_AND_SEQUENCE_MODULES:
     _rule = _load(_name)
     assert _rule.OP_TYPE not in RULES, f"{_rule.OP_TYPE} has two rules"
     RULES[_rule.OP_TYPE] = _rule
@@ -40,6 +45,7 @@ NON_DIFFERENTIABLE = frozenset({
     "Sign", "Floor", "Ceil", "Round",
     "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli",
     "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot",
+    "SequenceLength", "SequenceEmpty",
 })
 
 

@@ -36,17 +36,28 @@ def _refused(m, wrt, of, *phrases):
     return str(info.value)
 
 
-def test_sequence_ops_on_the_path_are_refused_not_dropped():
+def test_sequence_path_is_differentiated_not_dropped():
     """GPT-2's class of bug: SplitToSequence/SequenceAt between a parameter and the loss gave
-    all-zero gradients (their sequence value was taken for a constant). Now it is refused."""
+    all-zero gradients (their sequence value was taken for a constant). Values that may carry a
+    derivative stay on the path: the sequence rules differentiate it (central differences)."""
     m = _model([helper.make_node("Mul", ["x", "w"], ["h"], name="scale"),
                 helper.make_node("SplitToSequence", ["h"], ["seq"], name="split_seq", axis=1),
                 helper.make_node("SequenceAt", ["seq", "i"], ["part"], name="seq_at"),
                 helper.make_node("ReduceSum", ["part"], ["loss"], name="sum", keepdims=0)],
-               [vi("x", [2, 3])], [vi("loss", [])],
-               [numpy_helper.from_array(np.ones((2, 3), np.float32), "w"),
-                numpy_helper.from_array(np.array(1, np.int64), "i")])
-    msg = _refused(m, ["w"], "loss", "SplitToSequence", "split_seq")
+               [vi("x", [2, 3]), vi("w", [2, 3])], [vi("loss", [])],
+               [numpy_helper.from_array(np.array(1, np.int64), "i")])
+    feeds = {"x": R.standard_normal((2, 3)).astype(np.float32), "w": R.standard_normal((2, 3)).astype(np.float32)}
+    fd_check(m, feeds, ["w"], "loss", rng=R)
+
+
+def test_optional_value_on_the_path_is_refused():
+    """An optional (a non-tensor value no rule handles) on the path: refused, never skipped."""
+    m = _model([helper.make_node("Mul", ["x", "w"], ["h"], name="scale"),
+                helper.make_node("Optional", ["h"], ["opt"], name="wrap"),
+                helper.make_node("OptionalGetElement", ["opt"], ["part"], name="unwrap"),
+                helper.make_node("ReduceSum", ["part"], ["loss"], name="sum", keepdims=0)],
+               [vi("x", [2, 3])], [vi("loss", [])], [numpy_helper.from_array(np.ones((2, 3), np.float32), "w")])
+    msg = _refused(m, ["w"], "loss", "'Optional'", "'wrap'")
     assert "no gradient rule" in msg
 
 
