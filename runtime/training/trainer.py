@@ -54,6 +54,7 @@ from onnxforge.runtime.training.backends import TrainingSpec, backend_class
 from onnxforge.runtime.training.callbacks import CallbackList, Checkpointing, format_record, standard_callbacks
 from onnxforge.runtime.training.config import CHECKPOINT_EVERY, OPTIMIZERS, CheckpointPolicy, RunConfig
 from onnxforge.runtime.training.epochs import EpochIterator, check_fixed_batch
+from onnxforge.runtime.training.interrupt import Interruption
 from onnxforge.runtime.training.export import inference_model
 from onnxforge.runtime.training.parameters import ParameterPlan
 from onnxforge.runtime.training.resume import resume_state, start_run
@@ -131,6 +132,8 @@ class Trainer:
         self.finished_before = self._prepared = False  # finished_before: a resume found nothing left to do
         self._record = self._infer_session = None
         self._validation = Validation()  # the session each epoch's validation runs on
+        # a resume from a Ctrl-C checkpoint made mid-epoch: (steps of the epoch done, (loss sum, examples))
+        self._resume_within_epoch, self.interrupted = (0, (0.0, 0)), None
 
     def _spec(self) -> TrainingSpec:
         model = pipelines.for_training_source(self.training_source)
@@ -201,7 +204,7 @@ class Trainer:
                                 shuffle=cfg.shuffle, rng=np.random.default_rng(cfg.seed),
                                 drop_last=self.fixed_batch is not None)
         state = resume_state(self.run, None, record) if resume else None  # refused before the folder is touched
-        with self.run.held(create=not resume):
+        with self.run.held(create=not resume, overwrite=overwrite):
             start_run(self, record, batches, state, overwrite)
             if self.epoch >= cfg.epochs:
                 self.finished_before = True
@@ -217,44 +220,70 @@ class Trainer:
         step_hooks = callbacks.step_hooks
         callbacks.on_train_begin(self)
         try:
-            while self.epoch < cfg.epochs:
-                epoch = self.epoch + 1
-                backend.seed(cfg.seed * 100_003 + epoch)  # dropout masks depend on (seed, epoch) only
-                callbacks.on_epoch_begin(epoch, cfg.epochs)
-                loss_sum, seen = 0.0, 0
-                t0, cpu0 = time.perf_counter(), time.process_time()
-                step = self.step  # a local in the loop: every attribute access costs at 10,000 steps/s
-                lr = learning_rate(cfg.schedule, cfg.lr, step, total, cfg.warmup_steps)
-                for inputs, targets in batches.epoch():
-                    if not constant:
-                        lr = learning_rate(cfg.schedule, cfg.lr, step, total, cfg.warmup_steps)
-                    loss = backend.train_step(inputs, targets, lr)
-                    step += 1
-                    for hook in step_hooks:
-                        hook(step, loss)
-                    size = len(targets)
-                    loss_sum += loss * size
-                    seen += size
-                self.step = step
-                seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
-                self.epoch = epoch
-                self._infer_session = None
-                record = {"epoch": epoch, "loss": loss_sum / max(seen, 1), "lr": lr,
-                          "steps_per_s": batches.steps / seconds if seconds > 0 else None,
-                          "seconds": seconds, "cpu_seconds": cpu_seconds}
-                if val is not None:
-                    record.update({f"val_{k}": v for k, v in self.evaluate(val).items()})
-                self.history.append(record)
-                callbacks.on_epoch_end(record)  # Checkpointing first: the files, on the epochs its policy saves
+            with Interruption() as stop:
+                flag = stop.flag  # a local list: checked after every step, set by Ctrl-C
+                while self.epoch < cfg.epochs:
+                    epoch = self.epoch + 1
+                    backend.seed(cfg.seed * 100_003 + epoch)  # dropout masks depend on (seed, epoch) only
+                    callbacks.on_epoch_begin(epoch, cfg.epochs)
+                    epoch_rng = batches.rng_state()  # before the epoch's order is drawn: what a mid-epoch save keeps
+                    skip, (loss_sum, seen) = self._resume_within_epoch
+                    self._resume_within_epoch = (0, (0.0, 0))
+                    t0, cpu0 = time.perf_counter(), time.process_time()
+                    step = first = self.step  # a local in the loop: every attribute access costs at 10,000 steps/s
+                    lr = learning_rate(cfg.schedule, cfg.lr, step, total, cfg.warmup_steps)
+                    for inputs, targets in batches.epoch(skip):
+                        if not constant:
+                            lr = learning_rate(cfg.schedule, cfg.lr, step, total, cfg.warmup_steps)
+                        loss = backend.train_step(inputs, targets, lr)
+                        step += 1
+                        for hook in step_hooks:
+                            hook(step, loss)
+                        size = len(targets)
+                        loss_sum += loss * size
+                        seen += size
+                        if flag[0]:
+                            self.step = step
+                            self._save_interrupted(batches, epoch_rng, skip + step - first, loss_sum, seen)
+                    self.step = step
+                    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
+                    self.epoch = epoch
+                    self._infer_session = None
+                    record = {"epoch": epoch, "loss": loss_sum / max(seen, 1), "lr": lr,
+                              "steps_per_s": (step - first) / seconds if seconds > 0 else None,
+                              "seconds": seconds, "cpu_seconds": cpu_seconds}
+                    if val is not None:
+                        record.update({f"val_{k}": v for k, v in self.evaluate(val).items()})
+                    self.history.append(record)
+                    callbacks.on_epoch_end(record)  # Checkpointing first: the files, on the epochs its policy saves
+                    if flag[0] and self.epoch < cfg.epochs:  # Ctrl-C during validation or the epoch's files
+                        self._save_interrupted(batches, None, 0, 0.0, 0)
         finally:
             callbacks.on_train_end()
 
+    def _save_interrupted(self, batches: EpochIterator, epoch_rng, epoch_step: int, loss_sum: float, seen: int):
+        """Ctrl-C: write the checkpoint of this very step (mid-epoch: the epoch's starting data
+        order and how far it got, so ``--resume`` continues with the next batch), note what it
+        holds in ``self.interrupted`` and end the run with KeyboardInterrupt."""
+        within = {}
+        if epoch_step:
+            within = {"rng": json.dumps(epoch_rng), "epoch_step": str(epoch_step),
+                      "epoch_loss": json.dumps([loss_sum, seen])}
+        self._save_checkpoint(batches, within)
+        if not epoch_step:
+            self.export()
+            self._write_metrics()
+        self.interrupted = {"epoch": self.epoch + (1 if epoch_step else 0), "epoch_step": epoch_step or None,
+                            "epoch_steps": batches.steps, "step": self.step, "epochs_done": self.epoch}
+        raise KeyboardInterrupt
+
     # -- the folder's files ----------------------------------------------------------------------
-    def _save_checkpoint(self, batches: EpochIterator) -> None:
+    def _save_checkpoint(self, batches: EpochIterator, within_epoch: dict | None = None) -> None:
         if self.plan.held:  # frozen batch norms keep their running statistics
             self.backend.load_state(replace(self.backend.state(), parameters=self._held_values()))
         props = {"epoch": int(self.epoch), "step": int(self.step), "rng": json.dumps(batches.rng_state()),
-                 "config": json.dumps(self._record, sort_keys=True), "history": json.dumps(self.history)}
+                 "config": json.dumps(self._record, sort_keys=True), "history": json.dumps(self.history),
+                 **(within_epoch or {})}
         self.run.save_checkpoint(lambda tmp: self.backend.save_checkpoint(tmp, props))
 
     def parameter_counts(self) -> dict:
