@@ -47,6 +47,7 @@ class ServerConfig:
     watch: bool = False  # load changed and new model files while serving (--watch)
     watch_interval_s: float = 1.0  # how often --watch looks at the model folders
     grpc_port: int | None = None  # also serve the protocol's gRPC service on this port (0: a free one)
+    adapters: str | None = None  # serve the one base model with every DIR/NAME.onnx_adapter (see .adapters)
 
     @property
     def max_body_bytes(self) -> int:
