@@ -69,15 +69,11 @@ def create_app(repository: Repository, config: ServerConfig, engine: Engine, met
                 raise RequestTimeoutError(f"the request body did not arrive within {config.body_timeout_s:g} s "
                                           "(--body-timeout)") from None
             check_content_type(request.headers.get("content-type"))  # once read: the client sees the 400
-            body = decompress(body, request.headers.get("content-encoding"), limit, config.max_body_mb)
+            encoding = request.headers.get("content-encoding")
+            if encoding and encoding.strip().lower() != "identity":
+                body = await engine.offload(decompress, body, encoding, limit, config.max_body_mb)
             answer = await engine.infer(model, body, request.headers.get("inference-header-content-length"))
-            payload, header_length = encode_infer_response(model.name, model.version, answer.request.id,
-                                                           answer.results, answer.request.outputs, answer.labels)
-            headers = {}
-            if header_length is not None:
-                headers["Inference-Header-Content-Length"] = str(header_length)
-            payload = compress(payload, request.headers.get("accept-encoding"), headers)
-            media = "application/json" if header_length is None else "application/octet-stream"
+            payload, headers, media = await engine.offload(_answer_body, answer, request.headers.get("accept-encoding"))
             return Response(payload, headers=headers, media_type=media)
 
     async def repository_body(request) -> dict:
@@ -140,6 +136,17 @@ def create_app(repository: Repository, config: ServerConfig, engine: Engine, met
 
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     return _RequestLog(app)
+
+
+def _answer_body(answer, accept: str | None) -> tuple[bytes, dict, str]:
+    """The response body of ``answer`` (compressed as ``accept`` allows), its headers and media type."""
+    payload, header_length = encode_infer_response(answer.model.name, answer.model.version, answer.request.id,
+                                                   answer.results, answer.request.outputs, answer.labels)
+    headers = {}
+    if header_length is not None:
+        headers["Inference-Header-Content-Length"] = str(header_length)
+    payload = compress(payload, accept, headers)
+    return payload, headers, "application/json" if header_length is None else "application/octet-stream"
 
 
 def server_info() -> dict:

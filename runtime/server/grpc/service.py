@@ -15,6 +15,7 @@ import logging
 import struct
 
 import grpc
+import numpy as np
 from grpc import aio
 from starlette.concurrency import run_in_threadpool
 
@@ -29,7 +30,7 @@ from onnxforge.runtime.server.oip_json import clip
 from onnxforge.runtime.server.repository import Repository
 from onnxforge.runtime.server.response import output_arrays, tensor_bytes
 
-__all__ = ["GrpcServer", "request_body", "status_of"]
+__all__ = ["GrpcServer", "infer_response", "request_body", "status_of"]
 
 log = logging.getLogger("onnxforge.serve")
 
@@ -38,6 +39,22 @@ CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_conte
             "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",
             "UINT32": "uint_contents", "UINT64": "uint64_contents", "FP32": "fp32_contents",
             "FP64": "fp64_contents", "BYTES": "bytes_contents"}
+
+
+# each typed contents field read whole into numpy at its own width, then checked and narrowed
+WIDE = {"bool_contents": np.bool_, "int_contents": np.int64, "int64_contents": np.int64, "uint_contents": np.uint64,
+        "uint64_contents": np.uint64, "fp32_contents": np.float32, "fp64_contents": np.float64}
+
+
+def _typed_bytes(name: str, datatype: str, values: np.ndarray) -> bytes:
+    want = DATATYPES[datatype]
+    if want.kind in "iu" and values.size:
+        info = np.iinfo(want)
+        low, high = values.min(), values.max()
+        if low < info.min or high > info.max:
+            bad = low if low < info.min else high
+            raise InputError(f"input '{clip(name)}' is {datatype}: value {bad} is outside [{info.min}, {info.max}]")
+    return values.astype(want.newbyteorder("<")).tobytes()
 
 
 def status_of(exc: OnnxforgeError) -> grpc.StatusCode:
@@ -82,10 +99,10 @@ def _input_entry(tensor, raw: bytes | None, chunks: list) -> dict:
             values = getattr(tensor.contents, field)
             if field == "bytes_contents":
                 data = b"".join(struct.pack("<I", len(v)) + v for v in values)
-                params["binary_data_size"] = len(data)
-                chunks.append(data)
-            else:
-                entry["data"] = list(values)
+            else:  # as the binary data it stands for: never a JSON list of millions of numbers
+                data = _typed_bytes(name, tensor.datatype, np.array(values, dtype=WIDE[field]))
+            params["binary_data_size"] = len(data)
+            chunks.append(data)
     else:
         raise InputError(f"input '{clip(name)}' has no data: fill its contents or raw_input_contents")
     if params:
@@ -113,6 +130,17 @@ def request_body(request) -> tuple[bytes, int]:
         doc.setdefault("parameters", {})["binary_data_output"] = True
     header = json.dumps(doc, separators=(",", ":")).encode()
     return b"".join([header, *chunks]), len(header)
+
+
+def infer_response(answer, request_id: str) -> pb.ModelInferResponse:
+    """The ``ModelInferResponse`` of ``answer``: every output in ``raw_output_contents``."""
+    model = answer.model
+    response = pb.ModelInferResponse(model_name=model.name, model_version=model.version, id=request_id)
+    for want, array, datatype in output_arrays(answer.results, answer.request.outputs, answer.labels):
+        out = response.outputs.add(name=want.name, datatype=datatype)
+        out.shape.extend(array.shape)
+        response.raw_output_contents.append(tensor_bytes(array, datatype))
+    return response
 
 
 class Servicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -156,16 +184,11 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
             with self.metrics.track("grpc") as note:
                 model = self.repository.get(request.model_name, request.model_version or None)
                 note.of(model)
-                body, header_length = request_body(request)
+                body, header_length = await self.engine.offload(request_body, request)
                 answer = await self.engine.infer(model, body, header_length)
+                return await self.engine.offload(infer_response, answer, request.id)
         except Exception as exc:  # noqa: BLE001 - every failure becomes the call's status
             return await self._fail(context, exc)
-        response = pb.ModelInferResponse(model_name=model.name, model_version=model.version, id=request.id)
-        for want, array, datatype in output_arrays(answer.results, answer.request.outputs, answer.labels):
-            out = response.outputs.add(name=want.name, datatype=datatype)
-            out.shape.extend(array.shape)
-            response.raw_output_contents.append(tensor_bytes(array, datatype))
-        return response
 
     async def RepositoryIndex(self, request, context):
         entries = self.repository.index(ready_only=request.ready)
