@@ -19,7 +19,8 @@ import numpy as np
 from grpc import aio
 from starlette.concurrency import run_in_threadpool
 
-from onnxforge.runtime.errors import ConfigError, InputError, NotFoundError, OnnxforgeError
+from onnxforge.runtime.errors import ConfigError, ForbiddenError, InputError, NotFoundError, OnnxforgeError
+from onnxforge.runtime.server.access import Access
 from onnxforge.runtime.server.config import ServerConfig
 from onnxforge.runtime.server.datatypes import DATATYPES
 from onnxforge.runtime.server.grpc import grpc_service_pb2 as pb
@@ -59,6 +60,10 @@ def _typed_bytes(name: str, datatype: str, values: np.ndarray) -> bytes:
 
 def status_of(exc: OnnxforgeError) -> grpc.StatusCode:
     status = exc.http_status
+    if status == 401:
+        return grpc.StatusCode.UNAUTHENTICATED
+    if status == 403:
+        return grpc.StatusCode.PERMISSION_DENIED
     if status == 404:
         return grpc.StatusCode.NOT_FOUND
     if status == 503:
@@ -146,8 +151,15 @@ def infer_response(answer, request_id: str) -> pb.ModelInferResponse:
 class Servicer(pb_grpc.GRPCInferenceServiceServicer):
     """The protocol's calls over one server's repository, engine and metrics."""
 
-    def __init__(self, repository: Repository, engine: Engine, metrics: Metrics, server_info):
+    def __init__(self, repository: Repository, engine: Engine, metrics: Metrics, server_info, access: Access | None = None):
         self.repository, self.engine, self.metrics, self.server_info = repository, engine, metrics, server_info
+        self.access = access
+
+    def _control(self, context, what: str) -> None:
+        if self.access is None:
+            raise ForbiddenError(f"{what} is refused: repository control is off on this server")
+        token = next((v for k, v in context.invocation_metadata() or () if k == "authorization"), None)
+        self.access.control_allowed(token, what)
 
     async def _fail(self, context, exc: Exception):
         if isinstance(exc, OnnxforgeError):
@@ -159,7 +171,7 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ServerLiveResponse(live=True)
 
     async def ServerReady(self, request, context):
-        return pb.ServerReadyResponse(ready=True)
+        return pb.ServerReadyResponse(ready=bool(self.repository.names()))
 
     async def ModelReady(self, request, context):
         try:
@@ -196,6 +208,7 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def RepositoryModelLoad(self, request, context):
         try:
+            self._control(context, f"RepositoryModelLoad of model '{clip(request.model_name)}'")
             await run_in_threadpool(self.repository.load, request.model_name)
         except Exception as exc:  # noqa: BLE001
             return await self._fail(context, exc)
@@ -203,6 +216,7 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def RepositoryModelUnload(self, request, context):
         try:
+            self._control(context, f"RepositoryModelUnload of model '{clip(request.model_name)}'")
             self.repository.unload(request.model_name)
         except Exception as exc:  # noqa: BLE001
             return await self._fail(context, exc)
