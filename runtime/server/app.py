@@ -20,6 +20,7 @@ import time
 
 from onnxforge.runtime.errors import ConfigError
 from onnxforge.runtime.server.adapters import AdapterServing
+from onnxforge.runtime.server.access import Access
 from onnxforge.runtime.server.config import ServerConfig, check_config
 from onnxforge.runtime.server.grpc.service import GrpcServer, Servicer
 from onnxforge.runtime.server.infer import Engine
@@ -70,7 +71,7 @@ class Server:
         self.repository.listeners.append(self._retire)
         watch_files = cfg.watch and self.adapters is None  # with --adapters, --watch watches the adapter folder
         self.watcher = Watcher(self.repository, cfg.watch_interval_s, self.metrics.on_watch) if watch_files else None
-        self.grpc = GrpcServer(Servicer(self.repository, self.engine, self.metrics, server_info), cfg) \
+        self.grpc = GrpcServer(Servicer(self.repository, self.engine, self.metrics, server_info, Access(cfg)), cfg) \
             if cfg.grpc_port is not None else None
         self._loop = None
         self._tasks: list = []
