@@ -129,8 +129,8 @@ export class BundleTrainer extends Emitter {
   // -- state ---------------------------------------------------------------------------------
   /** Write named values (parameters, unscaled optimizer moments, statistics) into the state tensors. */
   loadNamed(values, steps = null) {
+    const current = this.state ? this.named() : {};
     this.state = {};
-    const current = this.stateTensors ? this.named() : {};
     for (const e of this.stepInfo.state) {
       const flat = new Float32Array(size(e.shape));
       for (const mem of e.members) {
@@ -141,7 +141,6 @@ export class BundleTrainer extends Emitter {
       }
       this.state[e.input] = new this.ort.Tensor('float32', flat, e.shape);
     }
-    this.stateTensors = true;
     if (steps !== null) this.steps = steps;
   }
 

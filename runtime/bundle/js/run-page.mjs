@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 // Train a --web bundle's page in headless Chromium and print window.onnxforgeResult as one JSON line:
 //   node run-page.mjs BUNDLE_DIR [--backend wasm|webgpu] [--screenshot page.png] [--timeout 300]
+//                    [--save-weights trained.safetensors] [--save-model trained.onnx]   (what the buttons download)
 // The folder is served by a static file server on 127.0.0.1 (no COOP/COEP headers, as any plain
 // server); every request to another origin is refused and reported (the page must need no internet).
 // Chromium: $CHROMIUM, else /usr/bin/chromium (Debian's package); driven by playwright-core.
 import http from 'node:http';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
@@ -35,7 +36,7 @@ const backend = opt('--backend', 'wasm');
 const timeout = Number(opt('--timeout', '300')) * 1000;
 const server = await serve(dir);
 const origin = `http://127.0.0.1:${server.address().port}`;
-const flags = ['--no-sandbox', '--headless=new'];
+const flags = ['--no-sandbox', '--headless=new', '--disable-dev-shm-usage'];
 if (backend === 'webgpu') flags.push('--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-angle=swiftshader', '--use-webgpu-adapter=swiftshader');
 const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: flags });
 const refused = [];
@@ -54,6 +55,13 @@ try {
   const result = await page.evaluate(() => window.onnxforgeResult || { error: window.onnxforgeError });
   const shown = await page.evaluate(() => ({ backend: document.getElementById('backend').textContent,
     accuracy: document.getElementById('acc').textContent, step: document.getElementById('step').textContent }));
+  for (const [flag, call] of [['--save-weights', 'exportWeights()'], ['--save-model', 'trainedModel()']]) {
+    const file = opt(flag, null);
+    if (file && result.weights) {
+      const bytes = await page.evaluate(`(async () => Array.from(await window.onnxforgeTrainer.${call}))()`);
+      await writeFile(file, Buffer.from(bytes));
+    }
+  }
   const shot = opt('--screenshot', null);
   if (shot) await page.screenshot({ path: shot, fullPage: true });
   process.stdout.write(JSON.stringify({ ...result, shown, refused, page_errors: errors }) + '\n');
