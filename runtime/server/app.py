@@ -19,6 +19,7 @@ import threading
 import time
 
 from onnxforge.runtime.errors import ConfigError
+from onnxforge.runtime.server.access import Access
 from onnxforge.runtime.server.config import ServerConfig, check_config
 from onnxforge.runtime.server.grpc.service import GrpcServer, Servicer
 from onnxforge.runtime.server.infer import Engine
@@ -60,7 +61,7 @@ class Server:
         self.repository.listeners.append(self.metrics.on_repository)
         self.repository.listeners.append(self._retire)
         self.watcher = Watcher(self.repository, cfg.watch_interval_s, self.metrics.on_watch) if cfg.watch else None
-        self.grpc = GrpcServer(Servicer(self.repository, self.engine, self.metrics, server_info), cfg) \
+        self.grpc = GrpcServer(Servicer(self.repository, self.engine, self.metrics, server_info, Access(cfg)), cfg) \
             if cfg.grpc_port is not None else None
         self._loop = None
         self._tasks: list = []
