@@ -17,7 +17,7 @@ from onnxforge.runtime.errors import OnnxforgeError
 COMMANDS = {"build": "build", "train": "train", "eval": "evaluate", "infer": "infer", "inspect": "inspect",
             "doctor": "doctor", "demo": "demo", "bench": "bench", "serve": "serve", "plugins": "plugins",
             "convert": "convert", "weights": "weights", "plot": "plot", "embeddings": "embeddings",
-            "generate": "generate", "gradcheck": "gradcheck"}
+            "generate": "generate", "bundle": "bundle", "gradcheck": "gradcheck"}
 
 
 def _summary(module: str) -> str:

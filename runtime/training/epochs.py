@@ -47,19 +47,22 @@ class EpochIterator:
         """Steps in one epoch."""
         return -(-self.stop // self.batch_size)
 
-    def epoch(self):
-        """Yield ``(inputs, targets)`` for each step of the next epoch (drawing its order now)."""
+    def epoch(self, skip: int = 0):
+        """Yield ``(inputs, targets)`` for each step of the next epoch (drawing its order now),
+        leaving out its first ``skip`` steps (a run resumed from a checkpoint made mid-epoch)."""
         n, b, chunk = self.n, self.batch_size, self.chunk
         arrays, targets = self.inputs, self.targets
+        first = skip * b
         if not self.shuffle:
-            for start in range(0, self.stop, b):
+            for start in range(first, self.stop, b):
                 at = slice(start, start + b)
                 yield [x[at] for x in arrays], targets[at]
             return
         order = self.rng.permutation(n)
-        for start in range(0, self.stop, b):
-            if start % chunk == 0:
-                idx = order[start : min(start + chunk, self.stop)]
+        for start in range(first, self.stop, b):
+            if start % chunk == 0 or start == first:
+                base = start - start % chunk
+                idx = order[base : min(base + chunk, self.stop)]
                 chunk_arrays, chunk_targets = [x[idx] for x in arrays], targets[idx]
             at = slice(start % chunk, start % chunk + b)
             yield [x[at] for x in chunk_arrays], chunk_targets[at]

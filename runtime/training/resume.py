@@ -84,6 +84,9 @@ def start_run(trainer, record: dict, batches, state: ResumeState | None, overwri
             trainer.epoch, trainer.step = int(props["epoch"]), int(props["step"])
             batches.set_rng_state(json.loads(props["rng"]))
             history = json.loads(props["history"]) if "history" in props else state.history
+            if "epoch_step" in props:  # saved by Ctrl-C mid-epoch: the RNG is the epoch's start, these steps done
+                loss_sum, seen = json.loads(props["epoch_loss"])
+                trainer._resume_within_epoch = (int(props["epoch_step"]), (float(loss_sum), int(seen)))
         except (KeyError, ValueError, TypeError):
             raise CheckpointError(f"checkpoint '{trainer.run.checkpoint}' lacks the run's progress (epoch, step, RNG)") from None
         trainer.history = history[: trainer.epoch]
