@@ -175,7 +175,7 @@ class Session:
 
     def _run_public(self, names: list[str], ready: dict, run_options=None) -> list:
         try:
-            return self._sess.run(names, ready, run_options)
+            return self._sess.run(names, ready) if run_options is None else self._sess.run(names, ready, run_options)
         except Exception as exc:  # noqa: BLE001
             raise InputError(f"ONNX Runtime rejected the feeds: {failure_line(exc)}") from None
 
@@ -280,7 +280,10 @@ class Session:
         start = time.perf_counter()
         for _ in range(max(1, int(runs))):
             try:
-                self._sess.run(self._output_names, feeds, run_options)
+                if run_options is None:
+                    self._sess.run(self._output_names, feeds)
+                else:
+                    self._sess.run(self._output_names, feeds, run_options)
             except Exception as exc:  # noqa: BLE001
                 raise ModelError(f"warm-up on zeros shaped {({k: list(v.shape) for k, v in feeds.items()})} "
                                  f"failed: {failure_line(exc)}") from None

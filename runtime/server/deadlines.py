@@ -36,7 +36,10 @@ def warm_within(session, seconds: float, name: str) -> None:
 
     def work():
         try:
-            session.warmup(run_options=options)
+            if isinstance(session, Session):
+                session.warmup(run_options=options)
+            else:  # an application's own session object: warmed as it is (it cannot be stopped)
+                session.warmup()
             outcome.append(None)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             outcome.append(exc)
