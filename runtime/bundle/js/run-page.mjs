@@ -54,7 +54,8 @@ try {
   await page.waitForFunction(() => window.onnxforgeResult || window.onnxforgeError, null, { timeout, polling: 200 });
   const result = await page.evaluate(() => window.onnxforgeResult || { error: window.onnxforgeError });
   const shown = await page.evaluate(() => ({ backend: document.getElementById('backend').textContent,
-    accuracy: document.getElementById('acc').textContent, step: document.getElementById('step').textContent }));
+    accuracy: document.getElementById('acc').textContent, step: document.getElementById('step').textContent,
+    epoch: document.getElementById('epoch').textContent }));
   for (const [flag, call] of [['--save-weights', 'exportWeights()'], ['--save-model', 'trainedModel()']]) {
     const file = opt(flag, null);
     if (file && result.weights) {

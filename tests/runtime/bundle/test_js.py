@@ -91,6 +91,7 @@ def test_page_node_and_python_train_the_same_weights(tmp_path, cli_run, case):
     if case == "mlp-sgd":
         assert page["val_accuracy"] >= 0.90
     assert page["shown"]["accuracy"] == f"{100 * page['val_accuracy']:.2f}%"
+    assert (page["shown"]["step"], page["shown"]["epoch"]) == (str(steps), str(page["epochs"]))
     assert shot.stat().st_size > 20_000  # the finished page: the curve and the numbers (looked at by hand)
     # what the page's buttons download: the weights go back into the model by name; the model.onnx runs
     downloaded = load_weights(tmp_path / "page.safetensors")
