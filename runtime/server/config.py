@@ -52,6 +52,7 @@ class ServerConfig:
     allowed_hosts: tuple = ()  # Host names answered besides loopback ones (--allow-host; "*": any)
     allowed_origins: tuple = ()  # browser origins answered besides the server's own (--allow-origin)
     warmup_timeout_s: float = 60.0  # a model's warm-up (its first run) must end within this, else refused
+    adapters: str | None = None  # serve the one base model with every DIR/NAME.onnx_adapter (see .adapters)
 
     @property
     def max_body_bytes(self) -> int:
