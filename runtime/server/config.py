@@ -54,6 +54,7 @@ class ServerConfig:
     warmup_timeout_s: float = 60.0  # a model's warm-up (its first run) must end within this, else refused
     shutdown_timeout_s: float = 30.0  # on SIGTERM, requests in flight get this long; runs still going are stopped
     run_timeout_s: float | None = None  # a request's model run is stopped past this (--run-timeout); None: no limit
+    adapters: str | None = None  # serve the one base model with every DIR/NAME.onnx_adapter (see .adapters)
 
     @property
     def max_body_bytes(self) -> int:

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from onnxforge.runtime.errors import InputError
 from onnxforge.runtime.inference.session import IOInfo, validate_feeds
+from onnxforge.runtime.server.adapters import select_adapter
 from onnxforge.runtime.server.config import ServerConfig
 from onnxforge.runtime.server.models import ServedModel
 from onnxforge.runtime.server.oip import InferRequest, parse_infer_request
@@ -104,6 +105,7 @@ class Engine:
             except InputError as second:
                 raise (second if str(first).startswith(f"unknown input '{view.inputs[0].name}'") else first) from None
             return await self._raw(model, parsed, view)
+        session = select_adapter(session, parsed.parameters)  # a LoRA adapter the request names (--adapters)
         feeds = validate_feeds(parsed.feeds, session.inputs)
         results = await self.scheduler.run(session, feeds, [o.name for o in parsed.outputs])
         labels = session.labels if any(o.classification for o in parsed.outputs) else None
