@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from onnxforge.runtime.bundle import ortweb
-from onnxforge.runtime.bundle.describe import describe_eval, describe_step, recipes, tensor_info
+from onnxforge.runtime.bundle.describe import describe_eval, describe_step, recipes
 from onnxforge.runtime.bundle.offsets import raw_data_offsets, with_raw_data
 from onnxforge.runtime.adapters import LoRA
 from onnxforge.runtime.errors import ConfigError, DataError
