@@ -52,7 +52,7 @@ def _node(*args, timeout: int = 600, **env) -> subprocess.CompletedProcess:
 def test_the_js_library_under_nodes_test_runner():
     _need()
     run = _node("--test", JS_DIR / "test", ONNXFORGE_PYTHON=sys.executable)
-    assert "# fail 0" in run.stdout and "# pass 5" in run.stdout, run.stdout[-2000:]
+    assert "# fail 0" in run.stdout and "# pass 6" in run.stdout, run.stdout[-2000:]
 
 
 CASES = {
@@ -123,3 +123,33 @@ def test_webgpu_trains_the_unpacked_step_to_the_same_weights(tmp_path, cli_run):
     assert page["steps"] == node["steps"] == 6
     diff = max(float(np.abs(np.subtract(page["weights"][k], node["weights"][k])).max()) for k in node["weights"])
     assert diff < 1e-5, f"WebGPU and Node differ by {diff}"
+
+
+@pytest.mark.slow
+def test_lora_bundle_trains_the_adapters_train_lora_trains(tmp_path, cli_run):
+    """``--lora``: Node trains the adapters `train --lora` trains (its .onnx_adapter holds B with
+    alpha/rank folded in), and the trained model.onnx (adapters as initialisers) answers as the
+    run's merged model.onnx does."""
+    _need()
+    from onnxforge.runtime.adapters import read_adapter
+    from onnxforge.runtime.ort.distribution import ort
+
+    model = tmp_path / "mlp.onnx"
+    onnx.save(mlp(64, [32], 10, seed=0), model)
+    common = ["--data", sample("digits_train.npz"), "--no-shuffle", "--epochs", "1", "--lr", "0.01",
+              "--lora", "4", "--lora-alpha", "8"]
+    assert cli_run("bundle", model, "-o", tmp_path / "b", *common).exit_code == 0
+    assert cli_run("train", model, "--out", tmp_path / "run", "--quiet", *common).exit_code == 0
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["lora"]["rank"] == 4 and manifest["lora"]["weights"] == ["fc1.weight", "fc2.weight"]
+    node = json.loads(_node(tmp_path / "b" / "train.mjs", "--quiet", "--model-out", tmp_path / "t.onnx",
+                            ONNXFORGE_NODE_MODULES=JS_DIR / "node_modules").stdout)
+    adapters = read_adapter(tmp_path / "run" / "adapters.onnx_adapter").parameters
+    assert sorted(adapters) == sorted(e["name"] for e in manifest["parameters"]["trainable"])
+    for name, value in adapters.items():
+        scale = 2.0 if name.endswith("lora_B") else 1.0
+        assert np.abs(np.asarray(node["weights"][name]).reshape(value.shape) * scale - value).max() < 1e-5, name
+    x = np.load(sample("digits_test.npz"))["x"]
+    ours = ort().InferenceSession(str(tmp_path / "t.onnx")).run(None, {"x": x})[0]
+    merged = ort().InferenceSession(str(tmp_path / "run" / "model.onnx")).run(None, {"x": x})[0]
+    assert np.abs(ours - merged).max() < 1e-4
