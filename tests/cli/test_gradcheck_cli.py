@@ -90,9 +90,10 @@ def test_bad_glob_and_bad_data_are_clear_errors(tmp_path):
 
 
 def test_refused_model_is_named(tmp_path):
-    """An op without a rule: refused naming node and op, not a traceback."""
+    """An op without a rule (a custom-domain op no plugin defines): refused naming node and op, not a traceback."""
     model = _mlp()
-    model.graph.node[1].op_type = "Softsign"
+    model.graph.node[1].op_type, model.graph.node[1].domain = "Softsign", "com.example"
+    model.opset_import.append(helper.make_opsetid("com.example", 1))
     onnx.save(model, tmp_path / "m.onnx")
     result = CliRunner().invoke(cli, ["gradcheck", str(tmp_path / "m.onnx")])
     assert result.exit_code != 0 and "Softsign" in result.output and "act" in result.output
