@@ -157,3 +157,10 @@ def test_fuzz_the_endpoint_with_hosts_and_origins(server, host, origin):
     if status != 200 and raw:
         assert "\n" not in error(raw)
     assert request(server, "GET", "/v2/health/live")[0] == 200
+
+
+def test_a_repository_request_nested_past_the_stack_is_a_400(server):
+    status, raw = request(server, "POST", "/v2/repository/index", {"Content-Type": "application/json"},
+                          b"[" * 30_000 + b"]" * 30_000)
+    assert status == 400 and "nested too deep" in error(raw)
+    assert request(server, "GET", "/v2/health/live")[0] == 200
