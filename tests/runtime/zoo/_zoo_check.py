@@ -1,7 +1,8 @@
 """Export a zoo model three ways and compare onnxforge's parameter gradients with PyTorch's.
 
 The exporters: ``dynamo`` (``torch.onnx.export``'s default, with its optimizer), ``dynamo-noopt``
-(``optimize=False``) and ``torchscript`` (``dynamo=False``). The gradient of ``sum(dY * y)`` for a
+(``optimize=False``) and ``torchscript`` (``dynamo=False``, a dynamic batch); ``torchscript-dynamic``
+makes every dim symbolic (spatial sizes, sequence lengths). The gradient of ``sum(dY * y)`` for a
 seeded random ``dY`` on the first output, w.r.t. every float parameter that kept its name, is built
 by onnxforge (:func:`gradient_model`), run by ONNX Runtime, and compared with PyTorch's autograd on
 the same weights: within ``TOL`` of the tensor's largest gradient, or no further from PyTorch's
@@ -46,10 +47,15 @@ def export(module: nn.Module, inputs: dict, exporter: str) -> onnx.ModelProto:
     names = list(inputs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if exporter == "torchscript":
+        if exporter in ("torchscript", "torchscript-dynamic"):
+            if exporter == "torchscript":  # a dynamic batch
+                axes = {**{n: {0: "N"} for n in names}, "y": {0: "N"}}
+            else:  # every dim of every input and of the output symbolic (spatial sizes, sequence lengths)
+                axes = {n: {i: f"{n}_{i}" for i in range(v.ndim)} for n, v in inputs.items()}
+                axes["y"] = {i: f"y_{i}" for i in range(wrapped(*args).ndim)}
             buf = io.BytesIO()
             torch.onnx.export(wrapped, args, buf, dynamo=False, input_names=names, output_names=["y"], opset_version=17,
-                              do_constant_folding=False, dynamic_axes={**{n: {0: "N"} for n in names}, "y": {0: "N"}})
+                              do_constant_folding=False, dynamic_axes=axes)
             return onnx.load_from_string(buf.getvalue())
         program = torch.onnx.export(wrapped, args, dynamo=True, input_names=names, output_names=["y"],
                                     optimize=exporter == "dynamo", verbose=False)

@@ -8,8 +8,8 @@ optimizer and by the TorchScript exporter. Each must either
 - be reported as a folded export (batch norm folded into the convolution by the exporter), exactly
   when the export changed or dropped PyTorch's parameters.
 
-Cases in /work/wt/ZOO_FINDINGS.md that the rule owners have not fixed yet are allowed their status
-of today (KNOWN) besides those three; a case that trains today must keep training (TRAINS)."""
+Today every export PyTorch can make trains (TRAINS) except the folded ones: a refusal is a regression.
+(While rules were missing, refused cases were allowed and the findings went to the rule owners.)"""
 
 from __future__ import annotations
 
@@ -22,21 +22,10 @@ from _zoo_models import MODELS
 
 pytestmark = pytest.mark.torch
 
-# what trains with PyTorch's gradients on main today: a regression if any stops
-TRAINS = {("resnet", "torchscript"), ("efficientnet", "torchscript"), ("bert", "torchscript"), ("vit", "torchscript"),
-          ("t5", "torchscript"), ("bart", "torchscript"), ("whisper_encoder", "torchscript"), ("gpt2", "dynamo"),
-          ("lstm_text", "dynamo"), ("lstm_text", "dynamo-noopt"), ("lstm_text", "torchscript"),
-          ("gru_text", "dynamo"), ("gru_text", "dynamo-noopt"), ("gru_text", "torchscript"),
-          # ZOO_FINDINGS 2, 3 (Resize sizes at run time), fixed on main by i23b
-          ("unet", "dynamo-noopt"), ("unet", "torchscript")}
 # dynamo's optimizer folds batch norm into the convolutions of these (eval mode)
 FOLDED = {("resnet", "dynamo"), ("efficientnet", "dynamo"), ("unet", "dynamo"), ("mobilenet_v3", "dynamo")}
-# ZOO_FINDINGS.md, not fixed on main yet: the status allowed today besides "ok" and "refused"
-# (finding 1, GPT-2's zero gradients through SplitToSequence, and 2-3, the U-Net's run-time Resize sizes,
-# are fixed on main: GPT-2 without the optimizer is refused for CastLike today, never wrong)
-KNOWN: dict = {}
 # torch 2.13 / transformers 5.25 cannot export these at all
-EXPORT_FAILS = {("gpt2", "torchscript"), ("t5", "dynamo"), ("t5", "dynamo-noopt")}
+EXPORT_FAILS = {("gpt2", "torchscript"), ("gpt2", "torchscript-dynamic"), ("t5", "dynamo"), ("t5", "dynamo-noopt")}
 # the fast part (CI's quick feedback); the rest is marked slow
 FAST = {("lstm_text", "torchscript"), ("gru_text", "torchscript"), ("bert", "torchscript"),
         ("einsum_cumsum_topk", "torchscript"), ("whisper_encoder", "torchscript"), ("unet", "dynamo")}
@@ -52,7 +41,13 @@ def _case(model, exporter):
     return pytest.param(model, exporter, id=f"{model}-{exporter}", marks=marks)
 
 
-CASES = [_case(m, e) for m in MODELS for e in EXPORTERS]
+# every dim symbolic (strided convolutions, run-time Resize sizes and sequence lengths from Shape)
+DYNAMIC = ("resnet", "mobilenet_v3", "efficientnet", "unet", "bert", "gpt2", "lstm_text")
+PAIRS = [(m, e) for m in MODELS for e in EXPORTERS] + [(m, "torchscript-dynamic") for m in DYNAMIC]
+CASES = [_case(m, e) for m, e in PAIRS]
+# every export PyTorch makes and does not fold trains with PyTorch's gradients on main (since i23a's and
+# i23b's rules landed; ZOO_FINDINGS.md's cases are all fixed): refusing one of them is a regression
+TRAINS = set(PAIRS) - FOLDED - EXPORT_FAILS
 RESULTS: dict = {}
 
 
@@ -68,13 +63,14 @@ def test_zoo_model_trains_or_is_refused(name, exporter):
     if r.status == "folded":
         assert r.changed, f"onnxforge says folded, but the export kept every PyTorch parameter: {r.detail}"
         assert "Fix:" in r.detail and "--for-training" in r.detail
+        if name == "unet":  # what it trains (the folded form) still gets exact gradients: gradcheck says so
+            from onnxforge.runtime.training.gradcheck import gradcheck
+
+            report = gradcheck(r.onnx, inputs, samples=3)
+            assert report.passed and len(report.parameters) == 10, report.to_dict()
     else:
         assert not r.changed, f"the export changed {r.changed[:4]} and onnxforge did not say so"
     assert ((name, exporter) in FOLDED) == (r.status == "folded"), r.detail
-    allowed = {"ok", "refused", "folded", KNOWN.get((name, exporter))}
-    assert r.status in allowed, f"{r.status}: {r.detail}"
-    if r.status == "refused":  # names node and op, says why
-        assert "(" in r.detail and ")" in r.detail and ":" in r.detail, r.detail
     if (name, exporter) in TRAINS:
         assert r.status == "ok", f"{name} exported by {exporter} trained before: {r.status} {r.detail}"
     if r.status == "ok":

@@ -20,6 +20,7 @@ from test_zoo_torch import TRAINS
 pytestmark = pytest.mark.torch
 LR = 100.0  # one step; large so (p0 - p1) / LR keeps float32's precision of the gradient
 FAST = {("lstm_text", "torchscript"), ("unet", "torchscript")}
+DYNAMO = {"resnet", "gpt2", "gru_text", "mobilenet_v3", "wav2vec2"}  # also stepped as the dynamo exporter writes them
 
 
 @functools.lru_cache(maxsize=None)
@@ -45,6 +46,8 @@ def _cases():
     for model, exporter in sorted(TRAINS):
         if model in ("t5", "bart"):  # two inputs: the Trainer's (x, y) pairs take one
             continue
+        if exporter not in ("torchscript", "dynamo-noopt") or (exporter == "dynamo-noopt" and model not in DYNAMO):
+            continue  # the gradients of every case are compared in test_zoo_torch; here one step per architecture
         marks = [] if (model, exporter) in FAST else [pytest.mark.slow]
         out.append(pytest.param(model, exporter, id=f"{model}-{exporter}", marks=marks))
     return out
@@ -55,10 +58,14 @@ def test_one_sgd_step_on_the_onnx_backend_matches_pytorch(tmp_path, name, export
     from onnxforge.runtime import Trainer
 
     module, inputs = _built(name)
-    model = export(module, inputs, exporter)
+    (x,) = inputs.values()
+    rng = np.random.default_rng(4)  # a batch of 8: batch norm's statistics over 2 examples are ill-conditioned
+    x = (rng.standard_normal((8, *x.shape[1:])).astype(x.dtype) if x.dtype.kind == "f"
+         else rng.integers(0, int(x.max()) + 1, (8, *x.shape[1:])).astype(x.dtype))
+    inputs = {next(iter(inputs)): x}
+    model = export(module, inputs, exporter)  # the dynamo exporter fixes the example's batch
     path = tmp_path / "model.onnx"
     onnx.save(model, path)
-    (x,) = inputs.values()
     with torch.no_grad():
         y0 = FirstOutput(module, inputs)(torch.from_numpy(x)).numpy()
     target = (y0 + np.random.default_rng(3).standard_normal(y0.shape)).astype(np.float32)
@@ -81,4 +88,6 @@ def test_one_sgd_step_on_the_onnx_backend_matches_pytorch(tmp_path, name, export
         slack = float(np.max(np.abs(before[n]))) * 2.0 ** -23 / LR
         assert rel <= TOL or e64 <= t64 + slack, f"{n}: {rel:.3g} from PyTorch's gradient after one onnx-backend step"
         checked += 1
-    assert checked >= len(g32) // 2, f"only {checked} of {len(g32)} parameters were found in the trained run"
+    # every PyTorch parameter the export kept under its name (an LSTM/GRU's are re-laid out by dynamo)
+    kept = [n for n in g32 if n in after and not n.endswith(("running_mean", "running_var"))]
+    assert checked == len(kept) and checked >= 3, f"{checked} of {len(g32)} parameters checked"
