@@ -26,6 +26,9 @@ pytestmark = pytest.mark.torch
 FOLDED = {("resnet", "dynamo"), ("efficientnet", "dynamo"), ("unet", "dynamo"), ("mobilenet_v3", "dynamo")}
 # torch 2.13 / transformers 5.25 cannot export these at all
 EXPORT_FAILS = {("gpt2", "torchscript"), ("gpt2", "torchscript-dynamic"), ("t5", "dynamo"), ("t5", "dynamo-noopt")}
+# also checked by `onnxforge gradcheck`'s engine against float64 central differences
+GRADCHECKED = {("bert", "torchscript"), ("vit", "dynamo"), ("lstm_text", "dynamo"), ("wav2vec2", "dynamo-noopt"),
+               ("gpt2", "dynamo-noopt")}
 # the fast part (CI's quick feedback); the rest is marked slow
 FAST = {("lstm_text", "torchscript"), ("gru_text", "torchscript"), ("bert", "torchscript"),
         ("einsum_cumsum_topk", "torchscript"), ("whisper_encoder", "torchscript"), ("unet", "dynamo")}
@@ -77,3 +80,8 @@ def test_zoo_model_trains_or_is_refused(name, exporter):
         assert r.forward_error <= TOL
         for param, (rel, e64, t64) in r.errors.items():
             assert rel <= TOL or e64 <= t64, f"{param}: {rel:.3g} from PyTorch's float32 gradient"
+    if (name, exporter) in GRADCHECKED:  # float64 central differences agree too (opset-20 Gelu, LSTM, Erf)
+        from onnxforge.runtime.training.gradcheck import gradcheck
+
+        report = gradcheck(r.onnx, inputs, samples=2)
+        assert report.passed, [(p.name, p.max_rel_error) for p in report.parameters if not p.ok]
