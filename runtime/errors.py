@@ -32,6 +32,9 @@ __all__ = [
     "NotFoundError",
     "RequestTimeoutError",
     "ServerBusyError",
+    "ForbiddenError",
+    "UnauthorizedError",
+    "RunTimeoutError",
     "first_line",
 ]
 
@@ -129,3 +132,22 @@ class ServerBusyError(OnnxforgeError):
 
     http_status = 503
     retry_after = 1
+
+
+class ForbiddenError(OnnxforgeError):
+    """The server refuses the request whoever sends it: a switched-off endpoint (repository
+    control without ``--repository-control``), a Host or Origin it does not serve."""
+
+    http_status = 403
+
+
+class UnauthorizedError(OnnxforgeError):
+    """The request lacks the credentials the endpoint asks for (``--repository-token``)."""
+
+    http_status = 401
+
+
+class RunTimeoutError(OnnxforgeError):
+    """A model run (a warm-up, or a request's) passed its deadline and was stopped."""
+
+    http_status = 504

@@ -44,13 +44,26 @@ class ValueFacts:
             self.info[out] = self.info[src]
         return out
 
+    def is_sequence(self, name: str) -> bool:
+        """``name`` is a sequence of tensors (its info gives their element type)."""
+        return name in getattr(self.info, "sequences", ())
+
+    def mark_sequence(self, name: str, elem=None) -> str:
+        """Record that ``name`` is a sequence of tensors of element type ``elem``; returns ``name``."""
+        if not hasattr(self.info, "sequences"):
+            self.info.sequences = set()  # type: ignore[attr-defined]
+        self.info[name] = (elem if elem is not None else self.elem(name), None)
+        self.info.sequences.add(name)  # type: ignore[attr-defined]
+        return name
+
     def elem(self, name: str):
         return self.info.get(name, (None, None))[0]
 
     def np_dtype(self, name: str):
         e = self.elem(name)
-        if e is None:
-            raise AutodiffError(f"the element type of {name!r} is unknown (shape inference found none)")
+        if e is None or isinstance(e, str):
+            why = "unknown (shape inference found none)" if e is None else f"that of a {e}, not a tensor"
+            raise AutodiffError(f"the element type of {name!r} is {why}")
         return helper.tensor_dtype_to_np_dtype(e)
 
     def dims(self, name: str):

@@ -25,6 +25,8 @@ exactly that many. ``backend``: "auto" or a name in ``onnxforge.runtime.training
 number of epochs (``1``: every epoch); always after the run's last epoch and before its first step.
 ``workers``: data-parallel processes, started by ``strategy`` (see :func:`parallel_backend`);
 ``fit``'s ``batch_size`` is then per worker.
+``lora``: a :class:`~onnxforge.runtime.adapters.LoRA` (or a rank): train low-rank adapters on the
+MatMul/Gemm weights and nothing else (see :mod:`onnxforge.runtime.adapters.run` for the files).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from pathlib import Path
 import numpy as np
 from onnx import ModelProto, numpy_helper
 
+from onnxforge.runtime.adapters import LoRA, LoRARun
 from onnxforge.runtime.data.datasets import Dataset
 from onnxforge.runtime.errors import ConfigError
 from onnxforge.runtime.inference.session import Session, model_inputs, session_options
@@ -89,11 +92,16 @@ class Trainer:
                  weight_decay: float = 0.01, schedule: str = "constant", warmup_steps: int = 0,
                  freeze=(), device: str | Device = "auto", seed: int = 0, threads: int | str | None = "auto",
                  progress: bool | str = True, backend: str = "auto", trust_checkpoint: bool = False,
-                 workers: int = 1, strategy=None, checkpoint_every=CHECKPOINT_EVERY):
+                 workers: int = 1, strategy=None, checkpoint_every=CHECKPOINT_EVERY, lora=None):
         backend = parallel_backend(workers, strategy, backend)
+        lora = LoRA.of(lora)
+        if lora is not None and backend not in ("auto", "onnx"):
+            raise ConfigError(f"lora needs the onnx backend (the adapters are a graph rewrite of its step); got backend={backend!r}")
+        backend = "onnx" if lora is not None else backend
         self.checkpoint_policy = CheckpointPolicy.parse(checkpoint_every)
         self.config = RunConfig(loss=loss, optimizer=optimizer, lr=lr, weight_decay=weight_decay, schedule=schedule,
-                                warmup_steps=warmup_steps, freeze=freeze, seed=seed, backend=backend)
+                                warmup_steps=warmup_steps, freeze=freeze, seed=seed, backend=backend,
+                                lora=lora.record() if lora is not None else None)
         self.source = load_model(model)
         self.run = RunFolder(rundir)
         self.rundir = self.run.path
@@ -109,7 +117,12 @@ class Trainer:
         if self.output_name not in [o.name for o in self.source.graph.output]:
             raise ConfigError(f"the model has no output {self.output_name!r} to train")
         self.inputs = model_inputs(self.source)
-        self.plan = ParameterPlan.of(self.source, self.config.freeze)
+        self.lora = LoRARun(lora, self.source, seed) if lora is not None else None
+        if self.lora is not None and freeze:
+            raise ConfigError("freeze and lora do not go together: with lora every base weight is frozen already")
+        self.training_source = self.lora.training_model(self.source) if self.lora is not None else self.source
+        self.plan = (ParameterPlan(self.lora.trainable, (), (), ()) if self.lora is not None
+                     else ParameterPlan.of(self.source, self.config.freeze))
         self.trainable, self.frozen, self.buffers = list(self.plan.trainable), list(self.plan.frozen), list(self.plan.buffers)
         self.device, self.fixed_batch = resolve_device(device), fixed_batch(self.inputs)
         self.backend_name = backend_class(backend, self.source).name
@@ -123,7 +136,7 @@ class Trainer:
         self._resume_within_epoch, self.interrupted = (0, (0.0, 0)), None
 
     def _spec(self) -> TrainingSpec:
-        model = pipelines.for_training_source(self.source)
+        model = pipelines.for_training_source(self.training_source)
         return TrainingSpec(model, self.output_name, tuple(i.name for i in self.inputs), self.loss, self.task.ignore_index,
                             self.config.optimizer, self.config.weight_decay, self.plan.trainable, self.plan.frozen,
                             self.plan.buffers, self.device, self.fixed_batch)
@@ -137,7 +150,7 @@ class Trainer:
         fit_keys = ("epochs", "batch_size", "shuffle")
         options = {k: v for k, v in given.items() if k not in fit_keys}
         kw = {k: getattr(state.config, k) for k in ("loss", "optimizer", "lr", "weight_decay", "schedule",
-                                                     "warmup_steps", "freeze", "seed", "backend")}
+                                                     "warmup_steps", "freeze", "seed", "backend", "lora")}
         kw.update(options)
         trainer = cls(folder.source if model is None else model, rundir, **kw)
         trainer.config = replace(trainer.config, **{k: getattr(state.config, k) for k in fit_keys})
@@ -186,7 +199,7 @@ class Trainer:
             shapes = {k: (min(cfg.batch_size, len(train)), *v.shape[1:]) for k, v in train.inputs.items()}
             self.intra_op_threads = resolve_threads("auto", self.source, shapes, training=True)
         record = cfg.record(self.source, loss=self.loss, backend=self.backend_name, task=self.task.name,
-                            trainable=len(self.trainable), frozen=len(self.frozen))
+                            trainable=len(self.trainable), frozen=len(self.frozen), **self.parameter_counts())
         batches = EpochIterator([train.inputs[i.name] for i in self.inputs], train.y, cfg.batch_size,
                                 shuffle=cfg.shuffle, rng=np.random.default_rng(cfg.seed),
                                 drop_last=self.fixed_batch is not None)
@@ -273,26 +286,41 @@ class Trainer:
                  **(within_epoch or {})}
         self.run.save_checkpoint(lambda tmp: self.backend.save_checkpoint(tmp, props))
 
+    def parameter_counts(self) -> dict:
+        """``trainable_parameters`` and ``total_parameters``: elements trained, and in the model (with adapters)."""
+        if self.lora is not None:
+            return {"trainable_parameters": self.lora.trainable_parameters, "total_parameters": self.lora.total_parameters}
+        sizes = {t.name: int(np.prod(t.dims)) for t in self.source.graph.initializer}
+        return {"trainable_parameters": sum(sizes[n] for n in self.trainable),
+                "total_parameters": sum(sizes[n] for n in self.trainable + self.frozen + self.buffers)}
+
     def _write_metrics(self) -> None:
-        self.run.write_metrics({"config": self._record, "device": self.device.name, "history": self.history})
+        self.run.write_metrics({"config": self._record, "device": self.device.name, "history": self.history,
+                                **self.parameter_counts()})
 
     def _held_values(self) -> dict:
         held = set(self.plan.held)
-        return {t.name: numpy_helper.to_array(t) for t in self.source.graph.initializer if t.name in held}
+        return {t.name: numpy_helper.to_array(t) for t in self.training_source.graph.initializer if t.name in held}
 
     # -- results ---------------------------------------------------------------------------------
     def parameters(self) -> dict[str, np.ndarray]:
         """Current values of every parameter (trainable and frozen) and running statistic."""
         names = set(self.trainable + self.frozen + self.buffers)
         if not self._prepared:
-            return {t.name: numpy_helper.to_array(t) for t in self.source.graph.initializer if t.name in names}
+            return {t.name: numpy_helper.to_array(t) for t in self.training_source.graph.initializer if t.name in names}
         return {**self.backend.parameters(), **self._held_values()}
 
     def inference_model(self) -> ModelProto:
         """The source model with the current weights (see :mod:`.export`)."""
-        trained = None if self._record is None else {"epochs": self.epoch, "steps": self.step, "loss": self.loss,
-                                                     "optimizer": self.config.optimizer}
+        trained = self._trained()
+        if self.lora is not None:
+            model = inference_model(self.lora.merged_model(self.source, self.parameters()), {}, trained)
+            return ModelCard.from_model(model).updated(self.lora.card()).write_into(model)
         return inference_model(self.source, self.parameters(), trained)
+
+    def _trained(self) -> dict | None:
+        return None if self._record is None else {"epochs": self.epoch, "steps": self.step, "loss": self.loss,
+                                                  "optimizer": self.config.optimizer}
 
     def session(self) -> Session:
         if self._infer_session is None:
@@ -307,5 +335,9 @@ class Trainer:
         return result
 
     def export(self, path=None) -> Path:
-        """Write the inference model (atomically) to ``path`` or ``RUNDIR/model.onnx``."""
-        return self.run.write_model(self.inference_model(), path)
+        """Write the inference model (atomically) to ``path`` or ``RUNDIR/model.onnx``; a LoRA run also
+        writes ``model.lora.onnx`` and ``adapters.onnx_adapter`` beside it."""
+        written = self.run.write_model(self.inference_model(), path)
+        if self.lora is not None:
+            self.lora.write(written.parent, self.parameters(), self.run.write_model, self._trained())
+        return written

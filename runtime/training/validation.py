@@ -61,7 +61,7 @@ class Validation:
             return trainer.session()
         weights = trainer.parameters()
         if self._session is None:
-            self._session = WeightsFedSession(trainer.source, weights, trainer.device,
+            self._session = WeightsFedSession(trainer.training_source, weights, trainer.device,
                                               options=session_options(trainer.intra_op_threads))
         self._session.weights = weights
         return self._session
