@@ -38,9 +38,11 @@ def export_command(model, output, as_json):
 def import_command(model, weights, output, partial, as_json):
     """Write MODEL with its parameters replaced by those in WEIGHTS (same names and shapes)."""
     from onnxforge.runtime.modelio.files import load_model, save_model
-    from onnxforge.runtime.modelio.weights import apply_weights, load_weights
+    from onnxforge.runtime.modelio.weights import apply_weights, load_weights, weights_bytes
 
-    updated, replaced = apply_weights(load_model(model), load_weights(weights), strict=not partial)
+    base = load_model(model)
+    limit = weights_bytes(base) + (1 << 20)  # a file may declare no more than the model's weights take
+    updated, replaced = apply_weights(base, load_weights(weights, max_bytes=limit), strict=not partial)
     save_model(updated, output)
     result = {"path": output, "replaced": replaced}
     if as_json:

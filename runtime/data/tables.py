@@ -61,15 +61,27 @@ def _arrow_error(path: Path, exc: Exception) -> DataError:
     return DataError(f"table '{path}' cannot be read ({text[:200]})")
 
 
+def _unique(path: Path, names: list[str]) -> list[str]:
+    """``names``, refused in one line when one of them names two columns."""
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in seen:
+            raise DataError(f"table '{path}' has two columns named {name[:80]!r} (columns {seen[name] + 1} and {i + 1}); "
+                            "give each column its own name")
+        seen[name] = i
+    return names
+
+
 def table_columns(path) -> list[str]:
-    """The column names of a table, read from its header (CSV) or schema (Parquet)."""
+    """The column names of a table, read from its header (CSV) or schema (Parquet); every name once."""
     pa, path = _pyarrow(), Path(path)
     _check_file(path)
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
-            return list(pa.parquet.ParquetFile(path).schema_arrow.names)
+            return _unique(path, list(pa.parquet.ParquetFile(path).schema_arrow.names))
         read, parse, convert = _csv_options(pa, path)
-        return list(pa.csv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert).schema.names)
+        names = pa.csv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert).schema.names
+        return _unique(path, list(names))
     except (pa.ArrowException, OSError) as exc:
         raise _arrow_error(path, exc) from None
 
@@ -215,19 +227,20 @@ def read_table(path, features, target: str | None = None, *, labels: list[str] |
     if need_targets and target is None:
         raise DataError(f"table '{path}': name the label column with --target (the model card names none)")
     index = {name: i for i, name in enumerate(labels)} if labels else None
-    xs, ys = RowSpill(np.float32, (len(features),), budget), RowSpill(np.int64 if classify else np.float32, (), budget)
-    for offset, cols in _batches(path, features + ([target] if target else []), progress, f"reading {path.name}"):
-        xs.append(np.stack([_numbers(path, c, cols[c], offset) for c in features], axis=1))
-        if target is None:
-            continue
-        if not classify:
-            ys.append(_numbers(path, target, cols[target], offset))
-            continue
-        ys.append(_class_ids(path, target, _texts(cols[target]), offset, index, labels))
-    x = xs.finish()
-    if len(x) == 0:
-        raise DataError(f"table '{path}' has no data rows")
-    return x, (ys.finish() if target is not None else None)
+    with RowSpill(np.float32, (len(features),), budget) as xs, \
+            RowSpill(np.int64 if classify else np.float32, (), budget) as ys:  # a failed read leaves no spill file
+        for offset, cols in _batches(path, features + ([target] if target else []), progress, f"reading {path.name}"):
+            xs.append(np.stack([_numbers(path, c, cols[c], offset) for c in features], axis=1))
+            if target is None:
+                continue
+            if not classify:
+                ys.append(_numbers(path, target, cols[target], offset))
+                continue
+            ys.append(_class_ids(path, target, _texts(cols[target]), offset, index, labels))
+        x = xs.finish()
+        if len(x) == 0:
+            raise DataError(f"table '{path}' has no data rows")
+        return x, (ys.finish() if target is not None else None)
 
 
 def _class_ids(path: Path, target: str, values: list[str], offset: int, index, labels) -> np.ndarray:
