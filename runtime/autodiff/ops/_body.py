@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["body_vjp", "emit_into", "graph", "outer_reads", "value_info"]
+__all__ = ["body_vjp", "emit_into", "graph", "outer_reads", "tape", "untape", "value_info"]
 
 
 def outer_reads(node) -> list[str]:
@@ -129,3 +129,30 @@ def _live(nodes, wanted: set):
             needed.update(i for i in node.input if i)
             needed.update(_subgraph_inputs(node))
     return live[::-1]
+
+
+def tape(ctx, node, body, values):
+    """Make the forward ``node`` (a Loop or Scan) output, as scan outputs of ``body``, each body
+    input in ``values`` stacked over the iterations; returns the new output names, each
+    stacked as [T, 1, ...] (ONNX Runtime) or [T, ...] (onnx.reference, which concatenates scan
+    outputs instead of stacking them): callers reshape with :func:`untape`."""
+    n_out = len(body.output) - (1 if node.op_type == "Loop" else 0)
+    while len(node.output) < n_out:
+        node.output.append("")
+    for a in node.attribute:  # Scan: the tapes stack on axis 0, in iteration order
+        if a.name in ("scan_output_axes", "scan_output_directions"):
+            a.ints.extend([0] * len(values))
+    outs = []
+    for v in values:
+        inner, outer = ctx.fresh("tape_in"), ctx.fresh("tape")
+        body.node.append(helper.make_node("Unsqueeze", [v, ctx.ints([0])], [inner], name=ctx.fresh("node_tape")))
+        elem = next((i.type.tensor_type.elem_type for i in body.input if i.name == v), TensorProto.FLOAT)
+        body.output.append(helper.make_tensor_value_info(inner, elem, None))
+        node.output.append(outer)
+        outs.append(outer)
+    return outs
+
+
+def untape(ctx, taped, like_shape):
+    """A tape as [T, *shape]: ``like_shape`` is the shape of one entry (an int64 1-D name)."""
+    return ctx.op("Reshape", [taped, ctx.op("Concat", [ctx.ints([-1]), like_shape], axis=0)])

@@ -123,3 +123,55 @@ def test_zero_trip_loop_by_onnx_runtime():
     assert_close(out["h0_grad"], dy, 1e-12, what="zero-trip dh0")
     for w in ("w", "b"):
         assert_close(out[f"{w}_grad"], np.zeros(3), 1e-12, what=f"zero-trip d{w}")
+
+
+def scan_model(in_axis=0, in_dir=0, out_axis=0, out_dir=0):
+    """An RNN cell as a Scan: h <- tanh(h * w + x_t) over x [T, 3] (or [3, T] with in_axis=1),
+    scanning out h * v (v read from outside); y = h_final * sum over T of the scans."""
+    body = helper.make_graph([helper.make_node("Mul", ["h", "w"], ["hw"]),
+                              helper.make_node("Add", ["hw", "xt"], ["pre"]),
+                              helper.make_node("Tanh", ["pre"], ["h2"]),
+                              helper.make_node("Mul", ["h2", "v"], ["out"])], "body",
+                             [vi("h", [3]), vi("xt", [3])], [vi("h2", [3]), vi("out", [3])])
+    attrs = {}
+    if (in_axis, in_dir, out_axis, out_dir) != (0, 0, 0, 0):
+        attrs = dict(scan_input_axes=[in_axis], scan_input_directions=[in_dir], scan_output_axes=[out_axis],
+                     scan_output_directions=[out_dir])
+    nodes = [helper.make_node("Scan", ["h0", "x"], ["hf", "outs"], body=body, num_scan_inputs=1, **attrs),
+             helper.make_node("ReduceSum", ["outs", "axis"], ["osum"], keepdims=0),
+             helper.make_node("Mul", ["hf", "osum"], ["y"])]
+    x_dims = ["T", 3] if in_axis == 0 else [3, "T"]
+    return model(nodes, [vi("h0", [3]), vi("x", x_dims), vi("w", [3]), vi("v", [3])], [3],
+                 [numpy_helper.from_array(np.array([out_axis], np.int64), "axis")])
+
+
+def scan_feeds(in_axis=0, steps=4):
+    x = R.standard_normal((steps, 3)) * 0.5
+    return {"h0": R.standard_normal(3) * 0.5, "x": x if in_axis == 0 else x.T.copy(), "w": R.standard_normal(3),
+            "v": R.standard_normal(3)}
+
+
+def test_scan_states_scan_inputs_and_outer_values():
+    check(scan_model(), scan_feeds(), ["h0", "x", "w", "v"])
+
+
+def _ort_fd(m, feeds, wrt, eps=1e-6):
+    """Central differences with ONNX Runtime in float64 (onnx.reference's Scan has only axis 0
+    and direction 0), against the gradient model run by ONNX Runtime."""
+    dy = R.standard_normal(run_ort(m, feeds)["y"].shape)
+    got = run_ort(gradient_model(m, wrt, "y", seed="dY"), {**feeds, "dY": dy})
+    for w in wrt:
+        num = np.zeros_like(feeds[w])
+        for idx in np.ndindex(*feeds[w].shape):
+            vals = []
+            for sign in (1, -1):
+                x = feeds[w].copy()
+                x[idx] += sign * eps
+                vals.append(float(np.sum(run_ort(m, {**feeds, w: x})["y"] * dy)))
+            num[idx] = (vals[0] - vals[1]) / (2 * eps)
+        assert_close(got[f"{w}_grad"], num, 1e-6, what=f"d{w} (central differences, ONNX Runtime)")
+
+
+@pytest.mark.parametrize("in_axis,in_dir,out_axis,out_dir", [(1, 1, 0, 1), (0, 1, 1, 0), (1, 0, 1, 1)])
+def test_scan_with_reversed_and_transposed_inputs_and_outputs(in_axis, in_dir, out_axis, out_dir):
+    _ort_fd(scan_model(in_axis, in_dir, out_axis, out_dir), scan_feeds(in_axis), ["h0", "x", "w", "v"])
