@@ -6,6 +6,7 @@ spill file is left behind. Fuzzed: mutated .npz, CSV and card metadata."""
 from __future__ import annotations
 
 import io
+import os
 import struct
 import tempfile
 import zipfile
@@ -24,6 +25,9 @@ from onnxforge.runtime.data.tables import read_table, table_columns
 from onnxforge.runtime.errors import CheckpointError, DataError
 from onnxforge.runtime.modelio.card import ModelCard
 from onnxforge.runtime.training.run_folder import RunFolder
+
+# ONNXFORGE_FUZZ_SCALE=N runs N times the examples from a random seed (CI: 1, fixed seed)
+SCALE = int(os.environ.get("ONNXFORGE_FUZZ_SCALE", "1"))
 
 DEEP = "[" * 200_000 + "]" * 200_000
 
@@ -192,7 +196,7 @@ def test_weights_import_reads_npz_through_the_checked_reader(tmp_path, weights_m
 
 
 @pytest.mark.fuzz
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=120 * SCALE, deadline=None, derandomize=SCALE == 1, database=None)
 @given(data=st.data())
 def test_fuzz_mutated_npz_reads_or_refuses_in_one_line(tmp_path_factory, data):
     folder = tmp_path_factory.mktemp("npz")
@@ -214,7 +218,7 @@ def test_fuzz_mutated_npz_reads_or_refuses_in_one_line(tmp_path_factory, data):
 
 
 @pytest.mark.fuzz
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=120 * SCALE, deadline=None, derandomize=SCALE == 1, database=None)
 @given(header=st.lists(st.sampled_from(["a", "b", "y", "a ", "", "é"]), min_size=1, max_size=5),
        body=st.text(alphabet="0123456789,.-\n\"x ", max_size=200))
 def test_fuzz_tables_read_or_refuse_in_one_line(tmp_path_factory, header, body):
@@ -229,7 +233,7 @@ def test_fuzz_tables_read_or_refuse_in_one_line(tmp_path_factory, header, body):
 
 
 @pytest.mark.fuzz
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150 * SCALE, deadline=None, derandomize=SCALE == 1, database=None)
 @given(value=st.one_of(st.text(max_size=300), st.builds(lambda n: "[" * n + "]" * n, st.integers(0, 50_000)),
                        st.builds(lambda n: '{"a":' * n + "1" + "}" * n, st.integers(0, 50_000))),
        key=st.sampled_from(["labels", "tokenizer", "tokens", "image", "task", "classes", "features", "other"]))
@@ -237,3 +241,15 @@ def test_fuzz_card_metadata_never_raises(value, key):
     model = mlp(4, [3], 2, seed=1)
     model.metadata_props.add(key=f"onnxforge.{key}", value=value)
     ModelCard.from_model(model)
+
+
+def test_a_cards_tokenizer_is_built_once_per_vocabulary():
+    from onnxforge.runtime.data.tokenizers import Tokenizer
+
+    card = ModelCard.from_dict({"tokenizer": {"kind": "word"}, "src_tokens": ["<pad>", "<bos>", "<eos>", "<unk>", "a"],
+                                "tgt_tokens": ["<pad>", "<bos>", "<eos>", "<unk>", "b", "c"]})
+    src, tgt = Tokenizer.from_card(card, "src_tokens"), Tokenizer.from_card(card, "tgt_tokens")
+    assert Tokenizer.from_card(card, "src_tokens") is src and Tokenizer.from_card(card, "tgt_tokens") is tgt
+    assert src.encode("a a") == [4, 4] and tgt.encode("c b") == [5, 4]
+    card.tgt_tokens = ["<pad>", "<bos>", "<eos>", "<unk>", "c"]  # replaced: read anew
+    assert Tokenizer.from_card(card, "tgt_tokens").encode("c") == [4]
