@@ -241,3 +241,15 @@ def test_fuzz_card_metadata_never_raises(value, key):
     model = mlp(4, [3], 2, seed=1)
     model.metadata_props.add(key=f"onnxforge.{key}", value=value)
     ModelCard.from_model(model)
+
+
+def test_a_cards_tokenizer_is_built_once_per_vocabulary():
+    from onnxforge.runtime.data.tokenizers import Tokenizer
+
+    card = ModelCard.from_dict({"tokenizer": {"kind": "word"}, "src_tokens": ["<pad>", "<bos>", "<eos>", "<unk>", "a"],
+                                "tgt_tokens": ["<pad>", "<bos>", "<eos>", "<unk>", "b", "c"]})
+    src, tgt = Tokenizer.from_card(card, "src_tokens"), Tokenizer.from_card(card, "tgt_tokens")
+    assert Tokenizer.from_card(card, "src_tokens") is src and Tokenizer.from_card(card, "tgt_tokens") is tgt
+    assert src.encode("a a") == [4, 4] and tgt.encode("c b") == [5, 4]
+    card.tgt_tokens = ["<pad>", "<bos>", "<eos>", "<unk>", "c"]  # replaced: read anew
+    assert Tokenizer.from_card(card, "tgt_tokens").encode("c") == [4]
