@@ -1,4 +1,4 @@
-"""``onnxforge embeddings``: the word vectors of a text model: nearest neighbours, a 2-D map, the projector's TSV files."""
+"""``onnxforge embeddings``: word vectors: nearest neighbours, a 2-D map, projector files."""
 
 from __future__ import annotations
 
