@@ -20,7 +20,7 @@ import numpy as np
 from onnxforge.runtime.data.spill import RowSpill
 from onnxforge.runtime.errors import DataError
 
-__all__ = ["TABLE_SUFFIXES", "is_table", "table_columns", "TableSummary", "summarize_table", "read_table",
+__all__ = ["TABLE_SUFFIXES", "is_table", "table_columns", "read_columns", "TableSummary", "summarize_table", "read_table",
            "class_names", "MAX_CLASSES"]
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
@@ -114,6 +114,19 @@ def _batches(path: Path, columns: list[str], progress: bool, desc: str):
     finally:
         if bar is not None:
             bar.close()
+
+
+def read_columns(path, names: list[str], *, progress: bool = False) -> dict[str, list]:
+    """``{column: [values...]}`` of the named columns as Python values (numbers, strings, None for an
+    empty cell): what ``infer`` carries from its input to its output beside the predictions."""
+    path = Path(path)
+    out: dict[str, list] = {name: [] for name in names}
+    if not names:
+        return out
+    for _, cols in _batches(path, list(names), progress, f"reading {path.name}"):
+        for name in names:
+            out[name].extend(cols[name].to_pylist())
+    return out
 
 
 def _where(path: Path, row: int, column: str) -> str:
