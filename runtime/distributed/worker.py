@@ -58,8 +58,7 @@ def run_worker(job: WorkerJob, collective) -> list[dict]:
                 for name, data in files.items():
                     (rundir / name).write_bytes(data)
         options = dict(job.options, progress=job.options.get("progress", False) if rank == 0 else False)
-        trainer = Trainer(job.model, rundir, **options)
-        trainer.backend = DataParallelBackend(trainer.backend.spec, collective)
+        trainer = Trainer(job.model, rundir, **options, backend_factory=lambda spec: DataParallelBackend(spec, collective))
         return trainer.fit(job.train, job.val if rank == 0 else None, epochs=job.epochs, batch_size=job.batch_size,
                            shuffle=job.shuffle, resume=job.resume, overwrite=job.overwrite or rank > 0,
                            callback=job.callback if rank == 0 else None, callbacks=job.callbacks if rank == 0 else ())

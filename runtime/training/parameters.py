@@ -9,7 +9,8 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
-from onnx import ModelProto
+import numpy as np
+from onnx import ModelProto, numpy_helper
 
 from onnxforge.runtime.errors import ConfigError, NotTrainableError
 from onnxforge.runtime.passes.gradient_form import state_buffers, trainable_parameters
@@ -52,3 +53,8 @@ class ParameterPlan:
             raise NotTrainableError("the model has no trainable float parameters" + (" (every one is frozen)" if params else ""))
         return cls(trainable, tuple(p for p in params if p in frozen), tuple(buffers),
                    tuple(b for b in buffers if b in held))
+
+    def values(self, model: ModelProto, names: "set[str] | tuple[str, ...]") -> dict[str, np.ndarray]:
+        """The starting values (``model``'s initialisers) of the parameters and buffers in ``names``."""
+        wanted = set(names)
+        return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer if t.name in wanted}

@@ -24,18 +24,22 @@ exactly that many. ``backend``: "auto" or a name in ``onnxforge.runtime.training
 :class:`~.config.CheckpointPolicy`): ``"30s"`` (the default, ``CHECKPOINT_EVERY``), ``"5m"``, a
 number of epochs (``1``: every epoch); always after the run's last epoch and before its first step.
 ``workers``: data-parallel processes, started by ``strategy`` (see :func:`parallel_backend`);
-``fit``'s ``batch_size`` is then per worker.
+``fit``'s ``batch_size`` is then per worker. ``backend_factory``: builds the step's backend from the
+:class:`~.backends.TrainingSpec` instead of the named backend's class (a data-parallel worker's).
+
+Where the run stands (epoch, step, history, record, schedule) is one :class:`~.state.TrainingState`,
+``trainer.state``; a resume returns one and the Trainer adopts it (:meth:`Trainer.adopt`).
 """
 
 from __future__ import annotations
 
-import json
-import time
+import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
-from onnx import ModelProto, numpy_helper
+from onnx import ModelProto
 
 from onnxforge.runtime.data.datasets import Dataset
 from onnxforge.runtime.errors import ConfigError
@@ -48,20 +52,21 @@ from onnxforge.runtime.passes import pipelines
 from onnxforge.runtime.tasks.evaluation import check_for_model, evaluate, fixed_batch
 from onnxforge.runtime.tasks.task import task_for
 from onnxforge.runtime.training.backends import TrainingSpec, backend_class
-from onnxforge.runtime.training.callbacks import CallbackList, Checkpointing, format_record, standard_callbacks
+from onnxforge.runtime.training.backends.base import TrainingBackend
+from onnxforge.runtime.training.callbacks import Callback, CallbackList, Checkpointing, format_record, standard_callbacks
 from onnxforge.runtime.training.config import CHECKPOINT_EVERY, OPTIMIZERS, CheckpointPolicy, RunConfig
-from onnxforge.runtime.training.epochs import EpochIterator, check_fixed_batch
+from onnxforge.runtime.training.epochs import EpochIterator, check_fixed_batch, run_epoch
 from onnxforge.runtime.training.export import inference_model
 from onnxforge.runtime.training.parameters import ParameterPlan
-from onnxforge.runtime.training.resume import resume_state, start_run
+from onnxforge.runtime.training.resume import recorded_options, resume_state, start_run
 from onnxforge.runtime.training.run_folder import RunFolder
-from onnxforge.runtime.training.schedules import learning_rate
+from onnxforge.runtime.training.state import TrainingState
 from onnxforge.runtime.training.validation import Validation
 
 __all__ = ["Trainer", "OPTIMIZERS", "format_record", "parallel_backend"]
 
 
-def parallel_backend(workers, strategy, backend: str) -> str:
+def parallel_backend(workers: int, strategy: Any, backend: str) -> str:
     """The backend of a run on ``workers`` processes, checked before anything is written. Workers
     average gradients, which the ``onnx`` backend's graphs can output; the ``artifacts`` backend
     applies its optimizer inside ONNX Runtime training, so it trains on one process only. The
@@ -84,11 +89,13 @@ class Trainer:
     """Train ``model`` (path, run folder or ``ModelProto``) into the run folder ``rundir``; the
     options are described in the module docstring."""
 
-    def __init__(self, model, rundir, *, loss: str = "auto", optimizer: str = "adamw", lr: float = 1e-3,
-                 weight_decay: float = 0.01, schedule: str = "constant", warmup_steps: int = 0,
-                 freeze=(), device: str | Device = "auto", seed: int = 0, threads: int | str | None = "auto",
+    def __init__(self, model: str | os.PathLike[str] | ModelProto, rundir: str | os.PathLike[str], *,
+                 loss: str = "auto", optimizer: str = "adamw", lr: float = 1e-3, weight_decay: float = 0.01,
+                 schedule: str = "constant", warmup_steps: int = 0, freeze: Sequence[str] = (),
+                 device: str | Device = "auto", seed: int = 0, threads: int | str | None = "auto",
                  progress: bool | str = True, backend: str = "auto", trust_checkpoint: bool = False,
-                 workers: int = 1, strategy=None, checkpoint_every=CHECKPOINT_EVERY):
+                 workers: int = 1, strategy: Any = None, checkpoint_every: str | int | CheckpointPolicy = CHECKPOINT_EVERY,
+                 backend_factory: Callable[[TrainingSpec], TrainingBackend] | None = None):
         backend = parallel_backend(workers, strategy, backend)
         self.checkpoint_policy = CheckpointPolicy.parse(checkpoint_every)
         self.config = RunConfig(loss=loss, optimizer=optimizer, lr=lr, weight_decay=weight_decay, schedule=schedule,
@@ -111,36 +118,51 @@ class Trainer:
         self.plan = ParameterPlan.of(self.source, self.config.freeze)
         self.trainable, self.frozen, self.buffers = list(self.plan.trainable), list(self.plan.frozen), list(self.plan.buffers)
         self.device, self.fixed_batch = resolve_device(device), fixed_batch(self.inputs)
-        self.backend_name = backend_class(backend, self.source).name
-        self.backend = backend_class(backend, self.source)(self._spec())
-        self.history, self.strategy = [], strategy  # history: one record per epoch
-        self.epoch = self.step = self.total_steps = 0
-        self.finished_before = self._prepared = False  # finished_before: a resume found nothing left to do
-        self._record = self._infer_session = None
+        chosen = backend_class(backend, self.source)
+        self.backend_name = chosen.name
+        self.backend: TrainingBackend = (backend_factory or chosen)(TrainingSpec(
+            pipelines.for_training_source(self.source), self.output_name, tuple(i.name for i in self.inputs), self.loss,
+            self.task.ignore_index, self.config.optimizer, self.config.weight_decay, self.plan.trainable, self.plan.frozen,
+            self.plan.buffers, self.device, self.fixed_batch))
+        self.state, self.strategy = TrainingState(), strategy
+        self.total_steps = 0
+        self.finished_before = False  # a resume found nothing left to do
+        self._infer_session: Session | None = None
         self._validation = Validation()  # the session each epoch's validation runs on
-
-    def _spec(self) -> TrainingSpec:
-        model = pipelines.for_training_source(self.source)
-        return TrainingSpec(model, self.output_name, tuple(i.name for i in self.inputs), self.loss, self.task.ignore_index,
-                            self.config.optimizer, self.config.weight_decay, self.plan.trainable, self.plan.frozen,
-                            self.plan.buffers, self.device, self.fixed_batch)
 
     @classmethod
     def from_run(cls, rundir, model=None, **given) -> "Trainer":
         """The trainer of the run in ``rundir`` with its recorded settings; ``given`` options must
         agree with them (``epochs`` may change, see :func:`.resume.resume_state`)."""
-        folder = RunFolder(rundir)
-        state = resume_state(folder, given)
-        fit_keys = ("epochs", "batch_size", "shuffle")
-        options = {k: v for k, v in given.items() if k not in fit_keys}
-        kw = {k: getattr(state.config, k) for k in ("loss", "optimizer", "lr", "weight_decay", "schedule",
-                                                     "warmup_steps", "freeze", "seed", "backend")}
-        kw.update(options)
-        trainer = cls(folder.source if model is None else model, rundir, **kw)
-        trainer.config = replace(trainer.config, **{k: getattr(state.config, k) for k in fit_keys})
+        source, options, fit = recorded_options(RunFolder(rundir), given)
+        trainer = cls(source if model is None else model, rundir, **options)
+        trainer.config = replace(trainer.config, **fit)
         return trainer
 
-    # -- compatibility views ---------------------------------------------------------------------
+    # -- where the run stands (self.state) -------------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        return self.state.epoch
+
+    @property
+    def step(self) -> int:
+        return self.state.step
+
+    @property
+    def history(self) -> list[dict]:
+        """One record per finished epoch."""
+        return self.state.history
+
+    def adopt(self, state: TrainingState) -> None:
+        """Continue from ``state`` (a resume's, or a data-parallel run's read back from its
+        checkpoint); the backend already holds the weights that go with it."""
+        self.state, self._infer_session = state, None
+
+    def prepare_backend(self) -> None:
+        """Let the backend write its files into ``RUNDIR/<backend>`` and build its sessions."""
+        with self.run.writing("the backend's files"):
+            self.backend.prepare(self.rundir / self.backend_name, self.intra_op_threads)
+
     @property
     def artifacts_dir(self) -> Path:
         return self.rundir / "artifacts"
@@ -152,16 +174,16 @@ class Trainer:
     def training_graph(self) -> ModelProto:
         return self.backend.training_graph()
 
-    # -- data ------------------------------------------------------------------------------------
-    def _check(self, data, name: str) -> Dataset:
+    def check_data(self, data: Any, name: str) -> Dataset:
+        """``data`` (:class:`Dataset`, ``(x, y)``, ``.npz`` path) checked for the model; ``name`` in errors."""
         out = next(o for o in self.source.graph.output if o.name == self.output_name)
         shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in out.type.tensor_type.shape.dim)
         return check_for_model(data, self.inputs, shape, self.card, loss=self.loss, name=name)
 
     # -- the run ---------------------------------------------------------------------------------
-    def fit(self, train, val=None, *, epochs: int | None = None, batch_size: int | None = None,
-            shuffle: bool | None = None, resume: bool = False, overwrite: bool = False, callback=None,
-            callbacks=()) -> list[dict]:
+    def fit(self, train: Any, val: Any = None, *, epochs: int | None = None, batch_size: int | None = None,
+            shuffle: bool | None = None, resume: bool = False, overwrite: bool = False,
+            callback: Callable[[dict], object] | None = None, callbacks: Sequence[Callback] = ()) -> list[dict]:
         """Train for ``epochs`` epochs in total (a resumed run continues up to that number; the
         defaults are the run's recorded settings after :meth:`from_run`, else 10, 32, True).
 
@@ -176,8 +198,8 @@ class Trainer:
         given = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("shuffle", shuffle)) if v is not None}
         self.config = replace(self.config, **given)
         cfg = self.config
-        train = self._check(train, "training data")
-        val = self._check(val, "validation data") if val is not None else None
+        train = self.check_data(train, "training data")
+        val = self.check_data(val, "validation data") if val is not None else None
         check_fixed_batch(self.fixed_batch, cfg.batch_size, len(train))
         if self.threads == "auto":
             shapes = {k: (min(cfg.batch_size, len(train)), *v.shape[1:]) for k, v in train.inputs.items()}
@@ -189,46 +211,34 @@ class Trainer:
                                 drop_last=self.fixed_batch is not None)
         state = resume_state(self.run, None, record) if resume else None  # refused before the folder is touched
         with self.run.held(create=not resume):
-            start_run(self, record, batches, state, overwrite)
+            self.adopt(start_run(self, record, batches, state, overwrite))
+            if state is not None:  # a kill between the checkpoint's rename and the export leaves model.onnx and
+                self.export()      # metrics.json one epoch behind it: the checkpoint is the truth, both are rewritten
+                self.write_metrics()
+            else:
+                self.write_metrics()
+                self.save_checkpoint(batches)  # before step 1: a run killed from here on can be resumed
             if self.epoch >= cfg.epochs:
                 self.finished_before = True
                 return self.history
-            self.total_steps = batches.steps * self._schedule_epochs
+            self.total_steps = batches.steps * self.state.schedule_epochs
             self._run_epochs(batches, val, standard_callbacks(self.progress, callback, callbacks,
                                                               Checkpointing(self.checkpoint_policy, batches)))
         return self.history
 
     def _run_epochs(self, batches: EpochIterator, val, callbacks: CallbackList) -> None:
-        cfg, backend, total = self.config, self.backend, self.total_steps
-        constant = cfg.schedule == "constant" and not cfg.warmup_steps
-        step_hooks = callbacks.step_hooks
+        cfg = self.config
         callbacks.on_train_begin(self)
         try:
             while self.epoch < cfg.epochs:
                 epoch = self.epoch + 1
-                backend.seed(cfg.seed * 100_003 + epoch)  # dropout masks depend on (seed, epoch) only
+                self.backend.seed(cfg.seed * 100_003 + epoch)  # dropout masks depend on (seed, epoch) only
                 callbacks.on_epoch_begin(epoch, cfg.epochs)
-                loss_sum, seen = 0.0, 0
-                t0, cpu0 = time.perf_counter(), time.process_time()
-                step = self.step  # a local in the loop: every attribute access costs at 10,000 steps/s
-                lr = learning_rate(cfg.schedule, cfg.lr, step, total, cfg.warmup_steps)
-                for inputs, targets in batches.epoch():
-                    if not constant:
-                        lr = learning_rate(cfg.schedule, cfg.lr, step, total, cfg.warmup_steps)
-                    loss = backend.train_step(inputs, targets, lr)
-                    step += 1
-                    for hook in step_hooks:
-                        hook(step, loss)
-                    size = len(targets)
-                    loss_sum += loss * size
-                    seen += size
-                self.step = step
-                seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
-                self.epoch = epoch
+                step, measured = run_epoch(self.backend, batches, cfg, self.state.step, self.total_steps,
+                                           callbacks.step_hooks)
+                self.state.step, self.state.epoch = step, epoch
                 self._infer_session = None
-                record = {"epoch": epoch, "loss": loss_sum / max(seen, 1), "lr": lr,
-                          "steps_per_s": batches.steps / seconds if seconds > 0 else None,
-                          "seconds": seconds, "cpu_seconds": cpu_seconds}
+                record = {"epoch": epoch, **measured}
                 if val is not None:
                     record.update({f"val_{k}": v for k, v in self.evaluate(val).items()})
                 self.history.append(record)
@@ -237,31 +247,26 @@ class Trainer:
             callbacks.on_train_end()
 
     # -- the folder's files ----------------------------------------------------------------------
-    def _save_checkpoint(self, batches: EpochIterator) -> None:
+    def save_checkpoint(self, batches: EpochIterator) -> None:
+        """Weights, optimizer state, progress and the data order of ``batches``, written atomically."""
         if self.plan.held:  # frozen batch norms keep their running statistics
-            self.backend.load_state(replace(self.backend.state(), parameters=self._held_values()))
-        props = {"epoch": int(self.epoch), "step": int(self.step), "rng": json.dumps(batches.rng_state()),
-                 "config": json.dumps(self._record, sort_keys=True), "history": json.dumps(self.history)}
+            self.backend.load_state(replace(self.backend.state(), parameters=self.plan.values(self.source, self.plan.held)))
+        props = self.state.checkpoint_properties(batches.rng_state())
         self.run.save_checkpoint(lambda tmp: self.backend.save_checkpoint(tmp, props))
 
-    def _write_metrics(self) -> None:
-        self.run.write_metrics({"config": self._record, "device": self.device.name, "history": self.history})
-
-    def _held_values(self) -> dict:
-        held = set(self.plan.held)
-        return {t.name: numpy_helper.to_array(t) for t in self.source.graph.initializer if t.name in held}
+    def write_metrics(self) -> None:
+        self.run.write_metrics({"config": self.state.record, "device": self.device.name, "history": self.history})
 
     # -- results ---------------------------------------------------------------------------------
     def parameters(self) -> dict[str, np.ndarray]:
         """Current values of every parameter (trainable and frozen) and running statistic."""
-        names = set(self.trainable + self.frozen + self.buffers)
-        if not self._prepared:
-            return {t.name: numpy_helper.to_array(t) for t in self.source.graph.initializer if t.name in names}
-        return {**self.backend.parameters(), **self._held_values()}
+        if not self.state.started:
+            return self.plan.values(self.source, {*self.trainable, *self.frozen, *self.buffers})
+        return {**self.backend.parameters(), **self.plan.values(self.source, self.plan.held)}
 
     def inference_model(self) -> ModelProto:
         """The source model with the current weights (see :mod:`.export`)."""
-        trained = None if self._record is None else {"epochs": self.epoch, "steps": self.step, "loss": self.loss,
+        trained = None if not self.state.started else {"epochs": self.epoch, "steps": self.step, "loss": self.loss,
                                                      "optimizer": self.config.optimizer}
         return inference_model(self.source, self.parameters(), trained)
 
@@ -270,13 +275,13 @@ class Trainer:
             self._infer_session = Session(self.inference_model(), self.device, options=session_options(self.intra_op_threads))
         return self._infer_session
 
-    def evaluate(self, data, batch_size: int = 1024) -> dict:
+    def evaluate(self, data: Any, batch_size: int = 1024) -> dict:
         """Loss and the task's metrics (accuracy for a classifier) with the current weights."""
-        ds = data if isinstance(data, Dataset) and data.checked else self._check(data, "evaluation data")
+        ds = data if isinstance(data, Dataset) and data.checked else self.check_data(data, "evaluation data")
         result = evaluate(self._validation.session(self), ds, loss=self.loss, batch_size=batch_size)
         result.pop("examples", None)
         return result
 
-    def export(self, path=None) -> Path:
+    def export(self, path: str | os.PathLike[str] | None = None) -> Path:
         """Write the inference model (atomically) to ``path`` or ``RUNDIR/model.onnx``."""
         return self.run.write_model(self.inference_model(), path)
