@@ -45,6 +45,20 @@ def _resume_command(rundir: Path, data: str, val: str | None) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
+def _interrupted(trainer, rundir: Path, data: str, val: str | None) -> str:
+    """What a Ctrl-C kept: the checkpoint of the step it stopped at (saved then), or the last one."""
+    done = trainer.interrupted
+    if done is not None:
+        where = (f"epoch {done['epoch']}, after step {done['epoch_step']} of its {done['epoch_steps']}"
+                 if done["epoch_step"] else f"the end of epoch {done['epochs_done']}")
+        kept = f"Interrupted: saved the checkpoint at {where} (step {done['step']} of the run)"
+    elif (rundir / "checkpoint").is_file():
+        kept = f"Interrupted; the last checkpoint is kept (saved {trainer.checkpoint_policy.describe()})"
+    else:
+        return f"Interrupted before the first checkpoint; nothing was kept in '{rundir}'."
+    return f"{kept}. Continue the run with:\n  {_resume_command(rundir, data, val)}"
+
+
 @click.command("train")
 @click.argument("model", required=False, type=click.Path(dir_okay=True))
 @click.option("--data", required=True, type=data_path,
@@ -86,7 +100,7 @@ def _resume_command(rundir: Path, data: str, val: str | None) -> str:
 @click.option("--resume", is_flag=True,
               help="Continue the run in --out from its last checkpoint, with the settings it was started with "
                    "(MODEL may be left out; options given again must agree).")
-@click.option("--overwrite", is_flag=True, help="Start again in a run folder that already holds a checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Start again in a run folder that already holds a checkpoint (only files onnxforge wrote are replaced).")
 @click.option("--checkpoint-every", "checkpoint_every", default=CHECKPOINT_EVERY, show_default=True, callback=_policy,
               metavar="TIME|N",
               help="How often the checkpoint, model.onnx and metrics.json are written: after the first epoch that "
@@ -148,12 +162,7 @@ def command(ctx, model, data, val, target, features, epochs, batch_size, lr, opt
     try:
         history = trainer.fit(train_data, val_data, resume=resume, overwrite=overwrite, **fit_kw)
     except KeyboardInterrupt:
-        if (rundir / "checkpoint").is_file():
-            click.echo(f"Interrupted; the last checkpoint is kept (saved {trainer.checkpoint_policy.describe()}). "
-                       f"Continue the run with:\n"
-                       f"  {_resume_command(rundir, data, val)}", err=True)
-        else:
-            click.echo(f"Interrupted before the first checkpoint; nothing was kept in '{rundir}'.", err=True)
+        click.echo(_interrupted(trainer, rundir, data, val), err=True)
         ctx.exit(130)
     final = history[-1] if history else {}
     result = {"rundir": str(rundir), "model": str(rundir / "model.onnx"), "device": trainer.device.name,

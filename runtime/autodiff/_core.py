@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxforge.runtime.autodiff import _tidy
 from onnxforge.runtime.autodiff._emitter import FLOAT_TYPES, Emitter
 from onnxforge.runtime.autodiff._errors import AutodiffError, UnsupportedOpError
-from onnxforge.runtime.autodiff.ops import NON_DIFFERENTIABLE, RULES
+from onnxforge.runtime.autodiff.ops import NON_DIFFERENTIABLE, RULES, _sequence
 
 __all__ = ["build_gradients", "describe_missing", "gradient_model", "missing_rules", "prepare", "MIN_OPSET",
            "MAX_IR_VERSION"]
@@ -62,14 +62,27 @@ def prepare(model) -> onnx.ModelProto:
     return model
 
 
+class ValueInfo(dict):
+    """name -> (elem_type or None, dims or None); ``sequences``: the names that are sequences of
+    tensors (their entry gives the element type of the tensors they hold, dims None)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sequences: set = set()
+
+
 def _infer(model: onnx.ModelProto) -> dict:
     try:
         inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
     except Exception:  # noqa: BLE001 - fall back to what the model declares
         inferred = model
-    info = {}
+    info = ValueInfo()
     g = inferred.graph
     for vi in list(g.input) + list(g.value_info) + list(g.output):
+        if vi.type.HasField("sequence_type") and vi.type.sequence_type.elem_type.HasField("tensor_type"):
+            info[vi.name] = (vi.type.sequence_type.elem_type.tensor_type.elem_type or None, None)
+            info.sequences.add(vi.name)
+            continue
         t = vi.type.tensor_type
         if not vi.type.HasField("tensor_type"):
             continue
@@ -265,9 +278,9 @@ def build_gradients(model, wrt, of: str, seed: str | None = None, *, grad_names:
         raise AutodiffError(f"{of!r} is not a value of the model (no input, initialiser or node output)")
     info = _infer(model)
     for w in wrt:
-        if not _is_float(info, w):
+        if not _is_float(info, w) or w in info.sequences:
             raise AutodiffError(f"{w!r} is not a floating-point tensor: it carries no gradient")
-    if not _is_float(info, of):
+    if not _is_float(info, of) or of in info.sequences:
         raise AutodiffError(f"{of!r} is not a floating-point tensor: it has no gradient")
     names = dict(grad_names or {})
     for w in wrt:
@@ -299,6 +312,9 @@ def build_gradients(model, wrt, of: str, seed: str | None = None, *, grad_names:
         terms = contributions.get(name)
         if not terms:
             return None
+        if ctx.is_sequence(name):  # sequence cotangents: see ops/_sequence.py
+            contributions[name] = [_sequence.total(ctx, name, terms)]
+            return contributions[name][0]
         if len(terms) > 1:
             contributions[name] = [ctx.sum(terms)]
         g = contributions[name][0]
@@ -310,13 +326,17 @@ def build_gradients(model, wrt, of: str, seed: str | None = None, *, grad_names:
         dys = [total(o) if o else None for o in node.output]
         if all(d is None for d in dys):
             continue
-        need = [bool(i) and i in active for i in node.input]
+        rule = _rule(node)
+        # rules of ops with subgraphs (SUBGRAPHS) also return the gradients of the outer values
+        # their subgraphs read, in the order of sorted(_subgraph_inputs(node)), after the inputs'
+        reads = list(node.input) + (sorted(_subgraph_inputs(node)) if getattr(rule, "SUBGRAPHS", False) else [])
+        need = [bool(i) and i in active for i in reads]
         if not any(need):
             continue
         ctx.node = node
-        grads = _rule(node).vjp(ctx, node, dys, need)
+        grads = rule.vjp(ctx, node, dys, need)
         ctx.node = None
-        for inp, g, n in zip(node.input, grads, need):
+        for inp, g, n in zip(reads, grads, need):
             if n and g is not None:
                 contributions.setdefault(inp, []).append(g)
 

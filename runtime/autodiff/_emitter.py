@@ -44,6 +44,18 @@ class ValueFacts:
             self.info[out] = self.info[src]
         return out
 
+    def is_sequence(self, name: str) -> bool:
+        """``name`` is a sequence of tensors (its info gives their element type)."""
+        return name in getattr(self.info, "sequences", ())
+
+    def mark_sequence(self, name: str, elem=None) -> str:
+        """Record that ``name`` is a sequence of tensors of element type ``elem``; returns ``name``."""
+        if not hasattr(self.info, "sequences"):
+            self.info.sequences = set()  # type: ignore[attr-defined]
+        self.info[name] = (elem if elem is not None else self.elem(name), None)
+        self.info.sequences.add(name)  # type: ignore[attr-defined]
+        return name
+
     def elem(self, name: str):
         return self.info.get(name, (None, None))[0]
 

@@ -29,6 +29,7 @@ __all__ = [
     "load_model",
     "save_model",
     "atomic_write_bytes",
+    "file_mode",
     "get_metadata",
     "set_metadata",
     "METADATA_PREFIX",
@@ -51,13 +52,31 @@ def fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def file_mode() -> int:
+    """The mode a new file gets from ``open()`` under the process's umask (0644 under 022), read
+    from /proc where it can be (``os.umask`` must set it to read it, which races other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half:
-    a temporary file in the same folder, flushed and synced, renamed over ``path``, folder synced."""
+    a temporary file in the same folder, flushed and synced, renamed over ``path``, folder synced.
+    The file gets the mode any tool's new file gets under the umask (``mkstemp``'s 0600 is only
+    for the temporary name)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

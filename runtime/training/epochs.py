@@ -13,6 +13,7 @@ dimension is fixed) the last partial batch is left out, so every batch has ``bat
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -20,8 +21,9 @@ import numpy as np
 from onnxforge.runtime.errors import DataError
 from onnxforge.runtime.training.config import RunConfig
 from onnxforge.runtime.training.schedules import learning_rate
+from onnxforge.runtime.training.state import TrainingState
 
-__all__ = ["EpochIterator", "CHUNK_BYTES", "check_fixed_batch", "run_epoch"]
+__all__ = ["EpochIterator", "CHUNK_BYTES", "check_fixed_batch", "run_epoch", "EpochSteps"]
 
 CHUNK_BYTES = 64 << 20
 
@@ -52,19 +54,22 @@ class EpochIterator:
         """Steps in one epoch."""
         return -(-self.stop // self.batch_size)
 
-    def epoch(self):
-        """Yield ``(inputs, targets)`` for each step of the next epoch (drawing its order now)."""
+    def epoch(self, skip: int = 0):
+        """Yield ``(inputs, targets)`` for each step of the next epoch (drawing its order now),
+        leaving out its first ``skip`` steps (a run resumed from a checkpoint made mid-epoch)."""
         n, b, chunk = self.n, self.batch_size, self.chunk
         arrays, targets = self.inputs, self.targets
+        first = skip * b
         if not self.shuffle:
-            for start in range(0, self.stop, b):
+            for start in range(first, self.stop, b):
                 at = slice(start, start + b)
                 yield [x[at] for x in arrays], targets[at]
             return
         order = self.rng.permutation(n)
-        for start in range(0, self.stop, b):
-            if start % chunk == 0:
-                idx = order[start : min(start + chunk, self.stop)]
+        for start in range(first, self.stop, b):
+            if start % chunk == 0 or start == first:
+                base = start - start % chunk
+                idx = order[base : min(base + chunk, self.stop)]
                 chunk_arrays, chunk_targets = [x[idx] for x in arrays], targets[idx]
             at = slice(start % chunk, start % chunk + b)
             yield [x[at] for x in chunk_arrays], chunk_targets[at]
@@ -76,15 +81,39 @@ class EpochIterator:
         self.rng.bit_generator.state = state
 
 
-def run_epoch(backend: Any, batches: EpochIterator, cfg: RunConfig, step: int, total_steps: int,
-              step_hooks: Sequence[Callable[[int, float], object]]) -> tuple[int, dict]:
-    """The steps of one epoch of ``batches`` from optimizer step ``step`` (of ``total_steps`` in the
-    schedule) on ``backend``; returns the step reached and the epoch's loss, last rate and speed."""
+@dataclass
+class EpochSteps:
+    """What :func:`run_epoch` did: the optimizer step reached, the epoch's steps done (a resumed
+    epoch's skipped ones included), their (loss sum, examples), the last rate, the time taken, and
+    whether a Ctrl-C ended it early."""
+    step: int
+    epoch_step: int
+    loss: tuple[float, int]
+    lr: float
+    steps: int
+    seconds: float
+    cpu_seconds: float
+    stopped: bool
+
+    def record(self, epoch: int) -> dict:
+        loss_sum, seen = self.loss
+        return {"epoch": epoch, "loss": loss_sum / max(seen, 1), "lr": self.lr,
+                "steps_per_s": self.steps / self.seconds if self.seconds > 0 else None,
+                "seconds": self.seconds, "cpu_seconds": self.cpu_seconds}
+
+
+def run_epoch(backend: Any, batches: EpochIterator, cfg: RunConfig, state: TrainingState, total_steps: int,
+              step_hooks: Sequence[Callable[[int, float], object]], flag: Sequence[bool] = (False,)) -> EpochSteps:
+    """The steps of the next epoch of ``batches`` on ``backend`` from ``state`` (its step, and the
+    steps of this epoch a mid-epoch checkpoint already did), ``total_steps`` in the schedule; after
+    every step ``state.step`` is current, and a raised ``flag[0]`` (Ctrl-C) ends the epoch there."""
+    skip, (loss_sum, seen) = state.take_within_epoch()
     constant = cfg.schedule == "constant" and not cfg.warmup_steps
-    loss_sum, seen = 0.0, 0
     t0, cpu0 = time.perf_counter(), time.process_time()
+    step = first = state.step  # locals in the loop: every attribute access costs at 10,000 steps/s
     lr = learning_rate(cfg.schedule, cfg.lr, step, total_steps, cfg.warmup_steps)
-    for inputs, targets in batches.epoch():  # locals only: every attribute access costs at 10,000 steps/s
+    stopped = False
+    for inputs, targets in batches.epoch(skip):
         if not constant:
             lr = learning_rate(cfg.schedule, cfg.lr, step, total_steps, cfg.warmup_steps)
         loss = backend.train_step(inputs, targets, lr)
@@ -94,6 +123,9 @@ def run_epoch(backend: Any, batches: EpochIterator, cfg: RunConfig, step: int, t
         size = len(targets)
         loss_sum += loss * size
         seen += size
+        if flag[0]:
+            stopped = True
+            break
+    state.step = step
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
-    return step, {"loss": loss_sum / max(seen, 1), "lr": lr, "steps_per_s": batches.steps / seconds if seconds > 0 else None,
-                  "seconds": seconds, "cpu_seconds": cpu_seconds}
+    return EpochSteps(step, skip + step - first, (loss_sum, seen), lr, step - first, seconds, cpu_seconds, stopped)

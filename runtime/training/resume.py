@@ -79,8 +79,8 @@ def resume_state(folder: RunFolder, given: dict | None, now: dict | None = None,
 
 def recorded_options(folder: RunFolder, given: dict) -> tuple[Path, dict, dict]:
     """What :meth:`Trainer.from_run <.trainer.Trainer.from_run>` builds from the run in ``folder``:
-    its source, the Trainer's options (recorded ones under the ``given`` ones, which must agree) and
-    ``fit``'s settings (epochs, batch size, shuffle) as recorded."""
+    its source, the Trainer's options (recorded ones under the ``given`` ones, which must agree with
+    them; ``epochs`` may change, see :func:`resume_state`) and ``fit``'s settings as recorded."""
     state = resume_state(folder, given)
     fit_keys = ("epochs", "batch_size", "shuffle")
     options = {k: getattr(state.config, k) for k in ("loss", "optimizer", "lr", "weight_decay", "schedule",

@@ -8,6 +8,13 @@
     RUNDIR/model.onnx         the inference model with the trained weights (every epoch)
     RUNDIR/metrics.json       settings and history: loss, metrics, steps/s per epoch
     RUNDIR/.lock              held (``fcntl.flock``) by the one run writing the folder; its pid inside
+    RUNDIR/.onnxforge-run     the run marker: this folder is a run onnxforge wrote
+
+onnxforge writes only into a folder it created, an empty one, or one that holds its run marker (a
+run folder from before the marker is known by its checkpoint and digest record). Any other folder
+is refused in one line naming ``--overwrite``; with ``--overwrite`` the run is written beside the
+folder's files, and still refused if one of them has a name the run writes (``model.onnx``,
+``artifacts/``, ...): onnxforge never replaces or removes a file or tree it did not write.
 
 :class:`RunFolder` owns these files: the lock, atomic writes with the umask's file mode, the
 checks a resume makes before it trusts a checkpoint, and one-line errors for a full disk, a folder
@@ -31,7 +38,11 @@ from onnxforge.runtime.errors import CheckpointError
 from onnxforge.runtime.modelio.files import atomic_write_bytes, save_model
 from onnxforge.runtime.training.checkpoint_file import remove_stale_temporaries, save_checkpoint, verify_checkpoint
 
-__all__ = ["RunFolder"]
+__all__ = ["RunFolder", "MARKER", "RUN_NAMES"]
+
+MARKER = ".onnxforge-run"
+# what a run writes at its top level: only these are ever replaced, and only in a run's own folder
+RUN_NAMES = ("source.onnx", "checkpoint", "checkpoint.sha256", "model.onnx", "metrics.json", "artifacts", "onnx")
 
 
 def _file_mode() -> int:
@@ -56,9 +67,10 @@ class RunFolder:
 
     # -- holding the folder ----------------------------------------------------------------------
     @contextlib.contextmanager
-    def held(self, *, create: bool):
+    def held(self, *, create: bool, overwrite: bool = False):
         """Lock the folder for one run (creating it if ``create``); on an error, a folder this run
-        created and that holds no checkpoint yet is removed again."""
+        created and that holds no checkpoint yet is removed again. A folder onnxforge did not
+        write is refused (see the module docstring; ``overwrite`` writes beside its files)."""
         if self.path.is_symlink() and not self.path.exists():
             raise CheckpointError(f"--out '{self.path}' is a link to '{os.readlink(self.path)}', which does not exist")
         if not self.path.exists():
@@ -66,11 +78,15 @@ class RunFolder:
                 raise CheckpointError(f"run folder '{self.path}' does not exist")
             with self.writing("the run folder"):
                 self.path.mkdir(parents=True)
-            self._created = True
+            self._created = True  # the marker is written once the folder is locked
         elif not self.path.is_dir():
             raise CheckpointError(f"--out '{self.path}' is a file, not a run folder")
+        else:
+            self.claim(overwrite)
         try:
             self._lock()
+            if not self.is_marked():
+                self.write_bytes(self.path / MARKER, b"onnxforge run folder\n", MARKER)
             yield self
         except BaseException:
             if self._created and not self.checkpoint.exists():
@@ -79,6 +95,35 @@ class RunFolder:
             raise
         finally:
             self._unlock()
+
+    def is_marked(self) -> bool:
+        marker = self.path / MARKER
+        return marker.is_file() and not marker.is_symlink()
+
+    def _is_legacy_run(self) -> bool:
+        """A run written before the marker: its checkpoint beside the checkpoint's digest record."""
+        return all((self.path / n).is_file() and not (self.path / n).is_symlink()
+                   for n in ("checkpoint", "checkpoint.sha256"))
+
+    def claim(self, overwrite: bool) -> None:
+        """Refuse an existing folder that is not onnxforge's (see the module docstring)."""
+        if self.is_marked() or self._is_legacy_run():
+            return
+        try:
+            others = sorted(p.name for p in self.path.iterdir() if p.name != ".lock")
+        except OSError as exc:
+            raise CheckpointError(f"--out '{self.path}' cannot be read ({exc.strerror or exc})") from None
+        if not others:
+            return
+        shown = ", ".join(others[:4]) + (f" and {len(others) - 4} more" if len(others) > 4 else "")
+        if not overwrite:
+            raise CheckpointError(f"--out '{self.path}' is not a run folder onnxforge wrote (it holds {shown}); "
+                                  "choose a new or empty folder, or pass --overwrite to write the run beside its files")
+        clash = [n for n in RUN_NAMES if (self.path / n).exists() or (self.path / n).is_symlink()]
+        if clash:
+            raise CheckpointError(f"--out '{self.path}' is not a run folder onnxforge wrote, and its "
+                                  f"{', '.join(clash)} would be replaced; --overwrite never replaces files onnxforge "
+                                  "did not write: move them or choose another --out")
 
     def _lock(self) -> None:
         lock = self.path / ".lock"
@@ -121,7 +166,7 @@ class RunFolder:
         return self.checkpoint.is_file()
 
     def is_empty(self) -> bool:
-        return not any(p.name != ".lock" for p in self.path.iterdir())
+        return not any(p.name not in (".lock", MARKER) for p in self.path.iterdir())
 
     def verify(self, *, trust_unrecorded: bool = False) -> None:
         try:

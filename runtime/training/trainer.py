@@ -57,6 +57,7 @@ from onnxforge.runtime.training.callbacks import Callback, CallbackList, Checkpo
 from onnxforge.runtime.training.config import CHECKPOINT_EVERY, OPTIMIZERS, CheckpointPolicy, RunConfig
 from onnxforge.runtime.training.epochs import EpochIterator, check_fixed_batch, run_epoch
 from onnxforge.runtime.training.export import inference_model
+from onnxforge.runtime.training.interrupt import Interruption, save_interrupted
 from onnxforge.runtime.training.parameters import ParameterPlan
 from onnxforge.runtime.training.resume import recorded_options, resume_state, start_run
 from onnxforge.runtime.training.run_folder import RunFolder
@@ -129,11 +130,11 @@ class Trainer:
         self.finished_before = False  # a resume found nothing left to do
         self._infer_session: Session | None = None
         self._validation = Validation()  # the session each epoch's validation runs on
+        self.interrupted: dict | None = None  # what a Ctrl-C's checkpoint holds (see .interrupt)
 
     @classmethod
-    def from_run(cls, rundir, model=None, **given) -> "Trainer":
-        """The trainer of the run in ``rundir`` with its recorded settings; ``given`` options must
-        agree with them (``epochs`` may change, see :func:`.resume.resume_state`)."""
+    def from_run(cls, rundir: str | os.PathLike[str], model: Any = None, **given: Any) -> Trainer:
+        """The trainer of the run in ``rundir`` with its recorded settings (see :func:`.resume.recorded_options`)."""
         source, options, fit = recorded_options(RunFolder(rundir), given)
         trainer = cls(source if model is None else model, rundir, **options)
         trainer.config = replace(trainer.config, **fit)
@@ -150,12 +151,10 @@ class Trainer:
 
     @property
     def history(self) -> list[dict]:
-        """One record per finished epoch."""
         return self.state.history
 
     def adopt(self, state: TrainingState) -> None:
-        """Continue from ``state`` (a resume's, or a data-parallel run's read back from its
-        checkpoint); the backend already holds the weights that go with it."""
+        """Continue from ``state`` (a resume's, a data-parallel run's); the backend holds its weights."""
         self.state, self._infer_session = state, None
 
     def prepare_backend(self) -> None:
@@ -196,8 +195,7 @@ class Trainer:
             return self.strategy.fit(self, train, val, dict(epochs=epochs, batch_size=batch_size, shuffle=shuffle,
                                                             resume=resume, overwrite=overwrite, callback=callback, callbacks=callbacks))
         given = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("shuffle", shuffle)) if v is not None}
-        self.config = replace(self.config, **given)
-        cfg = self.config
+        cfg = self.config = replace(self.config, **given)
         train = self.check_data(train, "training data")
         val = self.check_data(val, "validation data") if val is not None else None
         check_fixed_batch(self.fixed_batch, cfg.batch_size, len(train))
@@ -210,13 +208,12 @@ class Trainer:
                                 shuffle=cfg.shuffle, rng=np.random.default_rng(cfg.seed),
                                 drop_last=self.fixed_batch is not None)
         state = resume_state(self.run, None, record) if resume else None  # refused before the folder is touched
-        with self.run.held(create=not resume):
+        with self.run.held(create=not resume, overwrite=overwrite):
             self.adopt(start_run(self, record, batches, state, overwrite))
             if state is not None:  # a kill between the checkpoint's rename and the export leaves model.onnx and
                 self.export()      # metrics.json one epoch behind it: the checkpoint is the truth, both are rewritten
-                self.write_metrics()
-            else:
-                self.write_metrics()
+            self.write_metrics()
+            if state is None:
                 self.save_checkpoint(batches)  # before step 1: a run killed from here on can be resumed
             if self.epoch >= cfg.epochs:
                 self.finished_before = True
@@ -230,34 +227,39 @@ class Trainer:
         cfg = self.config
         callbacks.on_train_begin(self)
         try:
-            while self.epoch < cfg.epochs:
-                epoch = self.epoch + 1
-                self.backend.seed(cfg.seed * 100_003 + epoch)  # dropout masks depend on (seed, epoch) only
-                callbacks.on_epoch_begin(epoch, cfg.epochs)
-                step, measured = run_epoch(self.backend, batches, cfg, self.state.step, self.total_steps,
-                                           callbacks.step_hooks)
-                self.state.step, self.state.epoch = step, epoch
-                self._infer_session = None
-                record = {"epoch": epoch, **measured}
-                if val is not None:
-                    record.update({f"val_{k}": v for k, v in self.evaluate(val).items()})
-                self.history.append(record)
-                callbacks.on_epoch_end(record)  # Checkpointing first: the files, on the epochs its policy saves
+            with Interruption() as stop:  # Ctrl-C: the step it lands on is saved, then the run stops
+                while self.epoch < cfg.epochs:
+                    epoch = self.epoch + 1
+                    self.backend.seed(cfg.seed * 100_003 + epoch)  # dropout masks depend on (seed, epoch) only
+                    callbacks.on_epoch_begin(epoch, cfg.epochs)
+                    epoch_rng = batches.rng_state()  # before the epoch's order is drawn: what a mid-epoch save keeps
+                    done = run_epoch(self.backend, batches, cfg, self.state, self.total_steps, callbacks.step_hooks,
+                                     stop.flag)
+                    if done.stopped:
+                        save_interrupted(self, batches, epoch_rng, done.epoch_step, done.loss)
+                    self.state.epoch, self._infer_session = epoch, None
+                    record = done.record(epoch)
+                    if val is not None:
+                        record.update({f"val_{k}": v for k, v in self.evaluate(val).items()})
+                    self.history.append(record)
+                    callbacks.on_epoch_end(record)  # Checkpointing first: the files, on the epochs its policy saves
+                    if stop.flag[0] and self.epoch < cfg.epochs:  # Ctrl-C during validation or the epoch's files
+                        save_interrupted(self, batches, None, 0, (0.0, 0))
         finally:
             callbacks.on_train_end()
 
-    # -- the folder's files ----------------------------------------------------------------------
-    def save_checkpoint(self, batches: EpochIterator) -> None:
-        """Weights, optimizer state, progress and the data order of ``batches``, written atomically."""
+    def save_checkpoint(self, batches: EpochIterator, epoch_rng: dict | None = None, epoch_step: int = 0,
+                        epoch_loss: tuple[float, int] = (0.0, 0)) -> None:
+        """Weights, optimizer state, progress, data order (mid-epoch: the epoch's first and how far it got)."""
         if self.plan.held:  # frozen batch norms keep their running statistics
             self.backend.load_state(replace(self.backend.state(), parameters=self.plan.values(self.source, self.plan.held)))
-        props = self.state.checkpoint_properties(batches.rng_state())
+        rng = epoch_rng if epoch_step else batches.rng_state()
+        props = self.state.checkpoint_properties(rng, epoch_step, epoch_loss)
         self.run.save_checkpoint(lambda tmp: self.backend.save_checkpoint(tmp, props))
 
     def write_metrics(self) -> None:
         self.run.write_metrics({"config": self.state.record, "device": self.device.name, "history": self.history})
 
-    # -- results ---------------------------------------------------------------------------------
     def parameters(self) -> dict[str, np.ndarray]:
         """Current values of every parameter (trainable and frozen) and running statistic."""
         if not self.state.started:
@@ -266,9 +268,8 @@ class Trainer:
 
     def inference_model(self) -> ModelProto:
         """The source model with the current weights (see :mod:`.export`)."""
-        trained = None if not self.state.started else {"epochs": self.epoch, "steps": self.step, "loss": self.loss,
-                                                     "optimizer": self.config.optimizer}
-        return inference_model(self.source, self.parameters(), trained)
+        trained = {"epochs": self.epoch, "steps": self.step, "loss": self.loss, "optimizer": self.config.optimizer}
+        return inference_model(self.source, self.parameters(), trained if self.state.started else None)
 
     def session(self) -> Session:
         if self._infer_session is None:

@@ -8,7 +8,8 @@ from onnxforge.runtime.autodiff.ops import (
     op_global_average_pool, op_gru, op_identity, op_layer_normalization, op_leaky_relu, op_log, op_log_softmax,
     op_lstm, op_matmul, op_max, op_max_pool, op_min, op_mul, op_neg, op_pad, op_pow, op_reciprocal,
     op_reduce_mean, op_reduce_sum, op_relu, op_reshape, op_resize, op_sigmoid, op_slice, op_softmax, op_softplus,
-    op_split, op_sqrt, op_squeeze, op_sub, op_sum, op_tanh, op_transpose, op_unsqueeze, op_where,
+    op_split, op_split_to_sequence, op_sequence_at, op_sequence_construct, op_sequence_erase,
+    op_sequence_insert, op_concat_from_sequence, op_sqrt, op_squeeze, op_sub, op_sum, op_tanh, op_transpose, op_unsqueeze, op_where,
 )
 
 __all__ = ["RULES", "NON_DIFFERENTIABLE", "supported_ops"]
@@ -19,7 +20,8 @@ _MODULES = [
     op_global_average_pool, op_gru, op_identity, op_layer_normalization, op_leaky_relu, op_log, op_log_softmax,
     op_lstm, op_matmul, op_max, op_max_pool, op_min, op_mul, op_neg, op_pad, op_pow, op_reciprocal,
     op_reduce_mean, op_reduce_sum, op_relu, op_reshape, op_resize, op_sigmoid, op_slice, op_softmax, op_softplus,
-    op_split, op_sqrt, op_squeeze, op_sub, op_sum, op_tanh, op_transpose, op_unsqueeze, op_where,
+    op_split, op_split_to_sequence, op_sequence_at, op_sequence_construct, op_sequence_erase,
+    op_sequence_insert, op_concat_from_sequence, op_sqrt, op_squeeze, op_sub, op_sum, op_tanh, op_transpose, op_unsqueeze, op_where,
 ]
 
 RULES = {m.OP_TYPE: m for m in _MODULES}
@@ -33,6 +35,7 @@ NON_DIFFERENTIABLE = frozenset({
     "Sign", "Floor", "Ceil", "Round",
     "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli",
     "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot",
+    "SequenceLength", "SequenceEmpty",
 })
 
 
