@@ -33,7 +33,7 @@ def command(model, data, target, features, report, png, ngram, ngram_train, batc
     """Evaluate MODEL (an .onnx file or a run folder) on --data: loss, and accuracy for a classifier."""
     from onnxforge.runtime import load
     from onnxforge.runtime.tasks.evaluation import evaluate
-    from onnxforge.runtime.tasks.task import task_for
+    from onnxforge.runtime.tasks.registry import task_for
 
     from onnxforge.runtime.tasks.evaluation import checked_dataset
     from onnxforge.runtime.tasks.sources import open_data

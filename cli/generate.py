@@ -23,7 +23,7 @@ def command(model, prompt, max_len, temperature, seed, samples, device, as_json)
     """Continue --prompt with words sampled from MODEL (an NPLM or an LSTM tagger language model)."""
     from onnxforge.runtime import load
     from onnxforge.runtime.data.tokenizers import Tokenizer
-    from onnxforge.runtime.tasks.language_model import generate
+    from onnxforge.runtime.tasks.generation import generate
 
     session = load(model, device=device)
     texts = []

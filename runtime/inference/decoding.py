@@ -66,19 +66,21 @@ def prepare_seq2seq_arrays(arrays: dict, card: ModelCard | None = None) -> dict:
     return out
 
 
-DECODED_TASKS = ("seq2seq", "captioning")
+DECODER_INPUT = "decoder_input"  # the previous tokens a decoder reads (BOS first)
 
 
 def _names(session) -> tuple[str, str | None, str]:
-    """``(logits, attention or None, the memory input: src or image)``."""
+    """``(logits, attention or None, the memory input: src or image)``: the decoder reads
+    ``decoder_input``, the encoder the model's other input."""
     card = session.card
-    if card.task not in DECODED_TASKS:
+    names = [i.name for i in session.inputs]
+    if DECODER_INPUT not in names or len(names) != 2:
         raise ModelError(f"decoding needs an encoder-decoder (task 'seq2seq') or a captioner (task 'captioning'); "
                          f"this model's task is {card.task!r}")
     outs = [o.name for o in session.outputs]
     logits = card.output or "logits"
     att = card.attention_output
-    memory = "src" if card.task == "seq2seq" else (card.inputs or ["image"])[0]
+    memory = next(n for n in names if n != DECODER_INPUT)
     return logits, (att if att in outs else None), memory
 
 

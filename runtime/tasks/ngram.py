@@ -104,7 +104,8 @@ def ngram_for_model(card, test_path, order: int = 3, train_path=None) -> dict:
     from pathlib import Path
 
     from onnxforge.runtime.data.tokenizers import Tokenizer
-    from onnxforge.runtime.tasks.language_model import is_language_model, sentences
+    from onnxforge.runtime.tasks.generation import is_language_model
+    from onnxforge.runtime.tasks.language_model import sentences
 
     if not is_language_model(card):
         raise ConfigError(f"--ngram compares a language model with an N-gram model; this model's task is {card.task!r}")

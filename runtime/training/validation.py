@@ -57,7 +57,7 @@ class Validation:
         self._session = None
 
     def session(self, trainer) -> Session:
-        if trainer.task.run_metrics is not None:
+        if trainer.task.decodes:
             return trainer.session()
         weights = trainer.parameters()
         if self._session is None:
