@@ -20,6 +20,7 @@ from onnxforge.plugins import _pykernel
 from onnxforge.plugins._declaration import PYTHON_KERNEL_DOMAIN, RESERVED_DOMAINS, Op, Plugin, Port
 from onnxforge.plugins._registry import ENTRY_POINT_GROUP, REGISTRY
 from onnxforge.runtime.errors import ConfigError, ModelError, NotTrainableError, PluginError
+from onnxforge.runtime.modelio.protos import copy_model as _copy
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -169,12 +170,6 @@ def _same_function(function, op: Op) -> bool:
     return (list(function.input) == list(mine.input) and list(function.output) == list(mine.output)
             and [n.SerializeToString(deterministic=True) for n in function.node]
             == [n.SerializeToString(deterministic=True) for n in mine.node])
-
-
-def _copy(model: ModelProto) -> ModelProto:
-    out = ModelProto()
-    out.CopyFrom(model)
-    return out
 
 
 def _ensure_opset(model: ModelProto, domain: str, version: int) -> None:

@@ -22,6 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from onnxforge import graphs
+from onnxforge.runtime.training.backends import BACKENDS
+from onnxforge.runtime.training.trainer import Trainer
+
 __all__ = ["WORKLOADS", "workload", "time_backends"]
 
 # name -> (builder kwargs, batch, intra-op threads)
@@ -35,8 +39,6 @@ WORKLOADS = {
 
 def workload(name: str, seed: int = 0):
     """``(model, x, y, batch, threads)`` of a workload: the model and 8 batches of random data."""
-    from onnxforge import graphs
-
     builder, kwargs, batch, threads = WORKLOADS[name]
     rng = np.random.default_rng(seed)
     if builder == "mlp":
@@ -60,9 +62,6 @@ def time_backends(name: str, backends=("artifacts", "onnx"), *, optimizer: str =
     ``others`` adds contestants that are not backends (PyTorch eager, say: the benchmark owns the
     twins): name -> ``factory(model, optimizer, threads, weight_decay)`` returning ``step(x, y, lr)``;
     they get the same model, batches and rounds."""
-    from onnxforge.runtime.training.backends import BACKENDS
-    from onnxforge.runtime.training.trainer import Trainer
-
     model, x, y, batch, default_threads = workload(name)
     threads = default_threads if threads is None else threads
     batches = [(x[i:i + batch], y[i:i + batch]) for i in range(0, len(x), batch)]

@@ -17,6 +17,7 @@ from onnxforge.runtime.ort.iobinding import DeviceArray, run_bound
 from onnxforge.runtime.inference.batches import common_rows, in_batches, stitch
 from onnxforge.runtime.modelio.card import ModelCard
 from onnxforge.runtime.modelio.dtypes import ORT_TYPES, TYPES
+from onnxforge.runtime.modelio import protos
 from onnxforge.runtime.modelio.files import load_model
 from onnxforge.runtime.passes.pipelines import for_inference
 
@@ -53,8 +54,7 @@ def model_inputs(model: ModelProto) -> list[IOInfo]:
             continue
         tt = vi.type.tensor_type
         dtype = ORT_TYPES.get(_ONNX_TO_ORT.get(tt.elem_type), object)
-        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim)
-        out.append(IOInfo(vi.name, dims, np.dtype(dtype)))
+        out.append(IOInfo(vi.name, protos.dims(vi), np.dtype(dtype)))
     return out
 
 

@@ -17,6 +17,7 @@ import onnx
 from onnx import ModelProto
 
 from onnxforge.runtime.errors import ConfigError
+from onnxforge.runtime.modelio.protos import copy_model
 
 __all__ = ["AUTO_THRESHOLD_FLOPS", "forward_flops", "auto_threads", "auto_batch_shapes", "resolve_threads"]
 
@@ -42,8 +43,7 @@ def _dims(value_info) -> list[int] | None:
 def forward_flops(model: ModelProto, shapes: dict[str, tuple]) -> float | None:
     """FLOPs (2 per multiply-add) of one forward pass with graph inputs of ``shapes``, counting the
     matrix-product and convolution nodes; ``None`` when shape inference cannot size them."""
-    m = ModelProto()
-    m.CopyFrom(model)
+    m = copy_model(model)
     inits = {t.name for t in m.graph.initializer}
     for inp in m.graph.input:
         if inp.name in inits or inp.name not in shapes:

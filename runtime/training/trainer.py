@@ -46,11 +46,12 @@ from onnxforge.runtime.errors import ConfigError
 from onnxforge.runtime.inference.session import Session, model_inputs, session_options
 from onnxforge.runtime.modelio.card import ModelCard
 from onnxforge.runtime.modelio.files import load_model
+from onnxforge.runtime.modelio.protos import static_dims
 from onnxforge.runtime.ort.device import Device, resolve_device
 from onnxforge.runtime.ort.threads import check_threads, resolve_threads
 from onnxforge.runtime.passes import pipelines
 from onnxforge.runtime.tasks.evaluation import check_for_model, evaluate, fixed_batch
-from onnxforge.runtime.tasks.task import task_for
+from onnxforge.runtime.tasks.registry import task_for
 from onnxforge.runtime.training.backends import TrainingSpec, backend_class
 from onnxforge.runtime.training.backends.base import TrainingBackend
 from onnxforge.runtime.training.callbacks import Callback, CallbackList, Checkpointing, format_record, standard_callbacks
@@ -107,7 +108,7 @@ class Trainer:
         self.card = ModelCard.from_model(self.source)
         self.task = task_for(self.card, loss)
         self.loss = self.task.default_loss if loss == "auto" else loss
-        if self.loss == "cross-entropy" and self.task.name == "regression":
+        if self.loss == "cross-entropy" and not self.task.labels_are_classes:
             raise ConfigError("loss 'cross-entropy' needs a classifier, but the model's task is regression")
         check_threads(threads)
         self.threads, self.progress, self.trust_checkpoint, self.workers = threads, progress, trust_checkpoint, workers
@@ -176,8 +177,7 @@ class Trainer:
     def check_data(self, data: Any, name: str) -> Dataset:
         """``data`` (:class:`Dataset`, ``(x, y)``, ``.npz`` path) checked for the model; ``name`` in errors."""
         out = next(o for o in self.source.graph.output if o.name == self.output_name)
-        shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in out.type.tensor_type.shape.dim)
-        return check_for_model(data, self.inputs, shape, self.card, loss=self.loss, name=name)
+        return check_for_model(data, self.inputs, static_dims(out), self.card, loss=self.loss, name=name)
 
     # -- the run ---------------------------------------------------------------------------------
     def fit(self, train: Any, val: Any = None, *, epochs: int | None = None, batch_size: int | None = None,

@@ -3,7 +3,7 @@
 ``BACKENDS`` maps each name ``Trainer(backend=...)`` and ``train --backend`` accept to its class;
 ``"auto"`` takes the first available one in the order :func:`auto_order` gives for the model.
 
-``auto_order`` follows what was measured (``stepgraph.timing.time_backends``, the backends
+``auto_order`` follows what was measured (``benchmark.timing.time_backends``, the backends
 alternating in one process on the shared 2-core machine, median of 3 rounds, three runs; onnx /
 artifacts in steps/s, AdamW and SGD): the LSTM node (T20, h64, batch 64, 2 threads) 3.2-6.0x, so
 models with an ``LSTM`` node prefer ``onnx``; the 64-128-10 MLP 0.83-0.88x (AdamW) and 0.88-1.09x

@@ -17,6 +17,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from onnxforge.runtime.autodiff import MAX_IR_VERSION, build_gradients
+from onnxforge.runtime.modelio.protos import subgraphs
 from onnxforge.runtime.training.stepgraph._rewrite import Nodes, opset_of
 from onnxforge.runtime.training.stepgraph.forward import LR, NEW, SEED, STEP, training_forward
 from onnxforge.runtime.training.stepgraph.kernels import faster_kernels
@@ -68,10 +69,9 @@ def _feeds(model: onnx.ModelProto) -> list[str]:
 def _reads(node) -> set:
     """The names ``node`` reads, its subgraphs' outer-scope names included (a superset is fine)."""
     names = {i for i in node.input if i}
-    for a in node.attribute:
-        for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
-            for n in g.node:
-                names |= _reads(n)
+    for g in subgraphs(node):
+        for n in g.node:
+            names |= _reads(n)
     return names
 
 

@@ -20,6 +20,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from onnxforge.runtime.modelio.protos import dims
+
 __all__ = ["faster_kernels"]
 
 
@@ -46,8 +48,7 @@ def _float_matrices(model: onnx.ModelProto) -> dict:
     for v in values:
         t = v.type.tensor_type
         if t.elem_type == TensorProto.FLOAT and t.HasField("shape") and len(t.shape.dim) == 2:
-            d = t.shape.dim[0]
-            out[v.name] = d.dim_value if d.HasField("dim_value") else d.dim_param or None
+            out[v.name] = dims(v)[0]
     return out
 
 
