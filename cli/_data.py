@@ -35,7 +35,7 @@ def classes_from(path: str, target: str | None, features=None, *, progress: bool
     if p.is_dir():
         return images.scan_folder(p)[0]
     if tables.is_table(p) and (target or not text.is_text(p)):
-        return tables.summarize_table(p, target, columns(features), progress=progress).classes
+        return tables.summarize_table(p, target, columns(features), progress=progress).classes or []
     if text.is_text(p):
         labels, _, _ = text.read_columns(p, "label<TAB>text", progress=progress)
         names = tables.class_names(labels)

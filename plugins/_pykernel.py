@@ -105,7 +105,7 @@ def ensure_registered(op: Op) -> str:
             ext = extensions()
             if _capacity is None:
                 _reserve(ext)
-            if _table_size(ext) >= _capacity:
+            if _table_size(ext) >= (_capacity or 0):
                 raise PluginError(
                     f"cannot register the Python kernel of op {op.qualified_name}: onnxruntime-extensions holds at "
                     f"most {_capacity} kernels per process once sessions use them; start a new process"

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import tempfile
 
+from typing import Any
+
 import numpy as np
 
 __all__ = ["RowSpill", "SPILL_BYTES"]
@@ -23,7 +25,7 @@ class RowSpill:
         self.budget = SPILL_BYTES if budget is None else budget
         self.parts: list[np.ndarray] = []
         self.held = self.rows = 0
-        self.file = None
+        self.file: Any = None  # the spill file (a NamedTemporaryFile), once the rows outgrow the budget
 
     def append(self, block: np.ndarray) -> None:
         block = np.ascontiguousarray(block, dtype=self.dtype).reshape((-1,) + self.row_shape)

@@ -67,4 +67,4 @@ def stitch(parts, rows: int | None, name: str) -> np.ndarray:
         if result is None:
             result = np.empty((rows,) + part.shape[1:], part.dtype)
         result[chunk] = part
-    return result
+    return result  # type: ignore[return-value]  # None only for no parts: datasets are checked non-empty first

@@ -53,7 +53,7 @@ def _evaluate(node: onnx.NodeProto, values: list, opset: int) -> list:
         [helper.make_tensor_value_info(f"out{i}", onnx.TensorProto.UNDEFINED, None) for i in range(len(node.output))],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    return ReferenceEvaluator(model).run(None, feeds)
+    return list(ReferenceEvaluator(model).run(None, feeds))
 
 
 def fold_constants(model: ModelProto, *, keep: set | frozenset = frozenset(), opset: int | None = None) -> tuple[ModelProto, int]:

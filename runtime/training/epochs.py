@@ -75,7 +75,7 @@ class EpochIterator:
             yield [x[at] for x in chunk_arrays], chunk_targets[at]
 
     def rng_state(self) -> dict:
-        return self.rng.bit_generator.state
+        return dict(self.rng.bit_generator.state)
 
     def set_rng_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state

@@ -93,7 +93,7 @@ class Trainer:
 
     def __init__(self, model: str | os.PathLike[str] | ModelProto, rundir: str | os.PathLike[str], *,
                  loss: str = "auto", optimizer: str = "adamw", lr: float = 1e-3, weight_decay: float = 0.01,
-                 schedule: str = "constant", warmup_steps: int = 0, freeze: Sequence[str] = (),
+                 schedule: str = "constant", warmup_steps: int = 0, freeze: str | Sequence[str] = (),
                  device: str | Device = "auto", seed: int = 0, threads: int | str | None = "auto",
                  progress: bool | str = True, backend: str = "auto", trust_checkpoint: bool = False,
                  workers: int = 1, strategy: Any = None, checkpoint_every: str | int | CheckpointPolicy = CHECKPOINT_EVERY,
@@ -112,7 +112,8 @@ class Trainer:
             raise ConfigError("loss 'cross-entropy' needs a classifier, but the model's task is regression")
         check_threads(threads)
         self.threads, self.progress, self.trust_checkpoint, self.workers = threads, progress, trust_checkpoint, workers
-        self.intra_op_threads = None if threads == "auto" else threads  # "auto" is resolved in fit()
+        # "auto" is resolved in fit()
+        self.intra_op_threads: int | None = None if threads is None or threads == "auto" else int(threads)
         self.output_name = self.card.output or self.source.graph.output[0].name
         if self.output_name not in [o.name for o in self.source.graph.output]:
             raise ConfigError(f"the model has no output {self.output_name!r} to train")
@@ -194,7 +195,7 @@ class Trainer:
         if self.workers > 1:  # the strategy runs the workers (each a Trainer of one) and adopts their run
             return self.strategy.fit(self, train, val, dict(epochs=epochs, batch_size=batch_size, shuffle=shuffle,
                                                             resume=resume, overwrite=overwrite, callback=callback, callbacks=callbacks))
-        given = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("shuffle", shuffle)) if v is not None}
+        given: dict[str, Any] = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("shuffle", shuffle)) if v is not None}
         cfg = self.config = replace(self.config, **given)
         train = self.check_data(train, "training data")
         val = self.check_data(val, "validation data") if val is not None else None
@@ -253,7 +254,7 @@ class Trainer:
         """Weights, optimizer state, progress, data order (mid-epoch: the epoch's first and how far it got)."""
         if self.plan.held:  # frozen batch norms keep their running statistics
             self.backend.load_state(replace(self.backend.state(), parameters=self.plan.values(self.source, self.plan.held)))
-        rng = epoch_rng if epoch_step else batches.rng_state()
+        rng = epoch_rng if epoch_step and epoch_rng is not None else batches.rng_state()
         props = self.state.checkpoint_properties(rng, epoch_step, epoch_loss)
         self.run.save_checkpoint(lambda tmp: self.backend.save_checkpoint(tmp, props))
 
@@ -285,4 +286,4 @@ class Trainer:
 
     def export(self, path: str | os.PathLike[str] | None = None) -> Path:
         """Write the inference model (atomically) to ``path`` or ``RUNDIR/model.onnx``."""
-        return self.run.write_model(self.inference_model(), path)
+        return self.run.write_model(self.inference_model(), None if path is None else Path(path))

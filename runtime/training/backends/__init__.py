@@ -15,6 +15,8 @@ differentiate (a Softplus, a reverse LSTM) goes to ``onnx`` first as well."""
 
 from __future__ import annotations
 
+from onnx import ModelProto
+
 from onnxforge.runtime.errors import ConfigError, RuntimeUnavailableError
 from onnxforge.runtime.training.backends.artifacts import ArtifactsBackend
 from onnxforge.runtime.training.backends.base import BackendState, TrainingBackend, TrainingSpec
@@ -23,14 +25,14 @@ from onnxforge.runtime.training.backends.onnx import OnnxBackend
 __all__ = ["BACKENDS", "BACKEND_CHOICES", "auto_order", "backend_class", "BackendState", "TrainingBackend",
            "TrainingSpec"]
 
-BACKENDS: dict[str, type] = {
+BACKENDS: dict[str, type[TrainingBackend]] = {
     ArtifactsBackend.name: ArtifactsBackend,
     OnnxBackend.name: OnnxBackend,
 }
 BACKEND_CHOICES = ("auto", *BACKENDS)
 
 
-def auto_order(model=None) -> list[type]:
+def auto_order(model: ModelProto | None = None) -> list[type[TrainingBackend]]:
     """The backends ``"auto"`` tries for ``model``, faster first (see the module docstring)."""
     order = list(BACKENDS.values())
     if model is not None and (any(n.op_type == "LSTM" for n in model.graph.node) or _artifacts_cannot_train(model)):
@@ -52,7 +54,7 @@ def _artifacts_cannot_train(model) -> bool:
     return bool(untrainable_ops(prepared, trainable_parameters(prepared)))
 
 
-def backend_class(name: str, model=None) -> type:
+def backend_class(name: str, model: ModelProto | None = None) -> type[TrainingBackend]:
     """The backend class for ``name`` ("auto": the first available of :func:`auto_order` for
     ``model``), or a one-line error."""
     if name == "auto":

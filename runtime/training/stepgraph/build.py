@@ -11,6 +11,7 @@ step's inputs), and optionally the model's output. Only ``ai.onnx`` ops, opset >
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import onnx
@@ -108,7 +109,7 @@ def _finish(model: onnx.ModelProto, outputs: list[onnx.ValueInfoProto]) -> onnx.
 
 
 def build_step(model: onnx.ModelProto, *, output: str, loss: str, optimizer: str, trainable: list[str],
-               buffers: list[str] = (), feed_shapes: dict | None = None, ignore_index: int | None = None,
+               buffers: Sequence[str] = (), feed_shapes: dict | None = None, ignore_index: int | None = None,
                weight_decay: float = 0.0, with_output: bool = False, pack: bool = True) -> StepGraph:
     """The training step of ``model`` (plugin functions inlined; frozen parameters left as
     initialisers). ``feed_shapes`` maps data inputs to a batch's shape (fixes their non-batch dims).
@@ -161,7 +162,7 @@ def build_step(model: onnx.ModelProto, *, output: str, loss: str, optimizer: str
                      output if with_output else None, packing, scalars, float(weight_decay))
 
 
-def build_eval(model: onnx.ModelProto, *, output: str, loss: str, params: list[str], buffers: list[str] = (),
+def build_eval(model: onnx.ModelProto, *, output: str, loss: str, params: list[str], buffers: Sequence[str] = (),
                ignore_index: int | None = None) -> StepGraph:
     """The evaluation model: ``params`` and ``buffers`` as inputs, outputs ``loss`` and ``output``
     (inference semantics: no dropout, running statistics, LSTM nodes kept)."""
