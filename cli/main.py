@@ -17,7 +17,7 @@ from onnxforge.runtime.errors import OnnxforgeError
 COMMANDS = {"build": "build", "train": "train", "eval": "evaluate", "infer": "infer", "inspect": "inspect",
             "doctor": "doctor", "demo": "demo", "bench": "bench", "serve": "serve", "plugins": "plugins",
             "convert": "convert", "weights": "weights", "plot": "plot", "embeddings": "embeddings",
-            "generate": "generate"}
+            "generate": "generate", "bundle": "bundle"}
 
 
 def _summary(module: str) -> str:

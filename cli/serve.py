@@ -63,11 +63,30 @@ class Host(click.ParamType):
               help="Seconds between --watch's looks at the model folders.")
 @click.option("--grpc-port", type=click.IntRange(0, 65535), default=None,
               help="Also serve the protocol's gRPC service (inference.GRPCInferenceService) on this port.")
+@click.option("--repository-control", is_flag=True,
+              help="Allow loading and unloading models (POST /v2/repository/models/NAME/load, /unload and gRPC's "
+                   "RepositoryModelLoad/Unload); off, they are refused with 403.")
+@click.option("--repository-token", envvar="ONNXFORGE_REPOSITORY_TOKEN", default=None, metavar="TOKEN",
+              help="With --repository-control: load and unload need 'Authorization: Bearer TOKEN' "
+                   "[env: ONNXFORGE_REPOSITORY_TOKEN, which keeps it out of the process list].")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="Also answer requests whose Host is NAME (repeatable; '*': any). A server on a loopback address "
+                   "answers only loopback Hosts and localhost; behind a proxy, name the Host the proxy sends.")
+@click.option("--allow-origin", "allow_origins", multiple=True, metavar="ORIGIN",
+              help="Also answer browser requests from ORIGIN (https://app.example.com; repeatable); requests from "
+                   "other sites' pages are refused.")
+@click.option("--warmup-timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              help="Seconds a model's warm-up (its first run) may take; a model that runs longer is refused.")
+@click.option("--adapters", "adapters", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Serve the one base MODEL with every DIR/NAME.onnx_adapter (LoRA adapters, e.g. a run's "
+                   "adapters.onnx_adapter) over one session; a request picks one with {\"parameters\": {\"adapter\": "
+                   "\"NAME\"}}, without it the base answers. With --watch, files that come and go are added and dropped.")
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True,
               help="Log detail on stderr; debug logs one line per request.")
 def command(models, host, port, device, threads, max_concurrency, max_queue, max_batch, max_delay_ms,
             max_body_mb, body_timeout, max_header_kb, header_timeout, idle_timeout, max_connections, no_warmup,
-            watch, watch_interval, grpc_port, log_level):
+            watch, watch_interval, grpc_port, repository_control, repository_token, allow_hosts, allow_origins,
+            warmup_timeout, adapters, log_level):
     """Serve MODELS (.onnx files, or folders whose every .onnx is served) over HTTP with the Open
     Inference Protocol v2, the REST API of KServe and Triton: GET /v2/health/live,
     /v2/health/ready, /v2, /v2/models/NAME, /v2/models/NAME/ready and POST
@@ -86,7 +105,11 @@ def command(models, host, port, device, threads, max_concurrency, max_queue, max
     options = dict(host=host, port=port, device=device, threads=threads, max_queue=max_queue,
                    max_batch=max_batch, max_delay_ms=max_delay_ms, max_body_mb=max_body_mb, body_timeout_s=body_timeout,
                    max_header_kb=max_header_kb, header_timeout_s=header_timeout, idle_timeout_s=idle_timeout,
-                   warmup=not no_warmup, watch=watch, watch_interval_s=watch_interval, grpc_port=grpc_port)
+                   warmup=not no_warmup, watch=watch, watch_interval_s=watch_interval, grpc_port=grpc_port,
+                   repository_control=repository_control, repository_token=repository_token,
+                   allowed_hosts=tuple(allow_hosts), allowed_origins=tuple(allow_origins),
+                   warmup_timeout_s=warmup_timeout,
+                   adapters=adapters)
     if max_concurrency:
         options["max_concurrency"] = max_concurrency
     if max_connections:
@@ -97,7 +120,11 @@ def command(models, host, port, device, threads, max_concurrency, max_queue, max
         names = ", ".join(sorted(srv.models))
         batching = f", batching up to {max_batch} rows within {max_delay_ms:g} ms" if max_batch > 1 else ""
         extra = f", gRPC on port {grpc_port}" if grpc_port is not None else ""
-        extra += ", watching the model files" if watch else ""
+        extra += ", watching the model files" if watch and adapters is None else ""
+        if srv.adapters is not None:
+            served = srv.adapters.session.adapters
+            extra += (f", {len(served)} adapter(s) from {adapters} ({', '.join(sorted(served)) or 'none yet'})"
+                      + (", watching the folder" if watch else ""))
         click.echo(f"Serving {len(srv.models)} model(s) ({names}) on {srv.url} with the Open Inference "
                    f"Protocol v2{batching}{extra}; SIGTERM or Ctrl+C stops it.", err=True)
 

@@ -87,6 +87,14 @@ def _interrupted(trainer, rundir: Path, data: str, val: str | None) -> str:
 @click.option("--no-shuffle", is_flag=True, help="Visit the examples in file order every epoch.")
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
               help="What computes the training steps; auto takes the first available.")
+@click.option("--lora", type=click.IntRange(min=1), default=None, metavar="RANK",
+              help="Train low-rank adapters of this rank on the MatMul/Gemm weights and nothing else; the run folder "
+                   "gets model.onnx (merged), model.lora.onnx and adapters.onnx_adapter (ONNX Runtime's format).")
+@click.option("--lora-alpha", type=click.FloatRange(min=0, min_open=True), default=None, metavar="A",
+              help="LoRA alpha: the adapters are scaled by A/RANK [default: RANK, scale 1].")
+@click.option("--lora-targets", multiple=True, metavar="GLOB",
+              help="Adapt only the weights (initializer names) matching this glob (repeatable) [default: every 2-D "
+                   "weight of a MatMul or Gemm].")
 @click.option("--device", type=DEVICE, default="auto", show_default=True,
               help="Where to train; auto takes CUDA only when it really works.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
@@ -112,7 +120,7 @@ def _interrupted(trainer, rundir: Path, data: str, val: str | None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.pass_context
 def command(ctx, model, data, val, target, features, epochs, batch_size, lr, optimizer, weight_decay, schedule, warmup_steps, loss,
-            freeze, seed, no_shuffle, backend, device, workers, engine, threads, rundir, resume, overwrite,
+            freeze, seed, no_shuffle, backend, lora, lora_alpha, lora_targets, device, workers, engine, threads, rundir, resume, overwrite,
             checkpoint_every, trust_checkpoint, quiet, as_json):
     """Train MODEL on --data with ONNX Runtime and write the run folder.
 
@@ -129,6 +137,13 @@ def command(ctx, model, data, val, target, features, epochs, batch_size, lr, opt
     if model is None and not (resume and rundir):
         raise click.UsageError("Missing argument 'MODEL' (it may be left out only with --resume and --out).")
     rundir = Path(rundir) if rundir else Path("runs") / Path(model).stem
+    if lora is None and (lora_alpha is not None or lora_targets):
+        raise click.UsageError("--lora-alpha and --lora-targets need --lora RANK")
+    adapters = None
+    if lora is not None:
+        from onnxforge.runtime.adapters import LoRA
+
+        adapters = LoRA(lora, alpha=lora_alpha, targets=tuple(lora_targets) or None)
     common = dict(device=device, threads=threads or "auto", progress=not quiet, checkpoint_every=checkpoint_every)
     if workers > 1 or engine == "ray":
         from onnxforge.runtime.distributed.ray_train import RayTrain
@@ -138,6 +153,8 @@ def command(ctx, model, data, val, target, features, epochs, batch_size, lr, opt
         common.update(workers=workers, strategy=RayTrain(use_gpu=device == "cuda"))
     if resume:
         given = _given(ctx, locals())
+        if adapters is not None:
+            given["lora"] = adapters.record()
         if "batch_size" in given:  # the run folder records the global batch
             given["batch_size"] *= workers
         fit_given = {k: given.pop(k) for k in ("epochs", "batch_size", "shuffle") if k in given}
@@ -146,7 +163,7 @@ def command(ctx, model, data, val, target, features, epochs, batch_size, lr, opt
     else:
         trainer = Trainer(model, rundir, loss=loss, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                           schedule=schedule, warmup_steps=warmup_steps, freeze=freeze, seed=seed, backend=backend,
-                          **common)
+                          lora=adapters, **common)
         fit_kw = dict(epochs=epochs, batch_size=batch_size, shuffle=not no_shuffle)
     if not quiet and not as_json:
         click.echo(f"training on {trainer.device.name} ({trainer.device.reason}) with the {trainer.backend_name} backend; "
@@ -167,7 +184,10 @@ def command(ctx, model, data, val, target, features, epochs, batch_size, lr, opt
     final = history[-1] if history else {}
     result = {"rundir": str(rundir), "model": str(rundir / "model.onnx"), "device": trainer.device.name,
               "backend": trainer.backend_name, "loss_function": trainer.loss, "epochs": trainer.epoch,
-              "steps": trainer.step, "nothing_done": trainer.finished_before, "final": final, "history": history}
+              "steps": trainer.step, "nothing_done": trainer.finished_before, "final": final, "history": history,
+              **trainer.parameter_counts()}
+    if trainer.lora is not None:
+        result.update(lora_model=str(rundir / "model.lora.onnx"), adapters=str(rundir / "adapters.onnx_adapter"))
     if as_json:
         print_json(result)
         return
@@ -175,3 +195,7 @@ def command(ctx, model, data, val, target, features, epochs, batch_size, lr, opt
         click.echo(f"nothing was done: the run in '{rundir}' already finished its {trainer.epoch} epochs")
     click.echo(f"trained {trainer.epoch} epochs ({trainer.step} steps): {format_record(final)}")
     click.echo(f"model: {rundir / 'model.onnx'}   history: {rundir / 'metrics.json'}")
+    if trainer.lora is not None:
+        counts = trainer.parameter_counts()
+        click.echo(f"LoRA: {counts['trainable_parameters']:,} of {counts['total_parameters']:,} parameters trained; "
+                   f"adapters: {rundir / 'adapters.onnx_adapter'}   with adapter inputs: {rundir / 'model.lora.onnx'}")

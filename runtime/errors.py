@@ -32,6 +32,8 @@ __all__ = [
     "NotFoundError",
     "RequestTimeoutError",
     "ServerBusyError",
+    "ForbiddenError",
+    "UnauthorizedError",
     "first_line",
 ]
 
@@ -129,3 +131,16 @@ class ServerBusyError(OnnxforgeError):
 
     http_status = 503
     retry_after = 1
+
+
+class ForbiddenError(OnnxforgeError):
+    """The server refuses the request whoever sends it: a switched-off endpoint (repository
+    control without ``--repository-control``), a Host or Origin it does not serve."""
+
+    http_status = 403
+
+
+class UnauthorizedError(OnnxforgeError):
+    """The request lacks the credentials the endpoint asks for (``--repository-token``)."""
+
+    http_status = 401

@@ -11,10 +11,10 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxforge.runtime.autodiff import _tidy
 from onnxforge.runtime.autodiff._emitter import FLOAT_TYPES, Emitter
 from onnxforge.runtime.autodiff._errors import AutodiffError, UnsupportedOpError
-from onnxforge.runtime.autodiff.ops import NON_DIFFERENTIABLE, RULES, _sequence
+from onnxforge.runtime.autodiff.ops import NON_DIFFERENTIABLE, RULES, ZERO, _sequence
 
-__all__ = ["build_gradients", "describe_missing", "gradient_model", "missing_rules", "prepare", "MIN_OPSET",
-           "MAX_IR_VERSION"]
+__all__ = ["build_gradients", "describe_missing", "grad_outputs", "gradient_model", "missing_rules", "prepare",
+           "MIN_OPSET", "MAX_IR_VERSION"]
 
 MIN_OPSET = 17
 MAX_IR_VERSION = 10  # ONNX Runtime 1.19 loads IR <= 10; emitted models keep the input's IR when lower
@@ -85,6 +85,9 @@ def _infer(model: onnx.ModelProto) -> dict:
             continue
         t = vi.type.tensor_type
         if not vi.type.HasField("tensor_type"):
+            kind = vi.type.WhichOneof("value")
+            if kind:  # "sequence", "optional", "map", "sparse_tensor": the element-type slot names the kind
+                info[vi.name] = (kind.replace("_type", ""), None)
             continue
         dims = None
         if t.HasField("shape"):
@@ -158,6 +161,34 @@ def _is_float(info, name) -> bool:
     return info.get(name, (None, None))[0] in FLOAT_TYPES
 
 
+def _may_carry(info, name) -> bool:
+    """Whether ``name`` can carry a derivative: a float tensor, a sequence/optional/map (which may
+    hold float tensors), or a value whose type shape inference could not find. Only tensors known
+    to be integer, boolean or string are piecewise constant (their derivative is zero)."""
+    elem = info.get(name, (None, None))[0]
+    return elem is None or isinstance(elem, str) or elem in FLOAT_TYPES
+
+
+def _kind(info, name) -> str:
+    elem = info.get(name, (None, None))[0]
+    if isinstance(elem, str):
+        return f"a {elem} value"
+    if elem is None:
+        return "a value of unknown type"
+    return "a float tensor" if elem in FLOAT_TYPES else "a non-float tensor"
+
+
+def grad_outputs(rule, node) -> tuple:
+    """The output indices whose cotangents ``rule`` uses for ``node`` (its ``GRAD_OUTPUTS``:
+    indices, "all", or a function of the node; default: the first output only)."""
+    declared = getattr(rule, "GRAD_OUTPUTS", (0,))
+    if callable(declared):
+        declared = declared(node)
+    if declared == "all":
+        return tuple(range(len(node.output)))
+    return tuple(declared)
+
+
 def _rule(node):
     if node.domain not in ("", "ai.onnx"):
         return None
@@ -165,13 +196,18 @@ def _rule(node):
 
 
 def _activity(graph, info, wrt, of):
-    """Names that depend on ``wrt`` through float values, and names ``of`` depends on."""
+    """Names that depend on ``wrt`` through values that can carry a derivative, and that ``of``
+    depends on. A value is cut from the path only where its derivative is provably zero: outputs
+    of ops declared non-differentiable (next to the registry) and tensors known to be integer,
+    boolean or string. Sequences, optionals and values of unknown type stay on the path, so that
+    an op no rule covers is refused instead of being skipped (GPT-2's all-zero gradients came from
+    SplitToSequence's sequence output being treated as a constant)."""
     fwd = set(w for w in wrt if _is_float(info, w))
     for node in graph.node:
         if node.domain in ("", "ai.onnx") and node.op_type in NON_DIFFERENTIABLE:
             continue
         if any(i in fwd for i in _node_inputs(node)):
-            fwd.update(o for o in node.output if o and _is_float(info, o))
+            fwd.update(o for o in node.output if o and _may_carry(info, o))
     bwd = {of}
     for node in reversed(graph.node):
         if any(o in bwd for o in node.output if o):
@@ -193,11 +229,22 @@ def _check_rules(graph, info, active, of) -> list:
             domain = f" of domain {node.domain!r}" if node.domain not in ("", "ai.onnx") else ""
             problems.append((node.op_type, node.name, out, f"no gradient rule for this op{domain}"))
             continue
+        used = grad_outputs(rule, node)
+        for idx, o in enumerate(node.output):
+            if o and o in active and idx not in used:
+                problems.append((node.op_type, node.name, o, f"output {idx} ({o!r}) lies on the path to the loss but "
+                                 "the rule does not differentiate it"))
         blocked = getattr(rule, "NON_DIFFERENTIABLE_INPUTS", ())
         for idx, inp in enumerate(node.input):
             if inp and inp in active and idx in blocked:
                 problems.append((node.op_type, node.name, out,
                                  f"input {idx} ({inp!r}) needs a gradient but the op is not differentiable in it"))
+        if not getattr(rule, "NON_TENSOR", False):  # sequences of tensors are the sequence rules' (ops/_sequence)
+            for v in [i for i in node.input if i in active] + [o for o in node.output if o in active]:
+                if not _is_float(info, v) and info.get(v, (None, None))[0] is not None:
+                    problems.append((node.op_type, node.name, out,
+                                     f"{v!r} is {_kind(info, v)} on the path to the loss; the rule handles float "
+                                     "tensors only"))
         sub = _subgraph_inputs(node) & active
         if sub and not getattr(rule, "SUBGRAPHS", False):
             problems.append((node.op_type, node.name, out, f"its subgraphs read {sorted(sub)} which need gradients"))
@@ -232,12 +279,22 @@ def missing_rules(model, wrt=None, of=None, *, reasons: bool = False) -> list[tu
         info = _infer(model)
         active = _activity(graph, info, set(wrt), of)
         found = [(op, name, why) for op, name, _, why in _check_rules(graph, info, active, of)]
+        if not found:  # what only building finds (a rank unknown, a form a rule meets while emitting)
+            try:
+                build_gradients(model, wrt, of)
+            except UnsupportedOpError as exc:
+                found = [(op, name, _reason(exc)) for op, name, _ in exc.missing] or [("?", "", _reason(exc))]
     seen, out = set(), []
     for op, name, why in found:
         if (op, name) not in seen:
             seen.add((op, name))
             out.append((op, name, why) if reasons else (op, name))
     return out
+
+
+def _reason(exc) -> str:
+    text = str(exc)
+    return text.split(": ", 1)[1] if text.startswith("cannot differentiate ") and ": " in text else text
 
 
 def describe_missing(found) -> str:
@@ -334,11 +391,15 @@ def build_gradients(model, wrt, of: str, seed: str | None = None, *, grad_names:
         if not any(need):
             continue
         ctx.node = node
-        grads = rule.vjp(ctx, node, dys, need)
+        grads = list(rule.vjp(ctx, node, dys, need))
         ctx.node = None
-        for inp, g, n in zip(reads, grads, need):
-            if n and g is not None:
-                contributions.setdefault(inp, []).append(g)
+        for idx, (inp, g, n) in enumerate(zip(reads, grads + [None] * len(reads), need)):
+            if not n or g is ZERO:
+                continue
+            if g is None:  # a rule that forgets an input would give a silent zero: never
+                raise AutodiffError(f"internal: the rule of op {node.op_type!r} (node {node.name!r}) gave no "
+                                    f"gradient for {inp!r} (read {idx}), which is on the path to {of!r}")
+            contributions.setdefault(inp, []).append(g)
 
     result = {}
     produced = {o: n for n in ctx.nodes for o in n.output}

@@ -61,8 +61,9 @@ class ValueFacts:
 
     def np_dtype(self, name: str):
         e = self.elem(name)
-        if e is None:
-            raise AutodiffError(f"the element type of {name!r} is unknown (shape inference found none)")
+        if e is None or isinstance(e, str):
+            why = "unknown (shape inference found none)" if e is None else f"that of a {e}, not a tensor"
+            raise AutodiffError(f"the element type of {name!r} is {why}")
         return helper.tensor_dtype_to_np_dtype(e)
 
     def dims(self, name: str):

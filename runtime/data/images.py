@@ -29,6 +29,10 @@ __all__ = ["IMAGE_SUFFIXES", "RESIZE_RULES", "ImageSpec", "is_image", "scan_fold
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 RESIZE_RULES = ("refuse", "stretch")
 PIXEL_SCALE = 1.0 / 255.0
+# Pixels an image may declare before it is decoded (its header is read first): 4096x4096, or the
+# model's own size if larger. A few KB of PNG can declare gigapixels; Pillow's own bomb check
+# allows about 179 million (over 500 MB of RGB) before it refuses.
+MAX_DECODE_PIXELS = 4096 * 4096
 
 
 def is_image(path) -> bool:
@@ -74,6 +78,18 @@ def _pil():
     return Image
 
 
+def _check_declared_size(size, spec: ImageSpec, where: str) -> None:
+    width, height = int(size[0]), int(size[1])
+    if (width, height) != (spec.width, spec.height) and spec.resize != "stretch":
+        raise DataError(f"image {where} is {width}x{height} pixels; the model takes {spec.width}x"
+                        f"{spec.height} and its rule refuses other sizes (build it with --resize stretch to "
+                        "resize images)")
+    cap = max(MAX_DECODE_PIXELS, spec.width * spec.height)
+    if width * height > cap:
+        raise DataError(f"image {where} declares {width}x{height} pixels, more than the {cap} an image may have "
+                        f"before it is decoded; send it at most 4096x4096 (the model takes {spec.width}x{spec.height})")
+
+
 def decode_image(source, spec: ImageSpec, where: str | None = None) -> np.ndarray:
     """A path or encoded bytes decoded to float32 ``[C, H, W]`` by ``spec``'s rule; ``where`` names
     the image in errors (default: its path, or "image bytes")."""
@@ -81,17 +97,16 @@ def decode_image(source, spec: ImageSpec, where: str | None = None) -> np.ndarra
     where = where or (f"'{source}'" if isinstance(source, (str, Path)) else "image bytes")
     try:
         with Image.open(io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview)) else source) as im:
+            _check_declared_size(im.size, spec, where)  # from the header, before any pixel is decoded
             im = im.convert("L" if spec.channels == 1 else "RGB")
+    except DataError:
+        raise
     except FileNotFoundError:
         raise DataError(f"image {where} does not exist") from None
     except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"image {where} cannot be decoded ({text[:160]})") from None
     if im.size != (spec.width, spec.height):
-        if spec.resize != "stretch":
-            raise DataError(f"image {where} is {im.size[0]}x{im.size[1]} pixels; the model takes {spec.width}x"
-                            f"{spec.height} and its rule refuses other sizes (build it with --resize stretch to "
-                            "resize images)")
         im = im.resize((spec.width, spec.height), Image.BILINEAR)
     pixels = np.asarray(im, np.float32) * np.float32(spec.pixel_scale)
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)

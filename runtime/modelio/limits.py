@@ -17,8 +17,11 @@ limit                     what it bounds                           default (envi
                           inlined                                  (``ONNXFORGE_MAX_INLINED_NODES``)
 ``max_depth``             subgraphs nested in subgraphs            8 (``ONNXFORGE_MAX_DEPTH``)
 ``max_materialized_mb``   bytes of the tensors declared by         1024 MiB
-                          sparse initialisers, ConstantOfShape     (``ONNXFORGE_MAX_MATERIALIZED_MB``)
-                          and Expand, all together
+                          sparse initialisers, ConstantOfShape,    (``ONNXFORGE_MAX_MATERIALIZED_MB``)
+                          Expand, Tile and Range whose sizes
+                          constants fix (followed through
+                          Identity, Reshape, Cast, Concat, Shape,
+                          arithmetic: :mod:`.sizes`), all together
 ========================  =======================================  ==========================
 
 A function that calls itself, directly or through others, is always refused. Pass
@@ -32,10 +35,11 @@ import math
 import os
 from dataclasses import dataclass, fields
 
-from onnx import AttributeProto, GraphProto, ModelProto, TensorProto, numpy_helper
+from onnx import AttributeProto, GraphProto, ModelProto
 
 from onnxforge.runtime.errors import ConfigError, ModelError
 from onnxforge.runtime.modelio.dtypes import storage_bytes
+from onnxforge.runtime.modelio.sizes import MAKERS, Known
 
 __all__ = ["LoadLimits", "check_limits"]
 
@@ -91,54 +95,39 @@ class _Walk:
     def fail(self, message: str) -> ModelError:
         return ModelError(f"{self.what}: {message}")
 
-    def graph(self, graph: GraphProto, depth: int, where: str) -> None:
+    def graph(self, graph: GraphProto, depth: int, where: str, outer: Known | None = None) -> None:
         if depth > self.limits.max_depth:
             raise self.fail(f"subgraphs nest {depth} deep, over the limit max_depth={self.limits.max_depth} "
                             f"(set LoadLimits or {_ENV['max_depth']} to allow more); at {where}")
-        consts = {t.name: t for t in graph.initializer}
+        known = Known(outer)
+        for t in graph.initializer:
+            known.constant(t.name, t)
         for s in graph.sparse_initializer:
             self.declare(_tensor_bytes(s.values.data_type, s.dims), f"sparse initializer '{s.values.name}'")
-        self.body(graph.node, consts, depth, where)
+        self.body(graph.node, known, depth, where)
 
-    def body(self, nodes, consts: dict, depth: int, where: str) -> None:
+    def body(self, nodes, known: Known, depth: int, where: str) -> None:
         self.nodes += len(nodes)
         if self.nodes > self.limits.max_nodes:
             raise self.fail(f"it has more than {self.limits.max_nodes} nodes, the limit max_nodes "
                             f"(set LoadLimits or {_ENV['max_nodes']} to allow more)")
         for node in nodes:
-            if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and node.output:
-                consts[node.output[0]] = node
-            self.materializes(node, consts)
+            self.materializes(node, known)
             label = f"node '{node.name or node.op_type}'"
-            self.attributes(node.attribute, depth, f"{where} > {label}")
+            self.attributes(node.attribute, depth, f"{where} > {label}", known)
 
-    def attributes(self, attrs, depth: int, where: str) -> None:
+    def attributes(self, attrs, depth: int, where: str, known: Known | None = None) -> None:
         """Sparse tensors in attributes (densified) and subgraphs (one level deeper)."""
         for attr in attrs:
             for s in ([attr.sparse_tensor] if attr.HasField("sparse_tensor") else []) + list(attr.sparse_tensors):
                 self.declare(_tensor_bytes(s.values.data_type, s.dims), f"sparse attribute '{attr.name}' of {where}")
             for g in _subgraphs(attr):
-                self.graph(g, depth + 1, where)
+                self.graph(g, depth + 1, where, known)
 
-    def materializes(self, node, consts: dict) -> None:
-        if node.domain not in ("", "ai.onnx") or node.op_type not in ("ConstantOfShape", "Expand"):
-            return
-        slot = 0 if node.op_type == "ConstantOfShape" else 1
-        shape = _const_ints(consts.get(node.input[slot])) if len(node.input) > slot else None
-        if shape is None or any(d < 0 for d in shape):
-            return
-        if node.op_type == "ConstantOfShape":
-            value = next((a.t for a in node.attribute if a.name == "value"), None)
-            dtype = value.data_type if value is not None else TensorProto.FLOAT
-        else:
-            source = consts.get(node.input[0])
-            dtype = source.data_type if isinstance(source, TensorProto) else TensorProto.FLOAT
-            if isinstance(source, TensorProto):  # the output broadcasts the input's shape with ``shape``
-                dims = list(source.dims)
-                width = max(len(dims), len(shape))
-                dims, shape = [1] * (width - len(dims)) + dims, [1] * (width - len(shape)) + shape
-                shape = [b if a == 1 else a for a, b in zip(dims, shape)]
-        self.declare(_tensor_bytes(dtype, shape), f"{node.op_type} node '{node.name or node.output[0]}'")
+    def materializes(self, node, known: Known) -> None:
+        size = known.node(node)
+        if size is not None and node.op_type in MAKERS:
+            self.declare(size, f"{node.op_type} node '{node.name or node.output[0]}'")
 
     def declare(self, size: int, where: str) -> None:
         self.materialized += size
@@ -216,29 +205,6 @@ def _tensor_bytes(data_type: int, dims) -> int:
         return math.prod(max(int(d), 0) for d in dims)
 
 
-def _const_ints(source) -> list[int] | None:
-    """The int64 values of an initialiser or ``Constant`` node, when small enough to read."""
-    tensor = None
-    if isinstance(source, TensorProto):
-        tensor = source
-    elif source is not None:
-        for a in source.attribute:
-            if a.name == "value":
-                tensor = a.t
-            elif a.name == "value_ints":
-                return list(a.ints)
-            elif a.name == "value_int":
-                return [a.i]
-    if tensor is None or tensor.data_type != TensorProto.INT64 or math.prod(tensor.dims) > 64:
-        return None
-    if tensor.data_location == TensorProto.EXTERNAL:
-        return None
-    try:
-        return [int(v) for v in numpy_helper.to_array(tensor).reshape(-1)]
-    except Exception:  # noqa: BLE001 - malformed: the loader's other checks report it
-        return None
-
-
 def check_limits(model: ModelProto, what: str, limits: LoadLimits | None = None) -> None:
     """Raise :class:`ModelError` when ``model`` exceeds ``limits`` (default: :meth:`LoadLimits.from_env`)."""
     limits = limits or LoadLimits.from_env()
@@ -247,7 +213,7 @@ def check_limits(model: ModelProto, what: str, limits: LoadLimits | None = None)
     for key, f in walk.functions.items():
         where = f"function '{key[0]}.{key[1]}'"
         walk.attributes(f.attribute_proto, 0, f"{where} (default attributes)")
-        walk.body(f.node, {}, 0, where)
+        walk.body(f.node, Known(), 0, where)
     inlined = walk.inlined_size(model.graph)
     if inlined > limits.max_inlined_nodes:
         raise walk.fail(f"its functions inline to {inlined} nodes, over the limit max_inlined_nodes="

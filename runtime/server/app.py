@@ -19,6 +19,8 @@ import threading
 import time
 
 from onnxforge.runtime.errors import ConfigError
+from onnxforge.runtime.server.adapters import AdapterServing
+from onnxforge.runtime.server.access import Access
 from onnxforge.runtime.server.config import ServerConfig, check_config
 from onnxforge.runtime.server.grpc.service import GrpcServer, Servicer
 from onnxforge.runtime.server.infer import Engine
@@ -42,6 +44,12 @@ class Server:
         self.config = config or ServerConfig()
         check_config(self.config)
         cfg = self.config
+        self.adapters = None  # --adapters: one base model and its adapter folder
+        if cfg.adapters is not None:
+            if isinstance(models, dict):
+                raise ConfigError("adapters= serves model files (one base model), not sessions")
+            self.adapters = AdapterServing(models, cfg.adapters, device=cfg.device, threads=cfg.threads)
+            models = {self.adapters.name: self.adapters.model}
         if isinstance(models, dict):
             given = {name: m if isinstance(m, ServedModel) else ServedModel(name, m) for name, m in models.items()}
             self.repository = Repository(models=given)
@@ -55,12 +63,15 @@ class Server:
         self.scheduler.on_wait = self.metrics.queue_wait.observe
         self.scheduler.on_batch = self.metrics.batch_rows.observe
         self.engine = Engine(self.scheduler, cfg)
+        if self.adapters is not None:
+            self.adapters.count_into(self.metrics.registry)
         for model in self.repository.all_models():  # loaded before anyone listened
             self.metrics.on_repository("load", None, model)
         self.repository.listeners.append(self.metrics.on_repository)
         self.repository.listeners.append(self._retire)
-        self.watcher = Watcher(self.repository, cfg.watch_interval_s, self.metrics.on_watch) if cfg.watch else None
-        self.grpc = GrpcServer(Servicer(self.repository, self.engine, self.metrics, server_info), cfg) \
+        watch_files = cfg.watch and self.adapters is None  # with --adapters, --watch watches the adapter folder
+        self.watcher = Watcher(self.repository, cfg.watch_interval_s, self.metrics.on_watch) if watch_files else None
+        self.grpc = GrpcServer(Servicer(self.repository, self.engine, self.metrics, server_info, Access(cfg)), cfg) \
             if cfg.grpc_port is not None else None
         self._loop = None
         self._tasks: list = []
@@ -88,6 +99,8 @@ class Server:
             await self.grpc.start()
         if self.watcher is not None:
             self._tasks.append(self._loop.create_task(self.watcher.run()))
+        if self.adapters is not None and self.config.watch:
+            self._tasks.append(self._loop.create_task(self.adapters.watch(self.config.watch_interval_s)))
 
     async def _on_stop(self) -> None:
         for task in self._tasks:

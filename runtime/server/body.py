@@ -12,16 +12,19 @@ __all__ = ["read_body", "check_content_type", "decompress", "compress", "DRAIN_B
 
 COMPRESS_MIN_BYTES = 1024
 DRAIN_BYTES = 64 << 20  # past the body limit, read (and drop) this much so the client sees the 400
-# Content-Types an inference body may declare (or none): JSON, the binary extension, and what
-# curl -d and plain-text clients send for a JSON body.
-BODY_TYPES = ("application/json", "application/octet-stream", "application/x-www-form-urlencoded", "text/plain")
+# Content-Types an inference body may declare (or none, as Triton's clients send): JSON and the
+# binary extension. The types a browser may send cross-site without asking first (text/plain,
+# application/x-www-form-urlencoded, multipart/form-data) are refused, so no other site's page
+# can make a visitor's browser run inference here.
+BODY_TYPES = ("application/json", "application/octet-stream")
 
 
 def check_content_type(value: str | None) -> None:
     media = (value or "").split(";")[0].strip().lower()
     if media and media not in BODY_TYPES:
         raise InputError(f"Content-Type {value[:80]!r} is not an inference request; send application/json, "
-                         f"or application/octet-stream with an Inference-Header-Content-Length header")
+                         f"or application/octet-stream with an Inference-Header-Content-Length header "
+                         f"(curl: -H 'Content-Type: application/json')")
 
 
 async def read_body(request, limit: int, limit_mb: float) -> bytes:

@@ -47,6 +47,12 @@ class ServerConfig:
     watch: bool = False  # load changed and new model files while serving (--watch)
     watch_interval_s: float = 1.0  # how often --watch looks at the model folders
     grpc_port: int | None = None  # also serve the protocol's gRPC service on this port (0: a free one)
+    repository_control: bool = False  # allow load/unload (--repository-control); off: 403
+    repository_token: str | None = None  # with control: load/unload need "Authorization: Bearer TOKEN"
+    allowed_hosts: tuple = ()  # Host names answered besides loopback ones (--allow-host; "*": any)
+    allowed_origins: tuple = ()  # browser origins answered besides the server's own (--allow-origin)
+    warmup_timeout_s: float = 60.0  # a model's warm-up (its first run) must end within this, else refused
+    adapters: str | None = None  # serve the one base model with every DIR/NAME.onnx_adapter (see .adapters)
 
     @property
     def max_body_bytes(self) -> int:
@@ -73,8 +79,18 @@ def check_config(config: ServerConfig) -> None:
     port = config.grpc_port
     if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535):
         raise ConfigError(f"grpc_port must be a port number from 0 to 65535; got {port!r}")
+    token = config.repository_token
+    if token is not None:
+        if not isinstance(token, str) or not token.strip() or not token.isascii() or not token.isprintable():
+            raise ConfigError("repository_token must be a non-empty string of printable ASCII characters")
+        if not config.repository_control:
+            raise ConfigError("repository_token is given but repository control is off; add --repository-control")
+    for name in ("allowed_hosts", "allowed_origins"):
+        value = getattr(config, name)
+        if isinstance(value, str) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise ConfigError(f"{name} must be a list of non-empty names; got {value!r}")
     for name in ("max_body_mb", "body_timeout_s", "max_header_kb", "header_timeout_s", "idle_timeout_s",
-                 "watch_interval_s"):
+                 "watch_interval_s", "warmup_timeout_s"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ConfigError(f"{name} must be more than zero; got {value!r}")

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from onnxforge.runtime.errors import InputError
 from onnxforge.runtime.inference.session import IOInfo, validate_feeds
+from onnxforge.runtime.server.adapters import select_adapter
 from onnxforge.runtime.server.config import ServerConfig
 from onnxforge.runtime.server.models import ServedModel
 from onnxforge.runtime.server.oip import InferRequest, parse_infer_request
@@ -27,7 +28,7 @@ from onnxforge.runtime.tasks.raw import answers, feeds_from_bytes, raw_kind
 __all__ = ["Answer", "Engine", "ANSWER", "PARSE_OFF_LOOP_BYTES", "raw_view"]
 
 ANSWER = "answer"
-PARSE_OFF_LOOP_BYTES = 1 << 20  # bodies this large are decoded on a worker thread
+PARSE_OFF_LOOP_BYTES = 1 << 20  # bodies this large are parsed one at a time (LARGE_PARSES_AT_ONCE)
 # Large bodies are parsed one at a time: json.loads holds the GIL, so parsing two at once is no
 # faster, and one at a time bounds the memory that parsing takes to one request's worth.
 LARGE_PARSES_AT_ONCE = 1
@@ -60,22 +61,34 @@ class Answer:
 
 
 class Engine:
-    """What both protocols share: the scheduler and the limits."""
+    """What both protocols share: the scheduler and the limits. Every step whose cost grows with
+    the request (decompressing, parsing, decoding images, tokenizing, encoding the answer, gRPC's
+    conversions) runs on a worker thread through :meth:`offload`, at most ``max_concurrency`` at
+    a time, so the event loop (and the health endpoints on it) never waits on a request's work."""
 
     def __init__(self, scheduler: Scheduler, config: ServerConfig):
         self.scheduler = scheduler
         self.limit = config.max_body_bytes
+        self.work_at_once = config.max_concurrency
         self._large_parses: asyncio.Semaphore | None = None
+        self._work: asyncio.Semaphore | None = None
+
+    async def offload(self, fn, *args, **kwargs):
+        """``fn(*args, **kwargs)`` on a worker thread, at most ``work_at_once`` such steps at a time."""
+        if self._work is None:
+            self._work = asyncio.Semaphore(self.work_at_once)
+        async with self._work:
+            return await run_in_threadpool(fn, *args, **kwargs)
 
     async def _parse(self, body: bytes, header_length, inputs, outputs, model: str, keep_bytes: bool):
         args = (body, header_length, inputs, outputs)
         kwargs = {"model": model, "max_elements": self.limit, "keep_bytes": keep_bytes}
         if len(body) < PARSE_OFF_LOOP_BYTES:
-            return parse_infer_request(*args, **kwargs)
+            return await self.offload(parse_infer_request, *args, **kwargs)
         if self._large_parses is None:
             self._large_parses = asyncio.Semaphore(LARGE_PARSES_AT_ONCE)
         async with self._large_parses:
-            return await run_in_threadpool(parse_infer_request, *args, **kwargs)
+            return await self.offload(parse_infer_request, *args, **kwargs)
 
     async def infer(self, model: ServedModel, body: bytes, header_length) -> Answer:
         """Answer one request body (the protocol's JSON, with binary data after it when
@@ -92,6 +105,7 @@ class Engine:
             except InputError as second:
                 raise (second if str(first).startswith(f"unknown input '{view.inputs[0].name}'") else first) from None
             return await self._raw(model, parsed, view)
+        session = select_adapter(session, parsed.parameters)  # a LoRA adapter the request names (--adapters)
         feeds = validate_feeds(parsed.feeds, session.inputs)
         results = await self.scheduler.run(session, feeds, [o.name for o in parsed.outputs])
         labels = session.labels if any(o.classification for o in parsed.outputs) else None
@@ -102,7 +116,7 @@ class Engine:
         if not items:
             raise InputError(f"input '{view.inputs[0].name}' holds no elements")
         session = model.session
-        feeds = feeds_from_bytes(session, items)
+        feeds = await self.offload(feeds_from_bytes, session, items)  # image decode, tokenizing
         texts = await self.scheduler.call(answers, session, feeds)
         out = np.empty(len(texts), dtype=object)
         out[:] = texts

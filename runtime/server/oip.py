@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -41,6 +41,7 @@ class InferRequest:
     id: str | None
     feeds: dict
     outputs: list
+    parameters: dict = field(default_factory=dict)  # the request's own (e.g. "adapter", see .adapters)
 
 
 def _fail(message: str):
@@ -137,7 +138,8 @@ def parse_infer_request(body: bytes, header_length, inputs: list, outputs: list,
     missing = [n for n in expected if n not in feeds]
     if missing:
         _fail(f"missing input '{missing[0]}'; model '{model}' needs: {', '.join(expected)}")
-    return InferRequest(request_id, feeds, _requested_outputs(request.get("outputs"), parameters, outputs, model))
+    return InferRequest(request_id, feeds, _requested_outputs(request.get("outputs"), parameters, outputs, model),
+                        parameters)
 
 
 def _shape(name: str, shape, max_elements: int) -> list[int]:

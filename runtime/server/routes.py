@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from onnxforge.runtime.errors import InputError, RequestTimeoutError
+from onnxforge.runtime.server.access import Access, Guard
 from onnxforge.runtime.server.body import check_content_type, compress, decompress, read_body
 from onnxforge.runtime.server.config import ServerConfig
 from onnxforge.runtime.server.handlers import EXCEPTION_HANDLERS
@@ -40,13 +41,17 @@ def create_app(repository: Repository, config: ServerConfig, engine: Engine, met
     """The ASGI application: the OIP v2 routes over ``repository``'s models. ``on_startup`` and
     ``on_shutdown`` are coroutine functions run on the server's event loop (the watcher, gRPC)."""
     limit = config.max_body_bytes
+    access = Access(config)
 
     def model_for(request):
         return repository.get(request.path_params["name"], request.path_params.get("version"))
 
-    async def healthy(request):
-        # live and ready alike: every model is loaded (and warmed up) before the server listens
+    async def live(request):
         return Response(status_code=200)
+
+    async def ready(request):
+        # every model is loaded (and warmed up) before the server listens; none served: not ready
+        return Response(status_code=200 if repository.names() else 503)
 
     async def server_metadata(request):
         return JSONResponse(server_info())
@@ -69,15 +74,11 @@ def create_app(repository: Repository, config: ServerConfig, engine: Engine, met
                 raise RequestTimeoutError(f"the request body did not arrive within {config.body_timeout_s:g} s "
                                           "(--body-timeout)") from None
             check_content_type(request.headers.get("content-type"))  # once read: the client sees the 400
-            body = decompress(body, request.headers.get("content-encoding"), limit, config.max_body_mb)
+            encoding = request.headers.get("content-encoding")
+            if encoding and encoding.strip().lower() != "identity":
+                body = await engine.offload(decompress, body, encoding, limit, config.max_body_mb)
             answer = await engine.infer(model, body, request.headers.get("inference-header-content-length"))
-            payload, header_length = encode_infer_response(model.name, model.version, answer.request.id,
-                                                           answer.results, answer.request.outputs, answer.labels)
-            headers = {}
-            if header_length is not None:
-                headers["Inference-Header-Content-Length"] = str(header_length)
-            payload = compress(payload, request.headers.get("accept-encoding"), headers)
-            media = "application/json" if header_length is None else "application/octet-stream"
+            payload, headers, media = await engine.offload(_answer_body, answer, request.headers.get("accept-encoding"))
             return Response(payload, headers=headers, media_type=media)
 
     async def repository_body(request) -> dict:
@@ -98,12 +99,17 @@ def create_app(repository: Repository, config: ServerConfig, engine: Engine, met
             raise InputError(f"'ready' must be true or false; got {ready!r}")
         return JSONResponse(repository.index(ready_only=ready))
 
+    def control(request, what: str) -> None:
+        access.control_allowed(request.headers.get("authorization"), f"{what} of model '{request.path_params['name']}'")
+
     async def repository_load(request):
+        control(request, "POST load")
         await repository_body(request)
         await run_in_threadpool(repository.load, request.path_params["name"])
         return Response(status_code=200)
 
     async def repository_unload(request):
+        control(request, "POST unload")
         await repository_body(request)
         repository.unload(request.path_params["name"])
         return Response(status_code=200)
@@ -112,8 +118,8 @@ def create_app(repository: Repository, config: ServerConfig, engine: Engine, met
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     routes = [
-        Route("/v2/health/live", healthy),
-        Route("/v2/health/ready", healthy),
+        Route("/v2/health/live", live),
+        Route("/v2/health/ready", ready),
         Route("/v2", server_metadata),
         Route("/v2/models/{name}", model_metadata),
         Route("/v2/models/{name}/versions/{version}", model_metadata),
@@ -139,7 +145,18 @@ def create_app(repository: Repository, config: ServerConfig, engine: Engine, met
             await engine.scheduler.close()
 
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
-    return _RequestLog(app)
+    return _RequestLog(Guard(app, access))
+
+
+def _answer_body(answer, accept: str | None) -> tuple[bytes, dict, str]:
+    """The response body of ``answer`` (compressed as ``accept`` allows), its headers and media type."""
+    payload, header_length = encode_infer_response(answer.model.name, answer.model.version, answer.request.id,
+                                                   answer.results, answer.request.outputs, answer.labels)
+    headers = {}
+    if header_length is not None:
+        headers["Inference-Header-Content-Length"] = str(header_length)
+    payload = compress(payload, accept, headers)
+    return payload, headers, "application/json" if header_length is None else "application/octet-stream"
 
 
 def server_info() -> dict:

@@ -32,7 +32,7 @@ OPTIMIZERS = ("adamw", "sgd")
 LOSS_CHOICES = ("auto", *LOSSES)
 # what a resume compares: the record keys a user sets (epochs may grow; see RunConfig.grow)
 RESUMED_KEYS = ("model", "loss", "optimizer", "lr", "weight_decay", "schedule", "warmup_steps", "freeze", "seed",
-                "batch_size", "shuffle", "backend")
+                "batch_size", "shuffle", "backend", "lora")
 # record keys by their option name on the command line (for messages)
 OPTION_NAMES = {"batch_size": "--batch-size", "warmup_steps": "--warmup-steps", "weight_decay": "--weight-decay",
                 "shuffle": "--no-shuffle", "model": "MODEL"}
@@ -59,6 +59,7 @@ class RunConfig:
     freeze: Sequence[str] = field(default_factory=list)  # glob patterns (one str is one pattern); a list after checks
     seed: int = 0
     backend: str = "auto"
+    lora: dict | None = None  # LoRA settings (rank, alpha, targets) of a LoRA run
     epochs: int = 10
     batch_size: int = 32
     shuffle: bool = True

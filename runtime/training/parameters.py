@@ -58,3 +58,9 @@ class ParameterPlan:
         """The starting values (``model``'s initialisers) of the parameters and buffers in ``names``."""
         wanted = set(names)
         return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer if t.name in wanted}
+
+    def counts(self, model: ModelProto) -> dict[str, int]:
+        """``trainable_parameters`` and ``total_parameters``: elements trained, and in ``model``'s parameters."""
+        sizes = {t.name: int(np.prod(t.dims)) for t in model.graph.initializer}
+        return {"trainable_parameters": sum(sizes[n] for n in self.trainable),
+                "total_parameters": sum(sizes[n] for n in (*self.trainable, *self.frozen, *self.buffers))}

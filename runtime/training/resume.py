@@ -84,7 +84,7 @@ def recorded_options(folder: RunFolder, given: dict) -> tuple[Path, dict, dict]:
     state = resume_state(folder, given)
     fit_keys = ("epochs", "batch_size", "shuffle")
     options = {k: getattr(state.config, k) for k in ("loss", "optimizer", "lr", "weight_decay", "schedule",
-                                                      "warmup_steps", "freeze", "seed", "backend")}
+                                                      "warmup_steps", "freeze", "seed", "backend", "lora")}
     options.update({k: v for k, v in given.items() if k not in fit_keys})
     return folder.source, options, {k: getattr(state.config, k) for k in fit_keys}
 

@@ -24,7 +24,10 @@ exactly that many. ``backend``: "auto" or a name in ``onnxforge.runtime.training
 :class:`~.config.CheckpointPolicy`): ``"30s"`` (the default, ``CHECKPOINT_EVERY``), ``"5m"``, a
 number of epochs (``1``: every epoch); always after the run's last epoch and before its first step.
 ``workers``: data-parallel processes, started by ``strategy`` (see :func:`parallel_backend`);
-``fit``'s ``batch_size`` is then per worker. ``backend_factory``: builds the step's backend from the
+``fit``'s ``batch_size`` is then per worker.
+``lora``: a :class:`~onnxforge.runtime.adapters.LoRA` (or a rank): train low-rank adapters on the
+MatMul/Gemm weights and nothing else (see :mod:`onnxforge.runtime.adapters.run` for the files).
+``backend_factory``: builds the step's backend from the
 :class:`~.backends.TrainingSpec` instead of the named backend's class (a data-parallel worker's).
 
 Where the run stands (epoch, step, history, record, schedule) is one :class:`~.state.TrainingState`,
@@ -41,25 +44,26 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from onnx import ModelProto
 
+from onnxforge.runtime.adapters import LoRA, LoRARun
 from onnxforge.runtime.data.datasets import Dataset
 from onnxforge.runtime.errors import ConfigError
-from onnxforge.runtime.inference.session import Session, model_inputs, session_options
+from onnxforge.runtime.inference.session import model_inputs
 from onnxforge.runtime.modelio.card import ModelCard
 from onnxforge.runtime.modelio.files import load_model
 from onnxforge.runtime.modelio.protos import static_dims
 from onnxforge.runtime.ort.device import Device, resolve_device
 from onnxforge.runtime.ort.threads import check_threads, resolve_threads
 from onnxforge.runtime.passes import pipelines
-from onnxforge.runtime.tasks.evaluation import check_for_model, evaluate, fixed_batch
+from onnxforge.runtime.tasks.evaluation import check_for_model, fixed_batch
 from onnxforge.runtime.tasks.registry import task_for
 from onnxforge.runtime.training.backends import TrainingSpec, backend_class
 from onnxforge.runtime.training.backends.base import TrainingBackend
 from onnxforge.runtime.training.callbacks import Callback, CallbackList, Checkpointing, format_record, standard_callbacks
 from onnxforge.runtime.training.config import CHECKPOINT_EVERY, OPTIMIZERS, CheckpointPolicy, RunConfig
 from onnxforge.runtime.training.epochs import EpochIterator, check_fixed_batch, run_epoch
-from onnxforge.runtime.training.export import inference_model
 from onnxforge.runtime.training.interrupt import Interruption, save_interrupted
 from onnxforge.runtime.training.parameters import ParameterPlan
+from onnxforge.runtime.training.results import TrainerResults
 from onnxforge.runtime.training.resume import recorded_options, resume_state, start_run
 from onnxforge.runtime.training.run_folder import RunFolder
 from onnxforge.runtime.training.state import TrainingState
@@ -87,7 +91,16 @@ def parallel_backend(workers: int, strategy: Any, backend: str) -> str:
     return "onnx"
 
 
-class Trainer:
+def lora_backend(lora: LoRA | None, backend: str) -> str:
+    """The backend of a LoRA run: the adapters are a graph rewrite of the ``onnx`` backend's step."""
+    if lora is None:
+        return backend
+    if backend not in ("auto", "onnx"):
+        raise ConfigError(f"lora needs the onnx backend (the adapters are a graph rewrite of its step); got backend={backend!r}")
+    return "onnx"
+
+
+class Trainer(TrainerResults):
     """Train ``model`` (path, run folder or ``ModelProto``) into the run folder ``rundir``; the
     options are described in the module docstring."""
 
@@ -97,11 +110,13 @@ class Trainer:
                  device: str | Device = "auto", seed: int = 0, threads: int | str | None = "auto",
                  progress: bool | str = True, backend: str = "auto", trust_checkpoint: bool = False,
                  workers: int = 1, strategy: Any = None, checkpoint_every: str | int | CheckpointPolicy = CHECKPOINT_EVERY,
-                 backend_factory: Callable[[TrainingSpec], TrainingBackend] | None = None):
-        backend = parallel_backend(workers, strategy, backend)
+                 lora: LoRA | int | None = None, backend_factory: Callable[[TrainingSpec], TrainingBackend] | None = None):
+        adapters = LoRA.of(lora)
+        backend = lora_backend(adapters, parallel_backend(workers, strategy, backend))
         self.checkpoint_policy = CheckpointPolicy.parse(checkpoint_every)
         self.config = RunConfig(loss=loss, optimizer=optimizer, lr=lr, weight_decay=weight_decay, schedule=schedule,
-                                warmup_steps=warmup_steps, freeze=freeze, seed=seed, backend=backend)
+                                warmup_steps=warmup_steps, freeze=freeze, seed=seed, backend=backend,
+                                lora=adapters.record() if adapters is not None else None)
         self.source = load_model(model)
         self.run = RunFolder(rundir)
         self.rundir = self.run.path
@@ -118,20 +133,24 @@ class Trainer:
         if self.output_name not in [o.name for o in self.source.graph.output]:
             raise ConfigError(f"the model has no output {self.output_name!r} to train")
         self.inputs = model_inputs(self.source)
-        self.plan = ParameterPlan.of(self.source, self.config.freeze)
+        self.lora = LoRARun(adapters, self.source, seed) if adapters is not None else None
+        if self.lora is not None and freeze:
+            raise ConfigError("freeze and lora do not go together: with lora every base weight is frozen already")
+        self.training_source = self.lora.training_model(self.source) if self.lora is not None else self.source
+        self.plan = (ParameterPlan(self.lora.trainable, (), (), ()) if self.lora is not None
+                     else ParameterPlan.of(self.source, self.config.freeze))
         self.trainable, self.frozen, self.buffers = list(self.plan.trainable), list(self.plan.frozen), list(self.plan.buffers)
         self.device, self.fixed_batch = resolve_device(device), fixed_batch(self.inputs)
         chosen = backend_class(backend, self.source)
         self.backend_name = chosen.name
         self.backend: TrainingBackend = (backend_factory or chosen)(TrainingSpec(
-            pipelines.for_training_source(self.source), self.output_name, tuple(i.name for i in self.inputs), self.loss,
+            pipelines.for_training_source(self.training_source), self.output_name, tuple(i.name for i in self.inputs), self.loss,
             self.task.ignore_index, self.config.optimizer, self.config.weight_decay, self.plan.trainable, self.plan.frozen,
             self.plan.buffers, self.device, self.fixed_batch))
         self.state, self.strategy = TrainingState(), strategy
         self.total_steps = 0
         self.finished_before = False  # a resume found nothing left to do
-        self._infer_session: Session | None = None
-        self._validation = Validation()  # the session each epoch's validation runs on
+        self.validation = Validation()  # the sessions evaluation runs on, given the current weights
         self.interrupted: dict | None = None  # what a Ctrl-C's checkpoint holds (see .interrupt)
 
     @classmethod
@@ -157,7 +176,8 @@ class Trainer:
 
     def adopt(self, state: TrainingState) -> None:
         """Continue from ``state`` (a resume's, a data-parallel run's); the backend holds its weights."""
-        self.state, self._infer_session = state, None
+        self.state = state
+        self.validation.weights_changed()
 
     def prepare_backend(self) -> None:
         """Let the backend write its files into ``RUNDIR/<backend>`` and build its sessions."""
@@ -204,7 +224,7 @@ class Trainer:
             shapes = {k: (min(cfg.batch_size, len(train)), *v.shape[1:]) for k, v in train.inputs.items()}
             self.intra_op_threads = resolve_threads("auto", self.source, shapes, training=True)
         record = cfg.record(self.source, loss=self.loss, backend=self.backend_name, task=self.task.name,
-                            trainable=len(self.trainable), frozen=len(self.frozen))
+                            trainable=len(self.trainable), frozen=len(self.frozen), **self.parameter_counts())
         batches = EpochIterator([train.inputs[i.name] for i in self.inputs], train.y, cfg.batch_size,
                                 shuffle=cfg.shuffle, rng=np.random.default_rng(cfg.seed),
                                 drop_last=self.fixed_batch is not None)
@@ -238,7 +258,8 @@ class Trainer:
                                      stop.flag)
                     if done.stopped:
                         save_interrupted(self, batches, epoch_rng, done.epoch_step, done.loss)
-                    self.state.epoch, self._infer_session = epoch, None
+                    self.state.epoch = epoch
+                    self.validation.weights_changed()
                     record = done.record(epoch)
                     if val is not None:
                         record.update({f"val_{k}": v for k, v in self.evaluate(val).items()})
@@ -253,37 +274,11 @@ class Trainer:
                         epoch_loss: tuple[float, int] = (0.0, 0)) -> None:
         """Weights, optimizer state, progress, data order (mid-epoch: the epoch's first and how far it got)."""
         if self.plan.held:  # frozen batch norms keep their running statistics
-            self.backend.load_state(replace(self.backend.state(), parameters=self.plan.values(self.source, self.plan.held)))
+            self.backend.load_state(replace(self.backend.state(), parameters=self.plan.values(self.training_source, self.plan.held)))
         rng = epoch_rng if epoch_step and epoch_rng is not None else batches.rng_state()
         props = self.state.checkpoint_properties(rng, epoch_step, epoch_loss)
         self.run.save_checkpoint(lambda tmp: self.backend.save_checkpoint(tmp, props))
 
     def write_metrics(self) -> None:
-        self.run.write_metrics({"config": self.state.record, "device": self.device.name, "history": self.history})
-
-    def parameters(self) -> dict[str, np.ndarray]:
-        """Current values of every parameter (trainable and frozen) and running statistic."""
-        if not self.state.started:
-            return self.plan.values(self.source, {*self.trainable, *self.frozen, *self.buffers})
-        return {**self.backend.parameters(), **self.plan.values(self.source, self.plan.held)}
-
-    def inference_model(self) -> ModelProto:
-        """The source model with the current weights (see :mod:`.export`)."""
-        trained = {"epochs": self.epoch, "steps": self.step, "loss": self.loss, "optimizer": self.config.optimizer}
-        return inference_model(self.source, self.parameters(), trained if self.state.started else None)
-
-    def session(self) -> Session:
-        if self._infer_session is None:
-            self._infer_session = Session(self.inference_model(), self.device, options=session_options(self.intra_op_threads))
-        return self._infer_session
-
-    def evaluate(self, data: Any, batch_size: int = 1024) -> dict:
-        """Loss and the task's metrics (accuracy for a classifier) with the current weights."""
-        ds = data if isinstance(data, Dataset) and data.checked else self.check_data(data, "evaluation data")
-        result = evaluate(self._validation.session(self), ds, loss=self.loss, batch_size=batch_size)
-        result.pop("examples", None)
-        return result
-
-    def export(self, path: str | os.PathLike[str] | None = None) -> Path:
-        """Write the inference model (atomically) to ``path`` or ``RUNDIR/model.onnx``."""
-        return self.run.write_model(self.inference_model(), None if path is None else Path(path))
+        self.run.write_metrics({"config": self.state.record, "device": self.device.name, "history": self.history,
+                                **self.parameter_counts()})

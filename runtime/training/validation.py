@@ -11,6 +11,8 @@ so the metrics are the same numbers."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from onnx import ModelProto, helper
 
 from onnxforge.runtime.inference.session import Session, session_options, validate_feeds
@@ -49,19 +51,30 @@ class WeightsFedSession(Session):
 
 
 class Validation:
-    """The session a trainer evaluates with: one :class:`WeightsFedSession` for the run, given the
-    current weights at each call; the export-form session where the task's metrics decode (they
-    run the model the way a user of ``model.onnx`` does)."""
+    """The sessions a trainer evaluates with: one :class:`WeightsFedSession` for the run, given the
+    current weights at each call; the export-form session (:meth:`export_session`, rebuilt after the
+    weights change) where the task's metrics decode (they run the model the way a user of
+    ``model.onnx`` does)."""
 
-    def __init__(self):
-        self._session = None
+    def __init__(self) -> None:
+        self._session: WeightsFedSession | None = None
+        self._export: Session | None = None
 
-    def session(self, trainer) -> Session:
+    def weights_changed(self) -> None:
+        self._export = None
+
+    def export_session(self, trainer: Any) -> Session:
+        if self._export is None:
+            self._export = Session(trainer.inference_model(), trainer.device,
+                                   options=session_options(trainer.intra_op_threads))
+        return self._export
+
+    def session(self, trainer: Any) -> Session:
         if trainer.task.decodes:
-            return trainer.session()
+            return self.export_session(trainer)
         weights = trainer.parameters()
         if self._session is None:
-            self._session = WeightsFedSession(trainer.source, weights, trainer.device,
+            self._session = WeightsFedSession(trainer.training_source, weights, trainer.device,
                                               options=session_options(trainer.intra_op_threads))
         self._session.weights = weights
         return self._session

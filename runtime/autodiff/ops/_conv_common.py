@@ -51,6 +51,17 @@ def leftover(spatial, kernel, strides, dilations, pads):
     return out
 
 
+def fit_spatial(ctx, dx, x, n):
+    """``dx`` (an adjoint computed with no end pads, so that nothing real was cropped) cut or
+    padded with zeros at the end of its ``n`` spatial axes to the spatial size of ``x``, computed
+    at run time: what ``output_padding`` and the end pads do when the spatial dims are symbolic."""
+    size = ctx.shape(x, 2)
+    cut = ctx.op("Slice", [dx, ctx.ints([0] * n), size, ctx.ints(range(2, n + 2))])
+    short = ctx.op("Sub", [size, ctx.shape(cut, 2)])
+    pads = ctx.op("Concat", [ctx.ints([0] * (n + 2 + 2)), short], axis=0)
+    return ctx.op("Pad", [cut, pads])
+
+
 # Below this many input channels the Conv over swapped axes is as fast as the patches (measured
 # on ONNX Runtime 1.19 and 1.31, one thread: 1->16 on 8x8 at batch 64, 95-167 us vs 115-241 us).
 IM2COL_MIN_CHANNELS = 8
@@ -82,14 +93,11 @@ def weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads):
     if group == 1:
         xt = ctx.op("Transpose", [x], perm=[1, 0] + list(range(2, r)))
     else:
-        c = ctx.dims(x)[1] if ctx.dims(x) is not None else None
-        if not isinstance(c, int):
-            ctx.refuse("a grouped convolution's weight gradient needs the channel count known")
-        cg = c // group
-        shape5 = ctx.op("Concat", [ctx.shape(x, 0, 1), ctx.ints([group, cg]), ctx.shape(x, 2)], axis=0)
+        # C/g written -1 and then 0 (copied): the channel count may be known only at run time
+        shape5 = ctx.op("Concat", [ctx.shape(x, 0, 1), ctx.ints([group, -1]), ctx.shape(x, 2)], axis=0)
         x5 = ctx.op("Reshape", [x, shape5])                        # [N, g, C/g, *S]
         x5 = ctx.op("Transpose", [x5], perm=[2, 1, 0] + list(range(3, r + 1)))  # [C/g, g, N, *S]
-        shape_t = ctx.op("Concat", [ctx.ints([cg, -1]), ctx.shape(x, 2)], axis=0)
+        shape_t = ctx.op("Concat", [ctx.ints([0, -1]), ctx.shape(x, 2)], axis=0)
         xt = ctx.op("Reshape", [x5, shape_t])                      # [C/g, g*N, *S]
     gt = ctx.op("Transpose", [gy], perm=[1, 0] + list(range(2, r)))  # [M, N, *O]
     w = ctx.op("Conv", [xt, gt], strides=dilations, dilations=strides, pads=pads,

@@ -1,35 +1,45 @@
-"""The registry: every op with a rule, and the ops known to carry no gradient."""
+"""The registry: every op with a rule (each module ``op_<name>.py`` listed once, below), and the ops
+known to carry no gradient."""
 
 from __future__ import annotations
 
-from onnxforge.runtime.autodiff.ops import (
-    op_abs, op_add, op_average_pool, op_batch_normalization, op_cast, op_clip, op_concat, op_conv,
-    op_conv_transpose, op_div, op_dropout, op_erf, op_exp, op_expand, op_flatten, op_gather, op_gather_elements, op_gemm,
-    op_global_average_pool, op_gru, op_identity, op_layer_normalization, op_leaky_relu, op_log, op_log_softmax,
-    op_lstm, op_matmul, op_max, op_max_pool, op_min, op_mul, op_neg, op_pad, op_pow, op_reciprocal,
-    op_reduce_mean, op_reduce_sum, op_relu, op_reshape, op_resize, op_sigmoid, op_slice, op_softmax, op_softplus,
-    op_split, op_split_to_sequence, op_sequence_at, op_sequence_construct, op_sequence_erase,
-    op_sequence_insert, op_concat_from_sequence, op_sqrt, op_squeeze, op_sub, op_sum, op_tanh, op_transpose, op_unsqueeze, op_where,
-)
+import importlib
+
+from onnxforge.runtime.autodiff.ops._rule import Rule
 
 __all__ = ["RULES", "NON_DIFFERENTIABLE", "supported_ops"]
 
-_MODULES = [
-    op_abs, op_add, op_average_pool, op_batch_normalization, op_cast, op_clip, op_concat, op_conv,
-    op_conv_transpose, op_div, op_dropout, op_erf, op_exp, op_expand, op_flatten, op_gather, op_gather_elements, op_gemm,
-    op_global_average_pool, op_gru, op_identity, op_layer_normalization, op_leaky_relu, op_log, op_log_softmax,
-    op_lstm, op_matmul, op_max, op_max_pool, op_min, op_mul, op_neg, op_pad, op_pow, op_reciprocal,
-    op_reduce_mean, op_reduce_sum, op_relu, op_reshape, op_resize, op_sigmoid, op_slice, op_softmax, op_softplus,
-    op_split, op_split_to_sequence, op_sequence_at, op_sequence_construct, op_sequence_erase,
-    op_sequence_insert, op_concat_from_sequence, op_sqrt, op_squeeze, op_sub, op_sum, op_tanh, op_transpose, op_unsqueeze, op_where,
-]
+_MODULES = (
+    "abs", "add", "average_pool", "batch_normalization", "cast", "clip", "concat", "conv",
+    "conv_transpose", "div", "dropout", "erf", "exp", "expand", "flatten", "gather",
+    "gather_elements", "gemm", "global_average_pool", "gru", "identity", "layer_normalization", "leaky_relu", "log",
+    "log_softmax", "lstm", "matmul", "max", "max_pool", "min", "mul", "neg",
+    "one_hot", "pad", "pow", "range", "reciprocal", "reduce_mean", "reduce_sum", "relu",
+    "reshape", "resize", "sigmoid", "slice", "softmax", "softplus", "split", "sqrt",
+    "squeeze", "sub", "sum", "tanh", "transpose", "unsqueeze", "where",
+)
+# control flow and sequences (one list of their own, so that both kept lists merge cleanly)
+_CONTROL_AND_SEQUENCE_MODULES = (
+    "split_to_sequence", "sequence_at", "sequence_construct", "sequence_erase", "sequence_insert",
+    "concat_from_sequence",
+)
 
-RULES = {m.OP_TYPE: m for m in _MODULES}
+
+def _load(name: str) -> Rule:
+    module = importlib.import_module(f"onnxforge.runtime.autodiff.ops.op_{name}")
+    return module  # type: ignore[return-value] - a module meeting the Rule protocol
+
+
+RULES: dict[str, Rule] = {}
+for _name in _MODULES + _CONTROL_AND_SEQUENCE_MODULES:
+    _rule = _load(_name)
+    assert _rule.OP_TYPE not in RULES, f"{_rule.OP_TYPE} has two rules"
+    RULES[_rule.OP_TYPE] = _rule
 
 # Ops whose outputs carry no gradient: integer/boolean results, shapes, comparisons, random draws,
 # and piecewise-constant functions (their derivative is zero where it exists, as in PyTorch).
 NON_DIFFERENTIABLE = frozenset({
-    "Constant", "ConstantOfShape", "Shape", "Size", "Range", "EyeLike", "OneHot", "NonZero",
+    "Constant", "ConstantOfShape", "Shape", "Size", "EyeLike", "NonZero",
     "Equal", "Greater", "GreaterOrEqual", "Less", "LessOrEqual", "Not", "And", "Or", "Xor",
     "IsNaN", "IsInf", "ArgMax", "ArgMin",
     "Sign", "Floor", "Ceil", "Round",

@@ -9,7 +9,8 @@ AveragePool(ones), the real positions counted by a Conv of ones over the end pad
 the windows' reach (static spatial dims needed; folded to constants). ONNX Runtime before 1.20
 divides such windows differently with count_include_pad=1 (1.31, onnx.reference and PyTorch
 agree; the rule follows them). A last window that would start inside the end padding is refused:
-ONNX Runtime 1.19 keeps it, onnx.reference and PyTorch drop it."""
+ONNX Runtime 1.19 keeps it, onnx.reference and PyTorch drop it. With symbolic spatial dims the
+positions no window reached are restored by a Pad computed at run time."""
 import numpy as np
 
 from onnxforge.runtime.autodiff.ops import _conv_common as cc
@@ -36,8 +37,6 @@ def check(node, info):
                         "runtimes disagree on whether it exists (ONNX Runtime keeps it, onnx.reference and "
                         "PyTorch drop it); give pads that avoid it")
         return None
-    if cc.leftover(spatial, kernel, strides, dilations, pads) is None:
-        return "a strided pool's gradient needs the spatial input dims known"
     return None
 
 
@@ -67,7 +66,7 @@ def vjp(ctx, node, dys, need):
                       count_include_pad=attr(node, "count_include_pad"))
         real = ctx.op("Conv", [ones, w], strides=strides, pads=pads, dilations=dil)
         scaled = ctx.op("Mul", [g, ctx.op("Div", [frac, real])])
-        extra = None
+        extra = []  # the extended pads land exactly on the input size
     elif attr(node, "count_include_pad", 0) or not any(pads):
         scaled = ctx.op("Mul", [g, ctx.scalar(1.0 / float(np.prod(kernel)), g)])
         extra = cc.leftover(spatial, kernel, strides, dilations, pads)
@@ -79,6 +78,11 @@ def vjp(ctx, node, dys, need):
         scaled = ctx.op("Div", [g, count])
         extra = cc.leftover(spatial, kernel, strides, dilations, pads)
     ctx.info[scaled] = (ctx.elem(g), ctx.dims(y))
-    dx = ctx.op("ConvTranspose", [flat(scaled), w], strides=strides, pads=pads, dilations=dil,
-                output_padding=extra if extra and any(extra) else None)
+    n = len(kernel)
+    if extra is None:  # strided, spatial dims known only at run time: no end pads, then fit
+        dx = cc.fit_spatial(ctx, ctx.op("ConvTranspose", [flat(scaled), w], strides=strides,
+                                         pads=list(pads[:n]) + [0] * n, dilations=dil), x, n)
+    else:
+        dx = ctx.op("ConvTranspose", [flat(scaled), w], strides=strides, pads=pads, dilations=dil,
+                    output_padding=extra if any(extra) else None)
     return [ctx.like(ctx.op("Reshape", [dx, ctx.target_shape(x)]), x)]

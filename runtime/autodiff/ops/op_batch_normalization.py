@@ -5,9 +5,11 @@ gradients for X, scale, B, and (as functions) mean and var.
 Training form (training_mode=1): the batch's mean and biased variance (computed here from
 primitives, not read from the node) normalise X; dX = scale * invstd * (dY - mean(dY) - xhat *
 mean(dY * xhat)) over all but the channel axis. The running statistics the node outputs are
-updated state and are never differentiated. ``passes.batchnorm_training_form`` rewrites the
+updated state: the rule does not differentiate them (a build where one reaches the loss is
+refused), and Y does not depend on the input mean and var (their gradient is zero). ``passes.batchnorm_training_form`` rewrites the
 inference form into primitives with batch statistics for training."""
 from onnxforge.runtime.autodiff.ops._common import attr
+from onnxforge.runtime.autodiff.ops._rule import ZERO
 
 OP_TYPE = "BatchNormalization"
 
@@ -49,6 +51,8 @@ def vjp(ctx, node, dys, need):
             out[1] = ctx.like(ctx.op("Reshape", [sum_gx, ctx.shape(scale)]), scale)
         if need[2]:
             out[2] = ctx.like(ctx.op("Reshape", [sum_g, ctx.shape(bias)]), bias)
+        out[3] = ZERO if need[3] else None
+        out[4] = ZERO if need[4] else None
         return out
     inv = ctx.op("Reciprocal", [ctx.op("Sqrt", [ctx.op("Add", [var, ctx.scalar(eps, var)])])])  # [C]
     k = ctx.op("Mul", [scale, inv])

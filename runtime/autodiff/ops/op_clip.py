@@ -1,5 +1,8 @@
-"""Clip(X, min, max): dX = dY where min <= X <= max (PyTorch's clamp); dmin = dY where X < min,
-dmax = dY where X > max (tensor bounds, as torch.clamp with tensors)."""
+"""Clip(X, min, max) = Min(Max(X, min), max) (so all of it is max where min > max, as the spec says).
+
+dX = dY where min <= X <= max (PyTorch's clamp passes the boundary); dmin = dY where X < min <= max;
+dmax = dY where Max(X, min) > max (tensor bounds, as torch.clamp with tensors), each summed back to
+the bound's shape."""
 OP_TYPE = "Clip"
 
 
@@ -10,6 +13,7 @@ def vjp(ctx, node, dys, need):
     g = dys[0]
     zero = ctx.scalar(0.0, g)
     out = [None] * len(node.input)
+    y_dims = ctx.dims(x)
     if need[0]:
         mask = None
         if lo is not None:
@@ -18,9 +22,12 @@ def vjp(ctx, node, dys, need):
             m2 = ctx.op("LessOrEqual", [x, hi])
             mask = m2 if mask is None else ctx.op("And", [mask, m2])
         out[0] = g if mask is None else ctx.like(ctx.op("Where", [mask, g, zero]), g)
-    y_dims = ctx.dims(x)
     if lo is not None and need[1]:
-        out[1] = ctx.reduce_to(ctx.op("Where", [ctx.op("Less", [x, lo]), g, zero]), lo, y_dims)
+        below = ctx.op("Less", [x, lo])
+        if hi is not None:
+            below = ctx.op("And", [below, ctx.op("LessOrEqual", [lo, hi])])
+        out[1] = ctx.reduce_to(ctx.op("Where", [below, g, zero]), lo, y_dims)
     if hi is not None and need[2]:
-        out[2] = ctx.reduce_to(ctx.op("Where", [ctx.op("Greater", [x, hi]), g, zero]), hi, y_dims)
+        raised = ctx.op("Max", [x, lo]) if lo is not None else x
+        out[2] = ctx.reduce_to(ctx.op("Where", [ctx.op("Greater", [raised, hi]), g, zero]), hi, y_dims)
     return out

@@ -7,6 +7,7 @@ from onnxforge.runtime.autodiff.ops import _sequence
 from onnxforge.runtime.autodiff.ops._common import attr
 
 OP_TYPE = "ConcatFromSequence"
+NON_TENSOR = True  # reads or writes sequences of tensors
 
 
 def vjp(ctx, node, dys, need):

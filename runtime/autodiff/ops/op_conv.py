@@ -1,7 +1,8 @@
 """Conv (auto_pad, dilations, group, kernel_shape, pads, strides).
 
 dX = ConvTranspose(dY, W) with the forward's strides, pads, dilations and group, and the
-output_padding that restores positions no window reached; dW = a Conv of the input by dY over
+output_padding that restores positions no window reached (with symbolic spatial dims: no end
+pads, then a Slice and Pad to the input's size computed at run time); dW = a Conv of the input by dY over
 swapped axes (see _conv_common.weight_grad); dB = dY summed over all but the channel axis."""
 from onnxforge.runtime.autodiff.ops import _conv_common as cc
 from onnxforge.runtime.autodiff.ops._common import attr
@@ -27,9 +28,6 @@ def check(node, info):
     geo, why = _geometry(node, info)
     if why:
         return why
-    kernel, strides, dilations, pads, spatial = geo
-    if cc.leftover(spatial, kernel, strides, dilations, pads) is None:
-        return "a strided convolution's input gradient needs the spatial input dims known"
     return None
 
 
@@ -42,8 +40,14 @@ def vjp(ctx, node, dys, need):
     out = [None] * len(node.input)
     if need[0]:
         extra = cc.leftover(spatial, kernel, strides, dilations, pads)
-        out[0] = ctx.like(cc.conv_transpose(ctx, g, w, group, strides, pads, dilations, extra,
-                                            ctx.dims(x), ctx.dims(w)), x)
+        n = len(kernel)
+        if extra is None:  # strided, spatial dims known only at run time: no end pads, then fit
+            dx = cc.conv_transpose(ctx, g, w, group, strides, pads[:n] + [0] * n, dilations, None, ctx.dims(x),
+                                   ctx.dims(w))
+            dx = cc.fit_spatial(ctx, dx, x, n)
+        else:
+            dx = cc.conv_transpose(ctx, g, w, group, strides, pads, dilations, extra, ctx.dims(x), ctx.dims(w))
+        out[0] = ctx.like(dx, x)
     if need[1]:
         out[1] = ctx.like(cc.weight_grad(ctx, x, g, group, kernel, strides, dilations, pads), w)
     if len(node.input) > 2 and node.input[2] and need[2]:

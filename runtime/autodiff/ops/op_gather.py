@@ -3,7 +3,7 @@
 Axis 0 (embeddings): ScatterND with reduction "add" into zeros of the data's shape, the indices
 made non-negative first (Mod by a 0-d dim, so a scalar index stays 0-d and its update, one row
 of dY without the gathered axis, matches ScatterND's indices.shape[:-1] + data.shape[1:]).
-Other axes: the same Gather applied to the flat index grid of the data, then ScatterElements
+Other axes (and a negative axis of a tensor whose rank is known only at run time): the same Gather applied to the flat index grid of the data, then ScatterElements
 "add" into a flat zero tensor."""
 import numpy as np
 from onnx import numpy_helper
@@ -18,8 +18,9 @@ def vjp(ctx, node, dys, need):
     data, idx = node.input
     g = dys[0]
     axis = attr(node, "axis", 0)
-    r = ctx.need_rank(data)
-    axis = axis + r if axis < 0 else axis
+    r = ctx.rank(data)
+    if axis < 0 and r is not None:
+        axis += r
     if axis == 0:
         i64 = idx if ctx.elem(idx) == 7 else ctx.op("Cast", [idx], to=7)
         v = ctx.value(idx)

@@ -11,6 +11,7 @@ from onnxforge.runtime.autodiff.ops import _rnn as rnn
 from onnxforge.runtime.autodiff.ops._common import attr
 
 OP_TYPE = "GRU"
+GRAD_OUTPUTS = "all"
 NON_DIFFERENTIABLE_INPUTS = (4,)
 
 

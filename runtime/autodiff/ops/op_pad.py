@@ -1,4 +1,4 @@
-"""Pad (mode constant; pads, constant_value, axes as inputs).
+"""Pad (mode constant; pads, constant_value, axes as inputs, known at build time or only at run time).
 
 The adjoint crops what was added and pads back (with zeros) what was cropped: per axis, with
 forward pads b (begin) and e (end), dX = Pad(Slice(dY, max(b, 0), max(b, 0) + n_kept), max(-b, 0),
@@ -34,7 +34,14 @@ def _full_pads(ctx, node, r):
         return value.astype(np.int64) if value is not None else pads
     axes = ctx.value(axes_name)
     if axes is None or value is None:
-        ctx.refuse("pads over chosen axes need the pads and axes known at build time")
+        # at run time: the pads scattered into [begin..., end...] at (axes mod r, axes mod r + r)
+        a64 = axes_name if ctx.elem(axes_name) == 7 else ctx.op("Cast", [axes_name], to=7)
+        a = ctx.op("Mod", [a64, ctx.const(np.array(r, np.int64))])
+        where = ctx.op("Concat", [a, ctx.op("Add", [a, ctx.const(np.array(r, np.int64))])], axis=0)
+        p64 = pads if ctx.elem(pads) == 7 else ctx.op("Cast", [pads], to=7)
+        full = ctx.op("ScatterElements", [ctx.ints([0] * (2 * r)), where, p64], axis=0)
+        ctx.info[full] = (7, [2 * r])
+        return full
     full = np.zeros(2 * r, np.int64)
     k = len(axes)
     for i, a in enumerate(int(a) % r for a in axes):

@@ -6,10 +6,13 @@ matrix M [out, in] (a gather for nearest, interpolation weights for linear and c
 gets each M at build time by resizing an identity basis along that axis with the node's own
 attributes (onnx.reference), then dX = dY contracted with M along each axis (Transpose, MatMul):
 the adjoint. Axes with scale 1 are the identity (except tf_crop_and_resize) and may be dynamic;
-resized axes need their size known, and scales/sizes/roi must be build-time constants. Values
-extrapolated outside the crop (tf_crop_and_resize) are constants: no gradient."""
+with constant scales/sizes and a symbolic dim, M is computed as below. Scales or sizes known only at run
+time (a U-Net's upsampling to its skip connection's size): M is computed in the graph, the node's
+own Resize of an identity [in, in] (EyeLike) by that axis's scale or size, for every axis whose
+output dim is not provably its input's. Values extrapolated outside the crop (tf_crop_and_resize)
+are constants: no gradient; that mode with run-time scales or sizes is refused."""
 import numpy as np
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from onnxforge.runtime.autodiff.ops._common import attr
 
@@ -33,6 +36,39 @@ def _input(ctx, node, i):
     if v is None:
         ctx.refuse(f"input {i} ({node.input[i]!r}) is only known at run time; the gradient needs it as a constant")
     return np.asarray(v)
+
+
+def _runtime(ctx, node):
+    """Scales or sizes given but known only at run time."""
+    return any(len(node.input) > i and node.input[i] and ctx.value(node.input[i]) is None for i in (2, 3))
+
+
+def _runtime_matrix(ctx, node, x, a, k, dtype):
+    """M [out, in] along axis ``a`` (the ``k``-th of the node's axes) computed in the graph: the
+    node's own Resize of an identity [in, in] along its last axis, by the run-time scale or size."""
+    keep = {"antialias", "coordinate_transformation_mode", "cubic_coeff_a", "exclude_outside", "mode",
+            "nearest_mode"}
+    attrs = {at.name: helper.get_attribute_value(at) for at in node.attribute if at.name in keep}
+    length = ctx.shape(x, a, a + 1)
+    eye = ctx.op("EyeLike", [ctx.op("ConstantOfShape", [ctx.op("Concat", [length, length], axis=0)],
+                                    value=numpy_helper.from_array(np.zeros(1, dtype)))])
+    pick = ctx.ints([k])
+    if len(node.input) > 3 and node.input[3]:
+        size = ctx.op("Gather", [node.input[3], pick])
+        inputs = [eye, "", "", ctx.op("Concat", [length, size], axis=0)]
+    else:
+        scale = ctx.op("Gather", [node.input[2], pick])
+        inputs = [eye, "", ctx.op("Concat", [ctx.const(np.ones(1, np.float32)), scale], axis=0)]
+    return ctx.op("Transpose", [ctx.op("Resize", inputs, **attrs)], perm=[1, 0])
+
+
+def _resized_at_run_time(ctx, node, x, rank):
+    """``(axis, index among the node's axes)`` of every axis that may be resized: all the node's
+    axes but those whose output dim provably equals the input's."""
+    axes = attr(node, "axes")
+    axes = list(range(rank)) if axes is None else [a + rank if a < 0 else a for a in axes]
+    xd, yd = ctx.dims(x), ctx.dims(node.output[0]) or [None] * rank
+    return [(a, k) for k, a in enumerate(axes) if xd[a] is None or xd[a] != yd[a]]
 
 
 def _per_axis(ctx, node, rank):
@@ -89,20 +125,37 @@ def vjp(ctx, node, dys, need):
     x, g = node.input[0], dys[0]
     rank = ctx.need_rank(x)
     dims = ctx.dims(x)
+    if _runtime(ctx, node):
+        if attr(node, "coordinate_transformation_mode", "half_pixel") == "tf_crop_and_resize":
+            ctx.refuse("tf_crop_and_resize with scales or sizes known only at run time is not covered")
+        return [ctx.like(_contract(ctx, g, rank, [(a, _runtime_matrix(ctx, node, x, a, k, ctx.np_dtype(g)))
+                                                  for a, k in _resized_at_run_time(ctx, node, x, rank)]), x)]
     scales, sizes, roi = _per_axis(ctx, node, rank)
     if scales is None and sizes is None:
         ctx.refuse("neither scales nor sizes is given")
     crop = attr(node, "coordinate_transformation_mode", "half_pixel") == "tf_crop_and_resize"
-    out = g
-    for a in reversed(range(rank)):
+    mats = []
+    for a in range(rank):
         size = None if sizes is None else sizes[a]
         same = size is None or size == dims[a] if sizes is not None else scales[a] == 1.0
         if (same and not crop) or (crop and sizes is not None and size is None):
             continue
-        if not isinstance(dims[a], int):
-            ctx.refuse(f"axis {a} is resized, so its size must be known at build time")
-        m = ctx.const(_matrix(ctx, node, dims[a], None if scales is None else scales[a], size,
-                              None if roi is None else roi[a], ctx.np_dtype(g)))
+        if not isinstance(dims[a], int):  # a symbolic dim resized by a constant scale or size
+            if crop:
+                ctx.refuse(f"tf_crop_and_resize along axis {a}, whose size is known only at run time, is not covered")
+            axes = attr(node, "axes")
+            axes = list(range(rank)) if axes is None else [b + rank if b < 0 else b for b in axes]
+            mats.append((a, _runtime_matrix(ctx, node, x, a, axes.index(a), ctx.np_dtype(g))))
+            continue
+        mats.append((a, ctx.const(_matrix(ctx, node, dims[a], None if scales is None else scales[a], size,
+                                          None if roi is None else roi[a], ctx.np_dtype(g)))))
+    return [ctx.like(_contract(ctx, g, rank, mats), x)]
+
+
+def _contract(ctx, g, rank, mats):
+    """dY contracted with each ``(axis, M [out, in])``, last axis first."""
+    out = g
+    for a, m in reversed(mats):
         if a == rank - 1:
             out = ctx.op("MatMul", [out, m])
         else:
@@ -111,5 +164,5 @@ def vjp(ctx, node, dys, need):
             out = ctx.op("Transpose", [ctx.op("MatMul", [ctx.op("Transpose", [out], perm=perm), m])], perm=perm)
     if out == g:
         out = ctx.op("Identity", [g])
-    return [ctx.like(out, x)]
+    return out
 

@@ -3,6 +3,7 @@ summed in place by _sequence.total)."""
 from onnxforge.runtime.autodiff.ops._sequence import At
 
 OP_TYPE = "SequenceAt"
+NON_TENSOR = True  # reads or writes sequences of tensors
 NON_DIFFERENTIABLE_INPUTS = (1,)
 
 

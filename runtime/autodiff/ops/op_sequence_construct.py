@@ -2,6 +2,7 @@
 import numpy as np
 
 OP_TYPE = "SequenceConstruct"
+NON_TENSOR = True  # reads or writes sequences of tensors
 
 
 def vjp(ctx, node, dys, need):

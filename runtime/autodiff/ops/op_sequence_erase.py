@@ -6,6 +6,7 @@ from onnx import numpy_helper
 from onnxforge.runtime.autodiff.ops._sequence import insert, normalized_position
 
 OP_TYPE = "SequenceErase"
+NON_TENSOR = True  # reads or writes sequences of tensors
 NON_DIFFERENTIABLE_INPUTS = (1,)
 
 

@@ -6,6 +6,7 @@ import numpy as np
 from onnxforge.runtime.autodiff.ops._sequence import normalized_position
 
 OP_TYPE = "SequenceInsert"
+NON_TENSOR = True  # reads or writes sequences of tensors
 NON_DIFFERENTIABLE_INPUTS = (2,)
 
 

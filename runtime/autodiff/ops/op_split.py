@@ -3,6 +3,7 @@ zeros for outputs that get none."""
 from onnxforge.runtime.autodiff.ops._common import attr
 
 OP_TYPE = "Split"
+GRAD_OUTPUTS = "all"
 NON_DIFFERENTIABLE_INPUTS = (1,)
 
 

@@ -3,6 +3,7 @@ is given and keepdims=0 the pieces lost the axis, so they are stacked on a new o
 from onnxforge.runtime.autodiff.ops._common import attr
 
 OP_TYPE = "SplitToSequence"
+NON_TENSOR = True  # reads or writes sequences of tensors
 NON_DIFFERENTIABLE_INPUTS = (1,)
 
 

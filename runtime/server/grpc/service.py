@@ -15,10 +15,12 @@ import logging
 import struct
 
 import grpc
+import numpy as np
 from grpc import aio
 from starlette.concurrency import run_in_threadpool
 
-from onnxforge.runtime.errors import ConfigError, InputError, NotFoundError, OnnxforgeError
+from onnxforge.runtime.errors import ConfigError, ForbiddenError, InputError, NotFoundError, OnnxforgeError
+from onnxforge.runtime.server.access import Access
 from onnxforge.runtime.server.config import ServerConfig
 from onnxforge.runtime.server.datatypes import DATATYPES
 from onnxforge.runtime.server.grpc import grpc_service_pb2 as pb
@@ -29,7 +31,7 @@ from onnxforge.runtime.server.oip_json import clip
 from onnxforge.runtime.server.repository import Repository
 from onnxforge.runtime.server.response import output_arrays, tensor_bytes
 
-__all__ = ["GrpcServer", "request_body", "status_of"]
+__all__ = ["GrpcServer", "infer_response", "request_body", "status_of"]
 
 log = logging.getLogger("onnxforge.serve")
 
@@ -40,8 +42,28 @@ CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_conte
             "FP64": "fp64_contents", "BYTES": "bytes_contents"}
 
 
+# each typed contents field read whole into numpy at its own width, then checked and narrowed
+WIDE = {"bool_contents": np.bool_, "int_contents": np.int64, "int64_contents": np.int64, "uint_contents": np.uint64,
+        "uint64_contents": np.uint64, "fp32_contents": np.float32, "fp64_contents": np.float64}
+
+
+def _typed_bytes(name: str, datatype: str, values: np.ndarray) -> bytes:
+    want = DATATYPES[datatype]
+    if want.kind in "iu" and values.size:
+        info = np.iinfo(want)
+        low, high = values.min(), values.max()
+        if low < info.min or high > info.max:
+            bad = low if low < info.min else high
+            raise InputError(f"input '{clip(name)}' is {datatype}: value {bad} is outside [{info.min}, {info.max}]")
+    return values.astype(want.newbyteorder("<")).tobytes()
+
+
 def status_of(exc: OnnxforgeError) -> grpc.StatusCode:
     status = exc.http_status
+    if status == 401:
+        return grpc.StatusCode.UNAUTHENTICATED
+    if status == 403:
+        return grpc.StatusCode.PERMISSION_DENIED
     if status == 404:
         return grpc.StatusCode.NOT_FOUND
     if status == 503:
@@ -82,10 +104,10 @@ def _input_entry(tensor, raw: bytes | None, chunks: list) -> dict:
             values = getattr(tensor.contents, field)
             if field == "bytes_contents":
                 data = b"".join(struct.pack("<I", len(v)) + v for v in values)
-                params["binary_data_size"] = len(data)
-                chunks.append(data)
-            else:
-                entry["data"] = list(values)
+            else:  # as the binary data it stands for: never a JSON list of millions of numbers
+                data = _typed_bytes(name, tensor.datatype, np.array(values, dtype=WIDE[field]))
+            params["binary_data_size"] = len(data)
+            chunks.append(data)
     else:
         raise InputError(f"input '{clip(name)}' has no data: fill its contents or raw_input_contents")
     if params:
@@ -115,11 +137,29 @@ def request_body(request) -> tuple[bytes, int]:
     return b"".join([header, *chunks]), len(header)
 
 
+def infer_response(answer, request_id: str) -> pb.ModelInferResponse:
+    """The ``ModelInferResponse`` of ``answer``: every output in ``raw_output_contents``."""
+    model = answer.model
+    response = pb.ModelInferResponse(model_name=model.name, model_version=model.version, id=request_id)
+    for want, array, datatype in output_arrays(answer.results, answer.request.outputs, answer.labels):
+        out = response.outputs.add(name=want.name, datatype=datatype)
+        out.shape.extend(array.shape)
+        response.raw_output_contents.append(tensor_bytes(array, datatype))
+    return response
+
+
 class Servicer(pb_grpc.GRPCInferenceServiceServicer):
     """The protocol's calls over one server's repository, engine and metrics."""
 
-    def __init__(self, repository: Repository, engine: Engine, metrics: Metrics, server_info):
+    def __init__(self, repository: Repository, engine: Engine, metrics: Metrics, server_info, access: Access | None = None):
         self.repository, self.engine, self.metrics, self.server_info = repository, engine, metrics, server_info
+        self.access = access
+
+    def _control(self, context, what: str) -> None:
+        if self.access is None:
+            raise ForbiddenError(f"{what} is refused: repository control is off on this server")
+        token = next((v for k, v in context.invocation_metadata() or () if k == "authorization"), None)
+        self.access.control_allowed(token, what)
 
     async def _fail(self, context, exc: Exception):
         if isinstance(exc, OnnxforgeError):
@@ -131,7 +171,7 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ServerLiveResponse(live=True)
 
     async def ServerReady(self, request, context):
-        return pb.ServerReadyResponse(ready=True)
+        return pb.ServerReadyResponse(ready=bool(self.repository.names()))
 
     async def ModelReady(self, request, context):
         try:
@@ -156,16 +196,11 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
             with self.metrics.track("grpc") as note:
                 model = self.repository.get(request.model_name, request.model_version or None)
                 note.of(model)
-                body, header_length = request_body(request)
+                body, header_length = await self.engine.offload(request_body, request)
                 answer = await self.engine.infer(model, body, header_length)
+                return await self.engine.offload(infer_response, answer, request.id)
         except Exception as exc:  # noqa: BLE001 - every failure becomes the call's status
             return await self._fail(context, exc)
-        response = pb.ModelInferResponse(model_name=model.name, model_version=model.version, id=request.id)
-        for want, array, datatype in output_arrays(answer.results, answer.request.outputs, answer.labels):
-            out = response.outputs.add(name=want.name, datatype=datatype)
-            out.shape.extend(array.shape)
-            response.raw_output_contents.append(tensor_bytes(array, datatype))
-        return response
 
     async def RepositoryIndex(self, request, context):
         entries = self.repository.index(ready_only=request.ready)
@@ -173,6 +208,7 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def RepositoryModelLoad(self, request, context):
         try:
+            self._control(context, f"RepositoryModelLoad of model '{clip(request.model_name)}'")
             await run_in_threadpool(self.repository.load, request.model_name)
         except Exception as exc:  # noqa: BLE001
             return await self._fail(context, exc)
@@ -180,6 +216,7 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def RepositoryModelUnload(self, request, context):
         try:
+            self._control(context, f"RepositoryModelUnload of model '{clip(request.model_name)}'")
             self.repository.unload(request.model_name)
         except Exception as exc:  # noqa: BLE001
             return await self._fail(context, exc)

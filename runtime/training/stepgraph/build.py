@@ -20,9 +20,9 @@ from onnx import TensorProto, helper
 from onnxforge.runtime.autodiff import MAX_IR_VERSION, build_gradients
 from onnxforge.runtime.modelio.protos import subgraphs
 from onnxforge.runtime.training.stepgraph._rewrite import Nodes, opset_of
-from onnxforge.runtime.training.stepgraph.forward import LR, NEW, SEED, STEP, training_forward
+from onnxforge.runtime.training.stepgraph.forward import LR, NEW, STEP, training_forward
 from onnxforge.runtime.training.stepgraph.kernels import faster_kernels
-from onnxforge.runtime.training.stepgraph.loss import LOSS, add_loss
+from onnxforge.runtime.training.stepgraph.loss import add_loss
 from onnxforge.runtime.training.stepgraph.optim import (ADAMW_SCALARS, MOMENT_SCALES, OPTIMIZERS, adamw_scalars,
                                                         add_updates, moment_names)
 from onnxforge.runtime.training.stepgraph.pack import PARAMS, Packing, pack_parameters, packable

@@ -219,10 +219,12 @@ def test_clip_with_tensor_bounds_by_central_differences():
     _fd_check("Clip", inputs, ["X", "lo", "hi"])
 
 
-def test_resize_with_scales_known_only_at_run_time_is_refused():
-    m = _model([helper.make_node("Resize", ["x", "", "s"], ["y"], name="up", mode="linear")],
-               [vi("x", [1, 1, 2, 2]), vi("s", [4])], [vi("y", None)])
-    with pytest.raises(UnsupportedOpError, match=r"'Resize' \(node 'up'\).*'s'.*only known at run time"):
+def test_resize_crop_with_scales_known_only_at_run_time_is_refused():
+    """(Run-time scales and sizes are covered otherwise: test_autodiff_runtime_dims.py.)"""
+    m = _model([helper.make_node("Resize", ["x", "r", "s"], ["y"], name="up", mode="linear",
+                                 coordinate_transformation_mode="tf_crop_and_resize")],
+               [vi("x", [1, 1, 2, 2]), vi("r", [8]), vi("s", [4])], [vi("y", None)])
+    with pytest.raises(UnsupportedOpError, match=r"'Resize' \(node 'up'\).*tf_crop_and_resize.*run time"):
         gradient_model(m, ["x"], "y")
 
 

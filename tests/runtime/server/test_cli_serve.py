@@ -12,6 +12,8 @@ import sys
 import threading
 import urllib.request
 
+JSON = {"Content-Type": "application/json"}  # urllib sends a form type otherwise
+
 
 
 
@@ -68,7 +70,7 @@ def test_server_process_answers_and_exits_cleanly_on_sigterm(model_dir):
         with urllib.request.urlopen(url + "/v2/health/live", timeout=30) as response:
             assert response.status == 200
         body = json.dumps({"inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": [0.0] * 64}]})
-        with urllib.request.urlopen(urllib.request.Request(url + "/v2/models/digits/infer", data=body.encode()),
+        with urllib.request.urlopen(urllib.request.Request(url + "/v2/models/digits/infer", data=body.encode(), headers=JSON),
                                     timeout=30) as response:
             assert json.loads(response.read())["outputs"][0]["shape"] == [1, 10]
         proc.send_signal(signal.SIGTERM)

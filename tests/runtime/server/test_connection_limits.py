@@ -46,7 +46,7 @@ def answer(sock: socket.socket) -> tuple[int, dict, bytes]:
 
 @pytest.mark.parametrize("raw", [
     b"GARBAGE\r\n\r\n",
-    b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    b"GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n",
     b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
     b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(32),  # a TLS hello on the plain port
 ])
@@ -63,7 +63,7 @@ def test_malformed_http_gets_the_protocols_json_error(server, raw):
 def test_headers_over_the_limit_get_431_before_the_rest_is_read(start_server, model_dir):
     srv = start_server([model_dir / "digits.onnx"], max_header_kb=8)
     with connect(srv.url) as sock:
-        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000)
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 20000)
         status, headers, body = answer(sock)
     assert status == 431
     assert headers["content-type"] == "application/json"
@@ -78,7 +78,7 @@ def test_headers_that_trickle_in_get_408_and_silent_connections_are_closed(start
     srv = start_server([model_dir / "digits.onnx"], header_timeout_s=0.5)
     with connect(srv.url) as slow, connect(srv.url) as silent:
         start = time.monotonic()
-        slow.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n")
+        slow.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         status, headers, body = answer(slow)
         assert status == 408 and headers["content-type"] == "application/json"
         assert json.loads(body) == {"error": "the request line and headers did not arrive within 0.5 s "
@@ -91,7 +91,7 @@ def test_headers_that_trickle_in_get_408_and_silent_connections_are_closed(start
 def test_a_kept_alive_connection_is_closed_after_the_idle_timeout(start_server, model_dir):
     srv = start_server([model_dir / "digits.onnx"], idle_timeout_s=0.5)
     with connect(srv.url) as sock:
-        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
         start = time.monotonic()
         assert sock.recv(100) == b""  # closed by the server, not by this client
@@ -129,7 +129,7 @@ def test_a_connection_beyond_the_limit_gets_503_when_every_held_one_is_inside_a_
     try:
         for _ in range(2):  # inside requests: headers done, bodies still arriving
             sock = connect(srv.url)
-            sock.sendall(b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            sock.sendall(b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{")
             busy.append(sock)
         time.sleep(0.3)
         with connect(srv.url) as extra:

@@ -15,6 +15,8 @@ import tritonclient.http as httpclient
 
 from onnxforge.runtime import load
 
+JSON = {"Content-Type": "application/json"}  # urllib sends a form type otherwise
+
 CLIENTS = 16
 REQUESTS_PER_CLIENT = 50  # 800 requests in all
 
@@ -83,7 +85,7 @@ def test_runs_in_parallel_up_to_the_limit_then_queue_then_503(start_server, mode
     body = json.dumps({"inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": [0.0] * 64}]}).encode()
 
     def call():
-        req = urllib.request.Request(srv.url + "/v2/models/digits/infer", data=body)
+        req = urllib.request.Request(srv.url + "/v2/models/digits/infer", data=body, headers=JSON)
         try:
             with urllib.request.urlopen(req, timeout=60) as response:
                 return response.status, json.loads(response.read())
@@ -148,7 +150,7 @@ def test_stopping_finishes_the_request_in_flight(start_server, model_dir):
     answers = []
 
     def call():
-        with urllib.request.urlopen(urllib.request.Request(srv.url + "/v2/models/digits/infer", data=body),
+        with urllib.request.urlopen(urllib.request.Request(srv.url + "/v2/models/digits/infer", data=body, headers=JSON),
                                     timeout=60) as response:
             answers.append((response.status, json.loads(response.read())))
 
@@ -171,7 +173,7 @@ def test_batching_with_no_queue_still_serves_one_client(start_server, model_dir,
     x = np.linspace(-1, 1, 64, dtype=np.float32)[None]
     body = json.dumps({"inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": x.ravel().tolist()}]})
     for _ in range(5):
-        with urllib.request.urlopen(urllib.request.Request(srv.url + "/v2/models/digits/infer", data=body.encode()),
+        with urllib.request.urlopen(urllib.request.Request(srv.url + "/v2/models/digits/infer", data=body.encode(), headers=JSON),
                                     timeout=30) as response:
             got = np.array(json.loads(response.read())["outputs"][0]["data"], np.float32).reshape(1, 10)
         np.testing.assert_array_equal(got, sessions["digits"].run({"x": x})["logits"])

@@ -47,7 +47,7 @@ def test_versions_newest_by_default_and_each_by_number(repo, start_server, trito
 
 
 def test_index_load_and_unload_with_tritonclient(repo, start_server, triton):
-    srv = start_server([repo])
+    srv = start_server([repo], repository_control=True)
     client = triton(srv.url)
     index = client.get_model_repository_index()
     assert [(m["name"], m["version"], m["state"]) for m in index] == [

@@ -1,0 +1,85 @@
+"""A LoRA run: what a :class:`~onnxforge.runtime.training.trainer.Trainer` with ``lora=`` trains and
+writes.
+
+The trainer trains :meth:`LoRARun.training_model` (the source with adapters as initialisers) with the
+adapters as its only trainable parameters: every base weight stays an initialiser of the step
+model, a constant no gradient, optimizer state or checkpoint holds. Its files in the run folder:
+
+    model.onnx              the merged model: the source's signature, W + scale * A @ B per target
+    model.lora.onnx         the source with the adapter tensors as graph inputs (zero defaults:
+                            without an adapter it answers as the base), for ONNX Runtime's LoRA
+                            support (``RunOptions.add_active_adapter``) and ``serve --adapters``
+    adapters.onnx_adapter   ``W.lora_A`` and ``W.lora_B`` (scale folded into B), ONNX Runtime's format
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from onnx import ModelProto, TensorProto
+
+from onnxforge.runtime.adapters.adapter_file import SUFFIX, write_adapter
+from onnxforge.runtime.adapters.lora import LoRA, adapter_names, find_targets, initial_adapters
+from onnxforge.runtime.adapters.rewrite import merged, with_adapters
+from onnxforge.runtime.modelio.card import ModelCard
+from onnxforge.runtime.passes import pipelines
+
+__all__ = ["LoRARun", "LORA_MODEL", "ADAPTERS_FILE", "parameter_counts"]
+
+LORA_MODEL = "model.lora.onnx"
+ADAPTERS_FILE = "adapters" + SUFFIX
+
+
+def parameter_counts(model: ModelProto) -> int:
+    """Elements in the float initialisers of ``model`` (external data included, by its dims)."""
+    return sum(math.prod(t.dims) for t in model.graph.initializer if t.data_type == TensorProto.FLOAT)
+
+
+class LoRARun:
+    """``lora`` applied to ``source``; initial adapters drawn from ``seed``."""
+
+    def __init__(self, lora: LoRA, source: ModelProto, seed: int):
+        self.lora = lora
+        self._source = source
+        self.targets = find_targets(source, lora.targets)
+        self.initial = initial_adapters(self.targets, lora.rank, seed)
+        self.trainable = tuple(n for t in self.targets for n in adapter_names(t.weight))
+        self.trainable_parameters = int(sum(v.size for v in self.initial.values()))
+        self.total_parameters = parameter_counts(source) + self.trainable_parameters
+
+    def training_model(self, source: ModelProto) -> ModelProto:
+        return with_adapters(source, self.targets, scale=self.lora.scale, values=self.initial)
+
+    def card(self) -> dict:
+        """What the model cards record: rank, alpha, the patterns and the weights adapted."""
+        return {"lora": {**self.lora.record(), "weights": [t.weight for t in self.targets],
+                         "layout": "x @ M + (x @ A) @ B; A [in, rank], B [rank, out] with alpha/rank folded in"}}
+
+    def stored(self, values: dict) -> dict[str, np.ndarray]:
+        """The adapters as files hold them: A, and B with the scale folded in."""
+        scale = np.float32(self.lora.scale)
+        out = {}
+        for t in self.targets:
+            a, b = adapter_names(t.weight)
+            out[a] = np.asarray(values[a], np.float32)
+            out[b] = np.asarray(values[b], np.float32) * scale if scale != 1 else np.asarray(values[b], np.float32)
+        return out
+
+    def merged_model(self, source: ModelProto, values: dict) -> ModelProto:
+        return merged(source, self.targets, self.stored(values))
+
+    def lora_model(self, source: ModelProto | None = None, trained: dict | None = None) -> ModelProto:
+        source = self._source if source is None else source
+        model = with_adapters(source, self.targets, as_inputs=True)
+        card = ModelCard.from_model(source).updated(self.card())
+        if trained is not None:
+            card = card.updated({"trained": trained})
+        return card.write_into(pipelines.for_export(model))
+
+    def write(self, folder: Path, values: dict, write_model, trained: dict | None = None) -> None:
+        """``model.lora.onnx`` (through ``write_model(model, path)``, the run folder's atomic writer)
+        and ``adapters.onnx_adapter`` into ``folder``."""
+        write_model(self.lora_model(trained=trained), Path(folder) / LORA_MODEL)
+        write_adapter(Path(folder) / ADAPTERS_FILE, self.stored(values))

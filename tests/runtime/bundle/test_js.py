@@ -1,0 +1,101 @@
+"""The JavaScript side of training bundles: the library under Node's test runner, and the judged
+check: an MLP (SGD) and a ConvNet (AdamW, warm-up, cosine) bundled with ``--web --no-shuffle``
+train to the same weights in headless Chromium (the page, WASM), in Node.js (``train.mjs``) and
+in ``onnxforge train --backend onnx``.
+
+Needs Node.js, the JS folder's packages (``npm ci`` in runtime/bundle/js) and Debian's chromium:
+``.ci/run`` installs them; in CI a missing one fails the run, elsewhere the tests are skipped as an
+optional peer."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+from onnxforge.graphs import convnet, mlp
+from onnxforge.runtime.bundle.build import JS_DIR
+from onnxforge.runtime.modelio.files import load_model
+from onnxforge.runtime.modelio.weights import load_weights, model_weights
+from onnxforge.samples import path as sample
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+def _need(browser: bool = False) -> None:
+    missing = [] if shutil.which("node") else ["node"]
+    missing += [p for p in ("onnxruntime-node", "onnxruntime-web", "playwright-core")
+                if not (JS_DIR / "node_modules" / p / "package.json").is_file()]
+    if browser and not os.access(CHROMIUM, os.X_OK):
+        missing.append(CHROMIUM)
+    if missing:
+        message = f"{', '.join(missing)} missing (npm ci in {JS_DIR}; apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(f"optional peer: {message}")
+
+
+def _node(*args, timeout: int = 600, **env) -> subprocess.CompletedProcess:
+    run = subprocess.run(["node", *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                         env={**os.environ, **env})
+    assert run.returncode == 0, f"node {args[0]} failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    return run
+
+
+@pytest.mark.slow
+def test_the_js_library_under_nodes_test_runner():
+    _need()
+    run = _node("--test", JS_DIR / "test", ONNXFORGE_PYTHON=sys.executable)
+    assert "# fail 0" in run.stdout and "# pass 5" in run.stdout, run.stdout[-2000:]
+
+
+CASES = {
+    "mlp-sgd": (lambda: mlp(64, [128], 10, seed=0), "digits", ["--optimizer", "sgd", "--lr", "0.1", "--epochs", "5"]),
+    "convnet-adamw": (lambda: convnet((1, 8, 8), channels=(16, 32), kernel=3, pool=2, classes=10, seed=0), "digits_images",
+                      ["--optimizer", "adamw", "--lr", "0.003", "--epochs", "4", "--schedule", "cosine", "--warmup-steps", "10"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(CASES))
+def test_page_node_and_python_train_the_same_weights(tmp_path, cli_run, case):
+    _need(browser=True)
+    build, data, options = CASES[case]
+    model = tmp_path / "model.onnx"
+    onnx.save(build(), model)
+    common = ["--data", sample(f"{data}_train.npz"), "--val", sample(f"{data}_test.npz"), "--no-shuffle", *options]
+    bundle = tmp_path / "bundle"
+    assert cli_run("bundle", model, "-o", bundle, "--web", *common).exit_code == 0
+    trained = cli_run("train", model, "--backend", "onnx", "--out", tmp_path / "run", "--quiet", "--json", *common)
+    assert trained.exit_code == 0, trained.output
+    python = model_weights(load_model(tmp_path / "run" / "model.onnx"))
+    node = json.loads(_node(bundle / "train.mjs", "--quiet", ONNXFORGE_NODE_MODULES=JS_DIR / "node_modules").stdout)
+    shot = tmp_path / f"{case}.png"
+    page = json.loads(_node(JS_DIR / "run-page.mjs", bundle, "--screenshot", shot, "--save-weights",
+                            tmp_path / "page.safetensors", "--save-model", tmp_path / "page.onnx").stdout)
+    assert page.get("error") is None and page["page_errors"] == [] and page["refused"] == []
+    assert page["backend"] == page["shown"]["backend"] == "wasm"
+    steps = json.loads(trained.output)["steps"]
+    assert page["steps"] == node["steps"] == steps == len(page["losses"])
+    for result in (page, node):
+        diff = max(float(np.abs(np.asarray(result["weights"][k]).reshape(v.shape) - v).max()) for k, v in python.items())
+        assert diff < 1e-4, f"{result['backend']}: weights differ from train --backend onnx by {diff}"
+    final = json.loads(trained.output)["final"]
+    assert abs(page["val_accuracy"] - final["val_accuracy"]) < 0.01
+    if case == "mlp-sgd":
+        assert page["val_accuracy"] >= 0.90
+    assert page["shown"]["accuracy"] == f"{100 * page['val_accuracy']:.2f}%"
+    assert shot.stat().st_size > 20_000  # the finished page: the curve and the numbers (looked at by hand)
+    # what the page's buttons download: the weights go back into the model by name; the model.onnx runs
+    downloaded = load_weights(tmp_path / "page.safetensors")
+    assert cli_run("weights", "import", model, tmp_path / "page.safetensors", "-o", tmp_path / "back.onnx").exit_code == 0
+    back = model_weights(load_model(tmp_path / "back.onnx"))
+    page_model = model_weights(load_model(tmp_path / "page.onnx"))
+    for k, v in downloaded.items():
+        assert np.array_equal(back[k], v) and np.array_equal(page_model[k], v)
