@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 
 import click
+from typing import Any
+
 import numpy as np
 
 from onnxforge.cli._common import print_json
@@ -40,10 +42,10 @@ def infer_seq2seq(session, inputs: dict, *, output, as_json: bool, beam: int, ma
         from onnxforge.runtime.modelio.files import atomic_write_bytes
 
         buf = io.BytesIO()
-        np.savez(buf, **result, **({"text": np.array(texts)} if texts is not None else {}))
+        np.savez(buf, **result, **({"text": np.array(texts)} if texts is not None else {}))  # type: ignore[arg-type]  # numpy's stub reads ** as its allow_pickle flag
         atomic_write_bytes(output, buf.getvalue())
     if as_json:
-        doc = {"sequences": [strip_sequence(r) for r in tokens]}
+        doc: dict[str, Any] = {"sequences": [strip_sequence(r) for r in tokens]}
         if texts is not None:
             doc["text"] = texts
         if attention is not None:

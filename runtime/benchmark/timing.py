@@ -19,6 +19,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,7 @@ from onnxforge.runtime.training.trainer import Trainer
 __all__ = ["WORKLOADS", "workload", "time_backends"]
 
 # name -> (builder kwargs, batch, intra-op threads)
-WORKLOADS = {
+WORKLOADS: dict[str, tuple[str, dict[str, Any], int, int]] = {
     "mlp_small": ("mlp", dict(inputs=64, hidden=[128], classes=10), 64, 1),
     "mlp_large": ("mlp", dict(inputs=784, hidden=[1024, 1024], classes=10), 256, 2),
     "convnet": ("convnet", dict(input_shape=(1, 8, 8), channels=(16, 32), classes=10), 64, 1),
@@ -79,7 +80,7 @@ def time_backends(name: str, backends=("artifacts", "onnx"), *, optimizer: str =
         for step in runs.values():
             for bx, by in batches[:3]:  # warm-up: builds, sessions, first allocations
                 step(bx, by, 1e-3)
-        rates = {b: [] for b in runs}
+        rates: dict[str, list[float]] = {b: [] for b in runs}
         order = list(runs.items())
         for r in range(rounds):
             for b, step in order[r % len(order):] + order[:r % len(order)]:

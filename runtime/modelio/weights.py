@@ -64,7 +64,7 @@ def save_weights(model: ModelProto, path) -> dict:
         write_safetensors(weights, path, {"format": "onnxforge", "producer": model.producer_name or ""})
     elif path.suffix == ".npz":
         buffer = io.BytesIO()
-        np.savez(buffer, **weights)
+        np.savez(buffer, **weights)  # type: ignore[arg-type]  # numpy's stub reads ** as its allow_pickle flag
         atomic_write_bytes(path, buffer.getvalue())
     else:
         raise DataError(f"weights file '{path}' must end in .npz or .safetensors")

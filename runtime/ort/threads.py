@@ -84,7 +84,7 @@ def forward_flops(model: ModelProto, shapes: dict[str, tuple]) -> float | None:
         if op in ("MatMul", "Gemm"):
             a, y = ins[0], outs[0]
             if not a or not y:
-                b = weights.get(node.input[1])
+                b = weights.get(node.input[1]) if len(node.input) > 1 else None  # a malformed node has fewer
                 if b and len(b) == 2:  # a learned weight [K, N] (Gemm may hold it as [N, K]): guessed rows
                     total += 2.0 * examples * seq * b[0] * b[1]
                     continue

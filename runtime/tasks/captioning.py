@@ -36,7 +36,7 @@ def caption_tokenizer(card) -> Tokenizer:
     return tok
 
 
-def read_captions(path, *, progress: bool = False) -> tuple[list[Path], list[str], callable]:
+def read_captions(path, *, progress: bool = False) -> tuple[list[Path], list[str], Callable[[int], str]]:
     """``(image paths, captions, where)`` of an ``image_path<TAB>caption`` file."""
     paths, captions, where = text.read_columns(path, "image_path<TAB>caption", progress=progress)
     root = Path(path).parent

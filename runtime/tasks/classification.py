@@ -34,7 +34,7 @@ class Classification(Task):
 
     def reads_image(self, session: Any) -> bool:
         shape = session.inputs[0].shape if session.inputs else None
-        return len(session.inputs) == 1 and bool(shape) and len(shape) == 4
+        return len(session.inputs) == 1 and shape is not None and len(shape) == 4
 
     def answer_rows(self, out: np.ndarray, card: ModelCard) -> list[str]:
         ids = out.argmax(axis=-1)

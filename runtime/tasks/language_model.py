@@ -74,7 +74,7 @@ def continue_windows(session, x: np.ndarray, max_len: int = 20) -> list[list[int
     card = session.card
     name, out = session.inputs[0].name, card.output or session.outputs[0].name
     window = np.asarray(x, np.int64).copy()
-    words = [[] for _ in range(len(window))]
+    words: list[list[int]] = [[] for _ in range(len(window))]
     done = np.zeros(len(window), bool)
     never = [PAD, BOS] + ([UNK] if (card.tokenizer or {}).get("unknown") != "unk" else [])
     for _ in range(int(max_len)):

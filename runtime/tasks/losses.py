@@ -21,6 +21,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxforge.runtime.errors import ConfigError
+from onnxforge.runtime.ort.distribution import training_api
 
 __all__ = ["LOSSES", "class_count", "loss_block", "numpy_loss", "output_info", "target_info", "target_name"]
 
@@ -33,8 +34,6 @@ def target_name(loss: str) -> str:
 
 
 def _base_block():
-    from onnxforge.runtime.ort.distribution import training_api
-
     _, onnxblock, _ = training_api()
     return onnxblock.Block
 

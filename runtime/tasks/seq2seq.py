@@ -38,13 +38,15 @@ class Seq2Seq(Task):
     src_arrays = True
 
     def run_metrics(self, session: Any, dataset: Dataset, batch_size: int = 512) -> dict:
+        if dataset.y is None:
+            raise DataError(f"{dataset.source}: decoding metrics need the target sequences")
         tokens, _ = decode(session, dataset.inputs[SRC], max_len=int(dataset.y.shape[1]), batch_size=batch_size)
         return sequence_metrics(tokens, dataset.y)
 
     def preparer(self, card: ModelCard) -> Callable[[dict], dict]:
         return functools.partial(prepare_seq2seq_arrays, card=card)
 
-    def tokenizers(self, card: ModelCard) -> tuple[Tokenizer, Tokenizer | None]:
+    def tokenizers(self, card: ModelCard) -> tuple[Tokenizer, Tokenizer]:
         src, tgt = Tokenizer.from_card(card, "src_tokens"), Tokenizer.from_card(card, "tgt_tokens")
         if src is None or tgt is None:
             raise DataError(NO_TOKENIZER)

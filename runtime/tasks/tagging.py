@@ -33,7 +33,7 @@ class Tagging(Classification):
         return Dataset({inputs[0].name: x}, y, str(path))
 
     def predicts_next_word(self, card: ModelCard) -> bool:
-        return bool(card.tokens) and card.classes == len(card.tokens)
+        return bool(card.tokens) and card.classes == len(card.tokens or ())
 
     def next_word_logits(self, session: Any, history: list[int]) -> np.ndarray:
         """The logits [vocab] of the word after ``history``: the tagger's output at its last step."""

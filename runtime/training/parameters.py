@@ -7,6 +7,7 @@ Keras or a PyTorch module in eval mode); a pattern may also name the statistics 
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +33,7 @@ class ParameterPlan:
     held: tuple[str, ...]      # the buffers of frozen batch norms: kept at their starting values
 
     @classmethod
-    def of(cls, model: ModelProto, freeze: list[str]) -> "ParameterPlan":
+    def of(cls, model: ModelProto, freeze: Sequence[str]) -> "ParameterPlan":
         candidates = trainable_parameters(model)
         buffers = [p for p in state_buffers(model) if p in candidates]
         params = [p for p in candidates if p not in buffers]

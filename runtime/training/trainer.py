@@ -104,7 +104,7 @@ class Trainer(TrainerResults):
     """Train ``model`` (path, run folder or ``ModelProto``) into the run folder ``rundir``; the
     options are described in the module docstring."""
 
-    def __init__(self, model: str | os.PathLike[str] | ModelProto, rundir: str | os.PathLike[str], *,
+    def __init__(self, model: str | os.PathLike[str] | ModelProto | bytes, rundir: str | os.PathLike[str], *,
                  loss: str = "auto", optimizer: str = "adamw", lr: float = 1e-3, weight_decay: float = 0.01,
                  schedule: str = "constant", warmup_steps: int = 0, freeze: str | Sequence[str] = (),
                  device: str | Device = "auto", seed: int = 0, threads: int | str | None = "auto",

@@ -21,6 +21,9 @@ from onnxforge.runtime.errors import ConfigError, RuntimeUnavailableError
 from onnxforge.runtime.training.backends.artifacts import ArtifactsBackend
 from onnxforge.runtime.training.backends.base import BackendState, TrainingBackend, TrainingSpec
 from onnxforge.runtime.training.backends.onnx import OnnxBackend
+from onnxforge import plugins
+from onnxforge.runtime.errors import OnnxforgeError
+from onnxforge.runtime.passes.gradient_form import trainable_parameters, untrainable_ops
 
 __all__ = ["BACKENDS", "BACKEND_CHOICES", "auto_order", "backend_class", "BackendState", "TrainingBackend",
            "TrainingSpec"]
@@ -43,10 +46,6 @@ def auto_order(model: ModelProto | None = None) -> list[type[TrainingBackend]]:
 def _artifacts_cannot_train(model) -> bool:
     """Whether ONNX Runtime training's gradient builder refuses ``model`` (e.g. a Softplus), which the
     ``onnx`` backend may still train: ``auto`` then goes to ``onnx`` instead of refusing."""
-    from onnxforge import plugins  # the plugin registry loads entry points: only when asked
-    from onnxforge.runtime.errors import OnnxforgeError
-    from onnxforge.runtime.passes.gradient_form import trainable_parameters, untrainable_ops
-
     try:
         prepared = plugins.prepare_training(model)
     except OnnxforgeError:

@@ -96,6 +96,8 @@ class BackendState:
 class TrainingBackend(Protocol):
     name: ClassVar[str]
 
+    def __init__(self, spec: TrainingSpec) -> None: ...
+
     @classmethod
     def available(cls) -> str | None: ...
 
