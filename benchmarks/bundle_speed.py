@@ -20,7 +20,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import onnx
 
 from onnxforge.graphs import convnet, mlp
 from onnxforge.runtime import Trainer

@@ -43,6 +43,13 @@ def _backends(ctx, param, value) -> tuple:
 @click.option("--freeze", multiple=True, metavar="PATTERN", help="Keep parameters matching this glob fixed (repeatable).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the data order and dropout.")
 @click.option("--no-shuffle", is_flag=True, help="Visit the examples in file order every epoch.")
+@click.option("--lora", type=click.IntRange(min=1), default=None, metavar="RANK",
+              help="Train low-rank adapters of this rank on the MatMul/Gemm weights and nothing else (as train --lora); "
+                   "the bundle's model.onnx holds the adapters as initialisers.")
+@click.option("--lora-alpha", type=click.FloatRange(min=0, min_open=True), default=None, metavar="A",
+              help="LoRA alpha: the adapters are scaled by A/RANK [default: RANK, scale 1].")
+@click.option("--lora-targets", multiple=True, metavar="GLOB",
+              help="Adapt only the weights matching this glob (repeatable) [default: every 2-D MatMul/Gemm weight].")
 @click.option("--web", is_flag=True, help="Add index.html and onnxruntime-web's files: the bundle trains in a browser tab.")
 @click.option("--web-backends", default="wasm,webgpu", show_default=True, callback=_backends,
               help="onnxruntime-web builds a --web bundle carries (wasm about 15 MB, webgpu about 28 MB more).")
@@ -52,7 +59,7 @@ def _backends(ctx, param, value) -> tuple:
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest's summary as one JSON object.")
 def command(model, out, data, val, target, features, epochs, batch_size, lr, optimizer, weight_decay, schedule,
-            warmup_steps, loss, freeze, seed, no_shuffle, web, web_backends, ort_web, overwrite, as_json):
+            warmup_steps, loss, freeze, seed, no_shuffle, lora, lora_alpha, lora_targets, web, web_backends, ort_web, overwrite, as_json):
     """Write a training bundle of MODEL to OUT: manifest.json, the training-step model, the
     inference model, initial parameters and optimizer state (.safetensors), the data (with
     --data/--val), the JavaScript trainer (node OUT/train.mjs) and with --web a page that trains
@@ -63,9 +70,11 @@ def command(model, out, data, val, target, features, epochs, batch_size, lr, opt
     from onnxforge.runtime.tasks.sources import open_data
     from onnxforge.runtime.tasks.task import task_for
 
+    if lora is None and (lora_alpha is not None or lora_targets):
+        raise click.UsageError("--lora-alpha and --lora-targets need --lora RANK")
     options = BundleOptions(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
                             schedule=schedule, warmup_steps=warmup_steps, loss=loss, freeze=list(freeze), seed=seed,
-                            shuffle=not no_shuffle)
+                            shuffle=not no_shuffle, lora=lora, lora_alpha=lora_alpha, lora_targets=tuple(lora_targets))
     source = load_model(model)
     card = ModelCard.from_model(source)
 

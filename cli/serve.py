@@ -77,6 +77,12 @@ class Host(click.ParamType):
                    "other sites' pages are refused.")
 @click.option("--warmup-timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="Seconds a model's warm-up (its first run) may take; a model that runs longer is refused.")
+@click.option("--run-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds a request's model run may take; a run past it is stopped and answered 504 [default: no "
+                   "limit; a model's first run always has the --warmup-timeout].")
+@click.option("--shutdown-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              help="On SIGTERM or Ctrl+C, seconds the requests in flight get to finish; model runs still going "
+                   "then are stopped.")
 @click.option("--adapters", "adapters", type=click.Path(file_okay=False), default=None, metavar="DIR",
               help="Serve the one base MODEL with every DIR/NAME.onnx_adapter (LoRA adapters, e.g. a run's "
                    "adapters.onnx_adapter) over one session; a request picks one with {\"parameters\": {\"adapter\": "
@@ -86,7 +92,7 @@ class Host(click.ParamType):
 def command(models, host, port, device, threads, max_concurrency, max_queue, max_batch, max_delay_ms,
             max_body_mb, body_timeout, max_header_kb, header_timeout, idle_timeout, max_connections, no_warmup,
             watch, watch_interval, grpc_port, repository_control, repository_token, allow_hosts, allow_origins,
-            warmup_timeout, adapters, log_level):
+            warmup_timeout, run_timeout, shutdown_timeout, adapters, log_level):
     """Serve MODELS (.onnx files, or folders whose every .onnx is served) over HTTP with the Open
     Inference Protocol v2, the REST API of KServe and Triton: GET /v2/health/live,
     /v2/health/ready, /v2, /v2/models/NAME, /v2/models/NAME/ready and POST
@@ -108,8 +114,8 @@ def command(models, host, port, device, threads, max_concurrency, max_queue, max
                    warmup=not no_warmup, watch=watch, watch_interval_s=watch_interval, grpc_port=grpc_port,
                    repository_control=repository_control, repository_token=repository_token,
                    allowed_hosts=tuple(allow_hosts), allowed_origins=tuple(allow_origins),
-                   warmup_timeout_s=warmup_timeout,
-                   adapters=adapters)
+                   warmup_timeout_s=warmup_timeout, run_timeout_s=run_timeout,
+                   shutdown_timeout_s=shutdown_timeout, adapters=adapters)
     if max_concurrency:
         options["max_concurrency"] = max_concurrency
     if max_connections:

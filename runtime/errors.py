@@ -34,6 +34,7 @@ __all__ = [
     "ServerBusyError",
     "ForbiddenError",
     "UnauthorizedError",
+    "RunTimeoutError",
     "first_line",
 ]
 
@@ -144,3 +145,9 @@ class UnauthorizedError(OnnxforgeError):
     """The request lacks the credentials the endpoint asks for (``--repository-token``)."""
 
     http_status = 401
+
+
+class RunTimeoutError(OnnxforgeError):
+    """A model run (a warm-up, or a request's) passed its deadline and was stopped."""
+
+    http_status = 504

@@ -20,12 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from onnxforge.runtime.bundle import ortweb
-from onnxforge.runtime.bundle.describe import describe_eval, describe_step, recipes, tensor_info
+from onnxforge.runtime.bundle.describe import describe_eval, describe_step, recipes
 from onnxforge.runtime.bundle.offsets import raw_data_offsets, with_raw_data
+from onnxforge.runtime.adapters import LoRA
 from onnxforge.runtime.errors import ConfigError, DataError
+from onnxforge.runtime.modelio.card import ModelCard
 from onnxforge.runtime.modelio.weights import model_weights, write_safetensors
 from onnxforge.runtime.tasks.evaluation import check_for_model
 from onnxforge.runtime.training.epochs import EpochIterator
+from onnxforge.runtime.training.export import inference_model
 from onnxforge.runtime.training.stepgraph import build_eval, build_step, moment_names
 from onnxforge.runtime.training.trainer import Trainer
 
@@ -53,13 +56,17 @@ class BundleOptions:
     freeze: list = field(default_factory=list)
     seed: int = 0
     shuffle: bool = True
+    lora: int | None = None          # LoRA rank: train low-rank adapters of the MatMul/Gemm weights only
+    lora_alpha: float | None = None
+    lora_targets: tuple = ()
 
 
 def _trainer(model, out: Path, o: BundleOptions) -> Trainer:
     """The run ``train --backend onnx`` would make (nothing is written: it is never fitted)."""
+    lora = LoRA(o.lora, alpha=o.lora_alpha, targets=tuple(o.lora_targets) or None) if o.lora else None
     trainer = Trainer(model, out, loss=o.loss, optimizer=o.optimizer, lr=o.lr, weight_decay=o.weight_decay,
                       schedule=o.schedule, warmup_steps=o.warmup_steps, freeze=list(o.freeze), seed=o.seed,
-                      backend="onnx", device="cpu", progress=False, threads=1)
+                      backend="onnx", device="cpu", progress=False, threads=1, lora=lora)
     trainer.config.epochs, trainer.config.batch_size, trainer.config.shuffle = o.epochs, o.batch_size, o.shuffle
     return trainer
 
@@ -98,6 +105,16 @@ def _orders(o: BundleOptions, n: int) -> np.ndarray:
     generator."""
     rng = np.random.default_rng(o.seed)
     return np.stack([rng.permutation(n) for _ in range(o.epochs)]).astype(np.int32)
+
+
+def _inference_model(trainer: Trainer):
+    """The model a bundle trains into: the source in export form, or with LoRA the source with
+    its adapters as initialisers (``x @ W + (x @ A) @ B * alpha/rank``), so the trained adapters
+    go back into it by name."""
+    if trainer.lora is None:
+        return trainer.inference_model()
+    model = inference_model(trainer.training_source, {})
+    return ModelCard.from_model(model).updated(trainer.lora.card()).write_into(model)
 
 
 def _steps(trainer: Trainer, feed_shapes: dict, web_gpu: bool) -> tuple[dict, dict]:
@@ -154,8 +171,9 @@ def _write(d: Path, trainer: Trainer, o: BundleOptions, train, valid, web: bool,
     evaluation = build_eval(spec.model, output=spec.output, loss=spec.loss, params=list(spec.trainable),
                             buffers=list(spec.state_buffers), ignore_index=spec.ignore_index)
     save_model(evaluation.model, d / "eval.onnx")
-    weights = model_weights(trainer.inference_model())
-    inference = with_raw_data(trainer.inference_model(), weights)
+    inference = _inference_model(trainer)
+    weights = model_weights(inference)
+    inference = with_raw_data(inference, weights)
     data = inference.SerializeToString()
     (d / "model.onnx").write_bytes(data)
     offsets = raw_data_offsets(data, inference, weights)
@@ -176,6 +194,7 @@ def _write(d: Path, trainer: Trainer, o: BundleOptions, train, valid, web: bool,
                   "task": trainer.task.name, "output": trainer.output_name, "classes": trainer.card.classes,
                   "inputs": [{"name": i.name, "dtype": str(np.dtype(i.dtype)), "shape": list(i.shape)} for i in trainer.inputs],
                   "weight_offsets": offsets},
+        "lora": trainer.lora.card()["lora"] if trainer.lora is not None else None,
         "training": {**asdict(o), "loss": trainer.loss, "weight_decay": o.weight_decay if o.optimizer == "adamw" else 0.0,
                      "steps_per_epoch": steps_per_epoch,
                      "total_steps": steps_per_epoch * o.epochs if steps_per_epoch else None},

@@ -173,9 +173,9 @@ class Session:
         self._kernel_guard = plugins.kernel_guard if python_kernels else None
         self._run_direct: Any = getattr(self._sess, "_sess", None)  # the pybind session, without the wrapper's checks
 
-    def _run_public(self, names: list[str], ready: dict) -> list:
+    def _run_public(self, names: list[str], ready: dict, run_options=None) -> list:
         try:
-            return self._sess.run(names, ready)
+            return self._sess.run(names, ready) if run_options is None else self._sess.run(names, ready, run_options)
         except Exception as exc:  # noqa: BLE001
             raise InputError(f"ONNX Runtime rejected the feeds: {failure_line(exc)}") from None
 
@@ -200,8 +200,10 @@ class Session:
     def providers(self) -> list[str]:
         return self._sess.get_providers()
 
-    def run(self, feeds: dict, outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-        """Run the model; ``feeds`` maps input names to arrays. Returns ``{output name: array}``."""
+    def run(self, feeds: dict, outputs: list[str] | None = None, run_options=None) -> dict[str, np.ndarray]:
+        """Run the model; ``feeds`` maps input names to arrays. Returns ``{output name: array}``.
+        ``run_options``: ONNX Runtime's ``RunOptions`` (setting its ``terminate`` from another
+        thread stops the run)."""
         ready = self._fast_feeds(feeds)
         if ready is None:
             ready = validate_feeds(feeds, self.inputs)
@@ -210,12 +212,14 @@ class Session:
         names = self._output_names if outputs is None else self._checked_outputs(outputs)
         if self._kernel_guard is None:
             try:
-                values = self._run_direct.run(names, ready, None)
+                values = self._run_direct.run(names, ready, run_options)
             except Exception:  # noqa: BLE001 - again through the public wrapper, for its fallback and message
-                values = self._run_public(names, ready)
+                if run_options is not None and run_options.terminate:
+                    raise InputError("the run was stopped (its terminate flag was set)") from None
+                values = self._run_public(names, ready, run_options)
         else:
             with self._kernel_guard():
-                values = self._run_public(names, ready)
+                values = self._run_public(names, ready, run_options)
         if len(names) == 1:
             return {names[0]: values[0]}
         return dict(zip(names, values))
@@ -266,7 +270,7 @@ class Session:
         """The name of the highest-scoring class of the main output for each row of ``x``."""
         return self.label_names(self.predict(x, batch_size).argmax(axis=-1))
 
-    def warmup(self, batch_size: int = 1, runs: int = 1) -> float:
+    def warmup(self, batch_size: int = 1, runs: int = 1, run_options=None) -> float:
         """Run the model ``runs`` times on zeros shaped like its inputs (dynamic dimensions: the
         first is ``batch_size``, others 1), so the first real call does not pay for allocation
         and kernel selection. Returns the seconds it took."""
@@ -276,7 +280,10 @@ class Session:
         start = time.perf_counter()
         for _ in range(max(1, int(runs))):
             try:
-                self._sess.run(self._output_names, feeds)
+                if run_options is None:
+                    self._sess.run(self._output_names, feeds)
+                else:
+                    self._sess.run(self._output_names, feeds, run_options)
             except Exception as exc:  # noqa: BLE001
                 raise ModelError(f"warm-up on zeros shaped {({k: list(v.shape) for k, v in feeds.items()})} "
                                  f"failed: {failure_line(exc)}") from None

@@ -22,6 +22,7 @@ from onnxforge.runtime.errors import ConfigError
 from onnxforge.runtime.server.adapters import AdapterServing
 from onnxforge.runtime.server.access import Access
 from onnxforge.runtime.server.config import ServerConfig, check_config
+from onnxforge.runtime.server.deadlines import Runs
 from onnxforge.runtime.server.grpc.service import GrpcServer, Servicer
 from onnxforge.runtime.server.infer import Engine
 from onnxforge.runtime.server.metrics import Metrics
@@ -52,14 +53,16 @@ class Server:
             models = {self.adapters.name: self.adapters.model}
         if isinstance(models, dict):
             given = {name: m if isinstance(m, ServedModel) else ServedModel(name, m) for name, m in models.items()}
-            self.repository = Repository(models=given)
+            self.repository = Repository(models=given, warmup_timeout_s=cfg.warmup_timeout_s)
             for model in given.values():
                 if cfg.warmup:
                     self.repository.warm(model)
         else:
-            self.repository = Repository(models, device=cfg.device, threads=cfg.threads, warmup=cfg.warmup)
+            self.repository = Repository(models, device=cfg.device, threads=cfg.threads, warmup=cfg.warmup,
+                                         warmup_timeout_s=cfg.warmup_timeout_s)
         self.metrics = Metrics()
-        self.scheduler = Scheduler(cfg.max_concurrency, cfg.max_queue, cfg.max_batch, cfg.max_delay_ms)
+        self.scheduler = Scheduler(cfg.max_concurrency, cfg.max_queue, cfg.max_batch, cfg.max_delay_ms,
+                                   Runs(cfg.warmup_timeout_s, cfg.run_timeout_s))
         self.scheduler.on_wait = self.metrics.queue_wait.observe
         self.scheduler.on_batch = self.metrics.batch_rows.observe
         self.engine = Engine(self.scheduler, cfg)
@@ -137,7 +140,7 @@ class Server:
         import uvicorn
 
         config = uvicorn.Config(self.app, http=protocol_for(self.config), log_config=None, access_log=False,
-                                lifespan="on", timeout_graceful_shutdown=30,
+                                lifespan="on", timeout_graceful_shutdown=self.config.shutdown_timeout_s,
                                 timeout_keep_alive=self.config.idle_timeout_s)
         self._uvicorn = uvicorn.Server(config)
         return self._uvicorn

@@ -52,6 +52,8 @@ class ServerConfig:
     allowed_hosts: tuple = ()  # Host names answered besides loopback ones (--allow-host; "*": any)
     allowed_origins: tuple = ()  # browser origins answered besides the server's own (--allow-origin)
     warmup_timeout_s: float = 60.0  # a model's warm-up (its first run) must end within this, else refused
+    shutdown_timeout_s: float = 30.0  # on SIGTERM, requests in flight get this long; runs still going are stopped
+    run_timeout_s: float | None = None  # a request's model run is stopped past this (--run-timeout); None: no limit
     adapters: str | None = None  # serve the one base model with every DIR/NAME.onnx_adapter (see .adapters)
 
     @property
@@ -85,12 +87,16 @@ def check_config(config: ServerConfig) -> None:
             raise ConfigError("repository_token must be a non-empty string of printable ASCII characters")
         if not config.repository_control:
             raise ConfigError("repository_token is given but repository control is off; add --repository-control")
+    run_timeout = config.run_timeout_s
+    if run_timeout is not None and (isinstance(run_timeout, bool) or not isinstance(run_timeout, (int, float))
+                                    or not run_timeout > 0):
+        raise ConfigError(f"run_timeout_s must be more than zero (or None: no limit); got {run_timeout!r}")
     for name in ("allowed_hosts", "allowed_origins"):
         value = getattr(config, name)
         if isinstance(value, str) or not all(isinstance(v, str) and v.strip() for v in value):
             raise ConfigError(f"{name} must be a list of non-empty names; got {value!r}")
     for name in ("max_body_mb", "body_timeout_s", "max_header_kb", "header_timeout_s", "idle_timeout_s",
-                 "watch_interval_s", "warmup_timeout_s"):
+                 "watch_interval_s", "warmup_timeout_s", "shutdown_timeout_s"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ConfigError(f"{name} must be more than zero; got {value!r}")

@@ -20,9 +20,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from onnxforge.runtime.errors import ConfigError, ModelError, NotFoundError, OnnxforgeError
+from onnxforge.runtime.errors import ConfigError, ModelError, NotFoundError, OnnxforgeError, RunTimeoutError
 from onnxforge.runtime.inference.session import load
 from onnxforge.runtime.server.models import RUN_MODEL, ServedModel, is_run_folder
+from onnxforge.runtime.server.deadlines import warm_within
 from onnxforge.runtime.server.runs import WAITING, epoch_of, run_parameters, verdict
 
 __all__ = ["Repository", "Source", "scan", "newest"]
@@ -98,9 +99,10 @@ class Repository:
     """Models by name and version, loaded from ``paths`` (or given as ``models``)."""
 
     def __init__(self, paths=(), *, device: str = "auto", threads: int | None = None, warmup: bool = True,
-                 models: dict | None = None):
+                 models: dict | None = None, warmup_timeout_s: float = 60.0):
         self.paths = [Path(p) for p in paths]
         self.device, self.threads, self.warmup = device, threads, warmup
+        self.warmup_timeout_s = warmup_timeout_s
         self.listeners: list = []  # listener(event, old, new): "load", "swap", "unload"
         self._served: dict[str, dict[str, ServedModel]] = {}  # replaced whole on every change
         self._unloaded: set[str] = set()
@@ -193,8 +195,9 @@ class Repository:
             raise
         if self.warmup and not startup:
             try:
-                session.warmup()
+                warm_within(session, self.warmup_timeout_s, source.name)
             except OnnxforgeError as exc:
+                self._failed[source.name] = str(exc)
                 raise ModelError(f"'{source.path}': {exc}") from None
         elif self.warmup:
             self.warm(ServedModel(source.name, session))
@@ -207,11 +210,13 @@ class Repository:
         with self._lock:
             return self._publish(source, candidate, force)
 
-    @staticmethod
-    def warm(model: ServedModel) -> None:
-        """Run a model once on zeros before it serves; a model that cannot be is served unwarmed."""
+    def warm(self, model: ServedModel) -> None:
+        """Run a model once on zeros before it serves; a model that cannot be is served unwarmed,
+        one whose warm-up passes ``warmup_timeout_s`` is refused (:class:`RunTimeoutError`)."""
         try:
-            model.session.warmup()
+            warm_within(model.session, self.warmup_timeout_s, model.name)
+        except RunTimeoutError:
+            raise
         except OnnxforgeError as exc:
             log.warning("model '%s': warm-up skipped (%s)", model.name, exc)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from onnxforge.runtime.errors import ServerBusyError
+from onnxforge.runtime.server.deadlines import Runs
 
 __all__ = ["Scheduler"]
 
@@ -52,7 +54,9 @@ def batch_axis_ok(session) -> bool:
 class Scheduler:
     """Admits, queues and runs inference requests; one per server, shared by its models."""
 
-    def __init__(self, max_concurrency: int, max_queue: int, max_batch: int = 1, max_delay_ms: float = 0.0):
+    def __init__(self, max_concurrency: int, max_queue: int, max_batch: int = 1, max_delay_ms: float = 0.0,
+                 runs: Runs | None = None):
+        self.runs = runs or Runs(None, None)  # model runs under their deadlines
         self.max_concurrency = max_concurrency
         self.max_queue = max_queue
         self.max_batch = max_batch
@@ -88,7 +92,7 @@ class Scheduler:
         rows = _rows(feeds)
         if self.max_batch > 1 and rows is not None and rows < self.max_batch and self._can_batch(session):
             return await self._batched(session, feeds, tuple(outputs), rows)
-        return await self.call(session.run, feeds, outputs)
+        return await self.call(self.runs.run, session, feeds, outputs)
 
     async def call(self, fn, *args):
         """``fn(*args)`` on the thread pool, within the concurrency and queue limits."""
@@ -142,6 +146,7 @@ class Scheduler:
             self.stats.requests += 1
 
     async def close(self) -> None:
+        self.runs.stop_all()  # a run that never ends must not hold the shutdown
         for batcher in self._batchers.values():
             await batcher.close()
         self.executor.shutdown(wait=True)
@@ -217,7 +222,7 @@ class _Batcher:
     async def _run(self, group: list) -> None:
         sched = self.scheduler
         loop = asyncio.get_running_loop()
-        run = self.session.run
+        run = functools.partial(sched.runs.run, self.session)
         now = time.perf_counter()
         for item in group:
             sched._waited(now - item.queued)

@@ -63,13 +63,22 @@ export async function openBundle(read) {
 export async function loadData(bundle, split) {
   const info = bundle.manifest.data && bundle.manifest.data[split];
   if (!info) return null;
-  const { tensors } = parseSafetensors(await bundle.read(info.file));
+  const tensors = await readTensors(bundle, info.file);
   const inputs = {};
   const shapes = {};
   for (const [key, t] of Object.entries(tensors)) {
     if (key.startsWith('input/')) { inputs[key.slice(6)] = t.data; shapes[key.slice(6)] = t.shape; }
   }
   return { inputs, shapes, target: tensors.target, order: tensors.order || null, examples: info.examples };
+}
+
+/** The tensors of a bundle's .safetensors file; a file that is not one is an error naming it. */
+export async function readTensors(bundle, file) {
+  try {
+    return parseSafetensors(await bundle.read(file)).tensors;
+  } catch (e) {
+    throw new BundleError(`${file}: ${e.message}`);
+  }
 }
 
 class Emitter {
@@ -111,8 +120,8 @@ export class BundleTrainer extends Emitter {
     this.session = await this.ort.InferenceSession.create(await this.bundle.read(this.stepInfo.file), so);
     this.evalSession = null;
     this.evalSessionOptions = so;
-    const initial = parseSafetensors(await this.bundle.read(m.parameters.file)).tensors;
-    const moments = parseSafetensors(await this.bundle.read(m.optimizer.file)).tensors;
+    const initial = await readTensors(this.bundle, m.parameters.file);
+    const moments = await readTensors(this.bundle, m.optimizer.file);
     this.initial = initial;
     this.loadNamed({ ...initial, ...moments }, 0);
     const s = this.stepInfo.scalars;

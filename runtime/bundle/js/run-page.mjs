@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // Train a --web bundle's page in headless Chromium and print window.onnxforgeResult as one JSON line:
-//   node run-page.mjs BUNDLE_DIR [--backend wasm|webgpu] [--screenshot page.png] [--timeout 300]
+//   node run-page.mjs BUNDLE_DIR [--backend wasm|webgpu|auto] [--screenshot page.png] [--timeout 300]
 //                    [--save-weights trained.safetensors] [--save-model trained.onnx]   (what the buttons download)
-// The folder is served by a static file server on 127.0.0.1 (no COOP/COEP headers, as any plain
+// auto: the page picks (WebGPU through SwiftShader when the bundle carries it). The folder is served by a static file server on 127.0.0.1 (no COOP/COEP headers, as any plain
 // server); every request to another origin is refused and reported (the page must need no internet).
 // Chromium: $CHROMIUM, else /usr/bin/chromium (Debian's package); driven by playwright-core.
 import http from 'node:http';
@@ -37,7 +37,7 @@ const timeout = Number(opt('--timeout', '300')) * 1000;
 const server = await serve(dir);
 const origin = `http://127.0.0.1:${server.address().port}`;
 const flags = ['--no-sandbox', '--headless=new', '--disable-dev-shm-usage'];
-if (backend === 'webgpu') flags.push('--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-angle=swiftshader', '--use-webgpu-adapter=swiftshader');
+if (backend !== 'wasm') flags.push('--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-angle=swiftshader', '--use-webgpu-adapter=swiftshader');
 const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: flags });
 const refused = [];
 const errors = [];
@@ -50,11 +50,12 @@ try {
     return route.abort();
   });
   page.on('pageerror', (e) => errors.push(String(e)));
-  await page.goto(`${origin}/index.html?autorun=1&backend=${backend}`);
+  await page.goto(`${origin}/index.html?autorun=1${backend === 'auto' ? '' : `&backend=${backend}`}`);
   await page.waitForFunction(() => window.onnxforgeResult || window.onnxforgeError, null, { timeout, polling: 200 });
   const result = await page.evaluate(() => window.onnxforgeResult || { error: window.onnxforgeError });
   const shown = await page.evaluate(() => ({ backend: document.getElementById('backend').textContent,
-    accuracy: document.getElementById('acc').textContent, step: document.getElementById('step').textContent }));
+    accuracy: document.getElementById('acc').textContent, step: document.getElementById('step').textContent,
+    epoch: document.getElementById('epoch').textContent }));
   for (const [flag, call] of [['--save-weights', 'exportWeights()'], ['--save-model', 'trainedModel()']]) {
     const file = opt(flag, null);
     if (file && result.weights) {

@@ -46,6 +46,7 @@ async function atomicWrite(file, bytes) {
   await rename(tmp, file);
 }
 
+async function main() {
 const opts = parseArgs(process.argv.slice(2));
 const ort = await loadOrt();
 const threads = Number(opts.threads || 1);
@@ -62,3 +63,9 @@ if (opts.weightsOut) await atomicWrite(opts.weightsOut, trainer.exportWeights())
 if (opts.modelOut) await atomicWrite(opts.modelOut, await trainer.trainedModel());
 if (opts.checkpointOut) await atomicWrite(opts.checkpointOut, trainer.saveCheckpoint());
 process.stdout.write(JSON.stringify(result) + '\n');
+}
+
+main().catch((e) => { // one line, not a stack: a bad bundle or file is the user's to fix
+  console.error(`Error: ${e && e.message ? e.message : e}`);
+  process.exit(1);
+});

@@ -52,7 +52,7 @@ def _node(*args, timeout: int = 600, **env) -> subprocess.CompletedProcess:
 def test_the_js_library_under_nodes_test_runner():
     _need()
     run = _node("--test", JS_DIR / "test", ONNXFORGE_PYTHON=sys.executable)
-    assert "# fail 0" in run.stdout and "# pass 5" in run.stdout, run.stdout[-2000:]
+    assert "# fail 0" in run.stdout and "# pass 6" in run.stdout, run.stdout[-2000:]
 
 
 CASES = {
@@ -91,6 +91,7 @@ def test_page_node_and_python_train_the_same_weights(tmp_path, cli_run, case):
     if case == "mlp-sgd":
         assert page["val_accuracy"] >= 0.90
     assert page["shown"]["accuracy"] == f"{100 * page['val_accuracy']:.2f}%"
+    assert (page["shown"]["step"], page["shown"]["epoch"]) == (str(steps), str(page["epochs"]))
     assert shot.stat().st_size > 20_000  # the finished page: the curve and the numbers (looked at by hand)
     # what the page's buttons download: the weights go back into the model by name; the model.onnx runs
     downloaded = load_weights(tmp_path / "page.safetensors")
@@ -99,3 +100,56 @@ def test_page_node_and_python_train_the_same_weights(tmp_path, cli_run, case):
     page_model = model_weights(load_model(tmp_path / "page.onnx"))
     for k, v in downloaded.items():
         assert np.array_equal(back[k], v) and np.array_equal(page_model[k], v)
+
+
+@pytest.mark.slow
+def test_webgpu_trains_the_unpacked_step_to_the_same_weights(tmp_path, cli_run):
+    """Twelve parameters: the packed step's Split/Concat would need more than WebGPU's 10 storage
+    buffers, so the bundle carries step_unpacked.onnx and the page uses it on WebGPU (Chromium's
+    SwiftShader adapter here; a page with no adapter falls back to WASM)."""
+    _need(browser=True)
+    model = tmp_path / "deep.onnx"
+    onnx.save(mlp(64, [16, 16, 16, 16, 16], 10, seed=0), model)
+    bundle = tmp_path / "bundle"
+    result = cli_run("bundle", model, "-o", bundle, "--web", "--data", sample("digits_train.npz"), "--no-shuffle",
+                     "--epochs", "1", "--batch-size", "256", "--optimizer", "adamw", "--lr", "0.01")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["step_for_backend"] == {"webgpu": "step_unpacked.onnx", "wasm": "step.onnx", "node": "step.onnx"}
+    page = json.loads(_node(JS_DIR / "run-page.mjs", bundle, "--backend", "auto").stdout)
+    assert page.get("error") is None and page["page_errors"] == [] and page["refused"] == []
+    assert page["backend"] == page["shown"]["backend"] == "webgpu"
+    node = json.loads(_node(bundle / "train.mjs", "--quiet", ONNXFORGE_NODE_MODULES=JS_DIR / "node_modules").stdout)
+    assert page["steps"] == node["steps"] == 6
+    diff = max(float(np.abs(np.subtract(page["weights"][k], node["weights"][k])).max()) for k in node["weights"])
+    assert diff < 1e-5, f"WebGPU and Node differ by {diff}"
+
+
+@pytest.mark.slow
+def test_lora_bundle_trains_the_adapters_train_lora_trains(tmp_path, cli_run):
+    """``--lora``: Node trains the adapters `train --lora` trains (its .onnx_adapter holds B with
+    alpha/rank folded in), and the trained model.onnx (adapters as initialisers) answers as the
+    run's merged model.onnx does."""
+    _need()
+    from onnxforge.runtime.adapters import read_adapter
+    from onnxforge.runtime.ort.distribution import ort
+
+    model = tmp_path / "mlp.onnx"
+    onnx.save(mlp(64, [32], 10, seed=0), model)
+    common = ["--data", sample("digits_train.npz"), "--no-shuffle", "--epochs", "1", "--lr", "0.01",
+              "--lora", "4", "--lora-alpha", "8"]
+    assert cli_run("bundle", model, "-o", tmp_path / "b", *common).exit_code == 0
+    assert cli_run("train", model, "--out", tmp_path / "run", "--quiet", *common).exit_code == 0
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["lora"]["rank"] == 4 and manifest["lora"]["weights"] == ["fc1.weight", "fc2.weight"]
+    node = json.loads(_node(tmp_path / "b" / "train.mjs", "--quiet", "--model-out", tmp_path / "t.onnx",
+                            ONNXFORGE_NODE_MODULES=JS_DIR / "node_modules").stdout)
+    adapters = read_adapter(tmp_path / "run" / "adapters.onnx_adapter").parameters
+    assert sorted(adapters) == sorted(e["name"] for e in manifest["parameters"]["trainable"])
+    for name, value in adapters.items():
+        scale = 2.0 if name.endswith("lora_B") else 1.0
+        assert np.abs(np.asarray(node["weights"][name]).reshape(value.shape) * scale - value).max() < 1e-5, name
+    x = np.load(sample("digits_test.npz"))["x"]
+    ours = ort().InferenceSession(str(tmp_path / "t.onnx")).run(None, {"x": x})[0]
+    merged = ort().InferenceSession(str(tmp_path / "run" / "model.onnx")).run(None, {"x": x})[0]
+    assert np.abs(ours - merged).max() < 1e-4
