@@ -42,6 +42,7 @@ class InferRequest:
     feeds: dict
     outputs: list
     parameters: dict = field(default_factory=dict)  # the request's own (e.g. "adapter", see .adapters)
+    raw: bool = False  # the request declared the model's raw input (``text``/``image``, see .infer.raw_view)
 
 
 def _fail(message: str):
@@ -61,7 +62,7 @@ def _is_int(value) -> bool:
 
 
 def parse_infer_request(body: bytes, header_length, inputs: list, outputs: list, *, model: str,
-                        max_elements: int, keep_bytes: bool = False) -> InferRequest:
+                        max_elements: int, keep_bytes: bool = False, raw: tuple[list, list] | None = None) -> InferRequest:
     """Decode one inference request for a model with ``inputs``/``outputs`` (:class:`IOInfo`).
 
     ``header_length`` is the ``Inference-Header-Content-Length`` header (``None`` when the whole
@@ -69,7 +70,8 @@ def parse_infer_request(body: bytes, header_length, inputs: list, outputs: list,
     it the bytes of a BYTES tensor padded to its longest string (numpy's fixed-width strings).
     Nothing larger than the body is allocated before the request is checked. With
     ``keep_bytes``, binary ``BYTES`` elements stay ``bytes`` (an object array: encoded images
-    need not be UTF-8).
+    need not be UTF-8). ``raw``: the ``(inputs, outputs)`` of the model's raw face; a request that
+    declares its input (which the model itself lacks) is read against it (``InferRequest.raw``).
     """
     if header_length is None:
         header, binary = bytes(body), memoryview(b"")
@@ -92,6 +94,9 @@ def parse_infer_request(body: bytes, header_length, inputs: list, outputs: list,
     if not isinstance(raw_inputs, list) or not raw_inputs:
         _fail("the request must have an 'inputs' list with one entry per model input")
 
+    chosen_raw = raw is not None and _declares(raw_inputs, raw[0][0].name, inputs)
+    if chosen_raw:  # the model's raw face: BYTES in (kept as bytes: encoded images need not be UTF-8), answers out
+        inputs, outputs, keep_bytes = raw[0], raw[1], True
     expected = {i.name: i for i in inputs}
     feeds: dict = {}
     offset = 0
@@ -139,7 +144,12 @@ def parse_infer_request(body: bytes, header_length, inputs: list, outputs: list,
     if missing:
         _fail(f"missing input '{missing[0]}'; model '{model}' needs: {', '.join(expected)}")
     return InferRequest(request_id, feeds, _requested_outputs(request.get("outputs"), parameters, outputs, model),
-                        parameters)
+                        parameters, chosen_raw)
+
+
+def _declares(entries: list, name: str, inputs: list) -> bool:
+    """Whether the request's ``entries`` declare the input ``name``, which the model's ``inputs`` lack."""
+    return all(i.name != name for i in inputs) and any(isinstance(e, dict) and e.get("name") == name for e in entries)
 
 
 def _shape(name: str, shape, max_elements: int) -> list[int]:
