@@ -21,6 +21,7 @@ from onnxforge.plugins._declaration import PYTHON_KERNEL_DOMAIN, RESERVED_DOMAIN
 from onnxforge.plugins._registry import ENTRY_POINT_GROUP, REGISTRY
 from onnxforge.runtime.errors import ConfigError, ModelError, NotTrainableError, PluginError
 from onnxforge.runtime.modelio.protos import copy_model as _copy
+from onnxforge.plugins._native import register_library
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -239,8 +240,6 @@ def register_custom_ops(model: ModelProto, options) -> None:
         if path not in libraries:
             libraries.append(path)
     for path in libraries:
-        from onnxforge.plugins._native import register_library
-
         register_library(options, path, REGISTRY)
 
 

@@ -10,6 +10,7 @@ is not served).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 from onnxforge.runtime.errors import ConfigError, ModelError
@@ -29,7 +30,7 @@ class ServedModel:
     say more where there is more to say (the epoch a run folder's model comes from, its metric)."""
 
     name: str
-    session: object
+    session: Any  # a Session, or an application's own object with its inputs, outputs and run
     path: str | None = None
     version: str = VERSION
     parameters: dict = field(default_factory=dict)

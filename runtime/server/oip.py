@@ -95,7 +95,7 @@ def parse_infer_request(body: bytes, header_length, inputs: list, outputs: list,
         _fail("the request must have an 'inputs' list with one entry per model input")
 
     chosen_raw = raw is not None and _declares(raw_inputs, raw[0][0].name, inputs)
-    if chosen_raw:  # the model's raw face: BYTES in (kept as bytes: encoded images need not be UTF-8), answers out
+    if raw is not None and chosen_raw:  # the model's raw face: BYTES in (kept as bytes: encoded images need not be UTF-8), answers out
         inputs, outputs, keep_bytes = raw[0], raw[1], True
     expected = {i.name: i for i in inputs}
     feeds: dict = {}

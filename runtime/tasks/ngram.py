@@ -15,9 +15,8 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 
-from onnxforge.runtime.data.tokenizers import BOS, EOS
+from onnxforge.runtime.data.tokenizers import BOS, EOS, Tokenizer
 from onnxforge.runtime.errors import ConfigError, DataError
-from onnxforge.runtime.data.tokenizers import Tokenizer
 from onnxforge.runtime.tasks.generation import is_language_model
 from onnxforge.runtime.tasks.language_model import sentences
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from onnx import ModelProto, helper
 
 from onnxforge.runtime.inference.session import Session, session_options, validate_feeds
@@ -38,15 +39,15 @@ class WeightsFedSession(Session):
         super().__init__(_weights_as_inputs(model, names), device, options=options)
         self.weights: dict = {}
 
-    def run(self, feeds: dict, outputs: list[str] | None = None) -> dict:
+    def run(self, feeds: dict, outputs: list[str] | None = None, run_options: Any = None) -> dict[str, np.ndarray]:
         ready = self._fast_feeds(feeds) or validate_feeds(feeds, self.inputs)
         names = self._output_names if outputs is None else self._checked_outputs(outputs)
         fed = {**ready, **self.weights}
         if self._kernel_guard is None:
-            values = self._run_public(names, fed)
+            values = self._run_public(names, fed, run_options)
         else:
             with self._kernel_guard():
-                values = self._run_public(names, fed)
+                values = self._run_public(names, fed, run_options)
         return dict(zip(names, values))
 
 

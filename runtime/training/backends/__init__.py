@@ -17,12 +17,11 @@ from __future__ import annotations
 
 from onnx import ModelProto
 
-from onnxforge.runtime.errors import ConfigError, RuntimeUnavailableError
+from onnxforge.runtime.errors import ConfigError, OnnxforgeError, RuntimeUnavailableError
 from onnxforge.runtime.training.backends.artifacts import ArtifactsBackend
 from onnxforge.runtime.training.backends.base import BackendState, TrainingBackend, TrainingSpec
 from onnxforge.runtime.training.backends.onnx import OnnxBackend
 from onnxforge import plugins
-from onnxforge.runtime.errors import OnnxforgeError
 from onnxforge.runtime.passes.gradient_form import trainable_parameters, untrainable_ops
 
 __all__ = ["BACKENDS", "BACKEND_CHOICES", "auto_order", "backend_class", "BackendState", "TrainingBackend",

@@ -95,6 +95,7 @@ class BackendState:
 @runtime_checkable
 class TrainingBackend(Protocol):
     name: ClassVar[str]
+    spec: TrainingSpec
 
     def __init__(self, spec: TrainingSpec) -> None: ...
 
