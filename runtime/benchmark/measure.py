@@ -165,8 +165,8 @@ def bench_inference(w: Workload, *, rounds: int, calls: int, threads: int, devic
     shuffle = np.random.default_rng(5).permutation
     # call by call in turn, in a fresh random order each time (whoever runs right after another
     # framework finds its caches cold: no contestant may follow PyTorch more often than another)
-    for r in range(rounds):
-        for i in range(calls):
+    for _round in range(rounds):
+        for _call in range(calls):
             for k in shuffle(3):
                 who, fn = order[k]
                 t0 = clock()
@@ -180,8 +180,8 @@ def bench_inference(w: Workload, *, rounds: int, calls: int, threads: int, devic
         for _ in range(10):
             fn()
     order = list(batch.items())
-    for r in range(rounds):
-        for i in range(max(3, calls // 40)):
+    for _round in range(rounds):
+        for _call in range(max(3, calls // 40)):
             for k in shuffle(3):
                 who, fn = order[k]
                 t0 = clock()

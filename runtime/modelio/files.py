@@ -24,7 +24,7 @@ from onnxforge.runtime.modelio.external_data import (
 from onnxforge.runtime.errors import ModelError, UnsafeModelError
 from onnxforge.runtime.modelio.limits import LoadLimits, check_limits
 from onnxforge.runtime.modelio import protos
-from onnxforge.runtime.modelio.card import METADATA_PREFIX, get_metadata, set_metadata  # noqa: F401 - the card's home
+from onnxforge.runtime.modelio.card import METADATA_PREFIX, get_metadata, set_metadata  # re-exported: the card's home
 
 __all__ = [
     "load_model",

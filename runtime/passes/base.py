@@ -18,7 +18,7 @@ from typing import ClassVar
 
 from onnx import ModelProto
 
-from onnxforge.runtime.modelio.protos import copy_model  # noqa: F401 - re-exported: the passes' copy
+from onnxforge.runtime.modelio.protos import copy_model  # re-exported (__all__): the passes' copy
 
 __all__ = ["FunctionalPass", "Pass", "PassResult", "Rewrite", "Sequential", "copy_model"]
 

@@ -36,7 +36,7 @@ class ServedModel:
     parameters: dict = field(default_factory=dict)
 
     def metadata(self, versions: list[str] | None = None) -> dict:
-        doc = {
+        doc: dict[str, Any] = {
             "name": self.name,
             "versions": list(versions or [self.version]),
             "platform": "onnxruntime_onnx",

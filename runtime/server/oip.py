@@ -12,6 +12,7 @@ import json
 import math
 import struct
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class InferRequest:
     raw: bool = False  # the request declared the model's raw input (``text``/``image``, see .infer.raw_view)
 
 
-def _fail(message: str):
+def _fail(message: str) -> NoReturn:
     raise InputError(message)
 
 
@@ -120,17 +121,17 @@ def parse_infer_request(body: bytes, header_length, inputs: list, outputs: list,
         shape = _shape(name, entry.get("shape"), max_elements)
         count = math.prod(shape)
         params = _json_object(entry.get("parameters"), f"parameters of input '{name}'")
-        size = params.get("binary_data_size")
-        if size is not None:
+        data_size = params.get("binary_data_size")
+        if data_size is not None:
             if "data" in entry:
                 _fail(f"input '{name}' has both 'data' and binary_data_size; send one of them")
-            if not _is_int(size) or size < 0:
-                _fail(f"binary_data_size of input '{name}' must be a non-negative integer; got {clip(size)}")
-            if offset + size > len(binary):
-                _fail(f"input '{name}' says binary_data_size {size}, but only {len(binary) - offset} bytes of "
+            if not _is_int(data_size) or data_size < 0:
+                _fail(f"binary_data_size of input '{name}' must be a non-negative integer; got {clip(data_size)}")
+            if offset + data_size > len(binary):
+                _fail(f"input '{name}' says binary_data_size {data_size}, but only {len(binary) - offset} bytes of "
                       f"binary data are left in the body")
-            chunk = binary[offset : offset + size]
-            offset += size
+            chunk = binary[offset : offset + data_size]
+            offset += data_size
             array = _from_binary(name, datatype, chunk, count, 4 * max_elements, keep_bytes)
         elif "data" in entry:
             array = _from_json(name, datatype, entry["data"], count, 4 * max_elements, bool(literals))
@@ -193,7 +194,8 @@ def _strings(name: str, items, count: int, max_bytes: int) -> np.ndarray:
 def _from_binary(name: str, datatype: str, chunk: memoryview, count: int, max_bytes: int,
                  keep_bytes: bool = False) -> np.ndarray:
     if datatype == "BYTES":
-        items, pos = [], 0
+        items: list = []
+        pos = 0
         while pos < len(chunk):
             if len(items) == count:
                 _fail(f"input '{name}' has {count} elements by its shape but its binary data holds more strings")
@@ -239,7 +241,7 @@ def _leaf_types(values: list) -> set:
 
 
 # What JSON values each kind of tensor takes, and words for the rest (checked in this order).
-_ALLOWED = {"b": {bool}, "i": {int}, "u": {int}, "f": {int, float}}
+_ALLOWED: dict[str, set[type]] = {"b": {bool}, "i": {int}, "u": {int}, "f": {int, float}}
 _TYPE_WORDS = {str: "strings", dict: "objects", type(None): "nulls", bool: "true/false values",
                float: "numbers with fractions", int: "integers"}
 _KIND_WORDS = {"b": "true/false", "i": "integers", "u": "integers", "f": "numbers"}
@@ -284,7 +286,7 @@ def _from_json(name: str, datatype: str, data, count: int, max_bytes: int, liter
     if want.kind in "iu":
         if array.size and array.dtype.kind not in "iu":  # ints that fit neither int64 nor uint64
             array = np.array(data, dtype=object)
-        info = np.iinfo(want)
+        info = np.iinfo(want)  # type: ignore[type-var]  # an integer dtype here (kind "i" or "u")
         if array.size:
             low, high = array.min(), array.max()
             if low < info.min or high > info.max:

@@ -107,7 +107,7 @@ def test_kill_minus_nine_at_random_moments_then_resume_matches_uninterrupted(job
                     _wait(proc, lambda: True, rng.uniform(0.05, max(first_checkpoint, 0.1)))
                 else:
                     target = int(rng.integers(0, EPOCHS - 1))
-                    _wait(proc, lambda: (_epochs_done(out) or 0) >= target, rng.uniform(0, epoch_s))
+                    _wait(proc, lambda: (_epochs_done(out) or 0) >= target, rng.uniform(0, epoch_s))  # noqa: B023 - called now
             if kills < 3 and proc.poll() is None:
                 proc.kill()  # SIGKILL: no handler runs, files stay as the moment left them
                 proc.wait()
