@@ -16,7 +16,7 @@ from onnxforge.runtime.errors import OnnxforgeError
 COMMANDS = {"build": "build", "train": "train", "eval": "evaluate", "infer": "infer", "inspect": "inspect",
             "doctor": "doctor", "demo": "demo", "bench": "bench", "serve": "serve", "plugins": "plugins",
             "convert": "convert", "weights": "weights", "plot": "plot", "embeddings": "embeddings",
-            "generate": "generate", "bundle": "bundle"}
+            "generate": "generate", "bundle": "bundle", "samples": "samples"}
 
 
 def _summary(module: str) -> str:

@@ -114,7 +114,7 @@ def command(rundir, output):
         raise DataError(f"run folder '{rundir}' has no metrics.json (train a model into it first)")
     try:
         history = json.loads(metrics.read_text(encoding="utf-8")).get("history") or []
-    except (ValueError, AttributeError, UnicodeDecodeError):
+    except (ValueError, AttributeError, UnicodeDecodeError, RecursionError):
         raise DataError(f"'{metrics}' is not a readable metrics.json") from None
     path = learning_curves_png(history, output or Path(rundir) / "curves.png", title=Path(rundir).name)
     click.echo(f"wrote {path} ({', '.join(curves(history))} over {len(history)} epochs)")

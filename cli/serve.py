@@ -98,7 +98,8 @@ def command(models, host, port, device, threads, max_concurrency, max_queue, max
     Inference Protocol v2, the REST API of KServe and Triton: GET /v2/health/live,
     /v2/health/ready, /v2, /v2/models/NAME, /v2/models/NAME/ready and POST
     /v2/models/NAME/infer, with JSON or binary tensors, the model repository extension (POST
-    /v2/repository/index, /v2/repository/models/NAME/load and /unload) and GET /metrics. A
+    /v2/repository/index, and with --repository-control /v2/repository/models/NAME/load and
+    /unload) and GET /metrics. A
     folder may be a Triton model repository (NAME/VERSION/model.onnx); a model's name is its file
     name without .onnx; a training run folder serves its trained model.onnx under the folder's
     name. SIGTERM or Ctrl+C stops the server after the requests in flight are answered."""

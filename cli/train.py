@@ -120,11 +120,12 @@ def _interrupted(trainer, rundir: Path, data: str, val: str | None) -> str:
 @click.option("--trust-checkpoint", is_flag=True,
               help="With --resume: accept a checkpoint that has no digest record (checkpoint.sha256).")
 @click.option("--quiet", is_flag=True, help="Show no progress bar.")
+@click.option("--verbose", is_flag=True, help="With --engine ray: show Ray's own INFO log lines and what the workers print (default: warnings only).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.pass_context
 def command(ctx, model, data, val, target, features, epochs, batch_size, lr, optimizer, weight_decay, schedule, warmup_steps, loss,
             freeze, seed, no_shuffle, backend, lora, lora_alpha, lora_targets, device, workers, engine, threads, rundir, resume, overwrite,
-            checkpoint_every, trust_checkpoint, quiet, as_json):
+            checkpoint_every, trust_checkpoint, quiet, verbose, as_json):
     """Train MODEL on --data with ONNX Runtime and write the run folder.
 
     A checkpoint is written before the first step, then (by default) after the first epoch that
@@ -147,7 +148,7 @@ def command(ctx, model, data, val, target, features, epochs, batch_size, lr, opt
     if workers > 1 or engine == "ray":
         if engine != "ray":
             raise click.UsageError("--workers above 1 needs --engine ray (the workers run on Ray Train)")
-        common.update(workers=workers, strategy=RayTrain(use_gpu=device == "cuda"))
+        common.update(workers=workers, strategy=RayTrain(use_gpu=device == "cuda", verbose=verbose))
     if resume:
         given = _given(ctx, locals())
         if adapters is not None:
@@ -177,7 +178,7 @@ def command(ctx, model, data, val, target, features, epochs, batch_size, lr, opt
         click.echo(_interrupted(trainer, rundir, data, val), err=True)
         ctx.exit(130)
     final = history[-1] if history else {}
-    result = {"rundir": str(rundir), "model": str(rundir / "model.onnx"), "device": trainer.device.name,
+    result = {"rundir": str(rundir), "model": str(rundir / "model.onnx"), "device": trainer.device.name, "workers": workers,
               "backend": trainer.backend_name, "loss_function": trainer.loss, "epochs": trainer.epoch,
               "steps": trainer.step, "nothing_done": trainer.finished_before, "final": final, "history": history,
               **trainer.parameter_counts()}
@@ -188,7 +189,9 @@ def command(ctx, model, data, val, target, features, epochs, batch_size, lr, opt
         return
     if trainer.finished_before:
         click.echo(f"nothing was done: the run in '{rundir}' already finished its {trainer.epoch} epochs")
-    click.echo(f"trained {trainer.epoch} epochs ({trainer.step} steps): {format_record(final)}")
+    on = (f" on {workers} Ray Train workers (global batch {trainer.config.batch_size})"
+          if workers > 1 or engine == "ray" else "")
+    click.echo(f"trained {trainer.epoch} epochs ({trainer.step} steps){on}: {format_record(final)}")
     click.echo(f"model: {rundir / 'model.onnx'}   history: {rundir / 'metrics.json'}")
     if trainer.lora is not None:
         counts = trainer.parameter_counts()

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxforge.runtime.autodiff import _tidy
+from onnxforge.runtime.autodiff import _expand, _tidy
 from onnxforge.runtime.autodiff._emitter import FLOAT_TYPES, Emitter
 from onnxforge.runtime.autodiff._errors import AutodiffError, UnsupportedOpError
 from onnxforge.runtime.autodiff.ops import NON_DIFFERENTIABLE, RULES, ZERO, _sequence
@@ -69,6 +69,7 @@ class ValueInfo(dict):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.sequences: set = set()
+        self.opset: int | None = None
 
 
 def _infer(model: onnx.ModelProto) -> dict:
@@ -77,6 +78,7 @@ def _infer(model: onnx.ModelProto) -> dict:
     except Exception:  # noqa: BLE001 - fall back to what the model declares
         inferred = model
     info = ValueInfo()
+    info.opset = _default_opset(model)  # for the control-flow rules' checks of their subgraphs
     g = inferred.graph
     for vi in list(g.input) + list(g.value_info) + list(g.output):
         if vi.type.HasField("sequence_type") and vi.type.sequence_type.elem_type.HasField("tensor_type"):
@@ -215,6 +217,27 @@ def _activity(graph, info, wrt, of):
     return fwd & bwd
 
 
+def _uncovered(node, info) -> bool:
+    """A default-domain node no rule covers (no rule, or a form its rule's ``check`` refuses)."""
+    if node.domain not in ("", "ai.onnx") or node.op_type in NON_DIFFERENTIABLE:
+        return False
+    rule = _rule(node)
+    if rule is None:
+        return True
+    check = getattr(rule, "check", None)
+    return bool(check is not None and check(node, info))
+
+
+def _expand_uncovered(model, wrt=None, of=None):
+    """Function ops no rule covers, on the path from ``wrt`` to ``of`` (everywhere when None),
+    replaced by the function bodies ONNX defines for them (see _expand)."""
+    def wants(m, info):
+        active = _activity(m.graph, info, set(wrt), of) if wrt is not None else None
+        return {k for k, n in enumerate(m.graph.node)
+                if (active is None or any(o in active for o in n.output if o)) and _uncovered(n, info)}
+    return _expand.expand_functions(model, wants, _infer)
+
+
 def _active_nodes(graph, active):
     return [n for n in graph.node if any(o in active for o in n.output if o)]
 
@@ -271,6 +294,7 @@ def missing_rules(model, wrt=None, of=None, *, reasons: bool = False) -> list[tu
     to carry no gradient. ``reasons``: ``(op_type, node_name, why)`` triples instead, ``why`` one
     phrase ("no gradient rule for this op", "clip is not covered"; the first one of a node)."""
     model = prepare(model)
+    model = _expand_uncovered(model, None if wrt is None or of is None else list(wrt), of)
     graph = model.graph
     if wrt is None or of is None:
         found = [(n.op_type, n.name, "no gradient rule for this op") for n in graph.node
@@ -334,6 +358,10 @@ def build_gradients(model, wrt, of: str, seed: str | None = None, *, grad_names:
     if of not in values:
         raise AutodiffError(f"{of!r} is not a value of the model (no input, initialiser or node output)")
     info = _infer(model)
+    if any(_uncovered(n, info) for n in graph.node):
+        model = _expand_uncovered(model, wrt, of)
+        graph = model.graph
+        info = _infer(model)
     for w in wrt:
         if not _is_float(info, w) or w in info.sequences:
             raise AutodiffError(f"{w!r} is not a floating-point tensor: it carries no gradient")

@@ -56,7 +56,7 @@ def _labels(value) -> list[str] | None:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested past Python's stack: not labels either
             value = [part.strip() for part in value.split(",")]
     if isinstance(value, dict):
         try:
@@ -106,7 +106,7 @@ class ModelCard:
                 key = prop.key[len(METADATA_PREFIX):]
                 try:
                     found[key] = json.loads(prop.value)
-                except ValueError:
+                except (ValueError, RecursionError):  # not JSON, or nested deeper than any card value
                     found[key] = prop.value
             elif prop.key == PLAIN_LABELS:
                 plain_labels = prop.value

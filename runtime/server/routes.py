@@ -95,6 +95,8 @@ class Endpoints:
             doc = json.loads(body)
         except ValueError as exc:
             raise InputError(f"malformed JSON in the repository request: {exc}") from None
+        except RecursionError:
+            raise InputError("the repository request's JSON is nested too deep") from None
         if not isinstance(doc, dict):
             raise InputError(f"the repository request must be a JSON object; got {type(doc).__name__}")
         return doc

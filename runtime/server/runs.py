@@ -32,7 +32,7 @@ def epoch_of(session) -> int | None:
 def _record(run: Path, epoch: int) -> dict | None:
     try:
         doc = json.loads((run / METRICS_FILE).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None  # absent or being replaced: the next look finds it
     history = doc.get("history") if isinstance(doc, dict) else None
     for record in history if isinstance(history, list) else []:

@@ -24,7 +24,7 @@ from onnxforge.runtime.errors import InputError
 from onnxforge.runtime.tasks.registry import task_of
 from onnxforge.runtime.tasks.sources import data_kind, open_data
 
-__all__ = ["raw_kind", "feeds_from_raw", "feeds_from_bytes", "feeds_from_path", "answers", "predict_raw"]
+__all__ = ["raw_kind", "table_features", "feeds_from_raw", "feeds_from_bytes", "feeds_from_path", "answers", "predict_raw"]
 
 
 def raw_kind(session) -> str:
@@ -73,8 +73,9 @@ def feeds_from_raw(session, values) -> dict:
         return _image_feeds(session, values)
     if kind == "table":
         return _row_feeds(session, values)
-    raise InputError("this model's card describes no raw input (no tokenizer, image rule or feature columns); "
-                     "give arrays to Session.predict instead")
+    raise InputError("this model's card describes no raw input (no tokenizer, image rule or feature columns): give "
+                     "table rows with the feature columns named (infer --input TABLE --features a,b,c), or arrays "
+                     "(infer --input FILE.npz; Session.predict in Python)")
 
 
 def feeds_from_bytes(session, items) -> dict:
@@ -92,9 +93,22 @@ def feeds_from_bytes(session, items) -> dict:
     raise InputError("this model takes no BYTES input: it has neither a tokenizer nor an image rule in its card")
 
 
-def feeds_from_path(session, path, *, progress: bool = False) -> tuple[dict, list[str] | None]:
-    """``(feeds, names)`` for ``infer --input``: a table, an image, or a folder of images (with
-    their paths as ``names``, in sorted order); ``.npz`` and others go through the data loader."""
+def table_features(session, path, features=None) -> list[str]:
+    """The feature columns ``infer`` reads from a table: ``features`` given (``--features``), else
+    the card's; a one-input model whose card names none is refused naming ``--features``."""
+    features = list(features or session.card.features or [])
+    if features:
+        return features
+    have = tables.table_columns(path)
+    raise InputError(f"the model's card names no feature columns, so onnxforge cannot tell which of the columns of "
+                     f"'{path}' ({', '.join(have)}) are its inputs: name them with --features, e.g. "
+                     f"--features {','.join(have[:3])}")
+
+
+def feeds_from_path(session, path, *, progress: bool = False, features=None) -> tuple[dict, list[str] | None]:
+    """``(feeds, names)`` for ``infer --input``: a table (the ``features`` columns, default the
+    card's), an image, or a folder of images (with their paths as ``names``, in sorted order);
+    ``.npz`` and others go through the data loader."""
     kind = data_kind(path, session.card)
     if kind == "image" and raw_kind(session) == "image":  # one image file (a captioner has two inputs)
         return _image_feeds(session, [path]), [str(path)]
@@ -105,8 +119,8 @@ def feeds_from_path(session, path, *, progress: bool = False) -> tuple[dict, lis
         return {session.inputs[0].name: x}, [str(p) for p in found]
     if kind == "table":
         card = session.card
-        x, _ = tables.read_table(path, card.features, card.target, labels=card.labels, need_targets=False,
-                                 progress=progress)
+        x, _ = tables.read_table(path, table_features(session, path, features), card.target, labels=card.labels,
+                                 need_targets=False, progress=progress)
         return {session.inputs[0].name: x}, None
     ds = open_data(path, session.inputs, session.card, need_targets=False, progress=progress, name=str(path))
     return ds.inputs, ([str(path)] if kind == "image" else None)

@@ -29,16 +29,16 @@ def _model(nodes, opset=17):
 
 def test_ops_without_a_rule_are_named_with_their_node(cli_run, tmp_path):
     path = _save(tmp_path, _model([helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
-                                   helper.make_node("Elu", ["h"], ["e"], name="the_elu"),
-                                   helper.make_node("Selu", ["e"], ["y"], name="the_selu")]))
+                                   helper.make_node("Trilu", ["h"], ["e"], name="the_trilu"),
+                                   helper.make_node("Trilu", ["e"], ["y"], name="the_upper", upper=1)]))
     res = cli_run("inspect", path, "--json")
     assert res.exit_code == 0, res.output
     info = json.loads(res.output)
-    assert info["gradient_rules_missing"] == ["Elu (the_elu)", "Selu (the_selu)"]
+    assert info["gradient_rules_missing"] == ["Trilu (the_trilu)", "Trilu (the_upper)"]
     assert info["gradient_rules_unknown_because"] is None
     assert "trainable" in info and "ops" in info  # the existing keys stay
     res = cli_run("inspect", path)
-    assert "gradient rules (onnx backend): Elu (the_elu), Selu (the_selu) lack one" in res.output
+    assert "gradient rules (onnx backend): Trilu (the_trilu), Trilu (the_upper) lack one" in res.output
     assert "trainable here: no" in res.output
 
 
@@ -59,7 +59,7 @@ def test_a_form_the_rule_does_not_cover_and_ops_off_the_path(cli_run, tmp_path):
     node.input[4] = "lens"
     info = json.loads(cli_run("inspect", _save(tmp_path, model), "--json").output)
     assert info["gradient_rules_missing"] == [f"LSTM ({node.name})"]
-    side = _model([helper.make_node("Elu", ["x"], ["e"], name="on_input"),
+    side = _model([helper.make_node("Trilu", ["x"], ["e"], name="on_input"),
                    helper.make_node("MatMul", ["e", "w"], ["y"], name="mm")])
     assert json.loads(cli_run("inspect", _save(tmp_path, side, "s.onnx"), "--json").output)[
         "gradient_rules_missing"] == []
@@ -86,9 +86,9 @@ def test_trainability_per_backend(cli_run, tmp_path):
         assert "trainable here: no (Softplus (sp)); --backend onnx trains it" in out
 
     elu = _save(tmp_path, _model([helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
-                                  helper.make_node("Selu", ["h"], ["y"], name="the_selu")]), "selu.onnx")
+                                  helper.make_node("Trilu", ["h"], ["y"], name="the_trilu")]), "trilu.onnx")
     onnx_backend = json.loads(cli_run("inspect", elu, "--json").output)["backends"]["onnx"]
-    assert onnx_backend["not_trainable_because"] == "Selu (the_selu): no gradient rule for this op"
+    assert onnx_backend["not_trainable_because"] == "Trilu (the_trilu): no gradient rule for this op"
 
     bare = _model([helper.make_node("Relu", ["x"], ["y"], name="r")])
     del bare.graph.initializer[:]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 
+from onnxforge.runtime.autodiff.ops import _unary
 from onnxforge.runtime.autodiff.ops._rule import Rule
 
 __all__ = ["RULES", "NON_DIFFERENTIABLE", "supported_ops"]
@@ -17,11 +18,15 @@ _MODULES = (
     "one_hot", "pad", "pow", "range", "reciprocal", "reduce_mean", "reduce_sum", "relu",
     "reshape", "resize", "sigmoid", "slice", "softmax", "softplus", "split", "sqrt",
     "squeeze", "sub", "sum", "tanh", "transpose", "unsqueeze", "where",
+    "cast_like", "cum_sum", "compress", "depth_to_space", "einsum", "gather_nd", "instance_normalization", "lp_normalization",
+    "mean", "mod", "p_relu", "r_m_s_normalization", "reduce_l1", "reduce_l2", "reduce_log_sum", "reduce_log_sum_exp",
+    "reduce_max", "reduce_min", "reduce_prod", "reduce_sum_square", "reverse_sequence", "scatter_elements", "scatter_nd", "space_to_depth",
+    "tile", "top_k",
 )
 # control flow and sequences (one list of their own, so that both kept lists merge cleanly)
 _CONTROL_AND_SEQUENCE_MODULES = (
     "split_to_sequence", "sequence_at", "sequence_construct", "sequence_erase", "sequence_insert",
-    "concat_from_sequence",
+    "concat_from_sequence", "if", "loop", "scan",
 )
 
 
@@ -30,7 +35,7 @@ def _load(name: str) -> Rule:
     return module  # type: ignore[return-value] - a module meeting the Rule protocol
 
 
-RULES: dict[str, Rule] = {}
+RULES: dict[str, Rule] = dict(_unary.TABLE)  # elementwise one-liners, each op once in its table
 for _name in _MODULES + _CONTROL_AND_SEQUENCE_MODULES:
     _rule = _load(_name)
     assert _rule.OP_TYPE not in RULES, f"{_rule.OP_TYPE} has two rules"
@@ -42,7 +47,7 @@ NON_DIFFERENTIABLE = frozenset({
     "Constant", "ConstantOfShape", "Shape", "Size", "EyeLike", "NonZero",
     "Equal", "Greater", "GreaterOrEqual", "Less", "LessOrEqual", "Not", "And", "Or", "Xor",
     "IsNaN", "IsInf", "ArgMax", "ArgMin",
-    "Sign", "Floor", "Ceil", "Round",
+    "Sign", "Floor", "Ceil", "Round", "Hardmax",
     "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli",
     "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot",
     "SequenceLength", "SequenceEmpty",

@@ -4,22 +4,16 @@ The adjoint crops what was added and pads back (with zeros) what was cropped: pe
 forward pads b (begin) and e (end), dX = Pad(Slice(dY, max(b, 0), max(b, 0) + n_kept), max(-b, 0),
 max(-e, 0)). With pads known at build time that is one Slice (and a Pad only where the forward
 cropped); otherwise the same is computed at run time. d constant_value = sum(dY) - sum(dX), the
-sum over the padded positions. Modes reflect, edge and wrap are not covered."""
+sum over the padded positions. Modes reflect, edge and wrap, pads over chosen axes not known at
+build time, and inputs of unknown rank take the general adjoint (_common.index_adjoint: the same
+Pad applied to X's flat positions says where each output element came from; dY is added there)."""
 import numpy as np
 
-from onnxforge.runtime.autodiff.ops._common import attr
+from onnxforge.runtime.autodiff.ops._common import attr, index_adjoint
+from onnxforge.runtime.autodiff.ops._rule import ZERO
 
 OP_TYPE = "Pad"
 NON_DIFFERENTIABLE_INPUTS = (1, 3)
-
-
-def check(node, info):
-    mode = attr(node, "mode", "constant")
-    if mode != "constant":
-        return f"mode {mode!r} is not covered (only constant)"
-    if info.get(node.input[0], (None, None))[1] is None:
-        return "needs the rank of the input, which shape inference could not find"
-    return None
 
 
 def _full_pads(ctx, node, r):
@@ -51,8 +45,11 @@ def _full_pads(ctx, node, r):
 
 def vjp(ctx, node, dys, need):
     x, g = node.input[0], dys[0]
-    r = ctx.need_rank(x)
-    pads = _full_pads(ctx, node, r)
+    r = ctx.rank(x)
+    pads = _full_pads(ctx, node, r) if r is not None else None
+    if attr(node, "mode", "constant") != "constant" or pads is None:
+        dx = index_adjoint(ctx, node, g, blank=(2,))
+        return [dx] + _pad_value_grad(ctx, node, g, dx, need)
     axes = ctx.ints(range(r))
     if isinstance(pads, np.ndarray):
         begin, end = pads[:r], pads[r:]
@@ -72,8 +69,18 @@ def vjp(ctx, node, dys, need):
         kept = ctx.op("Sub", [ctx.shape(x), ctx.op("Add", [crop_b, crop_e])])
         dx = ctx.op("Slice", [g, start, ctx.op("Add", [kept, start]), axes])
         dx = ctx.op("Pad", [dx, ctx.op("Concat", [crop_b, crop_e], axis=0)])
-    out = [ctx.like(dx, x)] + [None] * (len(node.input) - 1)
+    dx = ctx.like(dx, x)
+    return [dx] + _pad_value_grad(ctx, node, g, dx, need)
+
+
+def _pad_value_grad(ctx, node, g, dx, need):
+    """The gradients of the inputs after X: the pad value's (constant mode) is the sum of dY over
+    the padded positions, sum(dY) - sum(dX); pads and axes carry none."""
+    out = [None] * (len(node.input) - 1)
     if len(node.input) > 2 and node.input[2] and need[2]:
-        total = ctx.op("Sub", [ctx.op("ReduceSum", [g], keepdims=0), ctx.op("ReduceSum", [dx], keepdims=0)])
-        out[2] = ctx.like(ctx.op("Reshape", [total, ctx.shape(node.input[2])]), node.input[2])
+        if attr(node, "mode", "constant") != "constant":
+            out[1] = ZERO
+        else:
+            total = ctx.op("Sub", [ctx.op("ReduceSum", [g], keepdims=0), ctx.op("ReduceSum", [dx], keepdims=0)])
+            out[1] = ctx.like(ctx.op("Reshape", [total, ctx.shape(node.input[2])]), node.input[2])
     return out

@@ -51,6 +51,9 @@ def single_op_model(op_type, inputs: dict, n_out=1, *, opset=17, dynamic=False, 
     for o in m.graph.output:
         if o.name in vi:
             o.CopyFrom(vi[o.name])
+        elif not o.type.HasField("tensor_type") and o.name == outs[0] and graph_inputs:
+            # ops ONNX infers no type for (GroupNormalization-21): the first input's type and shape
+            o.type.CopyFrom(graph_inputs[0].type)
     return m
 
 

@@ -1,0 +1,379 @@
+"""ONNX's own node tests as a check of reverse-mode gradients: correct / wrong / refused / failed.
+
+The node test models are generated from the installed ``onnx`` package's test definitions
+(``onnx.backend.test.case.node``: the wheel need not ship the data folder). A test takes part
+when every node is in the default domain and it has a float32/float64 graph input and output.
+For each, the vector-Jacobian product of all float outputs (one seeded random cotangent per
+output, the same for every tool) with respect to all float inputs is compared with central
+finite differences of the forward model, in float64 where the model converts (float32, with a
+looser tolerance, where it does not); the test's own input values are used.
+
+- correct: every sampled coordinate matches the central difference, or, where the function has a
+  kink there (the two one-sided differences disagree), lies between the one-sided differences;
+- wrong: a gradient was returned and some coordinate does not match: the silent failure;
+- refused: the tool declined to build the gradient (onnxforge: ``AutodiffError``; onnx-ad:
+  ``UnsupportedOperator``/``UnrollTooLarge``);
+- failed: the tool crashed while building, or its gradient model did not run
+  (``onnx.reference`` first, ONNX Runtime second).
+
+Usage: ``python benchmarks/autodiff_conformance.py [--tool onnxforge|onnx-ad|both] [--only SUBSTR]
+[--json] [--details FILE]``. onnx-ad (PyPI ``onnx-ad``) is optional: install it to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+F32, F64 = TensorProto.FLOAT, TensorProto.DOUBLE
+COORDS = 6          # sampled coordinates per differentiated input
+CASE_TIMEOUT_S = 60
+
+
+@dataclass
+class Outcome:
+    case: str
+    op: str
+    tool: str
+    status: str       # correct | wrong | refused | failed | no-input
+    detail: str = ""
+    error: float = 0.0
+    precision: str = "float64"
+
+
+def node_cases(only: str | None = None) -> list:
+    """The node test cases (generated, not read from disk) that take part, in name order."""
+    from onnx.backend.test.case.node import collect_testcases
+
+    cases = [c for c in collect_testcases() if c.model is not None and _eligible(c.model)]
+    if only:
+        cases = [c for c in cases if any(s in c.name for s in only.split(","))]
+    return sorted(cases, key=lambda c: c.name)
+
+
+def _eligible(model) -> bool:
+    g = model.graph
+    if any(n.domain not in ("", "ai.onnx") for n in g.node):
+        return False
+    floats = (F32, F64)
+    has_in = any(i.type.tensor_type.elem_type in floats for i in g.input if i.type.HasField("tensor_type"))
+    has_out = any(o.type.tensor_type.elem_type in floats for o in g.output if o.type.HasField("tensor_type"))
+    return has_in and has_out
+
+
+def _op_of(case) -> str:
+    return case.model.graph.node[0].op_type if len(case.model.graph.node) == 1 else "(expanded)"
+
+
+# ---- float64 ----------------------------------------------------------------------------------
+
+def to_double(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` with every float32 type, initialiser, Cast/CastLike target and tensor
+    attribute in float64 (Resize's and Upsample's scales stay float32, as the spec requires)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+
+    def tensor(t):
+        if t.data_type == F32:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64), t.name))
+
+    def graph(g):
+        keep = {n.input[i] for n in g.node for i in (1, 2)
+                if n.op_type in ("Resize", "Upsample") and len(n.input) > i and n.input[i]}
+        for vi in list(g.input) + list(g.output) + list(g.value_info):
+            if vi.type.tensor_type.elem_type == F32 and vi.name not in keep:
+                vi.type.tensor_type.elem_type = F64
+        for t in g.initializer:
+            if t.name not in keep:
+                tensor(t)
+        for n in g.node:
+            for a in n.attribute:
+                if a.name in ("to", "dtype", "stash_type") and a.type == onnx.AttributeProto.INT and a.i == F32:
+                    a.i = F64
+                if a.type == onnx.AttributeProto.FLOAT and n.op_type == "Constant":
+                    pass
+                if a.type == onnx.AttributeProto.TENSOR:
+                    tensor(a.t)
+                if a.type == onnx.AttributeProto.GRAPH:
+                    graph(a.g)
+                for sub in a.graphs:
+                    graph(sub)
+            if n.op_type == "Constant" and n.attribute and n.attribute[0].name in ("value_float", "value_floats"):
+                a = n.attribute[0]
+                value = np.array(a.f if a.name == "value_float" else list(a.floats), np.float64)
+                del n.attribute[:]
+                n.attribute.append(helper.make_attribute("value", numpy_helper.from_array(value)))
+    graph(m.graph)
+    return m
+
+
+def _double_feeds(model, feeds):
+    kinds = {i.name: i.type.tensor_type.elem_type for i in model.graph.input}
+    return {k: (v.astype(np.float64) if isinstance(v, np.ndarray) and kinds.get(k) == F64 and v.dtype == np.float32
+                else v) for k, v in feeds.items()}
+
+
+# ---- running ----------------------------------------------------------------------------------
+
+def _erf64(self, x):
+    import math
+
+    return (np.vectorize(math.erf, otypes=[x.dtype])(x),)
+
+
+def _evaluator(model):
+    """onnx.reference, with Erf computed in the input's precision (its own is float32 only)."""
+    from onnx.reference import ReferenceEvaluator
+    from onnx.reference.op_run import OpRun
+
+    erf = type("Erf", (OpRun,), {"op_domain": "", "_run": _erf64})
+    return ReferenceEvaluator(model, new_ops=[erf])
+
+
+def _run(model, feeds, names=None):
+    """Outputs by name: onnx.reference, else ONNX Runtime (raises when neither runs it)."""
+    try:
+        ref = _evaluator(model)
+        return dict(zip(names or ref.output_names, ref.run(names, feeds)))
+    except Exception as first:  # noqa: BLE001 - any failure: try the other runtime
+        try:
+            import onnxruntime as ort
+
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = 1
+            so.log_severity_level = 4
+            sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+            out = [o.name for o in sess.get_outputs()] if names is None else names
+            return dict(zip(out, sess.run(out, feeds)))
+        except Exception as second:  # noqa: BLE001
+            raise RuntimeError(f"reference: {_line(first)}; onnxruntime: {_line(second)}") from second
+
+
+def _line(exc) -> str:
+    text = str(exc).strip().splitlines()
+    return (f"{type(exc).__name__}: {text[0] if text else ''}")[:300]
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _alarm(signum, frame):
+    raise _Timeout(f"over {CASE_TIMEOUT_S} s")
+
+
+# ---- the tools --------------------------------------------------------------------------------
+
+def _onnxforge(model, wrt, outs):
+    """VJP model by onnxforge: the gradient of sum_k <dY_k, Y_k> (dY_k new graph inputs)."""
+    from onnxforge.runtime.autodiff import AutodiffError, gradient_model
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    terms = []
+    for k, (o, elem) in enumerate(outs):
+        m.graph.input.append(helper.make_tensor_value_info(f"dY{k}", elem, None))
+        m.graph.node.append(helper.make_node("Mul", [o, f"dY{k}"], [f"_vjp_prod{k}"]))
+        m.graph.node.append(helper.make_node("ReduceSum", [f"_vjp_prod{k}"], [f"_vjp_term{k}"], keepdims=0))
+        terms.append(f"_vjp_term{k}")
+    m.graph.node.append(helper.make_node("Sum", terms, ["_vjp_loss"]))
+    m.graph.output.append(helper.make_tensor_value_info("_vjp_loss", outs[0][1], []))
+    try:
+        g = gradient_model(m, wrt, "_vjp_loss")
+    except AutodiffError as exc:
+        return None, _line(exc)
+    return (g, {f"dY{k}": k for k in range(len(outs))}, {w: f"{w}_grad" for w in wrt}), None
+
+
+def _onnx_ad(model, wrt, outs):
+    import onnx_ad
+
+    try:
+        g = onnx_ad.reverse(model, inputs=wrt, outputs=[o for o, _ in outs], layout="onnx")
+    except (onnx_ad.UnsupportedOperator, onnx_ad.UnrollTooLarge) as exc:
+        return None, _line(exc)
+    seeds = {f"adj_{o}": k for k, (o, _) in enumerate(outs)}
+    names = {i.name for i in g.graph.input}
+    if not set(seeds) <= names:  # its own naming when adj_* is taken: the seeds come after the inputs
+        extra = [i.name for i in g.graph.input][len(model.graph.input):]
+        seeds = {n: k for k, n in enumerate(extra)}
+    grads = [o.name for o in g.graph.output][len(model.graph.output):]
+    return (g, seeds, dict(zip(wrt, grads)), "trailing"), None
+
+
+TOOLS = {"onnxforge": _onnxforge, "onnx-ad": _onnx_ad}
+
+
+# ---- one case ---------------------------------------------------------------------------------
+
+def evaluate(case, tool: str, seed: int = 0) -> Outcome:
+    op = _op_of(case)
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(CASE_TIMEOUT_S)
+    try:
+        return _evaluate(case, tool, seed, op)
+    except _Timeout as exc:
+        return Outcome(case.name, op, tool, "failed", f"timeout: {exc}")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _evaluate(case, tool, seed, op) -> Outcome:
+    model = case.model
+    inputs = case.data_sets[0][0]
+    names = [i.name for i in model.graph.input]
+    feeds = dict(zip(names, inputs))
+    precision = "float64"
+    try:
+        m = to_double(model)
+        onnx.checker.check_model(m)
+        f = _double_feeds(m, feeds)
+        _run(m, f)
+    except Exception:  # noqa: BLE001 - the model has no float64 form: stay in float32
+        m, f, precision = model, feeds, "float32"
+    kinds = {i.name: i.type.tensor_type.elem_type for i in m.graph.input if i.type.HasField("tensor_type")}
+    wrt = [n for n in names if kinds.get(n) in (F32, F64) and isinstance(f.get(n), np.ndarray) and f[n].size]
+    outs = [(o.name, o.type.tensor_type.elem_type) for o in m.graph.output
+            if o.type.HasField("tensor_type") and o.type.tensor_type.elem_type in (F32, F64)]
+    if not wrt:
+        return Outcome(case.name, op, tool, "no-input", precision=precision)
+    try:
+        forward = _run(m, f)
+    except Exception as exc:  # noqa: BLE001
+        return Outcome(case.name, op, tool, "no-input", f"forward does not run: {_line(exc)}", precision=precision)
+    rng = np.random.default_rng(seed)
+    dys = [rng.standard_normal(np.shape(forward[o])).astype(forward[o].dtype) for o, _ in outs]
+    try:
+        built, why = TOOLS[tool](m, wrt, outs)
+    except Exception as exc:  # noqa: BLE001 - a crash while building is a failure, not a refusal
+        return Outcome(case.name, op, tool, "failed", f"build: {_line(exc)}", precision=precision)
+    if built is None:
+        return Outcome(case.name, op, tool, "refused", why or "", precision=precision)
+    g, seeds, grad_names = built[:3]
+    trailing = len(built) > 3
+    gfeeds = dict(f)
+    for name, k in seeds.items():
+        gfeeds[name] = dys[k][..., None] if trailing else dys[k]
+    try:
+        got = _run(g, gfeeds, list(grad_names.values()))
+    except Exception as exc:  # noqa: BLE001
+        return Outcome(case.name, op, tool, "failed", f"run: {exc}"[:300], precision=precision)
+    grads = {w: np.asarray(got[n])[..., 0] if trailing else np.asarray(got[n]) for w, n in grad_names.items()}
+    try:
+        return _compare(case.name, op, tool, m, f, wrt, outs, dys, grads, rng, precision)
+    except Exception as exc:  # noqa: BLE001 - the forward fails at a perturbed point: not the tool's
+        return Outcome(case.name, op, tool, "no-input", f"differences: {_line(exc)}", precision=precision)
+
+
+def _compare(name, op, tool, m, f, wrt, outs, dys, grads, rng, precision) -> Outcome:
+    ref = _evaluator(m)
+    out_names = [o for o, _ in outs]
+
+    def objective(feeds):
+        """sum_k <dY_k, Y_k>; NaN where a perturbation changes an output's shape (Range's limit)."""
+        ys = ref.run(out_names, feeds)
+        if any(np.shape(y) != np.shape(d) for y, d in zip(ys, dys)):
+            return float("nan")
+        return float(sum(np.sum(np.asarray(y, np.float64) * d) for y, d in zip(ys, dys)))
+
+    eps, tol = (1e-6, 1e-4) if precision == "float64" else (1e-3, 2e-2)
+    worst = 0.0
+    for w in wrt:
+        x = f[w]
+        g = grads[w]
+        if np.shape(g) != np.shape(x):
+            return Outcome(name, op, tool, "wrong", f"gradient of {w} has shape {np.shape(g)}, not {np.shape(x)}",
+                           precision=precision)
+        if not np.all(np.isfinite(g)):
+            return Outcome(name, op, tool, "wrong", f"gradient of {w} is not finite", precision=precision)
+        picks = rng.choice(x.size, min(COORDS, x.size), replace=False)
+        for i in picks:
+            idx = np.unravel_index(int(i), x.shape)
+            vals = {}
+            for s in (1, -1):
+                xv = x.copy()
+                xv[idx] += s * eps
+                vals[s] = objective({**f, w: xv})
+            base = objective(f)
+            central = (vals[1] - vals[-1]) / (2 * eps)
+            right, left = (vals[1] - base) / eps, (base - vals[-1]) / eps
+            a = float(g[idx])
+            scale = max(1.0, abs(central))
+            err = abs(a - central) / scale
+            if not np.isfinite(central) or not np.isfinite(base):
+                continue
+            if err > tol:
+                lo, hi = min(left, right), max(left, right)
+                kink = abs(left - right) > 10 * tol * scale
+                if kink and lo - tol * scale <= a <= hi + tol * scale:
+                    continue
+                return Outcome(name, op, tool, "wrong", f"d{w}{list(map(int, idx))}: {a:.6g} vs central "
+                               f"difference {central:.6g}", err, precision)
+            worst = max(worst, err)
+    return Outcome(name, op, tool, "correct", error=worst, precision=precision)
+
+
+# ---- the report -------------------------------------------------------------------------------
+
+def run(tools, only=None, progress=True) -> list[Outcome]:
+    cases = node_cases(only)
+    results = []
+    t0 = time.time()
+    for k, case in enumerate(cases):
+        for tool in tools:
+            results.append(evaluate(case, tool))
+        if progress and (k + 1) % 50 == 0:
+            print(f"  {k + 1}/{len(cases)} cases, {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+    return results
+
+
+def counts(results) -> dict:
+    table: dict = {}
+    for r in results:
+        row = table.setdefault(r.tool, {"correct": 0, "wrong": 0, "refused": 0, "failed": 0, "no-input": 0})
+        row[r.status] += 1
+    return table
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tool", choices=["onnxforge", "onnx-ad", "both"], default="onnxforge")
+    p.add_argument("--only", help="comma-separated substrings of test names")
+    p.add_argument("--json", action="store_true", help="print the counts (and each case) as JSON")
+    p.add_argument("--details", help="write every case's outcome to this JSON file")
+    a = p.parse_args(argv)
+    tools = ["onnxforge", "onnx-ad"] if a.tool == "both" else [a.tool]
+    if "onnx-ad" in tools:
+        try:
+            import onnx_ad  # noqa: F401
+        except ImportError:
+            p.error("onnx-ad is not installed (pip install onnx-ad)")
+    results = run(tools, a.only, progress=not a.json)
+    table = counts(results)
+    if a.details:
+        with open(a.details, "w") as fh:
+            json.dump([asdict(r) for r in results], fh, indent=1)
+    if a.json:
+        print(json.dumps({"counts": table, "cases": len({r.case for r in results})}))
+    else:
+        print(f"{'tool':<10} {'correct':>8} {'wrong':>6} {'refused':>8} {'failed':>7} {'no input':>9}")
+        for tool, row in table.items():
+            print(f"{tool:<10} {row['correct']:>8} {row['wrong']:>6} {row['refused']:>8} {row['failed']:>7} "
+                  f"{row['no-input']:>9}")
+        for r in results:
+            if r.status == "wrong":
+                print(f"WRONG {r.tool}: {r.case}: {r.detail}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,11 @@
+"""ReduceLogSumExp: d = dY * exp(X - Y), broadcast back over the reduced axes."""
+from onnxforge.runtime.autodiff.ops import _reduce
+
+OP_TYPE = "ReduceLogSumExp"
+NON_DIFFERENTIABLE_INPUTS = (1,)
+
+
+def vjp(ctx, node, dys, need):
+    def local(x, yk):
+        return ctx.op("Exp", [ctx.op("Sub", [x, yk])])
+    return _reduce.elementwise(ctx, node, dys, local)

@@ -1,0 +1,5 @@
+"""ReduceMin: see _extreme (ties share dY evenly)."""
+from onnxforge.runtime.autodiff.ops._extreme import vjp  # noqa: F401
+
+OP_TYPE = "ReduceMin"
+NON_DIFFERENTIABLE_INPUTS = (1,)
