@@ -222,9 +222,26 @@ def _write(d: Path, trainer: Trainer, o: BundleOptions, train, valid, web: bool,
     if web:
         manifest["web"] = {"backends": list(web_backends), "ort_version": ortweb.ORT_WEB_VERSION,
                            "ort_files": ortweb.copy_ort_web(d / "ort", web_backends, ort_web)}
+    (d / "README.md").write_text(_readme(manifest, web))
     manifest["files"] = sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file()) + ["manifest.json"]
     (d / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
+
+
+def _readme(manifest: dict, web: bool) -> str:
+    t = manifest["training"]
+    lines = [f"# Training bundle of {manifest['model']['name']}", "",
+             f"{t['optimizer']}, lr {t['lr']}, {t['schedule']} schedule, {t['epochs']} epochs of batch {t['batch_size']}"
+             + (f" ({t['total_steps']} steps)" if t["total_steps"] else "") + f", loss {t['loss']}.", "",
+             "- Node.js: `ONNXRUNTIME_NODE_INSTALL=skip npm install --no-save onnxruntime-node@1.31.1` in this folder, "
+             "then `node train.mjs --weights-out trained.safetensors --model-out trained.onnx`.",
+             "- Any ONNX Runtime: `manifest.json` describes the step model's inputs, outputs and state, and how each "
+             "step's scalars are computed (onnxforge's README: \"Training in a browser tab or Node.js\").",
+             "- Back into the model: `onnxforge weights import model.onnx trained.safetensors -o trained.onnx`."]
+    if web:
+        lines.insert(4, "- Browser: serve this folder with any static file server (`python -m http.server`) and open "
+                        "`index.html` (`?autorun=1` starts at once); it needs no internet.")
+    return "\n".join(lines) + "\n"
 
 
 def _follow_umask(folder: Path) -> None:
