@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+from typing import Any
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -122,7 +123,7 @@ def _steps(trainer: Trainer, feed_shapes: dict, web_gpu: bool) -> tuple[dict, di
     """The step model(s): the packed one, and with WebGPU one with every parameter its own input
     when the packed one's Split/Concat has more pieces than WebGPU's storage-buffer limit allows."""
     s = trainer.backend.spec
-    kw = dict(output=s.output, loss=s.loss, optimizer=s.optimizer, trainable=list(s.trainable),
+    kw: dict[str, Any] = dict(output=s.output, loss=s.loss, optimizer=s.optimizer, trainable=list(s.trainable),
               buffers=list(s.state_buffers), feed_shapes=feed_shapes, ignore_index=s.ignore_index,
               weight_decay=s.weight_decay)
     graphs = {"step.onnx": build_step(s.model, **kw)}
@@ -184,7 +185,7 @@ def _write(d: Path, trainer: Trainer, o: BundleOptions, train, valid, web: bool,
     batches = EpochIterator([np.zeros((n or 0, 1), np.float32)], np.zeros(n or 0), o.batch_size, shuffle=False,
                             rng=np.random.default_rng(0), drop_last=trainer.fixed_batch is not None)
     steps_per_epoch = batches.steps if n else None
-    files = {"train": _data_file(d / "train.safetensors", train, trainer, _orders(o, n) if o.shuffle else None)
+    files = {"train": _data_file(d / "train.safetensors", train, trainer, _orders(o, n or 0) if o.shuffle else None)
              if train is not None else None,
              "val": _data_file(d / "val.safetensors", valid, trainer, None) if valid is not None else None}
     manifest = {
