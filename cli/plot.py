@@ -17,6 +17,7 @@ import click
 import numpy as np
 
 from onnxforge.runtime.errors import ConfigError, DataError
+from onnxforge.runtime.modelio.files import atomic_write_bytes
 
 __all__ = ["command", "curves", "learning_curves_png", "confusion_png"]
 
@@ -51,8 +52,6 @@ def curves(history: list[dict]) -> dict[str, list[str]]:
 
 
 def _save(fig, plt, path: Path, description: str) -> Path:
-    from onnxforge.runtime.modelio.files import atomic_write_bytes
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, metadata={"Description": description, "Software": "onnxforge"})
     plt.close(fig)
@@ -115,7 +114,7 @@ def command(rundir, output):
         raise DataError(f"run folder '{rundir}' has no metrics.json (train a model into it first)")
     try:
         history = json.loads(metrics.read_text(encoding="utf-8")).get("history") or []
-    except (ValueError, AttributeError, UnicodeDecodeError):
+    except (ValueError, AttributeError, UnicodeDecodeError, RecursionError):
         raise DataError(f"'{metrics}' is not a readable metrics.json") from None
     path = learning_curves_png(history, output or Path(rundir) / "curves.png", title=Path(rundir).name)
     click.echo(f"wrote {path} ({', '.join(curves(history))} over {len(history)} epochs)")

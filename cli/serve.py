@@ -8,6 +8,7 @@ import sys
 import click
 
 from onnxforge.cli._common import DEVICE
+from onnxforge.runtime.server.app import Server, ServerConfig
 
 LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
 
@@ -97,12 +98,11 @@ def command(models, host, port, device, threads, max_concurrency, max_queue, max
     Inference Protocol v2, the REST API of KServe and Triton: GET /v2/health/live,
     /v2/health/ready, /v2, /v2/models/NAME, /v2/models/NAME/ready and POST
     /v2/models/NAME/infer, with JSON or binary tensors, the model repository extension (POST
-    /v2/repository/index, /v2/repository/models/NAME/load and /unload) and GET /metrics. A
+    /v2/repository/index, and with --repository-control /v2/repository/models/NAME/load and
+    /unload) and GET /metrics. A
     folder may be a Triton model repository (NAME/VERSION/model.onnx); a model's name is its file
     name without .onnx; a training run folder serves its trained model.onnx under the folder's
     name. SIGTERM or Ctrl+C stops the server after the requests in flight are answered."""
-    from onnxforge.runtime.server.app import Server, ServerConfig
-
     level = getattr(logging, log_level.upper())
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

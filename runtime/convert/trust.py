@@ -92,7 +92,7 @@ def _config_risks(raw: bytes, entry: str, path: Path) -> list[str]:
         config = json.loads(raw)["config"]
         items = [(str(fqn), bool(meta.get("use_pickle")), str(meta.get("path_name", "")))
                  for fqn, meta in config.items()]
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         raise ModelError(f"'{path}': '{entry}' is not a torch.export payload config") from None
     return [f"'{fqn}' in '{entry}'" for fqn, pickled, file in items if pickled or file.startswith(_OBJECT_PREFIXES)]
 

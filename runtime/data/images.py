@@ -125,7 +125,7 @@ def scan_folder(root) -> tuple[list[str], list[tuple[Path, int]]]:
     if not classes:
         raise DataError(f"image folder '{root}' has no class subfolders; put the images of each class in "
                         f"{root}/<class name>/")
-    files = []
+    files: list[tuple[Path, int]] = []
     for index, name in enumerate(classes):
         found = _images_in(root / name)
         if not found:
@@ -144,21 +144,21 @@ def list_images(root) -> list[Path]:
 
 def read_images(paths, spec: ImageSpec, *, progress: bool = False, budget: int | None = None) -> np.ndarray:
     """The images at ``paths`` as float32 ``[N, C, H, W]`` (memory-mapped past the spill budget)."""
-    rows = RowSpill(np.float32, (spec.channels, spec.height, spec.width), budget)
     paths = list(paths)
     if progress:
         from tqdm import tqdm
 
         paths = tqdm(paths, desc="decoding images", unit=" images", leave=False, disable=None)
-    block = []
-    for path in paths:
-        block.append(decode_image(path, spec))
-        if len(block) == 1024:
+    with RowSpill(np.float32, (spec.channels, spec.height, spec.width), budget) as rows:  # no spill file left on error
+        block = []
+        for path in paths:
+            block.append(decode_image(path, spec))
+            if len(block) == 1024:
+                rows.append(np.stack(block))
+                block = []
+        if block:
             rows.append(np.stack(block))
-            block = []
-    if block:
-        rows.append(np.stack(block))
-    return rows.finish()
+        return rows.finish()
 
 
 def read_folder(root, spec: ImageSpec, labels: list[str] | None = None, *, progress: bool = False,

@@ -20,7 +20,7 @@ import numpy as np
 from onnxforge.runtime.data.spill import RowSpill
 from onnxforge.runtime.errors import DataError
 
-__all__ = ["TABLE_SUFFIXES", "is_table", "table_columns", "TableSummary", "summarize_table", "read_table",
+__all__ = ["TABLE_SUFFIXES", "is_table", "table_columns", "read_columns", "TableSummary", "summarize_table", "read_table",
            "class_names", "MAX_CLASSES"]
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
@@ -61,15 +61,27 @@ def _arrow_error(path: Path, exc: Exception) -> DataError:
     return DataError(f"table '{path}' cannot be read ({text[:200]})")
 
 
+def _unique(path: Path, names: list[str]) -> list[str]:
+    """``names``, refused in one line when one of them names two columns."""
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in seen:
+            raise DataError(f"table '{path}' has two columns named {name[:80]!r} (columns {seen[name] + 1} and {i + 1}); "
+                            "give each column its own name")
+        seen[name] = i
+    return names
+
+
 def table_columns(path) -> list[str]:
-    """The column names of a table, read from its header (CSV) or schema (Parquet)."""
+    """The column names of a table, read from its header (CSV) or schema (Parquet); every name once."""
     pa, path = _pyarrow(), Path(path)
     _check_file(path)
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
-            return list(pa.parquet.ParquetFile(path).schema_arrow.names)
+            return _unique(path, list(pa.parquet.ParquetFile(path).schema_arrow.names))
         read, parse, convert = _csv_options(pa, path)
-        return list(pa.csv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert).schema.names)
+        names = pa.csv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert).schema.names
+        return _unique(path, list(names))
     except (pa.ArrowException, OSError) as exc:
         raise _arrow_error(path, exc) from None
 
@@ -102,6 +114,19 @@ def _batches(path: Path, columns: list[str], progress: bool, desc: str):
     finally:
         if bar is not None:
             bar.close()
+
+
+def read_columns(path, names: list[str], *, progress: bool = False) -> dict[str, list]:
+    """``{column: [values...]}`` of the named columns as Python values (numbers, strings, None for an
+    empty cell): what ``infer`` carries from its input to its output beside the predictions."""
+    path = Path(path)
+    out: dict[str, list] = {name: [] for name in names}
+    if not names:
+        return out
+    for _, cols in _batches(path, list(names), progress, f"reading {path.name}"):
+        for name in names:
+            out[name].extend(cols[name].to_pylist())
+    return out
 
 
 def _where(path: Path, row: int, column: str) -> str:
@@ -171,13 +196,13 @@ class TableSummary:
     std: np.ndarray
 
 
-def summarize_table(path, target: str, features=None, *, classify: bool = True, progress: bool = False) -> TableSummary:
+def summarize_table(path, target: str | None, features=None, *, classify: bool = True, progress: bool = False) -> TableSummary:
     """One streaming pass: every feature checked numeric, their mean and standard deviation (Chan's
     combination of per-batch moments, float64), and the distinct target values of a classifier."""
     path = Path(path)
     if not target:
         raise DataError(f"table '{path}': name the label column with --target")
-    features, target = _pick(path, target, features)
+    features, _ = _pick(path, target, features)  # the target exists, or _pick said so
     n, mean, m2, seen = 0, np.zeros(len(features)), np.zeros(len(features)), set()
     for offset, cols in _batches(path, features + [target], progress, f"reading {path.name}"):
         block = np.stack([_numbers(path, c, cols[c], offset) for c in features], axis=1)
@@ -215,19 +240,20 @@ def read_table(path, features, target: str | None = None, *, labels: list[str] |
     if need_targets and target is None:
         raise DataError(f"table '{path}': name the label column with --target (the model card names none)")
     index = {name: i for i, name in enumerate(labels)} if labels else None
-    xs, ys = RowSpill(np.float32, (len(features),), budget), RowSpill(np.int64 if classify else np.float32, (), budget)
-    for offset, cols in _batches(path, features + ([target] if target else []), progress, f"reading {path.name}"):
-        xs.append(np.stack([_numbers(path, c, cols[c], offset) for c in features], axis=1))
-        if target is None:
-            continue
-        if not classify:
-            ys.append(_numbers(path, target, cols[target], offset))
-            continue
-        ys.append(_class_ids(path, target, _texts(cols[target]), offset, index, labels))
-    x = xs.finish()
-    if len(x) == 0:
-        raise DataError(f"table '{path}' has no data rows")
-    return x, (ys.finish() if target is not None else None)
+    with RowSpill(np.float32, (len(features),), budget) as xs, \
+            RowSpill(np.int64 if classify else np.float32, (), budget) as ys:  # a failed read leaves no spill file
+        for offset, cols in _batches(path, features + ([target] if target else []), progress, f"reading {path.name}"):
+            xs.append(np.stack([_numbers(path, c, cols[c], offset) for c in features], axis=1))
+            if target is None:
+                continue
+            if not classify:
+                ys.append(_numbers(path, target, cols[target], offset))
+                continue
+            ys.append(_class_ids(path, target, _texts(cols[target]), offset, index, labels))
+        x = xs.finish()
+        if len(x) == 0:
+            raise DataError(f"table '{path}' has no data rows")
+        return x, (ys.finish() if target is not None else None)
 
 
 def _class_ids(path: Path, target: str, values: list[str], offset: int, index, labels) -> np.ndarray:

@@ -9,6 +9,7 @@ under ``__metadata__``.
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,11 @@ import safetensors.numpy
 from onnx import ModelProto, numpy_helper
 
 from onnxforge.runtime.errors import DataError, ModelError, first_line
+from onnxforge.runtime.modelio.arrays import read_npz
 from onnxforge.runtime.modelio.files import atomic_write_bytes
+from onnxforge.runtime.modelio.protos import copy_model
 
-__all__ = ["model_weights", "save_weights", "load_weights", "apply_weights", "write_safetensors",
+__all__ = ["model_weights", "weights_bytes", "save_weights", "load_weights", "apply_weights", "write_safetensors",
            "read_safetensors", "WEIGHT_SUFFIXES"]
 
 WEIGHT_SUFFIXES = (".npz", ".safetensors")
@@ -55,6 +58,12 @@ def model_weights(model: ModelProto) -> dict[str, np.ndarray]:
             if numpy_helper.to_array(t).dtype.kind == "f" and len(t.dims) > 0}
 
 
+def weights_bytes(model: ModelProto) -> int:
+    """The most bytes a weights file for ``model`` needs: every initialiser's elements at 8 bytes
+    (a float64 file for float32 weights is accepted), read from the shapes without loading them."""
+    return 8 * sum(math.prod(t.dims) for t in model.graph.initializer)
+
+
 def save_weights(model: ModelProto, path) -> dict:
     """Write ``model``'s weights to ``path`` (.npz or .safetensors); returns ``{"tensors", "values"}``."""
     path = Path(path)
@@ -63,25 +72,23 @@ def save_weights(model: ModelProto, path) -> dict:
         write_safetensors(weights, path, {"format": "onnxforge", "producer": model.producer_name or ""})
     elif path.suffix == ".npz":
         buffer = io.BytesIO()
-        np.savez(buffer, **weights)
+        np.savez(buffer, **weights)  # type: ignore[arg-type]  # numpy's stub reads ** as its allow_pickle flag
         atomic_write_bytes(path, buffer.getvalue())
     else:
         raise DataError(f"weights file '{path}' must end in .npz or .safetensors")
     return {"tensors": len(weights), "values": int(sum(v.size for v in weights.values()))}
 
 
-def load_weights(path) -> dict[str, np.ndarray]:
+def load_weights(path, *, max_bytes: int | None = None) -> dict[str, np.ndarray]:
+    """The tensors of a ``.npz`` (through the checked reader: headers against sizes, no pickles,
+    one name once, at most ``max_bytes`` of data) or ``.safetensors`` weights file."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"weights file '{path}' does not exist")
     if path.suffix == ".safetensors":
         return read_safetensors(path)[0]
     if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                return {k: data[k] for k in data.files}
-        except (ValueError, OSError) as exc:
-            raise DataError(f"'{path}' is not a readable .npz file ({exc})") from None
+        return read_npz(path, max_bytes=max_bytes)
     raise DataError(f"weights file '{path}' must end in .npz or .safetensors")
 
 
@@ -89,8 +96,7 @@ def apply_weights(model: ModelProto, weights: dict[str, np.ndarray], *, strict: 
     """A copy of ``model`` with initialisers replaced by ``weights`` (same names, shapes, dtypes
     kind). ``strict``: every weight must match an initialiser and every model weight be given.
     Returns the model and the names replaced."""
-    out = ModelProto()
-    out.CopyFrom(model)
+    out = copy_model(model)
     by_name = {t.name: i for i, t in enumerate(out.graph.initializer)}
     unknown = [k for k in weights if k not in by_name]
     if unknown:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 __all__ = ["METRICS_FILE", "WAITING", "epoch_of", "run_parameters", "verdict"]
 
@@ -31,7 +32,7 @@ def epoch_of(session) -> int | None:
 def _record(run: Path, epoch: int) -> dict | None:
     try:
         doc = json.loads((run / METRICS_FILE).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None  # absent or being replaced: the next look finds it
     history = doc.get("history") if isinstance(doc, dict) else None
     for record in history if isinstance(history, list) else []:
@@ -49,7 +50,7 @@ def run_parameters(run: Path, session):
     record = _record(run, epoch)
     if record is None:
         return WAITING
-    params = {"epoch": epoch}
+    params: dict[str, Any] = {"epoch": epoch}
     for name, _ in VALIDATION:
         value = record.get(name)
         if isinstance(value, (int, float)) and not isinstance(value, bool):

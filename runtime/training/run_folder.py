@@ -208,7 +208,7 @@ class RunFolder:
             return {}
         try:
             doc = json.loads(self.metrics.read_text())
-        except (ValueError, OSError):
+        except (ValueError, OSError, RecursionError):
             raise CheckpointError(f"'{self.metrics}' is not valid JSON") from None
         if not isinstance(doc, dict):
             raise CheckpointError(f"'{self.metrics}' holds no run record")

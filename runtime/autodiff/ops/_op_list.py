@@ -26,7 +26,7 @@ _MODULES = (
 # control flow and sequences (one list of their own, so that both kept lists merge cleanly)
 _CONTROL_AND_SEQUENCE_MODULES = (
     "split_to_sequence", "sequence_at", "sequence_construct", "sequence_erase", "sequence_insert",
-    "concat_from_sequence",
+    "concat_from_sequence", "if", "loop", "scan",
 )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 
 import grpc
 import pytest
@@ -19,6 +20,9 @@ from onnxforge.runtime.server.app import ServerConfig
 from onnxforge.runtime.server.config import check_config
 from onnxforge.runtime.server.grpc import grpc_service_pb2 as pb
 from onnxforge.runtime.server.grpc import grpc_service_pb2_grpc as pb_grpc
+
+# ONNXFORGE_FUZZ_SCALE=N runs N times the examples from a random seed (CI: 1, fixed seed)
+SCALE = int(os.environ.get("ONNXFORGE_FUZZ_SCALE", "1"))
 
 
 def request(srv, method: str, path: str, headers=None, body: bytes | None = None):
@@ -133,7 +137,7 @@ HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0
 
 
 @pytest.mark.fuzz
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300 * SCALE, deadline=None, derandomize=SCALE == 1, database=None)
 @given(host=HEADER_TEXT, origin=st.none() | HEADER_TEXT, authorization=st.none() | HEADER_TEXT)
 def test_fuzz_the_checks_answer_allowed_or_one_typed_refusal(host, origin, authorization):
     access = Access(ServerConfig(repository_control=True, repository_token="tok"))
@@ -148,7 +152,7 @@ def test_fuzz_the_checks_answer_allowed_or_one_typed_refusal(host, origin, autho
 
 
 @pytest.mark.fuzz
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60 * SCALE, deadline=None, derandomize=SCALE == 1, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(host=HEADER_TEXT.filter(str.strip), origin=st.none() | HEADER_TEXT.filter(str.strip))
 def test_fuzz_the_endpoint_with_hosts_and_origins(server, host, origin):
     headers = {"Host": host.strip()} | ({"Origin": origin.strip()} if origin else {})
@@ -156,4 +160,11 @@ def test_fuzz_the_endpoint_with_hosts_and_origins(server, host, origin):
     assert status in (200, 400, 403), (status, raw)
     if status != 200 and raw:
         assert "\n" not in error(raw)
+    assert request(server, "GET", "/v2/health/live")[0] == 200
+
+
+def test_a_repository_request_nested_past_the_stack_is_a_400(server):
+    status, raw = request(server, "POST", "/v2/repository/index", {"Content-Type": "application/json"},
+                          b"[" * 30_000 + b"]" * 30_000)
+    assert status == 400 and "nested too deep" in error(raw)
     assert request(server, "GET", "/v2/health/live")[0] == 200
