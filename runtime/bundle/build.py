@@ -26,6 +26,7 @@ from onnxforge.runtime.bundle.offsets import raw_data_offsets, with_raw_data
 from onnxforge.runtime.adapters import LoRA
 from onnxforge.runtime.errors import ConfigError, DataError
 from onnxforge.runtime.modelio.card import ModelCard
+from onnxforge.runtime.modelio.files import save_model
 from onnxforge.runtime.modelio.weights import model_weights, write_safetensors
 from onnxforge.runtime.tasks.evaluation import check_for_model
 from onnxforge.runtime.training.epochs import EpochIterator
@@ -163,8 +164,6 @@ def build_bundle(model, out, options: BundleOptions | None = None, *, data=None,
 
 
 def _write(d: Path, trainer: Trainer, o: BundleOptions, train, valid, web: bool, web_backends, ort_web) -> dict:
-    from onnxforge.runtime.modelio.files import save_model
-
     spec = trainer.backend.spec
     graphs, per_backend = _steps(trainer, _feed_shapes(trainer, train), web and "webgpu" in web_backends)
     for name, g in graphs.items():
