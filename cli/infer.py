@@ -100,11 +100,6 @@ def _infer_raw(session, input_path, texts: list[str], *, batch_size: int, beam: 
         click.echo(f"wrote {output}", err=True)
 
 
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 @click.command("infer")
 @click.argument("model", type=click.Path())
 @click.option("--input", "input_path", default=None, type=click.Path(dir_okay=True),
@@ -142,6 +137,7 @@ def command(model, input_path, texts, output, batch_size, device, beam, max_len,
     from onnxforge.runtime.data.datasets import Dataset
     from onnxforge.runtime.inference.batches import in_batches, stitch
     from onnxforge.runtime.tasks.evaluation import checked_dataset
+    from onnxforge.runtime.tasks.registry import task_of
 
     if (input_path is None) == (not texts):
         raise click.UsageError("give --input PATH or --text STRING (repeatable), not both")
@@ -159,7 +155,8 @@ def command(model, input_path, texts, output, batch_size, device, beam, max_len,
     if texts or Path(input_path).suffix.lower() not in (".npz", ".npy"):
         return _infer_raw(session, input_path, list(texts), batch_size=batch_size, beam=beam, max_len=max_len,
                           as_json=as_json, features=columns(features), output=output)
-    if session.card.task == "seq2seq":
+    task = task_of(session.card)
+    if task.src_arrays:
         from onnxforge.cli._seq2seq import infer_seq2seq
 
         return infer_seq2seq(session, read_inputs(input_path, ["src"]), output=output, as_json=as_json, beam=beam,
@@ -171,11 +168,8 @@ def command(model, input_path, texts, output, batch_size, device, beam, max_len,
     outputs = {n: stitch(((rows, out[n]) for rows, out in parts), len(ds), n) for n in names}
     result = dict(outputs)
     main = session.main_output
-    classifier = session.card.task in ("classification", "tagging")  # tagging: a label per step
-    if classifier:
-        probs = softmax(outputs[main].astype(np.float64))
-        result["predictions"] = probs.argmax(axis=-1)
-        result["confidence"] = probs.max(axis=-1)
+    classifier = task.class_scores  # tagging too: a label per step
+    result.update(task.postprocess(outputs[main]))
     if output:
         from onnxforge.runtime.modelio.files import atomic_write_bytes
         import io

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
-import sys
 
 import click
 
@@ -24,6 +23,8 @@ def _summary(module: str) -> str:
     """The one-line summary of a command: its module's docstring after ``onnxforge NAME``:,
     read from the source without importing it."""
     spec = importlib.util.find_spec(f"onnxforge.cli.{module}")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(f"onnxforge.cli.{module}")
     with open(spec.origin, encoding="utf-8") as f:
         doc = ast.get_docstring(ast.parse(f.read())) or ""
     text = doc.split(":", 1)[1].strip() if doc.startswith("``onnxforge") else doc
@@ -98,4 +99,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

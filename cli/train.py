@@ -14,6 +14,11 @@ from onnxforge.runtime.training.backends import BACKEND_CHOICES
 from onnxforge.runtime.training.callbacks import format_record
 from onnxforge.runtime.training.config import CHECKPOINT_EVERY, LOSS_CHOICES, OPTIMIZERS, CheckpointPolicy
 from onnxforge.runtime.training.schedules import SCHEDULES
+from onnxforge.runtime import Trainer
+from onnxforge.runtime.adapters import LoRA
+from onnxforge.runtime.distributed.ray_train import RayTrain
+from onnxforge.runtime.errors import ConfigError
+from onnxforge.runtime.tasks.sources import open_data
 
 # option name -> Trainer/fit keyword, for the settings a resume takes from the run folder
 _SETTINGS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "optimizer": "optimizer",
@@ -32,8 +37,6 @@ def _given(ctx: click.Context, values: dict) -> dict:
 
 
 def _policy(ctx, param, value) -> CheckpointPolicy:
-    from onnxforge.runtime.errors import ConfigError
-
     try:
         return CheckpointPolicy.parse(value)
     except ConfigError as exc:
@@ -137,8 +140,6 @@ def command(ctx, model, data, val, target, features, epochs, batch_size, lr, opt
     weights; a damaged checkpoint is refused, never replaced by a fresh start. One run at a time
     writes a run folder (it is locked).
     """
-    from onnxforge.runtime import Trainer
-
     if model is None and not (resume and rundir):
         raise click.UsageError("Missing argument 'MODEL' (it may be left out only with --resume and --out).")
     rundir = Path(rundir) if rundir else Path("runs") / Path(model).stem
@@ -146,13 +147,9 @@ def command(ctx, model, data, val, target, features, epochs, batch_size, lr, opt
         raise click.UsageError("--lora-alpha and --lora-targets need --lora RANK")
     adapters = None
     if lora is not None:
-        from onnxforge.runtime.adapters import LoRA
-
         adapters = LoRA(lora, alpha=lora_alpha, targets=tuple(lora_targets) or None)
     common = dict(device=device, threads=threads or "auto", progress=not quiet, checkpoint_every=checkpoint_every)
     if workers > 1 or engine == "ray":
-        from onnxforge.runtime.distributed.ray_train import RayTrain
-
         if engine != "ray":
             raise click.UsageError("--workers above 1 needs --engine ray (the workers run on Ray Train)")
         common.update(workers=workers, strategy=RayTrain(use_gpu=device == "cuda", verbose=verbose))
@@ -173,8 +170,6 @@ def command(ctx, model, data, val, target, features, epochs, batch_size, lr, opt
     if not quiet and not as_json:
         click.echo(f"training on {trainer.device.name} ({trainer.device.reason}) with the {trainer.backend_name} backend; "
                    f"{len(trainer.trainable)} trainable, {len(trainer.frozen)} frozen parameters", err=True)
-    from onnxforge.runtime.tasks.sources import open_data
-
     def read(path, name):
         return None if path is None else open_data(path, trainer.inputs, trainer.card, target=target,
                                                    features=columns(features), progress=not (quiet or as_json),

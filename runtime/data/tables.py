@@ -196,13 +196,13 @@ class TableSummary:
     std: np.ndarray
 
 
-def summarize_table(path, target: str, features=None, *, classify: bool = True, progress: bool = False) -> TableSummary:
+def summarize_table(path, target: str | None, features=None, *, classify: bool = True, progress: bool = False) -> TableSummary:
     """One streaming pass: every feature checked numeric, their mean and standard deviation (Chan's
     combination of per-batch moments, float64), and the distinct target values of a classifier."""
     path = Path(path)
     if not target:
         raise DataError(f"table '{path}': name the label column with --target")
-    features, target = _pick(path, target, features)
+    features, _ = _pick(path, target, features)  # the target exists, or _pick said so
     n, mean, m2, seen = 0, np.zeros(len(features)), np.zeros(len(features)), set()
     for offset, cols in _batches(path, features + [target], progress, f"reading {path.name}"):
         block = np.stack([_numbers(path, c, cols[c], offset) for c in features], axis=1)

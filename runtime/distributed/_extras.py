@@ -26,11 +26,11 @@ def require(module: str, feature: str):
                                       f"pip install 'onnxforge[{extra}]'") from None
 
 
-def worker_error(exc: BaseException) -> OnnxforgeError | None:
+def worker_error(exc: BaseException | None) -> OnnxforgeError | None:
     """The onnxforge error a Ray task, actor or training worker raised, found in the chain Ray
     wraps it in (``RayTaskError.cause``, ``__cause__``), as a fresh error of the same class with
     its first line; ``None`` when the failure was something else (a killed worker, say)."""
-    seen = set()
+    seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         cause = getattr(exc, "cause", None)

@@ -107,7 +107,7 @@ def infer_files(model, source: str, out, *, batch_size: int = 1024, concurrency:
         scored.write_parquet(str(tmp))
         rows = sum(_parquet_rows(f) for f in tmp.glob("*.parquet"))
         os.replace(tmp, out)
-    except Exception as exc:  # an actor's onnxforge error arrives wrapped by Ray
+    except Exception as exc:  # noqa: BLE001 - an actor's onnxforge error arrives wrapped by Ray
         raise (worker_error(exc) or exc) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

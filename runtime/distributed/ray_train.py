@@ -16,7 +16,6 @@ given as arrays travels with the job.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -27,6 +26,7 @@ from onnxforge.runtime.distributed.parallel import TorchCollective
 from onnxforge.runtime.distributed.worker import WorkerJob, run_worker
 from onnxforge.runtime.errors import CheckpointError, ConfigError, TrainingError
 from onnxforge.runtime.training.resume import resume_state
+from onnxforge.runtime.training.state import TrainingState
 
 __all__ = ["RayTrain"]
 
@@ -75,9 +75,9 @@ class RayTrain:
         if trainer.fixed_batch is not None:
             raise ConfigError(f"the model's inputs have a fixed batch of {trainer.fixed_batch}, and workers split each "
                               "batch; free it first: onnxforge convert MODEL.onnx --dynamic-batch -o OUT.onnx")
-        checked = trainer._check(train, "training data")
+        checked = trainer.check_data(train, "training data")
         if val is not None:
-            trainer._check(val, "validation data")
+            trainer.check_data(val, "validation data")
         resume, overwrite = bool(given.get("resume")), bool(given.get("overwrite"))
         if resume and not trainer.run.has_checkpoint():
             resume_state(trainer.run, None)  # says why there is nothing to continue
@@ -139,7 +139,5 @@ class RayTrain:
             return 0
         trainer.run.verify(trust_unrecorded=trainer.trust_checkpoint)
         props = trainer.backend.load_checkpoint(trainer.run.checkpoint)
-        trainer.epoch, trainer.step = int(props["epoch"]), int(props["step"])
-        trainer.history = json.loads(props.get("history", "[]"))[: trainer.epoch]
-        trainer._record, trainer._prepared, trainer._infer_session = json.loads(props["config"]), True, None
+        trainer.adopt(TrainingState.from_checkpoint(props, trainer.run.checkpoint))
         return trainer.epoch
