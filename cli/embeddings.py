@@ -51,25 +51,26 @@ def place_labels(fig, ax, xy, words) -> list:
     """Label each point with its word where the label overlaps no label placed before (greedy, the
     offsets above in turn, the first that fits; the least-overlapping one when none does)."""
     renderer = fig.canvas.get_renderer()
-    placed, texts = [], []
+    placed: list = []
+    texts: list = []
     for (x, y), word in zip(xy, words):
-        best = None
+        best_overlap, best_text, best_box = float("inf"), None, None
         for dx, dy in _OFFSETS:
             text = ax.annotate(word, (x, y), fontsize=8, xytext=(dx, dy), textcoords="offset points",
                                ha="left" if dx >= 0 else "right")
             box = text.get_window_extent(renderer).expanded(1.05, 1.1)
             overlap = sum(max(0.0, min(box.x1, b.x1) - max(box.x0, b.x0)) * max(0.0, min(box.y1, b.y1) - max(box.y0, b.y0))
                           for b in placed)
-            if best is None or overlap < best[0]:
-                if best is not None:
-                    best[1].remove()
-                best = (overlap, text, box)
+            if overlap < best_overlap:
+                if best_text is not None:
+                    best_text.remove()
+                best_overlap, best_text, best_box = overlap, text, box
             else:
                 text.remove()
             if overlap == 0:
                 break
-        placed.append(best[2])
-        texts.append(best[1])
+        placed.append(best_box)
+        texts.append(best_text)
     return texts
 
 
