@@ -60,7 +60,7 @@ def _numpy(values, dtype) -> np.ndarray:
 def _typed_bytes(name: str, datatype: str, values: np.ndarray) -> bytes:
     want = DATATYPES[datatype]
     if want.kind in "iu" and values.size:
-        info = np.iinfo(want)
+        info = np.iinfo(want)  # type: ignore[type-var]  # an integer dtype here (kind "i" or "u")
         low, high = values.min(), values.max()
         if low < info.min or high > info.max:
             bad = low if low < info.min else high
