@@ -103,7 +103,7 @@ def start_run(trainer, record: dict, batches, state: ResumeState | None, overwri
     with trainer.run.writing("the backend's files"):
         trainer.backend.prepare(folder, trainer.intra_op_threads)
     trainer._prepared = True
-    trainer.run.write_model(trainer.source, trainer.run.source)
+    trainer.write_source()
     trainer.epoch, trainer.step, trainer.history = 0, 0, []
     trainer._schedule_epochs = record["epochs"]
     trainer._record = {**record, "schedule_epochs": record["epochs"]}

@@ -40,11 +40,11 @@ import numpy as np
 from onnx import ModelProto, numpy_helper
 
 from onnxforge.runtime.adapters import LoRA, LoRARun
+from onnxforge.runtime.adapters.external import open_for_training, write_with_data
 from onnxforge.runtime.data.datasets import Dataset
 from onnxforge.runtime.errors import ConfigError
 from onnxforge.runtime.inference.session import Session, model_inputs, session_options
 from onnxforge.runtime.modelio.card import ModelCard
-from onnxforge.runtime.modelio.files import load_model
 from onnxforge.runtime.ort.device import Device, resolve_device
 from onnxforge.runtime.ort.threads import check_threads, resolve_threads
 from onnxforge.runtime.passes import pipelines
@@ -102,7 +102,8 @@ class Trainer:
         self.config = RunConfig(loss=loss, optimizer=optimizer, lr=lr, weight_decay=weight_decay, schedule=schedule,
                                 warmup_steps=warmup_steps, freeze=freeze, seed=seed, backend=backend,
                                 lora=lora.record() if lora is not None else None)
-        self.source = load_model(model)
+        # a LoRA run keeps external-data weights in their files (memory-mapped, see adapters.external)
+        self.source, self.external = open_for_training(model, keep_external=lora is not None)
         self.run = RunFolder(rundir)
         self.rundir = self.run.path
         self.card = ModelCard.from_model(self.source)
@@ -117,7 +118,7 @@ class Trainer:
         if self.output_name not in [o.name for o in self.source.graph.output]:
             raise ConfigError(f"the model has no output {self.output_name!r} to train")
         self.inputs = model_inputs(self.source)
-        self.lora = LoRARun(lora, self.source, seed) if lora is not None else None
+        self.lora = LoRARun(lora, self.source, seed, self.external) if lora is not None else None
         if self.lora is not None and freeze:
             raise ConfigError("freeze and lora do not go together: with lora every base weight is frozen already")
         self.training_source = self.lora.training_model(self.source) if self.lora is not None else self.source
@@ -139,7 +140,8 @@ class Trainer:
         model = pipelines.for_training_source(self.training_source)
         return TrainingSpec(model, self.output_name, tuple(i.name for i in self.inputs), self.loss, self.task.ignore_index,
                             self.config.optimizer, self.config.weight_decay, self.plan.trainable, self.plan.frozen,
-                            self.plan.buffers, self.device, self.fixed_batch)
+                            self.plan.buffers, self.device, self.fixed_batch,
+                            constants=self.lora.constants if self.lora is not None else {})
 
     @classmethod
     def from_run(cls, rundir, model=None, **given) -> "Trainer":
@@ -198,7 +200,8 @@ class Trainer:
         if self.threads == "auto":
             shapes = {k: (min(cfg.batch_size, len(train)), *v.shape[1:]) for k, v in train.inputs.items()}
             self.intra_op_threads = resolve_threads("auto", self.source, shapes, training=True)
-        record = cfg.record(self.source, loss=self.loss, backend=self.backend_name, task=self.task.name,
+        identity = self.external.identity(self.source) if self.external is not None else self.source
+        record = cfg.record(identity, loss=self.loss, backend=self.backend_name, task=self.task.name,
                             trainable=len(self.trainable), frozen=len(self.frozen), **self.parameter_counts())
         batches = EpochIterator([train.inputs[i.name] for i in self.inputs], train.y, cfg.batch_size,
                                 shuffle=cfg.shuffle, rng=np.random.default_rng(cfg.seed),
@@ -313,10 +316,20 @@ class Trainer:
     def inference_model(self) -> ModelProto:
         """The source model with the current weights (see :mod:`.export`)."""
         trained = self._trained()
+        if self.external is not None:
+            raise ConfigError("the model's weights stay in their external data files: its merged model is written by "
+                              "export() (model.onnx with model.onnx.data), not built in memory")
         if self.lora is not None:
             model = inference_model(self.lora.merged_model(self.source, self.parameters()), {}, trained)
             return ModelCard.from_model(model).updated(self.lora.card()).write_into(model)
         return inference_model(self.source, self.parameters(), trained)
+
+    def write_source(self) -> None:
+        """``RUNDIR/source.onnx``: the model the run started from (its external data beside it)."""
+        if self.external is not None:
+            write_with_data(self.source, self.run.source, self.external.arrays)
+        else:
+            self.run.write_model(self.source, self.run.source)
 
     def _trained(self) -> dict | None:
         return None if self._record is None else {"epochs": self.epoch, "steps": self.step, "loss": self.loss,
@@ -337,7 +350,12 @@ class Trainer:
     def export(self, path=None) -> Path:
         """Write the inference model (atomically) to ``path`` or ``RUNDIR/model.onnx``; a LoRA run also
         writes ``model.lora.onnx`` and ``adapters.onnx_adapter`` beside it."""
-        written = self.run.write_model(self.inference_model(), path)
+        if self.external is not None:  # streamed into model.onnx.data, one weight block at a time
+            model = inference_model(self.source, {}, self._trained())
+            model = ModelCard.from_model(model).updated(self.lora.card()).write_into(model)
+            written = self.lora.write_merged(model, Path(path or self.run.model), self.parameters())
+        else:
+            written = self.run.write_model(self.inference_model(), path)
         if self.lora is not None:
             self.lora.write(written.parent, self.parameters(), self.run.write_model, self._trained())
         return written
