@@ -7,13 +7,14 @@ from pathlib import Path
 import click
 
 from onnxforge.cli._common import print_json
+from onnxforge.runtime.errors import ConfigError, DataError
+from onnxforge.runtime.modelio.files import load_model
+from onnxforge.runtime.tasks.word_vectors import nearest, word_vectors, write_projector
 
 
 def tsne_png(words: list[str], vectors, path, seed: int = 0) -> Path:
     """A labelled scatter of the words at their 2-D t-SNE positions, written atomically as PNG."""
     from onnxforge.cli.plot import _pyplot, _save
-    from onnxforge.runtime.errors import ConfigError, DataError
-
     if len(words) < 3:
         raise DataError(f"a map needs at least 3 words; the model has {len(words)}")
     try:
@@ -54,9 +55,6 @@ def command(model, word, k, map_png, projector, seed, as_json):
     matplotlib, from the plot extra); ``--projector DIR`` writes DIR/vectors.tsv and DIR/metadata.tsv,
     the two files TensorBoard's embedding projector loads.
     """
-    from onnxforge.runtime.modelio.files import load_model
-    from onnxforge.runtime.tasks.word_vectors import nearest, word_vectors, write_projector
-
     if word is None and map_png is None and projector is None:
         raise click.UsageError("give --nearest WORD, --map PNG or --projector DIR")
     words, vectors = word_vectors(load_model(model))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
-import sys
 
 import click
 
@@ -17,13 +16,15 @@ from onnxforge.runtime.errors import OnnxforgeError
 COMMANDS = {"build": "build", "train": "train", "eval": "evaluate", "infer": "infer", "inspect": "inspect",
             "doctor": "doctor", "demo": "demo", "bench": "bench", "serve": "serve", "plugins": "plugins",
             "convert": "convert", "weights": "weights", "plot": "plot", "embeddings": "embeddings",
-            "generate": "generate", "bundle": "bundle"}
+            "generate": "generate", "bundle": "bundle", "samples": "samples"}
 
 
 def _summary(module: str) -> str:
     """The one-line summary of a command: its module's docstring after ``onnxforge NAME``:,
     read from the source without importing it."""
     spec = importlib.util.find_spec(f"onnxforge.cli.{module}")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(f"onnxforge.cli.{module}")
     with open(spec.origin, encoding="utf-8") as f:
         doc = ast.get_docstring(ast.parse(f.read())) or ""
     text = doc.split(":", 1)[1].strip() if doc.startswith("``onnxforge") else doc
@@ -72,4 +73,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -17,6 +17,7 @@ import click
 import numpy as np
 
 from onnxforge.runtime.errors import ConfigError, DataError
+from onnxforge.runtime.modelio.files import atomic_write_bytes
 
 __all__ = ["command", "curves", "learning_curves_png", "confusion_png"]
 
@@ -51,8 +52,6 @@ def curves(history: list[dict]) -> dict[str, list[str]]:
 
 
 def _save(fig, plt, path: Path, description: str) -> Path:
-    from onnxforge.runtime.modelio.files import atomic_write_bytes
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, metadata={"Description": description, "Software": "onnxforge"})
     plt.close(fig)

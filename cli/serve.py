@@ -8,6 +8,7 @@ import sys
 import click
 
 from onnxforge.cli._common import DEVICE
+from onnxforge.runtime.server.app import Server, ServerConfig
 
 LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
 
@@ -102,8 +103,6 @@ def command(models, host, port, device, threads, max_concurrency, max_queue, max
     folder may be a Triton model repository (NAME/VERSION/model.onnx); a model's name is its file
     name without .onnx; a training run folder serves its trained model.onnx under the folder's
     name. SIGTERM or Ctrl+C stops the server after the requests in flight are answered."""
-    from onnxforge.runtime.server.app import Server, ServerConfig
-
     level = getattr(logging, log_level.upper())
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

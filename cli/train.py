@@ -14,6 +14,11 @@ from onnxforge.runtime.training.backends import BACKEND_CHOICES
 from onnxforge.runtime.training.callbacks import format_record
 from onnxforge.runtime.training.config import CHECKPOINT_EVERY, LOSS_CHOICES, OPTIMIZERS, CheckpointPolicy
 from onnxforge.runtime.training.schedules import SCHEDULES
+from onnxforge.runtime import Trainer
+from onnxforge.runtime.adapters import LoRA
+from onnxforge.runtime.distributed.ray_train import RayTrain
+from onnxforge.runtime.errors import ConfigError
+from onnxforge.runtime.tasks.sources import open_data
 
 # option name -> Trainer/fit keyword, for the settings a resume takes from the run folder
 _SETTINGS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "optimizer": "optimizer",
@@ -32,8 +37,6 @@ def _given(ctx: click.Context, values: dict) -> dict:
 
 
 def _policy(ctx, param, value) -> CheckpointPolicy:
-    from onnxforge.runtime.errors import ConfigError
-
     try:
         return CheckpointPolicy.parse(value)
     except ConfigError as exc:
@@ -117,11 +120,12 @@ def _interrupted(trainer, rundir: Path, data: str, val: str | None) -> str:
 @click.option("--trust-checkpoint", is_flag=True,
               help="With --resume: accept a checkpoint that has no digest record (checkpoint.sha256).")
 @click.option("--quiet", is_flag=True, help="Show no progress bar.")
+@click.option("--verbose", is_flag=True, help="With --engine ray: show Ray's own INFO log lines and what the workers print (default: warnings only).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.pass_context
 def command(ctx, model, data, val, target, features, epochs, batch_size, lr, optimizer, weight_decay, schedule, warmup_steps, loss,
             freeze, seed, no_shuffle, backend, lora, lora_alpha, lora_targets, device, workers, engine, threads, rundir, resume, overwrite,
-            checkpoint_every, trust_checkpoint, quiet, as_json):
+            checkpoint_every, trust_checkpoint, quiet, verbose, as_json):
     """Train MODEL on --data with ONNX Runtime and write the run folder.
 
     A checkpoint is written before the first step, then (by default) after the first epoch that
@@ -132,8 +136,6 @@ def command(ctx, model, data, val, target, features, epochs, batch_size, lr, opt
     weights; a damaged checkpoint is refused, never replaced by a fresh start. One run at a time
     writes a run folder (it is locked).
     """
-    from onnxforge.runtime import Trainer
-
     if model is None and not (resume and rundir):
         raise click.UsageError("Missing argument 'MODEL' (it may be left out only with --resume and --out).")
     rundir = Path(rundir) if rundir else Path("runs") / Path(model).stem
@@ -141,16 +143,12 @@ def command(ctx, model, data, val, target, features, epochs, batch_size, lr, opt
         raise click.UsageError("--lora-alpha and --lora-targets need --lora RANK")
     adapters = None
     if lora is not None:
-        from onnxforge.runtime.adapters import LoRA
-
         adapters = LoRA(lora, alpha=lora_alpha, targets=tuple(lora_targets) or None)
     common = dict(device=device, threads=threads or "auto", progress=not quiet, checkpoint_every=checkpoint_every)
     if workers > 1 or engine == "ray":
-        from onnxforge.runtime.distributed.ray_train import RayTrain
-
         if engine != "ray":
             raise click.UsageError("--workers above 1 needs --engine ray (the workers run on Ray Train)")
-        common.update(workers=workers, strategy=RayTrain(use_gpu=device == "cuda"))
+        common.update(workers=workers, strategy=RayTrain(use_gpu=device == "cuda", verbose=verbose))
     if resume:
         given = _given(ctx, locals())
         if adapters is not None:
@@ -168,8 +166,6 @@ def command(ctx, model, data, val, target, features, epochs, batch_size, lr, opt
     if not quiet and not as_json:
         click.echo(f"training on {trainer.device.name} ({trainer.device.reason}) with the {trainer.backend_name} backend; "
                    f"{len(trainer.trainable)} trainable, {len(trainer.frozen)} frozen parameters", err=True)
-    from onnxforge.runtime.tasks.sources import open_data
-
     def read(path, name):
         return None if path is None else open_data(path, trainer.inputs, trainer.card, target=target,
                                                    features=columns(features), progress=not (quiet or as_json),
@@ -182,7 +178,7 @@ def command(ctx, model, data, val, target, features, epochs, batch_size, lr, opt
         click.echo(_interrupted(trainer, rundir, data, val), err=True)
         ctx.exit(130)
     final = history[-1] if history else {}
-    result = {"rundir": str(rundir), "model": str(rundir / "model.onnx"), "device": trainer.device.name,
+    result = {"rundir": str(rundir), "model": str(rundir / "model.onnx"), "device": trainer.device.name, "workers": workers,
               "backend": trainer.backend_name, "loss_function": trainer.loss, "epochs": trainer.epoch,
               "steps": trainer.step, "nothing_done": trainer.finished_before, "final": final, "history": history,
               **trainer.parameter_counts()}
@@ -193,7 +189,9 @@ def command(ctx, model, data, val, target, features, epochs, batch_size, lr, opt
         return
     if trainer.finished_before:
         click.echo(f"nothing was done: the run in '{rundir}' already finished its {trainer.epoch} epochs")
-    click.echo(f"trained {trainer.epoch} epochs ({trainer.step} steps): {format_record(final)}")
+    on = (f" on {workers} Ray Train workers (global batch {trainer.config.batch_size})"
+          if workers > 1 or engine == "ray" else "")
+    click.echo(f"trained {trainer.epoch} epochs ({trainer.step} steps){on}: {format_record(final)}")
     click.echo(f"model: {rundir / 'model.onnx'}   history: {rundir / 'metrics.json'}")
     if trainer.lora is not None:
         counts = trainer.parameter_counts()

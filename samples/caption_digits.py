@@ -70,7 +70,7 @@ def attention_picture(strips: np.ndarray, words: list[list[str]], attention: np.
     for strip, ws, att in zip(strips, words, attention):
         grey = np.repeat(np.clip(strip[0], 0, 1)[..., None], 3, axis=-1)
         block = [np.concatenate([np.ones((height, label_w // scale + 1, 3)), grey], axis=1)]
-        for t, word in enumerate(ws):
+        for t, _word in enumerate(ws):
             a = att[t].reshape(h, w)
             a = np.repeat(np.repeat(a / max(a.max(), 1e-9), height // h, axis=0), width // w, axis=1)
             tinted = grey * (1 - 0.6 * a[..., None]) + np.array([1.0, 0.0, 0.0]) * 0.6 * a[..., None]

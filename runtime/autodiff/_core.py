@@ -69,6 +69,7 @@ class ValueInfo(dict):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.sequences: set = set()
+        self.opset: int | None = None
 
 
 def _infer(model: onnx.ModelProto) -> dict:
@@ -77,6 +78,7 @@ def _infer(model: onnx.ModelProto) -> dict:
     except Exception:  # noqa: BLE001 - fall back to what the model declares
         inferred = model
     info = ValueInfo()
+    info.opset = _default_opset(model)  # for the control-flow rules' checks of their subgraphs
     g = inferred.graph
     for vi in list(g.input) + list(g.value_info) + list(g.output):
         if vi.type.HasField("sequence_type") and vi.type.sequence_type.elem_type.HasField("tensor_type"):

@@ -1,7 +1,7 @@
 """The training backends' rows: the ``onnx`` and ``artifacts`` backends beside raw ONNX Runtime,
 PyTorch eager, ``torch.compile`` and JAX ``jit``, on the step timer's workloads.
 
-Each row is one call of :func:`onnxforge.runtime.training.stepgraph.timing.time_backends`: the
+Each row is one call of :func:`onnxforge.runtime.benchmark.timing.time_backends`: the
 same model, batches and learning rate for everyone, contestants alternating round after round in
 this process, the median of the rounds. The peers come in as its ``others``: twins with the ONNX
 initialisers copied in. A peer that cannot run here (JAX not installed, no C compiler for
@@ -21,7 +21,7 @@ from onnxforge.runtime.benchmark.peers import RawTrainer, TorchTrainer, torch_co
 from onnxforge.runtime.benchmark.workloads import TWINS, torch_module
 from onnxforge.runtime.ort.distribution import training_api
 from onnxforge.runtime.training.backends import BACKENDS
-from onnxforge.runtime.training.stepgraph.timing import WORKLOADS, time_backends
+from onnxforge.runtime.benchmark.timing import WORKLOADS, time_backends
 from onnxforge.runtime.training.trainer import Trainer
 
 __all__ = ["BACKEND_ROWS", "CONTESTANTS", "PEERS", "bench_backends", "missing_contestants"]

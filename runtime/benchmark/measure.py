@@ -11,6 +11,7 @@ import tempfile
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,8 +50,8 @@ def bench_training(w: Workload, *, steps: int, rounds: int, threads: int, device
                           schedule="constant", device=device, seed=0, threads=ours_threads or threads, progress=False)
         twin = TorchTrainer(w.torch_model(model), device, x_names, w.ignore_index, optimizer)
         raw = {}
-        times = {"onnxforge": [], "ort": [], "torch": []}
-        cpu = {"onnxforge": [], "ort": [], "torch": []}
+        times: dict[str, list[float]] = {"onnxforge": [], "ort": [], "torch": []}
+        cpu: dict[str, list[float]] = {"onnxforge": [], "ort": [], "torch": []}
         peaks = []
         order_rng = np.random.default_rng(2)
         twin.epoch(inputs, y, np.arange(min(n, 50 * w.batch)), w.batch)  # PyTorch's first steps are slow
@@ -83,7 +84,7 @@ def bench_training(w: Workload, *, steps: int, rounds: int, threads: int, device
         split = _step_split(raw["ort"], inputs, y, w.batch) if w.flops_per_example else None
     steps_per_epoch = -(-n // w.batch)
     torch.set_num_threads(torch_before)
-    result = {"workload": w.name, "family": w.family, "batch": w.batch, "steps_per_round": steps_per_epoch,
+    result: dict[str, Any] = {"workload": w.name, "family": w.family, "batch": w.batch, "steps_per_round": steps_per_epoch,
               "rounds": rounds, "device": device, "threads": threads, "optimizer": optimizer,
               "ours_threads": trainer.intra_op_threads, "torch_threads": torch_threads or threads}
     for who, ts in times.items():
@@ -101,7 +102,7 @@ def bench_training(w: Workload, *, steps: int, rounds: int, threads: int, device
     if peaks:
         result["gemm_peak"] = {"median_gflops": median([p["median_gflops"] for p in peaks]),
                                "cpu_gflops": median([p["cpu_gflops"] for p in peaks]), "size": peaks[0]["size"]}
-    if split:
+    if split and w.flops_per_example:
         flops = w.batch * w.flops_per_example
         result["step_split"] = {**split, "forward_backward_gflops": flops / split["forward_backward_s"] / 1e9,
                                 "forward_backward_cpu_gflops": flops / split["forward_backward_cpu_s"] / 1e9}
@@ -113,7 +114,7 @@ def _step_split(raw: RawTrainer, inputs: dict, y: np.ndarray, batch: int, steps:
     """Median seconds of raw ORT's forward+backward and of its optimizer step, apart."""
     feeds = [np.ascontiguousarray(inputs[k][:batch]) for k in raw.x_names]
     labels = np.ascontiguousarray(y[:batch])
-    parts = {"forward_backward_s": [], "forward_backward_cpu_s": [], "optimizer_s": [], "optimizer_cpu_s": []}
+    parts: dict[str, list[float]] = {"forward_backward_s": [], "forward_backward_cpu_s": [], "optimizer_s": [], "optimizer_cpu_s": []}
     for _ in range(steps):
         t0, c0 = time.perf_counter(), time.process_time()
         raw.module(*feeds, labels)
@@ -153,8 +154,8 @@ def bench_inference(w: Workload, *, rounds: int, calls: int, threads: int, devic
 
         return {"onnxforge": lambda: ours.run(feeds), "ort": lambda: raw.run(None, feeds), "torch": run_torch}
 
-    result = {"workload": w.name, "family": w.family, "device": device, "threads": threads}
-    lat = {k: [] for k in ("onnxforge", "ort", "torch")}
+    result: dict[str, Any] = {"workload": w.name, "family": w.family, "device": device, "threads": threads}
+    lat: dict[str, list[float]] = {k: [] for k in ("onnxforge", "ort", "torch")}
     single = contestants(one)
     for fn in single.values():
         for _ in range(20):
@@ -164,8 +165,8 @@ def bench_inference(w: Workload, *, rounds: int, calls: int, threads: int, devic
     shuffle = np.random.default_rng(5).permutation
     # call by call in turn, in a fresh random order each time (whoever runs right after another
     # framework finds its caches cold: no contestant may follow PyTorch more often than another)
-    for r in range(rounds):
-        for i in range(calls):
+    for _round in range(rounds):
+        for _call in range(calls):
             for k in shuffle(3):
                 who, fn = order[k]
                 t0 = clock()
@@ -173,14 +174,14 @@ def bench_inference(w: Workload, *, rounds: int, calls: int, threads: int, devic
                 lat[who].append(clock() - t0)
         if progress is not None:
             progress()
-    batch_ns = {k: [] for k in lat}
+    batch_ns: dict[str, list[float]] = {k: [] for k in lat}
     batch = contestants(big)
     for fn in batch.values():
         for _ in range(10):
             fn()
     order = list(batch.items())
-    for r in range(rounds):
-        for i in range(max(3, calls // 40)):
+    for _round in range(rounds):
+        for _call in range(max(3, calls // 40)):
             for k in shuffle(3):
                 who, fn = order[k]
                 t0 = clock()
@@ -251,7 +252,7 @@ def _memory_child(who: str, workload: str, steps: int, threads: int) -> dict:
 
 def bench_memory(workload: str, *, steps: int, threads: int) -> dict:
     """Peak resident memory of a training run of onnxforge and of PyTorch, each in a new process."""
-    result = {"workload": workloads()[workload].name, "steps": steps}
+    result: dict[str, Any] = {"workload": workloads()[workload].name, "steps": steps}
     for who in ("onnxforge", "torch"):
         code = ("import json,sys; from onnxforge.runtime.benchmark.measure import _memory_child; "
                 f"print(json.dumps(_memory_child({who!r}, {workload!r}, {steps}, {threads})))")

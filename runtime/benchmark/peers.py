@@ -68,7 +68,7 @@ class RawTrainer:
         self.module.train()
         self.x_names = [n for n in self.module.input_names() if n in x_names]
 
-    def epoch(self, inputs: dict, y: np.ndarray, order: np.ndarray, batch: int) -> float:
+    def epoch(self, inputs: dict, y: np.ndarray, order: np.ndarray, batch: int) -> tuple[float, float]:
         module, optimizer = self.module, self.optimizer
         t0, c0 = time.perf_counter(), time.process_time()
         xs = [inputs[k][order] for k in self.x_names]
@@ -116,7 +116,7 @@ class TorchTrainer:
         self.loss = torch.nn.CrossEntropyLoss(ignore_index=-100 if ignore_index is None else ignore_index)
         self.x_names = x_names
 
-    def epoch(self, inputs: dict, y: np.ndarray, order: np.ndarray, batch: int) -> float:
+    def epoch(self, inputs: dict, y: np.ndarray, order: np.ndarray, batch: int) -> tuple[float, float]:
         torch, net, opt, loss_fn, dev = self.torch, self.net, self.optimizer, self.loss, self.device
         t0, c0 = time.perf_counter(), time.process_time()
         xs = [torch.from_numpy(inputs[k][order]) for k in self.x_names]

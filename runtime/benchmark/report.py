@@ -28,7 +28,7 @@ def _section(lines, title, training, inference):
                      f" {_x(r.get('cpu_ratio_vs_ort')):>12} {_x(r.get('cpu_ratio_vs_torch')):>9}")
     lines.append(f"  {'inference':34} {'onnxforge':>10} {'raw ORT':>10} {'PyTorch':>10} {'vs ORT':>8} {'vs torch':>9}")
     for r in inference:
-        for key, label, unit, ratio in (("latency_us_median", "b1 latency median (us)", "", "latency_ratio"),
+        for key, label, _unit, ratio in (("latency_us_median", "b1 latency median (us)", "", "latency_ratio"),
                                         ("latency_us_p99", "b1 latency p99 (us)", "", "p99_ratio"),
                                         ("throughput_per_s", "b256 throughput (ex/s)", "", "throughput_ratio")):
             name = f"{r['workload']} {label}"

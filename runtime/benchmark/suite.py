@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import sys
 
+from typing import Any
+
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -51,7 +53,7 @@ def run_benchmarks(*, quick: bool = False, families=FAMILIES, threads: int | Non
     size = _sizes(quick)
     info = runtime_info()
     available = workloads(quick)
-    result = {
+    result: dict[str, Any] = {
         "quick": quick, "threads": threads, "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "versions": {"onnxruntime": info.version, "distribution": info.distribution, "torch": torch.__version__,
                      "numpy": np.__version__},

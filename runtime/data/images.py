@@ -125,7 +125,7 @@ def scan_folder(root) -> tuple[list[str], list[tuple[Path, int]]]:
     if not classes:
         raise DataError(f"image folder '{root}' has no class subfolders; put the images of each class in "
                         f"{root}/<class name>/")
-    files = []
+    files: list[tuple[Path, int]] = []
     for index, name in enumerate(classes):
         found = _images_in(root / name)
         if not found:

@@ -116,7 +116,7 @@ class Tokenizer:
 def build_tokenizer(texts, kind: str = "char", max_size: int | None = None) -> Tokenizer:
     """A tokenizer of the tokens in ``texts`` (reserved ids first), at most ``max_size`` ids in all."""
     probe = Tokenizer(kind, RESERVED)
-    counts = Counter()
+    counts: Counter[str] = Counter()
     for text in texts:
         counts.update(probe.split(text))
     for reserved in RESERVED:

@@ -19,10 +19,11 @@ from __future__ import annotations
 import inspect
 
 from onnxforge.runtime.distributed._extras import require
-from onnxforge.runtime.distributed.scoring import CLASSIFIER_TASKS, BatchScorer
+from onnxforge.runtime.distributed.scoring import BatchScorer
 from onnxforge.runtime.errors import ConfigError
 from onnxforge.runtime.modelio.card import ModelCard
 from onnxforge.runtime.modelio.files import load_model
+from onnxforge.runtime.tasks.registry import task_of
 
 __all__ = ["predict_udf", "return_type_of"]
 
@@ -30,7 +31,7 @@ __all__ = ["predict_udf", "return_type_of"]
 def return_type_of(model) -> str:
     """The Spark SQL type of the prediction column for ``model`` (a ``ModelProto``), in DDL form."""
     card = ModelCard.from_model(model)
-    if card.task in CLASSIFIER_TASKS:
+    if task_of(card).class_scores:
         return "string" if card.labels else "bigint"
     outputs = {o.name: o for o in model.graph.output}
     out = outputs.get(card.output) or model.graph.output[0]

@@ -27,6 +27,7 @@ import asyncio
 import logging
 import re
 import time
+from typing import Any, Callable
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,7 @@ class AdapterSession(Session):
         super().__init__(model, device, options=options, source=source)
         self.adapters: dict[str, dict] = {}  # name -> {input: array}; replaced whole on every change
         self._views: dict[str, _AdapterView] = {}
-        self.on_run = None  # on_run(adapter, seconds, outcome)
+        self.on_run: Callable[[str, float, str], None] | None = None  # on_run(adapter, seconds, outcome)
 
     def check(self, name: str, tensors: dict) -> dict:
         """``tensors`` as this model feeds them, or a :class:`ModelError` saying why not."""
@@ -155,12 +156,12 @@ class AdapterServing:
         self.session = AdapterSession(model, resolve_device(device), options=session_options(threads), source=str(path))
         self.model = ServedModel(self.name, self.session, str(path), parameters={"adapters": []})
         self._seen: dict[str, tuple] = {}  # file name -> (mtime_ns, size) last looked at
-        self._counters = None
+        self._counters: dict[str, Any] | None = None
         self.poll()
 
     # -- metrics ---------------------------------------------------------------------------------
     def count_into(self, registry) -> None:
-        c = self._counters = {
+        c: dict[str, Any] = {
             "runs": Counter("onnxforge_adapter_requests", "Model runs per adapter ('' for the base), by outcome",
                             ["model", "adapter", "outcome"], registry=registry),
             "seconds": Histogram("onnxforge_adapter_run_seconds", "Model run seconds per adapter",
@@ -168,6 +169,7 @@ class AdapterServing:
             "loads": Counter("onnxforge_adapter_loads", "Adapters loaded, refused or dropped",
                              ["model", "adapter", "outcome"], registry=registry),
             "served": Gauge("onnxforge_adapters_served", "Adapters served now", ["model"], registry=registry)}
+        self._counters = c
         c["served"].labels(self.name).set(len(self.session.adapters))
 
         def on_run(adapter: str, seconds: float, outcome: str) -> None:
@@ -227,5 +229,5 @@ class AdapterServing:
             await asyncio.sleep(interval)
             try:
                 await asyncio.to_thread(self.poll)
-            except Exception:  # noqa: BLE001 - a failed look is logged; the next one tries again
+            except Exception:  # a failed look is logged (log.exception); the next one tries again
                 log.exception("looking at adapter folder '%s' failed", self.folder)

@@ -198,7 +198,8 @@ class _Batcher:
                 await self._full
                 timer.cancel()
                 self._full = None
-            batch, total = [], 0
+            batch: list = []
+            total = 0
             while self.pending and (not batch or total + self.pending[0].rows <= sched.max_batch):
                 item = self.pending.popleft()
                 batch.append(item)

@@ -28,7 +28,7 @@ def check(node, info):
     for name in list(node.input[2:]) + list(node.output) + _body.outer_reads(node):
         if name in seqs:
             return f"{name!r} is a sequence; loop-carried or scanned sequences are not covered"
-    return None
+    return _body.problems(node, info)
 
 
 def _float(ctx, name):

@@ -29,7 +29,7 @@ def check(node, info):
     for i in node.input[len(node.input) - m:]:
         if info.get(i, (None, None))[1] is None:
             return f"needs the rank of the scan input {i!r}, which shape inference could not find"
-    return None
+    return _body.problems(node, info)
 
 
 def _float(ctx, name):

@@ -66,10 +66,11 @@ export async function loadData(bundle, split) {
   const tensors = await readTensors(bundle, info.file);
   const inputs = {};
   const shapes = {};
+  const dtypes = {};
   for (const [key, t] of Object.entries(tensors)) {
-    if (key.startsWith('input/')) { inputs[key.slice(6)] = t.data; shapes[key.slice(6)] = t.shape; }
+    if (key.startsWith('input/')) { inputs[key.slice(6)] = t.data; shapes[key.slice(6)] = t.shape; dtypes[key.slice(6)] = t.dtype; }
   }
-  return { inputs, shapes, target: tensors.target, order: tensors.order || null, examples: info.examples };
+  return { inputs, shapes, dtypes, target: tensors.target, order: tensors.order || null, examples: info.examples };
 }
 
 /** The tensors of a bundle's .safetensors file; a file that is not one is an error naming it. */
@@ -337,7 +338,8 @@ class Batcher {
       const src = data.inputs[name];
       const shape = data.shapes[name];
       const row = size(shape.slice(1));
-      feeds[name] = new this.ort.Tensor('float32', gather(src, rows, row, this.buffer(name, b * row, Float32Array)), [b, ...shape.slice(1)]);
+      const dtype = (data.dtypes && data.dtypes[name]) || 'float32'; // int64 token ids feed as BigInt64Array
+      feeds[name] = new this.ort.Tensor(dtype, gather(src, rows, row, this.buffer(name, b * row, src.constructor)), [b, ...shape.slice(1)]);
     }
     const tgt = data.target;
     const trow = size(tgt.shape.slice(1));

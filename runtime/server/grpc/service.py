@@ -50,7 +50,7 @@ WIDE = {"bool_contents": np.bool_, "int_contents": np.int64, "int64_contents": n
 def _typed_bytes(name: str, datatype: str, values: np.ndarray) -> bytes:
     want = DATATYPES[datatype]
     if want.kind in "iu" and values.size:
-        info = np.iinfo(want)
+        info = np.iinfo(want)  # type: ignore[type-var]  # an integer dtype here (kind "i" or "u")
         low, high = values.min(), values.max()
         if low < info.min or high > info.max:
             bad = low if low < info.min else high

@@ -59,11 +59,11 @@ class OnnxBackend:
         self._initial = {n: numpy_helper.to_array(inits[n]).astype(np.float32) for n in names}
         self._moments = {m: np.zeros_like(self._initial[p]) for p in spec.trainable
                          for m in moment_names(spec.optimizer, p)}
-        self._values = None  # numpy state while no runner holds it
+        self._values: dict[str, np.ndarray] | None = None  # numpy state while no runner holds it
         self._steps = 0
         self._seed = 0
         self.folder: Path | None = None
-        self._threads = None
+        self._threads: int | None = None
         self._runner: StepRunner | None = None
         self._eval: EvalRunner | None = None
 
@@ -171,7 +171,7 @@ class OnnxBackend:
         arrays["step"] = np.array(st.step, np.int64)
         arrays["properties"] = np.frombuffer(json.dumps(properties, sort_keys=True).encode(), np.uint8)
         with open(path, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub reads ** as its allow_pickle flag
 
     def load_checkpoint(self, path: Path) -> dict:
         try:

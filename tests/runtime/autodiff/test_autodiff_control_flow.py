@@ -175,3 +175,25 @@ def _ort_fd(m, feeds, wrt, eps=1e-6):
 @pytest.mark.parametrize("in_axis,in_dir,out_axis,out_dir", [(1, 1, 0, 1), (0, 1, 1, 0), (1, 0, 1, 1)])
 def test_scan_with_reversed_and_transposed_inputs_and_outputs(in_axis, in_dir, out_axis, out_dir):
     _ort_fd(scan_model(in_axis, in_dir, out_axis, out_dir), scan_feeds(in_axis), ["h0", "x", "w", "v"])
+
+
+def test_uncovered_ops_in_subgraphs_are_refused_up_front_naming_both_nodes():
+    """A Loop whose body uses an op with no rule on the path: refused by missing_rules and by
+    the build, naming the Loop and the op inside it; an op without a rule off the path is fine."""
+    from onnxforge.runtime.autodiff import missing_rules
+
+    m = loop_model()
+    body = m.graph.node[0].attribute[0].g
+    body.node[2].op_type = "Foo"  # h2 = Foo(pre) (no rule: an unknown op in the default domain)
+    body.node[2].name = "the_foo"
+    m.graph.node[0].name = "the_loop"
+    found = missing_rules(m, ["h0", "w", "b"], "y", reasons=True)
+    assert found and found[0][:2] == ("Loop", "the_loop") and "Foo" in found[0][2] and "the_foo" in found[0][2]
+    with pytest.raises(UnsupportedOpError, match=r"'Loop' \(node 'the_loop'.*'Foo' \(node 'the_foo'\)"):
+        gradient_model(m, ["h0", "w", "b"], "y")
+    m = if_model()
+    other = m.graph.node[-1].attribute[1].g  # the else branch: a Foo whose result nothing uses
+    other.node.append(helper.make_node("Foo", ["x"], ["unused"]))
+    g = gradient_model(m, ["x", "w", "b"], "y")
+    backward = [n for n in g.graph.node if n.op_type == "If" and n.name.startswith("grad/")]
+    assert backward and not any(b.op_type == "Foo" for n in backward for a in n.attribute for b in a.g.node)

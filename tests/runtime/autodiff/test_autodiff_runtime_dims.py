@@ -133,3 +133,33 @@ def test_gather_on_a_negative_axis_of_a_tensor_of_unknown_rank():
     m.ir_version = 8
     feeds = {"x": f64(2, 12), "shape": np.array([2, 3, 4], np.int64), "idx": np.array([[2, 0], [-1, 2]], np.int64)}
     fd_check(m, feeds, ["x"], "y", rng=R)
+
+
+def ort_fd(op, inputs, wrt, eps=1e-6, tol=1e-6, **attrs):
+    """Central differences of ``op`` (every dim symbolic) run by ONNX Runtime in float64, against
+    the gradient model run by ONNX Runtime: for pools with auto_pad SAME, whose forward
+    onnx.reference gets wrong (one output row short, or a negative pad)."""
+    m = _declared(single_op_model(op, inputs, opset=18, dynamic=True, **attrs))
+    dy = R.standard_normal(run_ort(m, inputs)["y0"].shape).astype(inputs[wrt[0]].dtype)
+    got = run_ort(gradient_model(m, wrt, "y0", seed="dY"), {**inputs, "dY": dy})
+    for w in wrt:
+        num = np.zeros_like(inputs[w])
+        for idx in np.ndindex(*inputs[w].shape):
+            vals = []
+            for sign in (1, -1):
+                x = inputs[w].copy()
+                x[idx] += sign * eps
+                vals.append(float(np.sum(run_ort(m, {**inputs, w: x})["y0"] * dy)))
+            num[idx] = (vals[0] - vals[1]) / (2 * eps)
+        assert_close(got[f"{w}_grad"], num, tol, what=f"{op} d{w} (central differences, ONNX Runtime)")
+
+
+@pytest.mark.parametrize("auto", ["SAME_UPPER", "SAME_LOWER"])
+def test_auto_pad_same_over_symbolic_spatial_dims(auto):
+    """The pads SAME gives depend on the input size: computed at run time (TensorFlow exports)."""
+    symbolic_fd("Conv", {"X": f64(2, 4, 7, 6), "W": f64(4, 2, 3, 2), "B": f64(4)}, ["X", "W", "B"], group=2,
+                strides=[2, 3], kernel_shape=[3, 2], auto_pad=auto)
+    ort_fd("MaxPool", {"X": f64(2, 3, 7, 6)}, ["X"], kernel_shape=[3, 2], strides=[2, 2], auto_pad=auto)
+    for include in (0, 1):  # float32 (ORT has no double AveragePool); linear, so wide steps are exact
+        ort_fd("AveragePool", {"X": f64(2, 3, 7, 6).astype(np.float32)}, ["X"], eps=0.25, tol=1e-5,
+               kernel_shape=[3, 2], strides=[2, 3], auto_pad=auto, count_include_pad=include)

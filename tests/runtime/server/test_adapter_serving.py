@@ -18,10 +18,10 @@ import tritonclient.grpc as grpcclient
 from _http import get, post
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adapters"))
-from _lora_models import classifier, data  # noqa: E402
+from _lora_models import classifier, data
 
-from onnxforge.runtime import Trainer  # noqa: E402
-from onnxforge.runtime.adapters import LoRA  # noqa: E402
+from onnxforge.runtime import Trainer
+from onnxforge.runtime.adapters import LoRA
 
 
 @pytest.fixture(scope="module")
