@@ -61,10 +61,10 @@ class ExternalWeights:
             flat = array.reshape(-1).view(np.uint8) if array.size else np.zeros(0, np.uint8)
             digest = hashlib.sha256(str(flat.size).encode())
             if flat.size <= 16 << 20:
-                digest.update(flat)
+                digest.update(flat.tobytes())
             else:
-                digest.update(flat[: 1 << 20])
-                digest.update(flat[-(1 << 20):])
+                digest.update(flat[: 1 << 20].tobytes())
+                digest.update(flat[-(1 << 20):].tobytes())
             del t.external_data[:]
             t.data_location = TensorProto.DEFAULT
             t.raw_data = digest.digest()
@@ -165,7 +165,7 @@ def write_with_data(model: ModelProto, path, arrays: dict, transforms: dict | No
                     block = array[start:stop] if array.ndim else array
                     fn = transforms.get(name)
                     data = np.ascontiguousarray(fn(block, start, stop) if fn is not None else block, array.dtype)
-                    f.write(data.tobytes() if data.ndim == 0 else memoryview(data).cast("B"))
+                    f.write(data.tobytes() if data.ndim == 0 else data.data.cast("B"))
                     length += data.nbytes
                 tensor.ClearField("raw_data")
                 del tensor.external_data[:]

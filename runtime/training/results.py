@@ -93,7 +93,7 @@ class TrainerResults:
     def export(self, path: str | os.PathLike[str] | None = None) -> Path:
         """Write the inference model (atomically) to ``path`` or ``RUNDIR/model.onnx``; a LoRA run also
         writes ``model.lora.onnx`` and ``adapters.onnx_adapter`` beside it."""
-        if self.external is not None:  # streamed into model.onnx.data, one weight block at a time
+        if self.external is not None and self.lora is not None:  # streamed into model.onnx.data, block by block
             model = inference_model(self.source, {}, self._trained())
             model = ModelCard.from_model(model).updated(self.lora.card()).write_into(model)
             written = self.lora.write_merged(model, Path(path or self.run.model), self.parameters())
