@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
@@ -24,7 +23,7 @@ def _load(model) -> onnx.ModelProto:
     if isinstance(model, (str, os.PathLike)):
         try:
             return onnx.load(os.fspath(model))
-        except Exception as exc:  # noqa: BLE001 - onnx raises many kinds
+        except Exception as exc:
             raise AutodiffError(f"cannot read the model {os.fspath(model)!r}: {exc}") from exc
     if not isinstance(model, onnx.ModelProto):
         raise AutodiffError(f"expected an onnx.ModelProto or a path; got {type(model).__name__}")
@@ -56,7 +55,7 @@ def prepare(model) -> onnx.ModelProto:
             from onnx import version_converter
 
             model = version_converter.convert_version(model, MIN_OPSET)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise AutodiffError(f"the model uses opset {opset}; gradients need opset {MIN_OPSET} or later and "
                                 f"ONNX's version converter could not raise it: {exc}") from exc
     return model
@@ -382,6 +381,7 @@ def build_gradients(model, wrt, of: str, seed: str | None = None, *, grad_names:
 
     opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     ctx = Emitter(info, opset, _constants(graph, set(wrt), opset), prefix, taken | set(names.values()))
+    ctx.nan_checked = _masked_values(graph)
     # the cotangent of `of`
     if seed is None:
         seed_name = ctx.fill_like(of, 1.0)
@@ -453,6 +453,19 @@ def build_gradients(model, wrt, of: str, seed: str | None = None, *, grad_names:
     graph.initializer.extend(inits)
     _stamp(model)
     return model, result
+
+
+def _masked_values(graph) -> set:
+    """Values the model tests for NaN (IsNaN) or replaces in part (a Where branch), directly or
+    through Cast/Identity: Attention's body masks whole softmax rows this way."""
+    found = {n.input[0] for n in graph.node if n.op_type == "IsNaN" and n.input}
+    found |= {i for n in graph.node if n.op_type == "Where" for i in n.input[1:] if i}
+    producer = {o: n for n in graph.node for o in n.output}
+    for v in list(found):
+        while v in producer and producer[v].op_type in ("Cast", "Identity", "CastLike"):
+            v = producer[v].input[0]
+            found.add(v)
+    return found
 
 
 def _rename(nodes, old, new):
