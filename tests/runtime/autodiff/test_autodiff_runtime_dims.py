@@ -160,9 +160,11 @@ def test_auto_pad_same_over_symbolic_spatial_dims(auto):
     symbolic_fd("Conv", {"X": f64(2, 4, 7, 6), "W": f64(4, 2, 3, 2), "B": f64(4)}, ["X", "W", "B"], group=2,
                 strides=[2, 3], kernel_shape=[3, 2], auto_pad=auto)
     ort_fd("MaxPool", {"X": f64(2, 3, 7, 6)}, ["X"], kernel_shape=[3, 2], strides=[2, 2], auto_pad=auto)
-    for include in (0, 1):  # float32 (ORT has no double AveragePool); linear, so wide steps are exact
+    # float32 (ORT has no double AveragePool; linear, so wide steps are exact); strides no larger than
+    # the kernel: ONNX Runtime 1.32 computes a negative pad for SAME there and refuses its own forward
+    for include in (0, 1):
         ort_fd("AveragePool", {"X": f64(2, 3, 7, 6).astype(np.float32)}, ["X"], eps=0.25, tol=1e-5,
-               kernel_shape=[3, 2], strides=[2, 3], auto_pad=auto, count_include_pad=include)
+               kernel_shape=[3, 2], strides=[2, 2], auto_pad=auto, count_include_pad=include)
 
 
 def test_a_chain_over_a_tensor_whose_rank_is_known_only_at_run_time():
