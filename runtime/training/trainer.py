@@ -45,11 +45,11 @@ import numpy as np
 from onnx import ModelProto
 
 from onnxforge.runtime.adapters import LoRA, LoRARun
+from onnxforge.runtime.adapters.external import open_for_training, write_with_data
 from onnxforge.runtime.data.datasets import Dataset
 from onnxforge.runtime.errors import ConfigError
 from onnxforge.runtime.inference.session import model_inputs
 from onnxforge.runtime.modelio.card import ModelCard
-from onnxforge.runtime.modelio.files import load_model
 from onnxforge.runtime.modelio.protos import static_dims
 from onnxforge.runtime.ort.device import Device, resolve_device
 from onnxforge.runtime.ort.threads import check_threads, resolve_threads
@@ -120,7 +120,8 @@ class Trainer(TrainerResults):
         self.config = RunConfig(loss=loss, optimizer=optimizer, lr=lr, weight_decay=weight_decay, schedule=schedule,
                                 warmup_steps=warmup_steps, freeze=freeze, seed=seed, backend=backend,
                                 lora=adapters.record() if adapters is not None else None)
-        self.source = load_model(model)
+        # a LoRA run keeps external-data weights in their files (memory-mapped, see adapters.external)
+        self.source, self.external = open_for_training(model, keep_external=adapters is not None)
         self.run = RunFolder(rundir)
         self.rundir = self.run.path
         self.card = ModelCard.from_model(self.source)
@@ -136,7 +137,7 @@ class Trainer(TrainerResults):
         if self.output_name not in [o.name for o in self.source.graph.output]:
             raise ConfigError(f"the model has no output {self.output_name!r} to train")
         self.inputs = model_inputs(self.source)
-        self.lora = LoRARun(adapters, self.source, seed) if adapters is not None else None
+        self.lora = LoRARun(adapters, self.source, seed, self.external) if adapters is not None else None
         if self.lora is not None and freeze:
             raise ConfigError("freeze and lora do not go together: with lora every base weight is frozen already")
         self.training_source = self.lora.training_model(self.source) if self.lora is not None else self.source
@@ -149,7 +150,8 @@ class Trainer(TrainerResults):
         self.backend: TrainingBackend = (backend_factory or chosen)(TrainingSpec(
             pipelines.for_training_source(self.training_source), self.output_name, tuple(i.name for i in self.inputs), self.loss,
             self.task.ignore_index, self.config.optimizer, self.config.weight_decay, self.plan.trainable, self.plan.frozen,
-            self.plan.buffers, self.device, self.fixed_batch))
+            self.plan.buffers, self.device, self.fixed_batch,
+            constants=self.lora.constants if self.lora is not None else {}))
         self.state, self.strategy = TrainingState(), strategy
         self.total_steps = 0
         self.finished_before = False  # a resume found nothing left to do
@@ -181,6 +183,13 @@ class Trainer(TrainerResults):
         """Continue from ``state`` (a resume's, a data-parallel run's); the backend holds its weights."""
         self.state = state
         self.validation.weights_changed()
+
+    def write_source(self) -> None:
+        """``RUNDIR/source.onnx``: the model the run started from (its external data beside it)."""
+        if self.external is not None:
+            write_with_data(self.source, self.run.source, self.external.arrays)
+        else:
+            self.run.write_model(self.source, self.run.source)
 
     def prepare_backend(self) -> None:
         """Let the backend write its files into ``RUNDIR/<backend>`` and build its sessions."""
@@ -226,7 +235,8 @@ class Trainer(TrainerResults):
         if self.threads == "auto":
             shapes = {k: (min(cfg.batch_size, len(train)), *v.shape[1:]) for k, v in train.inputs.items()}
             self.intra_op_threads = resolve_threads("auto", self.source, shapes, training=True)
-        record = cfg.record(self.source, loss=self.loss, backend=self.backend_name, task=self.task.name,
+        identity = self.external.identity(self.source) if self.external is not None else self.source
+        record = cfg.record(identity, loss=self.loss, backend=self.backend_name, task=self.task.name,
                             trainable=len(self.trainable), frozen=len(self.frozen), **self.parameter_counts())
         batches = EpochIterator([train.inputs[i.name] for i in self.inputs], train.y,  # type: ignore[arg-type]  # has targets
                                 cfg.batch_size,
