@@ -71,7 +71,7 @@ class ValueInfo(dict):
         self.opset: int | None = None
 
 
-def _infer(model: onnx.ModelProto) -> dict:
+def _infer(model: onnx.ModelProto) -> ValueInfo:
     try:
         inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
     except Exception:  # noqa: BLE001 - fall back to what the model declares
