@@ -88,8 +88,9 @@ def write_model(folder: Path, layers: int, width: int, classes: int = 10) -> int
     return offset
 
 
-def check_merged(folder: Path, run: Path) -> float:
-    """max |model.onnx's w0 - (w0 + A @ B)| with A, B from adapters.onnx_adapter (scale folded in)."""
+def check_merged(folder: Path, run: Path) -> tuple[float, float]:
+    """max |model.onnx's w0 - (w0 + A @ B)| with A, B from adapters.onnx_adapter (scale folded in),
+    and max |A @ B| (what the adapter changed)."""
     from onnxforge.runtime.adapters import read_adapter
 
     stored = read_adapter(run / "adapters.onnx_adapter").parameters
@@ -106,7 +107,7 @@ def check_merged(folder: Path, run: Path) -> float:
     for start in range(0, w.shape[0], 1024):
         want = w[start:start + 1024].astype(np.float64) + delta[start:start + 1024]
         worst = max(worst, float(np.abs(m[start:start + 1024] - want).max()))
-    return worst
+    return worst, float(np.abs(delta).max())
 
 
 def main() -> None:
@@ -129,8 +130,9 @@ def main() -> None:
     if out.returncode != 0:
         sys.exit(out.stderr[-3000:])
     result = json.loads(out.stdout.strip().splitlines()[-1])
+    error, change = check_merged(args.folder, run)
     result.update(weight_bytes=weight_bytes, peak_ratio=result["peak_rss"] / weight_bytes, model_written_s=written,
-                  merged_max_error=check_merged(args.folder, run),
+                  merged_max_error=error, adapter_max_change=change,
                   parent_peak_rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     if args.ort_baseline:
         base = subprocess.run([sys.executable, "-c", ORT_CHILD, str(args.folder / "big.onnx"), str(args.width)],
@@ -143,7 +145,8 @@ def main() -> None:
     gb = 1e9
     print(f"weights {weight_bytes / gb:.2f} GB in external data; LoRA rank 4, one epoch of 8 steps: "
           f"peak RSS {result['peak_rss'] / gb:.2f} GB = {result['peak_ratio']:.2f}x the weights, {result['seconds']:.0f} s "
-          f"(run folder exports included); model.onnx w0 vs base + A @ B: max error {result['merged_max_error']:.2e}")
+          f"(run folder exports included); model.onnx w0 vs base + A @ B: max error {result['merged_max_error']:.2e} "
+          f"(A @ B up to {result['adapter_max_change']:.2e})")
     if args.ort_baseline:
         print(f"plain ONNX Runtime session of big.onnx, one run: peak RSS {result['ort_inference_peak_rss'] / gb:.2f} GB "
               f"= {result['ort_inference_ratio']:.2f}x the weights")
