@@ -49,7 +49,7 @@ class TrainerResults:
     intra_op_threads: int | None
     validation: Validation
 
-    def check_data(self, data: Any, name: str) -> Dataset:
+    def check_data(self, data: Any, name: str) -> Dataset:  # the Trainer's
         raise NotImplementedError
 
     def parameter_counts(self) -> dict:
@@ -83,7 +83,7 @@ class TrainerResults:
         """An inference session of the inference model with the current weights (kept until they change)."""
         return self.validation.export_session(self)
 
-    def evaluate(self, data: Any, batch_size: int = 1024) -> dict:
+    def evaluate(self, data: Dataset | tuple | str | os.PathLike, batch_size: int = 1024) -> dict:
         """Loss and the task's metrics (accuracy for a classifier) with the current weights."""
         ds = data if isinstance(data, Dataset) and data.checked else self.check_data(data, "evaluation data")
         result = evaluate(self.validation.session(self), ds, loss=self.loss, batch_size=batch_size)

@@ -69,6 +69,9 @@ from onnxforge.runtime.training.run_folder import RunFolder
 from onnxforge.runtime.training.state import TrainingState
 from onnxforge.runtime.training.validation import Validation
 
+# what fit, evaluate and check_data take: a Dataset, an (x, y) pair, or a data file or folder
+DataLike = Dataset | tuple | str | os.PathLike
+
 __all__ = ["Trainer", "OPTIMIZERS", "format_record", "parallel_backend"]
 
 
@@ -204,13 +207,13 @@ class Trainer(TrainerResults):
     def training_graph(self) -> ModelProto:
         return self.backend.training_graph()
 
-    def check_data(self, data: Any, name: str) -> Dataset:
+    def check_data(self, data: DataLike, name: str) -> Dataset:
         """``data`` (:class:`Dataset`, ``(x, y)``, ``.npz`` path) checked for the model; ``name`` in errors."""
         out = next(o for o in self.source.graph.output if o.name == self.output_name)
         return check_for_model(data, self.inputs, static_dims(out), self.card, loss=self.loss, name=name)
 
     # -- the run ---------------------------------------------------------------------------------
-    def fit(self, train: Any, val: Any = None, *, epochs: int | None = None, batch_size: int | None = None,
+    def fit(self, train: DataLike, val: DataLike | None = None, *, epochs: int | None = None, batch_size: int | None = None,
             shuffle: bool | None = None, resume: bool = False, overwrite: bool = False,
             callback: Callable[[dict], object] | None = None, callbacks: Sequence[Callback] = ()) -> list[dict]:
         """Train for ``epochs`` epochs in total (a resumed run continues up to that number; the
@@ -235,7 +238,8 @@ class Trainer(TrainerResults):
         identity = self.external.identity(self.source) if self.external is not None else self.source
         record = cfg.record(identity, loss=self.loss, backend=self.backend_name, task=self.task.name,
                             trainable=len(self.trainable), frozen=len(self.frozen), **self.parameter_counts())
-        batches = EpochIterator([train.inputs[i.name] for i in self.inputs], train.y, cfg.batch_size,
+        batches = EpochIterator([train.inputs[i.name] for i in self.inputs], train.y,  # type: ignore[arg-type]  # has targets
+                                cfg.batch_size,
                                 shuffle=cfg.shuffle, rng=np.random.default_rng(cfg.seed),
                                 drop_last=self.fixed_batch is not None)
         state = resume_state(self.run, None, record) if resume else None  # refused before the folder is touched
