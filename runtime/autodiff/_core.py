@@ -71,7 +71,7 @@ class ValueInfo(dict):
         self.opset: int | None = None
 
 
-def _infer(model: onnx.ModelProto) -> dict:
+def _infer(model: onnx.ModelProto) -> ValueInfo:
     try:
         inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
     except Exception:  # noqa: BLE001 - fall back to what the model declares
@@ -116,9 +116,9 @@ def _constants(graph: onnx.GraphProto, wrt: set, opset: int) -> dict:
             try:
                 from onnx.reference import ReferenceEvaluator
 
-                consts[node.output[0]] = ReferenceEvaluator(
+                consts[node.output[0]] = list(ReferenceEvaluator(
                     helper.make_graph([node], "c", [], [helper.make_value_info(node.output[0], onnx.TypeProto())]),
-                    opsets={"": opset}).run(None, {})[0]
+                    opsets={"": opset}).run(None, {}))[0]
             except Exception:  # noqa: BLE001
                 pass
     return consts
@@ -141,7 +141,7 @@ def _settings_only(graph) -> set:
 
 def _subgraph_inputs(node) -> set:
     """Outer-scope names a node's subgraphs read."""
-    names = set()
+    names: set[str] = set()
     for a in node.attribute:
         graphs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
         for g in graphs:
