@@ -432,15 +432,18 @@ def build_gradients(model, wrt, of: str, seed: str | None = None, *, grad_names:
     result = {}
     produced = {o: n for n in ctx.nodes for o in n.output}
     renamed = set()
+    moved: dict[str, str] = {}
     for w in wrt:
         g = total(w)
         target = names[w]
         if g is None:
             g = ctx.zeros_like(w)
             produced = {o: n for n in ctx.nodes for o in n.output}
-        if g in produced and g not in renamed and g not in ctx.consts:
+        g = moved.get(g, g)  # a gradient two names share (Add's, Mean's) was renamed for the first
+        if g in produced and g not in renamed and g not in ctx.consts and g not in wrt:
             _rename(ctx.nodes, g, target)
             renamed.add(target)
+            moved[g] = target
             produced[target] = produced.pop(g)
         else:
             ctx.nodes.append(helper.make_node("Identity", [g], [target], name=f"{prefix}/node_{target}"))
