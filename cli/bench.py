@@ -1,4 +1,4 @@
-"""``onnxforge bench``: speed against raw ONNX Runtime and PyTorch eager, in one process run."""
+"""``onnxforge bench``: speed against raw ONNX Runtime and PyTorch, in one process."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``onnxforge generate``: sample text from a language model, one word at a time after a prompt."""
+"""``onnxforge generate``: sample text from a language model, word by word after a prompt."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``onnxforge plot``: draw a run's learning curves (loss and every metric, per epoch) as a PNG.
+"""``onnxforge plot``: draw a run's learning curves as a PNG (loss and each metric per epoch).
 
 One panel per quantity (loss, accuracy, ...), each with its training curve and its validation
 curve (``val_``) where the run recorded them, epochs on the x axis. The PNG's text chunk

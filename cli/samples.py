@@ -1,4 +1,4 @@
-"""``onnxforge samples``: write every file the README's examples use into a folder, from data onnxforge ships."""
+"""``onnxforge samples``: write the files the README's examples use (no downloads)."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
@@ -136,3 +137,10 @@ def command(models, host, port, device, threads, max_concurrency, max_queue, max
 
     server.run(on_listening=listening)
     click.echo("Server stopped.", err=True)
+    if server.scheduler.runs.active:
+        # a run ONNX Runtime could not stop would hold the interpreter's exit (it joins its worker
+        # threads): the process ends without waiting for it
+        click.echo(f"({server.scheduler.runs.active} model run(s) did not stop; exiting without them)", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

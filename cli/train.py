@@ -1,4 +1,4 @@
-"""``onnxforge train``: train a model on an .npz dataset into a run folder."""
+"""``onnxforge train``: train a model on .npz, tables, image folders or text."""
 
 from __future__ import annotations
 
@@ -127,6 +127,10 @@ def command(ctx, model, data, val, target, features, epochs, batch_size, lr, opt
             freeze, seed, no_shuffle, backend, lora, lora_alpha, lora_targets, device, workers, engine, threads, rundir, resume, overwrite,
             checkpoint_every, trust_checkpoint, quiet, verbose, as_json):
     """Train MODEL on --data with ONNX Runtime and write the run folder.
+
+    --data and --val read .npz arrays (x, or one per model input, and y), tables (.csv, .tsv,
+    .parquet: --target, --features), folders of class subfolders of images, and text
+    (source<TAB>target or label<TAB>text lines, or .txt sentences for a language model).
 
     A checkpoint is written before the first step, then (by default) after the first epoch that
     ends 30 s or more after the last one, and after the last epoch (synced, renamed into place,

@@ -17,9 +17,8 @@ import tempfile
 from pathlib import Path
 
 from onnxforge.runtime.benchmark.jax_twin import JaxTwin, jax_missing
-from onnxforge.runtime.benchmark.peers import RawTrainer, TorchTrainer, torch_compile_missing
-from onnxforge.runtime.benchmark.workloads import TWINS, torch_module
-from onnxforge.runtime.ort.distribution import training_api
+from onnxforge.runtime.benchmark.peers import RawTrainer, TorchTrainer, raw_ort_missing, torch_compile_missing
+from onnxforge.runtime.benchmark.workloads import TORCH_MISSING, TWINS, optional_torch, torch_module
 from onnxforge.runtime.training.backends import BACKENDS
 from onnxforge.runtime.benchmark.timing import WORKLOADS, time_backends
 from onnxforge.runtime.training.trainer import Trainer
@@ -34,18 +33,11 @@ PEERS = ("ort", "torch", "torch.compile", "jax")
 CONTESTANTS = ("onnx", "artifacts", *PEERS)
 
 
-def _raw_missing() -> str | None:
-    try:
-        training_api()
-    except Exception as exc:  # noqa: BLE001 - the one-line reason the distribution gives
-        return str(exc).splitlines()[0]
-    return None
-
-
 def missing_contestants() -> dict[str, str]:
     """Contestant -> why it cannot run here (absent: it can)."""
     reasons = {b: BACKENDS[b].available() for b in ("onnx", "artifacts")}
-    reasons.update({"ort": _raw_missing(), "torch.compile": torch_compile_missing(), "jax": jax_missing()})
+    reasons.update({"ort": raw_ort_missing(), "torch": None if optional_torch() is not None else TORCH_MISSING,
+                    "torch.compile": torch_compile_missing(), "jax": jax_missing()})
     return {k: v for k, v in reasons.items() if v is not None}
 
 

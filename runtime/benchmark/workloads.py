@@ -19,7 +19,7 @@ from onnxforge.graphs.convnet import convnet
 from onnxforge.graphs.lstm import lstm
 from onnxforge.graphs.seq2seq import seq2seq
 
-__all__ = ["FAMILIES", "TWINS", "Workload", "workloads", "torch_module"]
+__all__ = ["FAMILIES", "TWINS", "Workload", "workloads", "torch_module", "optional_torch", "TORCH_MISSING"]
 
 FAMILIES = ("mlp", "convnet", "lstm", "seq2seq")
 
@@ -32,6 +32,17 @@ def torch_module():
             "the benchmark compares against PyTorch, which is not installed; pip install 'onnxforge[torch]'"
         ) from None
     return torch
+
+
+TORCH_MISSING = "PyTorch is not installed (add it with pip install 'onnxforge[torch]'; its wheels: CPython 3.10-3.13)"
+
+
+def optional_torch():
+    """PyTorch, or None where it is not installed (the benchmark then runs the other contestants)."""
+    try:
+        return torch_module()
+    except RuntimeUnavailableError:
+        return None
 
 
 @dataclass

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 
-from onnxforge.runtime.distributed._extras import require
+from onnxforge.runtime.distributed._extras import quiet_engine_logs, require
 from onnxforge.runtime.distributed.scoring import BatchScorer
 from onnxforge.runtime.errors import ConfigError
 from onnxforge.runtime.modelio.card import ModelCard
@@ -63,9 +63,11 @@ def _make_predict_fn(blob, columns: list[str], threads):
 
 
 def predict_udf(model, columns, *, batch_size: int = 1024, threads: int | None = 1, tensor_shapes=None,
-                return_type: str | None = None):
-    """The ``predict_batch_udf`` scoring ``columns`` (called with those columns, in that order)."""
+                return_type: str | None = None, verbose: bool = False):
+    """The ``predict_batch_udf`` scoring ``columns`` (called with those columns, in that order).
+    Spark's own log (the JVM's, py4j's) is turned down to warnings unless ``verbose``."""
     require("pyspark", "Spark inference")
+    quiet_engine_logs(verbose)
     require("pyarrow", "Spark inference")
     functions = require("pyspark.ml.functions", "Spark inference")
     sql = require("pyspark.sql", "Spark inference")
@@ -81,6 +83,8 @@ def predict_udf(model, columns, *, batch_size: int = 1024, threads: int | None =
         raise ConfigError(f"return_type must be one of {', '.join(spark_types)}; got {kind!r}")
     blob = proto.SerializeToString()
     active = sql.SparkSession.getActiveSession()
+    if active is not None and not verbose:
+        active.sparkContext.setLogLevel("WARN")
     shared = active.sparkContext.broadcast(blob) if active is not None else blob
     return functions.predict_batch_udf(_make_predict_fn(shared, columns, threads),
                                        return_type=spark_types[kind], batch_size=batch_size,

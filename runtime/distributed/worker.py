@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from onnxforge.runtime.distributed.parallel import DataParallelBackend
 from onnxforge.runtime.training.trainer import Trainer
@@ -31,8 +31,8 @@ class WorkerJob:
     model: bytes                 # the forward model (the driver's Trainer.source)
     rundir: str                  # the run folder, written by rank 0
     options: dict                # Trainer keywords (loss, optimizer, lr, ..., device, threads)
-    train: object                # a path every worker can read, or a checked Dataset
-    val: object = None           # evaluated on rank 0
+    train: Any                   # a path every worker can read, or a checked Dataset
+    val: Any = None              # evaluated on rank 0
     epochs: int = 10
     batch_size: int = 32         # the global batch: workers x the per-worker batch
     shuffle: bool = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,21 @@ from onnxforge import plugins
 from onnxforge.runtime.inference.decoding import decode
 from onnxforge.runtime.ort.threads import auto_batch_shapes, resolve_threads
 
-__all__ = ["DeviceArray", "IOInfo", "Session", "load", "model_inputs", "session_options", "validate_feeds"]
+__all__ = ["DeviceArray", "IOInfo", "Session", "load", "model_inputs", "session_options", "stoppable", "validate_feeds"]
+
+_THREAD = threading.local()  # the run options :func:`stoppable` set for this thread's runs
+
+
+@contextlib.contextmanager
+def stoppable(run_options):
+    """Every :meth:`Session.run` on this thread within the block (through ``predict``, decoding,
+    ...) runs with ``run_options``, so setting its ``terminate`` from another thread stops them."""
+    before = getattr(_THREAD, "options", None)
+    _THREAD.options = run_options
+    try:
+        yield run_options
+    finally:
+        _THREAD.options = before
 
 _ONNX_TO_ORT = {t.onnx: t.ort for t in TYPES}
 
@@ -203,7 +218,9 @@ class Session:
     def run(self, feeds: dict, outputs: list[str] | None = None, run_options=None) -> dict[str, np.ndarray]:
         """Run the model; ``feeds`` maps input names to arrays. Returns ``{output name: array}``.
         ``run_options``: ONNX Runtime's ``RunOptions`` (setting its ``terminate`` from another
-        thread stops the run)."""
+        thread stops the run; see also :func:`stoppable`)."""
+        if run_options is None:
+            run_options = getattr(_THREAD, "options", None)
         ready = self._fast_feeds(feeds)
         if ready is None:
             ready = validate_feeds(feeds, self.inputs)

@@ -112,7 +112,7 @@ class Engine:
             raise InputError(f"input '{view.inputs[0].name}' holds no elements")
         session = model.session
         feeds = await self.offload(feeds_from_bytes, session, items)  # image decode, tokenizing
-        texts = await self.scheduler.call(answers, session, feeds)
+        texts = await self.scheduler.call(self.scheduler.runs.call, session, answers, session, feeds)  # under deadlines
         out = np.empty(len(texts), dtype=object)
         out[:] = texts
         return Answer(model, parsed, {ANSWER: out}, None)

@@ -115,3 +115,13 @@ class Task:
 
     def next_word_logits(self, session: Any, history: list[int]) -> np.ndarray:
         raise ModelError(f"this model's task {self.name!r} does not predict the next word")
+
+
+def __getattr__(name: str) -> Any:
+    """``task_for``, ``task_of`` and ``TASKS`` lived here before the registry: still found (lazily, the
+    registry imports this module)."""
+    if name in ("task_for", "task_of", "TASKS"):
+        from onnxforge.runtime.tasks import registry  # the registry imports the task classes, which import this
+
+        return getattr(registry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

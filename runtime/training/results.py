@@ -13,7 +13,9 @@ import numpy as np
 from onnx import ModelProto
 
 from onnxforge.runtime.adapters import LoRARun
+from onnxforge.runtime.adapters.external import ExternalWeights
 from onnxforge.runtime.data.datasets import Dataset
+from onnxforge.runtime.errors import ConfigError
 from onnxforge.runtime.inference.session import Session
 from onnxforge.runtime.modelio.card import ModelCard
 from onnxforge.runtime.ort.device import Device
@@ -33,6 +35,7 @@ class TrainerResults:
     source: ModelProto                 # the model as given
     training_source: ModelProto        # what is trained (with a LoRA run's adapters)
     lora: LoRARun | None
+    external: ExternalWeights | None  # a LoRA run's memory-mapped external-data weights
     plan: ParameterPlan
     trainable: list[str]
     frozen: list[str]
@@ -46,7 +49,7 @@ class TrainerResults:
     intra_op_threads: int | None
     validation: Validation
 
-    def check_data(self, data: Any, name: str) -> Dataset:
+    def check_data(self, data: Any, name: str) -> Dataset:  # the Trainer's
         raise NotImplementedError
 
     def parameter_counts(self) -> dict:
@@ -64,6 +67,9 @@ class TrainerResults:
     def inference_model(self) -> ModelProto:
         """The source model with the current weights (see :mod:`.export`)."""
         trained = self._trained()
+        if self.external is not None:
+            raise ConfigError("the model's weights stay in their external data files: its merged model is written by "
+                              "export() (model.onnx with model.onnx.data), not built in memory")
         if self.lora is not None:
             model = inference_model(self.lora.merged_model(self.source, self.parameters()), {}, trained)
             return ModelCard.from_model(model).updated(self.lora.card()).write_into(model)
@@ -77,7 +83,7 @@ class TrainerResults:
         """An inference session of the inference model with the current weights (kept until they change)."""
         return self.validation.export_session(self)
 
-    def evaluate(self, data: Any, batch_size: int = 1024) -> dict:
+    def evaluate(self, data: Dataset | tuple | str | os.PathLike, batch_size: int = 1024) -> dict:
         """Loss and the task's metrics (accuracy for a classifier) with the current weights."""
         ds = data if isinstance(data, Dataset) and data.checked else self.check_data(data, "evaluation data")
         result = evaluate(self.validation.session(self), ds, loss=self.loss, batch_size=batch_size)
@@ -87,7 +93,12 @@ class TrainerResults:
     def export(self, path: str | os.PathLike[str] | None = None) -> Path:
         """Write the inference model (atomically) to ``path`` or ``RUNDIR/model.onnx``; a LoRA run also
         writes ``model.lora.onnx`` and ``adapters.onnx_adapter`` beside it."""
-        written = self.run.write_model(self.inference_model(), None if path is None else Path(path))
+        if self.external is not None and self.lora is not None:  # streamed into model.onnx.data, block by block
+            model = inference_model(self.source, {}, self._trained())
+            model = ModelCard.from_model(model).updated(self.lora.card()).write_into(model)
+            written = self.lora.write_merged(model, Path(path or self.run.model), self.parameters())
+        else:
+            written = self.run.write_model(self.inference_model(), None if path is None else Path(path))
         if self.lora is not None:
             self.lora.write(written.parent, self.parameters(), self.run.write_model, self._trained())
         return written

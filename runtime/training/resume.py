@@ -110,5 +110,5 @@ def start_run(trainer: Trainer, record: dict, batches: EpochIterator, state: Res
         raise CheckpointError(f"run folder '{trainer.rundir}' already holds a checkpoint; pass --resume to continue it, "
                               "--overwrite to start again, or choose another --out")
     trainer.prepare_backend()
-    run.write_model(trainer.source, run.source)
+    trainer.write_source()
     return TrainingState(record={**record, "schedule_epochs": record["epochs"]}, schedule_epochs=record["epochs"])

@@ -45,11 +45,11 @@ import numpy as np
 from onnx import ModelProto
 
 from onnxforge.runtime.adapters import LoRA, LoRARun
+from onnxforge.runtime.adapters.external import open_for_training, write_with_data
 from onnxforge.runtime.data.datasets import Dataset
 from onnxforge.runtime.errors import ConfigError
 from onnxforge.runtime.inference.session import model_inputs
 from onnxforge.runtime.modelio.card import ModelCard
-from onnxforge.runtime.modelio.files import load_model
 from onnxforge.runtime.modelio.protos import static_dims
 from onnxforge.runtime.ort.device import Device, resolve_device
 from onnxforge.runtime.ort.threads import check_threads, resolve_threads
@@ -68,6 +68,9 @@ from onnxforge.runtime.training.resume import recorded_options, resume_state, st
 from onnxforge.runtime.training.run_folder import RunFolder
 from onnxforge.runtime.training.state import TrainingState
 from onnxforge.runtime.training.validation import Validation
+
+# what fit, evaluate and check_data take: a Dataset, an (x, y) pair, or a data file or folder
+DataLike = Dataset | tuple | str | os.PathLike
 
 __all__ = ["Trainer", "OPTIMIZERS", "format_record", "parallel_backend"]
 
@@ -117,7 +120,8 @@ class Trainer(TrainerResults):
         self.config = RunConfig(loss=loss, optimizer=optimizer, lr=lr, weight_decay=weight_decay, schedule=schedule,
                                 warmup_steps=warmup_steps, freeze=freeze, seed=seed, backend=backend,
                                 lora=adapters.record() if adapters is not None else None)
-        self.source = load_model(model)
+        # a LoRA run keeps external-data weights in their files (memory-mapped, see adapters.external)
+        self.source, self.external = open_for_training(model, keep_external=adapters is not None)
         self.run = RunFolder(rundir)
         self.rundir = self.run.path
         self.card = ModelCard.from_model(self.source)
@@ -133,7 +137,7 @@ class Trainer(TrainerResults):
         if self.output_name not in [o.name for o in self.source.graph.output]:
             raise ConfigError(f"the model has no output {self.output_name!r} to train")
         self.inputs = model_inputs(self.source)
-        self.lora = LoRARun(adapters, self.source, seed) if adapters is not None else None
+        self.lora = LoRARun(adapters, self.source, seed, self.external) if adapters is not None else None
         if self.lora is not None and freeze:
             raise ConfigError("freeze and lora do not go together: with lora every base weight is frozen already")
         self.training_source = self.lora.training_model(self.source) if self.lora is not None else self.source
@@ -146,7 +150,8 @@ class Trainer(TrainerResults):
         self.backend: TrainingBackend = (backend_factory or chosen)(TrainingSpec(
             pipelines.for_training_source(self.training_source), self.output_name, tuple(i.name for i in self.inputs), self.loss,
             self.task.ignore_index, self.config.optimizer, self.config.weight_decay, self.plan.trainable, self.plan.frozen,
-            self.plan.buffers, self.device, self.fixed_batch))
+            self.plan.buffers, self.device, self.fixed_batch,
+            constants=self.lora.constants if self.lora is not None else {}))
         self.state, self.strategy = TrainingState(), strategy
         self.total_steps = 0
         self.finished_before = False  # a resume found nothing left to do
@@ -179,6 +184,13 @@ class Trainer(TrainerResults):
         self.state = state
         self.validation.weights_changed()
 
+    def write_source(self) -> None:
+        """``RUNDIR/source.onnx``: the model the run started from (its external data beside it)."""
+        if self.external is not None:
+            write_with_data(self.source, self.run.source, self.external.arrays)
+        else:
+            self.run.write_model(self.source, self.run.source)
+
     def prepare_backend(self) -> None:
         """Let the backend write its files into ``RUNDIR/<backend>`` and build its sessions."""
         with self.run.writing("the backend's files"):
@@ -195,13 +207,13 @@ class Trainer(TrainerResults):
     def training_graph(self) -> ModelProto:
         return self.backend.training_graph()
 
-    def check_data(self, data: Any, name: str) -> Dataset:
+    def check_data(self, data: DataLike, name: str) -> Dataset:
         """``data`` (:class:`Dataset`, ``(x, y)``, ``.npz`` path) checked for the model; ``name`` in errors."""
         out = next(o for o in self.source.graph.output if o.name == self.output_name)
         return check_for_model(data, self.inputs, static_dims(out), self.card, loss=self.loss, name=name)
 
     # -- the run ---------------------------------------------------------------------------------
-    def fit(self, train: Any, val: Any = None, *, epochs: int | None = None, batch_size: int | None = None,
+    def fit(self, train: DataLike, val: DataLike | None = None, *, epochs: int | None = None, batch_size: int | None = None,
             shuffle: bool | None = None, resume: bool = False, overwrite: bool = False,
             callback: Callable[[dict], object] | None = None, callbacks: Sequence[Callback] = ()) -> list[dict]:
         """Train for ``epochs`` epochs in total (a resumed run continues up to that number; the
@@ -223,9 +235,11 @@ class Trainer(TrainerResults):
         if self.threads == "auto":
             shapes = {k: (min(cfg.batch_size, len(train)), *v.shape[1:]) for k, v in train.inputs.items()}
             self.intra_op_threads = resolve_threads("auto", self.source, shapes, training=True)
-        record = cfg.record(self.source, loss=self.loss, backend=self.backend_name, task=self.task.name,
+        identity = self.external.identity(self.source) if self.external is not None else self.source
+        record = cfg.record(identity, loss=self.loss, backend=self.backend_name, task=self.task.name,
                             trainable=len(self.trainable), frozen=len(self.frozen), **self.parameter_counts())
-        batches = EpochIterator([train.inputs[i.name] for i in self.inputs], train.y, cfg.batch_size,
+        batches = EpochIterator([train.inputs[i.name] for i in self.inputs], train.y,  # type: ignore[arg-type]  # has targets
+                                cfg.batch_size,
                                 shuffle=cfg.shuffle, rng=np.random.default_rng(cfg.seed),
                                 drop_last=self.fixed_batch is not None)
         state = resume_state(self.run, None, record) if resume else None  # refused before the folder is touched

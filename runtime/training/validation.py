@@ -35,14 +35,18 @@ class WeightsFedSession(Session):
     """An inference :class:`Session` of ``model`` whose initialisers named in ``names`` are fed
     from ``weights`` (set before each use) on every run; ``inputs`` stay the model's data inputs."""
 
-    def __init__(self, model: ModelProto, names, device, *, options=None):
+    def __init__(self, model: ModelProto, names, device, *, options=None, constants: dict | None = None):
         super().__init__(_weights_as_inputs(model, names), device, options=options)
         self.weights: dict = {}
+        self.constants = dict(constants or {})  # inputs fed unchanged on every run (memory-mapped weights)
+        if self.constants:
+            self.inputs = [i for i in self.inputs if i.name not in self.constants]
+            self._fast_spec = None
 
     def run(self, feeds: dict, outputs: list[str] | None = None, run_options: Any = None) -> dict[str, np.ndarray]:
         ready = self._fast_feeds(feeds) or validate_feeds(feeds, self.inputs)
         names = self._output_names if outputs is None else self._checked_outputs(outputs)
-        fed = {**ready, **self.weights}
+        fed = {**ready, **self.weights, **self.constants}
         if self._kernel_guard is None:
             values = self._run_public(names, fed, run_options)
         else:
@@ -75,7 +79,8 @@ class Validation:
             return self.export_session(trainer)
         weights = trainer.parameters()
         if self._session is None:
+            constants = trainer.lora.constants if trainer.lora is not None else None
             self._session = WeightsFedSession(trainer.training_source, weights, trainer.device,
-                                              options=session_options(trainer.intra_op_threads))
+                                              options=session_options(trainer.intra_op_threads), constants=constants)
         self._session.weights = weights
         return self._session

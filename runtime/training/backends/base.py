@@ -83,6 +83,8 @@ class TrainingSpec:
     state_buffers: tuple[str, ...]
     device: Device
     fixed_batch: int | None = None  # every batch has exactly this many examples
+    constants: dict = field(default_factory=dict)  # name -> array: inputs of model that never change (memory-
+    # mapped external weights of a LoRA run: bound to the step as they are, never copied)
 
 
 @dataclass

@@ -21,8 +21,8 @@ from _autodiff_check import assert_close, gradients, run_ort
 from onnxforge.runtime.autodiff import gradient_model
 
 sys.path.insert(0, str(Path(__file__).parent))
-import test_autodiff_control_flow as cf  # noqa: E402 - the models live there
-import test_autodiff_sequences as sq  # noqa: E402
+import test_autodiff_control_flow as cf  # the models live there
+import test_autodiff_sequences as sq
 
 pytestmark = pytest.mark.torch
 TOL = 1e-4
