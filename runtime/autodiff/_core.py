@@ -140,7 +140,8 @@ def _settings_only(graph) -> set:
 
 
 def _subgraph_inputs(node) -> set:
-    """Outer-scope names a node's subgraphs read."""
+    """Outer-scope names a node's subgraphs read (an outer value a subgraph returns as its output,
+    with no node in between, is read too: an If branch passing a value through)."""
     names: set[str] = set()
     for a in node.attribute:
         graphs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
@@ -151,6 +152,7 @@ def _subgraph_inputs(node) -> set:
             for n in g.node:
                 names.update(i for i in n.input if i and i not in local)
                 names.update(_subgraph_inputs(n) - local)
+            names.update(o.name for o in g.output if o.name and o.name not in local)
     return names
 
 
