@@ -244,11 +244,11 @@ def _evaluate(case, tool, seed, op) -> Outcome:
     model = case.model
     inputs = case.data_sets[0][0]
     names = [i.name for i in model.graph.input]
-    feeds = dict(zip(names, inputs))
+    feeds = {k: (np.asarray(v) if isinstance(v, np.generic) else v) for k, v in zip(names, inputs)}
     precision = "float64"
     try:
         m = to_double(model)
-        onnx.checker.check_model(m)
+        onnx.checker.check_model(m, full_check=True)  # type constraints: float-only ops stay float32
         f = _double_feeds(m, feeds)
         _run(m, f)
     except Exception:  # noqa: BLE001 - the model has no float64 form: stay in float32

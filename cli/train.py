@@ -43,6 +43,39 @@ def _policy(ctx, param, value) -> CheckpointPolicy:
         raise click.BadParameter(str(exc).replace("checkpoint_every must be", "expected")) from None
 
 
+def with_tokenizer(model: str, file: str):
+    """``model`` with the tokenizer in ``file`` written into its card: a JSON object
+    ``{"kind": "char"|"word", "tokens": [one string per id, ids 0-3 <pad> <bos> <eos> <unk>],
+    "unknown": "unk"|"refuse"}`` (what onnxforge keeps in a text model's card). A model whose card
+    names no task becomes a per-step next-token model (task ``tagging``: a causal language model's
+    logits ``[N, T, V]`` read ids ``[N, T]``; ``T`` fixed by the model's input, when it is)."""
+    import json
+
+    from onnxforge.runtime.data.tokenizers import KINDS, RESERVED
+    from onnxforge.runtime.modelio.card import set_metadata
+    from onnxforge.runtime.modelio.files import load_model
+
+    try:
+        spec = json.loads(Path(file).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"cannot read '{file}' as JSON: {str(exc).splitlines()[0]}", param_hint="--tokenizer") from None
+    tokens = spec.get("tokens") if isinstance(spec, dict) else None
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens) or tuple(tokens[:4]) != RESERVED \
+            or spec.get("kind", "char") not in KINDS or spec.get("unknown", "refuse") not in ("unk", "refuse"):
+        raise click.BadParameter(f"'{file}' must hold {{\"kind\": \"char\"|\"word\", \"tokens\": [{', '.join(RESERVED)}, ...], "
+                                 f"\"unknown\": \"unk\"|\"refuse\"}}", param_hint="--tokenizer")
+    source = load_model(model)
+    card = {"tokens": tokens, "tokenizer": {"kind": spec.get("kind", "char"), "unknown": spec.get("unknown", "refuse")}}
+    from onnxforge.runtime.modelio.card import ModelCard
+
+    if ModelCard.from_model(source).task is None:
+        card["task"] = "tagging"
+        dims = source.graph.input[0].type.tensor_type.shape.dim
+        if len(dims) == 2 and dims[1].HasField("dim_value"):
+            card["args"] = {**(ModelCard.from_model(source).args or {}), "steps": int(dims[1].dim_value)}
+    return set_metadata(source, card)
+
+
 def _resume_command(rundir: Path, data: str, val: str | None) -> str:
     parts = ["onnxforge", "train", "--resume", "--out", str(rundir), "--data", data, *(["--val", val] if val else [])]
     return " ".join(shlex.quote(p) for p in parts)
@@ -98,6 +131,10 @@ def _interrupted(trainer, rundir: Path, data: str, val: str | None) -> str:
 @click.option("--lora-targets", multiple=True, metavar="GLOB",
               help="Adapt only the weights (initializer names) matching this glob (repeatable) [default: every 2-D "
                    "weight of a MatMul or Gemm].")
+@click.option("--tokenizer", "tokenizer_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              metavar="FILE",
+              help="Text data: tokenize with FILE (JSON {\"kind\": \"char\"|\"word\", \"tokens\": [...]}) instead of "
+                   "the model card's tokenizer; a model without a task trains as a next-token (causal) language model.")
 @click.option("--device", type=DEVICE, default="auto", show_default=True,
               help="Where to train; auto takes CUDA only when it really works.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
@@ -124,7 +161,7 @@ def _interrupted(trainer, rundir: Path, data: str, val: str | None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.pass_context
 def command(ctx, model, data, val, target, features, epochs, batch_size, lr, optimizer, weight_decay, schedule, warmup_steps, loss,
-            freeze, seed, no_shuffle, backend, lora, lora_alpha, lora_targets, device, workers, engine, threads, rundir, resume, overwrite,
+            freeze, seed, no_shuffle, backend, lora, lora_alpha, lora_targets, tokenizer_file, device, workers, engine, threads, rundir, resume, overwrite,
             checkpoint_every, trust_checkpoint, quiet, verbose, as_json):
     """Train MODEL on --data with ONNX Runtime and write the run folder.
 
@@ -143,6 +180,10 @@ def command(ctx, model, data, val, target, features, epochs, batch_size, lr, opt
     if model is None and not (resume and rundir):
         raise click.UsageError("Missing argument 'MODEL' (it may be left out only with --resume and --out).")
     rundir = Path(rundir) if rundir else Path("runs") / Path(model).stem
+    if tokenizer_file is not None:
+        if model is None:
+            raise click.UsageError("--tokenizer goes with MODEL (a resumed run keeps the tokenizer its card has)")
+        model = with_tokenizer(model, tokenizer_file)
     if lora is None and (lora_alpha is not None or lora_targets):
         raise click.UsageError("--lora-alpha and --lora-targets need --lora RANK")
     adapters = None

@@ -116,9 +116,9 @@ def _constants(graph: onnx.GraphProto, wrt: set, opset: int) -> dict:
             try:
                 from onnx.reference import ReferenceEvaluator
 
-                consts[node.output[0]] = ReferenceEvaluator(
+                consts[node.output[0]] = list(ReferenceEvaluator(
                     helper.make_graph([node], "c", [], [helper.make_value_info(node.output[0], onnx.TypeProto())]),
-                    opsets={"": opset}).run(None, {})[0]
+                    opsets={"": opset}).run(None, {}))[0]
             except Exception:  # noqa: BLE001
                 pass
     return consts
@@ -140,8 +140,9 @@ def _settings_only(graph) -> set:
 
 
 def _subgraph_inputs(node) -> set:
-    """Outer-scope names a node's subgraphs read."""
-    names = set()
+    """Outer-scope names a node's subgraphs read (an outer value a subgraph returns as its output,
+    with no node in between, is read too: an If branch passing a value through)."""
+    names: set[str] = set()
     for a in node.attribute:
         graphs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
         for g in graphs:
@@ -151,6 +152,7 @@ def _subgraph_inputs(node) -> set:
             for n in g.node:
                 names.update(i for i in n.input if i and i not in local)
                 names.update(_subgraph_inputs(n) - local)
+            names.update(o.name for o in g.output if o.name and o.name not in local)
     return names
 
 
@@ -432,15 +434,18 @@ def build_gradients(model, wrt, of: str, seed: str | None = None, *, grad_names:
     result = {}
     produced = {o: n for n in ctx.nodes for o in n.output}
     renamed = set()
+    moved: dict[str, str] = {}
     for w in wrt:
         g = total(w)
         target = names[w]
         if g is None:
             g = ctx.zeros_like(w)
             produced = {o: n for n in ctx.nodes for o in n.output}
-        if g in produced and g not in renamed and g not in ctx.consts:
+        g = moved.get(g, g)  # a gradient two names share (Add's, Mean's) was renamed for the first
+        if g in produced and g not in renamed and g not in ctx.consts and g not in wrt:
             _rename(ctx.nodes, g, target)
             renamed.add(target)
+            moved[g] = target
             produced[target] = produced.pop(g)
         else:
             ctx.nodes.append(helper.make_node("Identity", [g], [target], name=f"{prefix}/node_{target}"))

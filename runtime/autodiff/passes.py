@@ -71,7 +71,8 @@ def batchnorm_training_form(model, *, outputs: bool = True) -> tuple[onnx.ModelP
             return op("ReduceMean", [t], keepdims=1, axes=axes)
 
         unsq = const(np.array(list(range(1, r - 1)), np.int64))
-        view = (lambda v, unsq=unsq: op("Unsqueeze", [v, unsq])) if r > 2 else (lambda v: v)
+        def view(v, unsq=unsq, r=r):
+            return op("Unsqueeze", [v, unsq]) if r > 2 else v
         mu = rmean(x)
         d = op("Sub", [x, mu])
         v = rmean(op("Mul", [d, d]))

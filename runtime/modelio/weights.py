@@ -84,7 +84,7 @@ def load_weights(path, *, max_bytes: int | None = None) -> dict[str, np.ndarray]
     one name once, at most ``max_bytes`` of data) or ``.safetensors`` weights file."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"weights file '{path}' does not exist")
+        raise DataError(f"weights file '{path}' " + ("is not a regular file" if path.exists() else "does not exist"))
     if path.suffix == ".safetensors":
         return read_safetensors(path)[0]
     if path.suffix == ".npz":

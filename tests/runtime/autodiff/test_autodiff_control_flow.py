@@ -197,3 +197,22 @@ def test_uncovered_ops_in_subgraphs_are_refused_up_front_naming_both_nodes():
     g = gradient_model(m, ["x", "w", "b"], "y")
     backward = [n for n in g.graph.node if n.op_type == "If" and n.name.startswith("grad/")]
     assert backward and not any(b.op_type == "Foo" for n in backward for a in n.attribute for b in a.g.node)
+
+
+def test_if_branches_passing_outer_values_through():
+    """then: a (no node; ONNX's checker rejects the form, onnx.reference runs it), else: b * b: the
+    value passed through is read by the If and gets its gradient (it was taken for a constant)."""
+    then = helper.make_graph([], "then", [], [vi("a", ["N"])])
+    other = branch([helper.make_node("Mul", ["b", "b"], ["bb"])], "bb", dims=["N"])
+    nodes = [helper.make_node("ReduceSum", ["b"], ["s"], keepdims=0),
+             helper.make_node("Greater", ["s", "zero"], ["c"]),
+             helper.make_node("If", ["c"], ["y"], then_branch=then, else_branch=other)]
+    m = model(nodes, [vi("a", ["N"]), vi("b", ["N"])], ["N"], [numpy_helper.from_array(np.array(0.0), "zero")])
+    g = gradient_model(m, ["a", "b"], "y")
+    a, b = R.standard_normal(3), np.abs(R.standard_normal(3))
+    out = run_ref(g, {"a": a, "b": b})  # y = a
+    assert_close(out["a_grad"], np.ones(3), 1e-12, what="then: da")
+    assert_close(out["b_grad"], np.zeros(3), 1e-12, what="then: db")
+    out = run_ref(g, {"a": a, "b": -b})  # y = b * b
+    assert_close(out["a_grad"], np.zeros(3), 1e-12, what="else: da")
+    assert_close(out["b_grad"], -2 * b, 1e-12, what="else: db")

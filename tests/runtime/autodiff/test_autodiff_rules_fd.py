@@ -96,6 +96,13 @@ CASES = [
     ("lp_norm_2", "LpNormalization", {"x": away(3, 4)}, (), 17, {"axis": 1, "p": 2}, ["x"]),
     # positive: onnx.reference's p=1 norm is sum(X), not sum(|X|)
     ("lp_norm_1", "LpNormalization", {"x": np.abs(away(3, 4))}, (), 17, {"axis": 0, "p": 1}, ["x"]),
+    ("global_max_pool", "GlobalMaxPool", {"x": f(2, 3, 4, 4)}, (), 17, {}, ["x"]),
+    # indices as floats (allowed): piecewise constant, gradient 0; 0.5 away from the jumps
+    ("one_hot_float_indices", "OneHot", {"i": np.array([0.5, 2.5, 1.5], np.float32), "d": np.array(3, I64),
+                                         "v": np.array([0.25, 3.0], np.float32)}, ("d",), 17, {"axis": 0}, ["i", "v"]),
+    # one gradient two inputs share (Add's, Mean's dY passed through): each gets its own output
+    ("add_shared_gradient", "Add", {"a": f(2, 3), "b": f(2, 3)}, (), 17, {}, ["a", "b"]),
+    ("mean_shared_gradient", "Mean", {"a": f(2, 3), "b": f(2, 3), "c": f(2, 3)}, (), 17, {}, ["a", "b", "c"]),
     ("range", "Range", {"s": np.array(0.5, np.float32), "l": np.array(3.0, np.float32),
                         "d": np.array(0.7, np.float32)}, (), 17, {}, ["s", "d"]),
 ]

@@ -201,3 +201,15 @@ def test_a_chain_over_a_tensor_whose_rank_is_known_only_at_run_time():
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
     m.ir_version = 8
     fd_check(m, {"x": f64(2, 24), "shape": np.array([2, 3, 2, 4], np.int64)}, ["x"], "y", rng=R)
+
+
+def test_strided_conv_transpose_with_symbolic_spatial_dims():
+    """A U-Net decoder's learned upsampling over a dynamic-size input. ONNX Runtime's central
+    differences in float32 (onnx.reference's forward fails on these pads, ORT has no double
+    ConvTranspose): the op is bilinear, so wide central steps are exact."""
+    def f32(*shape):
+        return f64(*shape).astype(np.float32)
+    ort_fd("ConvTranspose", {"X": f32(2, 4, 3, 4), "W": f32(4, 3, 3, 2), "B": f32(3)}, ["X", "W", "B"], eps=0.5,
+           tol=1e-4, strides=[2, 2], pads=[1, 0, 0, 1], output_padding=[1, 1], kernel_shape=[3, 2])
+    ort_fd("ConvTranspose", {"X": f32(2, 4, 3, 4), "W": f32(4, 1, 2, 2)}, ["X", "W"], eps=0.5, tol=1e-4, group=2,
+           strides=[2, 3], kernel_shape=[2, 2])

@@ -253,3 +253,19 @@ def test_a_cards_tokenizer_is_built_once_per_vocabulary():
     assert src.encode("a a") == [4, 4] and tgt.encode("c b") == [5, 4]
     card.tgt_tokens = ["<pad>", "<bos>", "<eos>", "<unk>", "c"]  # replaced: read anew
     assert Tokenizer.from_card(card, "tgt_tokens").encode("c") == [4]
+
+
+def test_a_fifo_where_a_file_belongs_is_refused_without_blocking(tmp_path, cli_run, weights_model):
+    from onnxforge.runtime.data.arrays import read_npy
+    from onnxforge.runtime.data.images import decode_image
+
+    for name in ("w.npz", "a.npy", "i.png"):
+        os.mkfifo(tmp_path / name)
+    with pytest.raises(DataError, match="is not a regular file"):
+        read_npz(tmp_path / "w.npz")
+    with pytest.raises(DataError, match="is not a regular file"):
+        read_npy(tmp_path / "a.npy")
+    with pytest.raises(DataError, match="is not a regular file"):
+        decode_image(tmp_path / "i.png", ImageSpec(1, 4, 4))
+    result = cli_run("weights", "import", tmp_path / "m.onnx", tmp_path / "w.npz", "-o", tmp_path / "out.onnx")
+    assert result.exit_code != 0 and "is not a regular file" in result.output
