@@ -14,7 +14,10 @@ looser tolerance, where it does not); the test's own input values are used.
 - refused: the tool declined to build the gradient (onnxforge: ``AutodiffError``; onnx-ad:
   ``UnsupportedOperator``/``UnrollTooLarge``);
 - failed: the tool crashed while building, or its gradient model did not run
-  (``onnx.reference`` first, ONNX Runtime second).
+  (``onnx.reference`` first, ONNX Runtime second);
+- excluded (for every tool alike): no float input with elements, a forward that is random (two
+  runs differ), not finite, or not what the test itself expects from onnx.reference. Coordinates where the forward jumps (the difference quotient
+  grows as the step shrinks: Sign, a norm at 0) are not compared.
 
 Usage: ``python benchmarks/autodiff_conformance.py [--tool onnxforge|onnx-ad|both] [--only SUBSTR]
 [--json] [--details FILE]``. onnx-ad (PyPI ``onnx-ad``) is optional: install it to compare.
@@ -43,7 +46,7 @@ class Outcome:
     case: str
     op: str
     tool: str
-    status: str       # correct | wrong | refused | failed | no-input
+    status: str       # correct | wrong | refused | failed | excluded
     detail: str = ""
     error: float = 0.0
     precision: str = "float64"
@@ -129,13 +132,23 @@ def _erf64(self, x):
     return (np.vectorize(math.erf, otypes=[x.dtype])(x),)
 
 
-def _evaluator(model):
-    """onnx.reference, with Erf computed in the input's precision (its own is float32 only)."""
-    from onnx.reference import ReferenceEvaluator
-    from onnx.reference.op_run import OpRun
+def _lp_norm(self, x, axis=None, p=None):
+    axis = axis or self.axis
+    p = p or self.p
+    norm = np.expand_dims(np.power(np.power(np.abs(x), p).sum(axis=axis), 1.0 / p), axis)
+    return (np.where(norm == 0, 0, x / np.where(norm == 0, 1, norm)).astype(x.dtype),)
 
-    erf = type("Erf", (OpRun,), {"op_domain": "", "_run": _erf64})
-    return ReferenceEvaluator(model, new_ops=[erf])
+
+def _evaluator(model):
+    """onnx.reference, with two ops as the spec says: Erf in the input's precision (its own is
+    float32 only, also inside the function bodies it runs for Gelu and others) and the p-norm of
+    LpNormalization over |X| (its own sums X^p: for p=1 the sum of X)."""
+    from onnx.reference import ReferenceEvaluator
+    from onnx.reference.ops import op_erf, op_lp_normalization
+
+    op_erf.Erf._run = _erf64
+    op_lp_normalization.LpNormalization._run = _lp_norm
+    return ReferenceEvaluator(model)
 
 
 def _run(model, feeds, names=None):
@@ -153,7 +166,7 @@ def _run(model, feeds, names=None):
             sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
             out = [o.name for o in sess.get_outputs()] if names is None else names
             return dict(zip(out, sess.run(out, feeds)))
-        except Exception as second:  # noqa: BLE001
+        except Exception as second:
             raise RuntimeError(f"reference: {_line(first)}; onnxruntime: {_line(second)}") from second
 
 
@@ -231,11 +244,11 @@ def _evaluate(case, tool, seed, op) -> Outcome:
     model = case.model
     inputs = case.data_sets[0][0]
     names = [i.name for i in model.graph.input]
-    feeds = dict(zip(names, inputs))
+    feeds = {k: (np.asarray(v) if isinstance(v, np.generic) else v) for k, v in zip(names, inputs)}
     precision = "float64"
     try:
         m = to_double(model)
-        onnx.checker.check_model(m)
+        onnx.checker.check_model(m, full_check=True)  # type constraints: float-only ops stay float32
         f = _double_feeds(m, feeds)
         _run(m, f)
     except Exception:  # noqa: BLE001 - the model has no float64 form: stay in float32
@@ -245,11 +258,15 @@ def _evaluate(case, tool, seed, op) -> Outcome:
     outs = [(o.name, o.type.tensor_type.elem_type) for o in m.graph.output
             if o.type.HasField("tensor_type") and o.type.tensor_type.elem_type in (F32, F64)]
     if not wrt:
-        return Outcome(case.name, op, tool, "no-input", precision=precision)
+        return Outcome(case.name, op, tool, "excluded", precision=precision)
     try:
         forward = _run(m, f)
+        again = _run(m, f)
     except Exception as exc:  # noqa: BLE001
-        return Outcome(case.name, op, tool, "no-input", f"forward does not run: {_line(exc)}", precision=precision)
+        return Outcome(case.name, op, tool, "excluded", f"forward does not run: {_line(exc)}", precision=precision)
+    why = _unusable(case, m, f, wrt, forward, again)
+    if why:
+        return Outcome(case.name, op, tool, "excluded", why, precision=precision)
     rng = np.random.default_rng(seed)
     dys = [rng.standard_normal(np.shape(forward[o])).astype(forward[o].dtype) for o, _ in outs]
     try:
@@ -271,7 +288,49 @@ def _evaluate(case, tool, seed, op) -> Outcome:
     try:
         return _compare(case.name, op, tool, m, f, wrt, outs, dys, grads, rng, precision)
     except Exception as exc:  # noqa: BLE001 - the forward fails at a perturbed point: not the tool's
-        return Outcome(case.name, op, tool, "no-input", f"differences: {_line(exc)}", precision=precision)
+        return Outcome(case.name, op, tool, "excluded", f"differences: {_line(exc)}", precision=precision)
+
+
+def _central(objective, f, w, x, idx, eps) -> float:
+    vals = []
+    for s in (1, -1):
+        xv = x.copy()
+        xv[idx] += s * eps
+        vals.append(objective({**f, w: xv}))
+    return (vals[0] - vals[1]) / (2 * eps)
+
+
+def _jumps(objective, f, w, x, idx, eps, central) -> bool:
+    """The forward is discontinuous at this coordinate: a step 10x smaller gives a difference
+    quotient far larger (a smooth function gives the same)."""
+    small = eps / 10
+    vals = []
+    for s in (1, -1):
+        xv = x.copy()
+        xv[idx] += s * small
+        vals.append(objective({**f, w: xv}))
+    c = (vals[0] - vals[1]) / (2 * small)
+    return bool(np.isfinite(c) and abs(c) > 3 * abs(central) + 1.0)
+
+
+def _unusable(case, m, f, wrt, forward, again) -> str | None:
+    """Why central differences of this forward say nothing (None when they do)."""
+    if any(not np.all(np.isfinite(f[w])) for w in wrt):
+        return "an input is not finite"
+    outs = [o.name for o in m.graph.output]
+    for o in outs:
+        a, b = np.asarray(forward[o]), np.asarray(again[o])
+        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+            return f"output {o} is not finite"
+        if a.shape != b.shape or not np.array_equal(a, b, equal_nan=True):
+            return "the forward is random (two runs differ)"
+    for o, want in zip(outs, case.data_sets[0][1]):
+        want = np.asarray(want) if isinstance(want, np.ndarray) else None
+        got = np.asarray(forward[o])
+        if want is not None and want.dtype.kind == "f" and got.dtype.kind == "f" and want.shape == got.shape:
+            if not np.allclose(got, want, rtol=1e-3, atol=1e-4, equal_nan=True):
+                return f"onnx.reference's {o} is not the test's expected output"
+    return None
 
 
 def _compare(name, op, tool, m, f, wrt, outs, dys, grads, rng, precision) -> Outcome:
@@ -293,9 +352,9 @@ def _compare(name, op, tool, m, f, wrt, outs, dys, grads, rng, precision) -> Out
         if np.shape(g) != np.shape(x):
             return Outcome(name, op, tool, "wrong", f"gradient of {w} has shape {np.shape(g)}, not {np.shape(x)}",
                            precision=precision)
-        if not np.all(np.isfinite(g)):
-            return Outcome(name, op, tool, "wrong", f"gradient of {w} is not finite", precision=precision)
-        picks = rng.choice(x.size, min(COORDS, x.size), replace=False)
+        picks = list(rng.choice(x.size, min(COORDS, x.size), replace=False))
+        picks += list(np.flatnonzero(~np.isfinite(g))[:COORDS])  # where it is not finite, always
+        g = np.asarray(g, np.float64)
         for i in picks:
             idx = np.unravel_index(int(i), x.shape)
             vals = {}
@@ -307,10 +366,28 @@ def _compare(name, op, tool, m, f, wrt, outs, dys, grads, rng, precision) -> Out
             central = (vals[1] - vals[-1]) / (2 * eps)
             right, left = (vals[1] - base) / eps, (base - vals[-1]) / eps
             a = float(g[idx])
+            if not np.isfinite(a):  # right only where the forward is singular there (acosh at 1)
+                if np.isfinite(central) and abs(central) < 1e3 and not _jumps(objective, f, w, x, idx, eps, central):
+                    return Outcome(name, op, tool, "wrong", f"d{w}{list(map(int, idx))} is {a} (central difference "
+                                   f"{central:.6g})", precision=precision)
+                continue
             scale = max(1.0, abs(central))
             err = abs(a - central) / scale
             if not np.isfinite(central) or not np.isfinite(base):
                 continue
+            if err > tol and _jumps(objective, f, w, x, idx, eps, central):
+                continue
+            if err > tol and precision == "float64":
+                # onnx.reference computes some ops in float32 inside (GroupNormalization-18): then
+                # differences at 1e-6 are noise; they are unstable across steps, and a step of 1e-3
+                # with float32's tolerance is what such a forward can tell
+                coarse = _central(objective, f, w, x, idx, 1e-3)
+                if abs(_central(objective, f, w, x, idx, 1e-4) - central) > tol * scale:
+                    err = abs(a - coarse) / max(1.0, abs(coarse))
+                    central = coarse
+                    if err <= 2e-2:
+                        worst = max(worst, err)
+                        continue
             if err > tol:
                 lo, hi = min(left, right), max(left, right)
                 kink = abs(left - right) > 10 * tol * scale
@@ -339,7 +416,7 @@ def run(tools, only=None, progress=True) -> list[Outcome]:
 def counts(results) -> dict:
     table: dict = {}
     for r in results:
-        row = table.setdefault(r.tool, {"correct": 0, "wrong": 0, "refused": 0, "failed": 0, "no-input": 0})
+        row = table.setdefault(r.tool, {"correct": 0, "wrong": 0, "refused": 0, "failed": 0, "excluded": 0})
         row[r.status] += 1
     return table
 
@@ -365,10 +442,10 @@ def main(argv=None) -> int:
     if a.json:
         print(json.dumps({"counts": table, "cases": len({r.case for r in results})}))
     else:
-        print(f"{'tool':<10} {'correct':>8} {'wrong':>6} {'refused':>8} {'failed':>7} {'no input':>9}")
+        print(f"{'tool':<10} {'correct':>8} {'wrong':>6} {'refused':>8} {'failed':>7} {'excluded':>9}")
         for tool, row in table.items():
             print(f"{tool:<10} {row['correct']:>8} {row['wrong']:>6} {row['refused']:>8} {row['failed']:>7} "
-                  f"{row['no-input']:>9}")
+                  f"{row['excluded']:>9}")
         for r in results:
             if r.status == "wrong":
                 print(f"WRONG {r.tool}: {r.case}: {r.detail}")

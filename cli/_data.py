@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 
 from onnxforge.runtime.errors import DataError
+from onnxforge.runtime.data import images, tables, text
+from onnxforge.runtime.data.tokenizers import build_tokenizer
 
 __all__ = ["classes_from", "columns", "table_options", "data_path", "image_shape", "text_vocab"]
 
@@ -29,13 +31,11 @@ def columns(text: str | None) -> list[str] | None:
 
 def classes_from(path: str, target: str | None, features=None, *, progress: bool = False) -> list[str]:
     """Class names from a table (``--target``), an image folder or a ``label<TAB>text`` file."""
-    from onnxforge.runtime.data import images, tables, text
-
     p = Path(path)
     if p.is_dir():
         return images.scan_folder(p)[0]
     if tables.is_table(p) and (target or not text.is_text(p)):
-        return tables.summarize_table(p, target, columns(features), progress=progress).classes
+        return tables.summarize_table(p, target, columns(features), progress=progress).classes or []
     if text.is_text(p):
         labels, _, _ = text.read_columns(p, "label<TAB>text", progress=progress)
         names = tables.class_names(labels)
@@ -50,8 +50,6 @@ def image_shape(folder: str) -> tuple[int, int, int]:
     """``(channels, height, width)`` of the first image in a class folder (grey: 1, else 3)."""
     from PIL import Image
 
-    from onnxforge.runtime.data import images
-
     first = images.scan_folder(folder)[1][0][0]
     try:
         with Image.open(first) as im:
@@ -63,9 +61,6 @@ def image_shape(folder: str) -> tuple[int, int, int]:
 def text_vocab(path: str, kind: str, max_size: int | None, column: str):
     """A tokenizer of one column (``source``, ``target`` or ``text``) of a tab-separated file (or of
     every line of a plain ``.txt`` for ``text``)."""
-    from onnxforge.runtime.data import text
-    from onnxforge.runtime.data.tokenizers import build_tokenizer
-
     p = Path(path)
     if column == "text" and p.suffix.lower() == ".txt":
         texts = [t for _, t in text.read_lines(p)]

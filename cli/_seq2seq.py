@@ -5,9 +5,14 @@ from __future__ import annotations
 import io
 
 import click
+from typing import Any
+
 import numpy as np
 
 from onnxforge.cli._common import print_json
+from onnxforge.runtime.errors import DataError
+from onnxforge.runtime.inference.decoding import decode, strip_sequence
+from onnxforge.runtime.modelio.files import atomic_write_bytes
 
 __all__ = ["infer_seq2seq"]
 
@@ -15,17 +20,12 @@ __all__ = ["infer_seq2seq"]
 def _text(ids, tokens) -> str | None:
     if not isinstance(tokens, list):
         return None
-    from onnxforge.runtime.inference.decoding import strip_sequence
-
     return "".join(tokens[i] for i in strip_sequence(ids) if i >= 3 and i < len(tokens))
 
 
 def infer_seq2seq(session, inputs: dict, *, output, as_json: bool, beam: int, max_len, batch_size: int,
                   max_shown: int) -> None:
     """Decode ``inputs["src"]`` (or ``inputs["x"]``) and print, save or dump the sequences."""
-    from onnxforge.runtime.inference.decoding import decode, strip_sequence
-    from onnxforge.runtime.errors import DataError
-
     src = inputs.get("src", inputs.get("x"))
     if src is None:
         raise DataError(f"an encoder-decoder needs an array 'src' (or 'x') of token ids; the input holds: "
@@ -37,13 +37,11 @@ def infer_seq2seq(session, inputs: dict, *, output, as_json: bool, beam: int, ma
         result["attention"] = attention
     texts = [_text(row, tgt_tokens) for row in tokens] if isinstance(tgt_tokens, list) else None
     if output:
-        from onnxforge.runtime.modelio.files import atomic_write_bytes
-
         buf = io.BytesIO()
-        np.savez(buf, **result, **({"text": np.array(texts)} if texts is not None else {}))
+        np.savez(buf, **result, **({"text": np.array(texts)} if texts is not None else {}))  # type: ignore[arg-type]  # numpy's stub reads ** as its allow_pickle flag
         atomic_write_bytes(output, buf.getvalue())
     if as_json:
-        doc = {"sequences": [strip_sequence(r) for r in tokens]}
+        doc: dict[str, Any] = {"sequences": [strip_sequence(r) for r in tokens]}
         if texts is not None:
             doc["text"] = texts
         if attention is not None:

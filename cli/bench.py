@@ -1,4 +1,4 @@
-"""``onnxforge bench``: speed against raw ONNX Runtime and PyTorch eager, in one process run."""
+"""``onnxforge bench``: speed against raw ONNX Runtime and PyTorch, in one process."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import click
 
 from onnxforge.cli._common import print_json, to_jsonable
 from onnxforge.runtime.benchmark.workloads import FAMILIES
+from onnxforge.runtime.benchmark.suite import format_table, run_benchmarks
 
 
 @click.command("bench")
@@ -31,8 +32,6 @@ def command(quick, families, threads, no_cuda, as_json, output, quiet):
     (onnxforge's "auto", PyTorch's every core), then with --threads for all; then the training
     backends' rows: the onnx and artifacts backends beside raw ONNX Runtime, PyTorch eager,
     torch.compile and JAX jit (each skipped with a note when it cannot run here)."""
-    from onnxforge.runtime.benchmark.suite import format_table, run_benchmarks
-
     result = run_benchmarks(quick=quick, families=tuple(families) or FAMILIES, threads=threads, cuda=not no_cuda,
                             progress=not quiet)
     if output:

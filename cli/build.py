@@ -10,10 +10,18 @@ import numpy as np
 from onnxforge.cli._common import IntList, print_json
 from onnxforge.cli._data import classes_from, columns, data_path, image_shape, table_options, text_vocab
 from onnxforge.graphs.lstm import HEADS, IMPLS
-from onnxforge.graphs.seq2seq import ATTENTIONS
-from onnxforge.runtime.data.images import RESIZE_RULES
+from onnxforge.graphs.seq2seq import ATTENTIONS, seq2seq
+from onnxforge.runtime.data.images import ImageSpec, RESIZE_RULES
 from onnxforge.runtime.data.tokenizers import KINDS
 from onnxforge.runtime.modelio.files import save_model
+from onnxforge.graphs import convnet, lstm, mlp
+from onnxforge.graphs.captioner import captioner
+from onnxforge.graphs.nplm import nplm
+from onnxforge.runtime.data import text
+from onnxforge.runtime.data.scaling import with_feature_scaling
+from onnxforge.runtime.data.tables import summarize_table
+from onnxforge.runtime.errors import DataError
+from onnxforge.runtime.modelio.card import ModelCard
 
 
 @click.group("build")
@@ -23,8 +31,6 @@ def command() -> None:
 
 def _save(model, output: str, as_json: bool, card: dict | None = None) -> None:
     if card:
-        from onnxforge.runtime.modelio.card import ModelCard
-
         model = ModelCard.from_model(model).updated(card).apply(model)
     path = save_model(model, output)
     params = sum(int(np.prod(t.dims)) for t in model.graph.initializer if t.data_type == 1)
@@ -80,12 +86,8 @@ def _classes(classes, classes_data, target=None, features=None) -> tuple[int | N
 def mlp_command(inputs, table, target, features, hidden, classes, classes_data, outputs, activation, dropout, seed,
                 output, as_json):
     """Build a multi-layer perceptron: fully connected layers with an activation between them."""
-    from onnxforge.graphs import mlp
-
     card, summary = {}, None
     if table is not None:
-        from onnxforge.runtime.data.tables import summarize_table
-
         if inputs is not None:
             raise click.UsageError("give --inputs or --inputs-from, not both")
         summary = summarize_table(table, target, columns(features), classify=outputs is None, progress=True)
@@ -104,8 +106,6 @@ def mlp_command(inputs, table, target, features, hidden, classes, classes_data, 
     model = mlp(inputs, list(hidden), classes or outputs, activation=activation, dropout=dropout, seed=seed,
                 task="classification" if classes else "regression")
     if summary is not None:
-        from onnxforge.runtime.data.scaling import with_feature_scaling
-
         model = with_feature_scaling(model, summary.mean, summary.std)
         card["preprocessing"] = {"feature_scaling": {"mean": summary.mean.tolist(), "std": summary.std.tolist(),
                                                      "in_graph": True}}
@@ -137,9 +137,6 @@ def mlp_command(inputs, table, target, features, hidden, classes, classes_data, 
 def convnet_command(input_shape, channels, kernel, pool, dense, classes, classes_data, resize, batchnorm, dropout, seed,
                     output, as_json):
     """Build a ConvNet classifier: convolution, ReLU and max-pooling stages, then fully connected layers."""
-    from onnxforge.graphs import convnet
-    from onnxforge.runtime.data.images import ImageSpec
-
     classes, card = _classes(classes, classes_data)
     if classes is None:
         raise click.UsageError("give --classes or --classes-from")
@@ -188,8 +185,6 @@ def convnet_command(input_shape, channels, kernel, pool, dense, classes, classes
 def lstm_command(inputs, vocab, embed, hidden, layers, classes, classes_data, vocab_data, tokenizer_kind, max_vocab, head,
                  bidirectional, dropout, impl, steps, seed, output, as_json):
     """Build an LSTM network over feature sequences or token ids that labels sequences or every step."""
-    from onnxforge.graphs import lstm
-
     classes, card = _classes(classes, classes_data)
     if vocab_data is not None:
         tok = text_vocab(vocab_data, tokenizer_kind, max_vocab, "text")
@@ -218,8 +213,6 @@ def lstm_command(inputs, vocab, embed, hidden, layers, classes, classes_data, vo
 
 
 def _read_vocab(path: str) -> tuple[list[str], list[str]]:
-    from onnxforge.runtime.errors import DataError
-
     try:
         with np.load(path, allow_pickle=False) as f:
             return [str(s) for s in f["src_vocab"]], [str(s) for s in f["tgt_vocab"]]
@@ -256,8 +249,6 @@ def _read_vocab(path: str) -> tuple[list[str], list[str]]:
 def seq2seq_command(src_vocab, tgt_vocab, vocab_from, tokenizer_kind, max_vocab, embed, hidden, layers, attention, max_len,
                     impl, seed, output, as_json):
     """Build an LSTM encoder-decoder with attention that translates token sequences."""
-    from onnxforge.graphs.seq2seq import seq2seq
-
     src_tokens = tgt_tokens = None
     card = {}
     if vocab_from and not vocab_from.endswith(".npz"):
@@ -293,13 +284,9 @@ def seq2seq_command(src_vocab, tgt_vocab, vocab_from, tokenizer_kind, max_vocab,
 @output_options
 def nplm_command(vocab_data, context, embed, hidden, max_vocab, seed, output, as_json):
     """Build a neural language model: word vectors of the previous words, a hidden layer, the next word."""
-    from onnxforge.graphs.nplm import nplm
-
     tok = text_vocab(vocab_data, "word", max_vocab, "text")
     model = nplm(len(tok.tokens), context=context, embed=embed, hidden=hidden, seed=seed, tokens=list(tok.tokens),
                  tokenizer=tok.card_values())
-    from onnxforge.runtime.modelio.card import ModelCard
-
     args = dict(ModelCard.from_model(model).args, vocab_from=str(Path(vocab_data).resolve()))
     _save(model, output, as_json, {"args": args})
 
@@ -332,10 +319,6 @@ def nplm_command(vocab_data, context, embed, hidden, max_vocab, seed, output, as
 def captioner_command(image_shape, channels, vocab_data, hidden, embed, attention, kernel, pool, max_len, impl, resize,
                       max_vocab, seed, output, as_json):
     """Build an image captioner: a ConvNet's feature map that an LSTM decoder attends over while writing."""
-    from onnxforge.graphs.captioner import captioner
-    from onnxforge.runtime.data import text
-    from onnxforge.runtime.data.images import ImageSpec
-
     tok = text_vocab(vocab_data, "word", max_vocab, "target")
     if max_len is None:
         _, captions, _ = text.read_columns(vocab_data, "image_path<TAB>caption")

@@ -68,7 +68,7 @@ def command(model, out, data, val, target, features, epochs, batch_size, lr, opt
     from onnxforge.runtime.modelio.card import ModelCard
     from onnxforge.runtime.modelio.files import load_model
     from onnxforge.runtime.tasks.sources import open_data
-    from onnxforge.runtime.tasks.task import task_for
+    from onnxforge.runtime.tasks.registry import task_for
 
     if lora is None and (lora_alpha is not None or lora_targets):
         raise click.UsageError("--lora-alpha and --lora-targets need --lora RANK")

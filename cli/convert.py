@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from onnxforge.cli._common import print_json
-from onnxforge.runtime.convert import SUFFIXES
+from onnxforge.runtime.convert import SUFFIXES, convert
 
 
 class ModelFile(click.ParamType):
@@ -85,8 +85,6 @@ def command(source, destination, opset, input_shapes, dims, dynamic_batch, trust
     import'). Unless --no-verify, source and result run on the same random inputs and the largest
     difference is reported; above --tolerance the command fails.
     """
-    from onnxforge.runtime.convert import convert
-
     report = convert(source, destination, opset=opset, verify=not no_verify, input_shapes=input_shapes,
                      sizes=dict(dims), dynamic_batch=dynamic_batch, tolerance=tolerance, progress=not quiet and not as_json,
                      trust_source=trust_source, for_training=for_training)

@@ -7,14 +7,13 @@ import platform
 import click
 
 from onnxforge.cli._common import print_json
+from onnxforge import plugins
+from onnxforge.runtime.ort.device import resolve_device
+from onnxforge.runtime.ort.distribution import installed_distributions, preload_cuda_libraries, runtime_info
 
 
 def environment_report() -> dict:
     import importlib.metadata as md
-
-    from onnxforge import plugins
-    from onnxforge.runtime.ort.distribution import installed_distributions, preload_cuda_libraries
-    from onnxforge.runtime.ort.device import resolve_device
 
     def version(dist: str):
         try:
@@ -32,8 +31,6 @@ def environment_report() -> dict:
         "problems": [],
     }
     try:
-        from onnxforge.runtime.ort.distribution import runtime_info
-
         info = runtime_info()
         report.update({"onnxruntime": info.version, "providers": list(info.providers), "training_api": info.training,
                        "max_ir_version": info.max_ir_version, "max_opset": info.max_opset})

@@ -8,6 +8,12 @@ import click
 
 from onnxforge.cli._common import DEVICE, fmt, print_json
 from onnxforge.cli._data import columns, data_path, table_options
+from onnxforge.runtime import load
+from onnxforge.runtime.tasks.evaluation import checked_dataset, evaluate
+from onnxforge.runtime.tasks.ngram import ngram_for_model
+from onnxforge.runtime.tasks.registry import task_for
+from onnxforge.runtime.tasks.report import class_report
+from onnxforge.runtime.tasks.sources import open_data
 
 
 @click.command("eval")
@@ -31,21 +37,12 @@ from onnxforge.cli._data import columns, data_path, table_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def command(model, data, target, features, report, png, ngram, ngram_train, batch_size, device, as_json):
     """Evaluate MODEL (an .onnx file or a run folder) on --data: loss, and accuracy for a classifier."""
-    from onnxforge.runtime import load
-    from onnxforge.runtime.tasks.evaluation import evaluate
-    from onnxforge.runtime.tasks.task import task_for
-
-    from onnxforge.runtime.tasks.evaluation import checked_dataset
-    from onnxforge.runtime.tasks.sources import open_data
-
     session = load(model, device=device)
     raw = open_data(data, session.inputs, session.card, target=target, features=columns(features),
                     progress=not as_json, name=data, prepare=task_for(session.card, "auto").preparer(session.card))
     ds = checked_dataset(session, raw, name=data)
     result = evaluate(session, ds, batch_size=batch_size)
     if ngram is not None:
-        from onnxforge.runtime.tasks.ngram import ngram_for_model
-
         result.update(ngram_for_model(session.card, data, ngram, ngram_train))
     if report:
         result["report"] = _report(session, ds, batch_size, png or _png_beside(model))
@@ -69,8 +66,6 @@ def _png_beside(model: str) -> Path:
 
 def _report(session, ds, batch_size: int, png) -> dict:
     from onnxforge.cli.plot import confusion_png
-    from onnxforge.runtime.tasks.report import class_report
-
     report = class_report(session, ds, batch_size)
     report["png"] = str(confusion_png(report["confusion"], report["labels"], png))
     return report

@@ -1,10 +1,13 @@
-"""``onnxforge generate``: sample text from a language model, one word at a time after a prompt."""
+"""``onnxforge generate``: sample text from a language model, word by word after a prompt."""
 
 from __future__ import annotations
 
 import click
 
 from onnxforge.cli._common import DEVICE, print_json
+from onnxforge.runtime import load
+from onnxforge.runtime.data.tokenizers import Tokenizer
+from onnxforge.runtime.tasks.generation import generate
 
 
 @click.command("generate")
@@ -21,10 +24,6 @@ from onnxforge.cli._common import DEVICE, print_json
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def command(model, prompt, max_len, temperature, seed, samples, device, as_json):
     """Continue --prompt with words sampled from MODEL (an NPLM or an LSTM tagger language model)."""
-    from onnxforge.runtime import load
-    from onnxforge.runtime.data.tokenizers import Tokenizer
-    from onnxforge.runtime.tasks.language_model import generate
-
     session = load(model, device=device)
     texts = []
     for i in range(samples):

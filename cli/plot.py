@@ -1,4 +1,4 @@
-"""``onnxforge plot``: draw a run's learning curves (loss and every metric, per epoch) as a PNG.
+"""``onnxforge plot``: draw a run's learning curves as a PNG (loss and each metric per epoch).
 
 One panel per quantity (loss, accuracy, ...), each with its training curve and its validation
 curve (``val_``) where the run recorded them, epochs on the x axis. The PNG's text chunk
@@ -17,6 +17,7 @@ import click
 import numpy as np
 
 from onnxforge.runtime.errors import ConfigError, DataError
+from onnxforge.runtime.modelio.files import atomic_write_bytes
 
 __all__ = ["command", "curves", "learning_curves_png", "confusion_png"]
 
@@ -51,8 +52,6 @@ def curves(history: list[dict]) -> dict[str, list[str]]:
 
 
 def _save(fig, plt, path: Path, description: str) -> Path:
-    from onnxforge.runtime.modelio.files import atomic_write_bytes
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, metadata={"Description": description, "Software": "onnxforge"})
     plt.close(fig)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from onnxforge.cli._common import print_json
+from onnxforge import plugins
 
 
 @click.group("plugins")
@@ -14,8 +15,6 @@ def command() -> None:
 
 
 def _row(op) -> dict:
-    from onnxforge import plugins
-
     return {"name": op.name, "domain": op.domain, "version": op.version, "plugin": plugins.plugin_of(op),
             "implementations": op.kinds, "trainable": op.trainable, "activation": bool(op.activation)}
 
@@ -24,8 +23,6 @@ def _row(op) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="Print the plugins and their ops as one JSON object.")
 def list_command(as_json):
     """List every op with its domain, plugin, kinds of implementation and whether it trains."""
-    from onnxforge import plugins
-
     rows = [_row(op) for op in plugins.list_ops()]
     if as_json:
         print_json({"plugins": plugins.installed_plugins(), "ops": rows, "problems": plugins.problems()})
@@ -46,8 +43,6 @@ def list_command(as_json):
 def show_command(name, as_json):
     """Describe the op NAME (its short name, case-insensitive, or DOMAIN.Name): inputs, outputs,
     attributes, implementations, whether it trains, and its function body."""
-    from onnxforge import plugins
-
     op = plugins.find_op(name)
     info = {**op.describe(), "plugin": plugins.plugin_of(op)}
     if as_json:

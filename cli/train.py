@@ -1,4 +1,4 @@
-"""``onnxforge train``: train a model on an .npz dataset into a run folder."""
+"""``onnxforge train``: train a model on .npz, tables, image folders or text."""
 
 from __future__ import annotations
 
@@ -14,6 +14,12 @@ from onnxforge.runtime.training.backends import BACKEND_CHOICES
 from onnxforge.runtime.training.callbacks import format_record
 from onnxforge.runtime.training.config import CHECKPOINT_EVERY, LOSS_CHOICES, OPTIMIZERS, CheckpointPolicy
 from onnxforge.runtime.training.schedules import SCHEDULES
+from onnxforge.runtime import Trainer
+from onnxforge.runtime.adapters import LoRA
+from onnxforge.runtime.convert.folded import folded_line
+from onnxforge.runtime.distributed.ray_train import RayTrain
+from onnxforge.runtime.errors import ConfigError
+from onnxforge.runtime.tasks.sources import open_data
 
 # option name -> Trainer/fit keyword, for the settings a resume takes from the run folder
 _SETTINGS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "optimizer": "optimizer",
@@ -32,12 +38,43 @@ def _given(ctx: click.Context, values: dict) -> dict:
 
 
 def _policy(ctx, param, value) -> CheckpointPolicy:
-    from onnxforge.runtime.errors import ConfigError
-
     try:
         return CheckpointPolicy.parse(value)
     except ConfigError as exc:
         raise click.BadParameter(str(exc).replace("checkpoint_every must be", "expected")) from None
+
+
+def with_tokenizer(model: str, file: str):
+    """``model`` with the tokenizer in ``file`` written into its card: a JSON object
+    ``{"kind": "char"|"word", "tokens": [one string per id, ids 0-3 <pad> <bos> <eos> <unk>],
+    "unknown": "unk"|"refuse"}`` (what onnxforge keeps in a text model's card). A model whose card
+    names no task becomes a per-step next-token model (task ``tagging``: a causal language model's
+    logits ``[N, T, V]`` read ids ``[N, T]``; ``T`` fixed by the model's input, when it is)."""
+    import json
+
+    from onnxforge.runtime.data.tokenizers import KINDS, RESERVED
+    from onnxforge.runtime.modelio.card import set_metadata
+    from onnxforge.runtime.modelio.files import load_model
+
+    try:
+        spec = json.loads(Path(file).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"cannot read '{file}' as JSON: {str(exc).splitlines()[0]}", param_hint="--tokenizer") from None
+    tokens = spec.get("tokens") if isinstance(spec, dict) else None
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens) or tuple(tokens[:4]) != RESERVED \
+            or spec.get("kind", "char") not in KINDS or spec.get("unknown", "refuse") not in ("unk", "refuse"):
+        raise click.BadParameter(f"'{file}' must hold {{\"kind\": \"char\"|\"word\", \"tokens\": [{', '.join(RESERVED)}, ...], "
+                                 f"\"unknown\": \"unk\"|\"refuse\"}}", param_hint="--tokenizer")
+    source = load_model(model)
+    card = {"tokens": tokens, "tokenizer": {"kind": spec.get("kind", "char"), "unknown": spec.get("unknown", "refuse")}}
+    from onnxforge.runtime.modelio.card import ModelCard
+
+    if ModelCard.from_model(source).task is None:
+        card["task"] = "tagging"
+        dims = source.graph.input[0].type.tensor_type.shape.dim
+        if len(dims) == 2 and dims[1].HasField("dim_value"):
+            card["args"] = {**(ModelCard.from_model(source).args or {}), "steps": int(dims[1].dim_value)}
+    return set_metadata(source, card)
 
 
 def _resume_command(rundir: Path, data: str, val: str | None) -> str:
@@ -95,6 +132,10 @@ def _interrupted(trainer, rundir: Path, data: str, val: str | None) -> str:
 @click.option("--lora-targets", multiple=True, metavar="GLOB",
               help="Adapt only the weights (initializer names) matching this glob (repeatable) [default: every 2-D "
                    "weight of a MatMul or Gemm].")
+@click.option("--tokenizer", "tokenizer_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              metavar="FILE",
+              help="Text data: tokenize with FILE (JSON {\"kind\": \"char\"|\"word\", \"tokens\": [...]}) instead of "
+                   "the model card's tokenizer; a model without a task trains as a next-token (causal) language model.")
 @click.option("--device", type=DEVICE, default="auto", show_default=True,
               help="Where to train; auto takes CUDA only when it really works.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
@@ -117,12 +158,17 @@ def _interrupted(trainer, rundir: Path, data: str, val: str | None) -> str:
 @click.option("--trust-checkpoint", is_flag=True,
               help="With --resume: accept a checkpoint that has no digest record (checkpoint.sha256).")
 @click.option("--quiet", is_flag=True, help="Show no progress bar.")
+@click.option("--verbose", is_flag=True, help="With --engine ray: show Ray's own INFO log lines and what the workers print (default: warnings only).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.pass_context
 def command(ctx, model, data, val, target, features, epochs, batch_size, lr, optimizer, weight_decay, schedule, warmup_steps, loss,
-            freeze, seed, no_shuffle, backend, lora, lora_alpha, lora_targets, device, workers, engine, threads, rundir, resume, overwrite,
-            checkpoint_every, trust_checkpoint, quiet, as_json):
+            freeze, seed, no_shuffle, backend, lora, lora_alpha, lora_targets, tokenizer_file, device, workers, engine, threads, rundir, resume, overwrite,
+            checkpoint_every, trust_checkpoint, quiet, verbose, as_json):
     """Train MODEL on --data with ONNX Runtime and write the run folder.
+
+    --data and --val read .npz arrays (x, or one per model input, and y), tables (.csv, .tsv,
+    .parquet: --target, --features), folders of class subfolders of images, and text
+    (source<TAB>target or label<TAB>text lines, or .txt sentences for a language model).
 
     A checkpoint is written before the first step, then (by default) after the first epoch that
     ends 30 s or more after the last one, and after the last epoch (synced, renamed into place,
@@ -132,25 +178,23 @@ def command(ctx, model, data, val, target, features, epochs, batch_size, lr, opt
     weights; a damaged checkpoint is refused, never replaced by a fresh start. One run at a time
     writes a run folder (it is locked).
     """
-    from onnxforge.runtime import Trainer
-
     if model is None and not (resume and rundir):
         raise click.UsageError("Missing argument 'MODEL' (it may be left out only with --resume and --out).")
     rundir = Path(rundir) if rundir else Path("runs") / Path(model).stem
+    if tokenizer_file is not None:
+        if model is None:
+            raise click.UsageError("--tokenizer goes with MODEL (a resumed run keeps the tokenizer its card has)")
+        model = with_tokenizer(model, tokenizer_file)
     if lora is None and (lora_alpha is not None or lora_targets):
         raise click.UsageError("--lora-alpha and --lora-targets need --lora RANK")
     adapters = None
     if lora is not None:
-        from onnxforge.runtime.adapters import LoRA
-
         adapters = LoRA(lora, alpha=lora_alpha, targets=tuple(lora_targets) or None)
     common = dict(device=device, threads=threads or "auto", progress=not quiet, checkpoint_every=checkpoint_every)
     if workers > 1 or engine == "ray":
-        from onnxforge.runtime.distributed.ray_train import RayTrain
-
         if engine != "ray":
             raise click.UsageError("--workers above 1 needs --engine ray (the workers run on Ray Train)")
-        common.update(workers=workers, strategy=RayTrain(use_gpu=device == "cuda"))
+        common.update(workers=workers, strategy=RayTrain(use_gpu=device == "cuda", verbose=verbose))
     if resume:
         given = _given(ctx, locals())
         if adapters is not None:
@@ -168,12 +212,9 @@ def command(ctx, model, data, val, target, features, epochs, batch_size, lr, opt
     if not quiet and not as_json:
         click.echo(f"training on {trainer.device.name} ({trainer.device.reason}) with the {trainer.backend_name} backend; "
                    f"{len(trainer.trainable)} trainable, {len(trainer.frozen)} frozen parameters", err=True)
-    from onnxforge.runtime.convert.folded import folded_line
-
     folded = folded_line(trainer.source)
     if folded and not as_json:  # the export folded parameters away: say so once, with the fix
         click.echo(f"note: {folded}", err=True)
-    from onnxforge.runtime.tasks.sources import open_data
 
     def read(path, name):
         return None if path is None else open_data(path, trainer.inputs, trainer.card, target=target,
@@ -187,7 +228,7 @@ def command(ctx, model, data, val, target, features, epochs, batch_size, lr, opt
         click.echo(_interrupted(trainer, rundir, data, val), err=True)
         ctx.exit(130)
     final = history[-1] if history else {}
-    result = {"rundir": str(rundir), "model": str(rundir / "model.onnx"), "device": trainer.device.name,
+    result = {"rundir": str(rundir), "model": str(rundir / "model.onnx"), "device": trainer.device.name, "workers": workers,
               "backend": trainer.backend_name, "loss_function": trainer.loss, "epochs": trainer.epoch,
               "steps": trainer.step, "nothing_done": trainer.finished_before, "final": final, "history": history,
               **trainer.parameter_counts()}
@@ -198,7 +239,9 @@ def command(ctx, model, data, val, target, features, epochs, batch_size, lr, opt
         return
     if trainer.finished_before:
         click.echo(f"nothing was done: the run in '{rundir}' already finished its {trainer.epoch} epochs")
-    click.echo(f"trained {trainer.epoch} epochs ({trainer.step} steps): {format_record(final)}")
+    on = (f" on {workers} Ray Train workers (global batch {trainer.config.batch_size})"
+          if workers > 1 or engine == "ray" else "")
+    click.echo(f"trained {trainer.epoch} epochs ({trainer.step} steps){on}: {format_record(final)}")
     click.echo(f"model: {rundir / 'model.onnx'}   history: {rundir / 'metrics.json'}")
     if trainer.lora is not None:
         counts = trainer.parameter_counts()

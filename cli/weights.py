@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from onnxforge.cli._common import print_json
+from onnxforge.runtime.modelio.files import load_model, save_model
+from onnxforge.runtime.modelio.weights import apply_weights, load_weights, save_weights, weights_bytes
 
 
 @click.group("weights")
@@ -19,9 +21,6 @@ def command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def export_command(model, output, as_json):
     """Write the float parameters of MODEL (an .onnx file or a run folder) to a weights file."""
-    from onnxforge.runtime.modelio.files import load_model
-    from onnxforge.runtime.modelio.weights import save_weights
-
     result = {"path": output, **save_weights(load_model(model), output)}
     if as_json:
         print_json(result)
@@ -37,9 +36,6 @@ def export_command(model, output, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def import_command(model, weights, output, partial, as_json):
     """Write MODEL with its parameters replaced by those in WEIGHTS (same names and shapes)."""
-    from onnxforge.runtime.modelio.files import load_model, save_model
-    from onnxforge.runtime.modelio.weights import apply_weights, load_weights, weights_bytes
-
     base = load_model(model)
     limit = weights_bytes(base) + (1 << 20)  # a file may declare no more than the model's weights take
     updated, replaced = apply_weights(base, load_weights(weights, max_bytes=limit), strict=not partial)

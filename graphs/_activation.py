@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from onnxforge.runtime.errors import ConfigError
+from onnxforge import plugins
 
 # name -> (ONNX op, attributes, whether He initialisation suits it). Only ops that ORT training
 # can differentiate are listed; Elu, Selu and Softplus have no gradient builder in ORT 1.19.
@@ -16,8 +17,6 @@ STANDARD = {
 
 def available() -> list[str]:
     names = list(STANDARD)
-    from onnxforge import plugins
-
     names += [n for n in plugins.activation_names() if n not in names]
     return names
 
@@ -32,8 +31,6 @@ def apply(builder, name: str, x: str, prefix: str) -> str:
     if key in STANDARD:
         op, attrs, _ = STANDARD[key]
         return builder.node(op, [x], [f"{prefix}.out"], name=prefix, **attrs)
-    from onnxforge import plugins
-
     op = plugins.activation_op(key)
     if op is None:
         raise ConfigError(f"unknown activation {name!r}; choose one of: {', '.join(available())}")

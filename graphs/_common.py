@@ -10,6 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnxforge.runtime.errors import ConfigError
 from onnxforge.runtime.modelio.card import ModelCard
+from onnxforge.runtime.modelio.protos import NodeWriter
 
 OPSET = 17
 IR_VERSION = 8
@@ -40,33 +41,19 @@ def check_dropout(value) -> float:
     return float(value)
 
 
-class GraphBuilder:
-    """Collects nodes, initialisers and functions, naming parameters hierarchically."""
+class GraphBuilder(NodeWriter):
+    """Collects nodes, initialisers and functions (the node writer of :mod:`~onnxforge.runtime.modelio.protos`),
+    naming parameters hierarchically; seeded initialisers."""
 
     def __init__(self, seed: int = 0):
+        super().__init__(OPSET)
         self.rng = np.random.default_rng(seed)
-        self.nodes: list = []
-        self.initializers: list = []
         self.functions: list = []
         self.opsets: dict[str, int] = {"": OPSET}
-        self._count: dict[str, int] = {}
         self._has_training_mode = False
 
-    def fresh(self, base: str) -> str:
-        n = self._count.get(base, 0)
-        self._count[base] = n + 1
-        return base if n == 0 else f"{base}_{n}"
-
     def param(self, name: str, value: np.ndarray) -> str:
-        self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def node(self, op_type: str, inputs: list, outputs: list | None = None, *, name=None, domain: str = "", **attrs):
-        name = name or self.fresh(op_type)
-        if outputs is None:
-            outputs = [f"{name}.out"]
-        self.nodes.append(helper.make_node(op_type, inputs, outputs, name=name, domain=domain or None, **attrs))
-        return outputs[0] if len(outputs) == 1 else outputs
+        return self.initializer(name, value)
 
     def constant(self, name: str, value) -> str:
         tensor = numpy_helper.from_array(np.asarray(value), name)

@@ -10,6 +10,8 @@ plain matrix multiply or elementwise op, and the input projection of all steps i
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from onnxforge.graphs._common import GraphBuilder
@@ -74,7 +76,8 @@ def unrolled_lstm(b: GraphBuilder, prefix: str, x: str, w: str, r: str, bias: st
         ms, keeps = ([m_nt], [inv]) if steps == 1 else (
             b.node("Split", [m_nt], [f"{p}.m{t}" for t in range(steps)], name=f"{p}.split_mask", axis=1),
             b.node("Split", [inv], [f"{p}.k{t}" for t in range(steps)], name=f"{p}.split_keep", axis=1))
-    h, c = (None, None)
+    h: Any = None  # the state names once a step has run (the first step reads only x without an initial state)
+    c: Any = None
     if initial:
         h = b.node("Squeeze", [initial[0], axis0], [f"{p}.h0"], name=f"{p}.h0")  # [N, H]
         c = b.node("Squeeze", [initial[1], axis0], [f"{p}.c0"], name=f"{p}.c0")
@@ -109,7 +112,7 @@ def unrolled_lstm(b: GraphBuilder, prefix: str, x: str, w: str, r: str, bias: st
         cs.append(c)
     tnh = b.constant(f"{p}.tnh", np.array([steps, -1, H], np.int64))
 
-    def stack(items, name):  # [N, H] per step -> [T, N, H]
+    def stack(items: list[str], name: str) -> str:  # [N, H] per step -> [T, N, H]
         flat = items[0] if steps == 1 else b.node("Concat", items, [f"{p}.{name}_flat"], name=f"{p}.{name}_concat", axis=0)
         return b.node("Reshape", [flat, tnh], [f"{p}.{name}"], name=f"{p}.{name}")
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from typing import Any
+
 import numpy as np
 import onnx
 
@@ -32,7 +34,8 @@ POSITION_STD = 0.1  # initial spread of the learned location vectors
 def _shape(image_shape) -> tuple[int, int, int]:
     if isinstance(image_shape, (str, bytes)) or not isinstance(image_shape, Sequence) or len(image_shape) != 3:
         raise ConfigError(f"image_shape must be three positive integers (channels, height, width); got {image_shape!r}")
-    return tuple(check_positive("each entry of image_shape", v) for v in image_shape)
+    c, h, w = (check_positive("each entry of image_shape", v) for v in image_shape)
+    return c, h, w
 
 
 def captioner(
@@ -65,11 +68,10 @@ def captioner(
     steps; captions then hold at most ``max_len`` tokens). ``tokens``/``tokenizer`` go into the card.
     """
     c_in, height, width = _shape(image_shape)
-    if isinstance(channels, (int, np.integer)) and not isinstance(channels, bool):
-        channels = [channels]
-    if isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence) or not channels:
-        raise ConfigError(f"channels must be a non-empty sequence of positive integers; got {channels!r}")
-    widths = [check_positive("each entry of channels", c) for c in channels]
+    given: Any = [channels] if isinstance(channels, (int, np.integer)) and not isinstance(channels, bool) else channels
+    if isinstance(given, (str, bytes)) or not isinstance(given, Sequence) or not given:
+        raise ConfigError(f"channels must be a non-empty sequence of positive integers; got {given!r}")
+    widths = [check_positive("each entry of channels", c) for c in given]
     vocab = check_positive("vocab", vocab)
     if vocab < 5:
         raise ConfigError(f"vocab must count the 4 reserved ids (PAD, BOS, EOS, UNK) and at least one word; got {vocab}")

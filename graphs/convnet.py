@@ -25,10 +25,10 @@ def _ints(name: str, value, *, allow_empty: bool = False) -> list[int]:
     values = [value] if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
     if not isinstance(values, Sequence) or isinstance(values, str):
         raise ConfigError(f"{name} must be an integer or a sequence of integers; got {value!r}")
-    values = [check_positive(f"each entry of {name}", v) for v in values]
-    if not values and not allow_empty:
+    checked = [check_positive(f"each entry of {name}", v) for v in values]
+    if not checked and not allow_empty:
         raise ConfigError(f"{name} needs at least one entry; got {value!r}")
-    return values
+    return checked
 
 
 def pooled_size(height: int, width: int, stages: int, pool: int) -> tuple[int, int]:

@@ -78,6 +78,7 @@ def _lstm_node(b: GraphBuilder, prefix: str, x: str, in_size: int, hidden: int, 
     r = b.param(f"{prefix}.R", _uniform(b, (1, 4 * hidden, hidden), hidden))
     bias = b.param(f"{prefix}.B", _uniform(b, (1, 8 * hidden), hidden))
     if impl == "unrolled":  # masked: h and c kept at padding, so the final state is the last real one
+        assert steps is not None  # lstm() requires steps for impl="unrolled"
         seq, y_h, _ = unrolled_lstm(b, prefix, x, w, r, bias, hidden, steps, mask=padding.valid if padding else None)
         axis0 = b.constant(f"{prefix}.axis0", np.array([0], np.int64))
         return seq, b.node("Squeeze", [y_h, axis0], [f"{prefix}.last"], name=f"{prefix}.squeeze_h")
@@ -175,7 +176,7 @@ def lstm(
 
     b = GraphBuilder(int(seed))
     if vocab is not None:
-        table = b.param("embed.weight", b.rng.standard_normal((vocab, embed)).astype(np.float32))
+        table = b.param("embed.weight", b.rng.standard_normal((vocab, in_size)).astype(np.float32))  # in_size: embed
         x = b.node("Gather", [table, "x"], ["embed.out"], name="embed", axis=0)
     else:
         x = "x"
@@ -185,7 +186,7 @@ def lstm(
     pad_fwd = _Padding(steps_read) if steps_read else None
     pad_bwd = _Padding(steps_read, reverse) if steps_read and bidirectional else None
     size = in_size
-    last = None
+    last = ""
     for i in range(1, layers + 1):
         if i > 1:
             x = b.dropout(f"dropout{i - 1}", x, dropout)
@@ -193,6 +194,7 @@ def lstm(
             x, last = _lstm_node(b, f"lstm{i}", x, size, hidden, impl, t_len, pad_fwd)
             size = hidden
             continue
+        assert reverse is not None  # made for a bidirectional stack
         fwd, fwd_last = _lstm_node(b, f"lstm{i}.forward", x, size, hidden, impl, t_len, pad_fwd)
         bwd, bwd_last = _lstm_node(b, f"lstm{i}.backward", reverse(x, f"lstm{i}.reverse_in"), size, hidden, impl, t_len,
                                    pad_bwd)

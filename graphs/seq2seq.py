@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -35,7 +36,7 @@ def _lstm_params(b: GraphBuilder, prefix: str, inputs: int, hidden: int) -> tupl
     Drawn like PyTorch's ``nn.LSTM``: U(-1/sqrt(H), 1/sqrt(H)).
     """
     k = 1.0 / math.sqrt(hidden)
-    u = lambda *shape: b.rng.uniform(-k, k, shape).astype(np.float32)  # noqa: E731
+    u = lambda *shape: np.asarray(b.rng.uniform(-k, k, shape), np.float32)  # noqa: E731
     return (b.param(f"{prefix}.W", u(1, 4 * hidden, inputs)), b.param(f"{prefix}.R", u(1, 4 * hidden, hidden)),
             b.param(f"{prefix}.B", u(1, 8 * hidden)))
 
@@ -122,7 +123,7 @@ def seq2seq(
             raise ConfigError(f"{name} must hold one string per id ({size}); got {len(tokens)} entries")
 
     b = GraphBuilder(int(seed))
-    perm = dict(perm=[1, 0, 2])
+    perm: dict[str, Any] = dict(perm=[1, 0, 2])
 
     # encoder: [N, S] ids -> [S, N, E] embeddings -> LSTM stack
     src_emb = b.param("encoder.embedding.weight", b.rng.standard_normal((src_vocab, embed)).astype(np.float32))

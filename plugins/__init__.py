@@ -20,6 +20,8 @@ from onnxforge.plugins import _pykernel
 from onnxforge.plugins._declaration import PYTHON_KERNEL_DOMAIN, RESERVED_DOMAINS, Op, Plugin, Port
 from onnxforge.plugins._registry import ENTRY_POINT_GROUP, REGISTRY
 from onnxforge.runtime.errors import ConfigError, ModelError, NotTrainableError, PluginError
+from onnxforge.runtime.modelio.protos import copy_model as _copy
+from onnxforge.plugins._native import register_library
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -171,12 +173,6 @@ def _same_function(function, op: Op) -> bool:
             == [n.SerializeToString(deterministic=True) for n in mine.node])
 
 
-def _copy(model: ModelProto) -> ModelProto:
-    out = ModelProto()
-    out.CopyFrom(model)
-    return out
-
-
 def _ensure_opset(model: ModelProto, domain: str, version: int) -> None:
     for imp in model.opset_import:
         if imp.domain == domain:
@@ -244,8 +240,6 @@ def register_custom_ops(model: ModelProto, options) -> None:
         if path not in libraries:
             libraries.append(path)
     for path in libraries:
-        from onnxforge.plugins._native import register_library
-
         register_library(options, path, REGISTRY)
 
 

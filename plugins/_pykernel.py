@@ -18,6 +18,7 @@ import numpy as np
 
 from onnxforge.plugins._declaration import PYTHON_KERNEL_DOMAIN, Op
 from onnxforge.runtime.errors import PluginError
+from onnxforge.runtime.ort.distribution import ort
 
 _NUMPY = {"float": np.float32, "double": np.float64, "int64": np.int64, "int32": np.int32, "bool": np.bool_,
           "string": np.object_}
@@ -28,8 +29,6 @@ _pending = threading.local()
 
 def extensions():
     """The onnxruntime_extensions module (imported after ONNX Runtime, without torch)."""
-    from onnxforge.runtime.ort.distribution import ort
-
     ort()
     try:
         import onnxruntime_extensions
@@ -105,7 +104,7 @@ def ensure_registered(op: Op) -> str:
             ext = extensions()
             if _capacity is None:
                 _reserve(ext)
-            if _table_size(ext) >= _capacity:
+            if _table_size(ext) >= (_capacity or 0):
                 raise PluginError(
                     f"cannot register the Python kernel of op {op.qualified_name}: onnxruntime-extensions holds at "
                     f"most {_capacity} kernels per process once sessions use them; start a new process"

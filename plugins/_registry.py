@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from onnxforge.plugins._declaration import Op, Plugin
 from onnxforge.runtime.errors import PluginError
+from onnxforge.plugins.builtin import PLUGIN
 
 ENTRY_POINT_GROUP = "onnxforge.plugins"
 
@@ -80,8 +81,6 @@ class Registry:
             if self._discovered:
                 return
             self._discovered = True
-            from onnxforge.plugins.builtin import PLUGIN
-
             self.add(PLUGIN, "built-in")
             for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
                 dist = getattr(getattr(ep, "dist", None), "name", None)

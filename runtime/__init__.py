@@ -24,6 +24,7 @@ and plugins do) does not pull in training or inference.
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING, Any
 
 from onnxforge.runtime.errors import (
     CheckpointError,
@@ -39,6 +40,13 @@ from onnxforge.runtime.errors import (
     UnsafeModelError,
 )
 
+if TYPE_CHECKING:  # what type checkers and editors see: the names _LAZY imports on first use
+    from onnxforge.runtime.data.datasets import Dataset, load_npz
+    from onnxforge.runtime.inference.session import IOInfo, Session, load
+    from onnxforge.runtime.ort.device import Device, resolve_device
+    from onnxforge.runtime.ort.distribution import RuntimeInfo, runtime_info
+    from onnxforge.runtime.training.trainer import Trainer
+
 _LAZY = {
     "RuntimeInfo": "onnxforge.runtime.ort.distribution",
     "runtime_info": "onnxforge.runtime.ort.distribution",
@@ -53,7 +61,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'onnxforge.runtime' has no attribute {name!r}")

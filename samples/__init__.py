@@ -12,6 +12,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+from onnxforge.runtime.modelio.files import atomic_write_bytes
 
 HERE = Path(__file__).resolve().parent
 
@@ -46,8 +47,6 @@ def load_digits(view: str = "flat") -> tuple[tuple[np.ndarray, np.ndarray], tupl
 def save_png(path, pixels) -> Path:
     """Write ``pixels`` (uint8 [H, W] grey or [H, W, 3] RGB) as a PNG with Pillow, atomically."""
     from PIL import Image  # imported on use (start-up time): only the samples that draw need these
-
-    from onnxforge.runtime.modelio.files import atomic_write_bytes
 
     pixels = np.asarray(pixels)
     if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] != 3):

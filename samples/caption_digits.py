@@ -70,7 +70,7 @@ def attention_picture(strips: np.ndarray, words: list[list[str]], attention: np.
     for strip, ws, att in zip(strips, words, attention):
         grey = np.repeat(np.clip(strip[0], 0, 1)[..., None], 3, axis=-1)
         block = [np.concatenate([np.ones((height, label_w // scale + 1, 3)), grey], axis=1)]
-        for t, word in enumerate(ws):
+        for t, _word in enumerate(ws):
             a = att[t].reshape(h, w)
             a = np.repeat(np.repeat(a / max(a.max(), 1e-9), height // h, axis=0), width // w, axis=1)
             tinted = grey * (1 - 0.6 * a[..., None]) + np.array([1.0, 0.0, 0.0]) * 0.6 * a[..., None]
@@ -86,7 +86,24 @@ def attention_picture(strips: np.ndarray, words: list[list[str]], attention: np.
         for t, word in enumerate(ws):
             draw.text((2, y + t * height * scale + height * scale / 2), word[:6], fill="black", font=font, anchor="lm")
         y += (len(ws)) * height * scale + 2 * scale
-    return np.asarray(image)
+    return np.asarray(_with_title_and_scale(image, font))
+
+
+def _with_title_and_scale(image, font, title: str = "where each word looks") -> Image.Image:
+    """``image`` under a title and a colour scale of the red tint (attention weight 0 to 1)."""
+    pad, bar_w = 66, 120
+    canvas = Image.new("RGB", (max(image.width, bar_w + 80, int(font.getlength(title)) + 8), image.height + pad), "white")
+    canvas.paste(image, (0, pad))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((4, 12), title, fill="black", font=font, anchor="lm")
+    weight = np.linspace(0.0, 1.0, bar_w)
+    bar = np.stack([np.ones_like(weight), 1 - 0.6 * weight, 1 - 0.6 * weight], axis=-1)  # the tint over white
+    canvas.paste(Image.fromarray((np.repeat(bar[None], 12, axis=0) * 255).astype(np.uint8)), (24, 30))
+    draw.rectangle((24, 30, 24 + bar_w - 1, 41), outline="grey")
+    draw.text((20, 36), "0", fill="black", font=font, anchor="rm")
+    draw.text((28 + bar_w, 36), "1", fill="black", font=font, anchor="lm")
+    draw.text((4, 50), "attention weight (red)", fill="dimgray", font=font, anchor="lm")
+    return canvas
 
 
 def _write_split(folder: Path, tsv: Path, strips: np.ndarray, digits: np.ndarray) -> None:

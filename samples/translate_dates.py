@@ -32,42 +32,65 @@ from onnxforge.samples import dates, save_png
 __all__ = ["main", "train_translator", "attention_png", "heatmap", "labelled_heatmap"]
 
 
+def _colours(values) -> np.ndarray:
+    """Values in [0, 1] as RGB uint8: white (0) to dark blue (1)."""
+    v = np.clip(np.asarray(values, np.float64), 0.0, 1.0)
+    low, high = np.array([255, 255, 255.0]), np.array([8, 48, 107.0])
+    return (low + (high - low) * v[..., None]).astype(np.uint8)
+
+
 def heatmap(values: np.ndarray, cell: int = 12) -> np.ndarray:
     """A [R, C] array in [0, 1] as an RGB image, ``cell`` pixels per entry, white (0) to dark blue (1),
     with a 1-pixel grey grid."""
-    v = np.clip(np.asarray(values, np.float64), 0.0, 1.0)
-    low, high = np.array([255, 255, 255.0]), np.array([8, 48, 107.0])
-    rgb = (low + (high - low) * v[..., None]).astype(np.uint8)
-    img = np.repeat(np.repeat(rgb, cell, axis=0), cell, axis=1)
+    img = np.repeat(np.repeat(_colours(values), cell, axis=0), cell, axis=1)
     img[::cell, :] = 200
     img[:, ::cell] = 200
     return img
 
 
-def labelled_heatmap(values: np.ndarray, columns: str, rows: list[str], cell: int = 14) -> np.ndarray:
-    """:func:`heatmap` with one character above each column and a label left of each row, in
-    black in Pillow's default font."""
+def _colour_scale(height: int, width: int = 14) -> np.ndarray:
+    """The heatmap's colours from 1 (top) to 0 (bottom) as an RGB bar ``height`` pixels high."""
+    return np.repeat(_colours(np.linspace(1.0, 0.0, height)[:, None]), width, axis=1)
+
+
+def labelled_heatmap(values: np.ndarray, columns: str, rows: list[str], cell: int = 28, *, title: str = "",
+                     x_label: str = "", y_label: str = "") -> np.ndarray:
+    """:func:`heatmap` with one character above each column and a label left of each row, a title,
+    axis names, and a colour scale from 0 to 1 on the right, in Pillow's default font."""
     v = np.asarray(values)
-    font = ImageFont.load_default(size=max(8, cell - 4))
+    font = ImageFont.load_default(size=max(10, cell // 2))
+    small = ImageFont.load_default(size=max(10, cell // 2 - 2))
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    left = int(max((measure.textlength(r, font=font) for r in rows[: v.shape[0]]), default=0)) + cell // 2
-    top = cell + cell // 2
+    left = int(max((measure.textlength(r, font=font) for r in rows[: v.shape[0]]), default=0)) + cell
+    top = 3 * cell + cell // 2  # title, x label, column characters
     body = heatmap(v, cell)
-    image = Image.new("RGB", (left + body.shape[1], top + body.shape[0]), "white")
+    scale_x = left + body.shape[1] + cell
+    width = max(scale_x + 14 + 4 * cell, int(measure.textlength(title, font=font)) + cell)
+    image = Image.new("RGB", (width, top + body.shape[0] + cell), "white")
     image.paste(Image.fromarray(body), (left, top))
+    image.paste(Image.fromarray(_colour_scale(body.shape[0])), (scale_x, top))
     draw = ImageDraw.Draw(image)
+    draw.text((cell // 2, cell // 2), title, fill="black", font=font, anchor="lm")
+    draw.text((left + body.shape[1] / 2, 1.5 * cell), x_label, fill="dimgray", font=small, anchor="mm")
     for j, ch in enumerate(columns[: v.shape[1]]):
-        draw.text((left + j * cell + cell / 2, top / 2), ch, fill="black", font=font, anchor="mm")
+        draw.text((left + j * cell + cell / 2, 2.5 * cell), ch, fill="black", font=font, anchor="mm")
     for i, label in enumerate(rows[: v.shape[0]]):
         draw.text((cell // 4, top + i * cell + cell / 2), label, fill="black", font=font, anchor="lm")
+    draw.text((cell // 4, top + body.shape[0] + cell / 2), y_label, fill="dimgray", font=small, anchor="lm")
+    for value, y in (("1.0", top), ("0.5", top + body.shape[0] / 2), ("0.0", top + body.shape[0])):
+        draw.text((scale_x + 18, y), value, fill="black", font=small, anchor="lm")
+    draw.text((scale_x, top - cell / 2), "weight", fill="dimgray", font=small, anchor="lm")
     return np.asarray(image)
 
 
-def attention_png(path, attention: np.ndarray, source: str, output: str, cell: int = 14) -> Path:
+def attention_png(path, attention: np.ndarray, source: str, output: str, cell: int = 28) -> Path:
     """One attention map as a labelled heatmap PNG: a row per output character and one for EOS
-    (labelled "EOS"), a column per input character."""
+    (labelled "EOS"), a column per input character, titled, with a colour scale."""
     rows = list(output) + ["EOS"]
-    return save_png(path, labelled_heatmap(attention[: len(rows), : len(source)], source, rows, cell))
+    return save_png(path, labelled_heatmap(attention[: len(rows), : len(source)], source, rows, cell,
+                                           title=f"attention: {source!r} -> {output!r}",
+                                           x_label="input characters (what each output step reads)",
+                                           y_label="output characters, top to bottom"))
 
 
 def train_translator(rundir, *, n_train: int = 10000, n_test: int = 2000, epochs: int = 6, batch_size: int = 64,

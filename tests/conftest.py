@@ -55,12 +55,14 @@ def pytest_collection_modifyitems(config, items):
     if _TORCH_EXPECTED and os.environ.get("CI"):
         raise pytest.UsageError("torch is not installed; install the test environment with pip install -e '.[cpu,dev]'")
     marked = [item for item in items if item.get_closest_marker("torch")]
+    _deselected.extend(item.nodeid for item in marked)
     if marked:
         config.hook.pytest_deselected(items=marked)
         items[:] = [item for item in items if not item.get_closest_marker("torch")]
 
 
 _skipped: list[str] = []
+_deselected: list[str] = []
 
 
 def pytest_runtest_logreport(report):
@@ -78,11 +80,21 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
 
 
+_NO_TORCH = ("PyTorch is not installed (the dev extra brings it on CPython 3.10-3.11): the tests that compare "
+             "against it are not collected or deselected; the CPython 3.11 CI leg runs them")
+
+
 def pytest_report_header(config):
-    if not _HAS_TORCH:
-        return ("PyTorch is not installed (the dev extra brings it on CPython 3.10-3.11): the tests that compare "
-                "against it are not collected or deselected; the CPython 3.11 CI leg runs them")
-    return None
+    return _NO_TORCH if not _HAS_TORCH else None
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The header's word on PyTorch again at the end, where ``-q`` (which hides the header) shows it,
+    with what it left out."""
+    if _HAS_TORCH:
+        return
+    terminalreporter.write_line(f"{_NO_TORCH} ({len(_not_collected)} test files not collected, "
+                                f"{len(_deselected)} tests deselected)")
 
 
 @pytest.fixture(scope="session")

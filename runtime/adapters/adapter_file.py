@@ -17,6 +17,7 @@ import os
 import struct
 import tempfile
 from dataclasses import dataclass, field
+from typing import NoReturn
 from pathlib import Path
 
 import flatbuffers
@@ -137,7 +138,7 @@ def write_adapter(path, parameters: dict, *, adapter_version: int = 1, model_ver
     return path
 
 
-def _fail(path, why: str):
+def _fail(path, why: str) -> NoReturn:
     raise ModelError(f"adapter file '{path}' {why}")
 
 

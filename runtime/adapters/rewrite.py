@@ -75,6 +75,8 @@ def with_adapters(model: ModelProto, targets: list[Target], *, scale: float = 1.
             out.graph.initializer.extend([numpy_helper.from_array(np.zeros((t.k, 1), np.float32), a),
                                           numpy_helper.from_array(np.zeros((1, t.n), np.float32), b)])
         else:
+            if values is None:
+                raise ValueError("the training form of a LoRA rewrite needs the adapters' values")
             out.graph.initializer.extend([numpy_helper.from_array(np.asarray(values[a], np.float32), a),
                                           numpy_helper.from_array(np.asarray(values[b], np.float32), b)])
     return out

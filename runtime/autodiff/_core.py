@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
@@ -24,7 +23,7 @@ def _load(model) -> onnx.ModelProto:
     if isinstance(model, (str, os.PathLike)):
         try:
             return onnx.load(os.fspath(model))
-        except Exception as exc:  # noqa: BLE001 - onnx raises many kinds
+        except Exception as exc:
             raise AutodiffError(f"cannot read the model {os.fspath(model)!r}: {exc}") from exc
     if not isinstance(model, onnx.ModelProto):
         raise AutodiffError(f"expected an onnx.ModelProto or a path; got {type(model).__name__}")
@@ -56,7 +55,7 @@ def prepare(model) -> onnx.ModelProto:
             from onnx import version_converter
 
             model = version_converter.convert_version(model, MIN_OPSET)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise AutodiffError(f"the model uses opset {opset}; gradients need opset {MIN_OPSET} or later and "
                                 f"ONNX's version converter could not raise it: {exc}") from exc
     return model
@@ -69,14 +68,16 @@ class ValueInfo(dict):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.sequences: set = set()
+        self.opset: int | None = None
 
 
-def _infer(model: onnx.ModelProto) -> dict:
+def _infer(model: onnx.ModelProto) -> ValueInfo:
     try:
         inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
     except Exception:  # noqa: BLE001 - fall back to what the model declares
         inferred = model
     info = ValueInfo()
+    info.opset = _default_opset(model)  # for the control-flow rules' checks of their subgraphs
     g = inferred.graph
     for vi in list(g.input) + list(g.value_info) + list(g.output):
         if vi.type.HasField("sequence_type") and vi.type.sequence_type.elem_type.HasField("tensor_type"):
@@ -115,9 +116,9 @@ def _constants(graph: onnx.GraphProto, wrt: set, opset: int) -> dict:
             try:
                 from onnx.reference import ReferenceEvaluator
 
-                consts[node.output[0]] = ReferenceEvaluator(
+                consts[node.output[0]] = list(ReferenceEvaluator(
                     helper.make_graph([node], "c", [], [helper.make_value_info(node.output[0], onnx.TypeProto())]),
-                    opsets={"": opset}).run(None, {})[0]
+                    opsets={"": opset}).run(None, {}))[0]
             except Exception:  # noqa: BLE001
                 pass
     return consts
@@ -139,8 +140,9 @@ def _settings_only(graph) -> set:
 
 
 def _subgraph_inputs(node) -> set:
-    """Outer-scope names a node's subgraphs read."""
-    names = set()
+    """Outer-scope names a node's subgraphs read (an outer value a subgraph returns as its output,
+    with no node in between, is read too: an If branch passing a value through)."""
+    names: set[str] = set()
     for a in node.attribute:
         graphs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
         for g in graphs:
@@ -150,6 +152,7 @@ def _subgraph_inputs(node) -> set:
             for n in g.node:
                 names.update(i for i in n.input if i and i not in local)
                 names.update(_subgraph_inputs(n) - local)
+            names.update(o.name for o in g.output if o.name and o.name not in local)
     return names
 
 
@@ -380,6 +383,7 @@ def build_gradients(model, wrt, of: str, seed: str | None = None, *, grad_names:
 
     opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     ctx = Emitter(info, opset, _constants(graph, set(wrt), opset), prefix, taken | set(names.values()))
+    ctx.nan_checked = _masked_values(graph)
     # the cotangent of `of`
     if seed is None:
         seed_name = ctx.fill_like(of, 1.0)
@@ -430,15 +434,18 @@ def build_gradients(model, wrt, of: str, seed: str | None = None, *, grad_names:
     result = {}
     produced = {o: n for n in ctx.nodes for o in n.output}
     renamed = set()
+    moved: dict[str, str] = {}
     for w in wrt:
         g = total(w)
         target = names[w]
         if g is None:
             g = ctx.zeros_like(w)
             produced = {o: n for n in ctx.nodes for o in n.output}
-        if g in produced and g not in renamed and g not in ctx.consts:
+        g = moved.get(g, g)  # a gradient two names share (Add's, Mean's) was renamed for the first
+        if g in produced and g not in renamed and g not in ctx.consts and g not in wrt:
             _rename(ctx.nodes, g, target)
             renamed.add(target)
+            moved[g] = target
             produced[target] = produced.pop(g)
         else:
             ctx.nodes.append(helper.make_node("Identity", [g], [target], name=f"{prefix}/node_{target}"))
@@ -451,6 +458,19 @@ def build_gradients(model, wrt, of: str, seed: str | None = None, *, grad_names:
     graph.initializer.extend(inits)
     _stamp(model)
     return model, result
+
+
+def _masked_values(graph) -> set:
+    """Values the model tests for NaN (IsNaN) or replaces in part (a Where branch), directly or
+    through Cast/Identity: Attention's body masks whole softmax rows this way."""
+    found = {n.input[0] for n in graph.node if n.op_type == "IsNaN" and n.input}
+    found |= {i for n in graph.node if n.op_type == "Where" for i in n.input[1:] if i}
+    producer = {o: n for n in graph.node for o in n.output}
+    for v in list(found):
+        while v in producer and producer[v].op_type in ("Cast", "Identity", "CastLike"):
+            v = producer[v].input[0]
+            found.add(v)
+    return found
 
 
 def _rename(nodes, old, new):

@@ -37,6 +37,7 @@ class ValueFacts:
         self.info = info            # name -> (elem_type or None, dims list or None)
         self.consts = consts        # name -> np.ndarray, values known at build time
         self.node = None            # the forward node whose rule is running (for messages)
+        self.nan_checked: set = set()  # values the forward graph tests with IsNaN
 
     def like(self, out: str, src: str) -> str:
         """Record that ``out`` has the type and shape of ``src``; returns ``out``."""

@@ -39,11 +39,12 @@ def function_body(node: onnx.NodeProto, opset: int, info: dict, prefix: str) -> 
         return None
     from onnx.backend.test.case.node import function_expand_helper
 
-    nodes = function_expand_helper(call, fp, prefix)
+    nodes = list(function_expand_helper(call, fp, prefix))
     if not _same_ops(fp, opset):
-        nodes = _converted(nodes, call, fp, opset, info)
-        if nodes is None:
+        raised = _converted(nodes, call, fp, opset, info)
+        if raised is None:
             return None
+        nodes = raised
     for k, n in enumerate(nodes):
         n.name = f"{prefix}{k}_{n.op_type}"
     return nodes

@@ -32,7 +32,7 @@ def _eval(node: onnx.NodeProto, values: list, opset: int = 17) -> list | None:
         [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape) for k, v in feeds.items()],
         [helper.make_value_info(f"out{i}", onnx.TypeProto()) for i in range(len(node.output))])
     try:
-        return ReferenceEvaluator(graph, opsets={"": opset}).run(None, feeds)
+        return list(ReferenceEvaluator(graph, opsets={"": opset}).run(None, feeds))
     except Exception:  # noqa: BLE001 - leave the node as it is
         return None
 

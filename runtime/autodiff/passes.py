@@ -65,13 +65,14 @@ def batchnorm_training_form(model, *, outputs: bool = True) -> tuple[onnx.ModelP
         axes = [0] + list(range(2, r))
         base = node.name or node.output[0]
 
-        def rmean(t):
+        def rmean(t, axes=axes):
             if opset >= 18:
                 return op("ReduceMean", [t, const(np.array(axes, np.int64))], keepdims=1)
             return op("ReduceMean", [t], keepdims=1, axes=axes)
 
         unsq = const(np.array(list(range(1, r - 1)), np.int64))
-        view = (lambda v: op("Unsqueeze", [v, unsq])) if r > 2 else (lambda v: v)
+        def view(v, unsq=unsq, r=r):
+            return op("Unsqueeze", [v, unsq]) if r > 2 else v
         mu = rmean(x)
         d = op("Sub", [x, mu])
         v = rmean(op("Mul", [d, d]))

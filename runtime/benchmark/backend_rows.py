@@ -1,7 +1,7 @@
 """The training backends' rows: the ``onnx`` and ``artifacts`` backends beside raw ONNX Runtime,
 PyTorch eager, ``torch.compile`` and JAX ``jit``, on the step timer's workloads.
 
-Each row is one call of :func:`onnxforge.runtime.training.stepgraph.timing.time_backends`: the
+Each row is one call of :func:`onnxforge.runtime.benchmark.timing.time_backends`: the
 same model, batches and learning rate for everyone, contestants alternating round after round in
 this process, the median of the rounds. The peers come in as its ``others``: twins with the ONNX
 initialisers copied in. A peer that cannot run here (JAX not installed, no C compiler for
@@ -17,11 +17,10 @@ import tempfile
 from pathlib import Path
 
 from onnxforge.runtime.benchmark.jax_twin import JaxTwin, jax_missing
-from onnxforge.runtime.benchmark.peers import RawTrainer, TorchTrainer, torch_compile_missing
-from onnxforge.runtime.benchmark.workloads import TWINS, torch_module
-from onnxforge.runtime.ort.distribution import training_api
+from onnxforge.runtime.benchmark.peers import RawTrainer, TorchTrainer, raw_ort_missing, torch_compile_missing
+from onnxforge.runtime.benchmark.workloads import TORCH_MISSING, TWINS, optional_torch, torch_module
 from onnxforge.runtime.training.backends import BACKENDS
-from onnxforge.runtime.training.stepgraph.timing import WORKLOADS, time_backends
+from onnxforge.runtime.benchmark.timing import WORKLOADS, time_backends
 from onnxforge.runtime.training.trainer import Trainer
 
 __all__ = ["BACKEND_ROWS", "CONTESTANTS", "PEERS", "bench_backends", "missing_contestants"]
@@ -34,18 +33,11 @@ PEERS = ("ort", "torch", "torch.compile", "jax")
 CONTESTANTS = ("onnx", "artifacts", *PEERS)
 
 
-def _raw_missing() -> str | None:
-    try:
-        training_api()
-    except Exception as exc:  # noqa: BLE001 - the one-line reason the distribution gives
-        return str(exc).splitlines()[0]
-    return None
-
-
 def missing_contestants() -> dict[str, str]:
     """Contestant -> why it cannot run here (absent: it can)."""
     reasons = {b: BACKENDS[b].available() for b in ("onnx", "artifacts")}
-    reasons.update({"ort": _raw_missing(), "torch.compile": torch_compile_missing(), "jax": jax_missing()})
+    reasons.update({"ort": raw_ort_missing(), "torch": None if optional_torch() is not None else TORCH_MISSING,
+                    "torch.compile": torch_compile_missing(), "jax": jax_missing()})
     return {k: v for k, v in reasons.items() if v is not None}
 
 

@@ -12,6 +12,7 @@ says why it cannot run."""
 from __future__ import annotations
 
 import importlib.util
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ def _layers(net) -> list:
         cells = [{k: arr(getattr(lstm, f"{k}_l{i}")) for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
                  for i in range(lstm.num_layers)]
         return [("lstm", cells, None), ("linear", {"w": arr(net.fc.weight), "b": arr(net.fc.bias)}, None)]
-    out = []
+    out: list[tuple[str, dict[str, Any] | None, Any]] = []
     for m in net:
         if isinstance(m, torch.nn.Linear):
             out.append(("linear", {"w": arr(m.weight), "b": arr(m.bias)}, None))

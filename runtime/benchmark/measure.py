@@ -11,11 +11,13 @@ import tempfile
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from onnxforge.runtime.benchmark.peers import LR, WEIGHT_DECAY, RawTrainer, TorchTrainer, gemm_peak, median
-from onnxforge.runtime.benchmark.workloads import Workload, torch_module, workloads
+from onnxforge.runtime.benchmark.peers import (LR, WEIGHT_DECAY, RawTrainer, TorchTrainer, gemm_peak, median,
+                                               raw_ort_missing)
+from onnxforge.runtime.benchmark.workloads import Workload, optional_torch, torch_module, workloads
 from onnxforge.runtime.errors import RuntimeUnavailableError
 from onnxforge.runtime.inference.session import Session, session_options
 from onnxforge.runtime.ort.device import resolve_device
@@ -30,15 +32,39 @@ __all__ = ["bench_training", "bench_inference", "bench_memory"]
 COOL_DOWN_S = 0.3
 
 
+def _raw_trainer(trainer, model, tmp: Path, device: str, optimizer: str, x_names: list[str]) -> RawTrainer:
+    """Raw ONNX Runtime driving the artifacts backend's graphs by hand: the Trainer's own when it runs
+    on that backend, else (``auto`` took the onnx backend, e.g. for an LSTM) ones built for it here."""
+    if trainer.backend_name == "artifacts":
+        return RawTrainer(trainer.artifacts_dir, device, trainer.intra_op_threads, x_names)
+    folder = tmp / "raw"
+    backend = Trainer(model, folder, backend="artifacts", optimizer=optimizer, weight_decay=WEIGHT_DECAY, lr=LR,
+                      device=device, threads=trainer.intra_op_threads, progress=False).backend
+    backend.prepare(folder / "artifacts", trainer.intra_op_threads)
+    return RawTrainer(folder / "artifacts", device, trainer.intra_op_threads, x_names)
+
+
+def _ratios(result: dict, who_all) -> None:
+    """``ratio_vs_X`` and ``cpu_ratio_vs_X`` for each baseline X that ran (None for one that did not)."""
+    ours = result["onnxforge"]
+    for base in ("ort", "torch"):
+        other = result.get(base)
+        result[f"ratio_vs_{base}"] = ours["steps_per_s"] / other["steps_per_s"] if other else None
+        result[f"cpu_ratio_vs_{base}"] = ours["cpu_steps_per_s"] / other["cpu_steps_per_s"] if other else None
+
+
 def bench_training(w: Workload, *, steps: int, rounds: int, threads: int, device: str = "cpu", progress=None,
                    optimizer: str = "adamw", ours_threads=None, torch_threads: int | None = None) -> dict:
     """Steps/s of onnxforge's Trainer, of the same artifacts driven by hand, and of PyTorch eager.
 
     ``ours_threads`` (default ``threads``) is the Trainer's setting, "auto" included; raw ORT
-    runs with the count the Trainer resolved. ``torch_threads`` (default ``threads``) is PyTorch's."""
-    torch = torch_module()
-    torch_before = torch.get_num_threads()
-    torch.set_num_threads(torch_threads or threads)
+    runs with the count the Trainer resolved. ``torch_threads`` (default ``threads``) is PyTorch's.
+    A baseline that cannot run here (PyTorch not installed, no onnxruntime-training for raw ORT) is
+    left out of the result."""
+    torch = optional_torch()
+    if torch is not None:
+        torch_before = torch.get_num_threads()
+        torch.set_num_threads(torch_threads or threads)
     model = w.build()
     rng = np.random.default_rng(1)
     inputs, y = w.data(steps * w.batch, rng)
@@ -47,26 +73,28 @@ def bench_training(w: Workload, *, steps: int, rounds: int, threads: int, device
     with tempfile.TemporaryDirectory(prefix="onnxforge-bench-") as tmp:
         trainer = Trainer(model, Path(tmp) / "run", lr=LR, weight_decay=WEIGHT_DECAY, optimizer=optimizer,
                           schedule="constant", device=device, seed=0, threads=ours_threads or threads, progress=False)
-        twin = TorchTrainer(w.torch_model(model), device, x_names, w.ignore_index, optimizer)
+        twin = TorchTrainer(w.torch_model(model), device, x_names, w.ignore_index, optimizer) if torch else None
         raw = {}
-        times = {"onnxforge": [], "ort": [], "torch": []}
-        cpu = {"onnxforge": [], "ort": [], "torch": []}
+        who_all = ["onnxforge", *(["ort"] if raw_ort_missing() is None else []), *(["torch"] if twin else [])]
+        times: dict[str, list[float]] = {who: [] for who in who_all}
+        cpu: dict[str, list[float]] = {who: [] for who in who_all}
         peaks = []
         order_rng = np.random.default_rng(2)
-        twin.epoch(inputs, y, np.arange(min(n, 50 * w.batch)), w.batch)  # PyTorch's first steps are slow
+        if twin is not None:
+            twin.epoch(inputs, y, np.arange(min(n, 50 * w.batch)), w.batch)  # PyTorch's first steps are slow
 
         def after_epoch(record):
             # every contestant's measured round follows a warm-up round of its own (a round right
             # after another framework finds cold caches): onnxforge's odd epochs warm it up
             if record["epoch"] % 2:
                 return
-            if "ort" not in raw:
-                raw["ort"] = RawTrainer(trainer.artifacts_dir, device, trainer.intra_op_threads, x_names)
+            if "ort" in times and "ort" not in raw:
+                raw["ort"] = _raw_trainer(trainer, model, Path(tmp), device, optimizer, x_names)
             times["onnxforge"].append(record["seconds"])
             cpu["onnxforge"].append(record["cpu_seconds"])
             # alternate which baseline runs first
-            pair = [("ort", raw["ort"]), ("torch", twin)]
-            for who, contestant in (pair if len(times["ort"]) % 2 == 0 else pair[::-1]):
+            pair = [(who, raw.get("ort") if who == "ort" else twin) for who in who_all[1:]]
+            for who, contestant in (pair if len(times["onnxforge"]) % 2 == 1 else pair[::-1]):
                 time.sleep(COOL_DOWN_S)
                 contestant.epoch(inputs, y, order_rng.permutation(n), w.batch)
                 wall, used = contestant.epoch(inputs, y, order_rng.permutation(n), w.batch)
@@ -80,10 +108,11 @@ def bench_training(w: Workload, *, steps: int, rounds: int, threads: int, device
 
         trainer.fit((inputs if len(inputs) > 1 else inputs[x_names[0]], y), epochs=2 * rounds,
                     batch_size=w.batch, callback=after_epoch)
-        split = _step_split(raw["ort"], inputs, y, w.batch) if w.flops_per_example else None
+        split = _step_split(raw["ort"], inputs, y, w.batch) if w.flops_per_example and "ort" in raw else None
     steps_per_epoch = -(-n // w.batch)
-    torch.set_num_threads(torch_before)
-    result = {"workload": w.name, "family": w.family, "batch": w.batch, "steps_per_round": steps_per_epoch,
+    if torch is not None:
+        torch.set_num_threads(torch_before)
+    result: dict[str, Any] = {"workload": w.name, "family": w.family, "batch": w.batch, "steps_per_round": steps_per_epoch,
               "rounds": rounds, "device": device, "threads": threads, "optimizer": optimizer,
               "ours_threads": trainer.intra_op_threads, "torch_threads": torch_threads or threads}
     for who, ts in times.items():
@@ -92,16 +121,13 @@ def bench_training(w: Workload, *, steps: int, rounds: int, threads: int, device
         if w.flops_per_example:
             result[who]["gflops"] = result[who]["steps_per_s"] * w.batch * w.flops_per_example / 1e9
             result[who]["cpu_gflops"] = result[who]["cpu_steps_per_s"] * w.batch * w.flops_per_example / 1e9
-    result["ratio_vs_ort"] = result["onnxforge"]["steps_per_s"] / result["ort"]["steps_per_s"]
-    result["ratio_vs_torch"] = result["onnxforge"]["steps_per_s"] / result["torch"]["steps_per_s"]
-    # by process CPU time: robust to other processes' load, meaningful with one thread (with more,
-    # threads that spin while waiting count too)
-    result["cpu_ratio_vs_ort"] = result["onnxforge"]["cpu_steps_per_s"] / result["ort"]["cpu_steps_per_s"]
-    result["cpu_ratio_vs_torch"] = result["onnxforge"]["cpu_steps_per_s"] / result["torch"]["cpu_steps_per_s"]
+    # by process CPU time too: robust to other processes' load, meaningful with one thread (with
+    # more, threads that spin while waiting count too)
+    _ratios(result, who_all)
     if peaks:
         result["gemm_peak"] = {"median_gflops": median([p["median_gflops"] for p in peaks]),
                                "cpu_gflops": median([p["cpu_gflops"] for p in peaks]), "size": peaks[0]["size"]}
-    if split:
+    if split and w.flops_per_example:
         flops = w.batch * w.flops_per_example
         result["step_split"] = {**split, "forward_backward_gflops": flops / split["forward_backward_s"] / 1e9,
                                 "forward_backward_cpu_gflops": flops / split["forward_backward_cpu_s"] / 1e9}
@@ -113,7 +139,7 @@ def _step_split(raw: RawTrainer, inputs: dict, y: np.ndarray, batch: int, steps:
     """Median seconds of raw ORT's forward+backward and of its optimizer step, apart."""
     feeds = [np.ascontiguousarray(inputs[k][:batch]) for k in raw.x_names]
     labels = np.ascontiguousarray(y[:batch])
-    parts = {"forward_backward_s": [], "forward_backward_cpu_s": [], "optimizer_s": [], "optimizer_cpu_s": []}
+    parts: dict[str, list[float]] = {"forward_backward_s": [], "forward_backward_cpu_s": [], "optimizer_s": [], "optimizer_cpu_s": []}
     for _ in range(steps):
         t0, c0 = time.perf_counter(), time.process_time()
         raw.module(*feeds, labels)
@@ -129,21 +155,25 @@ def _step_split(raw: RawTrainer, inputs: dict, y: np.ndarray, batch: int, steps:
 
 
 def bench_inference(w: Workload, *, rounds: int, calls: int, threads: int, device: str = "cpu", progress=None) -> dict:
-    """Batch-1 latency (median, p99) and batch-256 throughput: onnxforge Session, raw ORT, PyTorch."""
-    torch = torch_module()
+    """Batch-1 latency (median, p99) and batch-256 throughput: onnxforge Session, raw ORT, PyTorch
+    (where installed)."""
+    torch = optional_torch()
     rt = ort()
     model = w.build()
     dev = resolve_device(device)
     ours = Session(model, dev, options=session_options(threads))
     raw = rt.InferenceSession(RuntimeCompatible()(model).model.SerializeToString(), session_options(threads),
                               providers=list(dev.providers))
-    net = w.torch_model(model).to(device).eval()
+    net = w.torch_model(model).to(device).eval() if torch is not None else None
     rng = np.random.default_rng(3)
     big, _ = w.data(256, rng)
     one = {k: v[:1].copy() for k, v in big.items()}
     names = list(big)
 
     def contestants(feeds):
+        found = {"onnxforge": lambda: ours.run(feeds), "ort": lambda: raw.run(None, feeds)}
+        if net is None:
+            return found
         tfeeds = [torch.from_numpy(feeds[k]) for k in names]
 
         def run_torch():
@@ -151,10 +181,10 @@ def bench_inference(w: Workload, *, rounds: int, calls: int, threads: int, devic
                 out = net(*[t.to(device) for t in tfeeds])
                 return out.cpu().numpy()
 
-        return {"onnxforge": lambda: ours.run(feeds), "ort": lambda: raw.run(None, feeds), "torch": run_torch}
+        return {**found, "torch": run_torch}
 
-    result = {"workload": w.name, "family": w.family, "device": device, "threads": threads}
-    lat = {k: [] for k in ("onnxforge", "ort", "torch")}
+    result: dict[str, Any] = {"workload": w.name, "family": w.family, "device": device, "threads": threads}
+    lat: dict[str, list[float]] = {k: [] for k in contestants(one)}
     single = contestants(one)
     for fn in single.values():
         for _ in range(20):
@@ -164,24 +194,24 @@ def bench_inference(w: Workload, *, rounds: int, calls: int, threads: int, devic
     shuffle = np.random.default_rng(5).permutation
     # call by call in turn, in a fresh random order each time (whoever runs right after another
     # framework finds its caches cold: no contestant may follow PyTorch more often than another)
-    for r in range(rounds):
-        for i in range(calls):
-            for k in shuffle(3):
+    for _round in range(rounds):
+        for _call in range(calls):
+            for k in shuffle(len(order)):
                 who, fn = order[k]
                 t0 = clock()
                 fn()
                 lat[who].append(clock() - t0)
         if progress is not None:
             progress()
-    batch_ns = {k: [] for k in lat}
+    batch_ns: dict[str, list[float]] = {k: [] for k in lat}
     batch = contestants(big)
     for fn in batch.values():
         for _ in range(10):
             fn()
     order = list(batch.items())
-    for r in range(rounds):
-        for i in range(max(3, calls // 40)):
-            for k in shuffle(3):
+    for _round in range(rounds):
+        for _call in range(max(3, calls // 40)):
+            for k in shuffle(len(order)):
                 who, fn = order[k]
                 t0 = clock()
                 fn()
@@ -192,6 +222,9 @@ def bench_inference(w: Workload, *, rounds: int, calls: int, threads: int, devic
         result[who] = {"latency_us_median": float(np.median(us)), "latency_us_p99": float(np.percentile(us, 99)),
                        "throughput_per_s": median(thr[who])}
     for base in ("ort", "torch"):
+        if base not in result:
+            result.update({f"{k}_ratio_vs_{base}": None for k in ("latency", "p99", "throughput")})
+            continue
         result[f"latency_ratio_vs_{base}"] = result[base]["latency_us_median"] / result["onnxforge"]["latency_us_median"]
         result[f"p99_ratio_vs_{base}"] = result[base]["latency_us_p99"] / result["onnxforge"]["latency_us_p99"]
         result[f"throughput_ratio_vs_{base}"] = result["onnxforge"]["throughput_per_s"] / result[base]["throughput_per_s"]
@@ -237,7 +270,8 @@ def _memory_child(who: str, workload: str, steps: int, threads: int) -> dict:
         twin.epoch(inputs, y, np.arange(len(y)), w.batch)
     else:
         ort()
-        training_api()
+        if raw_ort_missing() is None:
+            training_api()
         before = _rss_now_kb()
         tracemalloc.start()
         with tempfile.TemporaryDirectory(prefix="onnxforge-bench-") as tmp:
@@ -250,14 +284,16 @@ def _memory_child(who: str, workload: str, steps: int, threads: int) -> dict:
 
 
 def bench_memory(workload: str, *, steps: int, threads: int) -> dict:
-    """Peak resident memory of a training run of onnxforge and of PyTorch, each in a new process."""
-    result = {"workload": workloads()[workload].name, "steps": steps}
-    for who in ("onnxforge", "torch"):
+    """Peak resident memory of a training run of onnxforge and of PyTorch (where installed), each in
+    a new process."""
+    result: dict[str, Any] = {"workload": workloads()[workload].name, "steps": steps}
+    for who in ("onnxforge", *(("torch",) if optional_torch() is not None else ())):
         code = ("import json,sys; from onnxforge.runtime.benchmark.measure import _memory_child; "
                 f"print(json.dumps(_memory_child({who!r}, {workload!r}, {steps}, {threads})))")
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeUnavailableError(f"the memory benchmark of {who} failed: {proc.stderr.strip().splitlines()[-1:]}")
         result[who] = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["peak_ratio_torch_over_ours"] = result["torch"]["peak_rss_mb"] / result["onnxforge"]["peak_rss_mb"]
+    result["peak_ratio_torch_over_ours"] = (result["torch"]["peak_rss_mb"] / result["onnxforge"]["peak_rss_mb"]
+                                            if "torch" in result else None)
     return result

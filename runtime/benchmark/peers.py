@@ -15,7 +15,8 @@ from onnxforge.runtime.benchmark.workloads import torch_module
 from onnxforge.runtime.inference.session import session_options
 from onnxforge.runtime.ort.distribution import training_api
 
-__all__ = ["LR", "WEIGHT_DECAY", "RawTrainer", "TorchTrainer", "gemm_peak", "median", "torch_compile_missing"]
+__all__ = ["LR", "WEIGHT_DECAY", "RawTrainer", "TorchTrainer", "gemm_peak", "median", "torch_compile_missing",
+           "raw_ort_missing"]
 
 LR = 1e-3
 WEIGHT_DECAY = 0.01
@@ -68,7 +69,7 @@ class RawTrainer:
         self.module.train()
         self.x_names = [n for n in self.module.input_names() if n in x_names]
 
-    def epoch(self, inputs: dict, y: np.ndarray, order: np.ndarray, batch: int) -> float:
+    def epoch(self, inputs: dict, y: np.ndarray, order: np.ndarray, batch: int) -> tuple[float, float]:
         module, optimizer = self.module, self.optimizer
         t0, c0 = time.perf_counter(), time.process_time()
         xs = [inputs[k][order] for k in self.x_names]
@@ -85,11 +86,24 @@ class RawTrainer:
         self.module.lazy_reset_grad()
 
 
+def raw_ort_missing() -> str | None:
+    """Why raw ONNX Runtime training (``onnxruntime.training.api``) cannot run here, or None."""
+    try:
+        training_api()
+    except Exception as exc:  # noqa: BLE001 - the one-line reason the distribution gives
+        return (str(exc).splitlines() or [type(exc).__name__])[0]
+    return None
+
+
 def torch_compile_missing() -> str | None:
     """Why ``torch.compile`` (inductor, which builds C++ for the CPU) cannot run here, or None."""
     import shutil
 
-    torch = torch_module()
+    from onnxforge.runtime.benchmark.workloads import TORCH_MISSING, optional_torch
+
+    torch = optional_torch()
+    if torch is None:
+        return TORCH_MISSING
     if not hasattr(torch, "compile"):
         return f"PyTorch {torch.__version__} has no torch.compile"
     if not any(shutil.which(c) for c in ("cc", "gcc", "clang", "g++")):
@@ -116,7 +130,7 @@ class TorchTrainer:
         self.loss = torch.nn.CrossEntropyLoss(ignore_index=-100 if ignore_index is None else ignore_index)
         self.x_names = x_names
 
-    def epoch(self, inputs: dict, y: np.ndarray, order: np.ndarray, batch: int) -> float:
+    def epoch(self, inputs: dict, y: np.ndarray, order: np.ndarray, batch: int) -> tuple[float, float]:
         torch, net, opt, loss_fn, dev = self.torch, self.net, self.optimizer, self.loss, self.device
         t0, c0 = time.perf_counter(), time.process_time()
         xs = [torch.from_numpy(inputs[k][order]) for k in self.x_names]

@@ -17,23 +17,36 @@ def _n(value, unit="") -> str:
     return f"{value:.1f}{unit}"
 
 
+def _v(row: dict, who: str, key: str):
+    """``row[who][key]``, or None where that contestant did not run (not installed here)."""
+    return (row.get(who) or {}).get(key)
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _f0(value) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
 def _section(lines, title, training, inference):
     lines.append(f"{title}")
     lines.append(f"  {'training (steps/s)':34} {'onnxforge':>10} {'raw ORT':>10} {'PyTorch':>10} {'vs ORT':>8} {'vs torch':>9}"
                  f" {'cpu: vs ORT':>12} {'vs torch':>9}")
     for r in training:
         label = f"{r['workload']} b{r['batch']}" + (" SGD" if r.get("optimizer") == "sgd" else "")
-        lines.append(f"  {label:34} {_n(r['onnxforge']['steps_per_s']):>10} {_n(r['ort']['steps_per_s']):>10} "
-                     f"{_n(r['torch']['steps_per_s']):>10} {_x(r['ratio_vs_ort']):>8} {_x(r['ratio_vs_torch']):>9}"
+        lines.append(f"  {label:34} {_n(r['onnxforge']['steps_per_s']):>10} {_n(_v(r, 'ort', 'steps_per_s')):>10} "
+                     f"{_n(_v(r, 'torch', 'steps_per_s')):>10} {_x(r.get('ratio_vs_ort')):>8} {_x(r.get('ratio_vs_torch')):>9}"
                      f" {_x(r.get('cpu_ratio_vs_ort')):>12} {_x(r.get('cpu_ratio_vs_torch')):>9}")
     lines.append(f"  {'inference':34} {'onnxforge':>10} {'raw ORT':>10} {'PyTorch':>10} {'vs ORT':>8} {'vs torch':>9}")
     for r in inference:
-        for key, label, unit, ratio in (("latency_us_median", "b1 latency median (us)", "", "latency_ratio"),
+        for key, label, _unit, ratio in (("latency_us_median", "b1 latency median (us)", "", "latency_ratio"),
                                         ("latency_us_p99", "b1 latency p99 (us)", "", "p99_ratio"),
                                         ("throughput_per_s", "b256 throughput (ex/s)", "", "throughput_ratio")):
             name = f"{r['workload']} {label}"
-            lines.append(f"  {name:34} {_n(r['onnxforge'][key]):>10} {_n(r['ort'][key]):>10} {_n(r['torch'][key]):>10} "
-                         f"{_x(r[f'{ratio}_vs_ort']):>8} {_x(r[f'{ratio}_vs_torch']):>9}")
+            lines.append(f"  {name:34} {_n(r['onnxforge'][key]):>10} {_n(_v(r, 'ort', key)):>10} "
+                         f"{_n(_v(r, 'torch', key)):>10} {_x(r.get(f'{ratio}_vs_ort')):>8} {_x(r.get(f'{ratio}_vs_torch')):>9}")
 
 
 _NAMES = {"onnx": "onnx", "artifacts": "artifacts", "ort": "raw ORT", "torch": "PyTorch", "torch.compile": "t.compile",
@@ -65,7 +78,7 @@ def format_table(result: dict) -> str:
     """The human-readable table of a :func:`run_benchmarks` result."""
     v = result["versions"]
     lines = [f"onnxforge benchmarks ({'quick' if result['quick'] else 'full'}): {result['threads']} threads, "
-             f"ONNX Runtime {v['onnxruntime']}, PyTorch {v['torch']}, numpy {v['numpy']}",
+             f"ONNX Runtime {v['onnxruntime']}, PyTorch {v['torch'] or 'not installed'}, numpy {v['numpy']}",
              "ratios are ours / baseline in speed: above 1.00x onnxforge is faster (latency: baseline time / ours);",
              "wall-clock medians of alternating rounds; 'cpu:' columns compare process CPU time per step (robust",
              "to other processes' load; exact with --threads 1, with more threads spinning workers count too)", ""]
@@ -76,8 +89,8 @@ def format_table(result: dict) -> str:
         for r in result["defaults"]:
             label = f"{r['workload']} b{r['batch']}"
             lines.append(f"  {label:34} {_n(r['onnxforge']['steps_per_s']):>10} {r['ours_threads'] or '-':>7} "
-                         f"{_n(r['torch']['steps_per_s']):>10} {r['torch_threads']:>7} {_x(r['ratio_vs_torch']):>9}"
-                         f" {_x(r['ratio_vs_ort']):>10}")
+                         f"{_n(_v(r, 'torch', 'steps_per_s')):>10} {r['torch_threads']:>7} {_x(r.get('ratio_vs_torch')):>9}"
+                         f" {_x(r.get('ratio_vs_ort')):>10}")
         lines.append("")
     _section(lines, f"CPU, equal threads ({result['threads']} for all)", result["training"], result["inference"])
     for lm in (result.get("large_mlp"), result.get("large_mlp_sgd")):
@@ -88,21 +101,22 @@ def format_table(result: dict) -> str:
                      f"{lm['gemm_peak_gflops']:.0f} GFLOP/s (measured between the same rounds; "
                      f"{lm['gemm_peak_cpu_gflops']:.0f} per CPU second)")
         lines.append(f"  onnxforge {lm['onnxforge_gflops']:.0f} GFLOP/s = {lm['onnxforge_fraction_of_peak']:.0%} of peak; "
-                     f"raw ORT {lm['ort_gflops']:.0f} ({lm['ort_fraction_of_peak']:.0%}); "
-                     f"PyTorch {lm['torch_gflops']:.0f} ({lm['torch_fraction_of_peak']:.0%})")
+                     f"raw ORT {_f0(lm.get('ort_gflops'))} ({_pct(lm.get('ort_fraction_of_peak'))}); "
+                     f"PyTorch {_f0(lm.get('torch_gflops'))} ({_pct(lm.get('torch_fraction_of_peak'))})")
         lines.append(f"  by CPU time: onnxforge {lm['onnxforge_cpu_fraction_of_peak']:.0%}, raw ORT "
-                     f"{lm['ort_cpu_fraction_of_peak']:.0%}, PyTorch {lm['torch_cpu_fraction_of_peak']:.0%} of peak; "
-                     f"ORT forward+backward alone {lm['ort_forward_backward_cpu_fraction_of_peak']:.0%}, "
-                     f"its {lm['optimizer']} step {lm['ort_optimizer_share_of_step_cpu']:.0%} of the step")
+                     f"{_pct(lm.get('ort_cpu_fraction_of_peak'))}, PyTorch {_pct(lm.get('torch_cpu_fraction_of_peak'))} of "
+                     f"peak; ORT forward+backward alone {_pct(lm.get('ort_forward_backward_cpu_fraction_of_peak'))}, "
+                     f"its {lm['optimizer']} step {_pct(lm.get('ort_optimizer_share_of_step_cpu'))} of the step")
     _backends(lines, result.get("backends"))
     mem = result.get("memory")
     if mem:
-        o, t = mem["onnxforge"], mem["torch"]
+        o, t = mem["onnxforge"], mem.get("torch")
         lines.append("")
         lines.append(f"peak memory of a training run ({mem['workload']}, {mem['steps']} steps, fresh process each)")
+        theirs = (f"PyTorch {t['peak_rss_mb']:.0f} MB (+{t['training_rss_increase_mb']:.0f} MB); "
+                  f"PyTorch / ours {mem['peak_ratio_torch_over_ours']:.2f}x") if t else "PyTorch: not installed"
         lines.append(f"  onnxforge peak RSS {o['peak_rss_mb']:.0f} MB (+{o['training_rss_increase_mb']:.0f} MB while training); "
-                     f"PyTorch {t['peak_rss_mb']:.0f} MB (+{t['training_rss_increase_mb']:.0f} MB); "
-                     f"PyTorch / ours {mem['peak_ratio_torch_over_ours']:.2f}x")
+                     + theirs)
     if result.get("cuda"):
         lines.append("")
         _section(lines, "CUDA (against PyTorch on CUDA)", result["cuda"]["training"], result["cuda"]["inference"])

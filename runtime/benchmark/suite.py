@@ -7,8 +7,9 @@ constant learning rate) and the same thread count. The contestants run alternate
 round, and each figure is the median over rounds, so a short slowdown of the machine hits all of
 them alike. Ratios are always "ours / baseline" in speed (above 1 means onnxforge is faster).
 
-``run_benchmarks`` returns a JSON-ready dict; ``format_table`` prints it. PyTorch is needed (the
-``torch`` or ``dev`` extra); it is imported only here.
+``run_benchmarks`` returns a JSON-ready dict; ``format_table`` prints it. Without PyTorch (the
+``torch`` extra; none on CPython 3.13's CI leg) or without onnxruntime-training (raw ORT's training
+rows) the other contestants still run, and the notes say which peers are missing and how to add them.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ from __future__ import annotations
 import os
 import sys
 
+from typing import Any
+
 import numpy as np
 from tqdm.auto import tqdm
 
 from onnxforge.runtime.benchmark.backend_rows import BACKEND_ROWS, bench_backends, missing_contestants
 from onnxforge.runtime.benchmark.measure import bench_inference, bench_memory, bench_training
-from onnxforge.runtime.benchmark.peers import gemm_peak
+from onnxforge.runtime.benchmark.peers import gemm_peak, raw_ort_missing
 from onnxforge.runtime.benchmark.report import format_table
-from onnxforge.runtime.benchmark.workloads import FAMILIES, Workload, torch_module, workloads
+from onnxforge.runtime.benchmark.workloads import TORCH_MISSING, FAMILIES, Workload, optional_torch, workloads
 from onnxforge.runtime.errors import ConfigError
 from onnxforge.runtime.ort.device import cuda_works
 from onnxforge.runtime.ort.distribution import runtime_info
@@ -40,26 +43,33 @@ def _sizes(quick: bool) -> dict:
 def run_benchmarks(*, quick: bool = False, families=FAMILIES, threads: int | None = None, cuda: bool = True,
                    progress: bool = True) -> dict:
     """Run every benchmark; return a JSON-ready dict (see :func:`format_table`)."""
-    torch = torch_module()
+    torch = optional_torch()
     threads = int(threads or os.cpu_count() or 1)
     if threads < 1:
         raise ConfigError(f"threads must be a positive integer; got {threads!r}")
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
         raise ConfigError(f"unknown model family {unknown[0]!r}; families are: {', '.join(FAMILIES)}")
-    torch.set_num_threads(threads)
+    if torch is not None:
+        torch.set_num_threads(threads)
     size = _sizes(quick)
     info = runtime_info()
     available = workloads(quick)
-    result = {
+    result: dict[str, Any] = {
         "quick": quick, "threads": threads, "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-        "versions": {"onnxruntime": info.version, "distribution": info.distribution, "torch": torch.__version__,
+        "versions": {"onnxruntime": info.version, "distribution": info.distribution, "torch": torch.__version__ if torch else None,
                      "numpy": np.__version__},
         "defaults": [], "training": [], "inference": [], "backends": [], "notes": [],
     }
     missing = [f for f in families if not any(w.family == f for w in available.values())]
     for f in missing:
         result["notes"].append(f"{f}: no builder in this checkout (onnxforge.graphs), skipped")
+    if torch is None:
+        result["notes"].append(f"PyTorch columns are empty: {TORCH_MISSING}")
+    raw_missing = raw_ort_missing()
+    if raw_missing is not None:
+        result["notes"].append(f"raw ORT training columns are empty ({raw_missing}); onnxruntime-training 1.19.2 comes "
+                               "with pip install 'onnxforge[cpu]' on CPython 3.10-3.12")
     chosen = [k for k, w in available.items() if w.family in families]
     rows = [r for r in BACKEND_ROWS if r[1] in families]
     total = len(chosen) * 3 + 2 + len(rows)
@@ -99,17 +109,19 @@ def run_benchmarks(*, quick: bool = False, families=FAMILIES, threads: int | Non
     bar.update(1)
     for large in [r for r in result["training"] if r["workload"].startswith("mlp 784")]:
         peak = large["gemm_peak"]
-        who_all = ("onnxforge", "ort", "torch")
-        split = large["step_split"]
+        who_all = [who for who in ("onnxforge", "ort", "torch") if who in large]
+        split = large.get("step_split")
         result["large_mlp" if large["optimizer"] == "adamw" else f"large_mlp_{large['optimizer']}"] = {
             "workload": large["workload"], "optimizer": large["optimizer"], "gemm_peak_gflops": peak["median_gflops"],
             "gemm_peak_cpu_gflops": peak["cpu_gflops"],
             **{f"{who}_gflops": large[who]["gflops"] for who in who_all},
             **{f"{who}_fraction_of_peak": large[who]["gflops"] / peak["median_gflops"] for who in who_all},
             **{f"{who}_cpu_fraction_of_peak": large[who]["cpu_gflops"] / peak["cpu_gflops"] for who in who_all},
-            "ort_forward_backward_cpu_fraction_of_peak": split["forward_backward_cpu_gflops"] / peak["cpu_gflops"],
-            "ort_optimizer_share_of_step_cpu": split["optimizer_cpu_s"] / (split["optimizer_cpu_s"]
-                                                                           + split["forward_backward_cpu_s"]),
+            "ort_forward_backward_cpu_fraction_of_peak": (split["forward_backward_cpu_gflops"] / peak["cpu_gflops"]
+                                                          if split else None),
+            "ort_optimizer_share_of_step_cpu": (split["optimizer_cpu_s"] / (split["optimizer_cpu_s"]
+                                                                            + split["forward_backward_cpu_s"])
+                                                if split else None),
         }
     if "mlp" in families:
         bar.set_postfix_str("memory")
@@ -123,11 +135,12 @@ def run_benchmarks(*, quick: bool = False, families=FAMILIES, threads: int | Non
                                                  rounds=size["rounds"], skip=skip))
         bar.update(1)
     ok, why = cuda_works()
-    if cuda and ok and torch.cuda.is_available():
+    torch_cuda = torch is not None and torch.cuda.is_available()
+    if cuda and ok and (torch is None or torch_cuda):
         result["cuda"] = {}
         result["cuda"]["training"], result["cuda"]["inference"] = run_on("cuda")
     else:
-        reason = why if not ok else ("PyTorch has no CUDA here" if not torch.cuda.is_available() else "--no-cuda was given")
+        reason = why if not ok else ("PyTorch has no CUDA here" if not torch_cuda else "--no-cuda was given")
         result["cuda"] = None
         result["notes"].append(f"CUDA section skipped: {reason}")
     bar.close()

@@ -14,8 +14,12 @@ from onnxforge.graphs.lstm_gates import onnx_to_torch
 from onnxforge.runtime.errors import ConfigError, RuntimeUnavailableError
 from onnxforge.runtime.inference.decoding import prepare_seq2seq_arrays
 from onnxforge.runtime.modelio.card import ModelCard
+from onnxforge.graphs import mlp
+from onnxforge.graphs.convnet import convnet
+from onnxforge.graphs.lstm import lstm
+from onnxforge.graphs.seq2seq import seq2seq
 
-__all__ = ["FAMILIES", "TWINS", "Workload", "workloads", "torch_module"]
+__all__ = ["FAMILIES", "TWINS", "Workload", "workloads", "torch_module", "optional_torch", "TORCH_MISSING"]
 
 FAMILIES = ("mlp", "convnet", "lstm", "seq2seq")
 
@@ -28,6 +32,17 @@ def torch_module():
             "the benchmark compares against PyTorch, which is not installed; pip install 'onnxforge[torch]'"
         ) from None
     return torch
+
+
+TORCH_MISSING = "PyTorch is not installed (add it with pip install 'onnxforge[torch]'; its wheels: CPython 3.10-3.13)"
+
+
+def optional_torch():
+    """PyTorch, or None where it is not installed (the benchmark then runs the other contestants)."""
+    try:
+        return torch_module()
+    except RuntimeUnavailableError:
+        return None
 
 
 @dataclass
@@ -214,8 +229,6 @@ def _mlp_flops(sizes) -> float:
 
 def workloads(quick: bool = False) -> dict[str, Workload]:
     """The workloads whose builders exist in this checkout, by name."""
-    from onnxforge.graphs import mlp
-
     out = {
         "mlp": Workload("mlp 64-128-10", "mlp", lambda: mlp(64, [128], 10, seed=0), _mlp_torch,
                         _classification_data((64,), 10), 64, _mlp_flops([64, 128, 10])),
@@ -224,21 +237,15 @@ def workloads(quick: bool = False) -> dict[str, Workload]:
     }
 
     if _has_module("onnxforge.graphs.convnet"):
-        from onnxforge.graphs.convnet import convnet
-
         out["convnet"] = Workload("convnet 1x8x8 16-32", "convnet", lambda: convnet((1, 8, 8), (16, 32), seed=0),
                                   _convnet_torch, _classification_data((1, 8, 8), 10), 64, steps=120)
     if _has_module("onnxforge.graphs.lstm"):
-        from onnxforge.graphs.lstm import lstm
-
         out["lstm"] = Workload("lstm T20 in16 h64 unrolled", "lstm",
                                lambda: lstm(16, hidden=64, classes=10, seed=0, impl="unrolled", steps=20),
                                _lstm_torch, _sequence_data(20, 16, 10), 64, steps=80)
         out["lstm-node"] = Workload("lstm T20 in16 h64 LSTM op", "lstm", lambda: lstm(16, hidden=64, classes=10, seed=0),
                                     _lstm_torch, _sequence_data(20, 16, 10), 64, steps=24)
     if _has_module("onnxforge.graphs.seq2seq"):
-        from onnxforge.graphs.seq2seq import seq2seq
-
         out["seq2seq"] = Workload("seq2seq v20 len8 h32 dot unrolled", "seq2seq",
                                   lambda: seq2seq(20, 20, 32, 32, seed=0, max_len=8, impl="unrolled"),
                                   _seq2seq_torch, _seq2seq_data(20, 8), 64, ignore_index=0, steps=80)

@@ -24,6 +24,7 @@ A bundle folder::
     val.safetensors        with --val
     onnxforge-train.mjs, safetensors.mjs, train.mjs   the JS library and the Node.js runner
     index.html, ort/       with --web: the page and onnxruntime-web's files
+    README.md              how to train it (browser, Node.js, any ONNX Runtime)
 """
 
 from onnxforge.runtime.bundle.build import FORMAT, FORMAT_VERSION, BundleOptions, build_bundle

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+from typing import Any
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from onnxforge.runtime.bundle.offsets import raw_data_offsets, with_raw_data
 from onnxforge.runtime.adapters import LoRA
 from onnxforge.runtime.errors import ConfigError, DataError
 from onnxforge.runtime.modelio.card import ModelCard
+from onnxforge.runtime.modelio.files import save_model
 from onnxforge.runtime.modelio.weights import model_weights, write_safetensors
 from onnxforge.runtime.tasks.evaluation import check_for_model
 from onnxforge.runtime.training.epochs import EpochIterator
@@ -121,7 +123,7 @@ def _steps(trainer: Trainer, feed_shapes: dict, web_gpu: bool) -> tuple[dict, di
     """The step model(s): the packed one, and with WebGPU one with every parameter its own input
     when the packed one's Split/Concat has more pieces than WebGPU's storage-buffer limit allows."""
     s = trainer.backend.spec
-    kw = dict(output=s.output, loss=s.loss, optimizer=s.optimizer, trainable=list(s.trainable),
+    kw: dict[str, Any] = dict(output=s.output, loss=s.loss, optimizer=s.optimizer, trainable=list(s.trainable),
               buffers=list(s.state_buffers), feed_shapes=feed_shapes, ignore_index=s.ignore_index,
               weight_decay=s.weight_decay)
     graphs = {"step.onnx": build_step(s.model, **kw)}
@@ -162,8 +164,6 @@ def build_bundle(model, out, options: BundleOptions | None = None, *, data=None,
 
 
 def _write(d: Path, trainer: Trainer, o: BundleOptions, train, valid, web: bool, web_backends, ort_web) -> dict:
-    from onnxforge.runtime.modelio.files import save_model
-
     spec = trainer.backend.spec
     graphs, per_backend = _steps(trainer, _feed_shapes(trainer, train), web and "webgpu" in web_backends)
     for name, g in graphs.items():
@@ -185,7 +185,7 @@ def _write(d: Path, trainer: Trainer, o: BundleOptions, train, valid, web: bool,
     batches = EpochIterator([np.zeros((n or 0, 1), np.float32)], np.zeros(n or 0), o.batch_size, shuffle=False,
                             rng=np.random.default_rng(0), drop_last=trainer.fixed_batch is not None)
     steps_per_epoch = batches.steps if n else None
-    files = {"train": _data_file(d / "train.safetensors", train, trainer, _orders(o, n) if o.shuffle else None)
+    files = {"train": _data_file(d / "train.safetensors", train, trainer, _orders(o, n or 0) if o.shuffle else None)
              if train is not None else None,
              "val": _data_file(d / "val.safetensors", valid, trainer, None) if valid is not None else None}
     manifest = {
@@ -221,9 +221,26 @@ def _write(d: Path, trainer: Trainer, o: BundleOptions, train, valid, web: bool,
     if web:
         manifest["web"] = {"backends": list(web_backends), "ort_version": ortweb.ORT_WEB_VERSION,
                            "ort_files": ortweb.copy_ort_web(d / "ort", web_backends, ort_web)}
+    (d / "README.md").write_text(_readme(manifest, web))
     manifest["files"] = sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file()) + ["manifest.json"]
     (d / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
+
+
+def _readme(manifest: dict, web: bool) -> str:
+    t = manifest["training"]
+    lines = [f"# Training bundle of {manifest['model']['name']}", "",
+             f"{t['optimizer']}, lr {t['lr']}, {t['schedule']} schedule, {t['epochs']} epochs of batch {t['batch_size']}"
+             + (f" ({t['total_steps']} steps)" if t["total_steps"] else "") + f", loss {t['loss']}.", "",
+             "- Node.js: `ONNXRUNTIME_NODE_INSTALL=skip npm install --no-save onnxruntime-node@1.31.1` in this folder, "
+             "then `node train.mjs --weights-out trained.safetensors --model-out trained.onnx`.",
+             "- Any ONNX Runtime: `manifest.json` describes the step model's inputs, outputs and state, and how each "
+             "step's scalars are computed (onnxforge's README: \"Training in a browser tab or Node.js\").",
+             "- Back into the model: `onnxforge weights import model.onnx trained.safetensors -o trained.onnx`."]
+    if web:
+        lines.insert(4, "- Browser: serve this folder with any static file server (`python -m http.server`) and open "
+                        "`index.html` (`?autorun=1` starts at once); it needs no internet.")
+    return "\n".join(lines) + "\n"
 
 
 def _follow_umask(folder: Path) -> None:

@@ -61,7 +61,8 @@ def with_raw_data(model: ModelProto, names) -> ModelProto:
 def raw_data_offsets(data: bytes, model: ModelProto, names) -> dict[str, list[int]]:
     """``{name: [offset, length]}``: the bytes of each initialiser in ``names`` within ``data``
     (``model`` serialized), each checked to hold the tensor's values."""
-    wanted, found = set(names), {}
+    wanted: set[str] = set(names)
+    found: dict[str, list[int]] = {}
     for field, gs, ge in _fields(data, 0, len(data)):
         if field != _GRAPH:
             continue

@@ -68,7 +68,7 @@ def _npm_pack(into: Path) -> None:
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir(parents=True)
             for m in members:
-                (staging / Path(m.name).name).write_bytes(tar.extractfile(m).read())
+                (staging / Path(m.name).name).write_bytes(tar.extractfile(m).read())  # type: ignore[union-attr]  # regular files
         shutil.rmtree(into, ignore_errors=True)
         staging.rename(into)
 

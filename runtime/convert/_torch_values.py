@@ -24,7 +24,7 @@ def _is_shape(v) -> bool:
     return isinstance(v, (list, int, torch.SymInt))
 
 
-def T(v) -> torch.Tensor:
+def T(v) -> torch.Tensor:  # noqa: N802 - short: every rule reads its values through it
     """Any value as a tensor."""
     if isinstance(v, torch.Tensor):
         return v

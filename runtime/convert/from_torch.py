@@ -69,7 +69,7 @@ def _make_sizes_traceable(gm) -> None:
             node.op, node.target = "call_method", "size"
             sym.add(node)
             continue
-        used = []
+        used: list = []
         torch.fx.node.map_arg((node.args, node.kwargs), used.append)
         if not any(u in sym for u in used):
             continue
@@ -132,7 +132,7 @@ def export_onnx(module, specs: list[InputSpec], example: dict, *, opset: int, ou
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, args, buffer, dynamo=False, opset_version=opset,
+            torch.onnx.export(module, args, buffer, dynamo=False, opset_version=opset,  # type: ignore[arg-type]  # a file object too
                               input_names=[s.name for s in specs], output_names=list(output_names),
                               dynamic_axes={k: v for k, v in dynamic_axes.items() if v},
                               do_constant_folding=False, training=torch.onnx.TrainingMode.PRESERVE,

@@ -12,6 +12,8 @@ loads; the result passes ``onnx.checker``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnx
 from onnx import ModelProto
@@ -66,7 +68,7 @@ def _legacy_broadcast(model: ModelProto) -> None:
     except Exception:  # noqa: BLE001
         ranks = {}
     ranks.update({name: len(t.dims) for name, t in inits.items()})
-    nodes = []
+    nodes: list = []
     for node in model.graph.node:
         attrs = {a.name: a for a in node.attribute}
         axis = None
@@ -259,7 +261,7 @@ def upgrade(model: ModelProto, opset: int | None = None, *, fold: bool = True, d
         raise ConversionError(f"the converted model is not valid ONNX: {str(exc).splitlines()[0]}") from None
     from onnxforge.runtime.passes.gradient_form import trainable_parameters
 
-    report = {"from_opset": source_opset, "to_opset": target, "from_ir": source_ir, "to_ir": out.ir_version,
+    report: dict[str, Any] = {"from_opset": source_opset, "to_opset": target, "from_ir": source_ir, "to_ir": out.ir_version,
               "folded": folded, "rewritten": rewritten, "parameters": len(trainable_parameters(out))}
     if reshapes is not None:
         report["dynamic_batch"] = True

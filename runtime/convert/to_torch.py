@@ -101,7 +101,7 @@ def _identifier(text: str) -> str:
 
 
 def _buffers_of(model: ModelProto) -> set:
-    names = set()
+    names: set[str] = set()
     for node in model.graph.node:
         if node.op_type == "BatchNormalization":
             names.update(i for i in node.input[3:5] if i)
@@ -132,7 +132,7 @@ def _make_module_class():
                 path = [_identifier(p) for p in init.name.split(".")]
                 path = [p + "_" if hasattr(torch.nn.Module, p) or p in ("run", "input_names", "output_names")
                         else p for p in path]
-                owner = self
+                owner: torch.nn.Module = self
                 for i, part in enumerate(path[:-1]):
                     while part in owner._parameters or part in owner._buffers:  # "a" and "a.b" both exist
                         part = path[i] = part + "_"
@@ -253,9 +253,9 @@ def export_program(model: ModelProto, path, *, sizes: dict | None = None, progre
         raise ConversionError(f"torch.export could not trace the converted module: {str(exc).splitlines()[0]}") from None
     placeholders = [n for n in program.graph.nodes if n.op == "placeholder"
                     and n.name in program.graph_signature.user_inputs]
-    fixed = {}
-    for name, node, dims in zip(module.input_names, placeholders, specs):
-        for k in dims or {}:
+    fixed: dict = {}
+    for name, node, spec_dims in zip(module.input_names, placeholders, specs):
+        for k in spec_dims or {}:
             size = _concrete(node.meta["val"].shape[k])
             if size is not None:
                 fixed.setdefault(name, {})[k] = size

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 from onnx import ModelProto, helper
 
 from onnxforge.runtime.errors import ConversionError
@@ -36,7 +35,7 @@ class InputSpec(tuple):
 
 def _gather_bounds(model: ModelProto) -> dict:
     sizes = {t.name: list(t.dims) for t in model.graph.initializer}
-    bounds = {}
+    bounds: dict = {}
     for node in model.graph.node:
         if node.op_type == "Gather" and node.input[0] in sizes:
             axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
@@ -147,7 +146,7 @@ def run(kind: str, source, feeds: dict) -> tuple[list, str]:
         out = list(out.values())
     if not isinstance(out, (list, tuple)):
         out = [out]
-    flat = []
+    flat: list = []
     for o in out:
         if isinstance(o, (list, tuple)):
             flat.extend(o)

@@ -188,6 +188,7 @@ def check_dataset(data: Dataset, inputs, *, task: str | None, classes: int | Non
     ``[0, n)``: an embedding lookup outside it would fail (or wrap around) inside ONNX Runtime.
     """
     src = data.source
+    numeric_targets = task in ("regression", None)  # else class ids
     expected = {i.name: i for i in inputs}
     for name in data.inputs:
         if name not in expected:
@@ -229,7 +230,7 @@ def check_dataset(data: Dataset, inputs, *, task: str | None, classes: int | Non
             raise DataError(f"{src}: targets 'y' must have one entry per example; got a scalar")
         lengths["'y'"] = y.shape[0]
         if y.dtype.kind not in "fiub":
-            kind = "targets must be numeric" if task in ("regression", None) else "labels must be integer class ids"
+            kind = "targets must be numeric" if numeric_targets else "labels must be integer class ids"
             raise DataError(f"{src}: {kind}; got dtype {y.dtype}")
     elif need_targets:
         raise DataError(f"{src}: no targets 'y' given")
@@ -249,7 +250,7 @@ def check_dataset(data: Dataset, inputs, *, task: str | None, classes: int | Non
             _check_finite(src, f"input '{name}'", "holds", cast, arr if cast is not arr else None)
         fixed[name] = np.ascontiguousarray(cast)
     if y is not None:
-        if task == "regression" or task is None:
+        if numeric_targets:
             original = y
             with np.errstate(over="ignore"):
                 y = np.ascontiguousarray(y.astype(np.float32, copy=False))

@@ -95,6 +95,8 @@ def decode_image(source, spec: ImageSpec, where: str | None = None) -> np.ndarra
     the image in errors (default: its path, or "image bytes")."""
     Image = _pil()
     where = where or (f"'{source}'" if isinstance(source, (str, Path)) else "image bytes")
+    if isinstance(source, (str, Path)) and Path(source).exists() and not Path(source).is_file():
+        raise DataError(f"image {where} is not a regular file")  # a FIFO would block the read forever
     try:
         with Image.open(io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview)) else source) as im:
             _check_declared_size(im.size, spec, where)  # from the header, before any pixel is decoded
@@ -125,7 +127,7 @@ def scan_folder(root) -> tuple[list[str], list[tuple[Path, int]]]:
     if not classes:
         raise DataError(f"image folder '{root}' has no class subfolders; put the images of each class in "
                         f"{root}/<class name>/")
-    files = []
+    files: list[tuple[Path, int]] = []
     for index, name in enumerate(classes):
         found = _images_in(root / name)
         if not found:

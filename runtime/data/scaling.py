@@ -15,6 +15,8 @@ import numpy as np
 import onnx
 from onnx import ModelProto, helper, numpy_helper
 
+from onnxforge.runtime.modelio.protos import copy_model
+
 __all__ = ["with_feature_scaling", "SCALED_SUFFIX"]
 
 SCALED_SUFFIX = "_scaled"
@@ -22,8 +24,7 @@ SCALED_SUFFIX = "_scaled"
 
 def with_feature_scaling(model: ModelProto, mean, std, input_name: str | None = None) -> ModelProto:
     """A copy of ``model`` whose float input (the first, or ``input_name``) is standardised in the graph."""
-    out = ModelProto()
-    out.CopyFrom(model)
+    out = copy_model(model)
     graph = out.graph
     name = input_name or graph.input[0].name
     scaled = name + SCALED_SUFFIX

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from typing import IO
 
 import numpy as np
 
@@ -25,7 +26,7 @@ class RowSpill:
         self.budget = SPILL_BYTES if budget is None else budget
         self.parts: list[np.ndarray] = []
         self.held = self.rows = 0
-        self.file = None
+        self.file: IO[bytes] | None = None
 
     def append(self, block: np.ndarray) -> None:
         block = np.ascontiguousarray(block, dtype=self.dtype).reshape((-1,) + self.row_shape)

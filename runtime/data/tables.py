@@ -20,7 +20,7 @@ import numpy as np
 from onnxforge.runtime.data.spill import RowSpill
 from onnxforge.runtime.errors import DataError
 
-__all__ = ["TABLE_SUFFIXES", "is_table", "table_columns", "TableSummary", "summarize_table", "read_table",
+__all__ = ["TABLE_SUFFIXES", "is_table", "table_columns", "read_columns", "TableSummary", "summarize_table", "read_table",
            "class_names", "MAX_CLASSES"]
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
@@ -116,6 +116,19 @@ def _batches(path: Path, columns: list[str], progress: bool, desc: str):
             bar.close()
 
 
+def read_columns(path, names: list[str], *, progress: bool = False) -> dict[str, list]:
+    """``{column: [values...]}`` of the named columns as Python values (numbers, strings, None for an
+    empty cell): what ``infer`` carries from its input to its output beside the predictions."""
+    path = Path(path)
+    out: dict[str, list] = {name: [] for name in names}
+    if not names:
+        return out
+    for _, cols in _batches(path, list(names), progress, f"reading {path.name}"):
+        for name in names:
+            out[name].extend(cols[name].to_pylist())
+    return out
+
+
 def _where(path: Path, row: int, column: str) -> str:
     line = f" (line {row + 1})" if path.suffix.lower() in (".csv", ".tsv") else ""
     return f"'{path}' row {row}{line}, column '{column}'"
@@ -183,13 +196,13 @@ class TableSummary:
     std: np.ndarray
 
 
-def summarize_table(path, target: str, features=None, *, classify: bool = True, progress: bool = False) -> TableSummary:
+def summarize_table(path, target: str | None, features=None, *, classify: bool = True, progress: bool = False) -> TableSummary:
     """One streaming pass: every feature checked numeric, their mean and standard deviation (Chan's
     combination of per-batch moments, float64), and the distinct target values of a classifier."""
     path = Path(path)
     if not target:
         raise DataError(f"table '{path}': name the label column with --target")
-    features, target = _pick(path, target, features)
+    features, _ = _pick(path, target, features)  # the target exists, or _pick said so
     n, mean, m2, seen = 0, np.zeros(len(features)), np.zeros(len(features)), set()
     for offset, cols in _batches(path, features + [target], progress, f"reading {path.name}"):
         block = np.stack([_numbers(path, c, cols[c], offset) for c in features], axis=1)

@@ -1,5 +1,5 @@
 """Data-parallel steps: :class:`DataParallelBackend` is the ``onnx`` backend whose step is split
-at the gradient (see :mod:`.gradstep`), with an allreduce in between.
+at the gradient (see :mod:`onnxforge.runtime.training.stepgraph.split`), with an allreduce in between.
 
 Every worker gets the same global batch (the same seeded order, so the same batches as one
 worker with the global batch size), computes the loss and gradients of its contiguous shard, and
@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from onnxforge.runtime.autodiff import AutodiffError
-from onnxforge.runtime.distributed.gradstep import GRAD, build_gradient_step, build_update, opset_of
+from onnxforge.runtime.training.stepgraph.split import GRAD, build_gradient_step, build_update, opset_of
 from onnxforge.runtime.errors import NotTrainableError
 from onnxforge.runtime.inference.session import session_options
 from onnxforge.runtime.ort.distribution import ort

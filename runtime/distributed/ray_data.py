@@ -20,7 +20,7 @@ import shutil
 import time
 from pathlib import Path
 
-from onnxforge.runtime.distributed._extras import require, worker_error
+from onnxforge.runtime.distributed._extras import init_ray, require, worker_error
 from onnxforge.runtime.data.images import IMAGE_SUFFIXES
 from onnxforge.runtime.distributed.scoring import IMAGE_BYTES, PREDICTION, BatchScorer, as_rows
 from onnxforge.runtime.errors import DataError
@@ -51,7 +51,10 @@ def map_predictions(ds, model, *, batch_size: int = 1024, concurrency: int | Non
     """``ds`` with a ``prediction`` column, scored by :class:`OnnxPredictor` actors."""
     blob = load_model(model).SerializeToString()  # one copy in the object store, shared by the actors
     device = "cuda" if num_gpus else "cpu"
-    return ds.map_batches(OnnxPredictor, batch_size=batch_size, batch_format="numpy", concurrency=concurrency or 1,
+    rd = require("ray.data", "Ray Data inference")
+    pool = ({"compute": rd.ActorPoolStrategy(size=concurrency or 1)} if hasattr(rd, "ActorPoolStrategy")
+            else {"concurrency": concurrency or 1})  # `concurrency` is deprecated from Ray 2.51
+    return ds.map_batches(OnnxPredictor, batch_size=batch_size, batch_format="numpy", **pool,
                           num_gpus=num_gpus, fn_constructor_kwargs={"model": blob, "columns": columns, "device": device,
                                                                     "threads": threads, "drop": tuple(drop)})
 
@@ -84,16 +87,16 @@ def read_files(source: str):
 
 
 def infer_files(model, source: str, out, *, batch_size: int = 1024, concurrency: int | None = None,
-                num_gpus: float | None = None, columns=None) -> dict:
+                num_gpus: float | None = None, columns=None, verbose: bool = False) -> dict:
     """Score every row (or image) under ``source`` and write ``out`` (a folder of Parquet files,
     complete or absent: written beside it and renamed into place). Returns rows, seconds, rows/s."""
     ray = require("ray", "Ray Data inference")
-    out = Path(out)
+    # Ray's tasks and actors run in other folders (the session's): every path is made absolute here
+    out, source = Path(out).absolute(), os.path.abspath(os.fspath(source))
     if out.exists():
         raise DataError(f"output '{out}' already exists; choose another -o or remove it first")
     proto = load_model(model)
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
+    init_ray(ray, verbose=verbose, log_to_driver=False)
     ds, kind = read_files(source)
     scored = map_predictions(ds, proto, batch_size=batch_size, concurrency=concurrency, num_gpus=num_gpus,
                              columns=columns, drop=(IMAGE_BYTES,) if kind == "image" else ())
@@ -104,7 +107,7 @@ def infer_files(model, source: str, out, *, batch_size: int = 1024, concurrency:
         scored.write_parquet(str(tmp))
         rows = sum(_parquet_rows(f) for f in tmp.glob("*.parquet"))
         os.replace(tmp, out)
-    except Exception as exc:  # an actor's onnxforge error arrives wrapped by Ray
+    except Exception as exc:  # noqa: BLE001 - an actor's onnxforge error arrives wrapped by Ray
         raise (worker_error(exc) or exc) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -16,21 +16,32 @@ given as arrays travels with the job.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from dataclasses import replace
 
-from onnxforge.runtime.distributed._extras import require, worker_error
+from onnxforge.runtime.distributed._extras import init_ray, require, worker_error
 from onnxforge.runtime.distributed.parallel import TorchCollective
 from onnxforge.runtime.distributed.worker import WorkerJob, run_worker
 from onnxforge.runtime.errors import CheckpointError, ConfigError, TrainingError
 from onnxforge.runtime.training.resume import resume_state
+from onnxforge.runtime.training.state import TrainingState
 
 __all__ = ["RayTrain"]
 
 _OPTIONS = ("loss", "optimizer", "lr", "weight_decay", "schedule", "warmup_steps", "freeze", "seed")
+
+
+def _absolute(path):
+    """A data path as the driver sees it, made absolute for the workers (other values unchanged)."""
+    return os.path.abspath(os.fspath(path)) if isinstance(path, (str, os.PathLike)) else path
+
+
+def _logging(train, verbose: bool) -> dict:
+    """Ray Train's own log level (its controller's INFO lines unless ``verbose``), where it has one."""
+    config = getattr(train, "LoggingConfig", None)
+    return {} if config is None else {"logging_config": config(log_level="INFO" if verbose else "WARNING")}
 
 
 def _train_loop(config: dict) -> None:
@@ -45,8 +56,9 @@ class RayTrain:
     local one); ``max_failures``: restarts after a worker dies."""
 
     def __init__(self, *, use_gpu: bool = False, cpus_per_worker: float = 1, address: str | None = None,
-                 max_failures: int = 3):
+                 max_failures: int = 3, verbose: bool = False):
         self.use_gpu, self.cpus_per_worker, self.address, self.max_failures = use_gpu, cpus_per_worker, address, max_failures
+        self.verbose = verbose  # Ray's own INFO lines (else WARNING and above)
 
     def fit(self, trainer, train, val, given: dict) -> list[dict]:
         """``trainer.fit(train, val, **given)`` on the workers; afterwards ``trainer`` holds the run's
@@ -63,9 +75,9 @@ class RayTrain:
         if trainer.fixed_batch is not None:
             raise ConfigError(f"the model's inputs have a fixed batch of {trainer.fixed_batch}, and workers split each "
                               "batch; free it first: onnxforge convert MODEL.onnx --dynamic-batch -o OUT.onnx")
-        checked = trainer._check(train, "training data")
+        checked = trainer.check_data(train, "training data")
         if val is not None:
-            trainer._check(val, "validation data")
+            trainer.check_data(val, "validation data")
         resume, overwrite = bool(given.get("resume")), bool(given.get("overwrite"))
         if resume and not trainer.run.has_checkpoint():
             resume_state(trainer.run, None)  # says why there is nothing to continue
@@ -79,12 +91,12 @@ class RayTrain:
         options.update(backend="onnx", device="cuda" if self.use_gpu else "cpu", threads=trainer.threads,
                        progress=trainer.progress, trust_checkpoint=trainer.trust_checkpoint,
                        checkpoint_every=trainer.checkpoint_policy)  # rank 0 saves on the user's policy
-        job = WorkerJob(trainer.source.SerializeToString(), str(trainer.rundir), options,
-                        train if isinstance(train, (str, os.PathLike)) else checked, val, epochs, batch,
+        # the workers run in Ray's session folders: every path they are given is absolute
+        job = WorkerJob(trainer.source.SerializeToString(), str(trainer.rundir.absolute()), options,
+                        _absolute(train) if isinstance(train, (str, os.PathLike)) else checked, _absolute(val), epochs, batch,
                         cfg.shuffle if given.get("shuffle") is None else given["shuffle"], resume, overwrite,
                         list(given.get("callbacks") or ()), given.get("callback"))
-        if not ray.is_initialized():
-            ray.init(address=self.address or os.environ.get("RAY_ADDRESS"), include_dashboard=False)
+        init_ray(ray, self.address, verbose=self.verbose, log_to_driver=False)
         for attempt in range(self.max_failures + 1):
             try:
                 self._launch(job, workers)
@@ -111,7 +123,7 @@ class RayTrain:
                 _train_loop, train_loop_config={"job": job}, torch_config=torch_train.TorchConfig(backend="gloo"),
                 scaling_config=train.ScalingConfig(num_workers=workers, use_gpu=self.use_gpu,
                                                    resources_per_worker={"CPU": self.cpus_per_worker}),
-                run_config=train.RunConfig(storage_path=storage, name="onnxforge",
+                run_config=train.RunConfig(storage_path=storage, name="onnxforge", **_logging(train, self.verbose),
                                            failure_config=train.FailureConfig(max_failures=0)))
             result = runner.fit()
             if getattr(result, "error", None) is not None:
@@ -127,7 +139,5 @@ class RayTrain:
             return 0
         trainer.run.verify(trust_unrecorded=trainer.trust_checkpoint)
         props = trainer.backend.load_checkpoint(trainer.run.checkpoint)
-        trainer.epoch, trainer.step = int(props["epoch"]), int(props["step"])
-        trainer.history = json.loads(props.get("history", "[]"))[: trainer.epoch]
-        trainer._record, trainer._prepared, trainer._infer_session = json.loads(props["config"]), True, None
+        trainer.adopt(TrainingState.from_checkpoint(props, trainer.run.checkpoint))
         return trainer.epoch

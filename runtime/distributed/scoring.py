@@ -24,12 +24,12 @@ import numpy as np
 from onnxforge.runtime.errors import DataError
 from onnxforge.runtime.inference.session import Session, load
 from onnxforge.runtime.tasks.raw import feeds_from_raw, raw_kind
+from onnxforge.runtime.tasks.registry import task_of
 
-__all__ = ["BatchScorer", "PREDICTION", "IMAGE_BYTES", "CLASSIFIER_TASKS", "as_rows"]
+__all__ = ["BatchScorer", "PREDICTION", "IMAGE_BYTES", "as_rows"]
 
 PREDICTION = "prediction"
 IMAGE_BYTES = "bytes"  # the column of encoded files ray.data.read_binary_files makes
-CLASSIFIER_TASKS = ("classification", "tagging")
 
 
 def _stack(name: str, column) -> np.ndarray:
@@ -53,7 +53,7 @@ class BatchScorer:
         card = self.session.card
         self.card_columns = card.features
         self.images = raw_kind(self.session) == "image"
-        self.classifier = card.task in CLASSIFIER_TASKS
+        self.classifier = task_of(card).class_scores
         self.labels = card.labels
 
     def features(self, batch: dict) -> dict:

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import inspect
 
-from onnxforge.runtime.distributed._extras import require
-from onnxforge.runtime.distributed.scoring import CLASSIFIER_TASKS, BatchScorer
+from onnxforge.runtime.distributed._extras import quiet_engine_logs, require
+from onnxforge.runtime.distributed.scoring import BatchScorer
 from onnxforge.runtime.errors import ConfigError
 from onnxforge.runtime.modelio.card import ModelCard
 from onnxforge.runtime.modelio.files import load_model
+from onnxforge.runtime.tasks.registry import task_of
 
 __all__ = ["predict_udf", "return_type_of"]
 
@@ -30,7 +31,7 @@ __all__ = ["predict_udf", "return_type_of"]
 def return_type_of(model) -> str:
     """The Spark SQL type of the prediction column for ``model`` (a ``ModelProto``), in DDL form."""
     card = ModelCard.from_model(model)
-    if card.task in CLASSIFIER_TASKS:
+    if task_of(card).class_scores:
         return "string" if card.labels else "bigint"
     outputs = {o.name: o for o in model.graph.output}
     out = outputs.get(card.output) or model.graph.output[0]
@@ -62,9 +63,11 @@ def _make_predict_fn(blob, columns: list[str], threads):
 
 
 def predict_udf(model, columns, *, batch_size: int = 1024, threads: int | None = 1, tensor_shapes=None,
-                return_type: str | None = None):
-    """The ``predict_batch_udf`` scoring ``columns`` (called with those columns, in that order)."""
+                return_type: str | None = None, verbose: bool = False):
+    """The ``predict_batch_udf`` scoring ``columns`` (called with those columns, in that order).
+    Spark's own log (the JVM's, py4j's) is turned down to warnings unless ``verbose``."""
     require("pyspark", "Spark inference")
+    quiet_engine_logs(verbose)
     require("pyarrow", "Spark inference")
     functions = require("pyspark.ml.functions", "Spark inference")
     sql = require("pyspark.sql", "Spark inference")
@@ -80,6 +83,8 @@ def predict_udf(model, columns, *, batch_size: int = 1024, threads: int | None =
         raise ConfigError(f"return_type must be one of {', '.join(spark_types)}; got {kind!r}")
     blob = proto.SerializeToString()
     active = sql.SparkSession.getActiveSession()
+    if active is not None and not verbose:
+        active.sparkContext.setLogLevel("WARN")
     shared = active.sparkContext.broadcast(blob) if active is not None else blob
     return functions.predict_batch_udf(_make_predict_fn(shared, columns, threads),
                                        return_type=spark_types[kind], batch_size=batch_size,

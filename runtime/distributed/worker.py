@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 from onnxforge.runtime.distributed.parallel import DataParallelBackend
 from onnxforge.runtime.training.trainer import Trainer
@@ -30,15 +31,15 @@ class WorkerJob:
     model: bytes                 # the forward model (the driver's Trainer.source)
     rundir: str                  # the run folder, written by rank 0
     options: dict                # Trainer keywords (loss, optimizer, lr, ..., device, threads)
-    train: object                # a path every worker can read, or a checked Dataset
-    val: object = None           # evaluated on rank 0
+    train: Any                   # a path every worker can read, or a checked Dataset
+    val: Any = None              # evaluated on rank 0
     epochs: int = 10
     batch_size: int = 32         # the global batch: workers x the per-worker batch
     shuffle: bool = True
     resume: bool = False
     overwrite: bool = False
     callbacks: list = field(default_factory=list)  # rank 0's
-    callback: object = None
+    callback: Callable[[dict], object] | None = None
 
 
 def _read_run(rundir: Path) -> dict:
@@ -49,7 +50,7 @@ def run_worker(job: WorkerJob, collective) -> list[dict]:
     """Train this rank's part of ``job``; returns the history (rank 0's is the run's)."""
     rank = collective.rank
     scratch = None if rank == 0 else Path(tempfile.mkdtemp(prefix=f"onnxforge-rank{rank}-"))
-    rundir = Path(job.rundir) if rank == 0 else scratch / "run"
+    rundir = Path(job.rundir) if scratch is None else scratch / "run"
     try:
         if job.resume:
             files = collective.broadcast(_read_run(rundir) if rank == 0 else None)
@@ -58,8 +59,7 @@ def run_worker(job: WorkerJob, collective) -> list[dict]:
                 for name, data in files.items():
                     (rundir / name).write_bytes(data)
         options = dict(job.options, progress=job.options.get("progress", False) if rank == 0 else False)
-        trainer = Trainer(job.model, rundir, **options)
-        trainer.backend = DataParallelBackend(trainer.backend.spec, collective)
+        trainer = Trainer(job.model, rundir, **options, backend_factory=lambda spec: DataParallelBackend(spec, collective))
         return trainer.fit(job.train, job.val if rank == 0 else None, epochs=job.epochs, batch_size=job.batch_size,
                            shuffle=job.shuffle, resume=job.resume, overwrite=job.overwrite or rank > 0,
                            callback=job.callback if rank == 0 else None, callbacks=job.callbacks if rank == 0 else ())

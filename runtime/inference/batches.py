@@ -5,10 +5,13 @@ runs a model over more rows than fit in one call."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import numpy as np
 
 from onnxforge.runtime.errors import InputError
+
+T = TypeVar("T")
 
 __all__ = ["common_rows", "in_batches", "stitch"]
 
@@ -31,8 +34,8 @@ def _check_batch_size(batch_size) -> int | None:
     return int(batch_size)
 
 
-def in_batches(function: Callable[[dict], object], feeds: dict, batch_size: int | None, *,
-               progress: bool = False, desc: str = "predict") -> Iterator[tuple[slice, object]]:
+def in_batches(function: Callable[[dict], T], feeds: dict, batch_size: int | None, *,
+               progress: bool = False, desc: str = "predict") -> Iterator[tuple[slice, T]]:
     """``(rows, function(chunk))`` for each chunk of at most ``batch_size`` rows of ``feeds``
     (``rows`` a slice; one chunk ``slice(0, None)`` holding everything when ``batch_size`` is
     ``None`` or the feeds have no more rows). Chunks are views, so memory-mapped arrays are read
@@ -67,4 +70,4 @@ def stitch(parts, rows: int | None, name: str) -> np.ndarray:
         if result is None:
             result = np.empty((rows,) + part.shape[1:], part.dtype)
         result[chunk] = part
-    return result
+    return result  # type: ignore[return-value]  # None only for no parts: datasets are checked non-empty first

@@ -66,19 +66,21 @@ def prepare_seq2seq_arrays(arrays: dict, card: ModelCard | None = None) -> dict:
     return out
 
 
-DECODED_TASKS = ("seq2seq", "captioning")
+DECODER_INPUT = "decoder_input"  # the previous tokens a decoder reads (BOS first)
 
 
 def _names(session) -> tuple[str, str | None, str]:
-    """``(logits, attention or None, the memory input: src or image)``."""
+    """``(logits, attention or None, the memory input: src or image)``: the decoder reads
+    ``decoder_input``, the encoder the model's other input."""
     card = session.card
-    if card.task not in DECODED_TASKS:
+    names = [i.name for i in session.inputs]
+    if DECODER_INPUT not in names or len(names) != 2:
         raise ModelError(f"decoding needs an encoder-decoder (task 'seq2seq') or a captioner (task 'captioning'); "
                          f"this model's task is {card.task!r}")
     outs = [o.name for o in session.outputs]
     logits = card.output or "logits"
     att = card.attention_output
-    memory = "src" if card.task == "seq2seq" else (card.inputs or ["image"])[0]
+    memory = next(n for n in names if n != DECODER_INPUT)
     return logits, (att if att in outs else None), memory
 
 
@@ -184,19 +186,21 @@ def decode(session, src, *, max_len: int | None = None, beam: int = 1, batch_siz
     if len(src) == 0:
         raise InputError("src holds no sequences")
 
-    def run(feeds: dict):
+    def run(feeds: dict) -> tuple[np.ndarray, np.ndarray | None]:
         if beam == 1:
             return _greedy(session, feeds[memory], int(max_len), logits_name, att_name, memory)
         return _beam(session, feeds[memory], int(max_len), int(beam), logits_name, att_name, memory)
 
-    parts = [p for _, p in in_batches(run, {memory: src}, batch_size, desc="decode")]
+    parts: list[tuple[np.ndarray, np.ndarray | None]] = [p for _, p in in_batches(run, {memory: src}, batch_size,
+                                                                                   desc="decode")]
     width = max(t.shape[1] for t, _ in parts)
     tokens = np.zeros((len(src), width), np.int64)
-    attention = np.zeros((len(src), width, parts[0][1].shape[-1]), np.float32) if att_name else None
+    first_att = parts[0][1]
+    attention = np.zeros((len(src), width, first_att.shape[-1]), np.float32) if att_name and first_att is not None else None
     row = 0
     for t, a in parts:
         tokens[row : row + len(t), : t.shape[1]] = t
-        if a is not None:
+        if a is not None and attention is not None:
             attention[row : row + len(t), : a.shape[1]] = a
         row += len(t)
     if attention is not None:

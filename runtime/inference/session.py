@@ -4,23 +4,48 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from onnx import ModelProto
 
 from onnxforge.runtime.ort.distribution import ort
 from onnxforge.runtime.ort.device import Device, resolve_device
-from onnxforge.runtime.errors import InputError, ModelError
+from onnxforge.runtime.errors import ConfigError, InputError, ModelError
 from onnxforge.runtime.ort.failures import failure_line
 from onnxforge.runtime.ort.iobinding import DeviceArray, run_bound
 from onnxforge.runtime.inference.batches import common_rows, in_batches, stitch
 from onnxforge.runtime.modelio.card import ModelCard
 from onnxforge.runtime.modelio.dtypes import ORT_TYPES, TYPES
+from onnxforge.runtime.modelio import protos
 from onnxforge.runtime.modelio.files import load_model
 from onnxforge.runtime.passes.pipelines import for_inference
+from onnxforge import plugins
+from onnxforge.runtime.inference.decoding import decode
+from onnxforge.runtime.ort.threads import auto_batch_shapes, resolve_threads
 
-__all__ = ["DeviceArray", "IOInfo", "Session", "load", "model_inputs", "session_options", "validate_feeds"]
+__all__ = ["DeviceArray", "IOInfo", "Session", "load", "model_inputs", "session_options", "stoppable", "validate_feeds"]
+
+_THREAD = threading.local()  # the run options :func:`stoppable` set for this thread's runs
+
+
+def current_run_options():
+    """The run options :func:`stoppable` set for this thread's runs (``None`` outside one)."""
+    return getattr(_THREAD, "options", None)
+
+
+@contextlib.contextmanager
+def stoppable(run_options):
+    """Every :meth:`Session.run` on this thread within the block (through ``predict``, decoding,
+    ...) runs with ``run_options``, so setting its ``terminate`` from another thread stops them."""
+    before = getattr(_THREAD, "options", None)
+    _THREAD.options = run_options
+    try:
+        yield run_options
+    finally:
+        _THREAD.options = before
 
 _ONNX_TO_ORT = {t.onnx: t.ort for t in TYPES}
 
@@ -52,9 +77,8 @@ def model_inputs(model: ModelProto) -> list[IOInfo]:
         if vi.name in inits:
             continue
         tt = vi.type.tensor_type
-        dtype = ORT_TYPES.get(_ONNX_TO_ORT.get(tt.elem_type), object)
-        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim)
-        out.append(IOInfo(vi.name, dims, np.dtype(dtype)))
+        dtype = ORT_TYPES.get(_ONNX_TO_ORT.get(tt.elem_type, ""), object)
+        out.append(IOInfo(vi.name, protos.dims(vi), np.dtype(dtype)))
     return out
 
 
@@ -72,8 +96,6 @@ def session_options(threads: int | None = None, optimization: str = "all", inter
         "all": rt.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }
     if optimization not in levels:
-        from onnxforge.runtime.errors import ConfigError
-
         raise ConfigError(f"optimization must be one of {', '.join(levels)}; got {optimization!r}")
     options.graph_optimization_level = levels[optimization]
     if threads:
@@ -98,7 +120,7 @@ def validate_feeds(feeds, inputs: list[IOInfo]) -> dict:
         raise InputError(
             f"unknown input '{unknown[0]}'; the model's inputs are: {', '.join(expected) or '(none)'}"
         )
-    out = {}
+    out: dict[str, Any] = {}
     for info in inputs:
         if info.name not in feeds:
             raise InputError(f"missing input '{info.name}' (expected {info.describe()})")
@@ -147,8 +169,6 @@ class Session:
         self.source = source
         self.card = ModelCard.from_model(model)
         self.metadata = self.card.to_dict()
-        from onnxforge import plugins
-
         prepared = for_inference(model)
         options = options or session_options()
         plugins.register_custom_ops(prepared, options)
@@ -162,7 +182,7 @@ class Session:
         self.outputs = [_io_info(a) for a in self._sess.get_outputs()]
         self._output_names = [o.name for o in self.outputs]
         # run()'s fast path: feeds that need no cast, copy or message pass these checks in ~0.3 us
-        self._fast_spec = [(i.name, np.dtype(i.dtype), len(i.shape),
+        self._fast_spec: list | None = [(i.name, np.dtype(i.dtype), len(i.shape),
                             tuple((axis, d) for axis, d in enumerate(i.shape) if isinstance(d, int)))
                            for i in self.inputs if i.shape]
         if len(self._fast_spec) != len(self.inputs):
@@ -171,7 +191,7 @@ class Session:
         # no Python-kernel domain cannot run one and skip the guard's cost (~0.4 us a call)
         python_kernels = any(o.domain == plugins.PYTHON_KERNEL_DOMAIN for o in prepared.opset_import)
         self._kernel_guard = plugins.kernel_guard if python_kernels else None
-        self._run_direct = getattr(self._sess, "_sess", None)  # the pybind session, without the wrapper's checks
+        self._run_direct: Any = getattr(self._sess, "_sess", None)  # the pybind session, without the wrapper's checks
 
     def _run_public(self, names: list[str], ready: dict, run_options=None) -> list:
         try:
@@ -203,7 +223,9 @@ class Session:
     def run(self, feeds: dict, outputs: list[str] | None = None, run_options=None) -> dict[str, np.ndarray]:
         """Run the model; ``feeds`` maps input names to arrays. Returns ``{output name: array}``.
         ``run_options``: ONNX Runtime's ``RunOptions`` (setting its ``terminate`` from another
-        thread stops the run)."""
+        thread stops the run; see also :func:`stoppable`)."""
+        if run_options is None:
+            run_options = getattr(_THREAD, "options", None)
         ready = self._fast_feeds(feeds)
         if ready is None:
             ready = validate_feeds(feeds, self.inputs)
@@ -332,8 +354,6 @@ class Session:
         """Translate token ids ``src`` [N, S] (or one sequence [S]) with this encoder-decoder:
         ``(tokens [N, L], attention [N, L, S] or None)``. ``options`` (``max_len``, ``beam``,
         ``batch_size``) go unchanged to :func:`onnxforge.runtime.inference.decoding.decode`."""
-        from onnxforge.runtime.inference.decoding import decode
-
         return decode(self, src, **options)
 
     def __repr__(self) -> str:
@@ -397,8 +417,6 @@ def load(
     model = load_model(path_or_model)
     resolved = resolve_device(device)
     if threads == "auto" or threads is not None:
-        from onnxforge.runtime.ort.threads import auto_batch_shapes, resolve_threads
-
         threads = resolve_threads(threads, model, auto_batch_shapes(model), training=False)
     options = session_options(threads, optimization, inter_op_threads, verbose=verbose)
     session = Session(model, resolved, options=options, source=source)

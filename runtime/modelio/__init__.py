@@ -1,4 +1,6 @@
-"""Model files: safe loading and atomic saving, external data, the model card, dtypes, weight files.
+"""Model files: safe loading and atomic saving, external data, the model card, dtypes, weight files,
+the loader's limits (``limits``, with ``sizes``: tensor sizes computed from constants) and the
+checked ``.npy``/``.npz`` reader (``arrays``).
 
 Owns everything about bytes on disk that make a model. May import: onnx, numpy, onnxforge.runtime.errors."""
 

@@ -52,10 +52,17 @@ def _checked_header(fh, available: int, where: str) -> int:
     return needed
 
 
+def _regular(path: Path) -> None:
+    """Refuse what is not a regular file before opening it (a FIFO would block the read forever)."""
+    if path.exists() and not path.is_file():
+        raise DataError(f"'{path}' is not a regular file")
+
+
 def read_npy(path: str | os.PathLike) -> np.ndarray:
     """The array of an ``.npy`` file, its header checked against the file's size first."""
     path = Path(path)
     where = f"'{path}'"
+    _regular(path)
     try:
         with open(path, "rb") as fh:
             _checked_header(fh, os.fstat(fh.fileno()).st_size, where)
@@ -71,6 +78,7 @@ def read_npz(path: str | os.PathLike, *, max_bytes: int | None = None) -> dict[s
     """The arrays of an ``.npz`` archive by name, each member's header checked against its size
     first; at most ``max_bytes`` of array data in all, when given."""
     path = Path(path)
+    _regular(path)
     try:
         with zipfile.ZipFile(path) as archive:
             seen, total = set(), 0

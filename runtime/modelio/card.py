@@ -14,9 +14,11 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from onnx import ModelProto
+
+from onnxforge.runtime.modelio.protos import copy_model
 
 __all__ = ["METADATA_PREFIX", "ModelCard", "get_metadata", "set_metadata"]
 
@@ -28,7 +30,7 @@ def _text_list(value) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
-def _whole(value) -> bool:
+def _whole(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -150,8 +152,7 @@ class ModelCard:
 
     def apply(self, model: ModelProto) -> ModelProto:
         """A copy of ``model`` whose onnxforge metadata is this card (other properties kept)."""
-        out = ModelProto()
-        out.CopyFrom(model)
+        out = copy_model(model)
         self.write_into(model=out)
         return out
 
@@ -171,7 +172,7 @@ class ModelCard:
         """``{input name: vocabulary size}`` of the model's token-id inputs (an LSTM built with
         ``vocab``; an encoder-decoder's ``src`` and ``decoder_input``)."""
         args = self.args
-        if self.builder == "seq2seq" or self.task == "seq2seq":
+        if "src_vocab" in args or "tgt_vocab" in args:  # an encoder-decoder
             sizes = {"src": args.get("src_vocab"), "decoder_input": args.get("tgt_vocab")}
         else:
             names = self.inputs or []

@@ -35,6 +35,7 @@ from onnx import AttributeProto, GraphProto, ModelProto, TensorProto, numpy_help
 
 from onnxforge.runtime.errors import ModelError, UnsafeModelError
 from onnxforge.runtime.modelio.dtypes import storage_bytes
+from onnxforge.runtime.modelio.protos import copy_model
 
 __all__ = ["ExternalRef", "external_tensors", "check_location", "load_external_data", "externalize",
            "MAX_EXTERNAL_BYTES"]
@@ -254,8 +255,7 @@ def externalize(model: ModelProto, location: str, size_threshold: int) -> tuple[
     """A copy of ``model`` whose tensors of at least ``size_threshold`` bytes point into one data
     file at ``location`` (each 64-byte aligned, as onnx's writer does for memory mapping), and the
     bytes of that file."""
-    copy = ModelProto()
-    copy.CopyFrom(model)
+    copy = copy_model(model)
     chunks, offset = [], 0
     for _where, tensor in all_tensors(copy):
         if tensor.data_type == TensorProto.STRING:

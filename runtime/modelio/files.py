@@ -23,7 +23,8 @@ from onnxforge.runtime.modelio.external_data import (
 )
 from onnxforge.runtime.errors import ModelError, UnsafeModelError
 from onnxforge.runtime.modelio.limits import LoadLimits, check_limits
-from onnxforge.runtime.modelio.card import METADATA_PREFIX, get_metadata, set_metadata  # noqa: F401 - the card's home
+from onnxforge.runtime.modelio import protos
+from onnxforge.runtime.modelio.card import METADATA_PREFIX, get_metadata, set_metadata  # re-exported: the card's home
 
 __all__ = [
     "load_model",
@@ -225,7 +226,5 @@ def save_model(model: ModelProto, path: str | os.PathLike, *, external_data: str
 
 
 def default_opset(model: ModelProto) -> int:
-    for imp in model.opset_import:
-        if imp.domain in ("", "ai.onnx"):
-            return imp.version
-    return 0
+    """The model's standard opset, 0 where it imports none."""
+    return protos.default_opset(model, 0)

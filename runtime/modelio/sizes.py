@@ -109,18 +109,18 @@ class Known:
             elif "value_int" in attrs:
                 self._set(out, [], [attrs["value_int"].i], TensorProto.INT64)
             return None
-        rule = getattr(self, f"_{op}", None)
-        return rule(node, out, attrs) if rule is not None else None
+        rule = _RULES.get(op)
+        return rule(self, node, out, attrs) if rule is not None else None
 
     # -- ops that pass values or shapes on -------------------------------------------------------
-    def _Identity(self, node, out, attrs):
+    def _identity(self, node, out, attrs):
         self._set(out, self.shape(node, 0), self.value(node, 0), self.dtype(node, 0))
 
-    def _Cast(self, node, out, attrs):
+    def _cast(self, node, out, attrs):
         to = attrs["to"].i if "to" in attrs else None
         self._set(out, self.shape(node, 0), self.value(node, 0) if to in _INTS else None, to)
 
-    def _Reshape(self, node, out, attrs):
+    def _reshape(self, node, out, attrs):
         source, target = self.shape(node, 0), self.ints(node, 1)
         shape = None
         if target is not None and source is not None:
@@ -131,18 +131,16 @@ class Known:
             shape = dims
         self._set(out, shape, self.value(node, 0), self.dtype(node, 0))
 
-    def _Squeeze(self, node, out, attrs):
+    def _squeeze(self, node, out, attrs):
         self._set(out, None, self.value(node, 0), self.dtype(node, 0))
 
-    _Unsqueeze = _Squeeze
-    _Flatten = _Squeeze
 
-    def _Shape(self, node, out, attrs):
+    def _shape(self, node, out, attrs):
         shape = self.shape(node, 0)
         if shape is not None and "start" not in attrs and "end" not in attrs:
             self._set(out, [len(shape)], shape, TensorProto.INT64)
 
-    def _Concat(self, node, out, attrs):
+    def _concat(self, node, out, attrs):
         parts = [self._get("values", name) if name else None for name in node.input]
         if all(p is not None for p in parts):
             joined = [v for p in parts for v in p]
@@ -154,16 +152,16 @@ class Known:
             return None
         width = max(len(a), len(b))
         a, b = a * width if len(a) == 1 else a, b * width if len(b) == 1 else b
-        self._set(out, [width], [fn(x, y) for x, y in zip(a, b)], self.dtype(node, 0))
+        self._set(out, [width], [fn(x, y) for x, y in zip(a, b, strict=True)], self.dtype(node, 0))
         return None
 
-    def _Add(self, node, out, attrs):
+    def _add(self, node, out, attrs):
         return self._arith(node, out, lambda x, y: x + y)
 
-    def _Sub(self, node, out, attrs):
+    def _sub(self, node, out, attrs):
         return self._arith(node, out, lambda x, y: x - y)
 
-    def _Mul(self, node, out, attrs):
+    def _mul(self, node, out, attrs):
         return self._arith(node, out, lambda x, y: x * y)
 
     # -- ops that make a tensor of a size their inputs fix ---------------------------------------
@@ -171,7 +169,7 @@ class Known:
         self._set(out, shape, None, dtype)
         return _bytes(dtype, shape)
 
-    def _ConstantOfShape(self, node, out, attrs):
+    def _constant_of_shape(self, node, out, attrs):
         shape = self.ints(node, 0)
         if shape is None or any(d < 0 for d in shape):
             return None
@@ -183,22 +181,22 @@ class Known:
                 self.values[out] = fill[:1] * math.prod(shape)
         return size
 
-    def _Expand(self, node, out, attrs):
+    def _expand(self, node, out, attrs):
         target = self.ints(node, 1)
         if target is None or any(d < 0 for d in target):
             return None
         dims = self.shape(node, 0) or []
         width = max(len(dims), len(target))
         dims, target = [1] * (width - len(dims)) + list(dims), [1] * (width - len(target)) + list(target)
-        return self._made(out, [b if a == 1 else a for a, b in zip(dims, target)], self.dtype(node, 0))
+        return self._made(out, [b if a == 1 else a for a, b in zip(dims, target, strict=True)], self.dtype(node, 0))
 
-    def _Tile(self, node, out, attrs):
+    def _tile(self, node, out, attrs):
         dims, repeats = self.shape(node, 0), self.ints(node, 1)
         if dims is None or repeats is None or len(dims) != len(repeats) or any(r < 0 for r in repeats):
             return None
-        return self._made(out, [d * r for d, r in zip(dims, repeats)], self.dtype(node, 0))
+        return self._made(out, [d * r for d, r in zip(dims, repeats, strict=True)], self.dtype(node, 0))
 
-    def _Range(self, node, out, attrs):
+    def _range(self, node, out, attrs):
         start, limit, delta = (self.value(node, i) for i in range(3))
         if not (start and limit and delta) or len(start) != 1 or len(limit) != 1 or len(delta) != 1 or not delta[0]:
             return None
@@ -209,3 +207,10 @@ class Known:
         if count <= MAX_VALUES and _ints(start + limit + delta):
             self.values[out] = list(range(start[0], limit[0], delta[0]))
         return size
+
+
+# each op's rule, by its spec name
+_RULES = {"Identity": Known._identity, "Cast": Known._cast, "Reshape": Known._reshape, "Squeeze": Known._squeeze,
+          "Unsqueeze": Known._squeeze, "Flatten": Known._squeeze, "Shape": Known._shape, "Concat": Known._concat,
+          "Add": Known._add, "Sub": Known._sub, "Mul": Known._mul, "ConstantOfShape": Known._constant_of_shape,
+          "Expand": Known._expand, "Tile": Known._tile, "Range": Known._range}

@@ -20,6 +20,7 @@ from onnx import ModelProto, numpy_helper
 from onnxforge.runtime.errors import DataError, ModelError, first_line
 from onnxforge.runtime.modelio.arrays import read_npz
 from onnxforge.runtime.modelio.files import atomic_write_bytes
+from onnxforge.runtime.modelio.protos import copy_model
 
 __all__ = ["model_weights", "weights_bytes", "save_weights", "load_weights", "apply_weights", "write_safetensors",
            "read_safetensors", "WEIGHT_SUFFIXES"]
@@ -71,7 +72,7 @@ def save_weights(model: ModelProto, path) -> dict:
         write_safetensors(weights, path, {"format": "onnxforge", "producer": model.producer_name or ""})
     elif path.suffix == ".npz":
         buffer = io.BytesIO()
-        np.savez(buffer, **weights)
+        np.savez(buffer, **weights)  # type: ignore[arg-type]  # numpy's stub reads ** as its allow_pickle flag
         atomic_write_bytes(path, buffer.getvalue())
     else:
         raise DataError(f"weights file '{path}' must end in .npz or .safetensors")
@@ -83,7 +84,7 @@ def load_weights(path, *, max_bytes: int | None = None) -> dict[str, np.ndarray]
     one name once, at most ``max_bytes`` of data) or ``.safetensors`` weights file."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"weights file '{path}' does not exist")
+        raise DataError(f"weights file '{path}' " + ("is not a regular file" if path.exists() else "does not exist"))
     if path.suffix == ".safetensors":
         return read_safetensors(path)[0]
     if path.suffix == ".npz":
@@ -95,8 +96,7 @@ def apply_weights(model: ModelProto, weights: dict[str, np.ndarray], *, strict: 
     """A copy of ``model`` with initialisers replaced by ``weights`` (same names, shapes, dtypes
     kind). ``strict``: every weight must match an initialiser and every model weight be given.
     Returns the model and the names replaced."""
-    out = ModelProto()
-    out.CopyFrom(model)
+    out = copy_model(model)
     by_name = {t.name: i for i, t in enumerate(out.graph.initializer)}
     unknown = [k for k in weights if k not in by_name]
     if unknown:

@@ -123,7 +123,7 @@ def installed_distributions() -> list[str]:
     """Names of every installed distribution that provides the ``onnxruntime`` module."""
     found = []
     for dist in importlib.metadata.distributions():
-        name = (dist.metadata.get("Name") or "").lower().replace("_", "-")
+        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
         if name in KNOWN_DISTRIBUTIONS and name not in found:
             found.append(name)
     return sorted(found)

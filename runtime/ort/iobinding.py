@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from onnxforge.runtime.modelio.dtypes import ORT_TYPES
+from onnxforge.runtime.ort.distribution import ort
 
 __all__ = ["DeviceArray"]
 
@@ -28,8 +29,6 @@ class DeviceArray:
 
     @classmethod
     def from_numpy(cls, array, device: str = "cpu", device_id: int = 0) -> "DeviceArray":
-        from onnxforge.runtime.ort.distribution import ort
-
         arr = np.ascontiguousarray(array)
         return cls(ort().OrtValue.ortvalue_from_numpy(arr, device, device_id))
 

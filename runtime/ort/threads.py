@@ -17,6 +17,7 @@ import onnx
 from onnx import ModelProto
 
 from onnxforge.runtime.errors import ConfigError
+from onnxforge.runtime.modelio.protos import copy_model
 
 __all__ = ["AUTO_THRESHOLD_FLOPS", "forward_flops", "auto_threads", "auto_batch_shapes", "resolve_threads"]
 
@@ -42,8 +43,7 @@ def _dims(value_info) -> list[int] | None:
 def forward_flops(model: ModelProto, shapes: dict[str, tuple]) -> float | None:
     """FLOPs (2 per multiply-add) of one forward pass with graph inputs of ``shapes``, counting the
     matrix-product and convolution nodes; ``None`` when shape inference cannot size them."""
-    m = ModelProto()
-    m.CopyFrom(model)
+    m = copy_model(model)
     inits = {t.name for t in m.graph.initializer}
     for inp in m.graph.input:
         if inp.name in inits or inp.name not in shapes:
@@ -84,7 +84,7 @@ def forward_flops(model: ModelProto, shapes: dict[str, tuple]) -> float | None:
         if op in ("MatMul", "Gemm"):
             a, y = ins[0], outs[0]
             if not a or not y:
-                b = weights.get(node.input[1])
+                b = weights.get(node.input[1]) if len(node.input) > 1 else None  # a malformed node has fewer
                 if b and len(b) == 2:  # a learned weight [K, N] (Gemm may hold it as [N, K]): guessed rows
                     total += 2.0 * examples * seq * b[0] * b[1]
                     continue

@@ -18,6 +18,8 @@ from typing import ClassVar
 
 from onnx import ModelProto
 
+from onnxforge.runtime.modelio.protos import copy_model  # re-exported (__all__): the passes' copy
+
 __all__ = ["FunctionalPass", "Pass", "PassResult", "Rewrite", "Sequential", "copy_model"]
 
 
@@ -27,13 +29,6 @@ class PassResult:
 
     model: ModelProto
     modified: bool
-
-
-def copy_model(model: ModelProto) -> ModelProto:
-    """A deep copy of ``model`` (what a functional pass edits instead of its argument)."""
-    out = ModelProto()
-    out.CopyFrom(model)
-    return out
 
 
 class Pass(abc.ABC):

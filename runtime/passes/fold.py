@@ -8,7 +8,8 @@ import onnx
 from onnx import ModelProto, helper, numpy_helper
 
 from onnxforge.runtime.errors import ConversionError
-from onnxforge.runtime.passes.base import FunctionalPass, PassResult, copy_model
+from onnxforge.runtime.modelio.protos import copy_model, default_opset
+from onnxforge.runtime.passes.base import FunctionalPass, PassResult
 
 __all__ = ["FoldConstants", "constant_value", "fold_constants", "remove_unused"]
 
@@ -52,7 +53,7 @@ def _evaluate(node: onnx.NodeProto, values: list, opset: int) -> list:
         [helper.make_tensor_value_info(f"out{i}", onnx.TensorProto.UNDEFINED, None) for i in range(len(node.output))],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    return ReferenceEvaluator(model).run(None, feeds)
+    return list(ReferenceEvaluator(model).run(None, feeds))
 
 
 def fold_constants(model: ModelProto, *, keep: set | frozenset = frozenset(), opset: int | None = None) -> tuple[ModelProto, int]:
@@ -64,7 +65,7 @@ def fold_constants(model: ModelProto, *, keep: set | frozenset = frozenset(), op
     out = copy_model(model)
     graph = out.graph
     if opset is None:
-        opset = next((i.version for i in out.opset_import if i.domain in ("", "ai.onnx")), 17)
+        opset = default_opset(out, 17)
     graph_inputs = {i.name for i in graph.input}
     known = {t.name: numpy_helper.to_array(t) for t in graph.initializer
              if t.name not in keep and t.name not in graph_inputs}

@@ -13,6 +13,7 @@ from onnx import ModelProto
 
 from onnxforge.runtime.modelio.card import ModelCard
 from onnxforge.runtime.passes.base import FunctionalPass, PassResult, copy_model
+from onnxforge import graphs
 
 __all__ = ["InferenceForm", "inference_form"]
 
@@ -20,8 +21,6 @@ _REBUILT = ("lstm", "seq2seq")
 
 
 def _node_build(builder: str, args: dict) -> ModelProto | None:
-    from onnxforge import graphs
-
     kwargs = {k: v for k, v in args.items() if k != "impl"}
     try:
         return getattr(graphs, builder)(**kwargs, impl="node")

@@ -15,7 +15,8 @@ import numpy as np
 import onnx
 from onnx import ModelProto, TensorProto, helper, numpy_helper
 
-from onnxforge.runtime.passes.base import Rewrite, copy_model
+from onnxforge.runtime.modelio.protos import copy_model, default_opset, is_default_domain
+from onnxforge.runtime.passes.base import Rewrite
 
 __all__ = ["ReluMask", "relu_as_mask"]
 
@@ -25,8 +26,8 @@ _ZERO = "relu_as_mask.zero"
 def relu_as_mask(model: ModelProto) -> ModelProto:
     """``model`` with every float32 ``Relu`` of its main graph rewritten (a new model; ``model``
     itself when it has none)."""
-    relus = {i for i, n in enumerate(model.graph.node) if n.op_type == "Relu" and n.domain in ("", "ai.onnx")}
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    relus = {i for i, n in enumerate(model.graph.node) if n.op_type == "Relu" and is_default_domain(n.domain)}
+    opset = default_opset(model, 0)
     if not relus or opset < 7:  # Greater broadcasts a scalar from opset 7
         return model
     try:

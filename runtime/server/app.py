@@ -76,7 +76,7 @@ class Server:
         self.watcher = Watcher(self.repository, cfg.watch_interval_s, self.metrics.on_watch) if watch_files else None
         self.grpc = GrpcServer(Servicer(self.repository, self.engine, self.metrics, server_info, Access(cfg)), cfg) \
             if cfg.grpc_port is not None else None
-        self._loop = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list = []
         self.app = create_app(self.repository, cfg, self.engine, self.metrics, [self._on_start], [self._on_stop])
         self._uvicorn = None

@@ -22,7 +22,7 @@ BODY_TYPES = ("application/json", "application/octet-stream")
 def check_content_type(value: str | None) -> None:
     media = (value or "").split(";")[0].strip().lower()
     if media and media not in BODY_TYPES:
-        raise InputError(f"Content-Type {value[:80]!r} is not an inference request; send application/json, "
+        raise InputError(f"Content-Type {(value or '')[:80]!r} is not an inference request; send application/json, "
                          f"or application/octet-stream with an Inference-Header-Content-Length header "
                          f"(curl: -H 'Content-Type: application/json')")
 

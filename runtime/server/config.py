@@ -86,7 +86,8 @@ def check_config(config: ServerConfig) -> None:
         if not isinstance(token, str) or not token.strip() or not token.isascii() or not token.isprintable():
             raise ConfigError("repository_token must be a non-empty string of printable ASCII characters")
         if not config.repository_control:
-            raise ConfigError("repository_token is given but repository control is off; add --repository-control")
+            raise ConfigError("a repository token (--repository-token or ONNXFORGE_REPOSITORY_TOKEN) is given but "
+                              "repository control is off; add --repository-control")
     run_timeout = config.run_timeout_s
     if run_timeout is not None and (isinstance(run_timeout, bool) or not isinstance(run_timeout, (int, float))
                                     or not run_timeout > 0):

@@ -17,7 +17,7 @@ import threading
 import weakref
 
 from onnxforge.runtime.errors import OnnxforgeError, RunTimeoutError, ServerBusyError
-from onnxforge.runtime.inference.session import Session
+from onnxforge.runtime.inference.session import Session, stoppable
 from onnxforge.runtime.ort.distribution import ort
 
 __all__ = ["Runs", "warm_within", "STOP_GRACE_S"]
@@ -68,6 +68,11 @@ class Runs:
 
     def run(self, session, feeds: dict, outputs: list[str]) -> dict:
         """``session.run(feeds, outputs)`` under its deadline (call on a worker thread)."""
+        return self.call(session, session.run, feeds, outputs)
+
+    def call(self, session, fn, *args):
+        """``fn(*args)``, whose runs of ``session`` (through ``run``, ``predict``, decoding) are
+        stopped past the deadline (call on a worker thread)."""
         try:
             first = session not in self._ran
         except TypeError:  # a session that cannot be weakly referenced: no first-run budget
@@ -84,11 +89,8 @@ class Runs:
             timer.daemon = True
             timer.start()
         try:
-            run = session.run
-            if getattr(run, "__func__", None) is Session.run:  # onnxforge's own session: it can be stopped
-                result = run(feeds, outputs, run_options=options)
-            else:  # an application's own session object (or a wrapper): run as it is
-                result = run(feeds, outputs)
+            with stoppable(options):  # onnxforge's sessions run with these options on this thread
+                result = fn(*args)
         except OnnxforgeError:
             if not options.terminate:
                 raise
@@ -106,6 +108,11 @@ class Runs:
         except TypeError:
             pass
         return result
+
+    @property
+    def active(self) -> int:
+        """Runs in progress now."""
+        return len(self._active)
 
     def stop_all(self) -> None:
         """Stop every run in progress (the server is shutting down)."""

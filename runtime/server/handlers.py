@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any, Callable
 
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
@@ -57,7 +58,7 @@ async def internal_error(request, exc: Exception) -> Response:
     return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
 
 
-EXCEPTION_HANDLERS = {
+EXCEPTION_HANDLERS: dict[Any, Callable[..., Any]] = {
     OnnxforgeError: onnxforge_error,
     ServerBusyError: server_busy,
     ClientDisconnect: client_left,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
@@ -80,9 +81,10 @@ class Engine:
         async with self._work:
             return await run_in_threadpool(fn, *args, **kwargs)
 
-    async def _parse(self, body: bytes, header_length, inputs, outputs, model: str, keep_bytes: bool):
+    async def _parse(self, body: bytes, header_length, inputs, outputs, model: str, view: RawView | None):
         args = (body, header_length, inputs, outputs)
-        kwargs = {"model": model, "max_elements": self.limit, "keep_bytes": keep_bytes}
+        kwargs: dict[str, Any] = {"model": model, "max_elements": self.limit,
+                                  "raw": (view.inputs, view.outputs) if view is not None else None}
         if len(body) < PARSE_OFF_LOOP_BYTES:
             return await self.offload(parse_infer_request, *args, **kwargs)
         if self._large_parses is None:
@@ -94,16 +96,9 @@ class Engine:
         """Answer one request body (the protocol's JSON, with binary data after it when
         ``header_length`` is given) with ``model``; raises :class:`InputError` naming what is wrong."""
         session = model.session
-        try:
-            parsed = await self._parse(body, header_length, session.inputs, session.outputs, model.name, False)
-        except InputError as first:
-            view = raw_view(session)
-            if view is None:
-                raise
-            try:
-                parsed = await self._parse(body, header_length, view.inputs, view.outputs, model.name, True)
-            except InputError as second:
-                raise (second if str(first).startswith(f"unknown input '{view.inputs[0].name}'") else first) from None
+        view = raw_view(session)  # the request's declared inputs choose it (parse_infer_request)
+        parsed = await self._parse(body, header_length, session.inputs, session.outputs, model.name, view)
+        if parsed.raw and view is not None:
             return await self._raw(model, parsed, view)
         session = select_adapter(session, parsed.parameters)  # a LoRA adapter the request names (--adapters)
         feeds = validate_feeds(parsed.feeds, session.inputs)
@@ -117,7 +112,7 @@ class Engine:
             raise InputError(f"input '{view.inputs[0].name}' holds no elements")
         session = model.session
         feeds = await self.offload(feeds_from_bytes, session, items)  # image decode, tokenizing
-        texts = await self.scheduler.call(answers, session, feeds)
+        texts = await self.scheduler.call(self.scheduler.runs.call, session, answers, session, feeds)  # under deadlines
         out = np.empty(len(texts), dtype=object)
         out[:] = texts
         return Answer(model, parsed, {ANSWER: out}, None)

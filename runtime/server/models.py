@@ -10,6 +10,7 @@ is not served).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 from onnxforge.runtime.errors import ConfigError, ModelError
@@ -29,13 +30,13 @@ class ServedModel:
     say more where there is more to say (the epoch a run folder's model comes from, its metric)."""
 
     name: str
-    session: object
+    session: Any  # a Session, or an application's own object with its inputs, outputs and run
     path: str | None = None
     version: str = VERSION
     parameters: dict = field(default_factory=dict)
 
     def metadata(self, versions: list[str] | None = None) -> dict:
-        doc = {
+        doc: dict[str, Any] = {
             "name": self.name,
             "versions": list(versions or [self.version]),
             "platform": "onnxruntime_onnx",

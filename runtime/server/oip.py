@@ -12,6 +12,7 @@ import json
 import math
 import struct
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import numpy as np
 
@@ -42,9 +43,10 @@ class InferRequest:
     feeds: dict
     outputs: list
     parameters: dict = field(default_factory=dict)  # the request's own (e.g. "adapter", see .adapters)
+    raw: bool = False  # the request declared the model's raw input (``text``/``image``, see .infer.raw_view)
 
 
-def _fail(message: str):
+def _fail(message: str) -> NoReturn:
     raise InputError(message)
 
 
@@ -61,7 +63,7 @@ def _is_int(value) -> bool:
 
 
 def parse_infer_request(body: bytes, header_length, inputs: list, outputs: list, *, model: str,
-                        max_elements: int, keep_bytes: bool = False) -> InferRequest:
+                        max_elements: int, keep_bytes: bool = False, raw: tuple[list, list] | None = None) -> InferRequest:
     """Decode one inference request for a model with ``inputs``/``outputs`` (:class:`IOInfo`).
 
     ``header_length`` is the ``Inference-Header-Content-Length`` header (``None`` when the whole
@@ -69,7 +71,8 @@ def parse_infer_request(body: bytes, header_length, inputs: list, outputs: list,
     it the bytes of a BYTES tensor padded to its longest string (numpy's fixed-width strings).
     Nothing larger than the body is allocated before the request is checked. With
     ``keep_bytes``, binary ``BYTES`` elements stay ``bytes`` (an object array: encoded images
-    need not be UTF-8).
+    need not be UTF-8). ``raw``: the ``(inputs, outputs)`` of the model's raw face; a request that
+    declares its input (which the model itself lacks) is read against it (``InferRequest.raw``).
     """
     if header_length is None:
         header, binary = bytes(body), memoryview(b"")
@@ -92,6 +95,9 @@ def parse_infer_request(body: bytes, header_length, inputs: list, outputs: list,
     if not isinstance(raw_inputs, list) or not raw_inputs:
         _fail("the request must have an 'inputs' list with one entry per model input")
 
+    chosen_raw = raw is not None and _declares(raw_inputs, raw[0][0].name, inputs)
+    if raw is not None and chosen_raw:  # the model's raw face: BYTES in (kept as bytes: encoded images need not be UTF-8), answers out
+        inputs, outputs, keep_bytes = raw[0], raw[1], True
     expected = {i.name: i for i in inputs}
     feeds: dict = {}
     offset = 0
@@ -115,17 +121,17 @@ def parse_infer_request(body: bytes, header_length, inputs: list, outputs: list,
         shape = _shape(name, entry.get("shape"), max_elements)
         count = math.prod(shape)
         params = _json_object(entry.get("parameters"), f"parameters of input '{name}'")
-        size = params.get("binary_data_size")
-        if size is not None:
+        data_size = params.get("binary_data_size")
+        if data_size is not None:
             if "data" in entry:
                 _fail(f"input '{name}' has both 'data' and binary_data_size; send one of them")
-            if not _is_int(size) or size < 0:
-                _fail(f"binary_data_size of input '{name}' must be a non-negative integer; got {clip(size)}")
-            if offset + size > len(binary):
-                _fail(f"input '{name}' says binary_data_size {size}, but only {len(binary) - offset} bytes of "
+            if not _is_int(data_size) or data_size < 0:
+                _fail(f"binary_data_size of input '{name}' must be a non-negative integer; got {clip(data_size)}")
+            if offset + data_size > len(binary):
+                _fail(f"input '{name}' says binary_data_size {data_size}, but only {len(binary) - offset} bytes of "
                       f"binary data are left in the body")
-            chunk = binary[offset : offset + size]
-            offset += size
+            chunk = binary[offset : offset + data_size]
+            offset += data_size
             array = _from_binary(name, datatype, chunk, count, 4 * max_elements, keep_bytes)
         elif "data" in entry:
             array = _from_json(name, datatype, entry["data"], count, 4 * max_elements, bool(literals))
@@ -139,7 +145,12 @@ def parse_infer_request(body: bytes, header_length, inputs: list, outputs: list,
     if missing:
         _fail(f"missing input '{missing[0]}'; model '{model}' needs: {', '.join(expected)}")
     return InferRequest(request_id, feeds, _requested_outputs(request.get("outputs"), parameters, outputs, model),
-                        parameters)
+                        parameters, chosen_raw)
+
+
+def _declares(entries: list, name: str, inputs: list) -> bool:
+    """Whether the request's ``entries`` declare the input ``name``, which the model's ``inputs`` lack."""
+    return all(i.name != name for i in inputs) and any(isinstance(e, dict) and e.get("name") == name for e in entries)
 
 
 def _shape(name: str, shape, max_elements: int) -> list[int]:
@@ -183,7 +194,8 @@ def _strings(name: str, items, count: int, max_bytes: int) -> np.ndarray:
 def _from_binary(name: str, datatype: str, chunk: memoryview, count: int, max_bytes: int,
                  keep_bytes: bool = False) -> np.ndarray:
     if datatype == "BYTES":
-        items, pos = [], 0
+        items: list = []
+        pos = 0
         while pos < len(chunk):
             if len(items) == count:
                 _fail(f"input '{name}' has {count} elements by its shape but its binary data holds more strings")
@@ -229,7 +241,7 @@ def _leaf_types(values: list) -> set:
 
 
 # What JSON values each kind of tensor takes, and words for the rest (checked in this order).
-_ALLOWED = {"b": {bool}, "i": {int}, "u": {int}, "f": {int, float}}
+_ALLOWED: dict[str, set[type]] = {"b": {bool}, "i": {int}, "u": {int}, "f": {int, float}}
 _TYPE_WORDS = {str: "strings", dict: "objects", type(None): "nulls", bool: "true/false values",
                float: "numbers with fractions", int: "integers"}
 _KIND_WORDS = {"b": "true/false", "i": "integers", "u": "integers", "f": "numbers"}
@@ -274,7 +286,7 @@ def _from_json(name: str, datatype: str, data, count: int, max_bytes: int, liter
     if want.kind in "iu":
         if array.size and array.dtype.kind not in "iu":  # ints that fit neither int64 nor uint64
             array = np.array(data, dtype=object)
-        info = np.iinfo(want)
+        info = np.iinfo(want)  # type: ignore[type-var]  # an integer dtype here (kind "i" or "u")
         if array.size:
             low, high = array.min(), array.max()
             if low < info.min or high > info.max:

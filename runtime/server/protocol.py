@@ -15,6 +15,7 @@ needs, each answered with the protocol's JSON error instead of uvicorn's ``text/
 
 from __future__ import annotations
 
+import asyncio
 import http
 import logging
 
@@ -58,7 +59,8 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
-        self._head_bytes, self._in_head, self._head_timer = 0, True, None
+        self._head_bytes, self._in_head = 0, True
+        self._head_timer: asyncio.TimerHandle | None = None
         if len(self.connections) > self.limits.max_connections and not self.limits.make_room(self):
             self._refuse(503, f"the server holds its limit of {self.limits.max_connections} connections, all "
                               "inside requests; retry shortly", {"retry-after": "1"})

@@ -254,7 +254,7 @@ class Repository:
         for listener in self.listeners:
             try:
                 listener(event, old, new)
-            except Exception:  # noqa: BLE001 - a listener (metrics) never stops a change
+            except Exception:  # a listener (metrics) never stops a change; log.exception says what failed
                 log.exception("a repository listener failed on %s", event)
 
 

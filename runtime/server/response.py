@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import struct
+from typing import Any
 
 import numpy as np
 
@@ -71,7 +72,7 @@ def encode_infer_response(model: str, version: str, request_id, results: dict, r
         else:
             entry["data"] = [str(v) for v in array.ravel()] if datatype == "BYTES" else array.ravel().tolist()
         entries.append(entry)
-    response = {"model_name": model, "model_version": version}
+    response: dict[str, Any] = {"model_name": model, "model_version": version}
     if request_id is not None:
         response["id"] = request_id
     response["outputs"] = entries

@@ -29,59 +29,65 @@ from onnxforge.runtime.server.metrics import CONTENT_TYPE, Metrics
 from onnxforge.runtime.server.repository import Repository
 from onnxforge.runtime.server.response import encode_infer_response
 
-__all__ = ["create_app", "PARSE_OFF_LOOP_BYTES", "EXTENSIONS"]
+__all__ = ["Endpoints", "create_app", "PARSE_OFF_LOOP_BYTES", "EXTENSIONS"]
 
 log = logging.getLogger("onnxforge.serve")
 EXTENSIONS = ["binary_tensor_data", "classification", "model_repository"]
 REPOSITORY_BODY_BYTES = 64 << 10  # a load/unload/index request carries a few parameters at most
 
 
-def create_app(repository: Repository, config: ServerConfig, engine: Engine, metrics: Metrics,
-               on_startup=(), on_shutdown=()):
-    """The ASGI application: the OIP v2 routes over ``repository``'s models. ``on_startup`` and
-    ``on_shutdown`` are coroutine functions run on the server's event loop (the watcher, gRPC)."""
-    limit = config.max_body_bytes
-    access = Access(config)
+class Endpoints:
+    """The protocol's endpoints over ``repository``'s models, one method per route (:meth:`routes`
+    maps the paths to them): metadata and readiness, inference through ``engine`` (REST's side of
+    what gRPC's servicer does), the model repository extension, ``GET /metrics``. Each raises typed
+    errors and never catches; the handlers answer them."""
 
-    def model_for(request):
-        return repository.get(request.path_params["name"], request.path_params.get("version"))
+    def __init__(self, repository: Repository, config: ServerConfig, engine: Engine, metrics: Metrics):
+        self.repository, self.config, self.engine, self.metrics = repository, config, engine, metrics
+        self.limit = config.max_body_bytes
+        self.access = Access(config)
 
-    async def live(request):
+    def model_for(self, request):
+        return self.repository.get(request.path_params["name"], request.path_params.get("version"))
+
+    async def live(self, request):
         return Response(status_code=200)
 
-    async def ready(request):
+    async def ready(self, request):
         # every model is loaded (and warmed up) before the server listens; none served: not ready
-        return Response(status_code=200 if repository.names() else 503)
+        return Response(status_code=200 if self.repository.names() else 503)
 
-    async def server_metadata(request):
+    async def server_metadata(self, request):
         return JSONResponse(server_info())
 
-    async def model_metadata(request):
-        return JSONResponse(repository.metadata(model_for(request)))
+    async def model_metadata(self, request):
+        return JSONResponse(self.repository.metadata(self.model_for(request)))
 
-    async def model_ready(request):
-        model_for(request)
+    async def model_ready(self, request):
+        self.model_for(request)
         return Response(status_code=200)
 
-    async def infer(request):
-        with metrics.track("http") as note:
-            model = model_for(request)
+    async def infer(self, request):
+        with self.metrics.track("http") as note:
+            model = self.model_for(request)
             note.of(model)
             try:
-                body = await asyncio.wait_for(read_body(request, limit, config.max_body_mb), config.body_timeout_s)
+                body = await asyncio.wait_for(read_body(request, self.limit, self.config.max_body_mb),
+                                              self.config.body_timeout_s)
             except asyncio.TimeoutError:
                 # a client trickling its body holds a connection and a buffer: it gets a deadline
-                raise RequestTimeoutError(f"the request body did not arrive within {config.body_timeout_s:g} s "
+                raise RequestTimeoutError(f"the request body did not arrive within {self.config.body_timeout_s:g} s "
                                           "(--body-timeout)") from None
             check_content_type(request.headers.get("content-type"))  # once read: the client sees the 400
             encoding = request.headers.get("content-encoding")
             if encoding and encoding.strip().lower() != "identity":
-                body = await engine.offload(decompress, body, encoding, limit, config.max_body_mb)
-            answer = await engine.infer(model, body, request.headers.get("inference-header-content-length"))
-            payload, headers, media = await engine.offload(_answer_body, answer, request.headers.get("accept-encoding"))
+                body = await self.engine.offload(decompress, body, encoding, self.limit, self.config.max_body_mb)
+            answer = await self.engine.infer(model, body, request.headers.get("inference-header-content-length"))
+            payload, headers, media = await self.engine.offload(_answer_body, answer,
+                                                                request.headers.get("accept-encoding"))
             return Response(payload, headers=headers, media_type=media)
 
-    async def repository_body(request) -> dict:
+    async def repository_body(self, request) -> dict:
         body = await read_body(request, REPOSITORY_BODY_BYTES, REPOSITORY_BODY_BYTES / (1 << 20))
         if not body.strip():
             return {}
@@ -95,45 +101,55 @@ def create_app(repository: Repository, config: ServerConfig, engine: Engine, met
             raise InputError(f"the repository request must be a JSON object; got {type(doc).__name__}")
         return doc
 
-    async def repository_index(request):
-        ready = (await repository_body(request)).get("ready", False)
+    async def repository_index(self, request):
+        ready = (await self.repository_body(request)).get("ready", False)
         if not isinstance(ready, bool):
             raise InputError(f"'ready' must be true or false; got {ready!r}")
-        return JSONResponse(repository.index(ready_only=ready))
+        return JSONResponse(self.repository.index(ready_only=ready))
 
-    def control(request, what: str) -> None:
-        access.control_allowed(request.headers.get("authorization"), f"{what} of model '{request.path_params['name']}'")
+    def control(self, request, what: str) -> None:
+        self.access.control_allowed(request.headers.get("authorization"),
+                                    f"{what} of model '{request.path_params['name']}'")
 
-    async def repository_load(request):
-        control(request, "POST load")
-        await repository_body(request)
-        await run_in_threadpool(repository.load, request.path_params["name"])
+    async def repository_load(self, request):
+        self.control(request, "POST load")
+        await self.repository_body(request)
+        await run_in_threadpool(self.repository.load, request.path_params["name"])
         return Response(status_code=200)
 
-    async def repository_unload(request):
-        control(request, "POST unload")
-        await repository_body(request)
-        repository.unload(request.path_params["name"])
+    async def repository_unload(self, request):
+        self.control(request, "POST unload")
+        await self.repository_body(request)
+        self.repository.unload(request.path_params["name"])
         return Response(status_code=200)
 
-    async def prometheus(request):
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
+    async def prometheus(self, request):
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
 
-    routes = [
-        Route("/v2/health/live", live),
-        Route("/v2/health/ready", ready),
-        Route("/v2", server_metadata),
-        Route("/v2/models/{name}", model_metadata),
-        Route("/v2/models/{name}/versions/{version}", model_metadata),
-        Route("/v2/models/{name}/ready", model_ready),
-        Route("/v2/models/{name}/versions/{version}/ready", model_ready),
-        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
-        Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
-        Route("/v2/repository/index", repository_index, methods=["POST"]),
-        Route("/v2/repository/models/{name}/load", repository_load, methods=["POST"]),
-        Route("/v2/repository/models/{name}/unload", repository_unload, methods=["POST"]),
-        Route("/metrics", prometheus),
-    ]
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v2/health/live", self.live),
+            Route("/v2/health/ready", self.ready),
+            Route("/v2", self.server_metadata),
+            Route("/v2/models/{name}", self.model_metadata),
+            Route("/v2/models/{name}/versions/{version}", self.model_metadata),
+            Route("/v2/models/{name}/ready", self.model_ready),
+            Route("/v2/models/{name}/versions/{version}/ready", self.model_ready),
+            Route("/v2/models/{name}/infer", self.infer, methods=["POST"]),
+            Route("/v2/models/{name}/versions/{version}/infer", self.infer, methods=["POST"]),
+            Route("/v2/repository/index", self.repository_index, methods=["POST"]),
+            Route("/v2/repository/models/{name}/load", self.repository_load, methods=["POST"]),
+            Route("/v2/repository/models/{name}/unload", self.repository_unload, methods=["POST"]),
+            Route("/metrics", self.prometheus),
+        ]
+
+
+def create_app(repository: Repository, config: ServerConfig, engine: Engine, metrics: Metrics,
+               on_startup=(), on_shutdown=()):
+    """The ASGI application: the OIP v2 routes over ``repository``'s models (:class:`Endpoints`).
+    ``on_startup`` and ``on_shutdown`` are coroutine functions run on the server's event loop (the
+    watcher, gRPC)."""
+    endpoints = Endpoints(repository, config, engine, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -146,8 +162,8 @@ def create_app(repository: Repository, config: ServerConfig, engine: Engine, met
                 await stop()
             await engine.scheduler.close()
 
-    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
-    return _RequestLog(Guard(app, access))
+    app = Starlette(routes=endpoints.routes(), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    return _RequestLog(Guard(app, endpoints.access))
 
 
 def _answer_body(answer, accept: str | None) -> tuple[bytes, dict, str]:

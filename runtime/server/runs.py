@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 __all__ = ["METRICS_FILE", "WAITING", "epoch_of", "run_parameters", "verdict"]
 
@@ -49,7 +50,7 @@ def run_parameters(run: Path, session):
     record = _record(run, epoch)
     if record is None:
         return WAITING
-    params = {"epoch": epoch}
+    params: dict[str, Any] = {"epoch": epoch}
     for name, _ in VALIDATION:
         value = record.get(name)
         if isinstance(value, (int, float)) and not isinstance(value, bool):

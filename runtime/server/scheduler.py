@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from onnxforge.runtime.errors import ServerBusyError
-from onnxforge.runtime.server.deadlines import Runs
+from onnxforge.runtime.server.deadlines import STOP_GRACE_S, Runs
 
 __all__ = ["Scheduler"]
 
@@ -149,7 +149,12 @@ class Scheduler:
         self.runs.stop_all()  # a run that never ends must not hold the shutdown
         for batcher in self._batchers.values():
             await batcher.close()
-        self.executor.shutdown(wait=True)
+        self.executor.shutdown(wait=False)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while self.runs.active and time.monotonic() < deadline:  # stopped runs return within moments
+            await asyncio.sleep(0.02)
+        if self.runs.active:
+            log.warning("%d model run(s) did not stop when asked; the server stops without them", self.runs.active)
 
 
 def _rows(feeds: dict) -> int | None:
@@ -198,7 +203,8 @@ class _Batcher:
                 await self._full
                 timer.cancel()
                 self._full = None
-            batch, total = [], 0
+            batch: list = []
+            total = 0
             while self.pending and (not batch or total + self.pending[0].rows <= sched.max_batch):
                 item = self.pending.popleft()
                 batch.append(item)

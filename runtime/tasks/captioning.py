@@ -8,17 +8,21 @@ from the caption file's folder, and every image goes through the card's image ru
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
 from onnxforge.runtime.data import images, text
+from onnxforge.runtime.data.datasets import Dataset
 from onnxforge.runtime.data.tokenizers import Tokenizer
 from onnxforge.runtime.errors import DataError
 from onnxforge.runtime.inference.decoding import check_token_ids, decode, sequence_metrics, teacher_forcing
 from onnxforge.runtime.modelio.card import ModelCard
+from onnxforge.runtime.tasks.task import Task
 
-__all__ = ["TASK", "IMAGE_INPUT", "read_captions", "captions_arrays", "prepare_caption_arrays", "caption_metrics",
+__all__ = ["TASK", "Captioning", "IMAGE_INPUT", "read_captions", "captions_arrays", "prepare_caption_arrays", "caption_metrics",
            "caption_tokenizer"]
 
 TASK = "captioning"
@@ -32,7 +36,7 @@ def caption_tokenizer(card) -> Tokenizer:
     return tok
 
 
-def read_captions(path, *, progress: bool = False) -> tuple[list[Path], list[str], callable]:
+def read_captions(path, *, progress: bool = False) -> tuple[list[Path], list[str], Callable[[int], str]]:
     """``(image paths, captions, where)`` of an ``image_path<TAB>caption`` file."""
     paths, captions, where = text.read_columns(path, "image_path<TAB>caption", progress=progress)
     root = Path(path).parent
@@ -78,3 +82,33 @@ def caption_metrics(session, dataset, batch_size: int = 512) -> dict:
     """``exact_match`` and ``token_accuracy`` of greedy captions against the dataset's targets."""
     tokens, _ = decode(session, dataset.inputs[IMAGE_INPUT], max_len=int(dataset.y.shape[1]), batch_size=batch_size)
     return sequence_metrics(tokens, dataset.y)
+
+
+class Captioning(Task):
+    """An image in, a caption out (``graphs/captioner.py``): teacher-forced like seq2seq,
+    ``exact_match`` and ``token_accuracy`` from greedy decoding; answers are the decoded captions."""
+    name = TASK
+    ignore_index = 0
+    decodes = True
+    confusion_report = False
+
+    def run_metrics(self, session: Any, dataset: Dataset, batch_size: int = 512) -> dict:
+        return caption_metrics(session, dataset, batch_size)
+
+    def preparer(self, card: ModelCard) -> Callable[[dict], dict]:
+        return functools.partial(prepare_caption_arrays, card=card)
+
+    def text_dataset(self, path: Path, card: ModelCard, inputs: list, progress: bool) -> Dataset:
+        """``image_path<TAB>caption`` lines."""
+        self.tokenizers(card)
+        arrays = prepare_caption_arrays(captions_arrays(path, card, inputs[0].shape, progress=progress), card)
+        return Dataset({i.name: arrays[i.name] for i in inputs}, arrays["y"], str(path))
+
+    def raw_kind(self, session: Any) -> str:
+        return "image"  # a tokenizer for its captions, an image in
+
+    def answers(self, session: Any, feeds: dict, *, beam: int = 1, max_len: int | None = None,
+                batch_size: int = 256) -> list[str]:
+        tok = caption_tokenizer(session.card)
+        tokens, _ = decode(session, feeds[session.inputs[0].name], max_len=max_len, beam=beam, batch_size=batch_size)
+        return [tok.decode(row) for row in tokens]

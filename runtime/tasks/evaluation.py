@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 
 from onnxforge.runtime.data.datasets import Dataset, check_dataset
+from onnxforge.runtime.errors import DataError
 from onnxforge.runtime.inference.batches import in_batches, stitch
 from onnxforge.runtime.inference.session import Session
 from onnxforge.runtime.modelio.card import ModelCard
 from onnxforge.runtime.tasks.sources import open_data
-from onnxforge.runtime.tasks.task import task_for
+from onnxforge.runtime.tasks.registry import task_for
 
 __all__ = ["evaluate", "predict_output", "checked_dataset", "check_for_model", "fixed_batch"]
 
@@ -73,8 +74,9 @@ def evaluate(session: Session, data, *, loss: str | None = None, batch_size: int
     ds = data if isinstance(data, Dataset) and data.checked else checked_dataset(session, data, loss=loss)
     task = task_for(session.card, loss or _loss_of(session))
     loss = task.default_loss if loss in (None, "auto") else loss
+    if ds.y is None:
+        raise DataError(f"{ds.source}: evaluation needs targets 'y'")
     result = task.evaluate(loss, predict_output(session, ds, batch_size), ds.y)
-    if task.run_metrics is not None:
-        result.update(task.run_metrics(session, ds, batch_size))
+    result.update(task.run_metrics(session, ds, batch_size))
     result["examples"] = len(ds)
     return result

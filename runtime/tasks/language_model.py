@@ -9,15 +9,21 @@ reading the ``context`` previous ids: ``(BOS .. BOS w1 .. w_{i-1}) -> w_i`` and 
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, Callable
+
 import numpy as np
 
 from onnxforge.runtime.data import text
+from onnxforge.runtime.data.datasets import Dataset
 from onnxforge.runtime.data.tokenizers import BOS, EOS, PAD, UNK, Tokenizer
-from onnxforge.runtime.errors import ConfigError, DataError, ModelError
+from onnxforge.runtime.errors import DataError
+from onnxforge.runtime.modelio.card import ModelCard
 from onnxforge.runtime.tasks.losses import numpy_loss
+from onnxforge.runtime.tasks.task import Task
 
-__all__ = ["TASK", "sentences", "windows", "corpus_windows", "language_metrics", "is_language_model",
-           "next_word_logits", "generate", "prompt_windows", "continue_windows"]
+__all__ = ["TASK", "LanguageModel", "sentences", "windows", "corpus_windows", "language_metrics", "prompt_windows",
+           "continue_windows"]
 
 TASK = "language_model"
 
@@ -55,70 +61,6 @@ def language_metrics(output: np.ndarray, y: np.ndarray, ignore_index=None) -> di
             "perplexity": float(np.exp(numpy_loss("cross-entropy", output, y, ignore_index)))}
 
 
-def is_language_model(card) -> bool:
-    """A model that predicts the next word of text: an NPLM, or an LSTM tagger built on a text's vocabulary."""
-    if card.task == TASK:
-        return True
-    return card.task == "tagging" and bool(card.tokens) and card.classes == len(card.tokens)
-
-
-def next_word_logits(session, history: list[int]) -> np.ndarray:
-    """The logits [vocab] of the word after ``history`` (ids of the text so far, without BOS)."""
-    card = session.card
-    args = card.args or {}
-    name = session.inputs[0].name
-    out = card.output or session.outputs[0].name
-    if card.task == TASK:
-        context = int(args["context"])
-        window = ([BOS] * context + list(history))[-context:]
-        return session.run({name: np.array([window], np.int64)}, [out])[out][0]
-    seq = [BOS] + list(history)
-    steps = args.get("steps")
-    if steps:  # a fixed-length LSTM reads the last `steps` ids, PAD after them (it is causal)
-        seq = seq[-int(steps):]
-        ids = np.zeros((1, int(steps)), np.int64)
-        ids[0, : len(seq)] = seq
-    else:
-        ids = np.array([seq], np.int64)
-    return session.run({name: ids}, [out])[out][0, len(seq) - 1]
-
-
-def generate(session, prompt: str = "", *, max_len: int = 20, temperature: float = 1.0, seed: int = 0) -> list[int]:
-    """Word ids sampled after ``prompt`` until EOS or ``max_len`` words: each from
-    ``softmax(logits / temperature)`` (``temperature`` 0: the most probable word), drawn by a
-    generator seeded with ``seed``. PAD and BOS are never drawn, nor UNK by a model whose
-    vocabulary holds every training word (it never saw UNK)."""
-    card = session.card
-    if not is_language_model(card):
-        raise ModelError(f"generate needs a language model (build nplm, or build lstm --head tagger --vocab-from a "
-                         f"text); this model's task is {card.task!r}")
-    tok = Tokenizer.from_card(card, "tokens")
-    if tok is None:
-        raise ModelError("the model card has no tokenizer (build the model with --vocab-from a text file)")
-    if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or max_len < 1:
-        raise ConfigError(f"max_len must be a positive integer; got {max_len!r}")
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature >= 0:
-        raise ConfigError(f"temperature must be a number >= 0; got {temperature!r}")
-    history = tok.encode(prompt, "prompt")
-    never = [PAD, BOS] + ([UNK] if tok.unknown != "unk" else [])
-    rng = np.random.default_rng(seed)
-    words: list[int] = []
-    for _ in range(int(max_len)):
-        logits = np.asarray(next_word_logits(session, history), np.float64)
-        logits[never] = -np.inf
-        if temperature == 0:
-            nxt = int(logits.argmax())
-        else:
-            z = logits / float(temperature)
-            p = np.exp(z - z.max())
-            nxt = int(rng.choice(len(p), p=p / p.sum()))
-        if nxt == EOS:
-            break
-        words.append(nxt)
-        history.append(nxt)
-    return words
-
-
 def prompt_windows(tokenizer: Tokenizer, texts: list[str], context: int, where=None) -> np.ndarray:
     """``[N, context]`` ids: the last ``context`` words of each text (BOS before a short one),
     what an NPLM reads to continue it."""
@@ -132,7 +74,7 @@ def continue_windows(session, x: np.ndarray, max_len: int = 20) -> list[list[int
     card = session.card
     name, out = session.inputs[0].name, card.output or session.outputs[0].name
     window = np.asarray(x, np.int64).copy()
-    words = [[] for _ in range(len(window))]
+    words: list[list[int]] = [[] for _ in range(len(window))]
     done = np.zeros(len(window), bool)
     never = [PAD, BOS] + ([UNK] if (card.tokenizer or {}).get("unknown") != "unk" else [])
     for _ in range(int(max_len)):
@@ -146,3 +88,41 @@ def continue_windows(session, x: np.ndarray, max_len: int = 20) -> list[list[int
             break
         window = np.concatenate([window[:, 1:], nxt[:, None]], axis=1)
     return words
+
+
+class LanguageModel(Task):
+    """The next word from the ``context`` previous ones (``graphs/nplm.py``): accuracy and perplexity;
+    a text's answer is its most probable continuation."""
+    name = TASK
+    confusion_report = False
+
+    def metrics(self, output: np.ndarray, y: np.ndarray) -> dict:
+        return language_metrics(output, y, self.ignore_index)
+
+    def text_dataset(self, path: Path, card: ModelCard, inputs: list, progress: bool) -> Dataset:
+        """Plain lines: next-word windows of the context width."""
+        src, _ = self.tokenizers(card)
+        x, y = corpus_windows(path, src, int(card.args["context"]), progress=progress)
+        return Dataset({inputs[0].name: x}, y, str(path))
+
+    def text_feeds(self, session: Any, texts: list[str], where: Callable[[int], str]) -> dict:
+        """The last words of each text, what the model reads to continue it."""
+        src, _ = self.tokenizers(session.card)
+        return {session.inputs[0].name: prompt_windows(src, texts, int(session.card.args["context"]), where)}
+
+    def answers(self, session: Any, feeds: dict, *, beam: int = 1, max_len: int | None = None,
+                batch_size: int = 256) -> list[str]:
+        tok, _ = self.tokenizers(session.card)
+        found = continue_windows(session, feeds[session.inputs[0].name], max_len or 20)
+        return [tok.decode(ids) for ids in found]
+
+    def predicts_next_word(self, card: ModelCard) -> bool:
+        return True
+
+    def next_word_logits(self, session: Any, history: list[int]) -> np.ndarray:
+        """The logits [vocab] of the word after ``history``: the model reads its last ``context`` ids."""
+        card = session.card
+        name, out = session.inputs[0].name, card.output or session.outputs[0].name
+        context = int((card.args or {})["context"])
+        window = ([BOS] * context + list(history))[-context:]
+        return session.run({name: np.array([window], np.int64)}, [out])[out][0]

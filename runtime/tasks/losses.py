@@ -14,11 +14,14 @@ evaluation uses and tests compare against.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxforge.runtime.errors import ConfigError
+from onnxforge.runtime.ort.distribution import training_api
 
 __all__ = ["LOSSES", "class_count", "loss_block", "numpy_loss", "output_info", "target_info", "target_name"]
 
@@ -31,8 +34,6 @@ def target_name(loss: str) -> str:
 
 
 def _base_block():
-    from onnxforge.runtime.ort.distribution import training_api
-
     _, onnxblock, _ = training_api()
     return onnxblock.Block
 
@@ -49,11 +50,12 @@ def loss_block(loss: str, ignore_index: int | None = None):
     """An ``onnxblock`` Block adding ``loss`` on top of the model output it is called with."""
     if loss not in LOSSES:
         raise ConfigError(f"loss must be one of {', '.join(LOSSES)}; got {loss!r}")
-    Block = _base_block()
+    Block: Any = _base_block()  # onnxblock.Block, imported only when a loss block is asked for
 
     class CrossEntropy(Block):
         def build(self, scores: str) -> str:
             graph = self.base.graph
+            ignore: dict[str, Any] = {"ignore_index": int(ignore_index)} if ignore_index is not None else {}
             out = output_info(self.base, scores)
             labels = _add_target_input(graph, out, target_name("cross-entropy"), labels=True)
             flat_scores_shape = "loss.scores_shape"
@@ -65,8 +67,7 @@ def loss_block(loss: str, ignore_index: int | None = None):
                 helper.make_node("Reshape", [labels.name, flat_labels_shape], ["loss.labels1d"], name="loss.reshape_labels"),
                 helper.make_node(
                     "SoftmaxCrossEntropyLoss", ["loss.scores2d", "loss.labels1d"], ["loss", "loss.log_prob"],
-                    name="loss.sce", reduction="mean",
-                    **({"ignore_index": int(ignore_index)} if ignore_index is not None else {}),
+                    name="loss.sce", reduction="mean", **ignore,
                 ),
             ])
             return "loss"

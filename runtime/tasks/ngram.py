@@ -15,8 +15,10 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 
-from onnxforge.runtime.data.tokenizers import BOS, EOS
+from onnxforge.runtime.data.tokenizers import BOS, EOS, Tokenizer
 from onnxforge.runtime.errors import ConfigError, DataError
+from onnxforge.runtime.tasks.generation import is_language_model
+from onnxforge.runtime.tasks.language_model import sentences
 
 __all__ = ["KneserNey", "ngram_perplexity"]
 
@@ -59,7 +61,7 @@ class KneserNey:
             for gram in grams[m + 1]:
                 grams[m][gram[1:]] += 1
         for m in range(1, n + 1):
-            table = defaultdict(dict)
+            table: defaultdict[tuple, dict] = defaultdict(dict)
             for gram, count in grams[m].items():
                 table[gram[:-1]][gram[-1]] = count
             self.tables[m] = {ctx: (words, sum(words.values())) for ctx, words in table.items()}
@@ -103,12 +105,11 @@ def ngram_for_model(card, test_path, order: int = 3, train_path=None) -> dict:
     with the card's tokenizer, measured on the plain text ``test_path``."""
     from pathlib import Path
 
-    from onnxforge.runtime.data.tokenizers import Tokenizer
-    from onnxforge.runtime.tasks.language_model import is_language_model, sentences
-
     if not is_language_model(card):
         raise ConfigError(f"--ngram compares a language model with an N-gram model; this model's task is {card.task!r}")
     tok = Tokenizer.from_card(card, "tokens")
+    if tok is None:
+        raise ConfigError("the model card has no tokenizer (build the model with --vocab-from a text file)")
     train_path = train_path or (card.args or {}).get("vocab_from")
     if not train_path:
         raise ConfigError("the model card does not name its training text (build nplm --vocab-from records it); "

@@ -21,38 +21,20 @@ import numpy as np
 
 from onnxforge.runtime.data import images, tables
 from onnxforge.runtime.errors import InputError
-from onnxforge.runtime.inference.decoding import decode
-from onnxforge.runtime.tasks import captioning, language_model
-from onnxforge.runtime.tasks.sources import data_kind, open_data, text_tokenizers
+from onnxforge.runtime.tasks.registry import task_of
+from onnxforge.runtime.tasks.sources import data_kind, open_data
 
-__all__ = ["raw_kind", "feeds_from_raw", "feeds_from_bytes", "feeds_from_path", "answers", "predict_raw"]
+__all__ = ["raw_kind", "table_features", "feeds_from_raw", "feeds_from_bytes", "feeds_from_path", "answers", "predict_raw"]
 
 
 def raw_kind(session) -> str:
-    """What raw input the model takes: ``text``, ``image``, ``table`` or ``array``."""
-    card = session.card
-    if card.task == captioning.TASK:  # a tokenizer for its captions, an image in
-        return "image"
-    if card.tokenizer:
-        return "text"
-    shape = session.inputs[0].shape if session.inputs else None
-    if card.image or (len(session.inputs) == 1 and shape and len(shape) == 4 and card.task == "classification"):
-        return "image"
-    if card.features:
-        return "table"
-    return "array"
+    """What raw input the model takes: ``text``, ``image``, ``table`` or ``array`` (its task's rule)."""
+    return task_of(session.card).raw_kind(session)
 
 
 def _text_feeds(session, texts: list[str]) -> dict:
-    src, _ = text_tokenizers(session.card)
     where = lambda i: f"text {i + 1} ({texts[i][:30]!r})"  # noqa: E731
-    card = session.card
-    width = card.max_len if (card.args or {}).get("impl") == "unrolled" else (card.args or {}).get("steps")
-    if card.task == language_model.TASK:  # an NPLM reads the last words of each text
-        return {session.inputs[0].name: language_model.prompt_windows(src, [str(t) for t in texts],
-                                                                     int(card.args["context"]), where)}
-    ids = src.encode_batch([str(t) for t in texts], width=width, where=where)
-    return {session.inputs[0].name if card.task != "seq2seq" else "src": ids}
+    return task_of(session.card).text_feeds(session, [str(t) for t in texts], where)
 
 
 def _image_feeds(session, items) -> dict:
@@ -91,8 +73,9 @@ def feeds_from_raw(session, values) -> dict:
         return _image_feeds(session, values)
     if kind == "table":
         return _row_feeds(session, values)
-    raise InputError("this model's card describes no raw input (no tokenizer, image rule or feature columns); "
-                     "give arrays to Session.predict instead")
+    raise InputError("this model's card describes no raw input (no tokenizer, image rule or feature columns): give "
+                     "table rows with the feature columns named (infer --input TABLE --features a,b,c), or arrays "
+                     "(infer --input FILE.npz; Session.predict in Python)")
 
 
 def feeds_from_bytes(session, items) -> dict:
@@ -110,9 +93,22 @@ def feeds_from_bytes(session, items) -> dict:
     raise InputError("this model takes no BYTES input: it has neither a tokenizer nor an image rule in its card")
 
 
-def feeds_from_path(session, path, *, progress: bool = False) -> tuple[dict, list[str] | None]:
-    """``(feeds, names)`` for ``infer --input``: a table, an image, or a folder of images (with
-    their paths as ``names``, in sorted order); ``.npz`` and others go through the data loader."""
+def table_features(session, path, features=None) -> list[str]:
+    """The feature columns ``infer`` reads from a table: ``features`` given (``--features``), else
+    the card's; a one-input model whose card names none is refused naming ``--features``."""
+    features = list(features or session.card.features or [])
+    if features:
+        return features
+    have = tables.table_columns(path)
+    raise InputError(f"the model's card names no feature columns, so onnxforge cannot tell which of the columns of "
+                     f"'{path}' ({', '.join(have)}) are its inputs: name them with --features, e.g. "
+                     f"--features {','.join(have[:3])}")
+
+
+def feeds_from_path(session, path, *, progress: bool = False, features=None) -> tuple[dict, list[str] | None]:
+    """``(feeds, names)`` for ``infer --input``: a table (the ``features`` columns, default the
+    card's), an image, or a folder of images (with their paths as ``names``, in sorted order);
+    ``.npz`` and others go through the data loader."""
     kind = data_kind(path, session.card)
     if kind == "image" and raw_kind(session) == "image":  # one image file (a captioner has two inputs)
         return _image_feeds(session, [path]), [str(path)]
@@ -123,39 +119,17 @@ def feeds_from_path(session, path, *, progress: bool = False) -> tuple[dict, lis
         return {session.inputs[0].name: x}, [str(p) for p in found]
     if kind == "table":
         card = session.card
-        x, _ = tables.read_table(path, card.features, card.target, labels=card.labels, need_targets=False,
-                                 progress=progress)
+        x, _ = tables.read_table(path, table_features(session, path, features), card.target, labels=card.labels,
+                                 need_targets=False, progress=progress)
         return {session.inputs[0].name: x}, None
     ds = open_data(path, session.inputs, session.card, need_targets=False, progress=progress, name=str(path))
     return ds.inputs, ([str(path)] if kind == "image" else None)
 
 
 def answers(session, feeds: dict, *, beam: int = 1, max_len: int | None = None, batch_size: int = 256) -> list[str]:
-    """One string per example: the class name (or id), the decoded text, or the output values."""
-    card = session.card
-    if card.task == "seq2seq":
-        _, tgt = text_tokenizers(card)
-        tokens, _ = decode(session, feeds["src"], max_len=max_len, beam=beam, batch_size=batch_size)
-        return [tgt.decode(row) for row in tokens]
-    if card.task == captioning.TASK:
-        tok = captioning.caption_tokenizer(card)
-        tokens, _ = decode(session, feeds[session.inputs[0].name], max_len=max_len, beam=beam, batch_size=batch_size)
-        return [tok.decode(row) for row in tokens]
-    if card.task == language_model.TASK:  # the most probable continuation of each text
-        tok, _ = text_tokenizers(card)
-        found = language_model.continue_windows(session, feeds[session.inputs[0].name], max_len or 20)
-        return [tok.decode(ids) for ids in found]
-    out = session.predict(feeds if len(feeds) > 1 else next(iter(feeds.values())), batch_size)
-    if card.task in ("classification", "tagging"):
-        ids = out.argmax(axis=-1)
-        labels = card.labels
-        if ids.ndim > 1:  # a tag per step: the next token of a language model, decoded by its tokenizer
-            if card.tokenizer and card.tokens:
-                tok, _ = text_tokenizers(card)
-                return [tok.decode(row) for row in ids]
-            return [" ".join(map(str, row)) for row in ids]
-        return [labels[i] if labels and i < len(labels) else str(int(i)) for i in ids]
-    return [" ".join(f"{v:.6g}" for v in np.asarray(row, np.float64).reshape(-1)) for row in out]
+    """One string per example: the class name (or id), the decoded text, or the output values (the
+    task's ``answers``)."""
+    return task_of(session.card).answers(session, feeds, beam=beam, max_len=max_len, batch_size=batch_size)
 
 
 def predict_raw(session, values, **options) -> list[str]:

@@ -7,6 +7,7 @@ import numpy as np
 
 from onnxforge.runtime.errors import ModelError
 from onnxforge.runtime.tasks.evaluation import predict_output
+from onnxforge.runtime.tasks.registry import task_of
 
 __all__ = ["class_report", "confusion_matrix"]
 
@@ -20,7 +21,7 @@ def confusion_matrix(y: np.ndarray, pred: np.ndarray, classes: int) -> np.ndarra
 
 def class_report(session, ds, batch_size: int = 1024) -> dict:
     """``{"labels", "confusion", "classes": [{name, precision, recall, f1, support}], "macro_f1"}``."""
-    if session.card.task not in ("classification", None):
+    if not task_of(session.card).confusion_report:
         raise ModelError(f"--report needs a classifier; this model's task is {session.card.task!r}")
     output = predict_output(session, ds, batch_size)
     n = int(output.shape[-1])

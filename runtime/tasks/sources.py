@@ -16,15 +16,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
 from onnxforge.runtime.data import images, tables, text
 from onnxforge.runtime.data.datasets import Dataset, as_dataset
 from onnxforge.runtime.data.tokenizers import Tokenizer
 from onnxforge.runtime.errors import DataError
 from onnxforge.runtime.modelio.card import ModelCard
-from onnxforge.runtime.tasks import captioning, language_model
-from onnxforge.runtime.tasks.task import task_for
+from onnxforge.runtime.tasks.registry import task_for, task_of
 
 __all__ = ["open_data", "data_kind", "text_tokenizers"]
 
@@ -52,46 +49,7 @@ def data_kind(path, card: ModelCard) -> str:
 
 def text_tokenizers(card: ModelCard) -> tuple[Tokenizer, Tokenizer | None]:
     """``(source or only tokenizer, target tokenizer or None)`` from the card, or DataError."""
-    if card.task == "seq2seq":
-        src, tgt = Tokenizer.from_card(card, "src_tokens"), Tokenizer.from_card(card, "tgt_tokens")
-        if src is None or tgt is None:
-            raise DataError("the model card has no tokenizer (build the model with --vocab-from a text file) to read text")
-        return src, tgt
-    tok = Tokenizer.from_card(card, "tokens")
-    if tok is None:
-        raise DataError("the model card has no tokenizer (build the model with --vocab-from a text file) to read text")
-    return tok, None
-
-
-def _trim(ids: np.ndarray) -> np.ndarray:
-    """Drop the all-PAD columns at the end (keeping at least one)."""
-    used = np.flatnonzero(ids.any(axis=0))
-    return ids[:, : (int(used[-1]) + 1 if used.size else 1)]
-
-
-def _text_dataset(path, card: ModelCard, input_names, need_targets: bool, progress: bool, inputs=None) -> Dataset:
-    src, tgt = text_tokenizers(card)
-    if card.task == language_model.TASK:  # next-word windows of the context width
-        x, y = language_model.corpus_windows(path, src, int(card.args["context"]), progress=progress)
-        return Dataset({input_names[0]: x}, y, str(path))
-    if card.task == captioning.TASK:  # image_path<TAB>caption lines
-        arrays = captioning.captions_arrays(path, card, inputs[0].shape, progress=progress)
-        arrays = task_for(card).preparer(card)(arrays)
-        return Dataset({k: arrays[k] for k in input_names}, arrays["y"], str(path))
-    unrolled = (card.args or {}).get("impl") == "unrolled"
-    width = card.max_len if unrolled else None
-    if card.task == "seq2seq":
-        arrays = text.pairs_arrays(path, src, tgt, src_width=width, tgt_width=card.max_len, progress=progress)
-        if not unrolled:
-            arrays["src"] = _trim(arrays["src"])
-        arrays["tgt"] = _trim(arrays["tgt"]) if not unrolled else arrays["tgt"]
-        arrays = task_for(card).preparer(card)(arrays)
-        return Dataset({k: arrays[k] for k in input_names}, arrays["y"], str(path))
-    if card.task == "tagging":
-        x, y = text.corpus_arrays(path, src, width=card.args.get("steps"), progress=progress)
-        return Dataset({input_names[0]: x}, y, str(path))
-    x, y = text.labelled_arrays(path, src, card.labels, width=card.args.get("steps"), progress=progress)
-    return Dataset({input_names[0]: x}, y, str(path))
+    return task_of(card).tokenizers(card)
 
 
 def open_data(data, inputs, card, *, target: str | None = None, features=None, need_targets: bool = True,
@@ -107,7 +65,7 @@ def open_data(data, inputs, card, *, target: str | None = None, features=None, n
     if kind == "npz":
         return as_dataset(data, names, name, prepare)
     if kind == "text":
-        return _text_dataset(data, card, names, need_targets, progress, inputs)
+        return task_of(card).text_dataset(Path(data), card, list(inputs), progress)
     if len(names) != 1:
         raise DataError(f"'{data}': tables and images feed a one-input model; this one has {len(names)} inputs")
     classify = task_for(card).labels_are_classes

@@ -98,9 +98,9 @@ class Checkpointing(Callback):
     def on_epoch_end(self, record):
         if self.policy.due(record["epoch"], self.epochs, time.monotonic() - self.saved_at):
             trainer = self.trainer
-            trainer._save_checkpoint(self.batches)
+            trainer.save_checkpoint(self.batches)
             trainer.export()
-            trainer._write_metrics()
+            trainer.write_metrics()
             self.saved_at = time.monotonic()
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 
 from onnx import ModelProto
@@ -55,7 +56,7 @@ class RunConfig:
     weight_decay: float = 0.01
     schedule: str = "constant"
     warmup_steps: int = 0
-    freeze: list = field(default_factory=list)
+    freeze: Sequence[str] = field(default_factory=list)  # glob patterns (one str is one pattern); a list after checks
     seed: int = 0
     backend: str = "auto"
     lora: dict | None = None  # LoRA settings (rank, alpha, targets) of a LoRA run
@@ -152,7 +153,7 @@ class CheckpointPolicy:
             return True
         if self.epochs is not None:
             return epoch % self.epochs == 0
-        return seconds_since_save >= self.seconds
+        return self.seconds is not None and seconds_since_save >= self.seconds
 
     def describe(self) -> str:
         if self.epochs is not None:

@@ -7,9 +7,11 @@ Keras or a PyTorch module in eval mode); a pattern may also name the statistics 
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from onnx import ModelProto
+import numpy as np
+from onnx import ModelProto, numpy_helper
 
 from onnxforge.runtime.errors import ConfigError, NotTrainableError
 from onnxforge.runtime.passes.gradient_form import state_buffers, trainable_parameters
@@ -31,7 +33,7 @@ class ParameterPlan:
     held: tuple[str, ...]      # the buffers of frozen batch norms: kept at their starting values
 
     @classmethod
-    def of(cls, model: ModelProto, freeze: list[str]) -> "ParameterPlan":
+    def of(cls, model: ModelProto, freeze: Sequence[str]) -> "ParameterPlan":
         candidates = trainable_parameters(model)
         buffers = [p for p in state_buffers(model) if p in candidates]
         params = [p for p in candidates if p not in buffers]
@@ -52,3 +54,14 @@ class ParameterPlan:
             raise NotTrainableError("the model has no trainable float parameters" + (" (every one is frozen)" if params else ""))
         return cls(trainable, tuple(p for p in params if p in frozen), tuple(buffers),
                    tuple(b for b in buffers if b in held))
+
+    def values(self, model: ModelProto, names: "set[str] | tuple[str, ...]") -> dict[str, np.ndarray]:
+        """The starting values (``model``'s initialisers) of the parameters and buffers in ``names``."""
+        wanted = set(names)
+        return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer if t.name in wanted}
+
+    def counts(self, model: ModelProto) -> dict[str, int]:
+        """``trainable_parameters`` and ``total_parameters``: elements trained, and in ``model``'s parameters."""
+        sizes = {t.name: int(np.prod(t.dims)) for t in model.graph.initializer}
+        return {"trainable_parameters": sum(sizes[n] for n in self.trainable),
+                "total_parameters": sum(sizes[n] for n in (*self.trainable, *self.frozen, *self.buffers))}

@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from onnxforge.runtime.errors import CheckpointError
 from onnxforge.runtime.training.config import RESUMED_KEYS, RunConfig
+from onnxforge.runtime.training.epochs import EpochIterator
 from onnxforge.runtime.training.run_folder import RunFolder
+from onnxforge.runtime.training.state import TrainingState
 
-__all__ = ["ResumeState", "resume_state", "start_run"]
+if TYPE_CHECKING:  # the Trainer imports this module
+    from onnxforge.runtime.training.trainer import Trainer
+
+__all__ = ["ResumeState", "resume_state", "start_run", "recorded_options"]
 
 
 @dataclass
@@ -70,43 +77,38 @@ def resume_state(folder: RunFolder, given: dict | None, now: dict | None = None,
     return ResumeState(config, history, planned or config.epochs)
 
 
-def start_run(trainer, record: dict, batches, state: ResumeState | None, overwrite: bool) -> None:
-    """Start the run of ``trainer`` in its held run folder: continue from the checkpoint
-    (``state`` from :func:`resume_state`) or begin afresh (a checkpoint written before step 1)."""
-    folder = trainer.rundir / trainer.backend_name  # the backend's own folder (artifacts/ for ONNX Runtime's)
+def recorded_options(folder: RunFolder, given: dict) -> tuple[Path, dict, dict]:
+    """What :meth:`Trainer.from_run <.trainer.Trainer.from_run>` builds from the run in ``folder``:
+    its source, the Trainer's options (recorded ones under the ``given`` ones, which must agree with
+    them; ``epochs`` may change, see :func:`resume_state`) and ``fit``'s settings as recorded."""
+    state = resume_state(folder, given)
+    fit_keys = ("epochs", "batch_size", "shuffle")
+    options = {k: getattr(state.config, k) for k in ("loss", "optimizer", "lr", "weight_decay", "schedule",
+                                                      "warmup_steps", "freeze", "seed", "backend", "lora")}
+    options.update({k: v for k, v in given.items() if k not in fit_keys})
+    return folder.source, options, {k: getattr(state.config, k) for k in fit_keys}
+
+
+def start_run(trainer: Trainer, record: dict, batches: EpochIterator, state: ResumeState | None,
+              overwrite: bool) -> TrainingState:
+    """Start the run of ``trainer`` in its held run folder and return where it stands: continued from
+    the checkpoint (``state`` from :func:`resume_state`; the backend holds the checkpoint's weights,
+    ``batches`` its data order) or afresh (the backend prepared, the source written)."""
+    run = trainer.run
     if state is not None:
-        trainer.run.verify(trust_unrecorded=trainer.trust_checkpoint)
-        with trainer.run.writing("the backend's files"):
-            trainer.backend.prepare(folder, trainer.intra_op_threads)
-        props = trainer.backend.load_checkpoint(trainer.run.checkpoint)
-        trainer._prepared = True
+        run.verify(trust_unrecorded=trainer.trust_checkpoint)
+        trainer.prepare_backend()
+        props = trainer.backend.load_checkpoint(run.checkpoint)
+        progress = TrainingState.from_checkpoint(props, run.checkpoint, history=state.history,
+                                                 record={**record, "schedule_epochs": state.schedule_epochs})
         try:
-            trainer.epoch, trainer.step = int(props["epoch"]), int(props["step"])
             batches.set_rng_state(json.loads(props["rng"]))
-            history = json.loads(props["history"]) if "history" in props else state.history
-            if "epoch_step" in props:  # saved by Ctrl-C mid-epoch: the RNG is the epoch's start, these steps done
-                loss_sum, seen = json.loads(props["epoch_loss"])
-                trainer._resume_within_epoch = (int(props["epoch_step"]), (float(loss_sum), int(seen)))
         except (KeyError, ValueError, TypeError):
-            raise CheckpointError(f"checkpoint '{trainer.run.checkpoint}' lacks the run's progress (epoch, step, RNG)") from None
-        trainer.history = history[: trainer.epoch]
-        trainer._schedule_epochs = state.schedule_epochs
-        trainer._record = {**record, "schedule_epochs": state.schedule_epochs}
-        # a kill between the checkpoint's rename and the export leaves model.onnx and metrics.json
-        # one epoch behind it: the checkpoint is the truth, so both are written again from it
-        trainer.export()
-        trainer._write_metrics()
-        return
-    if trainer.run.has_checkpoint() and not overwrite:
+            raise CheckpointError(f"checkpoint '{run.checkpoint}' lacks the run's progress (epoch, step, RNG)") from None
+        return progress
+    if run.has_checkpoint() and not overwrite:
         raise CheckpointError(f"run folder '{trainer.rundir}' already holds a checkpoint; pass --resume to continue it, "
                               "--overwrite to start again, or choose another --out")
-    with trainer.run.writing("the backend's files"):
-        trainer.backend.prepare(folder, trainer.intra_op_threads)
-    trainer._prepared = True
-    trainer.run.write_model(trainer.source, trainer.run.source)
-    trainer.epoch, trainer.step, trainer.history = 0, 0, []
-    trainer._schedule_epochs = record["epochs"]
-    trainer._record = {**record, "schedule_epochs": record["epochs"]}
-    trainer._write_metrics()
-    trainer._save_checkpoint(batches)  # before step 1: a run killed from here on can be resumed
-
+    trainer.prepare_backend()
+    trainer.write_source()
+    return TrainingState(record={**record, "schedule_epochs": record["epochs"]}, schedule_epochs=record["epochs"])

@@ -56,7 +56,7 @@ def test_unrolled_equals_lstm_nodes_forward(name):
 
 def test_unrolled_matches_torch_forward_and_gradients():
     """Outputs and the gradient of every parameter against nn.LSTM (gate order i, o, f, c -> i, f, g, o)."""
-    H, I, C = 8, 5, 4
+    H, I, C = 8, 5, 4  # noqa: E741 - the hidden, input and class sizes
     model = lstm(I, hidden=H, classes=C, seed=1, impl="unrolled", steps=T)
     w = _weights(model)
     def gates(a):

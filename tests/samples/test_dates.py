@@ -105,15 +105,31 @@ def test_save_png_round_trips_grey_and_rgb_and_leaves_no_temporary_file(tmp_path
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.png", "g.png", "sub"]
 
 
-def test_labelled_heatmap_keeps_the_map_and_draws_labels():
+def _find(img, body):
+    """(top, left) where ``body`` sits inside ``img`` exactly, or None."""
+    h, w = body.shape[:2]
+    for top in range(img.shape[0] - h + 1):
+        for left in range(img.shape[1] - w + 1):
+            if (img[top, left] == body[0, 0]).all() and np.array_equal(img[top:top + h, left:left + w], body):
+                return top, left
+    return None
+
+
+def test_labelled_heatmap_keeps_the_map_and_draws_title_labels_and_a_colour_scale():
     values = np.random.default_rng(0).random((3, 4))
-    img = labelled_heatmap(values, "ab1,", ["1", "2", "EOS"], cell=14)
+    img = labelled_heatmap(values, "ab1,", ["1", "2", "EOS"], cell=14, title="attention: 'ab1,' -> '12'",
+                           x_label="input", y_label="output")
     body = heatmap(values, 14)
-    np.testing.assert_array_equal(img[-body.shape[0]:, -body.shape[1]:], body)
-    top, left = img.shape[0] - body.shape[0], img.shape[1] - body.shape[1]
-    assert (img[:top, left:] < 64).any() and (img[top:, :left] < 64).any()  # dark glyph pixels (antialiased)
+    top, left = _find(img, body)
+    assert (img[:top, left:left + body.shape[1]] < 64).any() and (img[top:top + body.shape[0], :left] < 64).any()
+    assert (img[: top // 3] < 64).any()  # the title, above everything
+    scale = img[top:top + body.shape[0], left + body.shape[1] + 14 + 2]  # the colour scale beside the map
+    np.testing.assert_array_equal(scale[0], [8, 48, 107])     # 1: the darkest blue, as the map draws 1
+    np.testing.assert_array_equal(scale[-1], [255, 255, 255])  # 0: white
     blank = labelled_heatmap(values, "    ", [" ", " ", " "], cell=14)
-    assert blank.shape[0] == img.shape[0] and (blank[:top] == 255).all() and (blank[:, :blank.shape[1] - body.shape[1]] == 255).all()
+    top, left = _find(blank, body)
+    assert blank.shape[0] == img.shape[0] and (blank[:top, :left + body.shape[1]] == 255).all()
+    assert (blank[top:top + body.shape[0], :left] == 255).all()
 
 
 @pytest.mark.slow

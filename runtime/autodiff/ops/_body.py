@@ -15,7 +15,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["body_vjp", "emit_into", "graph", "outer_reads", "value_info"]
+from onnxforge.runtime.autodiff._errors import UnsupportedOpError
+
+__all__ = ["body_vjp", "emit_into", "graph", "outer_reads", "tape", "untape", "value_info"]
 
 
 def outer_reads(node) -> list[str]:
@@ -111,11 +113,49 @@ def body_vjp(ctx, graph: onnx.GraphProto, seeds: dict, wrt: list, input_types: d
     model = helper.make_model(lifted, opset_imports=[helper.make_opsetid("", ctx.opset)])
     model.ir_version = 8
     names = {w: ctx.fresh("body_grad") for w in wrt}
-    out, _ = build_gradients(model, wrt, loss, grad_names=names, prefix=ctx.fresh("body"))
+    try:
+        out, _ = build_gradients(model, wrt, loss, grad_names=names, prefix=ctx.fresh("body"))
+    except UnsupportedOpError as exc:
+        ctx.refuse(f"its subgraph {graph.name!r} cannot be differentiated: {exc}")
     keep = [t for t in out.graph.initializer if t.name not in lifted_consts]
     for name in names.values():
         ctx.info.setdefault(name, (elem, None))
     return _live(list(out.graph.node), set(names.values())), keep, names
+
+
+def problems(node, info) -> str | None:
+    """Why a subgraph of ``node`` cannot be differentiated (an op without a rule, a form a rule
+    does not cover, on the path from its inputs and outer reads to its float outputs), found
+    before anything is built, or None. The rules' own build-time refusals come when building."""
+    from onnxforge.runtime.autodiff._core import _activity, _check_rules, _infer
+
+    for a in node.attribute:
+        for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+            inputs = [vi for vi in g.input]
+            reads = sorted(_graph_reads(g))
+            for name in reads:
+                elem, dims = info.get(name, (None, None))
+                if elem is not None and not isinstance(elem, str):
+                    inputs.append(value_info(name, elem, dims))
+            outs = [o.name for o in g.output if (_declared(o) or (None,))[0] in _FLOATS]
+            if not outs:
+                continue
+            loss = "__body_loss__"
+            nodes = list(g.node) + [helper.make_node("Sum", outs, [loss])] if len(outs) > 1 else \
+                list(g.node) + [helper.make_node("Identity", outs, [loss])]
+            lifted = helper.make_graph(nodes, "check", inputs, [helper.make_value_info(loss, onnx.TypeProto())],
+                                       list(g.initializer))
+            model = helper.make_model(lifted, opset_imports=[helper.make_opsetid("", getattr(info, "opset", None) or 18)])
+            inner = _infer(model)
+            wrt = {vi.name for vi in inputs if inner.get(vi.name, (None, None))[0] in _FLOATS}
+            found = _check_rules(lifted, inner, _activity(lifted, inner, wrt, loss) - {loss}, loss)
+            if found:
+                op, name, _, why = found[0]
+                return f"its subgraph {g.name!r}: op {op!r} (node {name!r}): {why}"
+    return None
+
+
+_FLOATS = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16)
 
 
 def _live(nodes, wanted: set):
@@ -129,3 +169,30 @@ def _live(nodes, wanted: set):
             needed.update(i for i in node.input if i)
             needed.update(_subgraph_inputs(node))
     return live[::-1]
+
+
+def tape(ctx, node, body, values):
+    """Make the forward ``node`` (a Loop or Scan) output, as scan outputs of ``body``, each body
+    input in ``values`` stacked over the iterations; returns the new output names, each
+    stacked as [T, 1, ...] (ONNX Runtime) or [T, ...] (onnx.reference, which concatenates scan
+    outputs instead of stacking them): callers reshape with :func:`untape`."""
+    n_out = len(body.output) - (1 if node.op_type == "Loop" else 0)
+    while len(node.output) < n_out:
+        node.output.append("")
+    for a in node.attribute:  # Scan: the tapes stack on axis 0, in iteration order
+        if a.name in ("scan_output_axes", "scan_output_directions"):
+            a.ints.extend([0] * len(values))
+    outs = []
+    for v in values:
+        inner, outer = ctx.fresh("tape_in"), ctx.fresh("tape")
+        body.node.append(helper.make_node("Unsqueeze", [v, ctx.ints([0])], [inner], name=ctx.fresh("node_tape")))
+        elem = next((i.type.tensor_type.elem_type for i in body.input if i.name == v), TensorProto.FLOAT)
+        body.output.append(helper.make_tensor_value_info(inner, elem, None))
+        node.output.append(outer)
+        outs.append(outer)
+    return outs
+
+
+def untape(ctx, taped, like_shape):
+    """A tape as [T, *shape]: ``like_shape`` is the shape of one entry (an int64 1-D name)."""
+    return ctx.op("Reshape", [taped, ctx.op("Concat", [ctx.ints([-1]), like_shape], axis=0)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnxforge.runtime.autodiff._emitter import attr  # noqa: F401 - re-exported for the rules
+from onnxforge.runtime.autodiff._emitter import attr
 
 
 def mul(ctx, a, b, like=None):

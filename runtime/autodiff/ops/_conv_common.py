@@ -51,15 +51,42 @@ def leftover(spatial, kernel, strides, dilations, pads):
     return out
 
 
-def fit_spatial(ctx, dx, x, n):
+def fit_spatial(ctx, dx, x, n, size=None):
     """``dx`` (an adjoint computed with no end pads, so that nothing real was cropped) cut or
-    padded with zeros at the end of its ``n`` spatial axes to the spatial size of ``x``, computed
-    at run time: what ``output_padding`` and the end pads do when the spatial dims are symbolic."""
-    size = ctx.shape(x, 2)
+    padded with zeros at the end of its ``n`` spatial axes to the spatial size of ``x`` (or to
+    ``size``, int64 [n]), computed at run time: what ``output_padding`` and the end pads do when
+    the spatial dims are symbolic."""
+    size = size or ctx.shape(x, 2)
     cut = ctx.op("Slice", [dx, ctx.ints([0] * n), size, ctx.ints(range(2, n + 2))])
     short = ctx.op("Sub", [size, ctx.shape(cut, 2)])
     pads = ctx.op("Concat", [ctx.ints([0] * (n + 2 + 2)), short], axis=0)
     return ctx.op("Pad", [cut, pads])
+
+
+def same_pads(ctx, x, kernel, strides, dilations, auto):
+    """``(begin, end)`` (int64 [n] each): the pads ``auto_pad`` SAME_UPPER/SAME_LOWER gives ``x``,
+    computed at run time as the spec says (out = ceil(S / s), total = max((out - 1) s + span - S, 0),
+    the odd one at the end for SAME_UPPER)."""
+    n = len(kernel)
+    size, s = ctx.shape(x, 2), ctx.ints(strides)
+    span = ctx.ints([(k - 1) * d + 1 for k, d in zip(kernel, dilations)])
+    out = ctx.op("Div", [ctx.op("Add", [size, ctx.ints([st - 1 for st in strides])]), s])
+    reach = ctx.op("Add", [ctx.op("Mul", [ctx.op("Sub", [out, ctx.ints([1] * n)]), s]), span])
+    total = ctx.op("Max", [ctx.op("Sub", [reach, size]), ctx.ints([0] * n)])
+    half = ctx.op("Div", [total, ctx.ints([2] * n)])
+    rest = ctx.op("Sub", [total, half])
+    return (half, rest) if auto == "SAME_UPPER" else (rest, half)
+
+
+def pad_spatial(ctx, x, begin, end):
+    """``x`` padded with zeros by run-time ``begin``/``end`` (int64 [n]) on its spatial axes."""
+    return ctx.op("Pad", [x, ctx.op("Concat", [ctx.ints([0, 0]), begin, ctx.ints([0, 0]), end], axis=0)])
+
+
+def crop_spatial(ctx, dxp, x, begin, n):
+    """The gradient of ``x`` from that of ``x`` padded by ``begin`` at the start: the slab
+    ``begin .. begin + S`` of ``dxp`` along the spatial axes."""
+    return ctx.op("Slice", [dxp, begin, ctx.op("Add", [begin, ctx.shape(x, 2)]), ctx.ints(range(2, n + 2))])
 
 
 # Below this many input channels the Conv over swapped axes is as fast as the patches (measured

@@ -13,7 +13,7 @@ __all__ = ["RULES", "NON_DIFFERENTIABLE", "supported_ops"]
 _MODULES = (
     "abs", "add", "average_pool", "batch_normalization", "cast", "clip", "concat", "conv",
     "conv_transpose", "div", "dropout", "erf", "exp", "expand", "flatten", "gather",
-    "gather_elements", "gemm", "global_average_pool", "gru", "identity", "layer_normalization", "leaky_relu", "log",
+    "gather_elements", "gemm", "global_average_pool", "global_max_pool", "gru", "identity", "layer_normalization", "leaky_relu", "log",
     "log_softmax", "lstm", "matmul", "max", "max_pool", "min", "mul", "neg",
     "one_hot", "pad", "pow", "range", "reciprocal", "reduce_mean", "reduce_sum", "relu",
     "reshape", "resize", "sigmoid", "slice", "softmax", "softplus", "split", "sqrt",
@@ -26,13 +26,13 @@ _MODULES = (
 # control flow and sequences (one list of their own, so that both kept lists merge cleanly)
 _CONTROL_AND_SEQUENCE_MODULES = (
     "split_to_sequence", "sequence_at", "sequence_construct", "sequence_erase", "sequence_insert",
-    "concat_from_sequence", "if", "loop",
+    "concat_from_sequence", "if", "loop", "scan",
 )
 
 
 def _load(name: str) -> Rule:
     module = importlib.import_module(f"onnxforge.runtime.autodiff.ops.op_{name}")
-    return module  # type: ignore[return-value] - a module meeting the Rule protocol
+    return module  # a module meets the Rule protocol structurally
 
 
 RULES: dict[str, Rule] = dict(_unary.TABLE)  # elementwise one-liners, each op once in its table

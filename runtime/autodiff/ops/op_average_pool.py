@@ -10,7 +10,8 @@ the windows' reach (static spatial dims needed; folded to constants). ONNX Runti
 divides such windows differently with count_include_pad=1 (1.31, onnx.reference and PyTorch
 agree; the rule follows them). A last window that would start inside the end padding is refused:
 ONNX Runtime 1.19 keeps it, onnx.reference and PyTorch drop it. With symbolic spatial dims the
-positions no window reached are restored by a Pad computed at run time."""
+positions no window reached are restored by a Pad computed at run time; auto_pad SAME_* there
+pads and crops by pads computed at run time."""
 import numpy as np
 
 from onnxforge.runtime.autodiff.ops import _conv_common as cc
@@ -23,7 +24,9 @@ def check(node, info):
     x_dims = info.get(node.input[0], (None, None))[1]
     kernel, strides, dilations, pads, spatial = cc.geometry(node, x_dims)
     if pads is None:
-        return "auto_pad needs the spatial input dims, which shape inference could not find"
+        if attr(node, "ceil_mode", 0):
+            return "ceil_mode=1 with auto_pad over symbolic spatial dims is not covered"
+        return None
     if attr(node, "ceil_mode", 0):
         y_dims = info.get(node.output[0], (None, None))[1]
         if spatial is None or y_dims is None or any(not isinstance(d, int) for d in list(spatial) + y_dims[2:]):
@@ -51,12 +54,32 @@ def _reach(kernel, strides, dilations, pads, spatial, out):
     return ext
 
 
+def _same_at_run_time(ctx, node, x, g, kernel, strides, dilations, dil, w, flat):
+    """auto_pad SAME_* over symbolic spatial dims: the divisor from the node's own pool of ones
+    (count_include_pad=0 counts real positions), the adjoint over the input padded by the pads
+    computed at run time, cut back to the input."""
+    n, k = len(kernel), float(np.prod(kernel))
+    if attr(node, "count_include_pad", 0):
+        scaled = ctx.op("Mul", [g, ctx.scalar(1.0 / k, g)])
+    else:
+        frac = ctx.op("AveragePool", [ctx.fill_like(x, 1.0)], kernel_shape=kernel, strides=strides,
+                      auto_pad=attr(node, "auto_pad"), dilations=dil, count_include_pad=1)
+        scaled = ctx.op("Div", [g, ctx.op("Mul", [frac, ctx.scalar(k, g)])])
+    begin, end = cc.same_pads(ctx, x, kernel, strides, dilations, attr(node, "auto_pad"))
+    padded = ctx.op("Add", [ctx.op("Add", [ctx.shape(x, 2), begin]), end])
+    dxp = ctx.op("ConvTranspose", [flat(scaled), w], strides=strides, dilations=dil)
+    dx = cc.crop_spatial(ctx, cc.fit_spatial(ctx, dxp, None, n, size=padded), x, begin, n)
+    return ctx.op("Reshape", [dx, ctx.shape(x)])
+
+
 def vjp(ctx, node, dys, need):
     x, y, g = node.input[0], node.output[0], dys[0]
     kernel, strides, dilations, pads, spatial = cc.geometry(node, ctx.dims(x))
     dil = dilations if any(d != 1 for d in dilations) else None
     w = ctx.const(np.ones([1, 1] + list(kernel), ctx.np_dtype(g)))
     flat = lambda t: ctx.op("Reshape", [t, ctx.op("Concat", [ctx.ints([-1, 1]), ctx.shape(t, 2)], axis=0)])  # noqa: E731
+    if pads is None:
+        return [ctx.like(_same_at_run_time(ctx, node, x, g, kernel, strides, dilations, dil, w, flat), x)]
     if attr(node, "ceil_mode", 0):
         # per window (the same for every sample and channel: [1, 1, *out], folded to constants)
         pads = _reach(kernel, strides, dilations, pads, spatial, ctx.dims(y)[2:])

@@ -17,7 +17,7 @@ def check(node, info):
     for name in list(node.output) + _body.outer_reads(node):
         if name in seqs:
             return f"{name!r} is a sequence; If over sequences is not covered"
-    return None
+    return _body.problems(node, info)
 
 
 def vjp(ctx, node, dys, need):

@@ -5,7 +5,10 @@ N the number of normalised elements: xhat = (X - mean) * invstd, dxhat = dY * sc
 dX = invstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dScale and dB are dY * xhat and
 dY summed back to their shapes. The optional outputs are differentiated too:
 Mean = sum(X) / N gives dX += dMean / N; InvStdDev = (var + eps)^-1/2 gives
-dX += -dInvStdDev * invstd^2 * xhat / N."""
+dX += -dInvStdDev * invstd^2 * xhat / N. A rank known only at run time makes the normalised
+axes and N computed in the graph."""
+import numpy as np
+
 from onnxforge.runtime.autodiff.ops._common import attr
 
 OP_TYPE = "LayerNormalization"
@@ -29,9 +32,17 @@ def vjp(ctx, node, dys, need):
     dys = list(dys) + [None] * (3 - len(dys))
     g, g_mean, g_inv = dys[:3]
     out = [None] * len(node.input)
-    r = ctx.need_rank(x)
+    r = ctx.rank(x)
     axis = attr(node, "axis", -1)
-    axis = axis + r if axis < 0 else axis
+    if r is not None:
+        axis = axis + r if axis < 0 else axis
+        axes = ctx.ints(range(axis, r))
+    else:  # the rank is known only at run time: the normalised axes are a Range
+        rank = ctx.op("Size", [ctx.op("Shape", [x])])
+        start = ctx.const(np.array(axis, np.int64))
+        if axis < 0:
+            start = ctx.op("Add", [start, rank])
+        axes = ctx.op("Range", [start, rank, ctx.const(np.array(1, np.int64))])
     mean = ctx.ensure_output(node, 1, "ln_mean")
     inv = ctx.ensure_output(node, 2, "ln_invstd")
     if ctx.elem(mean) is None:  # declared here: the type stash_type says
@@ -50,7 +61,6 @@ def vjp(ctx, node, dys, need):
     if need[0]:
         terms = []
         if g is not None:
-            axes = ctx.ints(range(axis, r))
             dxh = ctx.op("Mul", [g, scale])
             m1 = ctx.op("Mul", [ctx.op("ReduceSum", [dxh, axes], keepdims=1), k])
             m2 = ctx.op("Mul", [ctx.op("ReduceSum", [ctx.op("Mul", [dxh, xhat]), axes], keepdims=1), k])

@@ -28,35 +28,11 @@ def check(node, info):
     for name in list(node.input[2:]) + list(node.output) + _body.outer_reads(node):
         if name in seqs:
             return f"{name!r} is a sequence; loop-carried or scanned sequences are not covered"
-    return None
+    return _body.problems(node, info)
 
 
 def _float(ctx, name):
     return ctx.elem(name) in (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16)
-
-
-def tape(ctx, node, body, values):
-    """Make the forward ``node`` (a Loop or Scan) output, as scan outputs of ``body``, each body
-    input in ``values`` stacked over the iterations; returns the new output names, each
-    stacked as [T, 1, ...] (ONNX Runtime) or [T, ...] (onnx.reference, which concatenates scan
-    outputs instead of stacking them): callers reshape with :func:`untape`."""
-    n_out = len(body.output) - (1 if node.op_type == "Loop" else 0)
-    while len(node.output) < n_out:
-        node.output.append("")
-    outs = []
-    for v in values:
-        inner, outer = ctx.fresh("tape_in"), ctx.fresh("tape")
-        body.node.append(helper.make_node("Unsqueeze", [v, ctx.ints([0])], [inner], name=ctx.fresh("node_tape")))
-        elem = next((i.type.tensor_type.elem_type for i in body.input if i.name == v), TensorProto.FLOAT)
-        body.output.append(helper.make_tensor_value_info(inner, elem, None))
-        node.output.append(outer)
-        outs.append(outer)
-    return outs
-
-
-def untape(ctx, taped, like_shape):
-    """A tape as [T, *shape]: ``like_shape`` is the shape of one entry (an int64 1-D name)."""
-    return ctx.op("Reshape", [taped, ctx.op("Concat", [ctx.ints([-1]), like_shape], axis=0)])
 
 
 def vjp(ctx, node, dys, need):
@@ -72,10 +48,10 @@ def vjp(ctx, node, dys, need):
     floats = [j for j in range(n_carried) if _float(ctx, node.input[2 + j])]
     scans = range(len(b_out) - 1 - n_carried)
 
-    taped = tape(ctx, node, body, [b_in[0]] + [b_in[2 + j] for j in range(n_carried)])
+    taped = _body.tape(ctx, node, body, [b_in[0]] + [b_in[2 + j] for j in range(n_carried)])
     iters = ctx.op("Reshape", [taped[0], ctx.ints([-1])])
     trips = ctx.op("Size", [iters])
-    carried = [untape(ctx, taped[1 + j], ctx.shape(node.input[2 + j])) for j in range(n_carried)]
+    carried = [_body.untape(ctx, taped[1 + j], ctx.shape(node.input[2 + j])) for j in range(n_carried)]
     scan_dys = {k: dys[n_carried + k] for k in scans if n_carried + k < len(dys) and dys[n_carried + k] is not None}
 
     # the reverse body: k, cond, the carried cotangents, the outer gradients' running sums

@@ -2,7 +2,8 @@
 
 dA = dY B^T and dB = A^T dY over the last two axes, summed back over broadcast batch axes; a 1-D
 operand is first viewed as a row (A) or a column (B) matrix. When B is a matrix and A is batched,
-dB is one Gemm over the flattened batch rows (no per-batch products and then a sum)."""
+dB is one Gemm over the flattened batch rows (no per-batch products and then a sum); so it is when
+A's rank is known only at run time and B is a matrix."""
 OP_TYPE = "MatMul"
 
 
@@ -18,9 +19,25 @@ def _bcast(x, y):
     return None
 
 
+def _by_matrix(ctx, a, b, g, need):
+    """A of any rank (known only at run time) times a matrix B [K, N]: dA = dY B^T (numpy's
+    MatMul gives A's shape for a vector A too) and dB = A'^T dY' with A and dY as rows [-1, K],
+    [-1, N] (one Gemm)."""
+    out = [None, None]
+    if need[0]:
+        out[0] = ctx.like(ctx.op("MatMul", [g, ctx.op("Transpose", [b], perm=[1, 0])]), a)
+    if need[1]:
+        rows = [ctx.op("Reshape", [t, ctx.op("Concat", [ctx.ints([-1]), ctx.shape(b, i, i + 1)], axis=0)])
+                for t, i in ((a, 0), (g, 1))]
+        out[1] = ctx.like(ctx.op("Gemm", rows, transA=1), b)
+    return out
+
+
 def vjp(ctx, node, dys, need):
     a, b = node.input
     g = dys[0]
+    if ctx.rank(a) is None and ctx.rank(b) == 2:
+        return _by_matrix(ctx, a, b, g, need)
     ra, rb = ctx.need_rank(a), ctx.need_rank(b)
     a2, b2, g2 = a, b, g
     if ra == 1:

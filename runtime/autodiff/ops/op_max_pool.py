@@ -21,7 +21,8 @@ Stride-1 undilated pools (overlapping windows): onnx.reference's Indices are wro
 gradient is built from primitives instead: for each kernel offset, in window order, the input
 shifted by it is compared with Y; the first offset that holds the maximum takes dY (ties go to
 the first, as in PyTorch and ONNX Runtime), and one ConvTranspose with a one-hot kernel per
-offset puts every offset's share back in place."""
+offset puts every offset's share back in place. auto_pad SAME_* over symbolic spatial dims (pads
+known only at run time) takes the Indices form, which needs no pads."""
 import itertools
 import math
 
@@ -37,9 +38,6 @@ OP_TYPE = "MaxPool"
 def check(node, info):
     if attr(node, "storage_order", 0) != 0:
         return "storage_order=1 (column-major Indices) is not covered"
-    x_dims = info.get(node.input[0], (None, None))[1]
-    if cc.geometry(node, x_dims)[3] is None:
-        return "auto_pad needs the spatial input dims, which shape inference could not find"
     return None
 
 
@@ -136,6 +134,8 @@ def vjp(ctx, node, dys, need):
     if g is None:
         return [None]
     kernel, strides, dilations, pads, _ = cc.geometry(node, ctx.dims(x))
+    if pads is None:  # auto_pad SAME_* over symbolic spatial dims: the Indices need no pads
+        return [ctx.like(_by_indices(ctx, node, x, g), x)]
     spatial = _tiling(ctx, x, kernel, strides, dilations, pads)
     if spatial is not None:
         return [ctx.like(_by_tiles(ctx, x, y, g, kernel, spatial), x)]

@@ -1,12 +1,13 @@
 """OneHot(indices, depth, values=[off, on]) (axis): Y = on where the index hits, off elsewhere,
 linear in ``values``: d off = sum(dY * (1 - hit)), d on = sum(dY * hit), with ``hit`` the same
-OneHot with values [0, 1]. Indices and depth are integers (or piecewise constant): no gradient."""
+OneHot with values [0, 1]. Indices and depth (integers, or floats read as integers) are
+piecewise constant: their gradient is zero."""
 import numpy as np
 
 from onnxforge.runtime.autodiff.ops._common import attr
+from onnxforge.runtime.autodiff.ops._rule import ZERO
 
 OP_TYPE = "OneHot"
-NON_DIFFERENTIABLE_INPUTS = (0, 1)
 
 
 def vjp(ctx, node, dys, need):
@@ -17,4 +18,5 @@ def vjp(ctx, node, dys, need):
     total = ctx.op("ReduceSum", [g], keepdims=0)
     off = ctx.op("Sub", [total, on])
     d = ctx.op("Concat", [ctx.op("Unsqueeze", [off, ctx.ints([0])]), ctx.op("Unsqueeze", [on, ctx.ints([0])])], axis=0)
-    return [None, None, ctx.like(ctx.op("Reshape", [d, ctx.shape(values)]), values)]
+    zero = [ZERO if n else None for n in need[:2]]
+    return zero + [ctx.like(ctx.op("Reshape", [d, ctx.shape(values)]), values) if need[2] else None]

@@ -66,10 +66,11 @@ export async function loadData(bundle, split) {
   const tensors = await readTensors(bundle, info.file);
   const inputs = {};
   const shapes = {};
+  const dtypes = {};
   for (const [key, t] of Object.entries(tensors)) {
-    if (key.startsWith('input/')) { inputs[key.slice(6)] = t.data; shapes[key.slice(6)] = t.shape; }
+    if (key.startsWith('input/')) { inputs[key.slice(6)] = t.data; shapes[key.slice(6)] = t.shape; dtypes[key.slice(6)] = t.dtype; }
   }
-  return { inputs, shapes, target: tensors.target, order: tensors.order || null, examples: info.examples };
+  return { inputs, shapes, dtypes, target: tensors.target, order: tensors.order || null, examples: info.examples };
 }
 
 /** The tensors of a bundle's .safetensors file; a file that is not one is an error naming it. */
@@ -131,6 +132,7 @@ export class BundleTrainer extends Emitter {
     this.scalarFeeds = { [s.lr]: T('float32', this.scalarBuffers.lr), [s.step]: T('float32', this.scalarBuffers.step) };
     if (s.seed) this.scalarFeeds[s.seed] = T('int64', this.scalarBuffers.seed);
     s.adamw.forEach((name, i) => { this.scalarFeeds[name] = T('float32', this.scalarBuffers.adamw[i]); });
+    this.batcher = new Batcher(this.ort, this.stepInfo);
     this.train_ = this.options.trainData || await loadData(this.bundle, 'train');
     this.val = this.options.valData || await loadData(this.bundle, 'val');
   }
@@ -198,42 +200,12 @@ export class BundleTrainer extends Emitter {
     this.epoch = Number(metadata.epoch || 0);
   }
 
-  /** model.onnx with the trained weights (bytes): the bundle's model with each parameter's raw
-   *  float32 bytes overwritten at the offsets the manifest records. */
+  /** model.onnx with the trained weights (bytes), see writeWeightsInto. */
   async trainedModel() {
-    const bytes = (await this.bundle.read(this.manifest.model.inference_model)).slice();
-    const w = this.weights();
-    for (const [name, [offset, length]] of Object.entries(this.manifest.model.weight_offsets)) {
-      const d = w[name].data;
-      if (d.byteLength !== length) throw new BundleError(`'${name}': ${d.byteLength} bytes, model.onnx holds ${length}`);
-      bytes.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), offset);
-    }
-    return bytes;
+    return writeWeightsInto(await this.bundle.read(this.manifest.model.inference_model), this.weights(), this.manifest);
   }
 
   // -- steps ---------------------------------------------------------------------------------
-  batchFeeds(data, rows) {
-    const feeds = {};
-    const b = rows.length;
-    for (const name of this.stepInfo.feeds) {
-      const src = data.inputs[name];
-      const shape = data.shapes[name];
-      const row = size(shape.slice(1));
-      feeds[name] = new this.ort.Tensor('float32', gather(src, rows, row, this.buffer(name, b * row, Float32Array)), [b, ...shape.slice(1)]);
-    }
-    const tgt = data.target;
-    const trow = size(tgt.shape.slice(1));
-    const Ctor = tgt.dtype === 'int64' ? BigInt64Array : Float32Array;
-    feeds[this.stepInfo.target] = new this.ort.Tensor(tgt.dtype, gather(tgt.data, rows, trow, this.buffer('#target', b * trow, Ctor)), [b, ...tgt.shape.slice(1)]);
-    return feeds;
-  }
-
-  buffer(key, n, Ctor) {
-    this.buffers ||= {};
-    const k = `${key}:${n}`;
-    return (this.buffers[k] ||= new Ctor(n));
-  }
-
   /** One training step on `feeds` at rate `lr`: returns the loss. */
   async step(feeds, lr) {
     const sb = this.scalarBuffers;
@@ -276,7 +248,7 @@ export class BundleTrainer extends Emitter {
       for (let start = 0; start < stop; start += b) {
         const at = rows.subarray(start, Math.min(start + b, stop));
         const lr = learningRate(m.schedule.kind, m.schedule.base_lr, this.steps, total, m.schedule.warmup_steps);
-        const loss = await this.step(this.batchFeeds(data, at), lr);
+        const loss = await this.step(this.batcher.feeds(data, at), lr);
         this.losses.push(loss);
         lossSum += loss * at.length;
         stepsDone++;
@@ -309,27 +281,76 @@ export class BundleTrainer extends Emitter {
 
   /** Loss (and accuracy for a classifier) of the current weights on a dataset, inference semantics. */
   async evaluate(data = this.val, batch = 512) {
-    const ev = this.manifest.eval;
-    this.evalSession ||= await this.ort.InferenceSession.create(await this.bundle.read(ev.file), this.evalSessionOptions);
-    const named = this.named();
-    const params = {};
-    const shapes = Object.fromEntries(this.stepInfo.state.flatMap((e) => e.members.map((mem) => [mem.name, mem.shape])));
-    for (const name of ev.state) params[name] = new this.ort.Tensor('float32', named[name], shapes[name]);
-    const classify = this.manifest.model.task !== 'regression' && data.target.dtype === 'int64';
-    let lossSum = 0;
-    let correct = 0;
-    for (let start = 0; start < data.examples; start += batch) {
-      const rows = Int32Array.from({ length: Math.min(batch, data.examples - start) }, (_, i) => start + i);
-      const feeds = this.batchFeeds(data, rows);
-      feeds[ev.target] = feeds[this.stepInfo.target];
-      if (ev.target !== this.stepInfo.target) delete feeds[this.stepInfo.target];
-      const out = await this.evalSession.run({ ...feeds, ...params });
-      lossSum += out[ev.loss].data[0] * rows.length;
-      if (classify) correct += countCorrect(out[ev.output], feeds[ev.target].data);
+    return evaluate(this, data, batch);
+  }
+}
+
+/** model.onnx bytes with each parameter's raw float32 bytes overwritten at the offsets the
+ *  manifest records (same length: no protobuf length changes, no protobuf library). */
+function writeWeightsInto(model, weights, manifest) {
+  const bytes = model.slice();
+  for (const [name, [offset, length]] of Object.entries(manifest.model.weight_offsets)) {
+    const d = weights[name].data;
+    if (d.byteLength !== length) throw new BundleError(`'${name}': ${d.byteLength} bytes, model.onnx holds ${length}`);
+    bytes.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), offset);
+  }
+  return bytes;
+}
+
+/** `trainer.evaluate`: the evaluation model on the current weights, in batches of `batch`. */
+async function evaluate(trainer, data, batch) {
+  const ev = trainer.manifest.eval;
+  trainer.evalSession ||= await trainer.ort.InferenceSession.create(await trainer.bundle.read(ev.file), trainer.evalSessionOptions);
+  const named = trainer.named();
+  const params = {};
+  const shapes = Object.fromEntries(trainer.stepInfo.state.flatMap((e) => e.members.map((mem) => [mem.name, mem.shape])));
+  for (const name of ev.state) params[name] = new trainer.ort.Tensor('float32', named[name], shapes[name]);
+  const classify = trainer.manifest.model.task !== 'regression' && data.target.dtype === 'int64';
+  let lossSum = 0;
+  let correct = 0;
+  for (let start = 0; start < data.examples; start += batch) {
+    const rows = Int32Array.from({ length: Math.min(batch, data.examples - start) }, (_, i) => start + i);
+    const feeds = trainer.batcher.feeds(data, rows);
+    feeds[ev.target] = feeds[trainer.stepInfo.target];
+    if (ev.target !== trainer.stepInfo.target) delete feeds[trainer.stepInfo.target];
+    const out = await trainer.evalSession.run({ ...feeds, ...params });
+    lossSum += out[ev.loss].data[0] * rows.length;
+    if (classify) correct += countCorrect(out[ev.output], feeds[ev.target].data);
+  }
+  const result = { loss: lossSum / data.examples };
+  if (classify) result.accuracy = correct / data.examples;
+  return result;
+}
+
+/** A step's feeds from rows of a dataset: views of the data when the rows are consecutive, else
+ *  gathered into buffers reused step after step. */
+class Batcher {
+  constructor(ort, stepInfo) {
+    this.ort = ort;
+    this.stepInfo = stepInfo;
+    this.buffers = {};
+  }
+
+  feeds(data, rows) {
+    const feeds = {};
+    const b = rows.length;
+    for (const name of this.stepInfo.feeds) {
+      const src = data.inputs[name];
+      const shape = data.shapes[name];
+      const row = size(shape.slice(1));
+      const dtype = (data.dtypes && data.dtypes[name]) || 'float32'; // int64 token ids feed as BigInt64Array
+      feeds[name] = new this.ort.Tensor(dtype, gather(src, rows, row, this.buffer(name, b * row, src.constructor)), [b, ...shape.slice(1)]);
     }
-    const result = { loss: lossSum / data.examples };
-    if (classify) result.accuracy = correct / data.examples;
-    return result;
+    const tgt = data.target;
+    const trow = size(tgt.shape.slice(1));
+    const Ctor = tgt.dtype === 'int64' ? BigInt64Array : Float32Array;
+    feeds[this.stepInfo.target] = new this.ort.Tensor(tgt.dtype, gather(tgt.data, rows, trow, this.buffer('#target', b * trow, Ctor)), [b, ...tgt.shape.slice(1)]);
+    return feeds;
+  }
+
+  buffer(key, n, Ctor) {
+    const k = `${key}:${n}`;
+    return (this.buffers[k] ||= new Ctor(n));
   }
 }
 

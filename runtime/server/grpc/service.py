@@ -42,15 +42,25 @@ CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_conte
             "FP64": "fp64_contents", "BYTES": "bytes_contents"}
 
 
+CONVERT_CHUNK = 1 << 16
 # each typed contents field read whole into numpy at its own width, then checked and narrowed
 WIDE = {"bool_contents": np.bool_, "int_contents": np.int64, "int64_contents": np.int64, "uint_contents": np.uint64,
         "uint64_contents": np.uint64, "fp32_contents": np.float32, "fp64_contents": np.float64}
 
 
+def _numpy(values, dtype) -> np.ndarray:
+    """A repeated field as numpy, 65,536 values at a time: one conversion of millions holds the GIL
+    (and so the event loop's thread) for the whole of it, half a second for 1.6 million floats."""
+    out = np.empty(len(values), dtype)
+    for start in range(0, len(out), CONVERT_CHUNK):
+        out[start : start + CONVERT_CHUNK] = values[start : start + CONVERT_CHUNK]
+    return out
+
+
 def _typed_bytes(name: str, datatype: str, values: np.ndarray) -> bytes:
     want = DATATYPES[datatype]
     if want.kind in "iu" and values.size:
-        info = np.iinfo(want)
+        info = np.iinfo(want)  # type: ignore[type-var]  # an integer dtype here (kind "i" or "u")
         low, high = values.min(), values.max()
         if low < info.min or high > info.max:
             bad = low if low < info.min else high
@@ -105,7 +115,7 @@ def _input_entry(tensor, raw: bytes | None, chunks: list) -> dict:
             if field == "bytes_contents":
                 data = b"".join(struct.pack("<I", len(v)) + v for v in values)
             else:  # as the binary data it stands for: never a JSON list of millions of numbers
-                data = _typed_bytes(name, tensor.datatype, np.array(values, dtype=WIDE[field]))
+                data = _typed_bytes(name, tensor.datatype, _numpy(values, WIDE[field]))
             params["binary_data_size"] = len(data)
             chunks.append(data)
     else:

@@ -3,7 +3,7 @@
 ``BACKENDS`` maps each name ``Trainer(backend=...)`` and ``train --backend`` accept to its class;
 ``"auto"`` takes the first available one in the order :func:`auto_order` gives for the model.
 
-``auto_order`` follows what was measured (``stepgraph.timing.time_backends``, the backends
+``auto_order`` follows what was measured (``benchmark.timing.time_backends``, the backends
 alternating in one process on the shared 2-core machine, median of 3 rounds, three runs; onnx /
 artifacts in steps/s, AdamW and SGD): the LSTM node (T20, h64, batch 64, 2 threads) 3.2-6.0x, so
 models with an ``LSTM`` node prefer ``onnx``; the 64-128-10 MLP 0.83-0.88x (AdamW) and 0.88-1.09x
@@ -15,22 +15,26 @@ differentiate (a Softplus, a reverse LSTM) goes to ``onnx`` first as well."""
 
 from __future__ import annotations
 
-from onnxforge.runtime.errors import ConfigError, RuntimeUnavailableError
+from onnx import ModelProto
+
+from onnxforge.runtime.errors import ConfigError, OnnxforgeError, RuntimeUnavailableError
 from onnxforge.runtime.training.backends.artifacts import ArtifactsBackend
 from onnxforge.runtime.training.backends.base import BackendState, TrainingBackend, TrainingSpec
 from onnxforge.runtime.training.backends.onnx import OnnxBackend
+from onnxforge import plugins
+from onnxforge.runtime.passes.gradient_form import trainable_parameters, untrainable_ops
 
 __all__ = ["BACKENDS", "BACKEND_CHOICES", "auto_order", "backend_class", "BackendState", "TrainingBackend",
            "TrainingSpec"]
 
-BACKENDS: dict[str, type] = {
+BACKENDS: dict[str, type[TrainingBackend]] = {
     ArtifactsBackend.name: ArtifactsBackend,
     OnnxBackend.name: OnnxBackend,
 }
 BACKEND_CHOICES = ("auto", *BACKENDS)
 
 
-def auto_order(model=None) -> list[type]:
+def auto_order(model: ModelProto | None = None) -> list[type[TrainingBackend]]:
     """The backends ``"auto"`` tries for ``model``, faster first (see the module docstring)."""
     order = list(BACKENDS.values())
     if model is not None and (any(n.op_type == "LSTM" for n in model.graph.node) or _artifacts_cannot_train(model)):
@@ -41,10 +45,6 @@ def auto_order(model=None) -> list[type]:
 def _artifacts_cannot_train(model) -> bool:
     """Whether ONNX Runtime training's gradient builder refuses ``model`` (e.g. a Softplus), which the
     ``onnx`` backend may still train: ``auto`` then goes to ``onnx`` instead of refusing."""
-    from onnxforge import plugins  # the plugin registry loads entry points: only when asked
-    from onnxforge.runtime.errors import OnnxforgeError
-    from onnxforge.runtime.passes.gradient_form import trainable_parameters, untrainable_ops
-
     try:
         prepared = plugins.prepare_training(model)
     except OnnxforgeError:
@@ -52,7 +52,7 @@ def _artifacts_cannot_train(model) -> bool:
     return bool(untrainable_ops(prepared, trainable_parameters(prepared)))
 
 
-def backend_class(name: str, model=None) -> type:
+def backend_class(name: str, model: ModelProto | None = None) -> type[TrainingBackend]:
     """The backend class for ``name`` ("auto": the first available of :func:`auto_order` for
     ``model``), or a one-line error."""
     if name == "auto":

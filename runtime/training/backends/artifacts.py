@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import onnx
@@ -54,10 +54,19 @@ class ArtifactsBackend:
             raise NotTrainableError("ONNX Runtime cannot compute gradients through: " + ", ".join(blockers)
                                     + "; such a model can be run but not trained")
         self.folder: Path | None = None
-        self._threads = None
-        self._state = self._module = self._optimizer = None
+        self._threads: int | None = None
+        # ONNX Runtime training's objects, after _open
+        self._state: Any = None
+        self._module: Any = None
+        self._optimizer: Any = None
         self._order: list[int] = []
         self._lr = None
+
+    @property
+    def _dir(self) -> Path:
+        if self.folder is None:
+            raise TrainingError("the artifacts backend was not prepared: call prepare(folder, threads) first")
+        return self.folder
 
     def training_graph(self) -> ModelProto:
         """The forward graph as the training artifacts are generated from it (the training pipeline;
@@ -78,7 +87,7 @@ class ArtifactsBackend:
 
     def _generate(self) -> None:
         artifacts, _, _ = training_api()
-        final, spec = self.folder, self.spec
+        final, spec = self._dir, self.spec
         out = final.with_name(f".{final.name}.tmp")
         if out.is_symlink() or out.is_file():
             out.unlink()
@@ -116,7 +125,7 @@ class ArtifactsBackend:
             state = api.CheckpointState.load_checkpoint(str(checkpoint))
         except Exception as exc:  # noqa: BLE001
             raise CheckpointError(f"checkpoint '{checkpoint}' could not be read: {str(exc).splitlines()[0]}") from None
-        a = self.folder
+        a = self._dir
         self._state = state
         try:
             self._module = api.Module(str(a / "training_model.onnx"), state, str(a / "eval_model.onnx"),

@@ -83,6 +83,8 @@ class TrainingSpec:
     state_buffers: tuple[str, ...]
     device: Device
     fixed_batch: int | None = None  # every batch has exactly this many examples
+    constants: dict = field(default_factory=dict)  # name -> array: inputs of model that never change (memory-
+    # mapped external weights of a LoRA run: bound to the step as they are, never copied)
 
 
 @dataclass
@@ -95,6 +97,9 @@ class BackendState:
 @runtime_checkable
 class TrainingBackend(Protocol):
     name: ClassVar[str]
+    spec: TrainingSpec
+
+    def __init__(self, spec: TrainingSpec) -> None: ...
 
     @classmethod
     def available(cls) -> str | None: ...
@@ -116,3 +121,5 @@ class TrainingBackend(Protocol):
     def save_checkpoint(self, path: Path, properties: dict) -> None: ...
 
     def load_checkpoint(self, path: Path) -> dict: ...
+
+    def training_graph(self) -> ModelProto: ...

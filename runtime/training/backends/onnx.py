@@ -59,11 +59,11 @@ class OnnxBackend:
         self._initial = {n: numpy_helper.to_array(inits[n]).astype(np.float32) for n in names}
         self._moments = {m: np.zeros_like(self._initial[p]) for p in spec.trainable
                          for m in moment_names(spec.optimizer, p)}
-        self._values = None  # numpy state while no runner holds it
+        self._values: dict[str, np.ndarray] | None = None  # numpy state while no runner holds it
         self._steps = 0
         self._seed = 0
         self.folder: Path | None = None
-        self._threads = None
+        self._threads: int | None = None
         self._runner: StepRunner | None = None
         self._eval: EvalRunner | None = None
 
@@ -73,7 +73,7 @@ class OnnxBackend:
         try:
             return build_step(s.model, output=s.output, loss=s.loss, optimizer=s.optimizer,
                               trainable=list(s.trainable), buffers=list(s.state_buffers), feed_shapes=feed_shapes,
-                              ignore_index=s.ignore_index, weight_decay=s.weight_decay)
+                              ignore_index=s.ignore_index, weight_decay=s.weight_decay, constants=list(s.constants))
         except AutodiffError as exc:
             raise NotTrainableError(f"the training step could not be built: {exc}") from None
 
@@ -86,7 +86,7 @@ class OnnxBackend:
     def _eval_graph(self):
         s = self.spec
         return build_eval(s.model, output=s.output, loss=s.loss, params=list(s.trainable),
-                          buffers=list(s.state_buffers), ignore_index=s.ignore_index)
+                          buffers=list(s.state_buffers), ignore_index=s.ignore_index, constants=list(s.constants))
 
     def prepare(self, folder: Path, threads: int | None) -> None:
         self.folder, self._threads = Path(folder), threads
@@ -104,7 +104,7 @@ class OnnxBackend:
         graph = self._build_step({n: tuple(x.shape) for n, x in zip(self.spec.inputs, inputs)})
         values = self._current()
         self._runner = StepRunner(graph, values, options=self._options(),
-                                  device=self.spec.device.name, steps=self._steps)
+                                  device=self.spec.device.name, steps=self._steps, constants=self.spec.constants)
         self._runner.seed(self._seed)
         self._values = None
         if self.folder is not None:
@@ -130,7 +130,7 @@ class OnnxBackend:
         try:
             if self._eval is None:
                 self._eval = EvalRunner(self._eval_graph(), options=self._options(),
-                                        device=self.spec.device.name)
+                                        device=self.spec.device.name, constants=self.spec.constants)
             return self._eval.loss(inputs, targets, self._current())
         except run_errors() as exc:
             raise TrainingError(f"evaluation step failed in ONNX Runtime: {failure_line(exc)}") from None
@@ -171,7 +171,7 @@ class OnnxBackend:
         arrays["step"] = np.array(st.step, np.int64)
         arrays["properties"] = np.frombuffer(json.dumps(properties, sort_keys=True).encode(), np.uint8)
         with open(path, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub reads ** as its allow_pickle flag
 
     def load_checkpoint(self, path: Path) -> dict:
         try:

@@ -3,9 +3,9 @@
 :func:`build_step` turns a forward model, a loss and an optimizer into one ``ModelProto`` (forward,
 loss, backward through :mod:`onnxforge.runtime.autodiff`, optimizer update); :class:`StepRunner`
 runs it in a plain ``InferenceSession`` with the parameters and optimizer state kept in ONNX
-Runtime's buffers between steps. The ``onnx`` training backend is built on them. :class:`Nodes`
-and :func:`opset_of` are the helpers its rewrites write nodes with, for step graphs built elsewhere
-(the distributed gradient step).
+Runtime's buffers between steps. The ``onnx`` training backend is built on them. :mod:`.split` is
+the same step split in two (gradient, then update) for data-parallel workers that average their
+gradients in between. :class:`Nodes` and :func:`opset_of` are the helpers its rewrites write nodes with.
 """
 
 from onnxforge.runtime.training.stepgraph._rewrite import Nodes, opset_of

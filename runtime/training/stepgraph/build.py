@@ -11,16 +11,18 @@ step's inputs), and optionally the model's output. Only ``ai.onnx`` ops, opset >
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import onnx
 from onnx import TensorProto, helper
 
 from onnxforge.runtime.autodiff import MAX_IR_VERSION, build_gradients
+from onnxforge.runtime.modelio.protos import subgraphs
 from onnxforge.runtime.training.stepgraph._rewrite import Nodes, opset_of
-from onnxforge.runtime.training.stepgraph.forward import LR, NEW, SEED, STEP, training_forward
+from onnxforge.runtime.training.stepgraph.forward import LR, NEW, STEP, training_forward
 from onnxforge.runtime.training.stepgraph.kernels import faster_kernels
-from onnxforge.runtime.training.stepgraph.loss import LOSS, add_loss
+from onnxforge.runtime.training.stepgraph.loss import add_loss
 from onnxforge.runtime.training.stepgraph.optim import (ADAMW_SCALARS, MOMENT_SCALES, OPTIMIZERS, adamw_scalars,
                                                         add_updates, moment_names)
 from onnxforge.runtime.training.stepgraph.pack import PARAMS, Packing, pack_parameters, packable
@@ -68,10 +70,9 @@ def _feeds(model: onnx.ModelProto) -> list[str]:
 def _reads(node) -> set:
     """The names ``node`` reads, its subgraphs' outer-scope names included (a superset is fine)."""
     names = {i for i in node.input if i}
-    for a in node.attribute:
-        for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
-            for n in g.node:
-                names |= _reads(n)
+    for g in subgraphs(node):
+        for n in g.node:
+            names |= _reads(n)
     return names
 
 
@@ -108,17 +109,18 @@ def _finish(model: onnx.ModelProto, outputs: list[onnx.ValueInfoProto]) -> onnx.
 
 
 def build_step(model: onnx.ModelProto, *, output: str, loss: str, optimizer: str, trainable: list[str],
-               buffers: list[str] = (), feed_shapes: dict | None = None, ignore_index: int | None = None,
-               weight_decay: float = 0.0, with_output: bool = False, pack: bool = True) -> StepGraph:
+               buffers: Sequence[str] = (), feed_shapes: dict | None = None, ignore_index: int | None = None,
+               weight_decay: float = 0.0, with_output: bool = False, pack: bool = True, constants: Sequence[str] = ()) -> StepGraph:
     """The training step of ``model`` (plugin functions inlined; frozen parameters left as
     initialisers). ``feed_shapes`` maps data inputs to a batch's shape (fixes their non-batch dims).
     ``pack``: the small trainable parameters and their optimizer state in flat buffers (see
-    :mod:`.pack`; ``graph.pack``/``graph.unpack`` convert), else one input per value."""
+    :mod:`.pack`; ``graph.pack``/``graph.unpack`` convert), else one input per value. ``constants``:
+    graph inputs that are not data (weights fed unchanged every step), left out of ``feeds``."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {optimizer!r}")
     buffers = list(buffers)
     fwd, seeded = training_forward(model, list(trainable), buffers, dict(feed_shapes or {}), training=True)
-    feeds = _feeds(model)
+    feeds = [f for f in _feeds(model) if f not in set(constants)]
     fwd.graph.input.extend([helper.make_tensor_value_info(LR, TensorProto.FLOAT, []),
                             helper.make_tensor_value_info(STEP, TensorProto.FLOAT, [])])
     sgd = optimizer == "sgd"  # the rate folded into the loss's gradient: the update is p - g
@@ -161,8 +163,8 @@ def build_step(model: onnx.ModelProto, *, output: str, loss: str, optimizer: str
                      output if with_output else None, packing, scalars, float(weight_decay))
 
 
-def build_eval(model: onnx.ModelProto, *, output: str, loss: str, params: list[str], buffers: list[str] = (),
-               ignore_index: int | None = None) -> StepGraph:
+def build_eval(model: onnx.ModelProto, *, output: str, loss: str, params: list[str], buffers: Sequence[str] = (),
+               ignore_index: int | None = None, constants: Sequence[str] = ()) -> StepGraph:
     """The evaluation model: ``params`` and ``buffers`` as inputs, outputs ``loss`` and ``output``
     (inference semantics: no dropout, running statistics, LSTM nodes kept)."""
     fwd, _ = training_forward(model, list(params), list(buffers), {}, training=False)
@@ -170,4 +172,5 @@ def build_eval(model: onnx.ModelProto, *, output: str, loss: str, params: list[s
     out_info = next(o for o in fwd.graph.output if o.name == output)
     outputs = [helper.make_tensor_value_info(loss_name, TensorProto.FLOAT, []), out_info]
     fwd.ir_version = min(fwd.ir_version, MAX_IR_VERSION)
-    return StepGraph(_finish(fwd, outputs), _feeds(model), target, list(params) + list(buffers), [], False, output)
+    feeds = [f for f in _feeds(model) if f not in set(constants)]
+    return StepGraph(_finish(fwd, outputs), feeds, target, list(params) + list(buffers), [], False, output)

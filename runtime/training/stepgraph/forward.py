@@ -28,6 +28,7 @@ from onnx import TensorProto, helper
 
 from onnxforge.runtime.autodiff import batchnorm_training_form
 from onnxforge.runtime.errors import NotTrainableError
+from onnxforge.runtime.modelio.protos import copy_model, is_default_domain
 from onnxforge.runtime.training.stepgraph._rewrite import Nodes, opset_of
 
 __all__ = ["training_forward", "NEW", "SEED", "STEP", "LR"]
@@ -121,8 +122,7 @@ def training_forward(model: onnx.ModelProto, params: list[str], buffers: list[st
     with ``training=False``) with ``params`` and ``buffers`` as graph inputs. Returns the model and
     whether it has an active Dropout (then it reads the ``SEED`` input it declares, and ``STEP``,
     which the caller declares)."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
+    out = copy_model(model)
     _params_to_inputs(out, list(params) + list(buffers))
     _fix_feed_shapes(out, feed_shapes)
     if training:
@@ -130,7 +130,7 @@ def training_forward(model: onnx.ModelProto, params: list[str], buffers: list[st
     opset = opset_of(out)
     rewritten, extra, dropouts = [], [], 0
     for k, node in enumerate(out.graph.node):
-        std = node.domain in ("", "ai.onnx")
+        std = is_default_domain(node.domain)
         nodes = Nodes(f"train/{node.name or k}", opset)
         if std and node.op_type == "Dropout":
             if training and _dropout_active(node):

@@ -20,6 +20,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from onnxforge.runtime.modelio.protos import dims
+
 __all__ = ["faster_kernels"]
 
 
@@ -42,16 +44,15 @@ def _float_matrices(model: onnx.ModelProto) -> dict:
     except onnx.shape_inference.InferenceError:
         return {}
     values = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
-    out = {}
+    out: dict[str, int | str | None] = {}
     for v in values:
         t = v.type.tensor_type
         if t.elem_type == TensorProto.FLOAT and t.HasField("shape") and len(t.shape.dim) == 2:
-            d = t.shape.dim[0]
-            out[v.name] = d.dim_value if d.HasField("dim_value") else d.dim_param or None
+            out[v.name] = dims(v)[0]
     return out
 
 
-def _is_batch_sum(node, axis0: set, matrices: set) -> bool:
+def _is_batch_sum(node, axis0: set, matrices: dict) -> bool:
     keep = next((a.i for a in node.attribute if a.name == "keepdims"), 1)
     noop = next((a.i for a in node.attribute if a.name == "noop_with_empty_axes"), 0)
     return (node.op_type == "ReduceSum" and node.domain in ("", "ai.onnx") and len(node.input) == 2
@@ -64,7 +65,7 @@ def faster_kernels(model: onnx.ModelProto) -> onnx.ModelProto:
     sums = [n for n in model.graph.node if n.op_type == "ReduceSum" and len(n.input) == 2 and n.input[1] in axis0]
     matrices = _float_matrices(model) if sums else {}
     ones_value = numpy_helper.from_array(np.ones(1, np.float32))
-    made = {}  # first dim -> the ones vector already made for it
+    made: dict[int | str, str] = {}  # first dim -> the ones vector already made for it
     nodes = []
     for node in model.graph.node:
         if node.op_type == "Where" and node.domain in ("", "ai.onnx") and len(node.input) == 3 \

@@ -75,8 +75,8 @@ def add_updates(n: Nodes, optimizer: str, grads: dict, weight_decay: float = 0.0
         for p, g in grads.items():
             outs.append(n.op("Sub", [p, g if scaled else n.op("Mul", [g, LR])], out=NEW + p))
         return outs
-    k1, k2, decay = ADAMW_SCALARS
-    decay = decay if weight_decay else None
+    k1, k2, decay_input = ADAMW_SCALARS
+    decay = decay_input if weight_decay else None
     c_b1, c_b2 = n.const(BETAS[0], np.float32), n.const(BETAS[1], np.float32)
     for p, g in grads.items():
         m, v = moment_names(optimizer, p)

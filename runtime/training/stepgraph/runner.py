@@ -39,7 +39,8 @@ class StepRunner:
     state to numpy by name (for checkpoints; packed buffers unpacked), ``load(state)`` writes it
     back; ``steps`` counts the steps taken (AdamW's bias correction uses ``steps + 1``)."""
 
-    def __init__(self, graph: StepGraph, state: dict, *, options=None, device: str = "cpu", steps: int = 0):
+    def __init__(self, graph: StepGraph, state: dict, *, options=None, device: str = "cpu", steps: int = 0,
+                 constants: dict | None = None):
         rt = ort()
         self.graph = graph
         self.device = device
@@ -59,6 +60,9 @@ class StepRunner:
         self._inputs = {k: rt.OrtValue.ortvalue_from_numpy(v) for k, v in self._host.items()}
         self._losses = [np.zeros((), np.float32) for _ in range(2)]
         self._loss = [rt.OrtValue.ortvalue_from_numpy(v) for v in self._losses]
+        # inputs that never change (memory-mapped weights): bound once, borrowing the arrays' memory
+        self._constants = {k: rt.OrtValue.ortvalue_from_numpy(v) for k, v in (constants or {}).items()}
+        self._constant_arrays = constants  # the OrtValues borrow these: kept alive with the runner
         self._bindings = [self._binding(0, 1), self._binding(1, 0)]
         self._current = 0  # the set holding the state now
         self.steps = int(steps)
@@ -73,6 +77,8 @@ class StepRunner:
         for name, value in self._inputs.items():
             if name != SEED or g.seeded:
                 b.bind_ortvalue_input(name, value)
+        for name, value in self._constants.items():
+            b.bind_ortvalue_input(name, value)
         b.bind_ortvalue_output(LOSS, self._loss[dst])
         if g.output:
             b.bind_output(g.output, self.device, 0)
@@ -118,12 +124,13 @@ class StepRunner:
 class EvalRunner:
     """The evaluation graph: ``loss(feeds, targets, values)`` without updating anything."""
 
-    def __init__(self, graph: StepGraph, *, options=None, device: str = "cpu"):
+    def __init__(self, graph: StepGraph, *, options=None, device: str = "cpu", constants: dict | None = None):
         self.graph = graph
         self.device = device
         self.session = _session(graph.model, options, device)
+        self.constants = dict(constants or {})
 
     def loss(self, feeds: list, targets, values: dict) -> float:
         g = self.graph
-        run = {**dict(zip(g.feeds, feeds)), g.target: targets, **{n: values[n] for n in g.state}}
+        run = {**dict(zip(g.feeds, feeds)), g.target: targets, **{n: values[n] for n in g.state}, **self.constants}
         return float(self.session.run([LOSS], run)[0])

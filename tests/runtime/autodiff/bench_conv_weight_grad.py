@@ -21,7 +21,8 @@ def model(nodes, inits, N, C, M, H, W, KH, KW):
     g = helper.make_graph(nodes, "wg", [helper.make_tensor_value_info("x", TP.FLOAT, [N, C, H, W]),
                                         helper.make_tensor_value_info("dy", TP.FLOAT, [N, M, H, W])],
                           [helper.make_tensor_value_info("dw", TP.FLOAT, [M, C, KH, KW])], inits)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]); m.ir_version = 8
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
     onnx.checker.check_model(m, full_check=True)
     return m
 
@@ -105,7 +106,8 @@ def forward(N, C, M, H, W, K, p):
                           [helper.make_tensor_value_info("x", TP.FLOAT, [N, C, H, W]),
                            helper.make_tensor_value_info("w", TP.FLOAT, [M, C, K, K])],
                           [helper.make_tensor_value_info("y", TP.FLOAT, [N, M, H, W])])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]); m.ir_version = 8
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
     return m
 
 VARIANTS = {"Conv over swapped axes": swapped, "im2col Slice/Concat + MatMul": im2col_matmul,
@@ -122,16 +124,20 @@ def reference(x, dy, K, p):
     return dw
 
 def timeit(sess, feeds, reps):
-    for _ in range(20): sess.run(None, feeds)
+    for _ in range(20):
+        sess.run(None, feeds)
     best = []
     for _ in range(5):
         t = time.perf_counter()
-        for _ in range(reps): sess.run(None, feeds)
+        for _ in range(reps):
+            sess.run(None, feeds)
         best.append((time.perf_counter() - t) / reps)
     return min(best) * 1e6
 
 def main():
-    so = ort.SessionOptions(); so.intra_op_num_threads = 1; so.inter_op_num_threads = 1
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
     rng = np.random.default_rng(0)
     print(f"onnxruntime {ort.__version__}, one thread; best of 5 runs, microseconds per call")
     for (N, C, M, H, W) in [(64, 16, 32, 4, 4), (64, 1, 16, 8, 8)]:

@@ -231,8 +231,8 @@ def test_resize_crop_with_scales_known_only_at_run_time_is_refused():
 @pytest.mark.parametrize("op,gates", [("LSTM", 4), ("GRU", 3)])
 def test_recurrent_node_declaring_only_y_h(op, gates):
     """The rule declares Y on the (copied) forward node for itself; central differences agree."""
-    T, N, I, H = 3, 2, 3, 2
-    ins = {"X": R.standard_normal((T, N, I)), "W": R.standard_normal((1, gates * H, I)),
+    T, N, In, H = 3, 2, 3, 2
+    ins = {"X": R.standard_normal((T, N, In)), "W": R.standard_normal((1, gates * H, In)),
            "R": R.standard_normal((1, gates * H, H))}
     m = single_op_model(op, ins, 2, hidden_size=H)
     m.graph.node[0].output[0] = ""

@@ -13,7 +13,6 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from onnx import numpy_helper
 
 from _autodiff_check import assert_close, gradients
 from onnxforge.runtime.autodiff import batchnorm_training_form

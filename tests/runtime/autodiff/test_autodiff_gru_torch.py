@@ -59,9 +59,9 @@ for direction in ("forward", "reverse", "bidirectional"):
 
 @pytest.mark.parametrize("direction,has_b,has_h0,lbr,which", CASES)
 def test_gru_matches_torch(direction, has_b, has_h0, lbr, which):
-    T, N, I, H = 4, 3, 5, 2
+    T, N, In, H = 4, 3, 5, 2
     D = 2 if direction == "bidirectional" else 1
-    ins = {"X": f32(T, N, I), "W": f32(D, 3 * H, I), "R": f32(D, 3 * H, H)}
+    ins = {"X": f32(T, N, In), "W": f32(D, 3 * H, In), "R": f32(D, 3 * H, H)}
     if has_b or has_h0:
         ins["B" if has_b else " "] = f32(D, 6 * H) if has_b else None
     if has_h0:
@@ -74,8 +74,8 @@ def test_gru_matches_torch(direction, has_b, has_h0, lbr, which):
 
 def test_gru_with_only_y_h_declared_matches_torch_gru():
     """The node declares only Y_h (the rule declares Y for itself); torch.gru is the twin."""
-    T, N, I, H = 5, 2, 3, 4
-    x, w, r, b = f32(T, N, I), f32(1, 3 * H, I), f32(1, 3 * H, H), f32(1, 6 * H)
+    T, N, In, H = 5, 2, 3, 4
+    x, w, r, b = f32(T, N, In), f32(1, 3 * H, In), f32(1, 3 * H, H), f32(1, 6 * H)
     m = single_op_model("GRU", {"X": x, "W": w, "R": r, "B": b}, 2, hidden_size=H, linear_before_reset=1)
     m.graph.node[0].output[0] = ""
     del m.graph.output[0]

@@ -54,9 +54,9 @@ for direction in ("forward", "reverse", "bidirectional"):
 
 @pytest.mark.parametrize("direction,has_b,has_h0,has_c0,which", CASES)
 def test_lstm_matches_torch(direction, has_b, has_h0, has_c0, which):
-    T, N, I, H = 4, 3, 5, 2
+    T, N, In, H = 4, 3, 5, 2
     D = 2 if direction == "bidirectional" else 1
-    ins = {"X": f32(T, N, I), "W": f32(D, 4 * H, I), "R": f32(D, 4 * H, H)}
+    ins = {"X": f32(T, N, In), "W": f32(D, 4 * H, In), "R": f32(D, 4 * H, H)}
     ins["B"] = f32(D, 8 * H) if has_b else None
     ins["seq"] = None
     ins["h0"] = f32(D, N, H) if has_h0 else None

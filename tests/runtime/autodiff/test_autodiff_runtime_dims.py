@@ -133,3 +133,83 @@ def test_gather_on_a_negative_axis_of_a_tensor_of_unknown_rank():
     m.ir_version = 8
     feeds = {"x": f64(2, 12), "shape": np.array([2, 3, 4], np.int64), "idx": np.array([[2, 0], [-1, 2]], np.int64)}
     fd_check(m, feeds, ["x"], "y", rng=R)
+
+
+def ort_fd(op, inputs, wrt, eps=1e-6, tol=1e-6, **attrs):
+    """Central differences of ``op`` (every dim symbolic) run by ONNX Runtime in float64, against
+    the gradient model run by ONNX Runtime: for pools with auto_pad SAME, whose forward
+    onnx.reference gets wrong (one output row short, or a negative pad)."""
+    m = _declared(single_op_model(op, inputs, opset=18, dynamic=True, **attrs))
+    dy = R.standard_normal(run_ort(m, inputs)["y0"].shape).astype(inputs[wrt[0]].dtype)
+    got = run_ort(gradient_model(m, wrt, "y0", seed="dY"), {**inputs, "dY": dy})
+    for w in wrt:
+        num = np.zeros_like(inputs[w])
+        for idx in np.ndindex(*inputs[w].shape):
+            vals = []
+            for sign in (1, -1):
+                x = inputs[w].copy()
+                x[idx] += sign * eps
+                vals.append(float(np.sum(run_ort(m, {**inputs, w: x})["y0"] * dy)))
+            num[idx] = (vals[0] - vals[1]) / (2 * eps)
+        assert_close(got[f"{w}_grad"], num, tol, what=f"{op} d{w} (central differences, ONNX Runtime)")
+
+
+@pytest.mark.parametrize("auto", ["SAME_UPPER", "SAME_LOWER"])
+def test_auto_pad_same_over_symbolic_spatial_dims(auto):
+    """The pads SAME gives depend on the input size: computed at run time (TensorFlow exports)."""
+    symbolic_fd("Conv", {"X": f64(2, 4, 7, 6), "W": f64(4, 2, 3, 2), "B": f64(4)}, ["X", "W", "B"], group=2,
+                strides=[2, 3], kernel_shape=[3, 2], auto_pad=auto)
+    ort_fd("MaxPool", {"X": f64(2, 3, 7, 6)}, ["X"], kernel_shape=[3, 2], strides=[2, 2], auto_pad=auto)
+    # float32 (ORT has no double AveragePool; linear, so wide steps are exact); strides no larger than
+    # the kernel: ONNX Runtime 1.32 computes a negative pad for SAME there and refuses its own forward
+    for include in (0, 1):
+        ort_fd("AveragePool", {"X": f64(2, 3, 7, 6).astype(np.float32)}, ["X"], eps=0.25, tol=1e-5,
+               kernel_shape=[3, 2], strides=[2, 2], auto_pad=auto, count_include_pad=include)
+
+
+def test_a_chain_over_a_tensor_whose_rank_is_known_only_at_run_time():
+    """A ViT-style head whose input comes out of a Reshape to a run-time shape: Gather, MatMul by a
+    matrix, Add, LayerNormalization, Softmax, Transpose (no perm) and Concat on negative axes, with
+    no rank known at build time; one gradient model serves tensors of rank 3 and 4."""
+    T = TensorProto.DOUBLE
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["r"]),
+             helper.make_node("Gather", ["r", "idx"], ["g"], axis=1),
+             helper.make_node("MatMul", ["g", "W"], ["m"]),
+             helper.make_node("Add", ["m", "b"], ["a"]),
+             helper.make_node("LayerNormalization", ["a", "s", "b2"], ["ln"], axis=-1),
+             helper.make_node("Softmax", ["ln"], ["sm"], axis=-1),
+             helper.make_node("Transpose", ["sm"], ["tr"]),
+             helper.make_node("Concat", ["tr", "tr"], ["y"], axis=-1)]
+    inputs = [helper.make_tensor_value_info("x", T, ["N", 24]), helper.make_tensor_value_info("shape", TensorProto.INT64, ["k"])]
+    inputs += [helper.make_tensor_value_info(n, T, d) for n, d in (("W", [4, 5]), ("b", [5]), ("s", [5]), ("b2", [5]))]
+    g = helper.make_graph(nodes, "head", inputs, [helper.make_tensor_value_info("y", T, ["d0", "d1"])],
+                          [numpy_helper.from_array(np.array(0, np.int64), "idx")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    m.ir_version = 8
+    params = {"W": f64(4, 5), "b": f64(5), "s": f64(5), "b2": f64(5)}
+    fd_check(m, {"x": f64(2, 24), "shape": np.array([2, 6, 4], np.int64), **params}, ["x", "W", "b", "s", "b2"],
+             "y", rng=R)
+    m.graph.output[0].CopyFrom(helper.make_tensor_value_info("y", T, ["d0", "d1", "d2"]))
+    fd_check(m, {"x": f64(2, 24), "shape": np.array([2, 3, 2, 4], np.int64), **params}, ["x", "W", "b", "s", "b2"],
+             "y", rng=R)
+    # Concat whose output rank nothing declares (its result is summed to a scalar)
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["r"]),
+             helper.make_node("Concat", ["r", "r"], ["c"], axis=-2),
+             helper.make_node("Mul", ["c", "c"], ["c2"]),
+             helper.make_node("ReduceSum", ["c2"], ["y"], keepdims=0)]
+    g = helper.make_graph(nodes, "cat", inputs[:2], [helper.make_tensor_value_info("y", T, [])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    m.ir_version = 8
+    fd_check(m, {"x": f64(2, 24), "shape": np.array([2, 3, 2, 4], np.int64)}, ["x"], "y", rng=R)
+
+
+def test_strided_conv_transpose_with_symbolic_spatial_dims():
+    """A U-Net decoder's learned upsampling over a dynamic-size input. ONNX Runtime's central
+    differences in float32 (onnx.reference's forward fails on these pads, ORT has no double
+    ConvTranspose): the op is bilinear, so wide central steps are exact."""
+    def f32(*shape):
+        return f64(*shape).astype(np.float32)
+    ort_fd("ConvTranspose", {"X": f32(2, 4, 3, 4), "W": f32(4, 3, 3, 2), "B": f32(3)}, ["X", "W", "B"], eps=0.5,
+           tol=1e-4, strides=[2, 2], pads=[1, 0, 0, 1], output_padding=[1, 1], kernel_shape=[3, 2])
+    ort_fd("ConvTranspose", {"X": f32(2, 4, 3, 4), "W": f32(4, 1, 2, 2)}, ["X", "W"], eps=0.5, tol=1e-4, group=2,
+           strides=[2, 3], kernel_shape=[2, 2])

@@ -18,7 +18,7 @@ from onnxforge.runtime import load
 from onnxforge.runtime.benchmark import backend_rows, jax_twin
 from onnxforge.runtime.benchmark import suite as benchmark
 from onnxforge.runtime.benchmark.workloads import TWINS
-from onnxforge.runtime.training.stepgraph import timing
+from onnxforge.runtime.benchmark import timing
 from onnxforge.graphs.lstm_gates import onnx_to_torch
 
 TINY = {"scale": 0.01, "rounds": 1, "calls": 5, "inf_rounds": 1, "mem_steps": 1, "backend_seconds": 0.02}

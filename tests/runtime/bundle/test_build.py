@@ -96,7 +96,9 @@ def test_cli_bundle_and_its_refusals(tmp_path, cli_run):
     result = cli_run("bundle", model, "-o", out, "--data", path("digits_train.npz"), "--epochs", "2", "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
-    assert summary["total_steps"] == 2 * 45 and "step.onnx" in summary["files"] and not summary["web"]
+    assert summary["total_steps"] == 2 * 45 and not summary["web"]
+    assert {"step.onnx", "eval.onnx", "model.onnx", "README.md", "train.mjs"} <= set(summary["files"])
+    assert "node train.mjs" in (out / "README.md").read_text()
     again = cli_run("bundle", model, "-o", out)
     assert again.exit_code != 0 and "already exists" in again.output
     with pytest.raises(ConfigError, match="does not hold onnxruntime-web"):

@@ -153,3 +153,28 @@ def test_lora_bundle_trains_the_adapters_train_lora_trains(tmp_path, cli_run):
     ours = ort().InferenceSession(str(tmp_path / "t.onnx")).run(None, {"x": x})[0]
     merged = ort().InferenceSession(str(tmp_path / "run" / "model.onnx")).run(None, {"x": x})[0]
     assert np.abs(ours - merged).max() < 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["lstm", "nplm-int64-tokens"])
+def test_other_models_train_in_node_as_in_python(tmp_path, cli_run, case):
+    """An LSTM (the step's Scan-based LSTM rule) and a word model fed int64 token ids (BigInt64Array
+    feeds), shuffled, with AdamW: Node's weights equal `train --backend onnx`'s."""
+    _need()
+    if case == "lstm":
+        assert cli_run("build", "lstm", "--inputs", "8", "--hidden", "16", "--classes", "10", "-o", tmp_path / "m.onnx").exit_code == 0
+        data = sample("digits_rows_train.npz")
+    else:
+        rng = np.random.default_rng(0)
+        words = "the cat dog sat on a mat ran fast slow red blue".split()
+        data = tmp_path / "corpus.txt"
+        data.write_text("\n".join(" ".join(rng.choice(words, 8)) for _ in range(200)))
+        assert cli_run("build", "nplm", "--vocab-from", data, "--context", "3", "--embed", "8", "--hidden", "16",
+                       "-o", tmp_path / "m.onnx").exit_code == 0
+    common = ["--data", data, "--epochs", "1", "--batch-size", "64", "--lr", "0.01", "--seed", "2"]
+    assert cli_run("bundle", tmp_path / "m.onnx", "-o", tmp_path / "b", *common).exit_code == 0
+    assert cli_run("train", tmp_path / "m.onnx", "--backend", "onnx", "--out", tmp_path / "run", "--quiet", *common).exit_code == 0
+    python = model_weights(load_model(tmp_path / "run" / "model.onnx"))
+    node = json.loads(_node(tmp_path / "b" / "train.mjs", "--quiet", ONNXFORGE_NODE_MODULES=JS_DIR / "node_modules").stdout)
+    diff = max(float(np.abs(np.asarray(node["weights"][k]).reshape(v.shape) - v).max()) for k, v in python.items())
+    assert diff < 1e-4, f"Node and train --backend onnx differ by {diff}"

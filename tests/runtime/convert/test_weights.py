@@ -8,7 +8,6 @@ import json
 import struct
 
 import numpy as np
-import onnx
 import pytest
 from onnx import numpy_helper
 

@@ -241,3 +241,31 @@ def test_fuzz_card_metadata_never_raises(value, key):
     model = mlp(4, [3], 2, seed=1)
     model.metadata_props.add(key=f"onnxforge.{key}", value=value)
     ModelCard.from_model(model)
+
+
+def test_a_cards_tokenizer_is_built_once_per_vocabulary():
+    from onnxforge.runtime.data.tokenizers import Tokenizer
+
+    card = ModelCard.from_dict({"tokenizer": {"kind": "word"}, "src_tokens": ["<pad>", "<bos>", "<eos>", "<unk>", "a"],
+                                "tgt_tokens": ["<pad>", "<bos>", "<eos>", "<unk>", "b", "c"]})
+    src, tgt = Tokenizer.from_card(card, "src_tokens"), Tokenizer.from_card(card, "tgt_tokens")
+    assert Tokenizer.from_card(card, "src_tokens") is src and Tokenizer.from_card(card, "tgt_tokens") is tgt
+    assert src.encode("a a") == [4, 4] and tgt.encode("c b") == [5, 4]
+    card.tgt_tokens = ["<pad>", "<bos>", "<eos>", "<unk>", "c"]  # replaced: read anew
+    assert Tokenizer.from_card(card, "tgt_tokens").encode("c") == [4]
+
+
+def test_a_fifo_where_a_file_belongs_is_refused_without_blocking(tmp_path, cli_run, weights_model):
+    from onnxforge.runtime.data.arrays import read_npy
+    from onnxforge.runtime.data.images import decode_image
+
+    for name in ("w.npz", "a.npy", "i.png"):
+        os.mkfifo(tmp_path / name)
+    with pytest.raises(DataError, match="is not a regular file"):
+        read_npz(tmp_path / "w.npz")
+    with pytest.raises(DataError, match="is not a regular file"):
+        read_npy(tmp_path / "a.npy")
+    with pytest.raises(DataError, match="is not a regular file"):
+        decode_image(tmp_path / "i.png", ImageSpec(1, 4, 4))
+    result = cli_run("weights", "import", tmp_path / "m.onnx", tmp_path / "w.npz", "-o", tmp_path / "out.onnx")
+    assert result.exit_code != 0 and "is not a regular file" in result.output

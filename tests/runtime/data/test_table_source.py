@@ -8,7 +8,7 @@ from onnxforge.runtime.data.tables import class_names, read_table, summarize_tab
 from onnxforge.runtime.errors import DataError
 
 pa = pytest.importorskip("pyarrow")
-import pyarrow.parquet  # noqa: E402
+import pyarrow.parquet  # noqa: E402, F401 - loads the submodule the tests use as pa.parquet
 
 
 def _csv(path, header, rows, sep=","):

@@ -134,3 +134,27 @@ def test_a_missing_engine_names_its_extra(monkeypatch):
         _extras.require("ray.data", "Ray Data inference")
     with pytest.raises(RuntimeUnavailableError, match=r"'spark' extra"):
         _extras.require("pyspark.ml.functions", "Spark inference")
+
+
+@pytest.mark.slow
+def test_cli_features_carry_an_id_through_with_relative_paths(tmp_path, local_ray, cli_run, monkeypatch):
+    """A model whose card names no features, a CSV with a string id: ``--features`` picks the inputs,
+    the id comes through to the Parquet output, and relative paths work (the workers run elsewhere)."""
+    x, table = _table(200)
+    table = table.set_column(0, "id", pa.array([f"row-{i}" for i in range(200)]))
+    import pyarrow.csv as pcsv
+
+    (tmp_path / "in").mkdir()
+    pcsv.write_csv(table, tmp_path / "in" / "part.csv")
+    model = ModelCard.from_model(mlp(4, 8, 3, seed=1)).updated({"labels": ["cat", "dog", "owl"]}).apply(mlp(4, 8, 3, seed=1))
+    save_model(model, tmp_path / "m.onnx")
+    monkeypatch.chdir(tmp_path)
+    result = cli_run("infer", "m.onnx", "--engine", "ray", "--input", "in", "--features", ",".join(FEATURES), "-o", "out",
+                     "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"] == 200, result.output
+    assert "\x1b[" not in result.output
+    got = pq.read_table(tmp_path / "out").to_pydict()
+    order = np.argsort([int(i.split("-")[1]) for i in got["id"]])
+    assert [got["id"][i] for i in order] == [f"row-{i}" for i in range(200)]
+    assert [got["prediction"][i] for i in order] == [str(v) for v in load(model).predict_labels(x)]

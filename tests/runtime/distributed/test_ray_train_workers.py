@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import pytest
+import onnx
 
 from onnxforge.graphs.mlp import mlp
 from onnxforge.runtime import Trainer
@@ -90,3 +91,20 @@ def test_a_killed_worker_resumes_to_the_uninterrupted_weights(tmp_path, local_ra
     whole.fit((x, y), epochs=6, batch_size=16)
     assert run.epoch == 6 and run.step == whole.step
     assert _max_diff(run.parameters(), whole.parameters()) <= 1e-5
+
+
+@pytest.mark.slow
+def test_cli_with_a_relative_out_writes_there_and_reports_what_the_workers_did(tmp_path, local_ray, cli_run, monkeypatch):
+    """Ray's workers run in its session folders: the driver makes --out and --data absolute, so the run
+    folder lands where the user said and the summary counts the workers' epochs and steps."""
+    x, y = _data()
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    onnx.save(mlp(6, [16, 8], 3, seed=3), str(tmp_path / "m.onnx"))
+    monkeypatch.chdir(tmp_path)
+    result = cli_run("train", "m.onnx", "--data", "d.npz", "--workers", 2, "--engine", "ray", "--epochs", 2,
+                     "--batch-size", 8, "--out", "runs/x", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "trained 2 epochs (20 steps) on 2 Ray Train workers (global batch 16)" in result.output
+    assert (tmp_path / "runs" / "x" / "checkpoint").is_file()
+    assert len(json.loads((tmp_path / "runs" / "x" / "metrics.json").read_text())["history"]) == 2
+    assert "\x1b[" not in result.output

@@ -25,7 +25,7 @@ def test_numpy_types_and_sizes_agree_with_onnx():
 
 def test_runtime_and_protocol_names():
     assert ORT_TYPES["tensor(float)"] is np.float32 and ORT_TYPES["tensor(string)"] is np.str_
-    assert PROTOCOL_TYPES["FP32"] == np.float32 and PROTOCOL_TYPES["BYTES"] == object
+    assert PROTOCOL_TYPES["FP32"] == np.float32 and PROTOCOL_TYPES["BYTES"] == np.dtype(object)
     assert "BF16" not in PROTOCOL_TYPES  # no numpy dtype to carry it
 
 

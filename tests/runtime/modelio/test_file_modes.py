@@ -40,7 +40,10 @@ def test_cli_outputs_follow_the_umask(tmp_path, cli_run, digits):
         np.savez(tmp_path / "d.npz", x=x[:40], y=y[:40])
         assert cli_run("build", "mlp", "--inputs", 64, "--hidden", 8, "--classes", 10, "-o", tmp_path / "m.onnx").exit_code == 0
         assert cli_run("infer", tmp_path / "m.onnx", "--input", tmp_path / "d.npz", "-o", tmp_path / "p.npz").exit_code == 0
+        assert cli_run("samples", tmp_path / "s", "--quiet").exit_code == 0
     finally:
         os.umask(old)
     assert _mode(tmp_path / "m.onnx") == 0o644
     assert _mode(tmp_path / "p.npz") == 0o644
+    written = [p for p in (tmp_path / "s").rglob("*") if p.is_file()]
+    assert len(written) > 2000 and {_mode(p) for p in written} == {0o644}

@@ -105,7 +105,7 @@ def _declared(m: onnx.ModelProto) -> dict[str, int]:
 
 def _check_against_reference(m: onnx.ModelProto) -> None:
     outputs = [o.name for o in m.graph.output]
-    got = dict(zip(outputs, ReferenceEvaluator(m).run(None, {})))
+    got = dict(zip(outputs, ReferenceEvaluator(m).run(None, {}), strict=True))
     declared = _declared(m)
     for name, size in declared.items():
         if name in got:

@@ -168,3 +168,11 @@ def test_a_repository_request_nested_past_the_stack_is_a_400(server):
                           b"[" * 30_000 + b"]" * 30_000)
     assert status == 400 and "nested too deep" in error(raw)
     assert request(server, "GET", "/v2/health/live")[0] == 200
+
+
+def test_the_command_line_refuses_a_token_without_control_in_one_line(cli_run, model_dir):
+    result = cli_run("serve", model_dir, "--no-warmup", env={"ONNXFORGE_REPOSITORY_TOKEN": "abc"})
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert result.output.strip().splitlines() == ["Error: a repository token (--repository-token or "
+                                                  "ONNXFORGE_REPOSITORY_TOKEN) is given but repository control is off; "
+                                                  "add --repository-control"]

@@ -130,3 +130,78 @@ def _quietly(fn, *args):
         fn(*args)
     except OSError:
         pass
+
+
+def stuck_image_model():
+    """A classifier of 2x2 grey images whose Loop does not end: its card reads encoded images."""
+    from onnxforge.runtime.modelio.files import set_metadata
+
+    loop = stuck_model()
+    body = loop.graph.node[0].attribute[0].g
+    for value in list(body.input)[2:] + list(body.output)[1:]:
+        value.type.tensor_type.shape.Clear()
+    nodes = [helper.make_node("Loop", ["trips", "cond", "x"], ["looped"], body=body),
+             helper.make_node("ReduceSum", ["looped", "axes"], ["total"], keepdims=0),
+             helper.make_node("Unsqueeze", ["total", "one_axis"], ["column"]),
+             helper.make_node("MatMul", ["column", "w"], ["logits"])]
+    graph = helper.make_graph(nodes, "stuck_image", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 2, 2])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 2])],
+                              list(loop.graph.initializer) + [
+                                  numpy_helper.from_array(np.array([1, 2, 3], np.int64), "axes"),
+                                  numpy_helper.from_array(np.array([1], np.int64), "one_axis"),
+                                  numpy_helper.from_array(np.ones((1, 2), np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    card = {"task": "classification", "labels": ["a", "b"],
+            "image": {"channels": 1, "height": 2, "width": 2, "resize": "refuse"}}
+    return set_metadata(model, card)
+
+
+def test_raw_inputs_run_under_the_same_deadlines(tmp_path, start_server):
+    import io
+    import struct as _struct
+
+    from PIL import Image
+
+    save_model(stuck_image_model(), tmp_path / "img.onnx")
+    srv = start_server([tmp_path / "img.onnx"], warmup=False, warmup_timeout_s=1)
+    png = io.BytesIO()
+    Image.fromarray(np.zeros((2, 2), np.uint8), "L").save(png, format="PNG")
+    data = _struct.pack("<I", len(png.getvalue())) + png.getvalue()
+    header = json.dumps({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
+                                     "parameters": {"binary_data_size": len(data)}}]}).encode()
+    start = time.perf_counter()
+    status, _, answer = post(srv.url, "/v2/models/img/infer", header + data,
+                             {"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"})
+    assert status == 504 and "did not end within 1 s" in json.loads(answer)["error"]
+    assert time.perf_counter() - start < 15
+
+
+@pytest.mark.slow
+def test_sigterm_ends_the_process_while_a_run_never_ends(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    save_model(stuck_model(), tmp_path / "stuck.onnx")
+    proc = subprocess.Popen([sys.executable, "-m", "onnxforge.cli.main", "serve", str(tmp_path / "stuck.onnx"), "--port", "0",
+                             "--device", "cpu", "--no-warmup", "--warmup-timeout", "600", "--shutdown-timeout", "1"],
+                            stderr=subprocess.PIPE, text=True)
+    killer = threading.Timer(120, proc.kill)
+    killer.start()
+    try:
+        line = ""
+        while not line.startswith("Serving"):
+            line = proc.stderr.readline()
+            assert line, "the server exited before listening"
+        url = line.split(" on ", 1)[1].split(" ", 1)[0]
+        threading.Thread(target=lambda: _quietly(post, url, "/v2/models/stuck/infer", infer_body(), JSON), daemon=True).start()
+        time.sleep(1.0)
+        start = time.perf_counter()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert time.perf_counter() - start < 20
+    finally:
+        killer.cancel()
+        if proc.poll() is None:
+            proc.kill()

@@ -34,6 +34,6 @@ def test_kserve_manifest_runs_the_server_as_a_v2_predictor(tmp_path):
 
 def test_dockerfile_command_is_a_serve_command(tmp_path):
     lines = (DEPLOY / "Dockerfile").read_text().splitlines()
-    assert json.loads(next(l for l in lines if l.startswith("ENTRYPOINT"))[len("ENTRYPOINT"):]) == ["onnxforge"]
-    params = _parses(json.loads(next(l for l in lines if l.startswith("CMD"))[len("CMD"):]), tmp_path)
+    assert json.loads(next(line for line in lines if line.startswith("ENTRYPOINT"))[len("ENTRYPOINT"):]) == ["onnxforge"]
+    params = _parses(json.loads(next(line for line in lines if line.startswith("CMD"))[len("CMD"):]), tmp_path)
     assert params["watch"] and params["grpc_port"] == 8081 and params["port"] == 8080

@@ -139,7 +139,7 @@ def test_unknown_model_is_not_found_and_typed_contents_work(grpc_server, session
 def test_grpc_requests_are_counted_by_metrics(grpc_server):
     def count():
         key = 'onnxforge_requests_total{model="digits",outcome="invalid",protocol="grpc",version="1"} '
-        line = next((l for l in grpc_server.metrics.render().decode().splitlines() if l.startswith(key)), key + "0")
+        line = next((row for row in grpc_server.metrics.render().decode().splitlines() if row.startswith(key)), key + "0")
         return float(line.split()[-1])
 
     before = count()

@@ -33,8 +33,8 @@ def _trainer(path, **kw):
 
 def _saved_epochs(trainer, monkeypatch) -> list:
     saved = []
-    real = trainer._save_checkpoint
-    monkeypatch.setattr(trainer, "_save_checkpoint", lambda batches: (saved.append(trainer.epoch), real(batches)))
+    real = trainer.save_checkpoint
+    monkeypatch.setattr(trainer, "save_checkpoint", lambda batches: (saved.append(trainer.epoch), real(batches)))
     return saved
 
 

@@ -16,7 +16,7 @@ import pytest
 from onnx import numpy_helper
 
 import onnxforge.runtime.training.checkpoint_file as checkpoint_file
-import onnxforge.runtime.training.trainer as trainer_module
+import onnxforge.runtime.training.epochs as epochs_module  # the step loop (run_epoch) looks up learning_rate there
 from onnxforge.graphs import mlp
 from onnxforge.runtime import CheckpointError, Trainer, TrainingError
 
@@ -107,7 +107,7 @@ def test_kill_minus_nine_at_random_moments_then_resume_matches_uninterrupted(job
                     _wait(proc, lambda: True, rng.uniform(0.05, max(first_checkpoint, 0.1)))
                 else:
                     target = int(rng.integers(0, EPOCHS - 1))
-                    _wait(proc, lambda: (_epochs_done(out) or 0) >= target, rng.uniform(0, epoch_s))
+                    _wait(proc, lambda: (_epochs_done(out) or 0) >= target, rng.uniform(0, epoch_s))  # noqa: B023 - called now
             if kills < 3 and proc.poll() is None:
                 proc.kill()  # SIGKILL: no handler runs, files stay as the moment left them
                 proc.wait()
@@ -222,7 +222,7 @@ def test_a_checkpoint_exists_before_the_first_step(tmp_path, digits, monkeypatch
         raise KeyboardInterrupt
 
     trainer = _trainer(tmp_path / "run")
-    monkeypatch.setattr(trainer_module, "learning_rate", first_step_dies)
+    monkeypatch.setattr(epochs_module, "learning_rate", first_step_dies)
     with pytest.raises(KeyboardInterrupt):
         trainer.fit((x[:64], y[:64]), epochs=1, batch_size=32)
     monkeypatch.undo()
@@ -237,12 +237,12 @@ def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(cli_r
     (x, y), _ = digits
     np.savez(tmp_path / "d.npz", x=x[:64], y=y[:64])
     onnx.save(mlp(64, [32], 10, seed=1), str(tmp_path / "m.onnx"))
-    real = trainer_module.learning_rate
+    real = epochs_module.learning_rate
 
     def explode_in_epoch_3(schedule, lr, step, total, warmup):
         return 1e30 if step >= 4 else real(schedule, lr, step, total, warmup)  # 2 steps an epoch
 
-    monkeypatch.setattr(trainer_module, "learning_rate", explode_in_epoch_3)
+    monkeypatch.setattr(epochs_module, "learning_rate", explode_in_epoch_3)
     run = tmp_path / "run"
     result = cli_run("train", str(tmp_path / "m.onnx"), "--data", str(tmp_path / "d.npz"),
                      "--epochs", "5", "--optimizer", "sgd", "--schedule", "linear", "--quiet",

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import pytest
 
-import onnxforge.runtime.training.trainer as trainer_module
+import onnxforge.runtime.training.epochs as epochs_module  # the step loop (run_epoch) looks up learning_rate there
 from onnxforge.graphs import mlp
 
 
@@ -97,14 +97,14 @@ def test_model_may_be_left_out_only_with_resume_and_out(cli_run, job):
 
 
 def test_ctrl_c_prints_the_command_that_resumes(cli_run, job, monkeypatch):
-    real = trainer_module.learning_rate
+    real = epochs_module.learning_rate
 
     def interrupted_in_epoch_2(schedule, lr, step, total, warmup):
         if step == 6:
             raise KeyboardInterrupt
         return real(schedule, lr, step, total, warmup)
 
-    monkeypatch.setattr(trainer_module, "learning_rate", interrupted_in_epoch_2)
+    monkeypatch.setattr(epochs_module, "learning_rate", interrupted_in_epoch_2)
     result = _train(cli_run, job, str(job / "m.onnx"), "--out", str(job / "run"), "--epochs", "3", "--batch-size", "16",
                     "--schedule", "linear")
     assert result.exit_code == 130

@@ -22,12 +22,11 @@ import onnx
 from onnx import TensorProto, helper
 
 from onnxforge.runtime.autodiff import MAX_IR_VERSION, build_gradients
-from onnxforge.runtime.training.stepgraph import LR, NEW, STEP, Nodes, moment_names, opset_of
-from onnxforge.runtime.training.stepgraph.optim import ADAMW_SCALARS, MOMENT_SCALES, adamw_scalars
-from onnxforge.runtime.training.stepgraph.pack import Packing
-from onnxforge.runtime.training.stepgraph.forward import training_forward
+from onnxforge.runtime.training.stepgraph._rewrite import Nodes, opset_of
+from onnxforge.runtime.training.stepgraph.forward import LR, NEW, STEP, training_forward
 from onnxforge.runtime.training.stepgraph.loss import add_loss
-from onnxforge.runtime.training.stepgraph.optim import add_updates  # noqa: I001
+from onnxforge.runtime.training.stepgraph.optim import ADAMW_SCALARS, MOMENT_SCALES, adamw_scalars, add_updates, moment_names
+from onnxforge.runtime.training.stepgraph.pack import Packing
 
 __all__ = ["GRAD", "GradientGraph", "Update", "build_gradient_step", "build_update", "opset_of"]
 

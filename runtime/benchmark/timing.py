@@ -19,13 +19,18 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from onnxforge import graphs
+from onnxforge.runtime.training.backends import BACKENDS
+from onnxforge.runtime.training.trainer import Trainer
 
 __all__ = ["WORKLOADS", "workload", "time_backends"]
 
 # name -> (builder kwargs, batch, intra-op threads)
-WORKLOADS = {
+WORKLOADS: dict[str, tuple[str, dict[str, Any], int, int]] = {
     "mlp_small": ("mlp", dict(inputs=64, hidden=[128], classes=10), 64, 1),
     "mlp_large": ("mlp", dict(inputs=784, hidden=[1024, 1024], classes=10), 256, 2),
     "convnet": ("convnet", dict(input_shape=(1, 8, 8), channels=(16, 32), classes=10), 64, 1),
@@ -35,8 +40,6 @@ WORKLOADS = {
 
 def workload(name: str, seed: int = 0):
     """``(model, x, y, batch, threads)`` of a workload: the model and 8 batches of random data."""
-    from onnxforge import graphs
-
     builder, kwargs, batch, threads = WORKLOADS[name]
     rng = np.random.default_rng(seed)
     if builder == "mlp":
@@ -60,9 +63,6 @@ def time_backends(name: str, backends=("artifacts", "onnx"), *, optimizer: str =
     ``others`` adds contestants that are not backends (PyTorch eager, say: the benchmark owns the
     twins): name -> ``factory(model, optimizer, threads, weight_decay)`` returning ``step(x, y, lr)``;
     they get the same model, batches and rounds."""
-    from onnxforge.runtime.training.backends import BACKENDS
-    from onnxforge.runtime.training.trainer import Trainer
-
     model, x, y, batch, default_threads = workload(name)
     threads = default_threads if threads is None else threads
     batches = [(x[i:i + batch], y[i:i + batch]) for i in range(0, len(x), batch)]
@@ -80,7 +80,7 @@ def time_backends(name: str, backends=("artifacts", "onnx"), *, optimizer: str =
         for step in runs.values():
             for bx, by in batches[:3]:  # warm-up: builds, sessions, first allocations
                 step(bx, by, 1e-3)
-        rates = {b: [] for b in runs}
+        rates: dict[str, list[float]] = {b: [] for b in runs}
         order = list(runs.items())
         for r in range(rounds):
             for b, step in order[r % len(order):] + order[:r % len(order)]:

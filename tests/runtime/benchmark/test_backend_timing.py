@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from onnxforge.runtime.training.stepgraph.timing import time_backends
+from onnxforge.runtime.benchmark.timing import time_backends
 
 
 def test_rounds_rotate_the_contestants_and_report_each():
