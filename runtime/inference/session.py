@@ -31,6 +31,11 @@ __all__ = ["DeviceArray", "IOInfo", "Session", "load", "model_inputs", "session_
 _THREAD = threading.local()  # the run options :func:`stoppable` set for this thread's runs
 
 
+def current_run_options():
+    """The run options :func:`stoppable` set for this thread's runs (``None`` outside one)."""
+    return getattr(_THREAD, "options", None)
+
+
 @contextlib.contextmanager
 def stoppable(run_options):
     """Every :meth:`Session.run` on this thread within the block (through ``predict``, decoding,

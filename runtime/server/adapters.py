@@ -35,10 +35,11 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from onnxforge.runtime.adapters import find_targets, read_adapter, with_adapters
 from onnxforge.runtime.adapters.adapter_file import SUFFIX
+from onnxforge.runtime.adapters.external import open_for_training
 from onnxforge.runtime.adapters.rewrite import adapter_inputs
 from onnxforge.runtime.errors import ConfigError, InputError, ModelError, NotFoundError, OnnxforgeError
-from onnxforge.runtime.inference.session import Session, session_options, validate_feeds
-from onnxforge.runtime.modelio.files import load_model
+from onnxforge.runtime.inference.session import (Session, _zero_feeds, current_run_options, session_options,
+                                                  validate_feeds)
 from onnxforge.runtime.ort.device import resolve_device
 from onnxforge.runtime.server.metrics import LATENCY_BUCKETS
 from onnxforge.runtime.server.models import ServedModel, find_models
@@ -53,11 +54,16 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 class AdapterSession(Session):
     """A :class:`Session` of a model in adapter form whose runs may feed one adapter's tensors."""
 
-    def __init__(self, model, device, *, options=None, source: str | None = None):
+    def __init__(self, model, device, *, options=None, source: str | None = None, constants: dict | None = None):
         self.adapter_shapes = adapter_inputs(model)  # input name -> (K, "lora_rank") or ("lora_rank", N)
         if not self.adapter_shapes:
             raise ModelError(f"'{source}' has no weight LoRA can adapt (no 2-D float32 MatMul/Gemm weight)")
         super().__init__(model, device, options=options, source=source)
+        # a base whose weights stay in external data: they are inputs fed from the mapped files on every run
+        self.constants = dict(constants or {})
+        if self.constants:
+            self.inputs = [i for i in self.inputs if i.name not in self.constants]
+            self._fast_spec = None
         self.adapters: dict[str, dict] = {}  # name -> {input: array}; replaced whole on every change
         self._views: dict[str, _AdapterView] = {}
         self.on_run: Callable[[str, float, str], None] | None = None  # on_run(adapter, seconds, outcome)
@@ -91,24 +97,35 @@ class AdapterSession(Session):
             view = self._views[name] = _AdapterView(self, name)
         return view
 
-    def run(self, feeds: dict, outputs: list[str] | None = None, adapter: str | None = None) -> dict:
+    def run(self, feeds: dict, outputs: list[str] | None = None, run_options=None, adapter: str | None = None) -> dict:
+        """:meth:`Session.run`, with ``adapter``'s tensors fed (``None``: the base)."""
         start = time.perf_counter()
         outcome = "error"
         try:
-            if adapter is None:
-                result = super().run(feeds, outputs)
+            if adapter is None and not self.constants:
+                result = super().run(feeds, outputs, run_options)
             else:
-                tensors = self.adapters.get(adapter)
+                tensors = {} if adapter is None else self.adapters.get(adapter)
                 if tensors is None:
                     raise NotFoundError(f"adapter '{adapter}' was removed while the request waited")
                 ready = self._fast_feeds(feeds) or validate_feeds(feeds, self.inputs)
                 names = self._output_names if outputs is None else self._checked_outputs(outputs)
-                result = dict(zip(names, self._run_public(names, {**ready, **tensors})))
+                options = run_options if run_options is not None else current_run_options()
+                result = dict(zip(names, self._run_public(names, {**ready, **self.constants, **tensors}, options)))
             outcome = "success"
             return result
         finally:
             if self.on_run is not None:
                 self.on_run(adapter or "", time.perf_counter() - start, outcome)
+
+    def warmup(self, batch_size: int = 1, runs: int = 1, run_options=None) -> float:
+        if not self.constants:
+            return super().warmup(batch_size, runs, run_options)
+        feeds = _zero_feeds(self.inputs, batch_size)
+        start = time.perf_counter()
+        for _ in range(max(1, int(runs))):
+            self.run(feeds, None, run_options)
+        return time.perf_counter() - start
 
 
 class _AdapterView:
@@ -119,8 +136,8 @@ class _AdapterView:
     def __init__(self, session: AdapterSession, name: str):
         self._session, self.adapter = session, name
 
-    def run(self, feeds: dict, outputs: list[str] | None = None) -> dict:
-        return self._session.run(feeds, outputs, adapter=self.adapter)
+    def run(self, feeds: dict, outputs: list[str] | None = None, run_options=None) -> dict:
+        return self._session.run(feeds, outputs, run_options, adapter=self.adapter)
 
     def __getattr__(self, item):
         return getattr(self._session, item)
@@ -151,9 +168,12 @@ class AdapterServing:
         if not self.folder.is_dir():
             raise ConfigError(f"--adapters '{folder}' is not a folder")
         (self.name, path), = found.items()
-        base = load_model(path)
+        base, external = open_for_training(path, keep_external=True)  # external data stays in its files
         model = base if adapter_inputs(base) else with_adapters(base, find_targets(base), as_inputs=True)
-        self.session = AdapterSession(model, resolve_device(device), options=session_options(threads), source=str(path))
+        if external is not None:
+            model = external.as_inputs(model)
+        self.session = AdapterSession(model, resolve_device(device), options=session_options(threads), source=str(path),
+                                      constants=external.arrays if external is not None else None)
         self.model = ServedModel(self.name, self.session, str(path), parameters={"adapters": []})
         self._seen: dict[str, tuple] = {}  # file name -> (mtime_ns, size) last looked at
         self._counters: dict[str, Any] | None = None

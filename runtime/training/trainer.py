@@ -115,6 +115,8 @@ class Trainer(TrainerResults):
                  workers: int = 1, strategy: Any = None, checkpoint_every: str | int | CheckpointPolicy = CHECKPOINT_EVERY,
                  lora: LoRA | int | None = None, backend_factory: Callable[[TrainingSpec], TrainingBackend] | None = None):
         adapters = LoRA.of(lora)
+        if adapters is not None and workers != 1:
+            raise ConfigError(f"lora trains on one worker (data-parallel workers would not get the adapters); got workers={workers}")
         backend = lora_backend(adapters, parallel_backend(workers, strategy, backend))
         self.checkpoint_policy = CheckpointPolicy.parse(checkpoint_every)
         self.config = RunConfig(loss=loss, optimizer=optimizer, lr=lr, weight_decay=weight_decay, schedule=schedule,

@@ -20,6 +20,7 @@ EXPECTED = {  # class: (exit code, HTTP status)
     "DataError": (2, 400), "CheckpointError": (1, 500), "TrainingError": (1, 500), "ConfigError": (1, 400),
     "PluginError": (1, 500), "ConversionError": (1, 500), "NotFoundError": (2, 404),
     "RequestTimeoutError": (1, 408), "ServerBusyError": (1, 503),
+    "ForbiddenError": (1, 403), "UnauthorizedError": (1, 401), "RunTimeoutError": (1, 504),
 }
 
 

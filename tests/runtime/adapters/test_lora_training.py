@@ -100,6 +100,8 @@ def test_lora_refuses_what_cannot_go_with_it(tmp_path):
     onnx.save(classifier(), tmp_path / "clf.onnx")
     with pytest.raises(ConfigError, match="lora needs the onnx backend"):
         Trainer(tmp_path / "clf.onnx", tmp_path / "r", backend="artifacts", lora=4)
+    with pytest.raises(ConfigError, match="lora trains on one worker"):
+        Trainer(tmp_path / "clf.onnx", tmp_path / "r", workers=2, strategy=object(), lora=4)
     with pytest.raises(ConfigError, match="freeze and lora"):
         Trainer(tmp_path / "clf.onnx", tmp_path / "r", freeze=["W1"], lora=4)
     with pytest.raises(ConfigError, match="'Z\\*' matches no weight"):

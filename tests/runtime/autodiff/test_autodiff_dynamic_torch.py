@@ -183,3 +183,45 @@ def test_gpt2_style_split_to_sequence_equals_pytorch_split():
     want = _torch_grads(fn, feeds, ["x", "w"], dy)
     for w in ("x", "w"):
         assert_close(got[f"{w}_grad"], want[w], 1e-5, what=f"d{w} vs PyTorch")
+
+
+class Branchy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+
+    def forward(self, x):
+        def then(x):
+            return torch.tanh(self.lin(x))
+
+        def other(x):
+            return self.lin(x) * 2
+
+        return torch.cond(x.sum() > 0, then, other, (x,))
+
+
+@pytest.mark.slow
+def test_torch_cond_exported_by_the_dynamo_exporter_equals_pytorch():
+    """torch.cond as the dynamo exporter writes it (an If whose branches read the weights from
+    outside): both branches' weight and input gradients equal PyTorch's (the export takes ~10 s)."""
+    torch.manual_seed(0)
+    module = Branchy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = torch.onnx.export(module, (torch.randn(2, 3),), dynamo=True, optimize=False, verbose=False).model_proto
+    assert any(n.op_type == "If" for n in model.graph.node)
+    names = {t.name for t in model.graph.initializer}
+    params = {k: p for k, p in module.named_parameters() if k in names}
+    assert len(params) == 2
+    out = model.graph.output[0].name
+    g = gradient_model(model, [*params, "x"], out, seed="dY")
+    for sign in (1, -1):
+        x = (np.abs(R.standard_normal((2, 3))) * sign).astype(np.float32)
+        dy = R.standard_normal((2, 3)).astype(np.float32)
+        module.zero_grad()
+        xt = torch.tensor(x, requires_grad=True)
+        module(xt).backward(torch.tensor(dy))
+        got = run_ort(g, {"x": x, "dY": dy})
+        assert_close(got["x_grad"], xt.grad.numpy(), TOL, what=f"torch.cond dx ({sign})")
+        for k, p in params.items():
+            assert_close(got[f"{k}_grad"], p.grad.numpy(), TOL, what=f"torch.cond d{k} ({sign})")

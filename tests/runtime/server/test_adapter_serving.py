@@ -140,3 +140,19 @@ def test_adapter_files_that_do_not_fit_the_base_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="one base model; 2 were given"):
         onnx.save(classifier(), tmp_path / "other.onnx")
         AdapterServing([tmp_path / "base.onnx", tmp_path / "other.onnx"], tmp_path / "ad")
+
+
+def test_a_base_in_external_data_is_served_from_its_files(served, tmp_path):
+    from onnxforge.runtime.server.adapters import AdapterServing
+
+    srv, runs, root, folder = served
+    onnx.save_model(classifier(), tmp_path / "base.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="base.onnx.data", size_threshold=0)
+    serving = AdapterServing([tmp_path / "base.onnx"], folder, device="cpu")
+    assert set(serving.session.constants) >= {"W1", "W2", "W3"} and [i.name for i in serving.session.inputs] == ["x"]
+    serving.session.warmup()
+    x = data(5, seed=6)[0]
+    np.testing.assert_allclose(serving.session.run({"x": x}, adapter="a")["logits"], runs["a"].run(None, {"x": x})[0],
+                               rtol=0, atol=1e-4)
+    base = ort.InferenceSession(str(root / "base.onnx")).run(None, {"x": x})[0]
+    np.testing.assert_allclose(serving.session.run({"x": x})["logits"], base, rtol=0, atol=1e-5)
