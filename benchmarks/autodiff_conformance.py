@@ -202,7 +202,13 @@ def _onnxforge(model, wrt, outs):
     try:
         g = gradient_model(m, wrt, "_vjp_loss")
     except AutodiffError as exc:
-        return None, _line(exc)
+        from onnxforge.runtime.autodiff import missing_rules
+
+        try:  # did missing_rules, which inspect and train ask first, predict the refusal?
+            predicted = bool(missing_rules(m, wrt, "_vjp_loss"))
+        except AutodiffError:
+            predicted = True
+        return None, ("" if predicted else "NOT PREDICTED by missing_rules: ") + _line(exc)
     return (g, {f"dY{k}": k for k in range(len(outs))}, {w: f"{w}_grad" for w in wrt}), None
 
 
@@ -446,6 +452,10 @@ def main(argv=None) -> int:
         for tool, row in table.items():
             print(f"{tool:<10} {row['correct']:>8} {row['wrong']:>6} {row['refused']:>8} {row['failed']:>7} "
                   f"{row['excluded']:>9}")
+        unpredicted = sum(1 for r in results if r.tool == "onnxforge" and r.status == "refused"
+                          and r.detail.startswith("NOT PREDICTED"))
+        if "onnxforge" in table:
+            print(f"onnxforge refusals missing_rules did not predict: {unpredicted}")
         for r in results:
             if r.status == "wrong":
                 print(f"WRONG {r.tool}: {r.case}: {r.detail}")

@@ -48,13 +48,19 @@ def _rename_inputs(node, replace):
             node.input[i] = replace[x]
     for a in node.attribute:
         for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+            for o in g.output:
+                if o.name in replace:
+                    o.name = replace[o.name]
             for n in g.node:
                 _rename_inputs(n, replace)
 
 
 def _graph_reads(node, needed):
+    """The names a node's subgraphs read: their nodes' inputs, and outputs that are outer values
+    passed through with no node in between (a Loop body returning a constant)."""
     for a in node.attribute:
         for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+            needed.update(o.name for o in g.output)
             for n in g.node:
                 needed.update(i for i in n.input if i)
                 _graph_reads(n, needed)
