@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx
@@ -118,7 +119,9 @@ class _Forward:
     LSTM's, have no double version: found at load or at the first run), else onnx.reference."""
 
     def __init__(self, model: onnx.ModelProto, output: str):
-        self.model, self.output, self._ref = model, output, None
+        self.model, self.output = model, output
+        self._ref: Any = None
+        self._session: Any = None
         try:
             from onnxforge.runtime.ort.distribution import ort, quiet_native_stderr
 

@@ -4,14 +4,12 @@ in one line with the fix."""
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 import torch
 from click.testing import CliRunner
@@ -20,7 +18,7 @@ from onnxforge.cli.main import cli
 from onnxforge.runtime import Trainer
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "runtime" / "zoo"))
-from _zoo_models import TinyUNet, _seeded  # noqa: E402
+from _zoo_models import TinyUNet, _seeded
 
 pytestmark = pytest.mark.torch
 
