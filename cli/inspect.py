@@ -76,7 +76,7 @@ def _backends(model, float_params) -> tuple[dict, str | None]:
     output = _trained_output(model)
 
     def artifacts():
-        return "; ".join(untrainable_ops(base, float_params))
+        return "; ".join(untrainable_ops(base, float_params)) or _artifacts_problem(model, output)
 
     def onnx():
         try:
@@ -118,6 +118,37 @@ def _step_problem(model, output: str) -> str | None:
     except Exception as exc:  # noqa: BLE001 - any failure means "not trainable", said in one line
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return f"the training step does not build: {text}"
+    return None
+
+
+def _artifacts_problem(model, output: str) -> str | None:
+    """Why the artifacts backend's training artifacts would not generate (None: they do): the same
+    generation ``train`` runs, in a scratch folder (ONNX Runtime training's gradient builder refuses
+    forms no op list predicts, e.g. a LayerNormalization without its Mean/InvStdDev outputs)."""
+    import tempfile
+    from pathlib import Path
+
+    from onnxforge.runtime.inference.session import model_inputs
+    from onnxforge.runtime.modelio.card import ModelCard
+    from onnxforge.runtime.ort.device import resolve_device
+    from onnxforge.runtime.passes.pipelines import for_training_source
+    from onnxforge.runtime.tasks.task import task_for
+    from onnxforge.runtime.training.backends import BACKENDS, TrainingSpec
+    from onnxforge.runtime.training.parameters import ParameterPlan
+
+    if BACKENDS["artifacts"].available() is not None:
+        return None  # not installed here: "available" says so
+    try:
+        task = task_for(ModelCard.from_model(model), "auto")
+        plan = ParameterPlan.of(model, [])
+        spec = TrainingSpec(for_training_source(model), output, tuple(i.name for i in model_inputs(model)),
+                            task.default_loss, task.ignore_index, "adamw", 0.01, plan.trainable, plan.frozen,
+                            plan.buffers, resolve_device("cpu"))
+        with tempfile.TemporaryDirectory() as scratch:
+            BACKENDS["artifacts"](spec).prepare(Path(scratch) / "artifacts", None)
+    except Exception as exc:  # noqa: BLE001 - any failure means "not trainable", said in one line
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return text
     return None
 
 

@@ -36,22 +36,26 @@ def _inspect(path) -> dict:
     return json.loads(result.output)
 
 
-def _one_step(path, x, y, tmp_path) -> str | None:
-    """None when one epoch of one step trains on the onnx backend, else the error."""
+def _one_step(path, x, y, tmp_path, backend="onnx") -> str | None:
+    """None when one epoch of one step trains on ``backend``, else the error."""
     try:
-        t = Trainer(str(path), tmp_path / "run", backend="onnx", device="cpu", progress=False, threads=1, loss="mse")
+        t = Trainer(str(path), tmp_path / backend, backend=backend, device="cpu", progress=False, threads=1, loss="mse")
         t.fit((x, y), epochs=1, batch_size=len(x), overwrite=True)
     except Exception as exc:  # noqa: BLE001
         return f"{type(exc).__name__}: {exc}"
     return None
 
 
-@pytest.mark.parametrize("net", ["unet", "mlp"])
+@pytest.mark.artifacts
+@pytest.mark.parametrize("net", ["unet", "mlp", "layernorm"])
 def test_trainable_means_a_step_runs(tmp_path, net):
     """The U-Net's Resize takes sizes computed at run time: inspect must not say trainable unless a
     training step really runs (and, the day a rule covers it, it says yes and the step runs)."""
     if net == "unet":
         module, x = _seeded(TinyUNet()), np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    elif net == "layernorm":  # ONNX Runtime training 1.19 fails on a single-output LayerNormalization
+        module = _seeded(torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 3)))
+        x = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
     else:
         module = _seeded(torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)))
         x = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
@@ -70,6 +74,11 @@ def test_trainable_means_a_step_runs(tmp_path, net):
         assert "onnx backend: no (" in text and "Resize" in text
     if net == "mlp":
         assert says
+    artifacts = info["backends"]["artifacts"]  # the same truth for the artifacts backend
+    failed = _one_step(path, x, y, tmp_path, backend="artifacts")
+    assert artifacts["trainable"] == (failed is None), f"{artifacts}; one artifacts step: {failed or 'ran'}"
+    if net == "layernorm":
+        assert not artifacts["trainable"] and "artifacts could not be generated" in artifacts["not_trainable_because"]
 
 
 class ConvBN(torch.nn.Module):
