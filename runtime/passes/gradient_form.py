@@ -109,12 +109,15 @@ def gradient_forms(model: ModelProto) -> ModelProto:
     ``model`` itself when every node already has them).
 
     LSTM: inputs listed up to ``initial_c`` (7, absent ones empty). Dropout: the ``mask`` output.
+    LayerNormalization: the ``Mean`` and ``InvStdDev`` outputs (ORT 1.19's builder indexes into them;
+    exporters write the one-output form).
     """
     def lacking(node) -> bool:
         if node.domain not in ("", "ai.onnx"):
             return False
         return ((node.op_type == "LSTM" and len(node.input) < 7)
-                or (node.op_type == "Dropout" and len(node.output) < 2))
+                or (node.op_type == "Dropout" and len(node.output) < 2)
+                or (node.op_type == "LayerNormalization" and (len(node.output) < 3 or not all(node.output[1:3]))))
 
     if not any(lacking(n) for n in model.graph.node):
         return model
@@ -124,6 +127,12 @@ def gradient_forms(model: ModelProto) -> ModelProto:
             continue
         if node.op_type == "LSTM":
             node.input.extend([""] * (7 - len(node.input)))
+        elif node.op_type == "LayerNormalization":
+            stem = node.name or node.output[0]
+            names = list(node.output) + [""] * (3 - len(node.output))
+            names[1:3] = [names[1] or f"{stem}.mean", names[2] or f"{stem}.inv_std_dev"]
+            del node.output[:]
+            node.output.extend(names)
         else:
             node.output.append(f"{node.name or node.output[0]}.mask")
     return out
