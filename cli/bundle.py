@@ -8,6 +8,12 @@ from onnxforge.cli._common import print_json
 from onnxforge.cli._data import columns, data_path, table_options
 from onnxforge.runtime.training.config import LOSS_CHOICES, OPTIMIZERS
 from onnxforge.runtime.training.schedules import SCHEDULES
+from onnxforge.runtime.bundle import BundleOptions, build_bundle
+from onnxforge.runtime.inference.session import model_inputs
+from onnxforge.runtime.modelio.card import ModelCard
+from onnxforge.runtime.modelio.files import load_model
+from onnxforge.runtime.tasks.registry import task_for
+from onnxforge.runtime.tasks.sources import open_data
 
 WEB_BACKENDS = ("wasm", "webgpu")
 
@@ -64,12 +70,6 @@ def command(model, out, data, val, target, features, epochs, batch_size, lr, opt
     inference model, initial parameters and optimizer state (.safetensors), the data (with
     --data/--val), the JavaScript trainer (node OUT/train.mjs) and with --web a page that trains
     in the browser (serve OUT from any static file server and open index.html)."""
-    from onnxforge.runtime.bundle import BundleOptions, build_bundle
-    from onnxforge.runtime.modelio.card import ModelCard
-    from onnxforge.runtime.modelio.files import load_model
-    from onnxforge.runtime.tasks.sources import open_data
-    from onnxforge.runtime.tasks.registry import task_for
-
     if lora is None and (lora_alpha is not None or lora_targets):
         raise click.UsageError("--lora-alpha and --lora-targets need --lora RANK")
     options = BundleOptions(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
@@ -81,8 +81,6 @@ def command(model, out, data, val, target, features, epochs, batch_size, lr, opt
     def read(path, name):
         if path is None:
             return None
-        from onnxforge.runtime.inference.session import model_inputs
-
         return open_data(path, model_inputs(source), card, target=target, features=columns(features), name=name,
                          prepare=task_for(card, loss).preparer(card))
 

@@ -10,6 +10,10 @@ import click
 import numpy as np
 
 from onnxforge.cli._common import DEVICE, print_json
+from onnxforge.graphs import mlp
+from onnxforge.runtime import Trainer, load
+from onnxforge.runtime.tasks.evaluation import evaluate
+from onnxforge.samples import load_digits
 
 
 @click.command("demo")
@@ -22,11 +26,6 @@ from onnxforge.cli._common import DEVICE, print_json
 def command(epochs, device, rundir, quiet, as_json):
     """Build an MLP, train it on the bundled 8x8 digits, export it, evaluate the exported model with a
     fresh inference session, and print accuracy and speed."""
-    from onnxforge.graphs import mlp
-    from onnxforge.runtime import Trainer, load
-    from onnxforge.runtime.tasks.evaluation import evaluate
-    from onnxforge.samples import load_digits
-
     (x_train, y_train), (x_test, y_test) = load_digits()
     with tempfile.TemporaryDirectory(prefix="onnxforge-demo-") as tmp:
         run = Path(rundir) if rundir else Path(tmp) / "run"

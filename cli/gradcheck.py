@@ -5,6 +5,13 @@ from __future__ import annotations
 import click
 
 from onnxforge.cli._common import print_json
+from onnxforge.runtime.convert.verify import random_feeds
+from onnxforge.runtime.data.arrays import read_npz
+from onnxforge.runtime.errors import DataError
+from onnxforge.runtime.inference.session import model_inputs
+from onnxforge.runtime.modelio.card import ModelCard
+from onnxforge.runtime.modelio.files import load_model
+from onnxforge.runtime.training.gradcheck import gradcheck
 
 
 def _feeds(model, data, batch: int, seed: int) -> dict:
@@ -12,17 +19,11 @@ def _feeds(model, data, batch: int, seed: int) -> dict:
     single input), else random (floats from a normal, integers below the declared or 8)."""
     import numpy as np
 
-    from onnxforge.runtime.convert.verify import random_feeds
-    from onnxforge.runtime.errors import DataError
-    from onnxforge.runtime.inference.session import model_inputs
-
     inputs = model_inputs(model)
     if data is None:
         return random_feeds(model, batch=batch, seed=seed)
     if not str(data).lower().endswith(".npz"):
         raise DataError(f"--data takes an .npz with one array per model input (or x); got '{data}'")
-    from onnxforge.runtime.data.arrays import read_npz
-
     arrays = read_npz(data)
     if len(inputs) == 1 and inputs[0].name not in arrays and "x" in arrays:
         arrays = {inputs[0].name: arrays["x"]}
@@ -56,10 +57,6 @@ def command(model, data, patterns, samples, tolerance, batch, output, seed, quie
     import sys
 
     from tqdm.auto import tqdm
-
-    from onnxforge.runtime.modelio.card import ModelCard
-    from onnxforge.runtime.modelio.files import load_model
-    from onnxforge.runtime.training.gradcheck import gradcheck
 
     onnx_model = load_model(model)
     if output is None:

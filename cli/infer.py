@@ -9,15 +9,22 @@ import numpy as np
 
 from onnxforge.cli._common import DEVICE, print_json
 from onnxforge.runtime.errors import DataError
+from onnxforge.runtime import load
+from onnxforge.runtime.data import tables
+from onnxforge.runtime.data.arrays import read_npy
+from onnxforge.runtime.data.datasets import Dataset, load_npz
+from onnxforge.runtime.distributed.ray_data import infer_files
+from onnxforge.runtime.inference.batches import in_batches, stitch
+from onnxforge.runtime.modelio.files import atomic_write_bytes
+from onnxforge.runtime.tasks.evaluation import checked_dataset
+from onnxforge.runtime.tasks.raw import answers, feeds_from_path, feeds_from_raw, table_features
+from onnxforge.runtime.tasks.registry import task_of
 
 MAX_SHOWN = 20
 
 
 def read_inputs(path: str, input_names: list[str]) -> dict:
     """An .npy (the one input) or an .npz (``x`` or arrays named after the inputs)."""
-    from onnxforge.runtime.data.arrays import read_npy
-    from onnxforge.runtime.data.datasets import load_npz
-
     p = Path(path)
     if not p.is_file():
         raise DataError(f"input file '{p}' does not exist")
@@ -34,9 +41,6 @@ def read_inputs(path: str, input_names: list[str]) -> dict:
 def _passthrough(session, input_path, features) -> dict[str, list]:
     """The input table's columns that are neither the model's features nor its target, in table
     order (an id, a timestamp, ...): carried to the output beside the predictions."""
-    from onnxforge.runtime.data import tables
-    from onnxforge.runtime.tasks.raw import table_features
-
     if input_path is None or not tables.is_table(input_path) or session.card.tokenizer:
         return {}
     used = {*table_features(session, input_path, features), session.card.target}
@@ -48,8 +52,6 @@ def _write_table(output: str, columns: dict[str, list], predictions: list[str]) 
     import io
 
     import pyarrow as pa
-
-    from onnxforge.runtime.modelio.files import atomic_write_bytes
 
     suffix = Path(output).suffix.lower()
     if suffix not in (".csv", ".tsv", ".parquet"):
@@ -75,8 +77,6 @@ def _infer_raw(session, input_path, texts: list[str], *, batch_size: int, beam: 
     besides the model's features prints them first, tab-separated under a header); ``--json``:
     ``{"predictions": [...]}`` in input order, with ``"inputs"`` (image paths) or ``"columns"``
     (the table's other columns)."""
-    from onnxforge.runtime.tasks.raw import answers, feeds_from_path, feeds_from_raw
-
     if texts:
         feeds, names = feeds_from_raw(session, texts), None
     else:
@@ -133,17 +133,9 @@ def command(model, input_path, texts, output, batch_size, device, beam, max_len,
     an encoder-decoder reads token ids 'src' (or 'x') and prints the sequences it decodes."""
     from onnxforge.cli._data import columns
 
-    from onnxforge.runtime import load
-    from onnxforge.runtime.data.datasets import Dataset
-    from onnxforge.runtime.inference.batches import in_batches, stitch
-    from onnxforge.runtime.tasks.evaluation import checked_dataset
-    from onnxforge.runtime.tasks.registry import task_of
-
     if (input_path is None) == (not texts):
         raise click.UsageError("give --input PATH or --text STRING (repeatable), not both")
     if engine == "ray":
-        from onnxforge.runtime.distributed.ray_data import infer_files
-
         if not output:
             raise click.UsageError("--engine ray writes its predictions to -o OUT (a Parquet folder); give -o")
         done = infer_files(model, input_path, output, batch_size=batch_size, concurrency=concurrency,
@@ -171,7 +163,6 @@ def command(model, input_path, texts, output, batch_size, device, beam, max_len,
     classifier = task.class_scores  # tagging too: a label per step
     result.update(task.postprocess(outputs[main]))
     if output:
-        from onnxforge.runtime.modelio.files import atomic_write_bytes
         import io
 
         buf = io.BytesIO()

@@ -9,15 +9,23 @@ import numpy as np
 from onnx import helper
 
 from onnxforge.cli._common import print_json
+from onnxforge import plugins
+from onnxforge.runtime.autodiff import AutodiffError, describe_missing, missing_rules
+from onnxforge.runtime.convert.folded import folded_line, folded_parameters
+from onnxforge.runtime.errors import NotTrainableError, OnnxforgeError
+from onnxforge.runtime.inference.session import model_inputs
+from onnxforge.runtime.modelio.card import METADATA_PREFIX, ModelCard
+from onnxforge.runtime.modelio.files import load_model
+from onnxforge.runtime.ort.device import resolve_device
+from onnxforge.runtime.passes.gradient_form import trainable_parameters, untrainable_ops
+from onnxforge.runtime.passes.pipelines import for_training_source
+from onnxforge.runtime.tasks.task import task_for
+from onnxforge.runtime.training.backends import BACKENDS, TrainingSpec, auto_order
+from onnxforge.runtime.training.parameters import ParameterPlan
+from onnxforge.runtime.training.stepgraph import build_step
 
 
 def describe_model(path: str) -> dict:
-    from onnxforge.runtime.convert.folded import folded_line, folded_parameters
-    from onnxforge.runtime.inference.session import model_inputs
-    from onnxforge.runtime.modelio.card import METADATA_PREFIX, ModelCard
-    from onnxforge.runtime.modelio.files import load_model
-    from onnxforge.runtime.passes.gradient_form import trainable_parameters
-
     model = load_model(path)
     params = [
         {"name": t.name, "shape": list(t.dims), "dtype": helper.tensor_dtype_to_np_dtype(t.data_type).name,
@@ -63,12 +71,6 @@ def _backends(model, float_params) -> tuple[dict, str | None]:
     """Per training backend, the checks it makes before any work: ``{name: {"available": bool,
     "unavailable_because", "trainable": bool, "not_trainable_because"}}``, and the name
     ``--backend auto`` picks here (None when none can run)."""
-    from onnxforge import plugins
-    from onnxforge.runtime.autodiff import AutodiffError, describe_missing, missing_rules
-    from onnxforge.runtime.errors import OnnxforgeError
-    from onnxforge.runtime.passes.gradient_form import untrainable_ops
-    from onnxforge.runtime.training.backends import BACKENDS, auto_order
-
     try:
         base, refused = plugins.prepare_training(model), None
     except OnnxforgeError as exc:  # e.g. a plugin op with only a Python kernel
@@ -100,13 +102,6 @@ def _step_problem(model, output: str) -> str | None:
     """Why the onnx backend's training step would not build (None: it builds). The same build the
     backend runs on the first batch: the model's default loss and the trainable parameters as
     ``train`` picks them, a batch of 2 with the declared non-batch sizes (symbolic ones stay symbolic)."""
-    from onnxforge.runtime.inference.session import model_inputs
-    from onnxforge.runtime.modelio.card import ModelCard
-    from onnxforge.runtime.passes.pipelines import for_training_source
-    from onnxforge.runtime.tasks.task import task_for
-    from onnxforge.runtime.training.parameters import ParameterPlan
-    from onnxforge.runtime.training.stepgraph import build_step
-
     try:
         task = task_for(ModelCard.from_model(model), "auto")
         plan = ParameterPlan.of(model, [])
@@ -128,14 +123,6 @@ def _artifacts_problem(model, output: str) -> str | None:
     import tempfile
     from pathlib import Path
 
-    from onnxforge.runtime.inference.session import model_inputs
-    from onnxforge.runtime.modelio.card import ModelCard
-    from onnxforge.runtime.ort.device import resolve_device
-    from onnxforge.runtime.passes.pipelines import for_training_source
-    from onnxforge.runtime.tasks.task import task_for
-    from onnxforge.runtime.training.backends import BACKENDS, TrainingSpec
-    from onnxforge.runtime.training.parameters import ParameterPlan
-
     if BACKENDS["artifacts"].available() is not None:
         return None  # not installed here: "available" says so
     try:
@@ -154,9 +141,6 @@ def _artifacts_problem(model, output: str) -> str | None:
 
 def _trained_output(model) -> str:
     """The output a run trains: the model card's, else the first (as the Trainer picks it)."""
-    from onnxforge.runtime.errors import OnnxforgeError
-    from onnxforge.runtime.modelio.card import ModelCard
-
     try:
         named = ModelCard.from_model(model).output
     except OnnxforgeError:
@@ -169,10 +153,6 @@ def _gradient_rules_missing(model, float_params) -> tuple[list[str] | None, str 
     training backend) has no rule for: those on a path from the float parameters to an output
     (forms a rule does not cover count too), or any in the graph when there are no parameters;
     ``(None, why)`` when the model cannot be differentiated at all (e.g. its opset cannot be raised)."""
-    from onnxforge import plugins
-    from onnxforge.runtime.autodiff import AutodiffError, missing_rules
-    from onnxforge.runtime.errors import NotTrainableError
-
     try:
         base = plugins.prepare_training(model)  # plugin ops with function bodies get differentiated
     except NotTrainableError:

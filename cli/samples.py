@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from onnxforge.cli._common import print_json
+from onnxforge.runtime.errors import DataError
+from onnxforge.samples.examples import write_examples
 
 
 @click.command("samples")
@@ -17,9 +19,6 @@ def command(folder, overwrite, quiet, as_json):
     class folders, the wine table (train, test, and new bottles with an id column), a text corpus,
     digit-strip captions, number-word pairs and the serving recipe's data. Nothing is downloaded;
     running it again changes nothing."""
-    from onnxforge.runtime.errors import DataError
-    from onnxforge.samples.examples import write_examples
-
     try:
         written = write_examples(folder, overwrite=overwrite, progress=not (quiet or as_json))
     except FileExistsError as exc:

@@ -20,6 +20,9 @@ from onnxforge.runtime.convert.folded import folded_line
 from onnxforge.runtime.distributed.ray_train import RayTrain
 from onnxforge.runtime.errors import ConfigError
 from onnxforge.runtime.tasks.sources import open_data
+from onnxforge.runtime.data.tokenizers import KINDS, RESERVED
+from onnxforge.runtime.modelio.card import ModelCard, set_metadata
+from onnxforge.runtime.modelio.files import load_model
 
 # option name -> Trainer/fit keyword, for the settings a resume takes from the run folder
 _SETTINGS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "optimizer": "optimizer",
@@ -52,10 +55,6 @@ def with_tokenizer(model: str, file: str):
     logits ``[N, T, V]`` read ids ``[N, T]``; ``T`` fixed by the model's input, when it is)."""
     import json
 
-    from onnxforge.runtime.data.tokenizers import KINDS, RESERVED
-    from onnxforge.runtime.modelio.card import set_metadata
-    from onnxforge.runtime.modelio.files import load_model
-
     try:
         spec = json.loads(Path(file).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -67,8 +66,6 @@ def with_tokenizer(model: str, file: str):
                                  f"\"unknown\": \"unk\"|\"refuse\"}}", param_hint="--tokenizer")
     source = load_model(model)
     card = {"tokens": tokens, "tokenizer": {"kind": spec.get("kind", "char"), "unknown": spec.get("unknown", "refuse")}}
-    from onnxforge.runtime.modelio.card import ModelCard
-
     if ModelCard.from_model(source).task is None:
         card["task"] = "tagging"
         dims = source.graph.input[0].type.tensor_type.shape.dim

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onnxforge.runtime.benchmark.workloads import torch_module
+from onnxforge.runtime.benchmark.workloads import TORCH_MISSING, optional_torch, torch_module
 from onnxforge.runtime.inference.session import session_options
 from onnxforge.runtime.ort.distribution import training_api
 
@@ -98,8 +98,6 @@ def raw_ort_missing() -> str | None:
 def torch_compile_missing() -> str | None:
     """Why ``torch.compile`` (inductor, which builds C++ for the CPU) cannot run here, or None."""
     import shutil
-
-    from onnxforge.runtime.benchmark.workloads import TORCH_MISSING, optional_torch
 
     torch = optional_torch()
     if torch is None:

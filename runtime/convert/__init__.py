@@ -23,7 +23,15 @@ from pathlib import Path
 
 from onnxforge.runtime.convert.to_torch import SUPPORTED_OPS
 from onnxforge.runtime.convert.trust import check_source
-from onnxforge.runtime.errors import ConfigError, ConversionError, ModelError
+from onnxforge.runtime.errors import ConfigError, ConversionError, ModelError, NotTrainableError
+from onnxforge.runtime.convert.folded import FIX, folded_parameters
+from onnxforge.runtime.convert.verify import compare, random_feeds, random_inputs, run
+from onnxforge.runtime.modelio.card import ModelCard
+from onnxforge.runtime.modelio.files import load_model, save_model
+from onnxforge.runtime.modelio.weights import load_weights, model_weights, save_weights
+from onnxforge.runtime.passes.fold import FoldConstants
+from onnxforge.runtime.passes.gradient_form import trainable_parameters
+from onnxforge.runtime.passes.plugin_forms import InlinePlugins
 
 __all__ = ["convert", "kind_of", "SUPPORTED_OPS", "DEFAULT_TOLERANCE", "SUFFIXES"]
 
@@ -141,9 +149,6 @@ def convert(source, destination, *, opset: int | None = None, verify: bool = Tru
 def _refuse_folded(source) -> None:
     """An ONNX file whose export folded batch norm into convolutions cannot be unfolded: the batch
     norm's parameters are not in it."""
-    from onnxforge.runtime.convert.folded import FIX, folded_parameters
-    from onnxforge.runtime.modelio.files import load_model
-
     found = [f for f in folded_parameters(load_model(source)) if f.kind != "constant"]
     if found:
         places = "; ".join(str(f) for f in found[:3]) + (f"; and {len(found) - 3} more" if len(found) > 3 else "")
@@ -154,9 +159,6 @@ def _refuse_folded(source) -> None:
 def _check_for_training(destination, report: dict) -> None:
     """The result holds every parameter as an initialiser: nothing folded, no constant weights,
     and (from PyTorch) every parameter and buffer of the source under its name."""
-    from onnxforge.runtime.convert.folded import folded_parameters
-    from onnxforge.runtime.modelio.files import load_model
-
     model = load_model(destination)
     found = folded_parameters(model)
     if found:
@@ -172,9 +174,6 @@ def _check_for_training(destination, report: dict) -> None:
 def _standard_ops(model):
     """Plugin ops with ONNX function bodies written out as standard ops (so the result needs no
     plugin); a model with kernel-only plugin ops is returned as it is."""
-    from onnxforge.runtime.errors import NotTrainableError
-    from onnxforge.runtime.passes.plugin_forms import InlinePlugins
-
     try:
         return InlinePlugins()(model).model
     except NotTrainableError:
@@ -183,8 +182,6 @@ def _standard_ops(model):
 
 def _verify(stages, src_kind, src, dst_kind, dst, feeds) -> dict:
     import numpy as np
-
-    from onnxforge.runtime.convert.verify import compare, run
 
     stages("verify")
     expected, src_engine = run(src_kind, src, feeds)
@@ -197,9 +194,6 @@ def _verify(stages, src_kind, src, dst_kind, dst, feeds) -> dict:
 
 def _onnx_to_onnx(source, destination, *, opset, input_shapes, sizes, stages, verify, seed, dynamic_batch=False) -> dict:
     from onnxforge.runtime.convert.onnx_upgrade import upgrade
-    from onnxforge.runtime.convert.verify import random_feeds
-    from onnxforge.runtime.modelio.files import load_model, save_model
-
     stages("load")
     model = load_model(source)
     stages("convert")
@@ -217,8 +211,6 @@ def _verify_batched(stages, model, result, seed: int, batch: int = 3) -> dict:
     """The batch-1 source run once per example against the result run on the whole batch."""
     import numpy as np
 
-    from onnxforge.runtime.convert.verify import compare, random_feeds, run
-
     stages("verify")
     singles = [random_feeds(model, seed=seed + i) for i in range(batch)]
     runs = [run("onnx", model, feeds) for feeds in singles]
@@ -234,10 +226,6 @@ def _verify_batched(stages, model, result, seed: int, batch: int = 3) -> dict:
 def _onnx_to_pt2(source, destination, *, opset, input_shapes, sizes, stages, verify, seed) -> dict:
     from onnxforge.runtime.convert.onnx_upgrade import upgrade
     from onnxforge.runtime.convert.to_torch import DEFAULT_EXAMPLE_SIZE, check_supported, export_program
-    from onnxforge.runtime.convert.verify import random_feeds
-    from onnxforge.runtime.modelio.files import load_model
-    from onnxforge.runtime.passes.fold import FoldConstants
-
     if opset is not None:
         raise ConfigError("--opset applies to ONNX results; a .pt2 has no opset")
     stages("load")
@@ -266,10 +254,6 @@ def _torch_to_onnx(source, destination, *, opset, input_shapes, sizes, stages, v
     from onnxforge.runtime.convert.from_torch import (DEFAULT_OPSET, export_onnx, load_program, parse_input_shape,
                                                       torchscript_specs)
     from onnxforge.runtime.convert.onnx_upgrade import _ir_for, _limits
-    from onnxforge.runtime.convert.verify import random_inputs
-    from onnxforge.runtime.modelio.card import ModelCard
-    from onnxforge.runtime.modelio.files import save_model
-
     stages("load")
     kind = "pt2" if source.suffix.lower() == ".pt2" else "torchscript"
     sidecar = {}
@@ -302,8 +286,6 @@ def _torch_to_onnx(source, destination, *, opset, input_shapes, sizes, stages, v
         model = ModelCard.from_model(model).updated({"source": {"format": kind, "file": source.name}}).write_into(model)
     stages("save")
     save_model(model, destination)
-    from onnxforge.runtime.passes.gradient_form import trainable_parameters
-
     dynamic = [s.name for s in specs if s.shape and s.shape[0] is None]
     fixed = {s.name: {0: s.shape[0]} for s in specs if s.shape and isinstance(s.shape[0], int)}
     report = {"inputs": [s.name for s in specs], "outputs": [o.name for o in model.graph.output],
@@ -337,9 +319,6 @@ def _rename_initializers(model, names: dict) -> None:
 
 def _onnx_to_weights(source, destination, *, opset, input_shapes, sizes, stages, verify, seed) -> dict:
     import numpy as np
-
-    from onnxforge.runtime.modelio.files import load_model
-    from onnxforge.runtime.modelio.weights import load_weights, model_weights, save_weights
 
     if opset is not None:
         raise ConfigError("--opset applies to ONNX results, not to weight files")

@@ -18,8 +18,10 @@ import numpy as np
 import onnx
 from onnx import ModelProto
 
-from onnxforge.runtime.passes.fold import fold_constants
+from onnxforge.runtime.passes.fold import constant_value, fold_constants
 from onnxforge.runtime.errors import ConversionError
+from onnxforge.runtime.ort.distribution import runtime_info
+from onnxforge.runtime.passes.gradient_form import trainable_parameters
 
 __all__ = ["upgrade", "default_target_opset", "MIN_UPGRADED_OPSET", "UPGRADE_TO"]
 
@@ -33,8 +35,6 @@ def _opset(model: ModelProto) -> int:
 
 
 def _limits() -> tuple[int, int]:
-    from onnxforge.runtime.ort.distribution import runtime_info
-
     info = runtime_info()
     return info.max_ir_version, info.max_opset
 
@@ -129,8 +129,6 @@ def _make_batch_dynamic(model: ModelProto) -> tuple[int, int]:
     """A batch fixed at some size B -> dynamic ``N`` (in place); returns B and how many
     ``Reshape`` targets starting with B were rewritten to copy the batch instead."""
     from onnx import numpy_helper
-
-    from onnxforge.runtime.passes.fold import constant_value
 
     inits = {t.name for t in model.graph.initializer}
     fixed: dict[str, int] = {}
@@ -259,8 +257,6 @@ def upgrade(model: ModelProto, opset: int | None = None, *, fold: bool = True, d
         onnx.checker.check_model(out)
     except onnx.checker.ValidationError as exc:
         raise ConversionError(f"the converted model is not valid ONNX: {str(exc).splitlines()[0]}") from None
-    from onnxforge.runtime.passes.gradient_form import trainable_parameters
-
     report: dict[str, Any] = {"from_opset": source_opset, "to_opset": target, "from_ir": source_ir, "to_ir": out.ir_version,
               "folded": folded, "rewritten": rewritten, "parameters": len(trainable_parameters(out))}
     if reshapes is not None:

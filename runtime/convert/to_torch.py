@@ -18,6 +18,8 @@ import onnx
 from onnx import ModelProto, numpy_helper
 
 from onnxforge.runtime.errors import ConversionError
+from onnxforge.runtime.convert.verify import random_feeds
+from onnxforge.runtime.passes.fold import constant_value
 
 __all__ = ["SUPPORTED_OPS", "OnnxModule", "check_supported", "to_torch_module", "export_program", "SIDECAR"]
 
@@ -154,8 +156,6 @@ def _make_module_class():
             for node in graph.node:
                 attrs = _attrs(node)
                 if node.op_type == "Constant":
-                    from onnxforge.runtime.passes.fold import constant_value
-
                     self._constants[node.output[0]] = constant_value(node)
                     continue
                 self._nodes.append((node.op_type, list(node.input), list(node.output), attrs))
@@ -230,8 +230,6 @@ def export_program(model: ModelProto, path, *, sizes: dict | None = None, progre
     LSTM's sequence length is fixed at its example size; ``fixed`` reports such dims.
     """
     import torch
-
-    from onnxforge.runtime.convert.verify import random_feeds
 
     module = to_torch_module(model).eval()
     feeds = random_feeds(model, batch=2, other=DEFAULT_EXAMPLE_SIZE, sizes=sizes)

@@ -14,6 +14,9 @@ import numpy as np
 from onnx import ModelProto, helper
 
 from onnxforge.runtime.errors import ConversionError
+from onnxforge.runtime.inference.session import Session
+from onnxforge.runtime.ort.distribution import ort, quiet_native_stderr
+from onnxforge.runtime.passes.plugin_forms import InlinePlugins
 
 __all__ = ["InputSpec", "onnx_input_specs", "random_feeds", "random_inputs", "run", "compare"]
 
@@ -83,8 +86,6 @@ def random_feeds(model: ModelProto, *, batch: int = 3, other: int = 5, sizes: di
 
 
 def _run_onnx(model: ModelProto, feeds: dict) -> tuple[list, str]:
-    from onnxforge.runtime.ort.distribution import ort, quiet_native_stderr
-
     names = [s.name for s in onnx_input_specs(model)]
     ordered = {n: feeds[n] for n in names} if set(names) <= set(feeds) else dict(zip(names, feeds.values()))
     def raw_ort():
@@ -96,8 +97,6 @@ def _run_onnx(model: ModelProto, feeds: dict) -> tuple[list, str]:
             return session.run(None, ordered)
 
     def onnxforge_session():  # registers plugin ops (function bodies, Python kernels)
-        from onnxforge.runtime.inference.session import Session
-
         session = Session(model, "cpu")
         outs = session.run(ordered)
         return [outs[o.name] for o in model.graph.output]
@@ -109,8 +108,6 @@ def _run_onnx(model: ModelProto, feeds: dict) -> tuple[list, str]:
 
     def reference_inlined():
         from onnx.reference import ReferenceEvaluator
-
-        from onnxforge.runtime.passes.plugin_forms import InlinePlugins
 
         return ReferenceEvaluator(InlinePlugins()(model).model).run(None, ordered)
 

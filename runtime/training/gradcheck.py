@@ -23,7 +23,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxforge.runtime.errors import ConfigError, InputError, NotTrainableError
+from onnxforge.runtime.errors import ConfigError, InputError, NotTrainableError, TrainingError
+from onnxforge.runtime.autodiff import AutodiffError, describe_missing, gradient_model, missing_rules
+from onnxforge.runtime.inference.session import model_inputs
+from onnxforge.runtime.ort.distribution import ort, quiet_native_stderr
+from onnxforge.runtime.ort.failures import failure_line, run_errors
+from onnxforge.runtime.passes.plugin_forms import InlinePlugins
+from onnxforge.runtime.training.parameters import ParameterPlan
 
 __all__ = ["GradcheckReport", "ParameterCheck", "gradcheck", "to_float64", "DEFAULT_TOLERANCE"]
 
@@ -123,8 +129,6 @@ class _Forward:
         self._ref: Any = None
         self._session: Any = None
         try:
-            from onnxforge.runtime.ort.distribution import ort, quiet_native_stderr
-
             rt = ort()
             options = rt.SessionOptions()
             options.log_severity_level = 4
@@ -188,8 +192,6 @@ def _select(names: list[str], patterns) -> list[str]:
 
 
 def _check_feeds(model: onnx.ModelProto, feeds: dict) -> dict:
-    from onnxforge.runtime.inference.session import model_inputs
-
     out = {}
     for info in model_inputs(model):
         if info.name not in feeds:
@@ -207,10 +209,6 @@ def gradcheck(model: onnx.ModelProto, feeds: dict, *, output: str | None = None,
     """Check ``model``'s parameter gradients (see the module docstring). ``feeds``: one batch of
     the model's inputs. ``params``: glob patterns of the parameters to check (when empty, every
     parameter ``train`` would train: float initialisers, batch-norm statistics excluded). ``progress``: a callable given the number of finished evaluations and the total."""
-    from onnxforge.runtime.autodiff import AutodiffError, describe_missing, gradient_model, missing_rules
-    from onnxforge.runtime.passes.plugin_forms import InlinePlugins
-    from onnxforge.runtime.training.parameters import ParameterPlan
-
     if samples < 1:
         raise ConfigError(f"samples must be at least 1; got {samples}")
     try:
@@ -267,10 +265,6 @@ def gradcheck(model: onnx.ModelProto, feeds: dict, *, output: str | None = None,
 
 
 def _analytic(grad_model: onnx.ModelProto, feeds: dict, dy: np.ndarray, names) -> dict:
-    from onnxforge.runtime.errors import TrainingError
-    from onnxforge.runtime.ort.distribution import ort, quiet_native_stderr
-    from onnxforge.runtime.ort.failures import failure_line, run_errors
-
     rt = ort()
     options = rt.SessionOptions()
     options.log_severity_level = 4
