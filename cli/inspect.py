@@ -19,7 +19,7 @@ from onnxforge.runtime.modelio.files import load_model
 from onnxforge.runtime.ort.device import resolve_device
 from onnxforge.runtime.passes.gradient_form import trainable_parameters, untrainable_ops
 from onnxforge.runtime.passes.pipelines import for_training_source
-from onnxforge.runtime.tasks.task import task_for
+from onnxforge.runtime.tasks.registry import task_for
 from onnxforge.runtime.training.backends import BACKENDS, TrainingSpec, auto_order
 from onnxforge.runtime.training.parameters import ParameterPlan
 from onnxforge.runtime.training.stepgraph import build_step
