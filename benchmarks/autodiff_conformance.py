@@ -34,7 +34,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
+
+from onnxforge.runtime.passes.precision import to_float64
 
 F32, F64 = TensorProto.FLOAT, TensorProto.DOUBLE
 COORDS = 6          # sampled coordinates per differentiated input
@@ -77,46 +79,6 @@ def _op_of(case) -> str:
 
 
 # ---- float64 ----------------------------------------------------------------------------------
-
-def to_double(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of ``model`` with every float32 type, initialiser, Cast/CastLike target and tensor
-    attribute in float64 (Resize's and Upsample's scales stay float32, as the spec requires)."""
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-
-    def tensor(t):
-        if t.data_type == F32:
-            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64), t.name))
-
-    def graph(g):
-        keep = {n.input[i] for n in g.node for i in (1, 2)
-                if n.op_type in ("Resize", "Upsample") and len(n.input) > i and n.input[i]}
-        for vi in list(g.input) + list(g.output) + list(g.value_info):
-            if vi.type.tensor_type.elem_type == F32 and vi.name not in keep:
-                vi.type.tensor_type.elem_type = F64
-        for t in g.initializer:
-            if t.name not in keep:
-                tensor(t)
-        for n in g.node:
-            for a in n.attribute:
-                if a.name in ("to", "dtype", "stash_type") and a.type == onnx.AttributeProto.INT and a.i == F32:
-                    a.i = F64
-                if a.type == onnx.AttributeProto.FLOAT and n.op_type == "Constant":
-                    pass
-                if a.type == onnx.AttributeProto.TENSOR:
-                    tensor(a.t)
-                if a.type == onnx.AttributeProto.GRAPH:
-                    graph(a.g)
-                for sub in a.graphs:
-                    graph(sub)
-            if n.op_type == "Constant" and n.attribute and n.attribute[0].name in ("value_float", "value_floats"):
-                a = n.attribute[0]
-                value = np.array(a.f if a.name == "value_float" else list(a.floats), np.float64)
-                del n.attribute[:]
-                n.attribute.append(helper.make_attribute("value", numpy_helper.from_array(value)))
-    graph(m.graph)
-    return m
-
 
 def _double_feeds(model, feeds):
     kinds = {i.name: i.type.tensor_type.elem_type for i in model.graph.input}
@@ -253,7 +215,7 @@ def _evaluate(case, tool, seed, op) -> Outcome:
     feeds = {k: (np.asarray(v) if isinstance(v, np.generic) else v) for k, v in zip(names, inputs)}
     precision = "float64"
     try:
-        m = to_double(model)
+        m = to_float64(model)
         onnx.checker.check_model(m, full_check=True)  # type constraints: float-only ops stay float32
         f = _double_feeds(m, feeds)
         _run(m, f)

@@ -6,14 +6,13 @@ import click
 
 from onnxforge.cli._common import print_json
 from onnxforge.cli._data import columns, data_path, table_options
-from onnxforge.runtime.training.config import LOSS_CHOICES, OPTIMIZERS
-from onnxforge.runtime.training.schedules import SCHEDULES
 from onnxforge.runtime.bundle import BundleOptions, build_bundle
 from onnxforge.runtime.inference.session import model_inputs
 from onnxforge.runtime.modelio.card import ModelCard
 from onnxforge.runtime.modelio.files import load_model
 from onnxforge.runtime.tasks.registry import task_for
 from onnxforge.runtime.tasks.sources import open_data
+from onnxforge.cli._training import lora_options, step_options
 
 WEB_BACKENDS = ("wasm", "webgpu")
 
@@ -33,29 +32,8 @@ def _backends(ctx, param, value) -> tuple:
               help="Training data (as `train --data` takes it), stored in the bundle as train.safetensors.")
 @click.option("--val", type=data_path, default=None, help="Validation data, stored as val.safetensors.")
 @table_options
-@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Number of epochs in total.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Examples per step.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True, help="Learning rate.")
-@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adamw", show_default=True,
-              help="AdamW or plain stochastic gradient descent.")
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.01, show_default=True,
-              help="AdamW's decoupled weight decay.")
-@click.option("--schedule", type=click.Choice(SCHEDULES), default="constant", show_default=True,
-              help="How the learning rate changes over the run.")
-@click.option("--warmup-steps", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Steps of linear learning-rate warm-up at the start.")
-@click.option("--loss", type=click.Choice(LOSS_CHOICES), default="auto", show_default=True,
-              help="Loss; auto takes the one the model's task needs.")
-@click.option("--freeze", multiple=True, metavar="PATTERN", help="Keep parameters matching this glob fixed (repeatable).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the data order and dropout.")
-@click.option("--no-shuffle", is_flag=True, help="Visit the examples in file order every epoch.")
-@click.option("--lora", type=click.IntRange(min=1), default=None, metavar="RANK",
-              help="Train low-rank adapters of this rank on the MatMul/Gemm weights and nothing else (as train --lora); "
-                   "the bundle's model.onnx holds the adapters as initialisers.")
-@click.option("--lora-alpha", type=click.FloatRange(min=0, min_open=True), default=None, metavar="A",
-              help="LoRA alpha: the adapters are scaled by A/RANK [default: RANK, scale 1].")
-@click.option("--lora-targets", multiple=True, metavar="GLOB",
-              help="Adapt only the weights matching this glob (repeatable) [default: every 2-D MatMul/Gemm weight].")
+@step_options
+@lora_options("the bundle's model.onnx holds the adapters as initialisers (as train --lora trains them).")
 @click.option("--web", is_flag=True, help="Add index.html and onnxruntime-web's files: the bundle trains in a browser tab.")
 @click.option("--web-backends", default="wasm,webgpu", show_default=True, callback=_backends,
               help="onnxruntime-web builds a --web bundle carries (wasm about 15 MB, webgpu about 28 MB more).")

@@ -10,10 +10,10 @@ from click.core import ParameterSource
 
 from onnxforge.cli._common import DEVICE, print_json
 from onnxforge.cli._data import columns, data_path, table_options
+from onnxforge.cli._training import lora_options, step_options
 from onnxforge.runtime.training.backends import BACKEND_CHOICES
 from onnxforge.runtime.training.callbacks import format_record
-from onnxforge.runtime.training.config import CHECKPOINT_EVERY, LOSS_CHOICES, OPTIMIZERS, CheckpointPolicy
-from onnxforge.runtime.training.schedules import SCHEDULES
+from onnxforge.runtime.training.config import CHECKPOINT_EVERY, CheckpointPolicy
 from onnxforge.runtime import Trainer
 from onnxforge.runtime.adapters import LoRA
 from onnxforge.runtime.convert.folded import folded_line
@@ -101,34 +101,11 @@ def _interrupted(trainer, rundir: Path, data: str, val: str | None) -> str:
 @click.option("--val", type=data_path, default=None,
               help="Validation data in the same form, evaluated after every epoch.")
 @table_options
-@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Number of epochs in total.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Examples per step.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True, help="Learning rate.")
-@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adamw", show_default=True,
-              help="AdamW or plain stochastic gradient descent.")
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.01, show_default=True,
-              help="AdamW's decoupled weight decay.")
-@click.option("--schedule", type=click.Choice(SCHEDULES), default="constant", show_default=True,
-              help="How the learning rate changes over the run.")
-@click.option("--warmup-steps", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Steps of linear learning-rate warm-up at the start.")
-@click.option("--loss", type=click.Choice(LOSS_CHOICES), default="auto", show_default=True,
-              help="Loss; auto takes the one the model's task needs (mse is half the summed squared error per example).")
-@click.option("--freeze", multiple=True, metavar="PATTERN",
-              help="Keep parameters whose names match this glob pattern fixed (repeatable), e.g. 'fc1.*'; "
-                   "a batch norm whose scale and bias are frozen keeps its running statistics too.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the data order and dropout.")
-@click.option("--no-shuffle", is_flag=True, help="Visit the examples in file order every epoch.")
+@step_options
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
               help="What computes the training steps; auto takes the first available.")
-@click.option("--lora", type=click.IntRange(min=1), default=None, metavar="RANK",
-              help="Train low-rank adapters of this rank on the MatMul/Gemm weights and nothing else; the run folder "
-                   "gets model.onnx (merged), model.lora.onnx and adapters.onnx_adapter (ONNX Runtime's format).")
-@click.option("--lora-alpha", type=click.FloatRange(min=0, min_open=True), default=None, metavar="A",
-              help="LoRA alpha: the adapters are scaled by A/RANK [default: RANK, scale 1].")
-@click.option("--lora-targets", multiple=True, metavar="GLOB",
-              help="Adapt only the weights (initializer names) matching this glob (repeatable) [default: every 2-D "
-                   "weight of a MatMul or Gemm].")
+@lora_options("the run folder gets model.onnx (merged), model.lora.onnx and adapters.onnx_adapter (ONNX "
+              "Runtime's format).")
 @click.option("--tokenizer", "tokenizer_file", type=click.Path(exists=True, dir_okay=False), default=None,
               metavar="FILE",
               help="Text data: tokenize with FILE (JSON {\"kind\": \"char\"|\"word\", \"tokens\": [...]}) instead of "

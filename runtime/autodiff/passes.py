@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from onnxforge.runtime.autodiff._core import _infer, prepare
+from onnxforge.runtime.autodiff._values import _infer, prepare
 from onnxforge.runtime.autodiff._emitter import attr
 from onnxforge.runtime.autodiff._errors import AutodiffError
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from onnxforge.runtime.errors import ConfigError, InputError, NotTrainableError, TrainingError
 from onnxforge.runtime.autodiff import AutodiffError, describe_missing, gradient_model, missing_rules
@@ -30,11 +30,11 @@ from onnxforge.runtime.ort.distribution import ort, quiet_native_stderr
 from onnxforge.runtime.ort.failures import failure_line, run_errors
 from onnxforge.runtime.passes.plugin_forms import InlinePlugins
 from onnxforge.runtime.training.parameters import ParameterPlan
+from onnxforge.runtime.passes.precision import to_float64
 
 __all__ = ["GradcheckReport", "ParameterCheck", "gradcheck", "to_float64", "DEFAULT_TOLERANCE"]
 
 DEFAULT_TOLERANCE = 1e-4
-_F, _D = TensorProto.FLOAT, TensorProto.DOUBLE
 
 
 @dataclass
@@ -69,45 +69,6 @@ class GradcheckReport:
     def to_dict(self) -> dict:
         return {"passed": self.passed, "failed": self.failed, "output": self.output, "tolerance": self.tolerance,
                 "epsilon": self.epsilon, "engine": self.engine, "parameters": [asdict(p) for p in self.parameters]}
-
-
-def to_float64(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of ``model`` computing in float64: float32 types, initialisers, constants and casts
-    (subgraphs too); Resize's scales stay float32 as the spec requires."""
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-
-    def tensor(t):
-        if t.data_type == _F:
-            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64), t.name))
-
-    def graph(g):
-        scales = {n.input[2] for n in g.node if n.op_type == "Resize" and len(n.input) > 2}
-        for vi in list(g.input) + list(g.output) + list(g.value_info):
-            if vi.type.tensor_type.elem_type == _F and vi.name not in scales:
-                vi.type.tensor_type.elem_type = _D
-        for t in g.initializer:
-            if t.name not in scales:
-                tensor(t)
-        for n in g.node:
-            if n.op_type == "Constant" and n.attribute and n.attribute[0].name in ("value_float", "value_floats"):
-                a = n.attribute[0]
-                value = np.array(a.f if a.name == "value_float" else list(a.floats), np.float64)
-                del n.attribute[:]
-                n.attribute.append(helper.make_attribute("value", numpy_helper.from_array(value)))
-            if n.op_type == "Constant" and any(o in scales for o in n.output):
-                continue
-            for a in n.attribute:
-                if a.name in ("to", "dtype") and a.type == onnx.AttributeProto.INT and a.i == _F:
-                    a.i = _D
-                if a.type == onnx.AttributeProto.TENSOR:
-                    tensor(a.t)
-                if a.type == onnx.AttributeProto.GRAPH:
-                    graph(a.g)
-                for sub in a.graphs:
-                    graph(sub)
-    graph(m.graph)
-    return m
 
 
 def _params_as_inputs(model: onnx.ModelProto, names) -> onnx.ModelProto:

@@ -53,7 +53,7 @@ def test_trainable_means_a_step_runs(tmp_path, net):
     training step really runs (and, the day a rule covers it, it says yes and the step runs)."""
     if net == "unet":
         module, x = _seeded(TinyUNet()), np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
-    elif net == "layernorm":  # ONNX Runtime training 1.19 fails on a single-output LayerNormalization
+    elif net == "layernorm":  # ORT training 1.19 needs Mean/InvStdDev, which the gradient-forms pass declares
         module = _seeded(torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 3)))
         x = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
     else:
@@ -77,8 +77,8 @@ def test_trainable_means_a_step_runs(tmp_path, net):
     artifacts = info["backends"]["artifacts"]  # the same truth for the artifacts backend
     failed = _one_step(path, x, y, tmp_path, backend="artifacts")
     assert artifacts["trainable"] == (failed is None), f"{artifacts}; one artifacts step: {failed or 'ran'}"
-    if net == "layernorm":
-        assert not artifacts["trainable"] and "artifacts could not be generated" in artifacts["not_trainable_because"]
+    if net == "layernorm":  # the one-output form every exporter writes: both backends train it
+        assert artifacts["trainable"] and says
 
 
 class ConvBN(torch.nn.Module):

@@ -16,6 +16,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxforge.runtime.autodiff._errors import UnsupportedOpError
+from onnxforge.runtime.autodiff._values import _subgraph_inputs
 
 __all__ = ["body_vjp", "emit_into", "graph", "outer_reads", "tape", "untape", "value_info"]
 
@@ -23,15 +24,11 @@ __all__ = ["body_vjp", "emit_into", "graph", "outer_reads", "tape", "untape", "v
 def outer_reads(node) -> list[str]:
     """The outer values the subgraphs of ``node`` read, in the order the core passes their
     gradients (sorted)."""
-    from onnxforge.runtime.autodiff._core import _subgraph_inputs  # the core imports the ops: lazily
-
     return sorted(_subgraph_inputs(node))
 
 
 def _graph_reads(graph) -> set:
     node = helper.make_node("If", ["c"], [], then_branch=graph, else_branch=graph)
-    from onnxforge.runtime.autodiff._core import _subgraph_inputs
-
     return _subgraph_inputs(node)
 
 
@@ -127,7 +124,8 @@ def problems(node, info) -> str | None:
     """Why a subgraph of ``node`` cannot be differentiated (an op without a rule, a form a rule
     does not cover, on the path from its inputs and outer reads to its float outputs), found
     before anything is built, or None. The rules' own build-time refusals come when building."""
-    from onnxforge.runtime.autodiff._core import _activity, _check_rules, _infer
+    from onnxforge.runtime.autodiff._core import _activity, _check_rules
+    from onnxforge.runtime.autodiff._values import _infer
 
     for a in node.attribute:
         for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
@@ -160,7 +158,6 @@ _FLOATS = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorPro
 
 def _live(nodes, wanted: set):
     """The nodes the ``wanted`` names need (the loss's own nodes are dropped)."""
-    from onnxforge.runtime.autodiff._core import _subgraph_inputs
 
     needed, live = set(wanted), []
     for node in reversed(nodes):

@@ -8,11 +8,12 @@ import math
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper
+from onnx import helper
 from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
 
 from onnxforge.runtime.autodiff import gradient_model
+from onnxforge.runtime.passes.precision import to_float64
 
 TOL = 1e-5
 
@@ -113,47 +114,11 @@ def assert_close(actual, expected, tol=TOL, what=""):
 
 
 def to_double(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of ``model`` in float64: every float32 tensor type, initialiser, Constant, Cast
-    target, Constant and ConstantOfShape value, in subgraphs too (for central differences); Resize's
-    scales stay float32, as the spec requires."""
-    from onnx import numpy_helper
-
+    """``model`` with its local functions inlined, in float64 (runtime.passes.precision.to_float64),
+    for central differences."""
     from onnx import inliner
 
-    m = inliner.inline_local_functions(model) if model.functions else onnx.ModelProto()
-    if not model.functions:
-        m.CopyFrom(model)
-    F, D = TensorProto.FLOAT, TensorProto.DOUBLE
-
-    def tensor(t):
-        if t.data_type == F:
-            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64), t.name))
-
-    def graph(g):
-        scales = {n.input[2] for n in g.node if n.op_type == "Resize" and len(n.input) > 2}  # float32 only
-        for vi in list(g.input) + list(g.output) + list(g.value_info):
-            if vi.type.tensor_type.elem_type == F and vi.name not in scales:
-                vi.type.tensor_type.elem_type = D
-        for t in g.initializer:
-            if t.name not in scales:
-                tensor(t)
-        for n in g.node:
-            if n.op_type == "Constant" and n.attribute[0].name in ("value_float", "value_floats"):
-                a = n.attribute[0]
-                value = np.array(a.f if a.name == "value_float" else list(a.floats), np.float64)
-                del n.attribute[:]
-                n.attribute.append(helper.make_attribute("value", numpy_helper.from_array(value)))
-            for a in n.attribute:
-                if a.name == "to" and a.i == F:
-                    a.i = D
-                if a.type == onnx.AttributeProto.TENSOR:
-                    tensor(a.t)
-                if a.type == onnx.AttributeProto.GRAPH:
-                    graph(a.g)
-                for sub in a.graphs:
-                    graph(sub)
-    graph(m.graph)
-    return m
+    return to_float64(inliner.inline_local_functions(model) if model.functions else model)
 
 
 def params_as_inputs(model: onnx.ModelProto, names) -> onnx.ModelProto:
