@@ -215,7 +215,7 @@ def _evaluate(case, tool, seed, op) -> Outcome:
     feeds = {k: (np.asarray(v) if isinstance(v, np.generic) else v) for k, v in zip(names, inputs)}
     precision = "float64"
     try:
-        m = to_float64(model)
+        m = to_float64(model, stash_type=True)
         onnx.checker.check_model(m, full_check=True)  # type constraints: float-only ops stay float32
         f = _double_feeds(m, feeds)
         _run(m, f)

@@ -12,7 +12,7 @@ __all__ = ["to_float64"]
 _F32, _F64 = TensorProto.FLOAT, TensorProto.DOUBLE
 # inputs the spec types apart from the data (Resize's roi and scales, Upsample's scales): left in float32
 _KEPT_INPUTS = {"Resize": (1, 2), "Upsample": (1,)}
-_CAST_ATTRIBUTES = ("to", "dtype", "stash_type")
+_CAST_ATTRIBUTES = ("to", "dtype")
 
 
 def _tensor(t: onnx.TensorProto) -> None:
@@ -20,7 +20,7 @@ def _tensor(t: onnx.TensorProto) -> None:
         t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64), t.name))
 
 
-def _graph(g: onnx.GraphProto) -> None:
+def _graph(g: onnx.GraphProto, casts: tuple) -> None:
     kept = {n.input[i] for n in g.node for i in _KEPT_INPUTS.get(n.op_type, ()) if len(n.input) > i and n.input[i]}
     for vi in list(g.input) + list(g.output) + list(g.value_info):
         if vi.type.tensor_type.elem_type == _F32 and vi.name not in kept:
@@ -37,21 +37,23 @@ def _graph(g: onnx.GraphProto) -> None:
             del n.attribute[:]
             n.attribute.append(helper.make_attribute("value", numpy_helper.from_array(value)))
         for a in n.attribute:
-            if a.name in _CAST_ATTRIBUTES and a.type == onnx.AttributeProto.INT and a.i == _F32:
+            if a.name in casts and a.type == onnx.AttributeProto.INT and a.i == _F32:
                 a.i = _F64
             if a.type == onnx.AttributeProto.TENSOR:
                 _tensor(a.t)
             if a.type == onnx.AttributeProto.GRAPH:
-                _graph(a.g)
+                _graph(a.g, casts)
             for sub in a.graphs:
-                _graph(sub)
+                _graph(sub, casts)
 
 
-def to_float64(model: onnx.ModelProto) -> onnx.ModelProto:
+def to_float64(model: onnx.ModelProto, *, stash_type: bool = False) -> onnx.ModelProto:
     """A copy of ``model`` with every float32 type, initialiser, constant, cast target (``to``,
-    ``dtype``, ``stash_type``) and tensor attribute in float64, subgraphs included; the inputs the
-    spec keeps apart from the data (Resize's roi and scales, Upsample's scales) stay float32."""
+    ``dtype``) and tensor attribute in float64, subgraphs included; the inputs the spec keeps apart
+    from the data (Resize's roi and scales, Upsample's scales) stay float32. ``stash_type``: the
+    normalisations' statistics too (ONNX Runtime computes them in float64; ``onnx.reference``'s
+    LayerNormalization refuses that, so the default leaves them float32)."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
-    _graph(m.graph)
+    _graph(m.graph, _CAST_ATTRIBUTES + (("stash_type",) if stash_type else ()))
     return m
