@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 
 import pytest
+import torch  # noqa: F401 - the zoo builds PyTorch models; Pythons without torch do not collect this file (tests/conftest.py)
 
 from _zoo_check import EXPORTERS, TOL, compare
 from _zoo_models import MODELS
