@@ -8,7 +8,7 @@ import math
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import helper
+from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
 
@@ -16,6 +16,18 @@ from onnxforge.runtime.autodiff import gradient_model
 from onnxforge.runtime.passes.precision import to_float64
 
 TOL = 1e-5
+
+
+def graph_model(nodes, inputs, outputs, inits=(), opset=17) -> onnx.ModelProto:
+    """A model of ``nodes`` (IR 8, the default domain at ``opset``)."""
+    g = helper.make_graph(nodes, "m", inputs, outputs, list(inits))
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    return m
+
+
+def vi(name, dims, elem=TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, elem, dims)
 
 
 def single_op_model(op_type, inputs: dict, n_out=1, *, opset=17, dynamic=False, const_inputs=None, **attrs):

@@ -8,7 +8,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from _autodiff_check import assert_close, fd_check, gradients, run_both, single_op_model
+from _autodiff_check import assert_close, fd_check, gradients, run_both, single_op_model, vi
+from _autodiff_check import graph_model as _model
 from onnxforge.graphs import mlp
 from onnxforge.runtime import autodiff
 from onnxforge.runtime.autodiff import (AutodiffError, UnsupportedOpError, build_gradients, gradient_model,
@@ -16,17 +17,6 @@ from onnxforge.runtime.autodiff import (AutodiffError, UnsupportedOpError, build
 from onnxforge.runtime.errors import NotTrainableError
 
 R = np.random.default_rng(8)
-
-
-def _model(nodes, inputs, outputs, inits=(), opset=17):
-    g = helper.make_graph(nodes, "m", inputs, outputs, list(inits))
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = 8
-    return m
-
-
-def vi(name, dims, elem=TensorProto.FLOAT):
-    return helper.make_tensor_value_info(name, elem, dims)
 
 
 def test_public_names():

@@ -5,25 +5,19 @@ OneHot's values, Range's start/delta, Clip with min > max) equal central differe
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from _autodiff_check import fd_check, run_both, single_op_model
+from _autodiff_check import fd_check, graph_model, run_both, single_op_model, vi
 from onnxforge.runtime.autodiff import UnsupportedOpError, gradient_model, missing_rules
 
 R = np.random.default_rng(23)
 
 
-def _model(nodes, inputs, outputs, inits=(), opset=18):
-    g = helper.make_graph(nodes, "m", inputs, outputs, list(inits))
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = 8
-    return m
-
-
-def vi(name, dims, elem=TensorProto.FLOAT):
-    return helper.make_tensor_value_info(name, elem, dims)
+_model = functools.partial(graph_model, opset=18)
 
 
 def _refused(m, wrt, of, *phrases):
