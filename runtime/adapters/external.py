@@ -27,7 +27,7 @@ from onnx import ModelProto, TensorProto, helper
 
 from onnxforge.runtime.errors import ModelError
 from onnxforge.runtime.modelio.external_data import check_location, expected_bytes, external_tensors
-from onnxforge.runtime.modelio.files import fsync_folder
+from onnxforge.runtime.modelio.files import atomic_write_bytes, file_mode
 from onnxforge.runtime.modelio.limits import check_limits
 
 __all__ = ["ExternalWeights", "open_external", "open_for_training", "has_external_data", "write_with_data",
@@ -128,12 +128,6 @@ def open_for_training(model, keep_external: bool):
     return load_model(model), None
 
 
-def _file_mode() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def _blocks(array, rows: int):
     for start in range(0, max(len(array), 1), rows):
         yield start, min(start + rows, len(array))
@@ -176,21 +170,10 @@ def write_with_data(model: ModelProto, path, arrays: dict, transforms: dict | No
                 offset += length
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _file_mode())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    fd, tmp_model = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(out.SerializeToString())
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp_model, _file_mode())
-        os.replace(tmp_model, path)
-    except BaseException:
-        Path(tmp_model).unlink(missing_ok=True)
-        raise
-    fsync_folder(path.parent)
+    atomic_write_bytes(path, out.SerializeToString())  # after its data: a reader never sees a model without it
     return path
