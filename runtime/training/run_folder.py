@@ -35,7 +35,7 @@ from pathlib import Path
 from onnx import ModelProto
 
 from onnxforge.runtime.errors import CheckpointError
-from onnxforge.runtime.modelio.files import atomic_write_bytes, save_model
+from onnxforge.runtime.modelio.files import atomic_write_bytes, file_mode, save_model
 from onnxforge.runtime.training.checkpoint_file import remove_stale_temporaries, save_checkpoint, verify_checkpoint
 
 __all__ = ["RunFolder", "MARKER", "RUN_NAMES"]
@@ -43,12 +43,6 @@ __all__ = ["RunFolder", "MARKER", "RUN_NAMES"]
 MARKER = ".onnxforge-run"
 # what a run writes at its top level: only these are ever replaced, and only in a run's own folder
 RUN_NAMES = ("source.onnx", "checkpoint", "checkpoint.sha256", "model.onnx", "metrics.json", "artifacts", "onnx")
-
-
-def _file_mode() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 class RunFolder:
@@ -60,7 +54,7 @@ class RunFolder:
         self.source = self.path / "source.onnx"
         self._lock_fd = None
         self._created = False
-        self.mode = _file_mode()
+        self.mode = file_mode()
 
     def __str__(self) -> str:
         return str(self.path)
