@@ -110,7 +110,8 @@ def _finish(model: onnx.ModelProto, outputs: list[onnx.ValueInfoProto]) -> onnx.
 
 def build_step(model: onnx.ModelProto, *, output: str, loss: str, optimizer: str, trainable: list[str],
                buffers: Sequence[str] = (), feed_shapes: dict | None = None, ignore_index: int | None = None,
-               weight_decay: float = 0.0, with_output: bool = False, pack: bool = True, constants: Sequence[str] = ()) -> StepGraph:
+               weight_decay: float = 0.0, with_output: bool = False, pack: bool = True, constants: Sequence[str] = (),
+               views: bool = False) -> StepGraph:
     """The training step of ``model`` (plugin functions inlined; frozen parameters left as
     initialisers). ``feed_shapes`` maps data inputs to a batch's shape (fixes their non-batch dims).
     ``pack``: the small trainable parameters and their optimizer state in flat buffers (see
@@ -133,8 +134,9 @@ def build_step(model: onnx.ModelProto, *, output: str, loss: str, optimizer: str
     packing = Packing()
     small = packable(graph, list(trainable)) if pack else []
     if small:
-        flat, layout = pack_parameters(graph, small, grads)
+        flat, layout = pack_parameters(graph, small, grads, views)
         packing.packs[PARAMS] = layout
+        packing.views = {PARAMS} if views else set()
         for k, m in enumerate(moment_names(optimizer, PARAMS)):
             packing.packs[m] = [(moment_names(optimizer, p)[k], shape) for p, shape in layout]
         grads = {PARAMS: flat, **grads}
