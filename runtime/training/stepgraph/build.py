@@ -21,7 +21,7 @@ from onnxforge.runtime.autodiff import MAX_IR_VERSION, build_gradients
 from onnxforge.runtime.modelio.protos import subgraphs
 from onnxforge.runtime.training.stepgraph._rewrite import Nodes, opset_of
 from onnxforge.runtime.training.stepgraph.forward import LR, NEW, STEP, training_forward
-from onnxforge.runtime.training.stepgraph.kernels import faster_kernels
+from onnxforge.runtime.training.stepgraph.kernels import faster_kernels, fold_sgd_updates
 from onnxforge.runtime.training.stepgraph.loss import add_loss
 from onnxforge.runtime.training.stepgraph.optim import (ADAMW_SCALARS, MOMENT_SCALES, OPTIMIZERS, adamw_scalars,
                                                         add_updates, moment_names)
@@ -147,6 +147,8 @@ def build_step(model: onnx.ModelProto, *, output: str, loss: str, optimizer: str
     graph.graph.input.extend(helper.make_tensor_value_info(k, TensorProto.FLOAT, []) for k in scalars)
     graph.graph.node.extend(n.nodes)
     graph.graph.initializer.extend(n.initializers)
+    if sgd:  # the large weights' p - g folded into their gradient's Gemm (see kernels)
+        fold_sgd_updates(graph, {NEW + p: p for p in trainable})
     state, outputs = [], [helper.make_tensor_value_info(loss_name, TensorProto.FLOAT, [])]
     for p in trainable:
         for name in [p, *moment_names(optimizer, p)]:

@@ -71,3 +71,39 @@ def test_load_writes_the_viewed_parameters_through_the_flat_buffer():
     for name, value in fresh.state().items():
         np.testing.assert_array_equal(runner.state()[name], value, err_msg=name)
     assert set(runner.state()) == {n for p in _split(model)[0] for n in [p, *moment_names("adamw", p)]}
+
+
+def _numpy_sgd(params, x, y, lr):
+    """One SGD step of a 2-layer ReLU MLP with mean cross-entropy, in float64."""
+    w1, b1, w2, b2 = (params[k].astype(np.float64) for k in ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"))
+    h = np.maximum(x @ w1.T + b1, 0)
+    z = h @ w2.T + b2
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    dz = (p - np.eye(z.shape[1])[y]) / len(y)
+    dh = (dz @ w2) * (h > 0)
+    grads = {"fc1.weight": dh.T @ x, "fc1.bias": dh.sum(0), "fc2.weight": dz.T @ h, "fc2.bias": dz.sum(0)}
+    return {k: params[k] - lr * g for k, g in grads.items()}
+
+
+def test_sgd_updates_of_large_weights_fold_into_their_gradient_gemm_and_equal_numpy():
+    from onnxforge.runtime.training.stepgraph.pack import PACK_MAX_ELEMENTS
+
+    model = mlp(300, [256], 3, seed=6)  # fc1.weight: 76800 elements, its own input (not packed)
+    assert 300 * 256 > PACK_MAX_ELEMENTS
+    graph = _graph(model, (8, 300), "sgd", views=True)
+    writers = {o: n for n in graph.model.graph.node for o in n.output}
+    folded = writers["new/fc1.weight"]
+    assert folded.op_type == "Gemm" and len(folded.input) == 3 and folded.input[2] == "fc1.weight"
+    assert writers["new/" + PARAMS].op_type == "Sub"  # the packed rest: one Sub
+    runner = StepRunner(graph, _named(model, graph))
+    ref = {k: v.astype(np.float64) for k, v in _named(model, graph).items()}
+    rng = np.random.default_rng(7)
+    for lr in (0.5, 0.3, 0.1):
+        x, y = rng.standard_normal((8, 300)).astype(np.float32), rng.integers(0, 3, 8)
+        runner.step([x], y, lr)
+        ref = _numpy_sgd(ref, x.astype(np.float64), y, lr)
+    got = runner.state()
+    for name, value in ref.items():
+        assert not np.allclose(value, _named(model, graph)[name]), name
+        np.testing.assert_allclose(got[name], value, rtol=0, atol=2e-6, err_msg=name)
