@@ -61,7 +61,7 @@ class StepRunner:
         self._hostf = np.zeros(len(self._floats), np.float32)
         self._hostf[1] = steps + 1
         self._seed = np.zeros((), np.int64)
-        self._host = {k: self._hostf[i:i + 1].reshape(()) for i, k in enumerate(self._floats)}
+        self._host: dict[str, np.ndarray] = {k: self._hostf[i:i + 1].reshape(()) for i, k in enumerate(self._floats)}
         self._host[SEED] = self._seed
         self._inputs = {k: rt.OrtValue.ortvalue_from_numpy(v) for k, v in self._host.items()}
         self._adamw = bool(graph.scalars)
