@@ -47,15 +47,17 @@ def input_grad(ctx, g, w, group, kernel, strides, dilations, pads, out_dims):
 def weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads, w_dims):
     """dW by the fastest measured formulation that applies (the general one of
     :func:`._conv_common.weight_grad` otherwise): depthwise 3x3 stride 1, the taps; a kernel
-    wider than 1x1 with at least 8 input channels per group (group 1, or grouped at stride 1),
-    the patches with one MatMul per tap."""
+    wider than 1x1 with at least 8 input channels per group (group 1, or grouped at stride 1) and
+    patches of at most 2^19 values per sample (as measured), the patches with one MatMul per tap."""
     dw = None
     taps = math.prod(kernel)
     stride1 = all(s == 1 for s in strides)
     if stride1 and taps <= DEPTHWISE_TAPS_MAX:
         dw = depthwise_weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads, w_dims)
+    gd = ctx.dims(gy)
     if dw is None and 1 < taps <= cc.IM2COL_MAX_TAPS and _static(w_dims, 0) and w_dims[1] >= PATCH_MIN_CHANNELS \
-            and (group == 1 or stride1):
+            and (group == 1 or stride1) and _static(gd, 2) \
+            and taps * w_dims[1] * group * math.prod(gd[2:]) <= cc.IM2COL_MAX_PER_SAMPLE:
         dw = tap_patch_weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads, w_dims)
     return dw if dw is not None else cc.weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads)
 
