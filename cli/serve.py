@@ -36,7 +36,7 @@ class Host(click.ParamType):
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="ONNX Runtime intra-op threads per model run (default: ONNX Runtime's choice).")
 @click.option("--max-concurrency", type=click.IntRange(min=1), default=None,
-              help="Model runs executed in parallel (default: the number of CPU cores).")
+              help="Model runs executed in parallel (default: the CPU cores this process may use, as taskset sets them).")
 @click.option("--max-queue", type=click.IntRange(min=0), default=256, show_default=True,
               help="Requests that may wait for a run; more get HTTP 503.")
 @click.option("--max-batch", type=click.IntRange(min=1), default=1, show_default=True,

@@ -23,7 +23,7 @@ from onnxforge.runtime.training.backends import BACKENDS
 from onnxforge.runtime.benchmark.timing import WORKLOADS, time_backends
 from onnxforge.runtime.training.trainer import Trainer
 
-__all__ = ["BACKEND_ROWS", "CONTESTANTS", "PEERS", "bench_backends", "missing_contestants"]
+__all__ = ["BACKEND_ROWS", "CONTESTANTS", "PEERS", "bench_backends", "missing_contestants", "pinned"]
 
 # (step timer's workload, family, optimizer): the small MLP, ConvNet on one thread, the LSTM and
 # the large MLP on two (the timer's own thread counts)
@@ -68,7 +68,7 @@ def _raw_factory(tmp: Path):
 
 
 @contextlib.contextmanager
-def _pinned(threads: int):
+def pinned(threads: int):
     """Every thread of this process on ``threads`` of its cores while the row runs (Linux)."""
     if not hasattr(os, "sched_getaffinity"):
         yield
@@ -107,7 +107,7 @@ def bench_backends(name: str, optimizer: str, *, seconds: float, rounds: int, sk
                      "torch.compile": _torch_factory(family, True), "jax": _jax_factory(family)}
         others = {k: f for k, f in factories.items() if k not in skip}
         backends = tuple(b for b in ("onnx", "artifacts") if b not in skip)
-        with _pinned(threads):
+        with pinned(threads):
             rates = time_backends(name, backends, optimizer=optimizer, seconds=seconds, rounds=rounds,
                                   threads=threads, others=others)
     ours = rates.get("onnx")

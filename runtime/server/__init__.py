@@ -9,6 +9,7 @@
     body        request bodies within limits, gzip/deflate, compressed answers
     oip, oip_json, datatypes, response   the wire format: requests, their JSON, tensors, responses
     scheduler   concurrency, the queue and dynamic batching
+    inline      which small requests to quick models are answered on the event loop itself
     access      who may ask: repository control and its token, Host and Origin checks
     deadlines   model runs under deadlines: warm-ups, first runs, runs stopped at shutdown
 

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 
@@ -25,6 +26,7 @@ from onnxforge.runtime.server.handlers import error_body
 __all__ = ["Access", "Guard", "is_loopback", "host_name"]
 
 
+@functools.lru_cache(maxsize=256)  # asked on every request; a client's Host header is one of a few
 def is_loopback(host: str) -> bool:
     """Whether ``host`` (a name or address, IPv6 with or without brackets) is this machine only."""
     name = host.strip().lower().rstrip(".").strip("[]")

@@ -7,9 +7,17 @@ from dataclasses import dataclass, field
 
 from onnxforge.runtime.errors import ConfigError
 
-__all__ = ["ServerConfig", "check_config", "default_max_connections"]
+__all__ = ["ServerConfig", "check_config", "default_max_connections", "usable_cores"]
 
 FD_HEADROOM = 64  # file descriptors kept free for models, logs and the listening socket
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (``taskset``, a container's cpuset), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1
 
 
 def default_max_connections() -> int:
@@ -33,7 +41,7 @@ class ServerConfig:
     port: int = 8000
     device: str = "auto"
     threads: int | None = None
-    max_concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)
+    max_concurrency: int = field(default_factory=lambda: usable_cores())
     max_queue: int = 256
     max_batch: int = 1
     max_delay_ms: float = 2.0

@@ -11,11 +11,11 @@ by :func:`onnxforge.runtime.tasks.raw.answers`, as ``onnxforge infer`` gives.
 from __future__ import annotations
 
 import asyncio
+import functools
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
-from starlette.concurrency import run_in_threadpool
 
 from onnxforge.runtime.errors import InputError
 from onnxforge.runtime.inference.session import IOInfo, validate_feeds
@@ -65,12 +65,19 @@ class Engine:
     """What both protocols share: the scheduler and the limits. Every step whose cost grows with
     the request (decompressing, parsing, decoding images, tokenizing, encoding the answer, gRPC's
     conversions) runs on a worker thread through :meth:`offload`, at most ``max_concurrency`` at
-    a time, so the event loop (and the health endpoints on it) never waits on a request's work."""
+    a time, so the event loop (and the health endpoints on it) never waits on a request's work.
+
+    :meth:`respond` is the whole of one request in as few hand-offs between threads as it takes:
+    a small request to a model that is not batched is read, checked, run and answered in ONE
+    worker step within the scheduler's slots (each hand-off costs a thread wake-up and the GIL
+    passing back and forth: three of them took more time than the run of a small MLP); a request
+    that dynamic batching may merge is read in one step, then run and answered in its batch's."""
 
     def __init__(self, scheduler: Scheduler, config: ServerConfig):
         self.scheduler = scheduler
         self.limit = config.max_body_bytes
         self.work_at_once = config.max_concurrency
+        self.executor = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="onnxforge-work")
         self._large_parses: asyncio.Semaphore | None = None
         self._work: asyncio.Semaphore | None = None
 
@@ -79,29 +86,81 @@ class Engine:
         if self._work is None:
             self._work = asyncio.Semaphore(self.work_at_once)
         async with self._work:
-            return await run_in_threadpool(fn, *args, **kwargs)
+            call = functools.partial(fn, *args, **kwargs) if kwargs else fn
+            return await asyncio.get_running_loop().run_in_executor(self.executor, call, *([] if kwargs else args))
 
-    async def _parse(self, body: bytes, header_length, inputs, outputs, model: str, view: RawView | None):
-        args = (body, header_length, inputs, outputs)
-        kwargs: dict[str, Any] = {"model": model, "max_elements": self.limit,
-                                  "raw": (view.inputs, view.outputs) if view is not None else None}
+    def _parse_now(self, body: bytes, header_length, session, model: str, view: RawView | None) -> InferRequest:
+        return parse_infer_request(body, header_length, session.inputs, session.outputs, model=model,
+                                   max_elements=self.limit, raw=(view.inputs, view.outputs) if view is not None else None)
+
+    async def _parse(self, body: bytes, header_length, session, model: str, view: RawView | None):
         if len(body) < PARSE_OFF_LOOP_BYTES:
-            return await self.offload(parse_infer_request, *args, **kwargs)
+            return await self.offload(self._parse_now, body, header_length, session, model, view)
         if self._large_parses is None:
             self._large_parses = asyncio.Semaphore(LARGE_PARSES_AT_ONCE)
         async with self._large_parses:
-            return await self.offload(parse_infer_request, *args, **kwargs)
+            return await self.offload(self._parse_now, body, header_length, session, model, view)
+
+    async def respond(self, model: ServedModel, body: bytes, header_length, encode, size: int | None = None):
+        """``encode(answer)`` of one request: ``body`` and ``header_length`` as :meth:`infer` takes
+        them, or a callable returning both (gRPC's conversion, done on the worker thread; ``size``
+        then bounds the body it makes)."""
+        session = model.session
+        small = (len(body) if size is None else size) < PARSE_OFF_LOOP_BYTES
+        sched = self.scheduler
+        if small and raw_view(session) is None and not sched.may_batch(session):
+            if sched.inline.allows(session, len(body) if size is None else size) and sched.slot_free():
+                return await sched.call_inline(self._whole, model, session, body, header_length, encode, True)
+            return await sched.call(self._whole, model, session, body, header_length, encode)
+        if callable(body):
+            body, header_length = await self.offload(body)
+        if sched.may_batch(session):
+            with sched.expecting():  # a batch being assembled waits for this one while it is read
+                answer_or_parsed = await self._read(model, body, header_length)
+            if isinstance(answer_or_parsed, Answer):
+                return await self.offload(encode, answer_or_parsed)
+            parsed, session, feeds = answer_or_parsed
+            labels = session.labels if any(o.classification for o in parsed.outputs) else None
+            return await sched.run(session, feeds, [o.name for o in parsed.outputs],
+                                   finish=lambda results: encode(Answer(model, parsed, results, labels)))
+        return await self.offload(encode, await self.infer(model, body, header_length))
+
+    def _whole(self, model: ServedModel, served, body, header_length, encode, inline: bool = False):
+        """One request from its bytes to its answer's, in a scheduler slot: on a worker thread,
+        or with ``inline`` on the event loop (:mod:`.inline`); its time is noted for that choice: on a
+        worker, that thread's CPU time (waiting for the GIL does not inflate it); inline, how long
+        the event loop was held (a cheap clock: asking for a thread's CPU time is a system call)."""
+        clock = time.perf_counter if inline else time.thread_time
+        start = clock()
+        try:
+            if callable(body):
+                body, header_length = body()
+            parsed = self._parse_now(body, header_length, served, model.name, None)
+            session = select_adapter(served, parsed.parameters)
+            feeds = validate_feeds(parsed.feeds, session.inputs)
+            results = self.scheduler.runs.run(session, feeds, [o.name for o in parsed.outputs])
+            labels = session.labels if any(o.classification for o in parsed.outputs) else None
+            return encode(Answer(model, parsed, results, labels))
+        finally:
+            self.scheduler.inline.note(served, clock() - start)
+
+    async def _read(self, model: ServedModel, body: bytes, header_length):
+        """The parsed request, its session and feeds; or the :class:`Answer` of a raw request."""
+        session = model.session
+        view = raw_view(session)
+        parsed = await self._parse(body, header_length, session, model.name, view)
+        if parsed.raw and view is not None:
+            return await self._raw(model, parsed, view)
+        session = select_adapter(session, parsed.parameters)  # a LoRA adapter the request names (--adapters)
+        return parsed, session, validate_feeds(parsed.feeds, session.inputs)
 
     async def infer(self, model: ServedModel, body: bytes, header_length) -> Answer:
         """Answer one request body (the protocol's JSON, with binary data after it when
         ``header_length`` is given) with ``model``; raises :class:`InputError` naming what is wrong."""
-        session = model.session
-        view = raw_view(session)  # the request's declared inputs choose it (parse_infer_request)
-        parsed = await self._parse(body, header_length, session.inputs, session.outputs, model.name, view)
-        if parsed.raw and view is not None:
-            return await self._raw(model, parsed, view)
-        session = select_adapter(session, parsed.parameters)  # a LoRA adapter the request names (--adapters)
-        feeds = validate_feeds(parsed.feeds, session.inputs)
+        read = await self._read(model, body, header_length)
+        if isinstance(read, Answer):
+            return read
+        parsed, session, feeds = read
         results = await self.scheduler.run(session, feeds, [o.name for o in parsed.outputs])
         labels = session.labels if any(o.classification for o in parsed.outputs) else None
         return Answer(model, parsed, results, labels)

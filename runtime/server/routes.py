@@ -82,9 +82,9 @@ class Endpoints:
             encoding = request.headers.get("content-encoding")
             if encoding and encoding.strip().lower() != "identity":
                 body = await self.engine.offload(decompress, body, encoding, self.limit, self.config.max_body_mb)
-            answer = await self.engine.infer(model, body, request.headers.get("inference-header-content-length"))
-            payload, headers, media = await self.engine.offload(_answer_body, answer,
-                                                                request.headers.get("accept-encoding"))
+            encode = functools.partial(_answer_body, accept=request.headers.get("accept-encoding"))
+            payload, headers, media = await self.engine.respond(
+                model, body, request.headers.get("inference-header-content-length"), encode)
             return Response(payload, headers=headers, media_type=media)
 
     async def repository_body(self, request) -> dict:
@@ -161,6 +161,7 @@ def create_app(repository: Repository, config: ServerConfig, engine: Engine, met
             for stop in on_shutdown:
                 await stop()
             await engine.scheduler.close()
+            engine.executor.shutdown(wait=False)
 
     app = Starlette(routes=endpoints.routes(), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     return _RequestLog(Guard(app, endpoints.access))

@@ -2,11 +2,15 @@
 
 dX = ConvTranspose(dY, W) with the forward's strides, pads, dilations and group, and the
 output_padding that restores positions no window reached (with symbolic spatial dims: no end
-pads, then a Slice and Pad to the input's size computed at run time); dW = a Conv of the input by dY over
-swapped axes (see _conv_common.weight_grad); dB = dY summed over all but the channel axis.
+pads, then a Slice and Pad to the input's size computed at run time), or, where ONNX Runtime runs
+it faster (stride 1: grouped, depthwise, 1x1, dense from 16x16), a Conv of dY by the flipped kernel
+(_conv_grad.input_grad); dW = a Conv of the input by dY over swapped axes or a MatMul of patches
+(_conv_common.weight_grad), for a stride-1 3x3 depthwise kernel a multiply-and-sum per tap
+(_conv_grad.weight_grad); dB = dY summed over all but the channel axis.
 auto_pad SAME_* over symbolic spatial dims: the pads are computed at run time, the input padded
 by them and the rest done as for VALID, the input's gradient cut back out of the padded one."""
 from onnxforge.runtime.autodiff.ops import _conv_common as cc
+from onnxforge.runtime.autodiff.ops import _conv_grad as fast
 from onnxforge.runtime.autodiff.ops._common import attr
 
 OP_TYPE = "Conv"
@@ -56,10 +60,12 @@ def vjp(ctx, node, dys, need):
                                    ctx.dims(w))
             dx = cc.fit_spatial(ctx, dx, x, n)
         else:
-            dx = cc.conv_transpose(ctx, g, w, group, strides, pads, dilations, extra, ctx.dims(x), ctx.dims(w))
+            dx = fast.input_grad(ctx, g, w, group, kernel, strides, dilations, pads, ctx.dims(g))
+            if dx is None:
+                dx = cc.conv_transpose(ctx, g, w, group, strides, pads, dilations, extra, ctx.dims(x), ctx.dims(w))
         out[0] = ctx.like(dx, x)
     if need[1]:
-        out[1] = ctx.like(cc.weight_grad(ctx, x, g, group, kernel, strides, dilations, pads), w)
+        out[1] = ctx.like(fast.weight_grad(ctx, x, g, group, kernel, strides, dilations, pads, ctx.dims(w)), w)
     if len(node.input) > 2 and node.input[2] and need[2]:
         out[2] = ctx.like(cc.bias_grad(ctx, g, r), node.input[2])
     return out

@@ -8,6 +8,7 @@ stride * (in - 1) + output_padding + span - out; SAME_UPPER puts total // 2 firs
 output_shape put it last; ONNX Runtime 1.19 and 1.31 and onnx.reference agree), which needs the
 spatial input dims at build time; an output_shape larger than the natural one is refused."""
 from onnxforge.runtime.autodiff.ops import _conv_common as cc
+from onnxforge.runtime.autodiff.ops import _conv_grad as fast
 from onnxforge.runtime.autodiff.ops._common import attr
 
 OP_TYPE = "ConvTranspose"
@@ -72,7 +73,7 @@ def vjp(ctx, node, dys, need):
                     group=group if group != 1 else None)
         out[0] = ctx.like(dx, x)
     if need[1]:
-        out[1] = ctx.like(cc.weight_grad(ctx, g, x, group, kernel, strides, dilations, pads), w)
+        out[1] = ctx.like(fast.weight_grad(ctx, g, x, group, kernel, strides, dilations, pads, ctx.dims(w)), w)
     if len(node.input) > 2 and node.input[2] and need[2]:
         out[2] = ctx.like(cc.bias_grad(ctx, g, n + 2), node.input[2])
     return out

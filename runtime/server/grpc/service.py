@@ -10,6 +10,7 @@ Messages larger than ``--max-body-mb`` are refused by grpcio (RESOURCE_EXHAUSTED
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import struct
@@ -206,9 +207,9 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
             with self.metrics.track("grpc") as note:
                 model = self.repository.get(request.model_name, request.model_version or None)
                 note.of(model)
-                body, header_length = await self.engine.offload(request_body, request)
-                answer = await self.engine.infer(model, body, header_length)
-                return await self.engine.offload(infer_response, answer, request.id)
+                return await self.engine.respond(model, functools.partial(request_body, request), None,
+                                                 functools.partial(infer_response, request_id=request.id),
+                                                 size=request.ByteSize())
         except Exception as exc:  # noqa: BLE001 - every failure becomes the call's status
             return await self._fail(context, exc)
 

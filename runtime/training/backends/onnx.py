@@ -73,7 +73,8 @@ class OnnxBackend:
         try:
             return build_step(s.model, output=s.output, loss=s.loss, optimizer=s.optimizer,
                               trainable=list(s.trainable), buffers=list(s.state_buffers), feed_shapes=feed_shapes,
-                              ignore_index=s.ignore_index, weight_decay=s.weight_decay, constants=list(s.constants))
+                              ignore_index=s.ignore_index, weight_decay=s.weight_decay, constants=list(s.constants),
+                              views=True)
         except AutodiffError as exc:
             raise NotTrainableError(f"the training step could not be built: {exc}") from None
 

@@ -21,7 +21,7 @@ from onnxforge.runtime.autodiff import MAX_IR_VERSION, build_gradients
 from onnxforge.runtime.modelio.protos import subgraphs
 from onnxforge.runtime.training.stepgraph._rewrite import Nodes, opset_of
 from onnxforge.runtime.training.stepgraph.forward import LR, NEW, STEP, training_forward
-from onnxforge.runtime.training.stepgraph.kernels import faster_kernels
+from onnxforge.runtime.training.stepgraph.kernels import faster_kernels, fold_sgd_updates
 from onnxforge.runtime.training.stepgraph.loss import add_loss
 from onnxforge.runtime.training.stepgraph.optim import (ADAMW_SCALARS, MOMENT_SCALES, OPTIMIZERS, adamw_scalars,
                                                         add_updates, moment_names)
@@ -110,7 +110,8 @@ def _finish(model: onnx.ModelProto, outputs: list[onnx.ValueInfoProto]) -> onnx.
 
 def build_step(model: onnx.ModelProto, *, output: str, loss: str, optimizer: str, trainable: list[str],
                buffers: Sequence[str] = (), feed_shapes: dict | None = None, ignore_index: int | None = None,
-               weight_decay: float = 0.0, with_output: bool = False, pack: bool = True, constants: Sequence[str] = ()) -> StepGraph:
+               weight_decay: float = 0.0, with_output: bool = False, pack: bool = True, constants: Sequence[str] = (),
+               views: bool = False) -> StepGraph:
     """The training step of ``model`` (plugin functions inlined; frozen parameters left as
     initialisers). ``feed_shapes`` maps data inputs to a batch's shape (fixes their non-batch dims).
     ``pack``: the small trainable parameters and their optimizer state in flat buffers (see
@@ -133,8 +134,9 @@ def build_step(model: onnx.ModelProto, *, output: str, loss: str, optimizer: str
     packing = Packing()
     small = packable(graph, list(trainable)) if pack else []
     if small:
-        flat, layout = pack_parameters(graph, small, grads)
+        flat, layout = pack_parameters(graph, small, grads, views)
         packing.packs[PARAMS] = layout
+        packing.views = {PARAMS} if views else set()
         for k, m in enumerate(moment_names(optimizer, PARAMS)):
             packing.packs[m] = [(moment_names(optimizer, p)[k], shape) for p, shape in layout]
         grads = {PARAMS: flat, **grads}
@@ -145,6 +147,8 @@ def build_step(model: onnx.ModelProto, *, output: str, loss: str, optimizer: str
     graph.graph.input.extend(helper.make_tensor_value_info(k, TensorProto.FLOAT, []) for k in scalars)
     graph.graph.node.extend(n.nodes)
     graph.graph.initializer.extend(n.initializers)
+    if sgd:  # the large weights' p - g folded into their gradient's Gemm (see kernels)
+        fold_sgd_updates(graph, {NEW + p: p for p in trainable})
     state, outputs = [], [helper.make_tensor_value_info(loss_name, TensorProto.FLOAT, [])]
     for p in trainable:
         for name in [p, *moment_names(optimizer, p)]:

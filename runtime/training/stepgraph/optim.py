@@ -36,7 +36,7 @@ import numpy as np
 from onnxforge.runtime.training.stepgraph._rewrite import Nodes
 from onnxforge.runtime.training.stepgraph.forward import LR, NEW
 
-__all__ = ["OPTIMIZERS", "BETAS", "EPS", "MOMENT_SCALES", "ADAMW_SCALARS", "adamw_scalars", "moment_names",
+__all__ = ["OPTIMIZERS", "BETAS", "EPS", "MOMENT_SCALES", "ADAMW_SCALARS", "adamw_floats", "adamw_scalars", "moment_names",
            "add_updates"]
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -46,6 +46,8 @@ MOMENT_SCALES = (1.0 - BETAS[0], 1.0 - BETAS[1])  # named moment = scale * carri
 # float scalar inputs of an AdamW step (k1, k2, 1 - lr wd), see adamw_scalars: computed by the
 # runner once per step instead of by eleven scalar nodes per step in the graph
 ADAMW_SCALARS = ("stepgraph.adamw.k1", "stepgraph.adamw.k2", "stepgraph.adamw.decay")
+_SQRT_1_B2 = math.sqrt(1.0 - BETAS[1])
+_EPS_K2 = EPS / _SQRT_1_B2
 
 
 def moment_names(optimizer: str, param: str) -> list[str]:
@@ -53,15 +55,19 @@ def moment_names(optimizer: str, param: str) -> list[str]:
     return [f"adamw.m/{param}", f"adamw.v/{param}"] if optimizer == "adamw" else []
 
 
-def adamw_scalars(lr: float, step: int, weight_decay: float) -> dict:
-    """The :data:`ADAMW_SCALARS` inputs of step ``step`` (1-based) at rate ``lr``, computed once per
-    step in double precision (``k1``, ``k2`` of the module docstring and ``1 - lr wd``); a rate of 0
-    gives an infinite ``k1``, so nothing moves."""
+def adamw_floats(lr: float, step: int, weight_decay: float) -> tuple[float, float, float]:
+    """The values of :data:`ADAMW_SCALARS` for step ``step`` (1-based) at rate ``lr``, in double
+    precision (``k1``, ``k2`` of the module docstring and ``1 - lr wd``); a rate of 0 gives an
+    infinite ``k1``, so nothing moves. Plain floats: the runner writes them into its host array."""
     b1, b2 = BETAS
     den = lr * math.sqrt(1.0 - b2 ** step) * (1.0 - b1)
-    k1 = (1.0 - b1 ** step) * math.sqrt(1.0 - b2) / den if den else math.inf
-    values = (k1, k1 * EPS / math.sqrt(1.0 - b2), 1.0 - lr * weight_decay)
-    return {name: np.array(v, np.float32) for name, v in zip(ADAMW_SCALARS, values)}
+    k1 = (1.0 - b1 ** step) * _SQRT_1_B2 / den if den else math.inf
+    return k1, k1 * _EPS_K2, 1.0 - lr * weight_decay
+
+
+def adamw_scalars(lr: float, step: int, weight_decay: float) -> dict:
+    """The :data:`ADAMW_SCALARS` inputs of step ``step`` (1-based) at rate ``lr`` (see :func:`adamw_floats`)."""
+    return {name: np.array(v, np.float32) for name, v in zip(ADAMW_SCALARS, adamw_floats(lr, step, weight_decay))}
 
 
 def add_updates(n: Nodes, optimizer: str, grads: dict, weight_decay: float = 0.0, scaled: bool = False) -> list[str]:

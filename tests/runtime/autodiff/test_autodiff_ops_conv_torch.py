@@ -43,6 +43,14 @@ for sid, (xs, ws, st, pd, dl, gr) in {
     "groups2": ((2, 4, 6, 6), (6, 2, 3, 3), [1, 2], [1, 1, 1, 1], [1, 1], 2),
     "depthwise": ((2, 3, 5, 5), (3, 1, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 3),
     "conv1d": ((2, 3, 9), (4, 3, 3), [2], [1, 2], [2], 1),
+    # the shape-chosen formulations (autodiff/ops/_conv_grad.py): dX as the flipped Conv (grouped,
+    # 1x1, and dense from 256 output positions), depthwise dW as per-tap multiply-and-sum
+    "dense-16x16-flipped": ((1, 2, 16, 17), (3, 2, 3, 3), [1, 1], [1, 0, 2, 1], [1, 1], 1),
+    "pointwise": ((2, 5, 3, 4), (6, 5, 1, 1), [1, 1], [0, 0, 0, 0], [1, 1], 1),
+    "grouped-dil": ((2, 6, 7, 6), (9, 2, 3, 3), [1, 1], [2, 1, 2, 2], [2, 1], 3),
+    "depthwise-dil-asym": ((2, 4, 7, 6), (4, 1, 3, 3), [1, 1], [2, 0, 1, 2], [2, 1], 4),
+    "depthwise-mult2": ((2, 3, 5, 5), (6, 1, 3, 3), [1, 1], [1, 1, 1, 1], [1, 1], 3),
+    "depthwise-1d": ((2, 4, 9), (4, 1, 3), [1], [1, 1], [1], 4),
 }.items():
     for bias in (True, False):
         ins = {"X": f32(*xs), "W": f32(*ws)}

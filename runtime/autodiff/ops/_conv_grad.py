@@ -1,0 +1,157 @@
+"""Formulations of a Conv's gradients that ONNX Runtime's CPU kernels run faster than the general
+ones in :mod:`._conv_common` (ConvTranspose for dX, a Conv over swapped axes for dW), each chosen
+from the static shapes and attributes it needs, ``None`` where it does not apply (the caller then
+falls back to the general one). What was measured, and what lost: docs/notes/training-speed.md,
+"Convolution backward"; tests/runtime/autodiff/bench_conv_backward.py reruns it.
+
+* :func:`flipped_input_grad`: dX of a stride-1 Conv as a Conv of dY by the kernel flipped along
+  its spatial axes and transposed within each group (the adjoint of a stride-1 correlation is the
+  correlation with the flipped kernel), pads ``span - pads``. ONNX Runtime's ConvTranspose runs
+  a GEMM and a col2im per image and group; the Conv's im2col is cheaper.
+* :func:`depthwise_weight_grad`: dW [C, 1, *k] of a depthwise Conv (group = C = M) as one
+  multiply-and-sum per kernel tap: the padded input shifted by the tap (a strided Slice) times dY,
+  summed over the batch and the spatial axes. The Conv over swapped axes is one GEMM per channel
+  whose im2col copies rows of ``k`` values.
+* :func:`shifted_rows_weight_grad`: dW of a stride-1 Conv with no patches at all: the padded
+  input channels-last, flattened to rows, read at one contiguous row offset per tap, times dY laid
+  on the same grid: one MatMul per tap.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+from onnxforge.runtime.autodiff.ops import _conv_common as cc
+
+INT64_MIN = -(2 ** 63)
+# dX as the flipped Conv for a dense (group 1) kernel wider than 1x1 only from this many output
+# positions per image: below, ConvTranspose was as fast or faster (the ConvNet's 4x4 layer: 0.6x)
+FLIPPED_MIN_POSITIONS = 256
+# the per-tap multiply-and-sum for depthwise dW up to this many taps (3x3); 5x5 and strided lost
+DEPTHWISE_TAPS_MAX = 9
+
+
+def input_grad(ctx, g, w, group, kernel, strides, dilations, pads, out_dims):
+    """dX by the fastest measured formulation that applies, or ``None`` (the caller's ConvTranspose)."""
+    positions = math.prod(out_dims[2:]) if _static(out_dims, 2) else 0
+    if group != 1 or math.prod(kernel) == 1 or positions >= FLIPPED_MIN_POSITIONS:
+        return flipped_input_grad(ctx, g, w, group, kernel, strides, dilations, pads)
+    return None
+
+
+def weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads, w_dims):
+    """dW by the fastest measured formulation that applies (the general one of
+    :func:`._conv_common.weight_grad` otherwise)."""
+    dw = None
+    if all(s == 1 for s in strides) and math.prod(kernel) <= DEPTHWISE_TAPS_MAX:
+        dw = depthwise_weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads, w_dims)
+    return dw if dw is not None else cc.weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads)
+
+
+def _static(dims, start=1):
+    return dims is not None and all(isinstance(v, int) for v in dims[start:])
+
+
+def flipped_input_grad(ctx, g, w, group, kernel, strides, dilations, pads):
+    """dX of ``Y = Conv(X, W)`` (stride 1) as ``Conv(dY, flip(W^T per group))``; ``None`` when a
+    stride is not 1, a pad exceeds the kernel's span (the Conv would need negative pads) or W's
+    channel dims are unknown."""
+    n = len(kernel)
+    wd = ctx.dims(w)
+    if any(s != 1 for s in strides) or not _static(wd, 0):
+        return None
+    span = [(k - 1) * d for k, d in zip(kernel, dilations)]
+    adj = [span[i] - pads[i] for i in range(n)] + [span[i] - pads[n + i] for i in range(n)]
+    if any(p < 0 for p in adj):
+        return None
+    m, cg = wd[0], wd[1]
+    r = n + 2
+    if group == 1:
+        wt = ctx.op("Transpose", [w], perm=[1, 0] + list(range(2, r)))           # [C, M, *k]
+    elif cg == 1 and m == group:
+        wt = w                                                                      # depthwise: [C, 1, *k]
+    else:
+        w5 = ctx.op("Reshape", [w, ctx.ints([group, m // group, cg] + list(kernel))])
+        w5 = ctx.op("Transpose", [w5], perm=[0, 2, 1] + list(range(3, r + 1)))     # [g, C/g, M/g, *k]
+        wt = ctx.op("Reshape", [w5, ctx.ints([group * cg, m // group] + list(kernel))])
+    axes = list(range(2, r))
+    wf = ctx.op("Slice", [wt, ctx.ints([-1] * n), ctx.ints([INT64_MIN] * n), ctx.ints(axes), ctx.ints([-1] * n)])
+    return ctx.op("Conv", [g, wf], pads=adj, dilations=dilations, group=group if group != 1 else None)
+
+
+def _tap_slices(ctx, xp, out, kernel, strides, dilations, first_axis):
+    """One strided Slice of ``xp`` per kernel tap (row-major over the kernel), each of spatial size
+    ``out``, the spatial axes starting at ``first_axis``."""
+    n = len(kernel)
+    axes = ctx.ints(range(first_axis, first_axis + n))
+    steps = ctx.ints(strides)
+    for offset in itertools.product(*[range(k) for k in kernel]):
+        starts = [o * d for o, d in zip(offset, dilations)]
+        ends = [s0 + (o - 1) * st + 1 for s0, o, st in zip(starts, out, strides)]
+        yield ctx.op("Slice", [xp, ctx.ints(starts), ctx.ints(ends), axes, steps])
+
+
+def depthwise_weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads, w_dims):
+    """dW [C, 1, *k] of a depthwise Conv (group = C = M) as, per tap, ReduceSum(shifted padded X *
+    dY) over the batch and spatial axes; ``None`` unless depthwise with static spatial dims."""
+    n = len(kernel)
+    gd = ctx.dims(gy)
+    if not (_static(w_dims, 0) and w_dims[1] == 1 and w_dims[0] == group and _static(gd, 2)):
+        return None
+    xp = x
+    if any(pads):
+        xp = ctx.op("Pad", [x, ctx.ints([0, 0] + list(pads[:n]) + [0, 0] + list(pads[n:]))])
+    axes = ctx.ints([0] + list(range(2, n + 2)))
+    cols = [ctx.op("Unsqueeze", [ctx.op("ReduceSum", [ctx.op("Mul", [sl, gy]), axes], keepdims=0), ctx.ints([1])])
+            for sl in _tap_slices(ctx, xp, gd[2:], kernel, strides, dilations, 2)]
+    taps = ctx.op("Concat", cols, axis=1) if len(cols) > 1 else cols[0]             # [C, taps]
+    return ctx.op("Reshape", [taps, ctx.ints([group, 1] + list(kernel))])
+
+
+
+def shifted_rows_weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads, w_dims, shift_gy=False):
+    """dW of a stride-1 Conv without patches: the padded input channels-last and flattened over the
+    batch and spatial axes, [g, L, C/g] (L = N * prod(padded S)), is read at one row offset per kernel
+    tap (offset = tap position in the padded grid: a contiguous Slice), and dY laid on the same grid
+    (zeros where no window starts), [g, M/g, L], multiplies each: one MatMul per tap, [g, M/g, C/g]."""
+    n = len(kernel)
+    xd, gd = ctx.dims(x), ctx.dims(gy)
+    if any(s != 1 for s in strides) or not (_static(w_dims, 0) and _static(xd, 0) and _static(gd)):
+        return None
+    m, cg = w_dims[0], w_dims[1]
+    mg, r = m // group, n + 2
+    padded = [xd[2 + i] + pads[i] + pads[n + i] for i in range(n)]
+    grid = math.prod(padded)
+    pitch = [math.prod(padded[i + 1:]) for i in range(n)]
+    offsets = [sum(o * d * p for o, d, p in zip(off, dilations, pitch))
+               for off in itertools.product(*[range(k) for k in kernel])]
+    total = xd[0] * grid
+    length = total - max(offsets)
+    # x [N, C, *S] -> [g, N, *S', C/g] -> [g, N*grid, C/g]
+    x5 = ctx.op("Reshape", [x, ctx.ints([0, group, cg] + list(xd[2:]))])
+    xl = ctx.op("Transpose", [x5], perm=[1, 0] + list(range(3, r + 1)) + [2])
+    if any(pads):
+        xl = ctx.op("Pad", [xl, ctx.ints([0, 0] + list(pads[:n]) + [0] * 3 + list(pads[n:]) + [0])])
+    xf = ctx.op("Reshape", [xl, ctx.ints([group, total, cg])])
+    # dY [N, M, *O] -> [g, M/g, N, *O] padded at the end to the grid -> [g, M/g, N*grid]
+    g4 = ctx.op("Reshape", [gy, ctx.ints([0, group, mg] + list(gd[2:]))])
+    g4 = ctx.op("Transpose", [g4], perm=[1, 2, 0] + list(range(3, r + 1)))
+    grow = [padded[i] - gd[2 + i] for i in range(n)]
+    if any(grow):
+        g4 = ctx.op("Pad", [g4, ctx.ints([0] * (n + 3) + [0, 0, 0] + grow)])
+    gf = ctx.op("Reshape", [g4, ctx.ints([group, mg, total])])
+    axis1 = ctx.ints([1])
+    cols = []
+    if shift_gy:
+        for off in offsets:  # dW_t = dY[q - off] X[q]: shift dY instead (the smaller when M/g < C/g)
+            gs = ctx.op("Pad", [ctx.op("Slice", [gf, ctx.ints([0]), ctx.ints([total - off]), ctx.ints([2])]),
+                                ctx.ints([0, 0, off, 0, 0, 0])])
+            cols.append(ctx.op("MatMul", [gs, xf]))
+    else:
+        gl = ctx.op("Slice", [gf, ctx.ints([0]), ctx.ints([length]), ctx.ints([2])])
+        for off in offsets:
+            xs = ctx.op("Slice", [xf, ctx.ints([off]), ctx.ints([off + length]), axis1])
+            cols.append(ctx.op("MatMul", [gl, xs]))                                     # [g, M/g, C/g]
+    taps = ctx.op("Concat", [ctx.op("Unsqueeze", [c, ctx.ints([3])]) for c in cols], axis=3)  # [g, M/g, C/g, taps]
+    return ctx.op("Reshape", [taps, ctx.ints([m, cg] + list(kernel))])
