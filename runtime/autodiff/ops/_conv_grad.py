@@ -202,3 +202,4 @@ def tap_patch_weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads, w
         stacked = ctx.op("Reshape", [ctx.op("Concat", slices, axis=0), ctx.ints([len(slices), group, -1, cg])])
         dw = ctx.op("MatMul", [g3, stacked])
     return ctx.op("Reshape", [ctx.op("Transpose", [dw], perm=[1, 2, 3, 0]), ctx.ints(w_dims)])
+
