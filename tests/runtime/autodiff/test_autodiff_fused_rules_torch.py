@@ -1,6 +1,7 @@
 """Rules that differentiate a pattern as a whole, against PyTorch on the same values: SiLU written
 ``X * Sigmoid(X)`` (either operand order, the sigmoid also used elsewhere), and Clip with bounds
-known at build time (ReLU6; bounds out of order, where all of Clip is its max)."""
+known at build time (ReLU6; bounds out of order, where all of Clip is its max); GlobalAveragePool's
+backward as one broadcasting Mul."""
 
 from __future__ import annotations
 
@@ -85,3 +86,18 @@ def test_clip_with_constant_bounds_out_of_order_is_all_max():
     x.flat[:2] = [-1.0, -1.0]
     ops = _run(_clip(1.0, -1.0), lambda t: torch.clamp(t, 1.0, -1.0), x=x)
     assert "Equal" not in ops
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "symbolic-batch"])
+def test_global_average_pool_broadcasts_by_one_mul(dynamic):
+    """dX = dY * (a [1, 1, H, W] constant of 1/(H*W)) when the spatial dims are known."""
+    dims = ["N", *SHAPE[1:]] if dynamic else SHAPE
+    model = graph_model([helper.make_node("GlobalAveragePool", ["x"], ["y"])], [vi("x", dims)],
+                        [vi("y", [dims[0], SHAPE[1], 1, 1])])
+    rng = np.random.default_rng(7)
+    x, dy = rng.standard_normal(SHAPE).astype(np.float32), rng.standard_normal([*SHAPE[:2], 1, 1]).astype(np.float32)
+    got, _, g = gradients(model, ["x"], "y", {"x": x, "dY": dy}, seed="dY")
+    tx = torch.tensor(x, requires_grad=True)
+    tx.mean((2, 3), keepdim=True).backward(torch.tensor(dy))
+    assert_close(got["x"], tx.grad.numpy(), TOL, what="dX")
+    assert [n.op_type for n in g.graph.node if n.name.startswith("grad/")] == ["Mul"]
