@@ -203,3 +203,4 @@ def tap_patch_weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads, w
         dw = ctx.op("MatMul", [g3, stacked])
     return ctx.op("Reshape", [ctx.op("Transpose", [dw], perm=[1, 2, 3, 0]), ctx.ints(w_dims)])
 
+
