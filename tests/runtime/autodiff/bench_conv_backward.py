@@ -122,7 +122,6 @@ def contestants(rng, n, c, m, h, k, s, g):
     dw = {"dW general (Conv swapped / patches)": lambda ctx: cc.weight_grad(ctx, "x", "gy", g, kern, st, dil, pads),
           "dW depthwise taps": lambda ctx: fg.depthwise_weight_grad(ctx, "x", "gy", g, kern, st, dil, pads, wd),
           "dW Conv swapped (forced)": lambda ctx: forced_swapped(ctx, "x", "gy", g, kern, st, dil, pads),
-          "dW shifted rows": lambda ctx: fg.shifted_rows_weight_grad(ctx, "x", "gy", g, kern, st, dil, pads, wd),
           "dW general patches (forced)": lambda ctx: forced_patches(ctx, "x", "gy", g, kern, st, dil, pads),
           "dW patches, MatMul per tap": lambda ctx: fg.tap_patch_weight_grad(ctx, "x", "gy", g, kern, st, dil, pads, wd),
           "dW patches tap-major, one MatMul": lambda ctx: fg.tap_patch_weight_grad(ctx, "x", "gy", g, kern, st, dil, pads, wd, False)}
