@@ -18,8 +18,10 @@ from onnxforge.runtime.benchmark.zoo.models import MODELS, parse_names
 @click.option("--family", "families", multiple=True, type=click.Choice(FAMILIES),
               help="Benchmark only this model family (repeatable); default: every family whose builder exists.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="Intra-op threads for ONNX Runtime, PyTorch and numpy alike in the equal-threads rows (default: "
-                   "every CPU core); the headline rows always run each framework at its own default.")
+              help="Intra-op threads for ONNX Runtime, PyTorch and numpy alike in the equal-threads rows, the "
+                   "training backends' rows and the --models rows, each pinned to that many cores (default: every CPU "
+                   "core; the backends' rows then use their own: 1 for the small MLP and ConvNet, 2 for the LSTM and "
+                   "large MLP); the headline rows always run each framework at its own default.")
 @click.option("--models", "models", is_flag=False, flag_value="all", default=None, metavar="[NAME,...]",
               help="Also train real architectures exported with torch.onnx.export on the onnx backend against PyTorch "
                    "eager and torch.compile (same weights, batch and optimizer; needs PyTorch, and transformers for the "

@@ -98,10 +98,13 @@ def _label(name: str) -> str:
     return f"lstm T20 in{kw['inputs']} h{kw['hidden']} LSTM op"
 
 
-def bench_backends(name: str, optimizer: str, *, seconds: float, rounds: int, skip: dict) -> dict:
+def bench_backends(name: str, optimizer: str, *, seconds: float, rounds: int, skip: dict,
+                   threads: int | None = None) -> dict:
     """One row: steps/s of every contestant not in ``skip`` on workload ``name``, and the ``onnx``
-    backend's ratio to each (above 1.00x the onnx backend is faster)."""
-    family, _, batch, threads = WORKLOADS[name]
+    backend's ratio to each (above 1.00x the onnx backend is faster); ``threads`` (``bench
+    --threads``) overrides the workload's own thread count."""
+    family, _, batch, own_threads = WORKLOADS[name]
+    threads = threads or own_threads
     with tempfile.TemporaryDirectory(prefix="onnxforge-bench-") as tmp:
         factories = {"ort": _raw_factory(Path(tmp)), "torch": _torch_factory(family, False),
                      "torch.compile": _torch_factory(family, True), "jax": _jax_factory(family)}

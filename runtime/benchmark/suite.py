@@ -47,6 +47,7 @@ def run_benchmarks(*, quick: bool = False, families=FAMILIES, threads: int | Non
     (names in :data:`~.zoo.models.MODELS`; with ``profile_steps``, each one's onnx-backend step
     profiled); return a JSON-ready dict (see :func:`format_table`)."""
     torch = optional_torch()
+    given_threads = threads  # --threads: every row, the backends' rows too; else each row's own count
     threads = int(threads or os.cpu_count() or 1)
     if threads < 1:
         raise ConfigError(f"threads must be a positive integer; got {threads!r}")
@@ -78,7 +79,7 @@ def run_benchmarks(*, quick: bool = False, families=FAMILIES, threads: int | Non
     total = (len(chosen) * 3 + 2 + len(rows) if families else 0) + len(models)
     bar = tqdm(total=total, desc="benchmarks", unit="part", disable=not progress, file=sys.stderr)
     if families:
-        _run_families(result, bar, available, chosen, rows, families, threads, size, torch, cuda)
+        _run_families(result, bar, available, chosen, rows, families, threads, size, torch, cuda, given_threads)
     for name in models:
         bar.set_postfix_str(f"model {name}")
         result["models"].append(bench_model(name, seconds=size["backend_seconds"], rounds=size["rounds"],
@@ -88,7 +89,7 @@ def run_benchmarks(*, quick: bool = False, families=FAMILIES, threads: int | Non
     return result
 
 
-def _run_families(result, bar, available, chosen, rows, families, threads, size, torch, cuda) -> None:
+def _run_families(result, bar, available, chosen, rows, families, threads, size, torch, cuda, given_threads) -> None:
     """The model families' sections: equal threads, defaults, large MLP, memory, backends, CUDA."""
 
     def run_on(device: str) -> tuple[list, list]:
@@ -148,7 +149,7 @@ def _run_families(result, bar, available, chosen, rows, families, threads, size,
     for name, _, optimizer in rows if "onnx" not in skip else ():
         bar.set_postfix_str(f"backends {name} {optimizer}")
         result["backends"].append(bench_backends(name, optimizer, seconds=size["backend_seconds"],
-                                                 rounds=size["rounds"], skip=skip))
+                                                 rounds=size["rounds"], skip=skip, threads=given_threads))
         bar.update(1)
     ok, why = cuda_works()
     torch_cuda = torch is not None and torch.cuda.is_available()

@@ -9,6 +9,7 @@ batch statistics, as PyTorch does in training mode)."""
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 
 import onnx
@@ -60,6 +61,12 @@ def export(module, inputs: dict, exporter: str = "torchscript") -> onnx.ModelPro
             torch.onnx.export(wrapped, args, buf, dynamo=False, input_names=names, output_names=["y"], opset_version=17,
                               do_constant_folding=False, dynamic_axes=axes)
             return onnx.load_from_string(buf.getvalue())
-        program = torch.onnx.export(wrapped, args, dynamo=True, input_names=names, output_names=["y"],
-                                    optimize=exporter == "dynamo", verbose=False)
+        quiet = logging.getLogger("torch.onnx")  # its registry's lines about torchvision's absent operators
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            program = torch.onnx.export(wrapped, args, dynamo=True, input_names=names, output_names=["y"],
+                                        optimize=exporter == "dynamo", verbose=False)
+        finally:
+            quiet.setLevel(level)
         return program.model_proto

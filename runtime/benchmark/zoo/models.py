@@ -132,7 +132,66 @@ CONVNETS: dict[str, tuple[ZooModel, Callable, Callable]] = {
                       lambda c: c.ShuffleNetV2(CLASSES)),
 }
 
-MODELS: dict[str, ZooModel] = {name: spec for name, (spec, _, _) in CONVNETS.items()}
+
+def _token_data(spec: ZooModel, vocab: int, per_token: bool):
+    def make(rng):
+        ids = rng.integers(0, vocab, (spec.batch, *spec.input)).astype(np.int64)
+        y = rng.integers(0, vocab if per_token else CLASSES, (spec.batch, *spec.input) if per_token else spec.batch)
+        return {"input_ids": ids}, y.astype(np.int64)
+    return make
+
+
+def _bert(spec: ZooModel) -> Built:
+    from transformers import BertConfig, BertForSequenceClassification
+
+    cfg = BertConfig(vocab_size=1000, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=512, max_position_embeddings=64, hidden_dropout_prob=0.0,
+                     attention_probs_dropout_prob=0.0)
+    cfg.num_labels = CLASSES
+    return Built(_training(BertForSequenceClassification(cfg)), _token_data(spec, 1000, False), _transformers())
+
+
+def _gpt2(spec: ZooModel) -> Built:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = GPT2Config(vocab_size=1000, n_positions=64, n_embd=128, n_layer=2, n_head=2, resid_pdrop=0.0,
+                     embd_pdrop=0.0, attn_pdrop=0.0, use_cache=False, bos_token_id=0, eos_token_id=0)
+    return Built(_training(GPT2LMHeadModel(cfg)), _token_data(spec, 1000, True), _transformers())
+
+
+def _vit(spec: ZooModel) -> Built:
+    from transformers import ViTConfig, ViTForImageClassification
+
+    cfg = ViTConfig(image_size=32, patch_size=4, num_channels=3, hidden_size=128, num_hidden_layers=2,
+                    num_attention_heads=2, intermediate_size=256, hidden_dropout_prob=0.0,
+                    attention_probs_dropout_prob=0.0)
+    cfg.num_labels = CLASSES
+    make = _image_data(spec.input, spec.batch)
+
+    def data(rng):
+        inputs, y = make(rng)
+        return {"pixel_values": inputs["x"]}, y
+    return Built(_training(ViTForImageClassification(cfg)), data, _transformers())
+
+
+def _transformers() -> str:
+    import transformers
+
+    return f"transformers {transformers.__version__}"
+
+
+# Hugging Face architectures from config objects (BERT-tiny's and a GPT-2's shape at 2 layers, width 128)
+TRANSFORMERS: dict[str, tuple[ZooModel, Callable]] = {
+    "bert_tiny": (ZooModel("bert_tiny", "transformers BertForSequenceClassification: 2 layers, hidden 128, 2 heads, "
+                           "vocab 1000", 16, (32,), "transformers"), _bert),
+    "gpt2_tiny": (ZooModel("gpt2_tiny", "transformers GPT2LMHeadModel: 2 layers, 128 wide, 2 heads, vocab 1000; "
+                           "next-token loss on every position", 8, (32,), "transformers", "dynamo-noopt"), _gpt2),
+    "vit_tiny": (ZooModel("vit_tiny", "transformers ViTForImageClassification: 32x32, patch 4, 2 layers, hidden 128",
+                          16, (3, 32, 32), "transformers"), _vit),
+}
+
+MODELS: dict[str, ZooModel] = {**{name: spec for name, (spec, _, _) in CONVNETS.items()},
+                               **{name: spec for name, (spec, _) in TRANSFORMERS.items()}}
 DEFAULT_MODELS = tuple(MODELS)
 
 
@@ -150,6 +209,10 @@ def build(name: str) -> Built:
     """The module, batch maker and source of model ``name`` (a fresh one each call, seeded)."""
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; models are: {', '.join(MODELS)}")
+    if name in TRANSFORMERS:
+        spec, make = TRANSFORMERS[name]
+        torch_module().manual_seed(0)
+        return make(spec)
     spec, tv_build, own_build = CONVNETS[name]
     return _convnet(spec, tv_build, own_build)
 

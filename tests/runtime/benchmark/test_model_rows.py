@@ -135,3 +135,21 @@ def test_the_profile_summary_sums_kernel_times_by_op_after_the_warmup_runs():
     assert s["by_op"] == [{"op": "Conv", "ms_per_step": pytest.approx(0.035), "share": pytest.approx(70 / 90), "nodes": 1},
                           {"op": "Mul", "ms_per_step": pytest.approx(0.01), "share": pytest.approx(20 / 90), "nodes": 2}]
     assert s["top_nodes"][0]["node"] == "c1"
+
+
+def test_threads_reach_the_training_backends_rows(monkeypatch):
+    """``bench --threads 1``: the LSTM's and large MLP's rows (two threads of their own) run on one too."""
+    from onnxforge.runtime.benchmark import backend_rows
+
+    seen = {}
+
+    def fake(name, backends, *, threads, **kwargs):
+        seen[name] = threads
+        return {"onnx": 2.0}
+
+    monkeypatch.setattr(backend_rows, "time_backends", fake)
+    skip = {"artifacts": "-", "ort": "-", "torch": "-", "torch.compile": "-", "jax": "-"}
+    row = backend_rows.bench_backends("lstm", "adamw", seconds=0.01, rounds=1, skip=skip, threads=1)
+    assert seen == {"lstm": 1} and row["threads"] == 1
+    row = backend_rows.bench_backends("lstm", "adamw", seconds=0.01, rounds=1, skip=skip)
+    assert seen == {"lstm": 2} and row["threads"] == 2
