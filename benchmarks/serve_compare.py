@@ -126,14 +126,16 @@ class Servers:
     def start(self, name: str, model: Path) -> tuple[subprocess.Popen, int, int]:
         http, grpc = free_port(), free_port()
         cmd, env = self.command(name, model, http, grpc)
-        log = open(self.workdir / f"{name}.log", "ab")
+        logfile = self.workdir / f"{name}.log"
+        seen = logfile.stat().st_size if logfile.exists() else 0  # earlier rounds' lines are not this start's
+        log = open(logfile, "ab")
         proc = subprocess.Popen(["taskset", "-c", str(SERVER_CORE), *cmd], env={**os.environ, **env}, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode}: see {self.workdir / (name + '.log')}")
-            if name == "trivial" and b"ready" in (self.workdir / f"{name}.log").read_bytes():
+            if name == "trivial" and b"ready" in logfile.read_bytes()[seen:]:
                 return proc, http, grpc
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/health/ready", timeout=1) as r:
@@ -223,15 +225,11 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="Write every measurement here.")
     args = parser.parse_args(argv)
     os.sched_setaffinity(0, {CLIENT_CORE})
-    import uvloop
-
     from onnxforge.runtime import load
 
     servers = args.servers.split(",") + ([] if args.no_ceiling else ["trivial"])
     batches = [int(b) for b in args.batches.split(",")]
-    levels = [int(c) for c in args.concurrency.split(",")]
-    protocols = args.protocols.split(",")
-    results: dict = {"model": args.model, "load_before": uptime(), "servers": servers, "runs": []}
+    results: dict = {"model": args.model, "load_before": uptime(), "servers": servers, "runs": [], "failures": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         path, in_name, out_name, row = make_model(args.model, work)
@@ -249,38 +247,54 @@ def main(argv=None) -> int:
         for r in range(args.rounds):
             order = servers[r % len(servers):] + servers[: r % len(servers)]
             for name in order:
-                proc, http, grpc = starter.start(name, path)
                 try:
-                    has_grpc = name != "uvicorn"
-                    if name != "trivial":
-                        for b in batches:
-                            check_answers(name, http, grpc if has_grpc else None, path.stem, out_name, loads[b][0],
-                                          loads[b][1], expected[b])
-                    for proto in protocols:
-                        if proto == "grpc" and not has_grpc:
-                            continue
-                        for b in batches:
-                            for c in levels:
-                                cpu0 = cpu_seconds(server_pid(proc))
-                                if proto == "http":
-                                    request = http_request("127.0.0.1", http, f"/v2/models/{path.stem}/infer", loads[b][0])
-                                    run = uvloop.run(run_http("127.0.0.1", http, request, c, 0.3, args.seconds))
-                                else:
-                                    run = uvloop.run(run_grpc(f"127.0.0.1:{grpc}", loads[b][1], c, 0.3, args.seconds))
-                                cpu = cpu_seconds(server_pid(proc)) - cpu0
-                                run.update(server=name, protocol=proto, batch=b, concurrency=c, round=r,
-                                           load=uptime(), cpu_us=cpu * 1e6 / max(run.pop("answered"), 1))
-                                results["runs"].append(run)
-                                print(f"round {r} {name:<19}{proto:<5} batch {b:<3} conc {c:<3} {run['rps']:8.0f} req/s "
-                                      f"p50 {run['p50_ms']:7.2f} p99 {run['p99_ms']:7.2f} ms cpu {run['cpu_us']:6.0f} us/req errors {run['errors']} "
-                                      f"load {run['load']}", file=sys.stderr, flush=True)
-                finally:
-                    stop(proc)
+                    measure(starter, name, path, r, args, loads, expected, out_name, results)
+                except Exception as exc:  # noqa: BLE001 - one server failing leaves the others' numbers
+                    results["failures"].append(f"round {r} {name}: {exc!r}"[:500])
+                    print(f"round {r} {name} FAILED: {exc!r}", file=sys.stderr, flush=True)
+                if args.json:
+                    args.json.write_text(json.dumps(results, indent=1))
     results["load_after"] = uptime()
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     print_table(results)
-    return 0
+    for failure in results["failures"]:
+        print(f"FAILED: {failure}")
+    return 1 if results["failures"] else 0
+
+
+def measure(starter: Servers, name: str, path: Path, r: int, args, loads: dict, expected: dict, out_name: str,
+            results: dict) -> None:
+    """One server started, its answers checked, every load run against it, and stopped."""
+    import uvloop
+
+    proc, http, grpc = starter.start(name, path)
+    try:
+        has_grpc = name != "uvicorn"
+        if name != "trivial":
+            for b in loads:
+                check_answers(name, http, grpc if has_grpc else None, path.stem, out_name, loads[b][0], loads[b][1],
+                              expected[b])
+        for proto in args.protocols.split(","):
+            if proto == "grpc" and not has_grpc:
+                continue
+            for b in loads:
+                for c in [int(c) for c in args.concurrency.split(",")]:
+                    cpu0 = cpu_seconds(server_pid(proc))
+                    if proto == "http":
+                        request = http_request("127.0.0.1", http, f"/v2/models/{path.stem}/infer", loads[b][0])
+                        run = uvloop.run(run_http("127.0.0.1", http, request, c, 0.3, args.seconds))
+                    else:
+                        run = uvloop.run(run_grpc(f"127.0.0.1:{grpc}", loads[b][1], c, 0.3, args.seconds))
+                    cpu = cpu_seconds(server_pid(proc)) - cpu0
+                    run.update(server=name, protocol=proto, batch=b, concurrency=c, round=r, load=uptime(),
+                               cpu_us=cpu * 1e6 / max(run.pop("answered"), 1))
+                    results["runs"].append(run)
+                    print(f"round {r} {name:<19}{proto:<5} batch {b:<3} conc {c:<3} {run['rps']:8.0f} req/s "
+                          f"p50 {run['p50_ms']:7.2f} p99 {run['p99_ms']:7.2f} ms cpu {run['cpu_us']:6.0f} us/req "
+                          f"errors {run['errors']} load {run['load']}", file=sys.stderr, flush=True)
+    finally:
+        stop(proc)
 
 
 def medians(results: dict) -> dict:

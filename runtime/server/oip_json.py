@@ -100,7 +100,8 @@ def _unique_keys(pairs: list) -> dict:
 
 _SLOW = object()
 _KEY_END = re.compile(rb'"[ \t\r\n]*:')  # without escapes, a quote then a colon ends a key, and only a key
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")  # an integer that may not fit 64 bits (orjson reads it as a float)
+_DIGITS_AS_NINES = bytes.maketrans(b"012345678", b"999999999")  # then a run of 19 nines is a run of 19 digits
+_LONG_RUN = b"9" * 19  # an integer that may not fit 64 bits (orjson reads it as a float)
 
 
 def _keys(value) -> int:
@@ -114,14 +115,31 @@ def _keys(value) -> int:
     return 0
 
 
+def _long_integer(raw: bytes) -> bool:
+    """Whether ``raw`` holds a run of 19 digits or more that is not a fraction's (right after a
+    ``.``): an integer that may not fit 64 bits. Byte translation and search at C speed (a
+    regular expression took 50 us for one row of 64 numbers); a Python step only per long run."""
+    nines = raw.translate(_DIGITS_AS_NINES)
+    at = nines.find(_LONG_RUN)
+    while at >= 0:
+        if at == 0 or nines[at - 1] != 0x2E:  # not after "."
+            return True
+        end = at + len(_LONG_RUN)
+        while end < len(nines) and nines[end] == 0x39:  # the rest of this fraction's digits
+            end += 1
+        at = nines.find(_LONG_RUN, end)
+    return False
+
+
 def _fast(raw: bytes):
     """``raw`` (holding no backslash) parsed by orjson, or :data:`_SLOW` when the general path
     must read it: anything orjson refuses (NaN and Infinity literals, numbers past a double,
-    malformed JSON: the general path words the error), any run of 19 digits (an integer past 64
-    bits, which orjson would read as a float; the general path refuses it by its range), any key given
+    malformed JSON: the general path words the error), any run of 19 digits outside a fraction
+    (an integer past 64 bits, which orjson would read as a float; the general path refuses it by
+    its range), any key given
     twice in one object (orjson keeps the last; found by counting the keys in the text, which
     without escapes is every quote followed by a colon, against the keys parsed)."""
-    if _LONG_DIGITS.search(raw):
+    if _long_integer(raw):
         return _SLOW
     try:
         doc = orjson.loads(raw)

@@ -32,6 +32,8 @@ DOCS = [
     b'{"inputs": [1, 2,]}',
     b'{"a": "\xff"}',
     b'{"a": "\\ud800", "b": "\\"x\\":"}',  # escapes: always the general path
+    b'{"inputs": [{"name": "x", "data": [0.0012345678901234567, 1.5, 0.00012345678901234567]}]}',
+    b'{"inputs": [{"name": "x", "data": [0.5, 12345678901234567890123.5, -18446744073709551616]}]}',
 ]
 
 
@@ -53,8 +55,9 @@ def test_orjson_reads_every_document_as_json_does(raw, monkeypatch):
 
 def test_the_fast_path_is_taken_for_plain_requests_and_not_for_the_rest():
     assert oip_json._fast(DOCS[0]) is not oip_json._SLOW and oip_json._fast(DOCS[1]) is not oip_json._SLOW
-    for raw in DOCS[6:14]:
+    for raw in DOCS[6:14] + DOCS[-1:]:
         assert oip_json._fast(raw) is oip_json._SLOW
+    assert oip_json._fast(DOCS[-2]) is not oip_json._SLOW  # long fractions are no integers
 
 
 def _reference(results: dict, requested: list) -> dict:
