@@ -129,7 +129,8 @@ class Engine:
                 answer_or_parsed = await self._read(model, body, header_length)
             if isinstance(answer_or_parsed, Answer):
                 return await self.offload(encode, answer_or_parsed)
-            return await self._batched(model, *answer_or_parsed, encode)
+            parsed, session, feeds = answer_or_parsed
+            return await self._batched(model, parsed, session, feeds, encode)
         return await self.offload(encode, await self.infer(model, body, header_length))
 
     async def _batched(self, model: ServedModel, parsed: InferRequest, session, feeds: dict, encode):
