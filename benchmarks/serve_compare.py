@@ -11,9 +11,9 @@ every server in turn as a subprocess pinned to core 0 (``taskset``) with one int
 checks its answers against in-process ONNX Runtime, drives it from this process pinned to core 1
 (``serve_load.py``: closed-loop clients, one connection each) at batch 1 and 32 rows, concurrency
 1, 8 and 32, over HTTP (v2 JSON tensors) and gRPC (``raw_input_contents``) where it has it, and
-stops it. Dynamic batching is compared as its own server setting: onnxforge's ``--max-batch 32
---max-delay-ms 2`` against MLServer's adaptive batching (``max_batch_size`` 32, ``max_batch_time``
-2 ms). The order of servers rotates each round; the table holds medians over rounds, with
+stops it. Dynamic batching is compared as its own server setting: onnxforge's ``--max-batch 1024
+--max-delay-ms 2`` (rows: 32 requests of 32 rows) against MLServer's adaptive batching
+(``max_batch_size`` 32 requests, ``max_batch_time`` 2 ms). The order of servers rotates each round; the table holds medians over rounds, with
 ``uptime``'s load before and after. The load generator's ceiling (a trivial server answering
 without work) is measured in the same run.
 """
@@ -41,7 +41,9 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from serve_load import http_request, run_grpc, run_http  # noqa: E402 - a sibling script
 
-SERVER_CORE, CLIENT_CORE = 0, 1
+CORES = sorted(os.sched_getaffinity(0))
+# the server on one core, the load generator on another; with a single core both share it
+SERVER_CORE, CLIENT_CORE = (CORES[0], CORES[1]) if len(CORES) > 1 else (CORES[0], CORES[0])
 BATCH_ARGS = {"max_batch": 32, "max_delay_ms": 2.0}
 
 
@@ -95,8 +97,9 @@ class Servers:
                 if self.baseline is None:
                     raise SystemExit(f"{name} needs --baseline SRC (a checkout's src/ folder)")
                 env["PYTHONPATH"] = str(self.baseline)
-            if name.endswith("batching"):
-                cmd += ["--max-batch", str(BATCH_ARGS["max_batch"]), "--max-delay-ms", str(BATCH_ARGS["max_delay_ms"])]
+            if name.endswith("batching"):  # --max-batch counts rows, MLServer's max_batch_size requests:
+                # 32 requests of the largest size here (32 rows) either way
+                cmd += ["--max-batch", str(BATCH_ARGS["max_batch"] * 32), "--max-delay-ms", str(BATCH_ARGS["max_delay_ms"])]
             return cmd, env
         if name == "kserve":
             return [str(peer_python(self.peers, "kserve")), str(HERE / "serve_peer_kserve.py"), str(model),
