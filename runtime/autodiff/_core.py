@@ -260,6 +260,7 @@ def build_gradients(model, wrt, of: str, seed: str | None = None, *, grad_names:
     opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     ctx = Emitter(info, opset, _constants(graph, set(wrt), opset), prefix, taken | set(names.values()))
     ctx.nan_checked = _masked_values(graph)
+    ctx.producers = {o: n for n in graph.node for o in n.output if o}
     # the cotangent of `of`
     if seed is None:
         seed_name = ctx.fill_like(of, 1.0)

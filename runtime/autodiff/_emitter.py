@@ -38,6 +38,15 @@ class ValueFacts:
         self.consts = consts        # name -> np.ndarray, values known at build time
         self.node = None            # the forward node whose rule is running (for messages)
         self.nan_checked: set = set()  # values the forward graph tests with IsNaN
+        self.producers: dict = {}   # forward value name -> the forward node that outputs it
+
+    def producer(self, name: str, op_type: str | None = None):
+        """The forward node that outputs ``name`` (None for inputs, initialisers, or when it is not
+        an ``op_type`` node of the default domain): rules that recognise a pattern read it."""
+        n = self.producers.get(name) if name else None
+        if n is None or op_type is not None and (n.op_type != op_type or n.domain not in ("", "ai.onnx")):
+            return None
+        return n
 
     def like(self, out: str, src: str) -> str:
         """Record that ``out`` has the type and shape of ``src``; returns ``out``."""

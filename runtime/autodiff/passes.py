@@ -22,7 +22,11 @@ def batchnorm_training_form(model, *, outputs: bool = True) -> tuple[onnx.ModelP
 
     Returns ``(model, {running_stat_name: updated_value_name})``; with ``outputs`` the updated
     values are also graph outputs. Primitives, not ``training_mode=1``: ONNX Runtime 1.27 computes
-    that form wrongly unless momentum is 1."""
+    that form wrongly unless momentum is 1 (microsoft/onnxruntime#29790). Y is the inference kernel on
+    the batch's mean and variance (one pass over X; the statistics take four, and the backward reuses
+    the centred X, itself X - mean by the inference kernel: ONNX Runtime's per-channel broadcast Sub
+    is 1.2-3.2x slower than it, the more so the smaller H*W): differentiated as a whole by the BatchNormalization rule, which
+    recognises the pattern (``ops/_norm.batch_statistics``)."""
     model = prepare(model)
     graph = model.graph
     info = _infer(model)
@@ -65,24 +69,25 @@ def batchnorm_training_form(model, *, outputs: bool = True) -> tuple[onnx.ModelP
         axes = [0] + list(range(2, r))
         base = node.name or node.output[0]
 
-        def rmean(t, axes=axes):
+        def reduce(kind, t, axes=axes):
             if opset >= 18:
-                return op("ReduceMean", [t, const(np.array(axes, np.int64))], keepdims=1)
-            return op("ReduceMean", [t], keepdims=1, axes=axes)
+                return op(kind, [t, const(np.array(axes, np.int64))], keepdims=0)
+            return op(kind, [t], keepdims=0, axes=axes)
 
-        unsq = const(np.array(list(range(1, r - 1)), np.int64))
-        def view(v, unsq=unsq, r=r):
-            return op("Unsqueeze", [v, unsq]) if r > 2 else v
-        mu = rmean(x)
-        d = op("Sub", [x, mu])
-        v = rmean(op("Mul", [d, d]))
-        inv = op("Reciprocal", [op("Sqrt", [op("Add", [v, const(np.array(eps, dtype))])])])
-        y = op("Add", [op("Mul", [op("Mul", [d, inv]), view(scale)]), view(bias)])
-        new_nodes.append(helper.make_node("Identity", [y], [node.output[0]], name=fresh(base)))
-        flat = const(np.array([-1], np.int64))
+        # the pattern ops/_norm.batch_statistics recognises (see there): mean [C], d = X - mean,
+        # var [C] = ReduceMean(d * d); Y by the inference kernel on the batch's statistics
+        mu = reduce("ReduceMean", x)
+        if isinstance(dims[1], int):  # X - mean by the inference kernel (scale 1, bias 0, var 1, epsilon 0)
+            ones, zeros = (op("Constant", [], value=numpy_helper.from_array(np.full(dims[1], v, dtype))) for v in (1, 0))
+            d = op("BatchNormalization", [x, ones, zeros, mu, ones], epsilon=0.0)
+        else:
+            d = op("Sub", [x, op("Unsqueeze", [mu, const(np.array(list(range(1, r - 1)), np.int64))]) if r > 2 else mu])
+        v = reduce("ReduceMean", op("Mul", [d, d]))
+        new_nodes.append(helper.make_node("BatchNormalization", [x, scale, bias, mu, v], [node.output[0]],
+                                          name=fresh(base), epsilon=eps))
         m_keep, m_new = const(np.array(momentum, dtype)), const(np.array(1 - momentum, dtype))
         for stat, batch, out_idx in ((mean, mu, 1), (var, v, 2)):
-            upd = op("Add", [op("Mul", [stat, m_keep]), op("Mul", [op("Reshape", [batch, flat]), m_new])])
+            upd = op("Add", [op("Mul", [stat, m_keep]), op("Mul", [batch, m_new])])
             name = node.output[out_idx] if len(node.output) > out_idx and node.output[out_idx] else f"{stat}_updated"
             if name in taken and name not in node.output:
                 name = fresh(f"{stat}_updated")
@@ -98,3 +103,4 @@ def batchnorm_training_form(model, *, outputs: bool = True) -> tuple[onnx.ModelP
                 elem, dims = info.get(stat, (None, None))
                 graph.output.append(helper.make_tensor_value_info(name, elem, dims))
     return model, updates
+

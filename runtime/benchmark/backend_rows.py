@@ -23,7 +23,7 @@ from onnxforge.runtime.training.backends import BACKENDS
 from onnxforge.runtime.benchmark.timing import WORKLOADS, time_backends
 from onnxforge.runtime.training.trainer import Trainer
 
-__all__ = ["BACKEND_ROWS", "CONTESTANTS", "PEERS", "bench_backends", "missing_contestants"]
+__all__ = ["BACKEND_ROWS", "CONTESTANTS", "PEERS", "bench_backends", "missing_contestants", "pinned"]
 
 # (step timer's workload, family, optimizer): the small MLP, ConvNet on one thread, the LSTM and
 # the large MLP on two (the timer's own thread counts)
@@ -68,7 +68,7 @@ def _raw_factory(tmp: Path):
 
 
 @contextlib.contextmanager
-def _pinned(threads: int):
+def pinned(threads: int):
     """Every thread of this process on ``threads`` of its cores while the row runs (Linux)."""
     if not hasattr(os, "sched_getaffinity"):
         yield
@@ -98,16 +98,19 @@ def _label(name: str) -> str:
     return f"lstm T20 in{kw['inputs']} h{kw['hidden']} LSTM op"
 
 
-def bench_backends(name: str, optimizer: str, *, seconds: float, rounds: int, skip: dict) -> dict:
+def bench_backends(name: str, optimizer: str, *, seconds: float, rounds: int, skip: dict,
+                   threads: int | None = None) -> dict:
     """One row: steps/s of every contestant not in ``skip`` on workload ``name``, and the ``onnx``
-    backend's ratio to each (above 1.00x the onnx backend is faster)."""
-    family, _, batch, threads = WORKLOADS[name]
+    backend's ratio to each (above 1.00x the onnx backend is faster); ``threads`` (``bench
+    --threads``) overrides the workload's own thread count."""
+    family, _, batch, own_threads = WORKLOADS[name]
+    threads = threads or own_threads
     with tempfile.TemporaryDirectory(prefix="onnxforge-bench-") as tmp:
         factories = {"ort": _raw_factory(Path(tmp)), "torch": _torch_factory(family, False),
                      "torch.compile": _torch_factory(family, True), "jax": _jax_factory(family)}
         others = {k: f for k, f in factories.items() if k not in skip}
         backends = tuple(b for b in ("onnx", "artifacts") if b not in skip)
-        with _pinned(threads):
+        with pinned(threads):
             rates = time_backends(name, backends, optimizer=optimizer, seconds=seconds, rounds=rounds,
                                   threads=threads, others=others)
     ours = rates.get("onnx")

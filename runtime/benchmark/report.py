@@ -74,6 +74,52 @@ def _backends(lines, rows):
     lines.append("  ahead of the onnx backend: " + ("; ".join(ahead) if ahead else "nobody, on every row"))
 
 
+_MODEL_NAMES = {"onnx": "onnx", "torch": "PyTorch", "torch.compile": "t.compile", "jax": "JAX jit"}
+
+
+def _models(lines, rows):
+    """The --models rows: steps/s, the onnx backend's ratio to each, notes; profiles after them."""
+    if not rows:
+        return
+    first = rows[0]
+    lines.append("")
+    lines.append(f"real architectures, exported by torch.onnx.export (steps/s, {first['optimizer']}, {first['threads']} "
+                 f"thread(s); alternating rounds of {first['seconds_per_round']:g} s, median of {first['rounds']}; "
+                 "second line: onnx backend / each)")
+    lines.append(f"  {'model':20} {'batch':>5} {'input':>9} " + " ".join(f"{v:>10}" for v in _MODEL_NAMES.values()))
+    for r in rows:
+        rates, ratio = r["steps_per_s"], r["onnx_ratio"]
+        shape = "x".join(map(str, r["input"]))
+        lines.append(f"  {r['model']:20} {r['batch']:>5} {shape:>9} " + " ".join(f"{_n(rates.get(k)):>10}" for k in _MODEL_NAMES))
+        if ratio:
+            lines.append(f"  {'':20} {'':>5} {'':>9} "
+                         + " ".join(f"{_x(ratio.get(k)) if k != 'onnx' else '':>10}" for k in _MODEL_NAMES))
+        if r.get("error"):
+            lines.append(f"  {'':20} not run: {r['error']}")
+        for note in r["notes"]:
+            if not note.startswith("JAX skipped"):
+                lines.append(f"  {'':20} {note}")
+    sources = sorted({r["source"] for r in rows if r.get("source")})
+    lines.append(f"  architectures from: {', '.join(sources) or '-'}; " + next(
+        (n for r in rows for n in r["notes"] if n.startswith("JAX skipped")), "JAX: -"))
+    for r in rows:
+        if r.get("profile"):
+            _profile(lines, r)
+
+
+def _profile(lines, row):
+    p = row["profile"]
+    lines.append("")
+    lines.append(f"profile of the onnx backend's step on {row['model']} (ONNX Runtime's profiler, {p['steps']} steps): "
+                 f"{p['wall_ms_per_step']:.2f} ms/step wall, {p['kernel_ms_per_step']:.2f} ms in kernels")
+    lines.append(f"  {'op type':28} {'ms/step':>8} {'share':>6} {'nodes':>6}")
+    for o in p["by_op"]:
+        lines.append(f"  {o['op']:28} {o['ms_per_step']:>8.3f} {o['share']:>6.1%} {o['nodes']:>6}")
+    lines.append(f"  {'slowest nodes':28} {'ms/step':>8} {'share':>6}  op")
+    for o in p["top_nodes"]:
+        lines.append(f"  {o['node'][:28]:28} {o['ms_per_step']:>8.3f} {o['share']:>6.1%}  {o['op']}")
+
+
 def format_table(result: dict) -> str:
     """The human-readable table of a :func:`run_benchmarks` result."""
     v = result["versions"]
@@ -92,7 +138,8 @@ def format_table(result: dict) -> str:
                          f"{_n(_v(r, 'torch', 'steps_per_s')):>10} {r['torch_threads']:>7} {_x(r.get('ratio_vs_torch')):>9}"
                          f" {_x(r.get('ratio_vs_ort')):>10}")
         lines.append("")
-    _section(lines, f"CPU, equal threads ({result['threads']} for all)", result["training"], result["inference"])
+    if result["training"] or result["inference"]:
+        _section(lines, f"CPU, equal threads ({result['threads']} for all)", result["training"], result["inference"])
     for lm in (result.get("large_mlp"), result.get("large_mlp_sgd")):
         if not lm:
             continue
@@ -108,6 +155,7 @@ def format_table(result: dict) -> str:
                      f"peak; ORT forward+backward alone {_pct(lm.get('ort_forward_backward_cpu_fraction_of_peak'))}, "
                      f"its {lm['optimizer']} step {_pct(lm.get('ort_optimizer_share_of_step_cpu'))} of the step")
     _backends(lines, result.get("backends"))
+    _models(lines, result.get("models"))
     mem = result.get("memory")
     if mem:
         o, t = mem["onnxforge"], mem.get("torch")

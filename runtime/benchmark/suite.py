@@ -23,6 +23,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from onnxforge.runtime.benchmark.backend_rows import BACKEND_ROWS, bench_backends, missing_contestants
+from onnxforge.runtime.benchmark.model_rows import bench_model
 from onnxforge.runtime.benchmark.measure import bench_inference, bench_memory, bench_training
 from onnxforge.runtime.benchmark.peers import gemm_peak, raw_ort_missing
 from onnxforge.runtime.benchmark.report import format_table
@@ -41,9 +42,12 @@ def _sizes(quick: bool) -> dict:
 
 
 def run_benchmarks(*, quick: bool = False, families=FAMILIES, threads: int | None = None, cuda: bool = True,
-                   progress: bool = True) -> dict:
-    """Run every benchmark; return a JSON-ready dict (see :func:`format_table`)."""
+                   progress: bool = True, models=(), profile_steps: int = 0) -> dict:
+    """Run the benchmarks of ``families`` (none: skip them) and of the real architectures ``models``
+    (names in :data:`~.zoo.models.MODELS`; with ``profile_steps``, each one's onnx-backend step
+    profiled); return a JSON-ready dict (see :func:`format_table`)."""
     torch = optional_torch()
+    given_threads = threads  # --threads: every row, the backends' rows too; else each row's own count
     threads = int(threads or os.cpu_count() or 1)
     if threads < 1:
         raise ConfigError(f"threads must be a positive integer; got {threads!r}")
@@ -59,7 +63,7 @@ def run_benchmarks(*, quick: bool = False, families=FAMILIES, threads: int | Non
         "quick": quick, "threads": threads, "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "versions": {"onnxruntime": info.version, "distribution": info.distribution, "torch": torch.__version__ if torch else None,
                      "numpy": np.__version__},
-        "defaults": [], "training": [], "inference": [], "backends": [], "notes": [],
+        "defaults": [], "training": [], "inference": [], "backends": [], "models": [], "notes": [],
     }
     missing = [f for f in families if not any(w.family == f for w in available.values())]
     for f in missing:
@@ -67,13 +71,26 @@ def run_benchmarks(*, quick: bool = False, families=FAMILIES, threads: int | Non
     if torch is None:
         result["notes"].append(f"PyTorch columns are empty: {TORCH_MISSING}")
     raw_missing = raw_ort_missing()
-    if raw_missing is not None:
+    if raw_missing is not None and families:
         result["notes"].append(f"raw ORT training columns are empty ({raw_missing}); onnxruntime-training 1.19.2 comes "
                                "with pip install 'onnxforge[cpu]' on CPython 3.10-3.12")
     chosen = [k for k, w in available.items() if w.family in families]
     rows = [r for r in BACKEND_ROWS if r[1] in families]
-    total = len(chosen) * 3 + 2 + len(rows)
+    total = (len(chosen) * 3 + 2 + len(rows) if families else 0) + len(models)
     bar = tqdm(total=total, desc="benchmarks", unit="part", disable=not progress, file=sys.stderr)
+    if families:
+        _run_families(result, bar, available, chosen, rows, families, threads, size, torch, cuda, given_threads)
+    for name in models:
+        bar.set_postfix_str(f"model {name}")
+        result["models"].append(bench_model(name, seconds=size["backend_seconds"], rounds=size["rounds"],
+                                            threads=threads, profile_steps=profile_steps, compile=not quick))
+        bar.update(1)
+    bar.close()
+    return result
+
+
+def _run_families(result, bar, available, chosen, rows, families, threads, size, torch, cuda, given_threads) -> None:
+    """The model families' sections: equal threads, defaults, large MLP, memory, backends, CUDA."""
 
     def run_on(device: str) -> tuple[list, list]:
         train, infer = [], []
@@ -132,7 +149,7 @@ def run_benchmarks(*, quick: bool = False, families=FAMILIES, threads: int | Non
     for name, _, optimizer in rows if "onnx" not in skip else ():
         bar.set_postfix_str(f"backends {name} {optimizer}")
         result["backends"].append(bench_backends(name, optimizer, seconds=size["backend_seconds"],
-                                                 rounds=size["rounds"], skip=skip))
+                                                 rounds=size["rounds"], skip=skip, threads=given_threads))
         bar.update(1)
     ok, why = cuda_works()
     torch_cuda = torch is not None and torch.cuda.is_available()
@@ -143,5 +160,3 @@ def run_benchmarks(*, quick: bool = False, families=FAMILIES, threads: int | Non
         reason = why if not ok else ("PyTorch has no CUDA here" if not torch_cuda else "--no-cuda was given")
         result["cuda"] = None
         result["notes"].append(f"CUDA section skipped: {reason}")
-    bar.close()
-    return result

@@ -27,7 +27,7 @@ from onnxforge import graphs
 from onnxforge.runtime.training.backends import BACKENDS
 from onnxforge.runtime.training.trainer import Trainer
 
-__all__ = ["WORKLOADS", "workload", "time_backends"]
+__all__ = ["WORKLOADS", "workload", "time_backends", "alternate"]
 
 # name -> (builder kwargs, batch, intra-op threads)
 WORKLOADS: dict[str, tuple[str, dict[str, Any], int, int]] = {
@@ -77,17 +77,45 @@ def time_backends(name: str, backends=("artifacts", "onnx"), *, optimizer: str =
             runs[b] = lambda x, y, lr, backend=backend: backend.train_step([x], y, lr)
         for o, factory in (others or {}).items():
             runs[o] = factory(model, optimizer, threads, weight_decay)
-        for step in runs.values():
-            for bx, by in batches[:3]:  # warm-up: builds, sessions, first allocations
-                step(bx, by, 1e-3)
-        rates: dict[str, list[float]] = {b: [] for b in runs}
+        return alternate(runs, batches, seconds=seconds, rounds=rounds)
+
+
+def alternate(runs: dict, batches: list, *, seconds: float, rounds: int, warmup: int = 3,
+              failed: dict | None = None) -> dict:
+    """Median steps/s of each ``step(x, y, lr)`` in ``runs`` over ``batches`` (pairs of arrays, or of
+    a list of arrays and targets): ``warmup`` steps each, then ``rounds`` rounds of about ``seconds``
+    each, the order rotating one place per round. With ``failed`` (a dict), a contestant whose step
+    raises is dropped and ``failed[name]`` says why (``ExceptionType: first line``); without, it raises."""
+    runs = dict(runs)
+
+    def guarded(name, call):
+        try:
+            call()
+            return True
+        except Exception as exc:  # one contestant's failure is reported (re-raised without failed), the others go on
+            if failed is None:
+                raise
+            failed[name] = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
+            runs.pop(name, None)
+            return False
+
+    def warm(step):
+        for bx, by in batches[:warmup]:  # builds, sessions, compilation, first allocations
+            step(bx, by, 1e-3)
+
+    for name, step in list(runs.items()):
+        guarded(name, lambda step=step: warm(step))
+    rates: dict[str, list[float]] = {b: [] for b in runs}
+    for r in range(rounds):
         order = list(runs.items())
-        for r in range(rounds):
-            for b, step in order[r % len(order):] + order[:r % len(order)]:
+        for b, step in order[r % max(1, len(order)):] + order[:r % max(1, len(order))]:
+            def one_round(step=step, b=b):
                 n, t0 = 0, time.perf_counter()
                 while time.perf_counter() - t0 < seconds:
                     bx, by = batches[n % len(batches)]
                     step(bx, by, 1e-3)
                     n += 1
                 rates[b].append(n / (time.perf_counter() - t0))
-    return {b: statistics.median(r) for b, r in rates.items()}
+            if not guarded(b, one_round):
+                rates.pop(b, None)
+    return {b: statistics.median(r) for b, r in rates.items() if r}

@@ -12,9 +12,8 @@ falls back to the general one). What was measured, and what lost: docs/notes/tra
   multiply-and-sum per kernel tap: the padded input shifted by the tap (a strided Slice) times dY,
   summed over the batch and the spatial axes. The Conv over swapped axes is one GEMM per channel
   whose im2col copies rows of ``k`` values.
-* :func:`shifted_rows_weight_grad`: dW of a stride-1 Conv with no patches at all: the padded
-  input channels-last, flattened to rows, read at one contiguous row offset per tap, times dY laid
-  on the same grid: one MatMul per tap.
+* :func:`tap_patch_weight_grad`: dW from the input's patches as one MatMul per tap (batched over
+  the groups), with no Concat of the taps along the channel axis (im2col's costliest copy).
 """
 
 from __future__ import annotations
@@ -30,6 +29,8 @@ INT64_MIN = -(2 ** 63)
 FLIPPED_MIN_POSITIONS = 256
 # the per-tap multiply-and-sum for depthwise dW up to this many taps (3x3); 5x5 and strided lost
 DEPTHWISE_TAPS_MAX = 9
+# the per-tap patches MatMul from this many input channels per group (below, the Conv over swapped axes)
+PATCH_MIN_CHANNELS = 8
 
 
 def input_grad(ctx, g, w, group, kernel, strides, dilations, pads, out_dims):
@@ -42,10 +43,19 @@ def input_grad(ctx, g, w, group, kernel, strides, dilations, pads, out_dims):
 
 def weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads, w_dims):
     """dW by the fastest measured formulation that applies (the general one of
-    :func:`._conv_common.weight_grad` otherwise)."""
+    :func:`._conv_common.weight_grad` otherwise): depthwise 3x3 stride 1, the taps; a kernel
+    wider than 1x1 with at least 8 input channels per group (group 1, or grouped at stride 1) and
+    patches of at most 2^19 values per sample (as measured), the patches with one MatMul per tap."""
     dw = None
-    if all(s == 1 for s in strides) and math.prod(kernel) <= DEPTHWISE_TAPS_MAX:
+    taps = math.prod(kernel)
+    stride1 = all(s == 1 for s in strides)
+    if stride1 and taps <= DEPTHWISE_TAPS_MAX:
         dw = depthwise_weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads, w_dims)
+    gd = ctx.dims(gy)
+    if dw is None and 1 < taps <= cc.IM2COL_MAX_TAPS and _static(w_dims, 0) and w_dims[1] >= PATCH_MIN_CHANNELS \
+            and (group == 1 or stride1) and _static(gd, 2) \
+            and taps * w_dims[1] * group * math.prod(gd[2:]) <= cc.IM2COL_MAX_PER_SAMPLE:
+        dw = tap_patch_weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads, w_dims)
     return dw if dw is not None else cc.weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads)
 
 
@@ -110,48 +120,38 @@ def depthwise_weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads, w
 
 
 
-def shifted_rows_weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads, w_dims, shift_gy=False):
-    """dW of a stride-1 Conv without patches: the padded input channels-last and flattened over the
-    batch and spatial axes, [g, L, C/g] (L = N * prod(padded S)), is read at one row offset per kernel
-    tap (offset = tap position in the padded grid: a contiguous Slice), and dY laid on the same grid
-    (zeros where no window starts), [g, M/g, L], multiplies each: one MatMul per tap, [g, M/g, C/g]."""
+
+def tap_patch_weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads, w_dims, per_tap=True):
+    """dW from the input's patches without the channel-axis Concat of im2col: the input laid out
+    [g, N, *S', C/g] (channels-last within each group, padded), one strided Slice per tap
+    flattened to [g, N*O, C/g], and either one MatMul per tap by dY as [g, M/g, N*O]
+    (``per_tap``) or the slices stacked tap-major (a Concat of whole blocks) and one MatMul;
+    [taps, g, M/g, C/g] -> [M, C/g, *k]."""
     n = len(kernel)
     xd, gd = ctx.dims(x), ctx.dims(gy)
-    if any(s != 1 for s in strides) or not (_static(w_dims, 0) and _static(xd, 0) and _static(gd)):
+    if not (_static(w_dims, 0) and _static(xd) and _static(gd)):
         return None
-    m, cg = w_dims[0], w_dims[1]
-    mg, r = m // group, n + 2
-    padded = [xd[2 + i] + pads[i] + pads[n + i] for i in range(n)]
-    grid = math.prod(padded)
-    pitch = [math.prod(padded[i + 1:]) for i in range(n)]
-    offsets = [sum(o * d * p for o, d, p in zip(off, dilations, pitch))
-               for off in itertools.product(*[range(k) for k in kernel])]
-    total = xd[0] * grid
-    length = total - max(offsets)
-    # x [N, C, *S] -> [g, N, *S', C/g] -> [g, N*grid, C/g]
-    x5 = ctx.op("Reshape", [x, ctx.ints([0, group, cg] + list(xd[2:]))])
-    xl = ctx.op("Transpose", [x5], perm=[1, 0] + list(range(3, r + 1)) + [2])
+    m, cg, r = w_dims[0], w_dims[1], n + 2
+    mg = m // group
+    if group == 1:
+        xl = ctx.op("Unsqueeze", [ctx.op("Transpose", [x], perm=[0] + list(range(2, r)) + [1]), ctx.ints([0])])
+        g3 = ctx.op("Transpose", [gy], perm=[1, 0] + list(range(2, r)))
+    else:
+        x5 = ctx.op("Reshape", [x, ctx.ints([0, group, cg] + list(xd[2:]))])
+        xl = ctx.op("Transpose", [x5], perm=[1, 0] + list(range(3, r + 1)) + [2])
+        g3 = ctx.op("Reshape", [gy, ctx.ints([0, group, mg] + list(gd[2:]))])
+        g3 = ctx.op("Transpose", [g3], perm=[1, 2, 0] + list(range(3, r + 1)))
+    g3 = ctx.op("Reshape", [g3, ctx.ints([group, mg, -1])])                            # [g, M/g, N*O]
     if any(pads):
         xl = ctx.op("Pad", [xl, ctx.ints([0, 0] + list(pads[:n]) + [0] * 3 + list(pads[n:]) + [0])])
-    xf = ctx.op("Reshape", [xl, ctx.ints([group, total, cg])])
-    # dY [N, M, *O] -> [g, M/g, N, *O] padded at the end to the grid -> [g, M/g, N*grid]
-    g4 = ctx.op("Reshape", [gy, ctx.ints([0, group, mg] + list(gd[2:]))])
-    g4 = ctx.op("Transpose", [g4], perm=[1, 2, 0] + list(range(3, r + 1)))
-    grow = [padded[i] - gd[2 + i] for i in range(n)]
-    if any(grow):
-        g4 = ctx.op("Pad", [g4, ctx.ints([0] * (n + 3) + [0, 0, 0] + grow)])
-    gf = ctx.op("Reshape", [g4, ctx.ints([group, mg, total])])
-    axis1 = ctx.ints([1])
-    cols = []
-    if shift_gy:
-        for off in offsets:  # dW_t = dY[q - off] X[q]: shift dY instead (the smaller when M/g < C/g)
-            gs = ctx.op("Pad", [ctx.op("Slice", [gf, ctx.ints([0]), ctx.ints([total - off]), ctx.ints([2])]),
-                                ctx.ints([0, 0, off, 0, 0, 0])])
-            cols.append(ctx.op("MatMul", [gs, xf]))
+    flat = ctx.ints([group, -1, cg])
+    slices = [ctx.op("Reshape", [sl, flat]) for sl in _tap_slices(ctx, xl, gd[2:], kernel, strides, dilations, 2)]
+    if per_tap:
+        parts = [ctx.op("Unsqueeze", [ctx.op("MatMul", [g3, sl]), ctx.ints([0])]) for sl in slices]
+        dw = ctx.op("Concat", parts, axis=0) if len(parts) > 1 else parts[0]         # [taps, g, M/g, C/g]
     else:
-        gl = ctx.op("Slice", [gf, ctx.ints([0]), ctx.ints([length]), ctx.ints([2])])
-        for off in offsets:
-            xs = ctx.op("Slice", [xf, ctx.ints([off]), ctx.ints([off + length]), axis1])
-            cols.append(ctx.op("MatMul", [gl, xs]))                                     # [g, M/g, C/g]
-    taps = ctx.op("Concat", [ctx.op("Unsqueeze", [c, ctx.ints([3])]) for c in cols], axis=3)  # [g, M/g, C/g, taps]
-    return ctx.op("Reshape", [taps, ctx.ints([m, cg] + list(kernel))])
+        stacked = ctx.op("Reshape", [ctx.op("Concat", slices, axis=0), ctx.ints([len(slices), group, -1, cg])])
+        dw = ctx.op("MatMul", [g3, stacked])
+    return ctx.op("Reshape", [ctx.op("Transpose", [dw], perm=[1, 2, 3, 0]), ctx.ints(w_dims)])
+
+

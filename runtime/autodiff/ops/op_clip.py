@@ -2,8 +2,21 @@
 
 dX = dY where min <= X <= max (PyTorch's clamp passes the boundary); dmin = dY where X < min <= max;
 dmax = dY where Max(X, min) > max (tensor bounds, as torch.clamp with tensors), each summed back to
-the bound's shape."""
+the bound's shape.
+
+With bounds known at build time and min <= max (ReLU6 as exported), the mask is ``X == Y``: equal
+exactly where min <= X <= max (and false for NaN, as the comparisons are), three passes
+(Equal, Cast, Mul) instead of five (measured alternating, one thread, [32, 32, 16, 16]: 1.14x)."""
+import numpy as np
+
 OP_TYPE = "Clip"
+
+
+def _constant_bounds_in_order(ctx, lo, hi):
+    vals = [ctx.value(v) if v is not None else None for v in (lo, hi)]
+    if any(v is None for v, name in zip(vals, (lo, hi)) if name is not None):
+        return False
+    return vals[0] is None or vals[1] is None or bool(np.all(np.asarray(vals[0]) <= np.asarray(vals[1])))
 
 
 def vjp(ctx, node, dys, need):
@@ -15,13 +28,19 @@ def vjp(ctx, node, dys, need):
     out = [None] * len(node.input)
     y_dims = ctx.dims(x)
     if need[0]:
-        mask = None
-        if lo is not None:
-            mask = ctx.op("GreaterOrEqual", [x, lo])
-        if hi is not None:
-            m2 = ctx.op("LessOrEqual", [x, hi])
-            mask = m2 if mask is None else ctx.op("And", [mask, m2])
-        out[0] = g if mask is None else ctx.like(ctx.op("Where", [mask, g, zero]), g)
+        if lo is None and hi is None:
+            out[0] = g
+        elif _constant_bounds_in_order(ctx, lo, hi):
+            mask = ctx.op("Cast", [ctx.op("Equal", [x, node.output[0]])], to=ctx.elem(g))
+            out[0] = ctx.like(ctx.op("Mul", [g, mask]), g)
+        else:
+            mask = None
+            if lo is not None:
+                mask = ctx.op("GreaterOrEqual", [x, lo])
+            if hi is not None:
+                m2 = ctx.op("LessOrEqual", [x, hi])
+                mask = m2 if mask is None else ctx.op("And", [mask, m2])
+            out[0] = ctx.like(ctx.op("Where", [mask, g, zero]), g)
     if lo is not None and need[1]:
         below = ctx.op("Less", [x, lo])
         if hi is not None:

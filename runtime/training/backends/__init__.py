@@ -3,15 +3,18 @@
 ``BACKENDS`` maps each name ``Trainer(backend=...)`` and ``train --backend`` accept to its class;
 ``"auto"`` takes the first available one in the order :func:`auto_order` gives for the model.
 
-``auto_order`` follows what was measured (``benchmark.timing.time_backends``, the backends
-alternating in one process on the shared 2-core machine, median of 3 rounds, three runs; onnx /
-artifacts in steps/s, AdamW and SGD): the LSTM node (T20, h64, batch 64, 2 threads) 3.2-6.0x, so
-models with an ``LSTM`` node prefer ``onnx``; the 64-128-10 MLP 0.83-0.88x (AdamW) and 0.88-1.09x
-(SGD), the 16-32 ConvNet 0.85-0.94x and 1.22-1.61x, the 784-1024-1024-10 MLP 1.19-1.66x and
-0.94-1.14x: within the machine's noise of each other, the artifacts backend ahead on the small
-MLP with AdamW, so other models prefer ``artifacts`` where it is installed and fall back to
-``onnx`` (the only one on Python 3.13's onnxruntime). A model whose ops ONNX Runtime training cannot
-differentiate (a Softplus, a reverse LSTM) goes to ``onnx`` first as well."""
+``auto_order`` follows what was measured (the backends alternating in one process, one thread,
+pinned to one core, on the shared 2-core machine; onnx / artifacts in steps/s; the measurements
+and what lost are in docs/notes/training-speed.md, "Step graph and optimizers"). 2026-12-07, load
+6-10, after the step graph's packed parameters became views of the flat buffer and SGD's update
+folded into the weight gradient's Gemm: the LSTM node (T20, h64, batch 64, AdamW) 1.77-1.80x; the
+16-32 ConvNet (AdamW) 1.06-1.09x; the 64-128-10 MLP 0.90-1.03x (AdamW) and 0.98-1.13x (SGD); the
+784-1024-1024-10 MLP 0.93x (AdamW) and 0.98x (SGD) at one thread, 1.12x for both at two (the
+baseline run of that day). So models with an ``LSTM`` or a ``Conv``/``ConvTranspose`` node prefer
+``onnx``; the others (Gemm/MatMul models, where AdamW's eleven standard elementwise passes trail
+ONNX Runtime training's one fused kernel) prefer ``artifacts`` where it is installed and fall back
+to ``onnx`` (the only one on Python 3.13's onnxruntime). A model whose ops ONNX Runtime training
+cannot differentiate (a Softplus, a reverse LSTM) goes to ``onnx`` first as well."""
 
 from __future__ import annotations
 
@@ -32,12 +35,13 @@ BACKENDS: dict[str, type[TrainingBackend]] = {
     OnnxBackend.name: OnnxBackend,
 }
 BACKEND_CHOICES = ("auto", *BACKENDS)
+_ONNX_FIRST = ("LSTM", "Conv", "ConvTranspose")  # models with these train faster on onnx (measured, see above)
 
 
 def auto_order(model: ModelProto | None = None) -> list[type[TrainingBackend]]:
     """The backends ``"auto"`` tries for ``model``, faster first (see the module docstring)."""
     order = list(BACKENDS.values())
-    if model is not None and (any(n.op_type == "LSTM" for n in model.graph.node) or _artifacts_cannot_train(model)):
+    if model is not None and (any(n.op_type in _ONNX_FIRST for n in model.graph.node) or _artifacts_cannot_train(model)):
         order.sort(key=lambda cls: cls is not OnnxBackend)
     return order
 

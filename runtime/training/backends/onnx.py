@@ -163,7 +163,9 @@ class OnnxBackend:
         if self._runner is not None:
             self._runner.load(given, self._steps)
         else:
-            self._values = {**self._current(), **{k: np.array(v, np.float32) for k, v in given.items()}}
+            # moments stay float64 (exact back to the carried buffers, see stepgraph.pack)
+            self._values = {**self._current(), **{k: np.array(v, np.float64 if k in self._moments else np.float32)
+                                                  for k, v in given.items()}}
 
     def save_checkpoint(self, path: Path, properties: dict) -> None:
         st = self.state()

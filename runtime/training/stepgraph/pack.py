@@ -11,7 +11,10 @@ in and out of the flat buffer cost more than the nodes they save (measured on th
 alternating in one process: the 784-1024-1024-10 MLP with every parameter packed ran 0.88x its
 unpacked step, the 64-128-10 MLP packed 1.11x). The carried state is then a few flat buffers; :class:`Packing` maps them to and from the
 per-parameter names that checkpoints, ``state()`` and the tests use, and undoes the scale an input
-is kept at (AdamW's moments are carried divided by ``1 - beta``, see :mod:`.optim`).
+is kept at (AdamW's moments are carried divided by ``1 - beta``, see :mod:`.optim`): a scaled
+value is named in float64, so that a checkpoint's moments give back the very carried buffer
+(float32 ``x * 0.1 / 0.1`` differs from ``x`` in the last bit for one value in eight, and a
+resumed AdamW run would drift from an uninterrupted one).
 
 With ``views`` (the onnx backend's runner) the parameters stay graph inputs beside the flat one
 and the runner binds each to its slice of the flat buffer (``IOBinding.bind_input`` at an offset):
@@ -57,8 +60,9 @@ class Packing:
         """Named values -> the state inputs (packed ones concatenated; the rest passed through)."""
         members = {m for layout in self.packs.values() for m, _ in layout}
         out = {k: v for k, v in values.items() if k not in members}
-        for flat, layout in self.packs.items():
-            out[flat] = np.concatenate([np.asarray(values[m], np.float32).reshape(-1) for m, _ in layout])
+        for flat, layout in self.packs.items():  # (a scaled one in float64 until divided, see below)
+            dtype = np.float64 if flat in self.scales else np.float32
+            out[flat] = np.concatenate([np.asarray(values[m], dtype).reshape(-1) for m, _ in layout])
             if flat in self.views:
                 out.update({m: np.asarray(values[m], np.float32).reshape(shape) for m, shape in layout})
         for k, factor in self.scales.items():
@@ -70,8 +74,8 @@ class Packing:
         """State inputs -> the named values (packed ones as views of their flat buffer)."""
         out = {}
         for k, v in values.items():
-            if k in self.scales:
-                v = (np.asarray(v, np.float64) * self.scales[k]).astype(np.float32)
+            if k in self.scales:  # float64: float32(x * scale) / scale is not always x again
+                v = np.asarray(v, np.float64) * self.scales[k]
             if k not in self.packs:
                 out[k] = v
                 continue

@@ -35,6 +35,13 @@ CASES = [
     ("dense 3x3 16-32 s2", 32, 16, 32, 32, 3, 2, 1),
     ("convnet 3x3 16-32 4x4", 64, 16, 32, 4, 3, 1, 1),
     ("convnet 3x3 1-16 8x8", 64, 1, 16, 8, 3, 1, 1),
+    ("convnet 3x3 16-32 4x4 b32", 32, 16, 32, 4, 3, 1, 1),
+    ("dense 3x3 64-64 4x4", 32, 64, 64, 4, 3, 1, 1),
+    ("dense 3x3 32-64 s2 8x8", 32, 32, 64, 8, 3, 2, 1),
+    ("dense 3x3 128-128 2x2", 32, 128, 128, 2, 3, 1, 1),
+    ("stem 7x7 s2 3-16", 32, 3, 16, 32, 7, 2, 1),
+    ("stem 3x3 s2 3-16", 32, 3, 16, 32, 3, 2, 1),
+    ("stem 3x3 s1 3-16", 32, 3, 16, 32, 3, 1, 1),
     ("pointwise 16-96", 32, 16, 96, 16, 1, 1, 1),
     ("pointwise 96-24", 32, 96, 24, 8, 1, 1, 1),
 ]
@@ -47,6 +54,10 @@ def forced_swapped(ctx, *args):
         return cc.weight_grad(ctx, *args)
     finally:
         cc.IM2COL_MIN_CHANNELS = saved
+
+
+def forced_patches(ctx, x, gy, g, *args):
+    return cc._patch_weight_grad(ctx, x, gy, *args) if g == 1 else None
 
 
 def graph(build, feeds, opset=17):
@@ -86,11 +97,12 @@ def race(builds, feeds, rounds, secs):
         for k in names[r % len(names):] + names[:r % len(names)]:
             s = sess[k]
             s.run(None, feeds)
-            n, t0 = 0, time.perf_counter()
+            n, t0, c0 = 0, time.perf_counter(), time.process_time()
             while time.perf_counter() - t0 < secs:
                 s.run(None, feeds)
                 n += 1
-            times[k].append((time.perf_counter() - t0) / n * 1e6)
+            # process CPU time: with one thread, robust to the other processes on the machine
+            times[k].append((time.process_time() - c0) / n * 1e6)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -110,7 +122,9 @@ def contestants(rng, n, c, m, h, k, s, g):
     dw = {"dW general (Conv swapped / patches)": lambda ctx: cc.weight_grad(ctx, "x", "gy", g, kern, st, dil, pads),
           "dW depthwise taps": lambda ctx: fg.depthwise_weight_grad(ctx, "x", "gy", g, kern, st, dil, pads, wd),
           "dW Conv swapped (forced)": lambda ctx: forced_swapped(ctx, "x", "gy", g, kern, st, dil, pads),
-          "dW shifted rows": lambda ctx: fg.shifted_rows_weight_grad(ctx, "x", "gy", g, kern, st, dil, pads, wd)}
+          "dW general patches (forced)": lambda ctx: forced_patches(ctx, "x", "gy", g, kern, st, dil, pads),
+          "dW patches, MatMul per tap": lambda ctx: fg.tap_patch_weight_grad(ctx, "x", "gy", g, kern, st, dil, pads, wd),
+          "dW patches tap-major, one MatMul": lambda ctx: fg.tap_patch_weight_grad(ctx, "x", "gy", g, kern, st, dil, pads, wd, False)}
     return feeds, (fwd, dx, dw)
 
 
@@ -119,7 +133,7 @@ def main():
     only = [a for a in sys.argv[1:] if not a.startswith("--")]
     rounds, secs = (3, 0.1) if quick else (5, 0.2)
     rng = np.random.default_rng(0)
-    print(f"onnxruntime {ort().__version__}, one thread; median us per call of {rounds} alternating rounds")
+    print(f"onnxruntime {ort().__version__}, one thread; median CPU us per call of {rounds} alternating rounds")
     for name, n, c, m, h, k, s, g in [c for c in CASES if not only or any(o in c[0] for o in only)]:
         feeds, parts = contestants(rng, n, c, m, h, k, s, g)
         print(f"{name}: N{n} C{c} M{m} {h}x{h} k{k} s{s} g{g}  (load {os.getloadavg()[0]:.1f})")

@@ -83,13 +83,13 @@ def test_depthwise_weight_grad(cid):
               {"x": x, "dy": dy}, dw)
 
 
-@pytest.mark.parametrize("cid", [c for c, v in CASES.items() if all(s == 1 for s in v[2])])
-@pytest.mark.parametrize("shift_gy", [False, True], ids=["shift-x", "shift-dy"])
-def test_shifted_rows_weight_grad(cid, shift_gy):
+@pytest.mark.parametrize("cid", list(CASES))
+@pytest.mark.parametrize("per_tap", [True, False], ids=["matmul-per-tap", "tap-major"])
+def test_tap_patch_weight_grad(cid, per_tap):
     xs, ws, st, pads, dil, group = CASES[cid]
     x, w, dy, _, dw = torch_grads(xs, ws, st, pads, dil, group)
-    run(lambda ctx: fast.shifted_rows_weight_grad(ctx, "x", "dy", group, list(ws[2:]), st, dil, pads, list(ws),
-                                                        shift_gy=shift_gy), {"x": x, "dy": dy}, dw)
+    run(lambda ctx: fast.tap_patch_weight_grad(ctx, "x", "dy", group, list(ws[2:]), st, dil, pads, list(ws),
+                                               per_tap=per_tap), {"x": x, "dy": dy}, dw)
 
 
 def test_not_covered_is_refused():
@@ -114,18 +114,24 @@ def _grad_ops(xs, ws, group, strides, pads):
     return [nd.op_type for nd in m.graph.node if nd is not m.graph.node[0]]
 
 
-@pytest.mark.parametrize("xs,ws,group,strides,flipped,taps", [
-    ([8, 16, 8, 8], [16, 1, 3, 3], 16, [1, 1], True, True),      # depthwise, stride 1: both
-    ([8, 16, 8, 8], [16, 1, 3, 3], 16, [2, 2], False, False),    # strided: ConvTranspose, Conv over swapped axes
-    ([8, 16, 8, 8], [16, 1, 5, 5], 16, [1, 1], True, False),     # 5x5 depthwise: the taps lost
-    ([8, 16, 8, 8], [32, 4, 3, 3], 4, [1, 1], True, False),      # grouped
-    ([8, 16, 4, 4], [32, 16, 3, 3], 1, [1, 1], False, False),    # dense on 4x4: ConvTranspose was faster
-    ([8, 16, 16, 16], [32, 16, 3, 3], 1, [1, 1], True, False),   # dense on 16x16
-    ([8, 16, 4, 4], [32, 16, 1, 1], 1, [1, 1], True, False),     # pointwise
+@pytest.mark.parametrize("xs,ws,group,strides,flipped,dw", [
+    ([8, 16, 8, 8], [16, 1, 3, 3], 16, [1, 1], True, "taps"),        # depthwise, stride 1
+    ([8, 16, 8, 8], [16, 1, 3, 3], 16, [2, 2], False, "general"),    # strided: ConvTranspose, Conv over swapped axes
+    ([8, 16, 8, 8], [16, 1, 5, 5], 16, [1, 1], True, "general"),     # 5x5 depthwise: the taps lost
+    ([8, 16, 8, 8], [32, 4, 3, 3], 4, [1, 1], True, "general"),      # grouped, 4 channels per group
+    ([8, 32, 8, 8], [32, 8, 3, 3], 4, [1, 1], True, "per-tap"),      # grouped, 8 channels per group
+    ([8, 32, 8, 8], [32, 8, 3, 3], 4, [2, 2], False, "general"),     # grouped, strided
+    ([8, 16, 4, 4], [32, 16, 3, 3], 1, [1, 1], False, "per-tap"),    # dense on 4x4: ConvTranspose was faster
+    ([8, 16, 16, 16], [32, 16, 3, 3], 1, [2, 2], False, "per-tap"),  # dense, strided
+    ([8, 4, 16, 16], [32, 4, 3, 3], 1, [1, 1], True, "general"),     # dense, 4 input channels
+    ([8, 16, 4, 4], [32, 16, 1, 1], 1, [1, 1], True, "general"),     # pointwise
 ])
-def test_rule_takes_the_measured_formulation(xs, ws, group, strides, flipped, taps):
+def test_rule_takes_the_measured_formulation(xs, ws, group, strides, flipped, dw):
     k = len(ws) - 2
     pads = [(ws[2] - 1) // 2] * (2 * k)
     ops = _grad_ops(xs, ws, group, strides, pads)
     assert ("ConvTranspose" not in ops) == flipped
-    assert ("ReduceSum" in ops and "MatMul" not in ops and ops.count("Conv") == int(flipped)) == taps
+    taps = ws[2] * ws[3]
+    found = ("taps" if "MatMul" not in ops and ops.count("Conv") == int(flipped) and ops.count("ReduceSum") == taps
+             else "per-tap" if taps > 1 and ops.count("MatMul") == taps else "general")
+    assert found == dw

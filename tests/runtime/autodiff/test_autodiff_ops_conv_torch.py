@@ -84,6 +84,11 @@ for sid, (xs, ws, st, p, op_, dl, gr) in {
     "plain": ((2, 3, 4, 4), (3, 2, 3, 3), [1, 1], [0, 0], [0, 0], [1, 1], 1),
     "stride2-pad": ((2, 3, 4, 5), (3, 4, 3, 3), [2, 2], [1, 1], [1, 0], [1, 1], 1),
     "dil-groups": ((1, 4, 4, 4), (4, 2, 2, 3), [2, 1], [0, 1], [1, 0], [2, 2], 2),
+    # dW by the shape-chosen forms (autodiff/ops/_conv_grad.py): per-tap patches (8+ channels),
+    # grouped per-tap patches at stride 1, depthwise taps
+    "per-tap-s2-outpad": ((2, 3, 4, 5), (3, 8, 3, 3), [2, 2], [1, 1], [1, 0], [1, 1], 1),
+    "per-tap-grouped": ((2, 4, 4, 4), (4, 8, 3, 3), [1, 1], [1, 1], [0, 0], [1, 1], 2),
+    "depthwise-taps": ((2, 4, 5, 4), (4, 1, 3, 3), [1, 1], [1, 0], [0, 0], [1, 1], 4),
 }.items():
     ins = {"X": f32(*xs), "W": f32(*ws), "B": f32(ws[1] * gr)}
     case(f"convt-{sid}", "ConvTranspose", ins, convt_ref(st, p, op_, dl, gr),

@@ -11,55 +11,18 @@ float64 gradient than PyTorch's own float32 one is."""
 from __future__ import annotations
 
 import copy
-import io
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import torch
 import torch.nn as nn
 
+from onnxforge.runtime.benchmark.zoo.export import export
+from onnxforge.runtime.benchmark.zoo.export import first_output as FirstOutput
+
 EXPORTERS = ("dynamo", "dynamo-noopt", "torchscript")
 TOL = 1e-4
-
-
-class FirstOutput(nn.Module):
-    """The model with its inputs by name and its first output only (logits, last hidden state)."""
-
-    def __init__(self, model: nn.Module, names):
-        super().__init__()
-        self.model = model
-        self.names = list(names)
-        self.train(model.training)  # an exporter restores the wrapper's mode on everything inside
-
-    def forward(self, *args):
-        out = self.model(**dict(zip(self.names, args)))
-        if isinstance(out, dict):
-            return next(iter(v for v in out.values() if isinstance(v, torch.Tensor)))
-        return out[0] if isinstance(out, (tuple, list)) else out
-
-
-def export(module: nn.Module, inputs: dict, exporter: str) -> onnx.ModelProto:
-    wrapped = FirstOutput(module, inputs)
-    args = tuple(torch.from_numpy(v) for v in inputs.values())
-    names = list(inputs)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if exporter in ("torchscript", "torchscript-dynamic"):
-            if exporter == "torchscript":  # a dynamic batch
-                axes = {**{n: {0: "N"} for n in names}, "y": {0: "N"}}
-            else:  # every dim of every input and of the output symbolic (spatial sizes, sequence lengths)
-                axes = {n: {i: f"{n}_{i}" for i in range(v.ndim)} for n, v in inputs.items()}
-                axes["y"] = {i: f"y_{i}" for i in range(wrapped(*args).ndim)}
-            buf = io.BytesIO()
-            torch.onnx.export(wrapped, args, buf, dynamo=False, input_names=names, output_names=["y"], opset_version=17,
-                              do_constant_folding=False, dynamic_axes=axes)
-            return onnx.load_from_string(buf.getvalue())
-        program = torch.onnx.export(wrapped, args, dynamo=True, input_names=names, output_names=["y"],
-                                    optimize=exporter == "dynamo", verbose=False)
-        return program.model_proto
 
 
 @dataclass

@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from onnxforge.runtime.benchmark.zoo.convnets import BasicBlock, EfficientNet, MobileNetV3, ResNet
 
 
 def _seeded(module: nn.Module) -> nn.Module:
@@ -29,125 +30,28 @@ def _tokens(vocab, n=2, t=8, name="input_ids"):
     return {name: np.random.default_rng(1).integers(0, vocab, (n, t)).astype(np.int64)}
 
 
-# -- torchvision's architectures, written in torch ---------------------------------------------
-# torchvision's PyPI wheels link to PyTorch's CUDA build; the CPU build the tests run on cannot load
-# them (``operator torchvision::nms does not exist``), so its three ConvNet families are written here
-# block for block as torchvision.models defines them (the same layers, in the same order).
-def _conv_bn(cin, cout, k, stride=1, groups=1, act=None) -> nn.Sequential:
-    layers = [nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
-    return nn.Sequential(*layers, *([act()] if act else []))
-
-
-class BasicBlock(nn.Module):
-    """torchvision.models.resnet.BasicBlock."""
-
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.body = nn.Sequential(_conv_bn(cin, cout, 3, stride, act=nn.ReLU), _conv_bn(cout, cout, 3))
-        self.down = _conv_bn(cin, cout, 1, stride) if stride != 1 or cin != cout else nn.Identity()
-
-    def forward(self, x):
-        return F.relu(self.body(x) + self.down(x))
-
-
-class ResNet(nn.Module):
-    """torchvision's ResNet(BasicBlock, [1, 1, 1, 1]) at a quarter of its widths."""
-
-    def __init__(self, classes=5, widths=(16, 32, 64, 128)):
-        super().__init__()
-        self.stem = nn.Sequential(_conv_bn(3, widths[0], 7, 2, act=nn.ReLU), nn.MaxPool2d(3, 2, 1))
-        chans = (widths[0], *widths)
-        self.layers = nn.Sequential(*[BasicBlock(chans[i], chans[i + 1], 1 if i == 0 else 2) for i in range(4)])
-        self.fc = nn.Linear(widths[-1], classes)
-
-    def forward(self, x):
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.layers(self.stem(x)), 1), 1))
-
-
-class SqueezeExcite(nn.Module):
-    """torchvision.ops.SqueezeExcitation: pool, 1x1 conv, activation, 1x1 conv, gate, scale."""
-
-    def __init__(self, chans, squeezed, act=nn.ReLU, gate=nn.Hardsigmoid):
-        super().__init__()
-        self.fc1, self.fc2 = nn.Conv2d(chans, squeezed, 1), nn.Conv2d(squeezed, chans, 1)
-        self.act, self.gate = act(), gate()
-
-    def forward(self, x):
-        return x * self.gate(self.fc2(self.act(self.fc1(F.adaptive_avg_pool2d(x, 1)))))
-
-
-class InvertedResidual(nn.Module):
-    """MobileNetV3's block (expand, depthwise, squeeze-excite, project) and EfficientNet's MBConv
-    (the same with SiLU, a sigmoid gate and a squeeze of a quarter of the block's input)."""
-
-    def __init__(self, cin, expanded, cout, k, stride, act, se: int | None, gate=nn.Hardsigmoid):
-        super().__init__()
-        layers = [_conv_bn(cin, expanded, 1, act=act)] if expanded != cin else []
-        layers.append(_conv_bn(expanded, expanded, k, stride, groups=expanded, act=act))
-        if se:
-            layers.append(SqueezeExcite(expanded, se, act=nn.ReLU if gate is nn.Hardsigmoid else act, gate=gate))
-        layers.append(_conv_bn(expanded, cout, 1))
-        self.block = nn.Sequential(*layers)
-        self.residual = stride == 1 and cin == cout
-
-    def forward(self, x):
-        y = self.block(x)
-        return x + y if self.residual else y
-
-
-class MobileNetV3(nn.Module):
-    """torchvision's mobilenet_v3_small(width_mult=0.25): its first blocks (ReLU and HardSwish,
-    squeeze-excite on some), the 1x1 head, then Linear, HardSwish, Dropout, Linear."""
-
-    def __init__(self, classes=5):
-        super().__init__()
-        hs, relu = nn.Hardswish, nn.ReLU
-        self.features = nn.Sequential(
-            _conv_bn(3, 8, 3, 2, act=hs),
-            InvertedResidual(8, 8, 8, 3, 2, relu, se=8),
-            InvertedResidual(8, 16, 8, 3, 2, relu, se=None),
-            InvertedResidual(8, 24, 8, 3, 1, relu, se=None),
-            InvertedResidual(8, 24, 16, 5, 2, hs, se=8),
-            InvertedResidual(16, 64, 16, 5, 1, hs, se=16),
-            _conv_bn(16, 64, 1, act=hs))
-        self.classifier = nn.Sequential(nn.Linear(64, 32), nn.Hardswish(), nn.Dropout(0.2), nn.Linear(32, classes))
-
-    def forward(self, x):
-        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
-
-
-class EfficientNet(nn.Module):
-    """torchvision's EfficientNet with MBConv stages (expand 1 and 6, kernels 3 and 5, SiLU,
-    squeeze-excite to a quarter of the block's input), its 1x1 head, Dropout and Linear."""
-
-    def __init__(self, classes=5):
-        super().__init__()
-        silu, sig = nn.SiLU, nn.Sigmoid
-        self.features = nn.Sequential(
-            _conv_bn(3, 8, 3, 2, act=silu),
-            InvertedResidual(8, 8, 8, 3, 1, silu, se=2, gate=sig),
-            InvertedResidual(8, 48, 8, 3, 2, silu, se=2, gate=sig),
-            InvertedResidual(8, 48, 8, 3, 1, silu, se=2, gate=sig),
-            InvertedResidual(8, 48, 16, 5, 2, silu, se=2, gate=sig),
-            _conv_bn(16, 64, 1, act=silu))
-        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(64, classes))
-
-    def forward(self, x):
-        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
+# -- torchvision's architectures ----------------------------------------------------------------
+# written in torch in the package (onnxforge.runtime.benchmark.zoo.convnets: torchvision's PyPI wheels
+# fail beside the CPU build of PyTorch the tests run on), shared with `onnxforge bench --models`; here at
+# reduced sizes: ResNet(BasicBlock, [1, 1, 1, 1]) at a quarter of its widths, mobilenet_v3_small's first
+# blocks at a quarter width, EfficientNet's MBConv stages at their smallest.
+MOBILENET_V3 = ((8, 3, 8, 8, True, False, 2), (8, 3, 16, 8, False, False, 2), (8, 3, 24, 8, False, False, 1),
+                (8, 5, 24, 16, True, True, 2), (16, 5, 64, 16, True, True, 1))
+EFFICIENTNET = ((1, 3, 1, 8, 8, 1), (6, 3, 2, 8, 8, 2), (6, 5, 2, 8, 16, 1))
 
 
 def resnet():
-    return _seeded(ResNet()), _image(h=32, w=32)
+    return _seeded(ResNet(BasicBlock, (1, 1, 1, 1), classes=5, widths=(16, 32, 64, 128))), _image(h=32, w=32)
 
 
 def mobilenet_v3():
     """Depthwise convs, squeeze-excite, HardSwish / HardSigmoid."""
-    return _seeded(MobileNetV3()), _image(h=32, w=32)
+    return _seeded(MobileNetV3(5, MOBILENET_V3, last_channel=32, head=64)), _image(h=32, w=32)
 
 
 def efficientnet():
     """MBConv: depthwise convs, squeeze-excite with SiLU and a sigmoid gate."""
-    return _seeded(EfficientNet()), _image(h=32, w=32)
+    return _seeded(EfficientNet(5, EFFICIENTNET, head=64)), _image(h=32, w=32)
 
 
 class TinyUNet(nn.Module):
