@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "serve_bench.py"
 
 
@@ -27,6 +29,7 @@ def test_benchmark_reports_rates_percentiles_and_correct_answers():
 COMPARE = SCRIPT.parent / "serve_compare.py"
 
 
+@pytest.mark.slow  # about 15 s: two servers and the trivial one started, 12 loads each
 def test_compare_runs_onnxforge_and_the_trivial_server_end_to_end(tmp_path):
     """The comparison's runner on its own contestants (the peers need their venvs): answers checked,
     every load run over HTTP and gRPC, the table printed, its JSON written."""
