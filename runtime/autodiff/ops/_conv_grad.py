@@ -14,9 +14,6 @@ falls back to the general one). What was measured, and what lost: docs/notes/tra
   whose im2col copies rows of ``k`` values.
 * :func:`tap_patch_weight_grad`: dW from the input's patches as one MatMul per tap (batched over
   the groups), with no Concat of the taps along the channel axis (im2col's costliest copy).
-* :func:`shifted_rows_weight_grad`: dW of a stride-1 Conv with no patches at all: the padded
-  input channels-last, flattened to rows, read at one contiguous row offset per tap, times dY laid
-  on the same grid: one MatMul per tap.
 """
 
 from __future__ import annotations
@@ -123,52 +120,6 @@ def depthwise_weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads, w
 
 
 
-def shifted_rows_weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads, w_dims, shift_gy=False):
-    """dW of a stride-1 Conv without patches: the padded input channels-last and flattened over the
-    batch and spatial axes, [g, L, C/g] (L = N * prod(padded S)), is read at one row offset per kernel
-    tap (offset = tap position in the padded grid: a contiguous Slice), and dY laid on the same grid
-    (zeros where no window starts), [g, M/g, L], multiplies each: one MatMul per tap, [g, M/g, C/g]."""
-    n = len(kernel)
-    xd, gd = ctx.dims(x), ctx.dims(gy)
-    if any(s != 1 for s in strides) or not (_static(w_dims, 0) and _static(xd, 0) and _static(gd)):
-        return None
-    m, cg = w_dims[0], w_dims[1]
-    mg, r = m // group, n + 2
-    padded = [xd[2 + i] + pads[i] + pads[n + i] for i in range(n)]
-    grid = math.prod(padded)
-    pitch = [math.prod(padded[i + 1:]) for i in range(n)]
-    offsets = [sum(o * d * p for o, d, p in zip(off, dilations, pitch))
-               for off in itertools.product(*[range(k) for k in kernel])]
-    total = xd[0] * grid
-    length = total - max(offsets)
-    # x [N, C, *S] -> [g, N, *S', C/g] -> [g, N*grid, C/g]
-    x5 = ctx.op("Reshape", [x, ctx.ints([0, group, cg] + list(xd[2:]))])
-    xl = ctx.op("Transpose", [x5], perm=[1, 0] + list(range(3, r + 1)) + [2])
-    if any(pads):
-        xl = ctx.op("Pad", [xl, ctx.ints([0, 0] + list(pads[:n]) + [0] * 3 + list(pads[n:]) + [0])])
-    xf = ctx.op("Reshape", [xl, ctx.ints([group, total, cg])])
-    # dY [N, M, *O] -> [g, M/g, N, *O] padded at the end to the grid -> [g, M/g, N*grid]
-    g4 = ctx.op("Reshape", [gy, ctx.ints([0, group, mg] + list(gd[2:]))])
-    g4 = ctx.op("Transpose", [g4], perm=[1, 2, 0] + list(range(3, r + 1)))
-    grow = [padded[i] - gd[2 + i] for i in range(n)]
-    if any(grow):
-        g4 = ctx.op("Pad", [g4, ctx.ints([0] * (n + 3) + [0, 0, 0] + grow)])
-    gf = ctx.op("Reshape", [g4, ctx.ints([group, mg, total])])
-    axis1 = ctx.ints([1])
-    cols = []
-    if shift_gy:
-        for off in offsets:  # dW_t = dY[q - off] X[q]: shift dY instead (the smaller when M/g < C/g)
-            gs = ctx.op("Pad", [ctx.op("Slice", [gf, ctx.ints([0]), ctx.ints([total - off]), ctx.ints([2])]),
-                                ctx.ints([0, 0, off, 0, 0, 0])])
-            cols.append(ctx.op("MatMul", [gs, xf]))
-    else:
-        gl = ctx.op("Slice", [gf, ctx.ints([0]), ctx.ints([length]), ctx.ints([2])])
-        for off in offsets:
-            xs = ctx.op("Slice", [xf, ctx.ints([off]), ctx.ints([off + length]), axis1])
-            cols.append(ctx.op("MatMul", [gl, xs]))                                     # [g, M/g, C/g]
-    taps = ctx.op("Concat", [ctx.op("Unsqueeze", [c, ctx.ints([3])]) for c in cols], axis=3)  # [g, M/g, C/g, taps]
-    return ctx.op("Reshape", [taps, ctx.ints([m, cg] + list(kernel))])
-
 
 def tap_patch_weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads, w_dims, per_tap=True):
     """dW from the input's patches without the channel-axis Concat of im2col: the input laid out
@@ -202,4 +153,5 @@ def tap_patch_weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads, w
         stacked = ctx.op("Reshape", [ctx.op("Concat", slices, axis=0), ctx.ints([len(slices), group, -1, cg])])
         dw = ctx.op("MatMul", [g3, stacked])
     return ctx.op("Reshape", [ctx.op("Transpose", [dw], perm=[1, 2, 3, 0]), ctx.ints(w_dims)])
+
 

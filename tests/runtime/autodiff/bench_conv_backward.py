@@ -39,6 +39,9 @@ CASES = [
     ("dense 3x3 64-64 4x4", 32, 64, 64, 4, 3, 1, 1),
     ("dense 3x3 32-64 s2 8x8", 32, 32, 64, 8, 3, 2, 1),
     ("dense 3x3 128-128 2x2", 32, 128, 128, 2, 3, 1, 1),
+    ("stem 7x7 s2 3-16", 32, 3, 16, 32, 7, 2, 1),
+    ("stem 3x3 s2 3-16", 32, 3, 16, 32, 3, 2, 1),
+    ("stem 3x3 s1 3-16", 32, 3, 16, 32, 3, 1, 1),
     ("pointwise 16-96", 32, 16, 96, 16, 1, 1, 1),
     ("pointwise 96-24", 32, 96, 24, 8, 1, 1, 1),
 ]
@@ -51,6 +54,10 @@ def forced_swapped(ctx, *args):
         return cc.weight_grad(ctx, *args)
     finally:
         cc.IM2COL_MIN_CHANNELS = saved
+
+
+def forced_patches(ctx, x, gy, g, *args):
+    return cc._patch_weight_grad(ctx, x, gy, *args) if g == 1 else None
 
 
 def graph(build, feeds, opset=17):
@@ -111,12 +118,11 @@ def contestants(rng, n, c, m, h, k, s, g):
     extra = cc.leftover([h, h], kern, st, dil, pads)
     fwd = {"forward Conv": lambda ctx: ctx.op("Conv", ["x", "w"], group=g, strides=st, pads=pads)}
     dx = {"dX ConvTranspose": lambda ctx: cc.conv_transpose(ctx, "gy", "w", g, st, pads, dil, extra, [n, c, h, h], wd),
-          "dX Conv of flipped W": lambda ctx: fg.flipped_input_grad(ctx, "gy", "w", g, kern, st, dil, pads),
-}
+          "dX Conv of flipped W": lambda ctx: fg.flipped_input_grad(ctx, "gy", "w", g, kern, st, dil, pads)}
     dw = {"dW general (Conv swapped / patches)": lambda ctx: cc.weight_grad(ctx, "x", "gy", g, kern, st, dil, pads),
           "dW depthwise taps": lambda ctx: fg.depthwise_weight_grad(ctx, "x", "gy", g, kern, st, dil, pads, wd),
           "dW Conv swapped (forced)": lambda ctx: forced_swapped(ctx, "x", "gy", g, kern, st, dil, pads),
-          "dW shifted rows": lambda ctx: fg.shifted_rows_weight_grad(ctx, "x", "gy", g, kern, st, dil, pads, wd),
+          "dW general patches (forced)": lambda ctx: forced_patches(ctx, "x", "gy", g, kern, st, dil, pads),
           "dW patches, MatMul per tap": lambda ctx: fg.tap_patch_weight_grad(ctx, "x", "gy", g, kern, st, dil, pads, wd),
           "dW patches tap-major, one MatMul": lambda ctx: fg.tap_patch_weight_grad(ctx, "x", "gy", g, kern, st, dil, pads, wd, False)}
     return feeds, (fwd, dx, dw)

@@ -83,15 +83,6 @@ def test_depthwise_weight_grad(cid):
               {"x": x, "dy": dy}, dw)
 
 
-@pytest.mark.parametrize("cid", [c for c, v in CASES.items() if all(s == 1 for s in v[2])])
-@pytest.mark.parametrize("shift_gy", [False, True], ids=["shift-x", "shift-dy"])
-def test_shifted_rows_weight_grad(cid, shift_gy):
-    xs, ws, st, pads, dil, group = CASES[cid]
-    x, w, dy, _, dw = torch_grads(xs, ws, st, pads, dil, group)
-    run(lambda ctx: fast.shifted_rows_weight_grad(ctx, "x", "dy", group, list(ws[2:]), st, dil, pads, list(ws),
-                                                        shift_gy=shift_gy), {"x": x, "dy": dy}, dw)
-
-
 @pytest.mark.parametrize("cid", list(CASES))
 @pytest.mark.parametrize("per_tap", [True, False], ids=["matmul-per-tap", "tap-major"])
 def test_tap_patch_weight_grad(cid, per_tap):
