@@ -1,6 +1,8 @@
 """The backward of normalising over some axes, shared by InstanceNormalization and
 RMSNormalization (LayerNormalization has its own, reading the node's saved statistics), and the
 recognition of batch normalisation's training form (``batch_statistics``)."""
+import numpy as np
+
 from onnxforge.runtime.autodiff.ops._common import attr, axes_value, normalize, reduce
 
 
@@ -33,10 +35,23 @@ def _axes(ctx, node, rank):
     return None if a is None else normalize(a, rank)
 
 
+def _filled(ctx, name, value) -> bool:
+    v = ctx.value(name)
+    return v is not None and np.size(v) > 0 and bool(np.all(np.asarray(v) == value))
+
+
+def _is_centring(ctx, bn, x, mean) -> bool:
+    """``bn`` is ``BatchNormalization(X, 1, 0, mean, 1, epsilon=0)``: X - mean, exactly."""
+    return (bn is not None and bn.input[0] == x and bn.input[3] == mean and not attr(bn, "training_mode", 0)
+            and attr(bn, "epsilon", 1e-5) == 0.0 and len(bn.output) == 1 and _filled(ctx, bn.input[1], 1)
+            and _filled(ctx, bn.input[2], 0) and _filled(ctx, bn.input[4], 1))
+
+
 def batch_statistics(ctx, node):
     """``d`` (the centred X) when the inference-form ``BatchNormalization`` ``node`` normalises X with
     X's own batch statistics, in the form ``passes.batchnorm_training_form`` writes:
-    ``mean = ReduceMean(X, axes, keepdims=0)``, ``d = X - mean`` (``mean`` unsqueezed to [C, 1, ...]),
+    ``mean = ReduceMean(X, axes, keepdims=0)``, ``d = X - mean`` (``BatchNormalization(X, 1, 0, mean, 1,
+    epsilon=0)`` with constant ones and zeros, or a Sub of ``mean`` unsqueezed to [C, 1, ...]),
     ``var = ReduceMean(d * d, axes, keepdims=0)``, axes all but 1; else None. (ReduceSumSquare(d)
     would save the product's pass, but ONNX Runtime's CPU kernel of it is 2-3x slower than
     Mul + ReduceMean over these axes.)"""
@@ -54,7 +69,10 @@ def batch_statistics(ctx, node):
     sq = ctx.producer(rv.input[0], "Mul")
     if sq is None or sq.input[0] != sq.input[1]:
         return None
-    sub = ctx.producer(sq.input[0], "Sub")
+    d = sq.input[0]
+    if _is_centring(ctx, ctx.producer(d, "BatchNormalization"), x, mean):
+        return d
+    sub = ctx.producer(d, "Sub")
     if sub is None or sub.input[0] != x:
         return None
     centre = sub.input[1]

@@ -8,6 +8,9 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
+import numpy as np
+from onnx import TensorProto
+
 from onnxforge.runtime.autodiff.ops._common import attr
 
 __all__ = ["TABLE"]
@@ -83,6 +86,22 @@ def _hard_sigmoid(x, y, g, n):
     return where(between(z, 0.0, 1.0), g * a, 0.0)
 
 
+# the largest float32 below 3: Shrink(X, lambd=_BELOW_3) keeps X where |X| >= 3 (float32/16 values)
+_BELOW_3 = float(np.nextafter(np.float32(3.0), np.float32(0.0)))
+
+
+def _hard_swish(x, y, g, n):
+    """0 for X <= -3, X/3 + 1/2 strictly between, 1 for X >= 3 (PyTorch's hardswish_backward). In
+    float32/16: HardSigmoid(X) + (X - Shrink(X, lambd just below 3)) / 6, six elementwise passes and
+    no Where (ONNX Runtime's Where with a scalar branch is several times slower than a Mul; measured
+    in docs/notes/training-speed.md: 1.24-1.41x). In float64, where that lambd is not the bound, the
+    comparisons."""
+    if x.ctx.elem(x.name) in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16):
+        inside = x - x.f("Shrink", lambd=_BELOW_3)
+        return g * (x.f("HardSigmoid", alpha=1.0 / 6.0, beta=0.5) + inside * (1.0 / 6.0))
+    return where(x > -3.0, where(x < 3.0, g * (x / 3.0 + 0.5), g), 0.0)
+
+
 # op -> dX from (X, Y, dY, node), all but node as E
 _DX = {
     "Sin": lambda x, y, g, n: g * x.f("Cos"),
@@ -105,7 +124,7 @@ _DX = {
     "ThresholdedRelu": lambda x, y, g, n: where(x > attr(n, "alpha", 1.0), g, 0.0),
     "Shrink": lambda x, y, g, n: where(between(x, -attr(n, "lambd", 0.5), attr(n, "lambd", 0.5)), 0.0, g),
     "HardSigmoid": _hard_sigmoid,
-    "HardSwish": lambda x, y, g, n: where(x < -3.0, 0.0, where(x > 3.0, g, g * (x / 3.0 + 0.5))),
+    "HardSwish": _hard_swish,
     "Gelu": _gelu,
     "Mish": _mish,
     "Swish": _swish,

@@ -2,7 +2,10 @@
 order i, o, f, c; default activations, no peepholes, no sequence_lens, no clip, layout 0).
 
 Per direction, in processing order: the previous hidden states are the node's own Y shifted by
-one step (h0 first), so all four gates of every step come from two batched MatMuls; the cell
+one step (h0 first), so all four gates of every step come from one Gemm over the T*N rows of
+[x, h_prev] by [W, R]^T with the biases as its C (measured alternating in one process, one
+thread, load 9: the T20 h64 b64 step 1.07x, 1.09x with AdamW, 1.17x with SGD, against two
+batched MatMuls and two Adds); the cell
 states come from a small forward Scan (c = f * c_prev + i * g); then one reverse Scan carries dh
 and dc back through time and emits each step's pre-activation gradient dA [N, 4H]. From dA:
 dX = dA W, dW = dA^T X, dR = dA^T h_prev, dB = sum dA (twice: Wb and Rb), and the final
@@ -49,11 +52,16 @@ def _direction(ctx, node, d, reverse, dy, dyh, dyc, need):
     if not y:
         y = ctx.ensure_output(node, 0, "lstm_y")
     _, h_prev, steps_m1 = rnn.previous_states(ctx, x, y, d, reverse, h0, H)
-    gates = ctx.op("Add", [ctx.op("MatMul", [xs, ctx.op("Transpose", [wd], perm=[1, 0])]),
-                           ctx.op("MatMul", [h_prev, ctx.op("Transpose", [rd], perm=[1, 0])])])
+    # the gates of every step as one Gemm: [x_t, h_{t-1}] [W, R]^T + Wb + Rb over all T*N rows
+    # (one pass over [T*N, 4H] instead of two MatMuls and two Adds)
+    xh = ctx.op("Concat", [xs, h_prev], axis=2)
+    width = ctx.op("Concat", [ctx.ints([-1]), ctx.op("Add", [ctx.shape(x, 2, 3), ctx.ints([H])])], axis=0)
+    gemm_in = [ctx.op("Reshape", [xh, width]), ctx.op("Concat", [wd, rd], axis=1)]
     if b:
         wb, rb = ctx.op("Split", [sel(b), ctx.ints([4 * H, 4 * H])], 2, axis=0)
-        gates = ctx.op("Add", [gates, ctx.op("Add", [wb, rb])])
+        gemm_in.append(ctx.op("Add", [wb, rb]))
+    gates = ctx.op("Reshape", [ctx.op("Gemm", gemm_in, transB=1),
+                               ctx.op("Concat", [ctx.shape(x, 0, 2), ctx.ints([4 * H])], axis=0)])
     sig3 = ctx.op("Sigmoid", [ctx.op("Slice", [gates, ctx.ints([0]), ctx.ints([3 * H]), ctx.ints([2])])])
     g = ctx.op("Tanh", [ctx.op("Slice", [gates, ctx.ints([3 * H]), ctx.ints([4 * H]), ctx.ints([2])])])
     i, o, f = ctx.op("Split", [sig3, ctx.ints([H] * 3)], 3, axis=2)

@@ -1,6 +1,7 @@
 """Rules that differentiate a pattern as a whole, against PyTorch on the same values: SiLU written
 ``X * Sigmoid(X)`` (either operand order, the sigmoid also used elsewhere), and Clip with bounds
-known at build time (ReLU6; bounds out of order, where all of Clip is its max)."""
+known at build time (ReLU6; bounds out of order, where all of Clip is its max); GlobalAveragePool's
+backward as one broadcasting Mul; HardSwish's without Where."""
 
 from __future__ import annotations
 
@@ -16,13 +17,15 @@ TOL = 1e-5
 SHAPE = [2, 3, 4, 4]
 
 
-def _run(nodes, fn, inits=(), dynamic=False, x=None):
+def _run(nodes, fn, inits=(), dynamic=False, x=None, dtype=np.float32):
     dims = ["N", *SHAPE[1:]] if dynamic else SHAPE
-    model = graph_model(nodes, [vi("x", dims)], [vi("y", dims)], list(inits))
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    model = graph_model(nodes, [vi("x", dims, elem)], [vi("y", dims, elem)], list(inits))
     rng = np.random.default_rng(3)
-    x = rng.standard_normal(SHAPE).astype(np.float32) * 4 if x is None else x
-    dy = rng.standard_normal(SHAPE).astype(np.float32)
-    got, out, g = gradients(model, ["x"], "y", {"x": x, "dY": dy}, seed="dY")
+    x = (rng.standard_normal(SHAPE) * 4 if x is None else x).astype(dtype)
+    dy = rng.standard_normal(SHAPE).astype(dtype)
+    # ONNX Runtime has no float64 HardSigmoid/HardSwish kernel: onnx.reference runs those alone
+    got, out, g = gradients(model, ["x"], "y", {"x": x, "dY": dy}, seed="dY", reference_only=dtype == np.float64)
     tx = torch.tensor(x, dtype=torch.float64, requires_grad=True)
     ty = fn(tx)
     ty.backward(torch.tensor(dy, dtype=torch.float64))
@@ -85,3 +88,30 @@ def test_clip_with_constant_bounds_out_of_order_is_all_max():
     x.flat[:2] = [-1.0, -1.0]
     ops = _run(_clip(1.0, -1.0), lambda t: torch.clamp(t, 1.0, -1.0), x=x)
     assert "Equal" not in ops
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "symbolic-batch"])
+def test_global_average_pool_broadcasts_by_one_mul(dynamic):
+    """dX = dY * (a [1, 1, H, W] constant of 1/(H*W)) when the spatial dims are known."""
+    dims = ["N", *SHAPE[1:]] if dynamic else SHAPE
+    model = graph_model([helper.make_node("GlobalAveragePool", ["x"], ["y"])], [vi("x", dims)],
+                        [vi("y", [dims[0], SHAPE[1], 1, 1])])
+    rng = np.random.default_rng(7)
+    x, dy = rng.standard_normal(SHAPE).astype(np.float32), rng.standard_normal([*SHAPE[:2], 1, 1]).astype(np.float32)
+    got, _, g = gradients(model, ["x"], "y", {"x": x, "dY": dy}, seed="dY")
+    tx = torch.tensor(x, requires_grad=True)
+    tx.mean((2, 3), keepdim=True).backward(torch.tensor(dy))
+    assert_close(got["x"], tx.grad.numpy(), TOL, what="dX")
+    assert [n.op_type for n in g.graph.node if n.name.startswith("grad/")] == ["Mul"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "symbolic-batch"])
+def test_hard_swish_on_and_around_its_kinks(dynamic, dtype):
+    """PyTorch's hardswish_backward, on -3 and 3 too (0 and 1 there): in float32 HardSigmoid(X) +
+    (X - Shrink(X, just below 3)) / 6 without Where; in float64 the comparisons."""
+    x = np.random.default_rng(8).standard_normal(SHAPE) * 4
+    x.flat[:8] = [-3.0, 3.0, -3.0001, 3.0001, 0.0, -2.9999, np.nextafter(np.float32(3), np.float32(0)), 2.9999999]
+    ops = _run([helper.make_node("HardSwish", ["x"], ["y"])], torch.nn.functional.hardswish, dynamic=dynamic, x=x,
+               dtype=dtype)
+    assert ("Where" in ops) == (dtype == np.float64)
