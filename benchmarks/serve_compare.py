@@ -11,9 +11,9 @@ every server in turn as a subprocess pinned to core 0 (``taskset``) with one int
 checks its answers against in-process ONNX Runtime, drives it from this process pinned to core 1
 (``serve_load.py``: closed-loop clients, one connection each) at batch 1 and 32 rows, concurrency
 1, 8 and 32, over HTTP (v2 JSON tensors) and gRPC (``raw_input_contents``) where it has it, and
-stops it. Dynamic batching is compared as its own server setting: onnxforge's ``--max-batch 32
---max-delay-ms 2`` against MLServer's adaptive batching (``max_batch_size`` 32, ``max_batch_time``
-2 ms). The order of servers rotates each round; the table holds medians over rounds, with
+stops it. Dynamic batching is compared as its own server setting: onnxforge's ``--max-batch 1024
+--max-delay-ms 2`` (rows: 32 requests of 32 rows) against MLServer's adaptive batching
+(``max_batch_size`` 32 requests, ``max_batch_time`` 2 ms). The order of servers rotates each round; the table holds medians over rounds, with
 ``uptime``'s load before and after. The load generator's ceiling (a trivial server answering
 without work) is measured in the same run.
 """
@@ -41,7 +41,9 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from serve_load import http_request, run_grpc, run_http  # noqa: E402 - a sibling script
 
-SERVER_CORE, CLIENT_CORE = 0, 1
+CORES = sorted(os.sched_getaffinity(0))
+# the server on one core, the load generator on another; with a single core both share it
+SERVER_CORE, CLIENT_CORE = (CORES[0], CORES[1]) if len(CORES) > 1 else (CORES[0], CORES[0])
 BATCH_ARGS = {"max_batch": 32, "max_delay_ms": 2.0}
 
 
@@ -89,14 +91,16 @@ class Servers:
     def command(self, name: str, model: Path, http: int, grpc: int) -> tuple[list, dict]:
         env = {"OMP_NUM_THREADS": str(self.threads), "PEER_THREADS": str(self.threads), "PYTHONUNBUFFERED": "1"}
         if name.startswith("onnxforge"):
-            cmd = [str(ROOT / ".venv" / "bin" / "python"), "-m", "onnxforge.cli.main", "serve", str(model), "--port", str(http),
+            # served by this runner's own Python (its onnxforge)
+            cmd = [sys.executable, "-m", "onnxforge.cli.main", "serve", str(model), "--port", str(http),
                    "--grpc-port", str(grpc), "--device", "cpu", "--threads", str(self.threads), "--log-level", "warning"]
             if "-base" in name:  # another checkout's onnxforge (before/after), in this venv
                 if self.baseline is None:
                     raise SystemExit(f"{name} needs --baseline SRC (a checkout's src/ folder)")
                 env["PYTHONPATH"] = str(self.baseline)
-            if name.endswith("batching"):
-                cmd += ["--max-batch", str(BATCH_ARGS["max_batch"]), "--max-delay-ms", str(BATCH_ARGS["max_delay_ms"])]
+            if name.endswith("batching"):  # --max-batch counts rows, MLServer's max_batch_size requests:
+                # 32 requests of the largest size here (32 rows) either way
+                cmd += ["--max-batch", str(BATCH_ARGS["max_batch"] * 32), "--max-delay-ms", str(BATCH_ARGS["max_delay_ms"])]
             return cmd, env
         if name == "kserve":
             return [str(peer_python(self.peers, "kserve")), str(HERE / "serve_peer_kserve.py"), str(model),
@@ -126,14 +130,16 @@ class Servers:
     def start(self, name: str, model: Path) -> tuple[subprocess.Popen, int, int]:
         http, grpc = free_port(), free_port()
         cmd, env = self.command(name, model, http, grpc)
-        log = open(self.workdir / f"{name}.log", "ab")
+        logfile = self.workdir / f"{name}.log"
+        seen = logfile.stat().st_size if logfile.exists() else 0  # earlier rounds' lines are not this start's
+        log = open(logfile, "ab")
         proc = subprocess.Popen(["taskset", "-c", str(SERVER_CORE), *cmd], env={**os.environ, **env}, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode}: see {self.workdir / (name + '.log')}")
-            if name == "trivial" and b"ready" in (self.workdir / f"{name}.log").read_bytes():
+            if name == "trivial" and b"ready" in logfile.read_bytes()[seen:]:
                 return proc, http, grpc
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/health/ready", timeout=1) as r:
@@ -223,15 +229,11 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="Write every measurement here.")
     args = parser.parse_args(argv)
     os.sched_setaffinity(0, {CLIENT_CORE})
-    import uvloop
-
     from onnxforge.runtime import load
 
     servers = args.servers.split(",") + ([] if args.no_ceiling else ["trivial"])
     batches = [int(b) for b in args.batches.split(",")]
-    levels = [int(c) for c in args.concurrency.split(",")]
-    protocols = args.protocols.split(",")
-    results: dict = {"model": args.model, "load_before": uptime(), "servers": servers, "runs": []}
+    results: dict = {"model": args.model, "load_before": uptime(), "servers": servers, "runs": [], "failures": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         path, in_name, out_name, row = make_model(args.model, work)
@@ -249,38 +251,54 @@ def main(argv=None) -> int:
         for r in range(args.rounds):
             order = servers[r % len(servers):] + servers[: r % len(servers)]
             for name in order:
-                proc, http, grpc = starter.start(name, path)
                 try:
-                    has_grpc = name != "uvicorn"
-                    if name != "trivial":
-                        for b in batches:
-                            check_answers(name, http, grpc if has_grpc else None, path.stem, out_name, loads[b][0],
-                                          loads[b][1], expected[b])
-                    for proto in protocols:
-                        if proto == "grpc" and not has_grpc:
-                            continue
-                        for b in batches:
-                            for c in levels:
-                                cpu0 = cpu_seconds(server_pid(proc))
-                                if proto == "http":
-                                    request = http_request("127.0.0.1", http, f"/v2/models/{path.stem}/infer", loads[b][0])
-                                    run = uvloop.run(run_http("127.0.0.1", http, request, c, 0.3, args.seconds))
-                                else:
-                                    run = uvloop.run(run_grpc(f"127.0.0.1:{grpc}", loads[b][1], c, 0.3, args.seconds))
-                                cpu = cpu_seconds(server_pid(proc)) - cpu0
-                                run.update(server=name, protocol=proto, batch=b, concurrency=c, round=r,
-                                           load=uptime(), cpu_us=cpu * 1e6 / max(run.pop("answered"), 1))
-                                results["runs"].append(run)
-                                print(f"round {r} {name:<19}{proto:<5} batch {b:<3} conc {c:<3} {run['rps']:8.0f} req/s "
-                                      f"p50 {run['p50_ms']:7.2f} p99 {run['p99_ms']:7.2f} ms cpu {run['cpu_us']:6.0f} us/req errors {run['errors']} "
-                                      f"load {run['load']}", file=sys.stderr, flush=True)
-                finally:
-                    stop(proc)
+                    measure(starter, name, path, r, args, loads, expected, out_name, results)
+                except Exception as exc:  # noqa: BLE001 - one server failing leaves the others' numbers
+                    results["failures"].append(f"round {r} {name}: {exc!r}"[:500])
+                    print(f"round {r} {name} FAILED: {exc!r}", file=sys.stderr, flush=True)
+                if args.json:
+                    args.json.write_text(json.dumps(results, indent=1))
     results["load_after"] = uptime()
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     print_table(results)
-    return 0
+    for failure in results["failures"]:
+        print(f"FAILED: {failure}")
+    return 1 if results["failures"] else 0
+
+
+def measure(starter: Servers, name: str, path: Path, r: int, args, loads: dict, expected: dict, out_name: str,
+            results: dict) -> None:
+    """One server started, its answers checked, every load run against it, and stopped."""
+    import uvloop
+
+    proc, http, grpc = starter.start(name, path)
+    try:
+        has_grpc = name != "uvicorn"
+        if name != "trivial":
+            for b in loads:
+                check_answers(name, http, grpc if has_grpc else None, path.stem, out_name, loads[b][0], loads[b][1],
+                              expected[b])
+        for proto in args.protocols.split(","):
+            if proto == "grpc" and not has_grpc:
+                continue
+            for b in loads:
+                for c in [int(c) for c in args.concurrency.split(",")]:
+                    cpu0 = cpu_seconds(server_pid(proc))
+                    if proto == "http":
+                        request = http_request("127.0.0.1", http, f"/v2/models/{path.stem}/infer", loads[b][0])
+                        run = uvloop.run(run_http("127.0.0.1", http, request, c, 0.3, args.seconds))
+                    else:
+                        run = uvloop.run(run_grpc(f"127.0.0.1:{grpc}", loads[b][1], c, 0.3, args.seconds))
+                    cpu = cpu_seconds(server_pid(proc)) - cpu0
+                    run.update(server=name, protocol=proto, batch=b, concurrency=c, round=r, load=uptime(),
+                               cpu_us=cpu * 1e6 / max(run.pop("answered"), 1))
+                    results["runs"].append(run)
+                    print(f"round {r} {name:<19}{proto:<5} batch {b:<3} conc {c:<3} {run['rps']:8.0f} req/s "
+                          f"p50 {run['p50_ms']:7.2f} p99 {run['p99_ms']:7.2f} ms cpu {run['cpu_us']:6.0f} us/req "
+                          f"errors {run['errors']} load {run['load']}", file=sys.stderr, flush=True)
+    finally:
+        stop(proc)
 
 
 def medians(results: dict) -> dict:

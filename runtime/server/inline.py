@@ -10,10 +10,12 @@ small and its model is known to be quick, and everything else still goes to a wo
   in :data:`DATA_DEPENDENT` (loops, branches, sizes computed from data) nor a Python kernel is
   in it, so a small request cannot make it run long;
 - its requests measured so far (the first :data:`MEASURE_FIRST` on worker threads) took under
-  :data:`INLINE_BUDGET_S` each on average (exponentially weighted): on a worker thread the CPU
-  time of that thread (ONNX Runtime's caller is one of its intra-op threads; waiting for the GIL
-  does not count), inline how long the loop was held. One slow inline request (a model whose
-  request takes 5 ms lifts the average by 0.5 ms at once) sends the next ones to worker threads;
+  :data:`INLINE_BUDGET_S` each on average (exponentially weighted), in the CPU time of the thread
+  that did the work (ONNX Runtime's caller is one of its intra-op threads; waiting for the GIL or
+  for a core other processes hold does not count: wall time on a loaded machine flipped the
+  choice back and forth). Inline, one request in :data:`SAMPLE_EVERY` is measured (a thread's CPU
+  time is a system call); one slow one (a request taking 5 ms lifts the average by 0.5 ms at once)
+  sends the next ones to worker threads;
 - a run slot is free (the concurrency limit holds inline too).
 
 So the event loop is held by one request for well under a millisecond, and health checks, other
@@ -26,9 +28,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["InlinePolicy", "INLINE_BODY_BYTES", "INLINE_BUDGET_S", "DATA_DEPENDENT", "fixed_cost"]
+__all__ = ["InlinePolicy", "INLINE_BODY_BYTES", "INLINE_BUDGET_S", "READ_ON_LOOP_BYTES", "SAMPLE_EVERY", "DATA_DEPENDENT",
+           "fixed_cost"]
 
 INLINE_BODY_BYTES = 16 << 10
+READ_ON_LOOP_BYTES = 64 << 10  # a request dynamic batching may merge is read on the loop up to this size
+SAMPLE_EVERY = 16  # inline requests whose CPU time is measured: one in this many
 INLINE_BUDGET_S = 0.0005
 MEASURE_FIRST = 8
 # ops whose work or output size a request's values (not only its size) can choose
@@ -44,6 +49,7 @@ class _Cost:
     fixed: bool  # the model's cost is fixed by its inputs' size (see the module docstring)
     average: float = 0.0  # seconds per request, exponentially weighted
     measured: int = 0
+    unmeasured: int = 0  # inline requests since the last one measured
 
 
 def fixed_cost(session) -> bool:
@@ -79,6 +85,15 @@ class InlinePolicy:
         cost = self._cost(session)
         return (cost.fixed and size <= INLINE_BODY_BYTES and cost.measured >= MEASURE_FIRST
                 and cost.average < INLINE_BUDGET_S)
+
+    def sample(self, session) -> bool:
+        """Whether this inline request to ``session`` is one to measure (one in :data:`SAMPLE_EVERY`)."""
+        cost = self._cost(session)
+        cost.unmeasured += 1
+        if cost.unmeasured < SAMPLE_EVERY:
+            return False
+        cost.unmeasured = 0
+        return True
 
     def note(self, session, seconds: float) -> None:
         """A request to ``session`` took ``seconds`` of work."""

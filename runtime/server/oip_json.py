@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
+import orjson
 
 from onnxforge.runtime.errors import InputError
 
@@ -96,6 +98,56 @@ def _unique_keys(pairs: list) -> dict:
     return obj
 
 
+_SLOW = object()
+_KEY_END = re.compile(rb'"[ \t\r\n]*:')  # without escapes, a quote then a colon ends a key, and only a key
+_DIGITS_AS_NINES = bytes.maketrans(b"012345678", b"999999999")  # then a run of 19 nines is a run of 19 digits
+_LONG_RUN = b"9" * 19  # an integer that may not fit 64 bits (orjson reads it as a float)
+
+
+def _keys(value) -> int:
+    """The keys in every object of a parsed document (lists of numbers are skipped at C speed)."""
+    if type(value) is dict:
+        return len(value) + sum(_keys(v) for v in value.values() if type(v) is dict or type(v) is list)
+    if type(value) is list:
+        kinds = set(map(type, value))
+        if dict in kinds or list in kinds:
+            return sum(_keys(v) for v in value if type(v) is dict or type(v) is list)
+    return 0
+
+
+def _long_integer(raw: bytes) -> bool:
+    """Whether ``raw`` holds a run of 19 digits or more that is not a fraction's (right after a
+    ``.``): an integer that may not fit 64 bits. Byte translation and search at C speed (a
+    regular expression took 50 us for one row of 64 numbers); a Python step only per long run."""
+    nines = raw.translate(_DIGITS_AS_NINES)
+    at = nines.find(_LONG_RUN)
+    while at >= 0:
+        if at == 0 or nines[at - 1] != 0x2E:  # not after "."
+            return True
+        end = at + len(_LONG_RUN)
+        while end < len(nines) and nines[end] == 0x39:  # the rest of this fraction's digits
+            end += 1
+        at = nines.find(_LONG_RUN, end)
+    return False
+
+
+def _fast(raw: bytes):
+    """``raw`` (holding no backslash) parsed by orjson, or :data:`_SLOW` when the general path
+    must read it: anything orjson refuses (NaN and Infinity literals, numbers past a double,
+    malformed JSON: the general path words the error), any run of 19 digits outside a fraction
+    (an integer past 64 bits, which orjson would read as a float; the general path refuses it by
+    its range), any key given
+    twice in one object (orjson keeps the last; found by counting the keys in the text, which
+    without escapes is every quote followed by a colon, against the keys parsed)."""
+    if _long_integer(raw):
+        return _SLOW
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _SLOW
+    return doc if _keys(doc) == len(_KEY_END.findall(raw)) else _SLOW
+
+
 def load_json(raw: bytes, literals: list, *, body_limit: int):
     """Parse the request's JSON: UTF-8 (a byte-order mark is skipped), at most
     :data:`MAX_JSON_DEPTH` levels and :func:`max_containers` arrays and objects for a body limit of
@@ -112,6 +164,10 @@ def load_json(raw: bytes, literals: list, *, body_limit: int):
         raise InputError(f"the request's JSON holds {containers} arrays and objects, over the limit of {most} "
                          f"(one per {CONTAINER_BYTES} bytes of --max-body-mb): parsing it would take too much "
                          f"memory; send tensor data as a flat list with its 'shape'")
+    if b"\\" not in raw:  # the common request: no escapes; orjson reads it ten times faster
+        doc = _fast(raw)
+        if doc is not _SLOW:
+            return doc
     try:
         text = str(raw, "utf-8")
     except UnicodeDecodeError as exc:

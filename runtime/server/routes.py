@@ -72,8 +72,7 @@ class Endpoints:
             model = self.model_for(request)
             note.of(model)
             try:
-                body = await asyncio.wait_for(read_body(request, self.limit, self.config.max_body_mb),
-                                              self.config.body_timeout_s)
+                body = await self._body_within(request)
             except asyncio.TimeoutError:
                 # a client trickling its body holds a connection and a buffer: it gets a deadline
                 raise RequestTimeoutError(f"the request body did not arrive within {self.config.body_timeout_s:g} s "
@@ -86,6 +85,16 @@ class Endpoints:
             payload, headers, media = await self.engine.respond(
                 model, body, request.headers.get("inference-header-content-length"), encode)
             return Response(payload, headers=headers, media_type=media)
+
+    async def _body_within(self, request) -> bytes:
+        """The body, within ``--body-timeout`` (``asyncio.timeout``: no task made per request, as
+        ``wait_for`` makes one on Python 3.11)."""
+        body = read_body(request, self.limit, self.config.max_body_mb)
+        within = getattr(asyncio, "timeout", None)
+        if within is None:  # Python 3.10
+            return await asyncio.wait_for(body, self.config.body_timeout_s)
+        async with within(self.config.body_timeout_s):
+            return await body
 
     async def repository_body(self, request) -> dict:
         body = await read_body(request, REPOSITORY_BODY_BYTES, REPOSITORY_BODY_BYTES / (1 << 20))
@@ -127,7 +136,9 @@ class Endpoints:
         return Response(self.metrics.render(), media_type=CONTENT_TYPE)
 
     def routes(self) -> list[Route]:
-        return [
+        return [  # inference first: every request is matched against the routes in this order
+            Route("/v2/models/{name}/infer", self.infer, methods=["POST"]),
+            Route("/v2/models/{name}/versions/{version}/infer", self.infer, methods=["POST"]),
             Route("/v2/health/live", self.live),
             Route("/v2/health/ready", self.ready),
             Route("/v2", self.server_metadata),
@@ -135,8 +146,6 @@ class Endpoints:
             Route("/v2/models/{name}/versions/{version}", self.model_metadata),
             Route("/v2/models/{name}/ready", self.model_ready),
             Route("/v2/models/{name}/versions/{version}/ready", self.model_ready),
-            Route("/v2/models/{name}/infer", self.infer, methods=["POST"]),
-            Route("/v2/models/{name}/versions/{version}/infer", self.infer, methods=["POST"]),
             Route("/v2/repository/index", self.repository_index, methods=["POST"]),
             Route("/v2/repository/models/{name}/load", self.repository_load, methods=["POST"]),
             Route("/v2/repository/models/{name}/unload", self.repository_unload, methods=["POST"]),

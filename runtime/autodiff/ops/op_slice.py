@@ -1,9 +1,11 @@
 """Slice (starts, ends, axes, steps as inputs): dX is dY scattered back into zeros.
 
-With steps of 1 and everything known at build time, one Pad; otherwise (negative or other steps,
+With steps of 1, the bounds and the sliced axes' dims known at build time (other dims, the batch's,
+may be symbolic), one Pad; otherwise (negative or other steps,
 shapes known only at run time) the same Slice is applied to the flat index grid of X and dY is
 added into a flat zero tensor at those indices (ScatterElements, reduction "add"), which is
-exact for every form of Slice."""
+exact for every form of Slice. (Measured on ShuffleNetV2's channel split, batch symbolic: the
+ScatterElements form was 2.7% of the step; see docs/notes/training-speed.md.)"""
 import numpy as np
 
 OP_TYPE = "Slice"
@@ -12,7 +14,7 @@ NON_DIFFERENTIABLE_INPUTS = (1, 2, 3, 4)
 
 def _static_pads(ctx, node):
     x = node.input[0]
-    dims = ctx.static_dims(x)
+    dims = ctx.dims(x)
     vals = [ctx.value(i) if i else None for i in node.input[1:]]
     if dims is None or vals[0] is None or vals[1] is None:
         return None
@@ -30,6 +32,8 @@ def _static_pads(ctx, node):
     for s, e, a in zip(starts, ends, axes):
         a = int(a) + r if a < 0 else int(a)
         d = dims[a]
+        if not isinstance(d, int):
+            return None
         s = int(s) + d if s < 0 else int(s)
         e = int(e) + d if e < 0 else int(e)
         s, e = min(max(s, 0), d), min(max(e, 0), d)

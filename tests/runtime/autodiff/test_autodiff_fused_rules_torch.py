@@ -115,3 +115,25 @@ def test_hard_swish_on_and_around_its_kinks(dynamic, dtype):
     ops = _run([helper.make_node("HardSwish", ["x"], ["y"])], torch.nn.functional.hardswish, dynamic=dynamic, x=x,
                dtype=dtype)
     assert ("Where" in ops) == (dtype == np.float64)
+
+
+@pytest.mark.parametrize("starts,ends,axis", [([2], [5], 1), ([-3], [100], 1), ([1], [3], 3), ([0], [1], 0)],
+                         ids=["channels", "negative-start", "width", "batch-axis"])
+def test_slice_of_a_known_axis_under_a_symbolic_batch_is_a_pad(starts, ends, axis):
+    """ShuffleNet's channel split: the sliced axis' dim is known, the batch is not: dX = Pad(dY).
+    Slicing the symbolic batch axis itself keeps the scatter form."""
+    shape = [2, 6, 4, 4]
+    consts = [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in (("s", starts), ("e", ends), ("a", [axis]))]
+    out_dims = list(shape)
+    lo, hi = slice(starts[0], ends[0]).indices(shape[axis])[:2]
+    out_dims[axis] = hi - lo
+    model = graph_model([helper.make_node("Slice", ["x", "s", "e", "a"], ["y"])], [vi("x", ["N", *shape[1:]])],
+                        [vi("y", ["N" if axis == 0 else out_dims[0], *out_dims[1:]])], consts)
+    rng = np.random.default_rng(9)
+    x, dy = rng.standard_normal(shape).astype(np.float32), rng.standard_normal(out_dims).astype(np.float32)
+    got, _, g = gradients(model, ["x"], "y", {"x": x, "dY": dy}, seed="dY")
+    tx = torch.tensor(x, requires_grad=True)
+    tx.narrow(axis, lo, hi - lo).backward(torch.tensor(dy))
+    assert_close(got["x"], tx.grad.numpy(), TOL, what="dX")
+    ops = [n.op_type for n in g.graph.node if n.name.startswith("grad/")]
+    assert ("ScatterElements" in ops) == (axis == 0) and ("Pad" in ops) == (axis != 0)

@@ -144,3 +144,14 @@ def test_a_lone_request_is_not_held_for_the_batching_delay(start_server, model_d
 
 def test_default_concurrency_is_the_cores_this_process_may_use():
     assert ServerConfig().max_concurrency == usable_cores() >= 1
+
+
+def test_batched_requests_read_on_the_loop_answer_as_unbatched_ones(start_server, model_dir, sessions):
+    plain = start_server([model_dir / "digits.onnx"], max_concurrency=1)
+    batching = start_server([model_dir / "digits.onnx"], max_batch=8, max_concurrency=1)
+    plain.scheduler.inline.allows = lambda *_: False  # the worker-thread path as the reference
+    for body in GOOD:
+        (status, _, got), (want_status, _, want) = _answers(batching, [body])[0], _answers(plain, [body])[0]
+        assert status == want_status == 200 and got == want
+    assert [(s, b) for s, _, b in _answers(batching, BAD)] == [(s, b) for s, _, b in _answers(plain, BAD)]
+    assert batching.scheduler.stats.requests == len(GOOD)  # the bad ones never reached a run
