@@ -91,7 +91,8 @@ class Servers:
     def command(self, name: str, model: Path, http: int, grpc: int) -> tuple[list, dict]:
         env = {"OMP_NUM_THREADS": str(self.threads), "PEER_THREADS": str(self.threads), "PYTHONUNBUFFERED": "1"}
         if name.startswith("onnxforge"):
-            cmd = [str(ROOT / ".venv" / "bin" / "python"), "-m", "onnxforge.cli.main", "serve", str(model), "--port", str(http),
+            # served by this runner's own Python (its onnxforge)
+            cmd = [sys.executable, "-m", "onnxforge.cli.main", "serve", str(model), "--port", str(http),
                    "--grpc-port", str(grpc), "--device", "cpu", "--threads", str(self.threads), "--log-level", "warning"]
             if "-base" in name:  # another checkout's onnxforge (before/after), in this venv
                 if self.baseline is None:
