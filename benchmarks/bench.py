@@ -1,6 +1,6 @@
 """Benchmark onnxforge against raw ONNX Runtime and PyTorch eager (see README, "Benchmarks").
 
-    python benchmarks/bench.py [--quick] [--threads N] [--family mlp ...] [--json] [-o result.json]
+    python benchmarks/bench.py [--quick] [--threads N] [--family mlp ...] [--models [NAME,...]] [--profile] [--json] [-o result.json]
 
 The same as ``onnxforge bench``; the measurements live in ``onnxforge.runtime.benchmark`` (workloads,
 peers, measure, report; ``suite.run_benchmarks`` runs them all).

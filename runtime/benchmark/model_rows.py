@@ -66,16 +66,18 @@ def bench_model(name: str, *, optimizer: str = "adamw", seconds: float, rounds: 
     torch = optional_torch()
     assert torch is not None  # missing() said so
     torch.set_num_threads(threads)
+    stage = "building the model"
     try:
         built = build(name)
         row["source"] = built.source
         rng = np.random.default_rng(0)
         data = [built.data(rng) for _ in range(BATCHES)]
         names = list(data[0][0])
+        stage = f"export ({spec.exporter})"
         model = export(copy.deepcopy(built.module).eval(), data[0][0], spec.exporter)
         module = first_output(built.module, names)
     except Exception as exc:  # noqa: BLE001 - this model's row says why; the other models still run
-        row["error"] = f"export failed: {_why(exc)}"
+        row["error"] = f"{stage} failed: {_why(exc)}"
         return row
     batches = [([inputs[n] for n in names], y) for inputs, y in data]
     failed: dict[str, str] = {}

@@ -82,6 +82,9 @@ def _models(lines, rows):
     if not rows:
         return
     first = rows[0]
+    ran = [r for r in rows if not r.get("error")]
+    # notes every row that ran shares (JAX has no twin, --quick leaves torch.compile out): said once, below
+    common = [n for n in ran[0]["notes"] if all(n in r["notes"] for r in ran[1:])] if len(ran) > 1 else []
     lines.append("")
     lines.append(f"real architectures, exported by torch.onnx.export (steps/s, {first['optimizer']}, {first['threads']} "
                  f"thread(s); alternating rounds of {first['seconds_per_round']:g} s, median of {first['rounds']}; "
@@ -97,11 +100,12 @@ def _models(lines, rows):
         if r.get("error"):
             lines.append(f"  {'':20} not run: {r['error']}")
         for note in r["notes"]:
-            if not note.startswith("JAX skipped"):
+            if note not in common:
                 lines.append(f"  {'':20} {note}")
     sources = sorted({r["source"] for r in rows if r.get("source")})
-    lines.append(f"  architectures from: {', '.join(sources) or '-'}; " + next(
-        (n for r in rows for n in r["notes"] if n.startswith("JAX skipped")), "JAX: -"))
+    lines.append(f"  architectures from: {', '.join(sources) or '-'}")
+    for note in common:
+        lines.append(f"  every row: {note}")
     for r in rows:
         if r.get("profile"):
             _profile(lines, r)

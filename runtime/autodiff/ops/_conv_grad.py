@@ -12,6 +12,8 @@ falls back to the general one). What was measured, and what lost: docs/notes/tra
   multiply-and-sum per kernel tap: the padded input shifted by the tap (a strided Slice) times dY,
   summed over the batch and the spatial axes. The Conv over swapped axes is one GEMM per channel
   whose im2col copies rows of ``k`` values.
+* :func:`pointwise_weight_grad`: dW of a 1x1 Conv as one MatMul per sample (dY by X^T), summed
+  over the batch.
 * :func:`tap_patch_weight_grad`: dW from the input's patches as one MatMul per tap (batched over
   the groups), with no Concat of the taps along the channel axis (im2col's costliest copy).
 """
@@ -43,13 +45,16 @@ def input_grad(ctx, g, w, group, kernel, strides, dilations, pads, out_dims):
 
 def weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads, w_dims):
     """dW by the fastest measured formulation that applies (the general one of
-    :func:`._conv_common.weight_grad` otherwise): depthwise 3x3 stride 1, the taps; a kernel
-    wider than 1x1 with at least 8 input channels per group (group 1, or grouped at stride 1) and
-    patches of at most 2^19 values per sample (as measured), the patches with one MatMul per tap."""
+    :func:`._conv_common.weight_grad` otherwise): 1x1 stride 1, the per-sample MatMul; depthwise
+    3x3 stride 1, the taps; a kernel wider than 1x1 with at least 8 input channels per group
+    (group 1, or grouped at stride 1) and patches of at most 2^19 values per sample (as
+    measured), the patches with one MatMul per tap."""
     dw = None
     taps = math.prod(kernel)
     stride1 = all(s == 1 for s in strides)
-    if stride1 and taps <= DEPTHWISE_TAPS_MAX:
+    if taps == 1 and stride1 and group == 1 and not any(pads):
+        dw = pointwise_weight_grad(ctx, x, gy, w_dims)
+    if dw is None and stride1 and taps <= DEPTHWISE_TAPS_MAX:
         dw = depthwise_weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads, w_dims)
     gd = ctx.dims(gy)
     if dw is None and 1 < taps <= cc.IM2COL_MAX_TAPS and _static(w_dims, 0) and w_dims[1] >= PATCH_MIN_CHANNELS \
@@ -155,3 +160,20 @@ def tap_patch_weight_grad(ctx, x, gy, group, kernel, strides, dilations, pads, w
     return ctx.op("Reshape", [ctx.op("Transpose", [dw], perm=[1, 2, 3, 0]), ctx.ints(w_dims)])
 
 
+
+
+def pointwise_weight_grad(ctx, x, gy, w_dims):
+    """dW [M, C, 1...] of a 1x1, stride-1, unpadded, ungrouped Conv as one MatMul per sample, dY
+    [N, M, S] by X^T [N, S, C], summed over the batch: no layout change of dY and the sum over
+    positions inside the GEMM. ``None`` where the per-sample products [N, M, C] would outgrow
+    the inputs (M*C > S*(M+C): a 1x1 Conv on a tiny image, where it lost 12x)."""
+    xd = ctx.dims(x)
+    if not (_static(w_dims, 0) and _static(xd)):
+        return None
+    m, c, size = w_dims[0], w_dims[1], math.prod(xd[2:])
+    if m * c > size * (m + c):
+        return None
+    x3 = ctx.op("Reshape", [x, ctx.ints([0, c, size])])
+    g3 = ctx.op("Reshape", [gy, ctx.ints([0, m, size])])
+    per = ctx.op("MatMul", [g3, ctx.op("Transpose", [x3], perm=[0, 2, 1])])            # [N, M, C]
+    return ctx.op("Reshape", [ctx.op("ReduceSum", [per, ctx.ints([0])], keepdims=0), ctx.ints(w_dims)])

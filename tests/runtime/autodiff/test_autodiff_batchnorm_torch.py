@@ -28,7 +28,8 @@ def _model(shape, affine, dynamic, eps=1e-3, momentum=0.8, opset=17):
     if not affine:  # as torch exports BatchNorm(affine=False): constant ones and zeros
         w["scale"], w["bias"] = np.ones(c), np.zeros(c)
     w = {k: v.astype(np.float32) for k, v in w.items()}
-    dims = ["N", *shape[1:]] if dynamic else list(shape)
+    dims = ([f"d{i}" for i in range(len(shape))] if dynamic == "all" else ["N", *shape[1:]] if dynamic
+            else list(shape))
     node = helper.make_node("BatchNormalization", ["x", "scale", "bias", "mean", "var"], ["y"],
                             epsilon=eps, momentum=momentum)
     inputs = [vi("x", dims)] + ([vi("scale", [c]), vi("bias", [c])] if affine else [])
@@ -40,7 +41,7 @@ CASES = [((6, 3), True), ((4, 3, 5), True), ((3, 4, 5, 5), True), ((2, 3, 3, 4, 
          ((6, 3), False), ((3, 4, 5, 5), False)]
 
 
-@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "symbolic-batch"])
+@pytest.mark.parametrize("dynamic", [False, True, "all"], ids=["static", "symbolic-batch", "all-symbolic"])
 @pytest.mark.parametrize("shape,affine", CASES, ids=[f"{len(s)}d-{'affine' if a else 'plain'}" for s, a in CASES])
 def test_training_form_gradients_equal_pytorch(shape, affine, dynamic):
     eps, momentum = 1e-3, 0.8

@@ -92,6 +92,16 @@ def test_tap_patch_weight_grad(cid, per_tap):
                                                per_tap=per_tap), {"x": x, "dy": dy}, dw)
 
 
+@pytest.mark.parametrize("cid", [c for c, v in CASES.items() if all(k == 1 for k in v[1][2:])]
+                         + ["pointwise-1d", "pointwise-3d"])
+def test_pointwise_weight_grad(cid):
+    xs, ws, st, pads, dil, group = {"pointwise-1d": ((2, 5, 7), (3, 5, 1), [1], [0, 0], [1], 1),
+                                    "pointwise-3d": ((2, 3, 2, 3, 4), (4, 3, 1, 1, 1), [1] * 3, [0] * 6, [1] * 3, 1),
+                                    }.get(cid) or CASES[cid]
+    x, w, dy, _, dw = torch_grads(xs, ws, st, pads, dil, group)
+    run(lambda ctx: fast.pointwise_weight_grad(ctx, "x", "dy", list(ws)), {"x": x, "dy": dy}, dw)
+
+
 def test_not_covered_is_refused():
     """A formulation answers None (the rule then takes the general one) outside what it covers:
     strides for the flipped Conv, pads beyond the kernel's span, depthwise with a multiplier."""
@@ -100,6 +110,7 @@ def test_not_covered_is_refused():
     assert fast.flipped_input_grad(ctx, "dy", "w", 4, [3, 3], [2, 2], [1, 1], [1] * 4) is None
     assert fast.flipped_input_grad(ctx, "dy", "w", 4, [3, 3], [1, 1], [1, 1], [3, 1, 1, 1]) is None
     assert fast.depthwise_weight_grad(ctx, "x", "dy", 2, [3, 3], [1, 1], [1, 1], [1] * 4, [4, 1, 3, 3]) is None
+    assert fast.pointwise_weight_grad(ctx, "x", "dy", [64, 64, 1, 1]) is None  # [N, 64, 64] > the inputs
     assert not ctx.nodes
 
 
@@ -124,7 +135,9 @@ def _grad_ops(xs, ws, group, strides, pads):
     ([8, 16, 4, 4], [32, 16, 3, 3], 1, [1, 1], False, "per-tap"),    # dense on 4x4: ConvTranspose was faster
     ([8, 16, 16, 16], [32, 16, 3, 3], 1, [2, 2], False, "per-tap"),  # dense, strided
     ([8, 4, 16, 16], [32, 4, 3, 3], 1, [1, 1], True, "general"),     # dense, 4 input channels
-    ([8, 16, 4, 4], [32, 16, 1, 1], 1, [1, 1], True, "general"),     # pointwise
+    ([8, 16, 4, 4], [32, 16, 1, 1], 1, [1, 1], True, "pointwise"),   # pointwise
+    ([8, 64, 2, 2], [64, 64, 1, 1], 1, [1, 1], True, "general"),     # pointwise on 2x2: the products outgrow the inputs
+    ([8, 16, 4, 4], [32, 16, 1, 1], 1, [2, 2], False, "general"),    # pointwise, strided
 ])
 def test_rule_takes_the_measured_formulation(xs, ws, group, strides, flipped, dw):
     k = len(ws) - 2
@@ -133,5 +146,6 @@ def test_rule_takes_the_measured_formulation(xs, ws, group, strides, flipped, dw
     assert ("ConvTranspose" not in ops) == flipped
     taps = ws[2] * ws[3]
     found = ("taps" if "MatMul" not in ops and ops.count("Conv") == int(flipped) and ops.count("ReduceSum") == taps
-             else "per-tap" if taps > 1 and ops.count("MatMul") == taps else "general")
+             else "per-tap" if taps > 1 and ops.count("MatMul") == taps
+             else "pointwise" if taps == 1 and ops.count("MatMul") == 1 and "ReduceSum" in ops else "general")
     assert found == dw

@@ -67,12 +67,34 @@ def test_a_failing_contestant_or_export_is_a_note_and_the_rest_runs(tiny, monkey
     assert row["error"] is None and set(row["steps_per_s"]) == {"onnx"} and row["onnx_ratio"] == {}
     assert "torch failed: RuntimeError: eager is broken today" in row["notes"]
 
+    monkeypatch.undo()
+    monkeypatch.setitem(models.MODELS, "tiny", TINY)
+    monkeypatch.setitem(models.CONVNETS, "tiny", (TINY, _no_torchvision,
+                                                  lambda c: c.ResNet(c.BasicBlock, (1, 1, 1, 1), 10, widths=(4, 4, 4, 4))))
+
+    def untrainable(*args, **kwargs):
+        from onnxforge.runtime.errors import NotTrainableError
+
+        raise NotTrainableError("no gradient in standard ONNX through: node 'n' (Foo)")
+
+    monkeypatch.setattr(model_rows, "_onnx_step", untrainable)
+    row = model_rows.bench_model(tiny, seconds=0.02, rounds=1, threads=1, compile=False)
+    assert row["error"] is None and set(row["steps_per_s"]) == {"torch"} and row["onnx_ratio"] == {}
+    assert "onnx failed: NotTrainableError: no gradient in standard ONNX through: node 'n' (Foo)" in row["notes"]
+
     def no_export(*args, **kwargs):
         raise ValueError("Unsupported: prim::Bad\nmore lines")
 
     monkeypatch.setattr(model_rows, "export", no_export)
     row = model_rows.bench_model(tiny, seconds=0.02, rounds=1, threads=1, compile=False)
-    assert row["error"] == "export failed: ValueError: Unsupported: prim::Bad" and row["steps_per_s"] == {}
+    assert row["error"] == "export (torchscript) failed: ValueError: Unsupported: prim::Bad" and row["steps_per_s"] == {}
+
+    def no_build(name):
+        raise ImportError("cannot import name 'BertConfig'")
+
+    monkeypatch.setattr(model_rows, "build", no_build)
+    row = model_rows.bench_model(tiny, seconds=0.02, rounds=1, threads=1, compile=False)
+    assert row["error"] == "building the model failed: ImportError: cannot import name 'BertConfig'"
 
 
 def test_without_pytorch_every_model_row_says_so_and_nothing_raises(cli_run, tmp_path, monkeypatch):
