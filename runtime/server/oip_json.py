@@ -104,15 +104,21 @@ _DIGITS_AS_NINES = bytes.maketrans(b"012345678", b"999999999")  # then a run of 
 _LONG_RUN = b"9" * 19  # an integer that may not fit 64 bits (orjson reads it as a float)
 
 
-def _keys(value) -> int:
-    """The keys in every object of a parsed document (lists of numbers are skipped at C speed)."""
+def _keys(value, counts: list) -> None:
+    """Add to ``counts`` the objects (``counts[0]``) and keys (``counts[1]``) of a parsed document,
+    walking objects and the lists whose first element is an object or a list. A list of numbers is
+    never walked element by element: an object hidden after its first element is not counted, which
+    the caller sees as fewer objects than the text has braces (and reads the request the slow way)."""
     if type(value) is dict:
-        return len(value) + sum(_keys(v) for v in value.values() if type(v) is dict or type(v) is list)
-    if type(value) is list:
-        kinds = set(map(type, value))
-        if dict in kinds or list in kinds:
-            return sum(_keys(v) for v in value if type(v) is dict or type(v) is list)
-    return 0
+        counts[0] += 1
+        counts[1] += len(value)
+        for v in value.values():
+            if type(v) is dict or type(v) is list:
+                _keys(v, counts)
+    elif value and (type(value[0]) is dict or type(value[0]) is list):
+        for v in value:
+            if type(v) is dict or type(v) is list:
+                _keys(v, counts)
 
 
 def _long_integer(raw: bytes) -> bool:
@@ -136,16 +142,24 @@ def _fast(raw: bytes):
     must read it: anything orjson refuses (NaN and Infinity literals, numbers past a double,
     malformed JSON: the general path words the error), any run of 19 digits outside a fraction
     (an integer past 64 bits, which orjson would read as a float; the general path refuses it by
-    its range), any key given
-    twice in one object (orjson keeps the last; found by counting the keys in the text, which
-    without escapes is every quote followed by a colon, against the keys parsed)."""
+    its range), any key given twice in one object (orjson keeps the last; found by counting the
+    keys in the text, which without escapes is every quote followed by a colon, against the keys
+    of the parsed objects, once every object is known to be counted: the data lists of numbers are
+    not walked, so their one pass is the type check that reads them as a tensor)."""
     if _long_integer(raw):
         return _SLOW
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return _SLOW
-    return doc if _keys(doc) == len(_KEY_END.findall(raw)) else _SLOW
+    counts = [0, 0]
+    if type(doc) is dict or type(doc) is list:
+        _keys(doc, counts)
+    # Every object walked (as many as the text has braces: a brace inside a string only makes
+    # the text's count larger) and as many keys parsed as written: no key was given twice.
+    if counts[0] == raw.count(b"{") and counts[1] == len(_KEY_END.findall(raw)):
+        return doc
+    return _SLOW
 
 
 def load_json(raw: bytes, literals: list, *, body_limit: int):
