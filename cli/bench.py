@@ -30,7 +30,8 @@ from onnxforge.runtime.benchmark.zoo.models import MODELS, parse_names
 @click.option("--profile", "profile_steps", type=click.IntRange(min=0), default=0, is_flag=False, flag_value=10,
               metavar="[STEPS]",
               help="With --models: profile the onnx backend's step of each model with ONNX Runtime's profiler and print "
-                   "the time per op type and the slowest nodes (over STEPS steps, default 10).")
+                   "the kernel time by phase (forward, backward, optimizer), per op type and of the slowest nodes (over STEPS "
+                   "steps, default 10).")
 @click.option("--no-cuda", is_flag=True, help="Skip the CUDA section even when a CUDA provider works.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object instead of the table.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,

@@ -18,7 +18,15 @@ from typing import cast
 from onnxforge.runtime.training.backends.onnx import OnnxBackend
 from onnxforge.runtime.training.trainer import Trainer
 
-__all__ = ["profile_onnx_step", "summarize_profile"]
+__all__ = ["profile_onnx_step", "summarize_profile", "phase_of"]
+
+# the step graph's node name prefixes (runtime/training/stepgraph): the backward pass, the optimizer's update
+PHASES = (("grad/", "backward"), ("update/", "optimizer"), ("new/", "optimizer"), ("pack/", "optimizer"))
+
+
+def phase_of(node: str) -> str:
+    """``forward`` (the model and its loss), ``backward`` or ``optimizer``, from a step node's name."""
+    return next((phase for prefix, phase in PHASES if node.startswith(prefix)), "forward")
 
 
 def _profiled(prefix: str):
@@ -41,11 +49,13 @@ def summarize_profile(events: list, skip_runs: int = 0, top: int = 12) -> dict:
                   key=lambda e: e["ts"])
     kept = runs[skip_runs:]
     if not kept:
-        return {"steps": 0, "kernel_ms_per_step": 0.0, "run_ms_per_step": 0.0, "by_op": [], "top_nodes": []}
+        return {"steps": 0, "kernel_ms_per_step": 0.0, "run_ms_per_step": 0.0, "by_phase": {}, "by_op": [],
+                "top_nodes": []}
     start = kept[0]["ts"]
     by_op: dict[str, float] = defaultdict(float)
     nodes_of: dict[str, set] = defaultdict(set)
     by_node: dict[tuple[str, str], float] = defaultdict(float)
+    by_phase: dict[str, float] = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0}
     for e in events:
         if e.get("cat") != "Node" or not str(e.get("name", "")).endswith("_kernel_time") or e["ts"] < start:
             continue
@@ -54,11 +64,13 @@ def summarize_profile(events: list, skip_runs: int = 0, top: int = 12) -> dict:
         by_op[op] += e.get("dur", 0)
         nodes_of[op].add(node)
         by_node[(node, op)] += e.get("dur", 0)
+        by_phase[phase_of(node)] += e.get("dur", 0)
     n = len(kept)
     total = sum(by_op.values())
     ms = lambda us: us / n / 1000.0  # noqa: E731
     return {
         "steps": n, "kernel_ms_per_step": ms(total), "run_ms_per_step": ms(sum(e.get("dur", 0) for e in kept)),
+        "by_phase": {k: ms(v) for k, v in by_phase.items()},
         "by_op": [{"op": op, "ms_per_step": ms(us), "share": us / total if total else 0.0, "nodes": len(nodes_of[op])}
                   for op, us in sorted(by_op.items(), key=lambda kv: -kv[1])],
         "top_nodes": [{"node": node, "op": op, "ms_per_step": ms(us), "share": us / total if total else 0.0}

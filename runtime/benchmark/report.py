@@ -116,6 +116,10 @@ def _profile(lines, row):
     lines.append("")
     lines.append(f"profile of the onnx backend's step on {row['model']} (ONNX Runtime's profiler, {p['steps']} steps): "
                  f"{p['wall_ms_per_step']:.2f} ms/step wall, {p['kernel_ms_per_step']:.2f} ms in kernels")
+    phases = p.get("by_phase") or {}
+    if phases:
+        lines.append("  kernel time by phase: " + ", ".join(f"{k} {v:.2f} ms ({v / max(p['kernel_ms_per_step'], 1e-12):.0%})"
+                                                          for k, v in phases.items()))
     lines.append(f"  {'op type':28} {'ms/step':>8} {'share':>6} {'nodes':>6}")
     for o in p["by_op"]:
         lines.append(f"  {o['op']:28} {o['ms_per_step']:>8.3f} {o['share']:>6.1%} {o['nodes']:>6}")

@@ -120,6 +120,8 @@ def contestants(rng, n, c, m, h, k, s, g):
     dx = {"dX ConvTranspose": lambda ctx: cc.conv_transpose(ctx, "gy", "w", g, st, pads, dil, extra, [n, c, h, h], wd),
           "dX Conv of flipped W": lambda ctx: fg.flipped_input_grad(ctx, "gy", "w", g, kern, st, dil, pads)}
     dw = {"dW general (Conv swapped / patches)": lambda ctx: cc.weight_grad(ctx, "x", "gy", g, kern, st, dil, pads),
+          "dW pointwise, MatMul per sample": lambda ctx: fg.pointwise_weight_grad(ctx, "x", "gy", wd) if k == 1 and s == 1 else None,
+          "dW the rule's choice": lambda ctx: fg.weight_grad(ctx, "x", "gy", g, kern, st, dil, pads, wd),
           "dW depthwise taps": lambda ctx: fg.depthwise_weight_grad(ctx, "x", "gy", g, kern, st, dil, pads, wd),
           "dW Conv swapped (forced)": lambda ctx: forced_swapped(ctx, "x", "gy", g, kern, st, dil, pads),
           "dW general patches (forced)": lambda ctx: forced_patches(ctx, "x", "gy", g, kern, st, dil, pads),

@@ -148,15 +148,17 @@ def test_the_profile_summary_sums_kernel_times_by_op_after_the_warmup_runs():
         return {"cat": "Node", "name": f"{name}_kernel_time", "ts": ts, "dur": dur, "args": {"op_name": op}}
 
     events = [run(0, 100), node("c1", "Conv", 1, 90),  # the warm-up run: left out
-              run(200, 50), node("c1", "Conv", 201, 30), node("m1", "Mul", 231, 10),
+              run(200, 50), node("c1", "Conv", 201, 30), node("grad/m1", "Mul", 231, 10),
               {"cat": "Node", "name": "c1_fence_before", "ts": 232, "dur": 0},
-              run(300, 60), node("c1", "Conv", 301, 40), node("m2", "Mul", 341, 10)]
+              run(300, 60), node("c1", "Conv", 301, 40), node("update/m2", "Mul", 341, 10)]
     s = profile.summarize_profile(events, skip_runs=1)
     assert s["steps"] == 2 and s["kernel_ms_per_step"] == pytest.approx(0.045)
     assert s["run_ms_per_step"] == pytest.approx(0.055)
     assert s["by_op"] == [{"op": "Conv", "ms_per_step": pytest.approx(0.035), "share": pytest.approx(70 / 90), "nodes": 1},
                           {"op": "Mul", "ms_per_step": pytest.approx(0.01), "share": pytest.approx(20 / 90), "nodes": 2}]
     assert s["top_nodes"][0]["node"] == "c1"
+    assert s["by_phase"] == {"forward": pytest.approx(0.035), "backward": pytest.approx(0.005),
+                             "optimizer": pytest.approx(0.005)}
 
 
 def test_threads_reach_the_training_backends_rows(monkeypatch):
