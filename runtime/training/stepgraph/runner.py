@@ -20,6 +20,7 @@ from onnxforge.runtime.ort.distribution import ort
 from onnxforge.runtime.training.stepgraph.build import StepGraph
 from onnxforge.runtime.training.stepgraph.forward import LR, SEED, STEP
 from onnxforge.runtime.training.stepgraph.loss import LOSS
+from onnxforge.runtime.training.stepgraph.nchwc import nchwc_session_model
 from onnxforge.runtime.training.stepgraph.optim import adamw_floats
 
 __all__ = ["StepRunner", "EvalRunner", "providers_for"]
@@ -30,7 +31,10 @@ def providers_for(device: str) -> list[str]:
 
 
 def _session(model, options, device: str):
+    """The step's session; on the CPU its depthwise convolutions run on ONNX Runtime's NCHWc
+    kernels (see :mod:`.nchwc`: the step itself stays standard ONNX)."""
     rt = ort()
+    model = nchwc_session_model(model, device)
     return rt.InferenceSession(model.SerializeToString(), sess_options=options, providers=providers_for(device))
 
 
