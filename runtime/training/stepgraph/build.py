@@ -22,6 +22,7 @@ from onnxforge.runtime.modelio.protos import subgraphs
 from onnxforge.runtime.training.stepgraph._rewrite import Nodes, opset_of
 from onnxforge.runtime.training.stepgraph.forward import LR, NEW, STEP, training_forward
 from onnxforge.runtime.training.stepgraph.kernels import faster_kernels, fold_sgd_updates
+from onnxforge.runtime.training.stepgraph.scalars import rank_scalars
 from onnxforge.runtime.training.stepgraph.loss import add_loss
 from onnxforge.runtime.training.stepgraph.optim import (ADAMW_SCALARS, MOMENT_SCALES, OPTIMIZERS, adamw_scalars,
                                                         add_updates, moment_names)
@@ -163,6 +164,7 @@ def build_step(model: onnx.ModelProto, *, output: str, loss: str, optimizer: str
             outputs.append(_value(NEW + b, params_info[b]))
     if with_output:
         outputs.append(out_info)
+    rank_scalars(graph)  # scalars at their tensor's rank: ONNX Runtime's fast broadcast (see .scalars)
     return StepGraph(_finish(graph, outputs), feeds, target, state, [NEW + s for s in state], seeded,
                      output if with_output else None, packing, scalars, float(weight_decay))
 
