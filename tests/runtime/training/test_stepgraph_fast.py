@@ -6,24 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx import numpy_helper
 
 from onnxforge.graphs import convnet, mlp
-from onnxforge.runtime.passes.gradient_form import state_buffers, trainable_parameters
 from onnxforge.runtime.training.stepgraph import build_step, moment_names
 from onnxforge.runtime.training.stepgraph.pack import PARAMS
 from onnxforge.runtime.training.stepgraph.runner import StepRunner
 
-
-def _split(model):
-    params = trainable_parameters(model)
-    buffers = [b for b in state_buffers(model) if b in params]
-    return [p for p in params if p not in buffers], buffers
-
-
-def _named(model, graph):
-    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    return {n: init[n] if n in init else np.zeros_like(init[n.split("/", 1)[1]]) for n in graph.names()}
+from _stepgraph_values import split_parameters, start_values
 
 
 def _cases():
@@ -32,7 +21,7 @@ def _cases():
 
 
 def _graph(model, shape, optimizer, **kw):
-    trainable, buffers = _split(model)
+    trainable, buffers = split_parameters(model)
     return build_step(model, output=model.graph.output[0].name, loss="cross-entropy", optimizer=optimizer,
                       trainable=trainable, buffers=buffers, feed_shapes={"x": shape}, weight_decay=0.01, **kw)
 
@@ -46,7 +35,7 @@ def test_parameters_read_as_views_of_the_flat_buffer_train_as_the_split_step_doe
     assert "Split" in ops[False] and "Split" not in ops[True] and PARAMS in graphs[True].state
     assert graphs[True].names() == graphs[False].names()
     rng = np.random.default_rng(0)
-    runners = {v: StepRunner(g, _named(model, g)) for v, g in graphs.items()}
+    runners = {v: StepRunner(g, start_values(model, g)) for v, g in graphs.items()}
     for _ in range(4):
         x, y = rng.standard_normal(shape).astype(np.float32), rng.integers(0, 4, shape[0])
         losses = {v: r.step([x], y, 0.05) for v, r in runners.items()}
@@ -59,7 +48,7 @@ def test_parameters_read_as_views_of_the_flat_buffer_train_as_the_split_step_doe
 def test_load_writes_the_viewed_parameters_through_the_flat_buffer():
     model, shape = _cases()["mlp"]
     graph = _graph(model, shape, "adamw", views=True)
-    start = _named(model, graph)
+    start = start_values(model, graph)
     runner = StepRunner(graph, start)
     x, y = np.ones(shape, np.float32), np.zeros(shape[0], np.int64)
     runner.step([x], y, 0.1)
@@ -70,7 +59,7 @@ def test_load_writes_the_viewed_parameters_through_the_flat_buffer():
     assert runner.step([x], y, 0.1) == fresh.step([x], y, 0.1)
     for name, value in fresh.state().items():
         np.testing.assert_array_equal(runner.state()[name], value, err_msg=name)
-    assert set(runner.state()) == {n for p in _split(model)[0] for n in [p, *moment_names("adamw", p)]}
+    assert set(runner.state()) == {n for p in split_parameters(model)[0] for n in [p, *moment_names("adamw", p)]}
 
 
 def _numpy_sgd(params, x, y, lr):
@@ -96,8 +85,8 @@ def test_sgd_updates_of_large_weights_fold_into_their_gradient_gemm_and_equal_nu
     folded = writers["new/fc1.weight"]
     assert folded.op_type == "Gemm" and len(folded.input) == 3 and folded.input[2] == "fc1.weight"
     assert writers["new/" + PARAMS].op_type == "Sub"  # the packed rest: one Sub
-    runner = StepRunner(graph, _named(model, graph))
-    ref = {k: v.astype(np.float64) for k, v in _named(model, graph).items()}
+    runner = StepRunner(graph, start_values(model, graph))
+    ref = {k: v.astype(np.float64) for k, v in start_values(model, graph).items()}
     rng = np.random.default_rng(7)
     for lr in (0.5, 0.3, 0.1):
         x, y = rng.standard_normal((8, 300)).astype(np.float32), rng.integers(0, 3, 8)
@@ -105,7 +94,7 @@ def test_sgd_updates_of_large_weights_fold_into_their_gradient_gemm_and_equal_nu
         ref = _numpy_sgd(ref, x.astype(np.float64), y, lr)
     got = runner.state()
     for name, value in ref.items():
-        assert not np.allclose(value, _named(model, graph)[name]), name
+        assert not np.allclose(value, start_values(model, graph)[name]), name
         np.testing.assert_allclose(got[name], value, rtol=0, atol=2e-6, err_msg=name)
 
 
@@ -116,7 +105,7 @@ def test_scaled_moments_round_trip_exactly_through_their_named_values():
     model, shape = _cases()["mlp"]
     graph = _graph(model, shape, "adamw", views=True)
     rng = np.random.default_rng(3)
-    packed = graph.pack(_named(model, graph))
+    packed = graph.pack(start_values(model, graph))
     carried = {k: rng.standard_normal(packed[k].shape).astype(np.float32) * 1e-3 for k in graph.state}
     again = graph.pack(graph.unpack(carried))
     for name in graph.state:

@@ -18,6 +18,8 @@ from onnxforge.runtime.training.stepgraph import runner as runner_module
 from onnxforge.runtime.training.stepgraph.nchwc import NCHWC, depthwise_to_nchwc, nchwc_block, nchwc_pads, nchwc_session_model
 from onnxforge.runtime.training.stepgraph.runner import StepRunner
 
+from _stepgraph_values import start_values
+
 F = TensorProto.FLOAT
 
 
@@ -135,8 +137,7 @@ def test_a_step_on_the_nchwc_kernels_trains_as_the_standard_step(monkeypatch, op
     # the forward's two depthwise Convs and the stride-1 one's input gradient (a depthwise Conv of
     # the output gradient by the flipped kernel) run on the NCHWc kernels
     assert depthwise_to_nchwc(graph.model, block, pad=True)[1] >= 2
-    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    start = {n: init[n] if n in init else np.zeros_like(init[n.split("/", 1)[1]]) for n in graph.names()}
+    start = start_values(model, graph)
     fast = StepRunner(graph, start)
     monkeypatch.setattr(runner_module, "nchwc_session_model", lambda model, device: model)
     plain = StepRunner(graph, start)

@@ -7,38 +7,22 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from onnxforge.graphs import convnet, lstm, mlp
 from onnxforge.graphs.seq2seq import seq2seq
 from onnxforge.runtime.inference.session import session_options
 from onnxforge.runtime.ort.distribution import ort
-from onnxforge.runtime.passes.gradient_form import state_buffers, trainable_parameters
 from onnxforge.runtime.tasks.losses import numpy_loss
 from onnxforge.runtime.training.stepgraph import LR, SEED, STEP, build_step, moment_names
 from onnxforge.runtime.training.stepgraph.runner import StepRunner
 
-
-def _split(model):
-    params = trainable_parameters(model)
-    buffers = [b for b in state_buffers(model) if b in params]
-    return [p for p in params if p not in buffers], buffers
-
-
-def _named(model, graph):
-    """Every carried value by name: the model's initialisers, zero moments."""
-    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    out = {}
-    for name in graph.names():
-        base = name.split("/", 1)[1] if name.startswith("adamw.") else name
-        out[name] = init[name] if name in init else np.zeros_like(init[base])
-    return out
+from _stepgraph_values import split_parameters, start_values
 
 
 def _initial(model, graph):
     """The step's state inputs (packed buffers where the graph packs)."""
-    return graph.pack(_named(model, graph))
+    return graph.pack(start_values(model, graph))
 
 
 def _new(graph, names, outs):
@@ -68,7 +52,7 @@ def _cases():
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_one_step_on_the_reference_evaluator_equals_one_on_onnx_runtime(case, optimizer):
     model, feeds, targets, loss = _cases()[case]
-    trainable, buffers = _split(model)
+    trainable, buffers = split_parameters(model)
     output = model.graph.output[0].name
     graph = build_step(model, output=output, loss=loss, optimizer=optimizer, trainable=trainable, buffers=buffers,
                        feed_shapes={k: v.shape for k, v in feeds.items()}, weight_decay=0.01)
@@ -93,14 +77,14 @@ def test_one_step_on_the_reference_evaluator_equals_one_on_onnx_runtime(case, op
         out = sess.run([output], feeds)[0]
         assert got[0] == pytest.approx(numpy_loss(loss, out, targets), rel=1e-5)
     # every trainable parameter moved
-    before, after = _named(model, graph), _new(graph, names, got)
+    before, after = start_values(model, graph), _new(graph, names, got)
     for p in trainable:
         assert not np.array_equal(after[p], before[p]), p
 
 
 def test_cross_entropy_ignores_padding_and_an_all_padding_batch_is_zero():
     model = seq2seq(9, 7, 4, 5, attention="dot", seed=0, max_len=6)
-    trainable, _ = _split(model)
+    trainable, _ = split_parameters(model)
     rng = np.random.default_rng(1)
     feeds = {"src": rng.integers(1, 9, (3, 5)), "decoder_input": rng.integers(1, 7, (3, 6))}
     inputs = [i.name for i in model.graph.input]
@@ -123,14 +107,14 @@ def test_cross_entropy_ignores_padding_and_an_all_padding_batch_is_zero():
 
 def test_dropout_masks_depend_on_seed_and_step_only():
     model = mlp(32, [256], 4, dropout=0.25, seed=0)
-    trainable, _ = _split(model)
+    trainable, _ = split_parameters(model)
     graph = build_step(model, output="logits", loss="cross-entropy", optimizer="sgd", trainable=trainable,
                        with_output=True)
     x = np.ones((64, 32), np.float32)
     y = np.zeros(64, np.int64)
 
     def logits(seed, step):
-        r = StepRunner(graph, _named(model, graph), steps=step)
+        r = StepRunner(graph, start_values(model, graph), steps=step)
         r.seed(seed)
         r.step([x], y, 0.0)
         return r.outputs().numpy()
@@ -160,14 +144,14 @@ def _ort_adamw(p, g, m, v, t, lr, wd, b1=0.9, b2=0.999, eps=1e-8):
 
 def test_adamw_steps_equal_onnx_runtime_trainings_formula():
     model = mlp(6, [5], 3, seed=2)
-    trainable, _ = _split(model)
+    trainable, _ = split_parameters(model)
     graph = build_step(model, output="logits", loss="mse", optimizer="adamw", trainable=trainable, weight_decay=0.1,
                        with_output=False)
     state = _initial(model, graph)
     sess = ort().InferenceSession(graph.model.SerializeToString(), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(3)
     x, y = rng.standard_normal((4, 6)).astype(np.float32), rng.standard_normal((4, 3)).astype(np.float32)
-    ref = {k: v.astype(np.float64) for k, v in _named(model, graph).items()}
+    ref = {k: v.astype(np.float64) for k, v in start_values(model, graph).items()}
     for t in (1, 2, 3):
         # the gradient the step uses, from the autodiff gradient model of the same loss
         outs = sess.run(None, {"x": x, "target": y, LR: np.array(0.01, np.float32), STEP: np.array(t, np.float32),
@@ -189,7 +173,7 @@ def test_packed_step_equals_the_unpacked_one_and_large_parameters_keep_their_own
     from onnxforge.runtime.training.stepgraph.pack import PACK_MAX_ELEMENTS, PARAMS
 
     model = mlp(300, [256], 3, seed=6)  # fc1.weight: 76800 elements, above the packing limit
-    trainable, _ = _split(model)
+    trainable, _ = split_parameters(model)
     assert 300 * 256 > PACK_MAX_ELEMENTS
     graphs = {pack: build_step(model, output="logits", loss="cross-entropy", optimizer="adamw", trainable=trainable,
                                weight_decay=0.01, pack=pack) for pack in (True, False)}
@@ -197,7 +181,7 @@ def test_packed_step_equals_the_unpacked_one_and_large_parameters_keep_their_own
     assert graphs[False].state == graphs[False].names() and PARAMS not in graphs[False].state
     assert set(graphs[True].names()) == set(graphs[False].names())
     rng = np.random.default_rng(5)
-    runners = {pack: StepRunner(g, _named(model, g)) for pack, g in graphs.items()}
+    runners = {pack: StepRunner(g, start_values(model, g)) for pack, g in graphs.items()}
     for _ in range(3):
         x, y = rng.standard_normal((8, 300)).astype(np.float32), rng.integers(0, 3, 8)
         losses = {pack: r.step([x], y, 1e-2) for pack, r in runners.items()}
@@ -217,10 +201,10 @@ torch = pytest.importorskip("torch")
 @pytest.mark.parametrize("optimizer", ["sgd"])
 def test_ten_steps_equal_pytorch(optimizer):
     model = mlp(64, [128], 10, seed=3)
-    trainable, _ = _split(model)
+    trainable, _ = split_parameters(model)
     graph = build_step(model, output="logits", loss="cross-entropy", optimizer=optimizer, trainable=trainable,
                        weight_decay=0.01)
-    init = _named(model, graph)
+    init = start_values(model, graph)
     runner = StepRunner(graph, init, options=session_options(1))
     net = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
     with torch.no_grad():
