@@ -34,7 +34,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from onnxforge.runtime.modelio.protos import copy_model, is_default_domain
+from onnxforge.runtime.modelio.protos import copy_model, is_default_domain, static_dims
 from onnxforge.runtime.ort.distribution import ort
 
 __all__ = ["NCHWC", "nchwc_block", "nchwc_pads", "nchwc_session_model", "depthwise_to_nchwc"]
@@ -73,9 +73,8 @@ def _shapes(model: onnx.ModelProto) -> dict:
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     out = {}
     for v in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
-        t = v.type.tensor_type
-        if t.HasField("shape"):
-            out[v.name] = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        if v.type.tensor_type.HasField("shape"):
+            out[v.name] = list(static_dims(v))
     out.update({t.name: list(t.dims) for t in model.graph.initializer})
     return out
 
